@@ -1,0 +1,87 @@
+/**
+ * `build-images`: a thin command line over the API in build.ts. Errors are
+ * printed here and only here, with their exit code.
+ */
+import yargs, { type Argv } from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { build, findPlannedFile, prepare, VERSION, type CommonOptions } from './build.js';
+import { NetrootError, UsageError, EXIT_USAGE } from './errors.js';
+import { profileJsonSchema } from './profile/schema.js';
+
+function common(y: Argv) {
+  return y
+    .option('profile', { alias: 'p', type: 'string', demandOption: true, describe: 'Profile name (profiles/NAME.yaml) or path to a profile file' })
+    .option('secrets', { type: 'string', describe: 'Secrets file (default: NAME.secrets.yaml beside the profile)' })
+    .option('overlays', { type: 'string', describe: 'Overlay template directory (default: the bundled overlays)' });
+}
+
+function commonOptions(argv: { profile: string; secrets?: string | undefined; overlays?: string | undefined }): CommonOptions {
+  return { profile: argv.profile, ...(argv.secrets ? { secrets: argv.secrets } : {}), ...(argv.overlays ? { overlays: argv.overlays } : {}) };
+}
+
+const out = (text: string): void => void process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+
+export async function main(args: string[]): Promise<void> {
+  await yargs(args)
+    .scriptName('build-images')
+    .version(VERSION)
+    .strict()
+    .command(
+      ['$0', 'build'],
+      'Validate a profile and build every node\'s overlay, PXE, DHCP and NFS export files',
+      (y) => common(y).option('out', { alias: 'o', type: 'string', default: 'out', describe: 'Output directory; the build goes to OUT/<cluster>' }).option('json', { type: 'boolean', default: false, describe: 'Print a machine-readable summary' }),
+      async (argv) => {
+        const result = await build({ ...commonOptions(argv), out: argv.out });
+        if (argv.json) return out(JSON.stringify(result, null, 2));
+        const servers = result.nodes.filter((n) => n.roles.includes('server')).length;
+        out(`built ${result.dir}: ${result.nodes.length} nodes (${servers} servers, ${result.nodes.length - servers} agent${result.nodes.length - servers === 1 ? '' : 's'}), ${result.files} files`);
+        if (result.secretsCreated) out(`generated the cluster's secrets in ${result.secretsCreated} (mode 0600): keep it, back it up, never commit it`);
+      },
+    )
+    .command(
+      'validate',
+      'Check a profile and render every file in memory; writes nothing',
+      (y) => common(y),
+      async (argv) => {
+        const { loaded, plan } = await prepare(commonOptions(argv));
+        out(`${loaded.name}: valid (${plan.nodes.length} nodes, ${plan.cluster.servers.length} servers)`);
+      },
+    )
+    .command(
+      'render [path]',
+      'Print one rendered file of a node (or list its files) for review; writes nothing',
+      (y) =>
+        common(y)
+          .option('node', { alias: 'n', type: 'string', demandOption: true, describe: 'Node name' })
+          .positional('path', { type: 'string', describe: 'File path in the node\'s root, e.g. /etc/keepalived/keepalived.conf, or "pxelinux.cfg"' }),
+      async (argv) => {
+        const { secrets, plan } = await prepare(commonOptions(argv));
+        const { files } = findPlannedFile(plan, argv.node, argv.path);
+        if (secrets.generated.length) process.stderr.write(`note: no saved secrets yet; ${secrets.generated.join(', ')} shown here are placeholders until the first build\n`);
+        if (argv.path === undefined) {
+          return out(files.map((f) => `${f.type === 'symlink' ? 'l' : '-'}${f.mode.toString(8).padStart(4, '0')} ${f.uid}:${f.gid} /${f.path}${f.type === 'symlink' ? ` -> ${f.target}` : ''}`).join('\n'));
+        }
+        for (const f of files) out(f.type === 'symlink' ? `/${f.path} -> ${f.target}` : f.content!.toString());
+      },
+    )
+    .command('schema', 'Print the profile\'s JSON Schema (for editors and validators)', {}, () => {
+      out(JSON.stringify(profileJsonSchema(), null, 2));
+    })
+    .fail((message, error) => {
+      if (error) throw error;
+      throw new UsageError(message);
+    })
+    .help()
+    .parseAsync();
+}
+
+main(hideBin(process.argv)).catch((error: unknown) => {
+  if (error instanceof NetrootError) {
+    process.stderr.write(`build-images: ${error.message}\n`);
+    process.exitCode = error.exitCode;
+  } else {
+    process.stderr.write(`build-images: internal error (please report it): ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+    process.exitCode = 1;
+  }
+  if (error instanceof UsageError && process.exitCode !== EXIT_USAGE) process.exitCode = EXIT_USAGE;
+});

@@ -1,0 +1,57 @@
+/**
+ * Outputs appear whole or not at all: everything is written into a hidden
+ * staging directory beside the target and renamed into place at the end. An
+ * error removes the staging directory; a kill leaves it hidden, never a
+ * half-written target, and the next run removes it.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Remove staging directories left by killed runs for the same target. */
+async function removeStale(parent: string, base: string): Promise<void> {
+  const pattern = new RegExp(`^\\.${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(?:tmp|old)-(\\d+)-[0-9a-f]+$`);
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    const match = pattern.exec(name);
+    if (match && !processAlive(Number(match[1]))) await rm(path.join(parent, name), { recursive: true, force: true });
+  }
+}
+
+export async function writeAtomically<T>(target: string, write: (staging: string) => Promise<T>): Promise<T> {
+  const parent = path.dirname(target);
+  const base = path.basename(target);
+  await mkdir(parent, { recursive: true });
+  await removeStale(parent, base);
+  const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
+  const staging = path.join(parent, `.${base}.tmp-${tag}`);
+  await mkdir(staging, { mode: 0o755 });
+  let result: T;
+  try {
+    result = await write(staging);
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+  const old = path.join(parent, `.${base}.old-${tag}`);
+  const replacing = existsSync(target);
+  if (replacing) await rename(target, old);
+  try {
+    await rename(staging, target);
+  } catch (error) {
+    if (replacing) await rename(old, target);
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+  if (replacing) await rm(old, { recursive: true, force: true });
+  return result;
+}

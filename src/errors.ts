@@ -1,0 +1,67 @@
+/**
+ * Typed errors. Every error a user can cause carries the message they should read
+ * and the exit code; the CLI prints them in one place (src/cli.ts).
+ */
+
+export const EXIT_USAGE = 2;
+export const EXIT_FAILURE = 1;
+
+/** Where in a profile a value came from, for messages like `profiles/opz3.yaml:14:5`. */
+export interface SourceLocation {
+  file: string;
+  line: number;
+  column: number;
+}
+
+export function formatLocation(loc: SourceLocation | undefined): string {
+  return loc ? `${loc.file}:${loc.line}:${loc.column}` : '';
+}
+
+export class NetrootError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode: number = EXIT_FAILURE, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.exitCode = exitCode;
+  }
+}
+
+/** One problem found in a profile: where it is, which key, and what to do. */
+export interface ProfileIssue {
+  location?: SourceLocation;
+  /** Key path in the user's words, e.g. `nodes[2].ip`. */
+  key: string;
+  message: string;
+}
+
+export function formatIssue(issue: ProfileIssue): string {
+  const where = formatLocation(issue.location);
+  return `${where ? where + ' ' : ''}${issue.key ? issue.key + ': ' : ''}${issue.message}`;
+}
+
+/** The profile (or its secrets) is wrong. Exit 2; nothing has been written. */
+export class ProfileError extends NetrootError {
+  readonly issues: ProfileIssue[];
+  constructor(issues: ProfileIssue[]) {
+    const lines = issues.map(formatIssue);
+    const head = issues.length === 1 ? 'The profile has a problem:' : `The profile has ${issues.length} problems:`;
+    super(`${head}\n${lines.map((l) => `  ${l}`).join('\n')}`, EXIT_USAGE);
+    this.issues = issues;
+  }
+}
+
+/** Wrong command-line usage or a missing input file. Exit 2. */
+export class UsageError extends NetrootError {
+  constructor(message: string) {
+    super(message, EXIT_USAGE);
+  }
+}
+
+/** A template refers to something the node does not have, or does not parse. Exit 2. */
+export class TemplateError extends NetrootError {
+  readonly template: string;
+  constructor(template: string, message: string, options?: { cause?: unknown }) {
+    super(`${template}: ${message}`, EXIT_USAGE, options);
+    this.template = template;
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The values each template sees. All decisions live here (roles, priorities,
+ * addresses, kernel arguments); templates only place them in their file format.
+ * A node gets only what its role needs: an agent's context has no Galera,
+ * keepalived or database secrets, so a template that asks for them fails.
+ */
+import path from 'node:path';
+import type { Cluster, ClusterNode } from '../profile/resolve.js';
+import type { Secrets } from '../profile/secrets.js';
+import { intToIp, netmask } from '../profile/ipv4.js';
+
+export const LOCAL_STORAGE_MOUNT = '/var/lib/netroot/local';
+export const LOCAL_STORAGE_IMAGE = '/var/lib/netroot/local-storage.ext4';
+/** k3s needs the memory cgroup; Armbian adds it through a boot script that PXE never runs. */
+export const K3S_KERNEL_ARGS = ['cgroup_enable=memory', 'cgroup_memory=1'];
+
+export const exportPath = (cluster: Cluster, node: ClusterNode): string => path.posix.join(cluster.profile.exports.root, node.name);
+
+/** U-Boot looks for pxelinux.cfg/01-<mac with dashes>, lower case (doc/README.pxe). */
+export const pxeConfigName = (node: ClusterNode): string => `01-${node.mac.toLowerCase().replace(/:/g, '-')}`;
+
+/** Where a board's boot files sit under the TFTP root, so boards with different kernels can share it. */
+export function bootFiles(node: ClusterNode): { kernel: string; initrd: string; fdt: string } {
+  const dir = `boot/${node.board.name}`;
+  return {
+    kernel: `${dir}/${path.posix.basename(node.board.kernel)}`,
+    initrd: `${dir}/${path.posix.basename(node.board.initrd)}`,
+    fdt: `${dir}/${path.posix.basename(node.board.fdt)}`,
+  };
+}
+
+export function kernelArgs(cluster: Cluster, node: ClusterNode): string[] {
+  const { nfsServer } = cluster.profile.network;
+  return [
+    'root=/dev/nfs',
+    `nfsroot=${nfsServer}:${exportPath(cluster, node)},vers=3,tcp`,
+    'ip=dhcp',
+    'rw',
+    'rootwait',
+    `console=${node.board.console}`,
+    ...K3S_KERNEL_ARGS.filter((a) => !node.board.append.includes(a)),
+    ...node.board.append,
+  ];
+}
+
+function networkContext(cluster: Cluster) {
+  const { network } = cluster.profile;
+  return {
+    vip: network.vip,
+    vipName: `${cluster.name}-vip`,
+    subnet: network.subnet,
+    subnetAddress: intToIp(cluster.subnet.network),
+    prefix: cluster.subnet.prefix,
+    netmask: netmask(cluster.subnet),
+    nfsServer: network.nfsServer,
+    tftpServer: network.tftpServer,
+  };
+}
+
+export function datastoreEndpoint(cluster: Cluster, secrets: Secrets): string {
+  const { k3s, network } = cluster.profile;
+  return `mysql://${k3s.user}:${secrets.k3sDatabasePassword}@tcp(${network.vip}:3306)/${k3s.database}`;
+}
+
+export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secrets): Record<string, unknown> {
+  const { profile } = cluster;
+  const longhornOn = profile.longhorn.enabled;
+  const storage = node.storage;
+  const context: Record<string, unknown> = {
+    cluster: { name: cluster.name },
+    node: { name: node.name, ip: node.ip, mac: node.mac, interface: node.interface, gateway: node.gateway, dns: node.dns, isServer: node.isServer, roles: node.roles },
+    network: networkContext(cluster),
+    nodes: cluster.nodes.map((n) => ({ name: n.name, ip: n.ip })),
+    storage: {
+      device: storage.device ?? null,
+      label: storage.label,
+      imageSize: storage.imageSize,
+      imagePath: LOCAL_STORAGE_IMAGE,
+      mountPoint: LOCAL_STORAGE_MOUNT,
+      description: storage.device ? `device ${storage.device}` : `a ${storage.imageSize} image file on the node's export`,
+      directories: longhornOn ? ['rancher', 'longhorn'] : ['rancher'],
+    },
+    longhorn: {
+      enabled: longhornOn,
+      version: profile.longhorn.version,
+      chartVersion: profile.longhorn.version.replace(/^v/, ''),
+      nodeDownPodDeletionPolicy: profile.longhorn.nodeDownPodDeletionPolicy,
+      uiPort: profile.longhorn.uiPort ?? null,
+    },
+  };
+  const k3sCommon = { version: profile.k3s.version, token: secrets.k3sToken };
+  if (node.isServer) {
+    const others = cluster.servers.filter((s) => s.name !== node.name);
+    context.keepalived = {
+      state: node.keepalived!.state,
+      priority: node.keepalived!.priority,
+      virtualRouterId: profile.keepalived.virtualRouterId,
+      advertInterval: profile.keepalived.advertInterval,
+      authPass: secrets.keepalivedAuthPass,
+    };
+    context.galera = {
+      clusterName: profile.galera.clusterName,
+      clusterAddress: `gcomm://${cluster.servers.map((s) => s.ip).join(',')}`,
+      sstMethod: profile.galera.sstMethod,
+      isBootstrapNode: cluster.bootstrapNode === node.name,
+      peers: others.map((s) => s.ip),
+    };
+    context.mariadb = { rootPassword: secrets.mariadbRootPassword };
+    context.k3s = {
+      ...k3sCommon,
+      database: profile.k3s.database,
+      user: profile.k3s.user,
+      databasePassword: secrets.k3sDatabasePassword,
+      datastoreEndpoint: datastoreEndpoint(cluster, secrets),
+      tlsSan: [profile.network.vip],
+      // Cluster-wide flags: identical on every server (docs.k3s.io, High Availability).
+      disable: [...new Set([...(longhornOn ? ['local-storage'] : []), ...profile.k3s.disable])],
+    };
+  } else {
+    context.k3s = { ...k3sCommon, serverUrl: `https://${profile.network.vip}:6443` };
+  }
+  return context;
+}
+
+/** Values for the boot server's files: one entry per node. */
+export function bootContext(cluster: Cluster): Record<string, unknown> {
+  const { profile } = cluster;
+  return {
+    cluster: { name: cluster.name },
+    network: networkContext(cluster),
+    exports: profile.exports,
+    nodes: cluster.nodes.map((n, i) => ({
+      name: n.name,
+      ip: n.ip,
+      mac: n.mac,
+      gateway: n.gateway,
+      dnsList: n.dns.join(','),
+      dhcpTag: `netroot-${n.name}`,
+      exportPath: exportPath(cluster, n),
+      exportId: i + 1,
+    })),
+  };
+}
+
+export function pxeContext(cluster: Cluster, node: ClusterNode): Record<string, unknown> {
+  return {
+    cluster: { name: cluster.name },
+    node: { name: node.name, mac: node.mac },
+    boot: { configName: pxeConfigName(node), ...bootFiles(node), append: kernelArgs(cluster, node).join(' ') },
+  };
+}

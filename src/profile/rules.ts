@@ -1,0 +1,147 @@
+/**
+ * Cluster rules: checks that need more than one value at a time. Each rule is
+ * named and pushes problems as data; the loader turns paths into file:line.
+ */
+import type { Cluster, ClusterNode } from './resolve.js';
+import { inSubnet, isHostAddress } from './ipv4.js';
+import type { PathSegment } from './located.js';
+
+export interface RuleIssue {
+  path: PathSegment[];
+  message: string;
+  /** Another place the message refers to; its line replaces `{at}` in the message, or is appended. */
+  related?: PathSegment[];
+}
+
+export interface Rule {
+  name: string;
+  check(cluster: Cluster): RuleIssue[];
+}
+
+const nodePath = (node: ClusterNode, ...rest: PathSegment[]): PathSegment[] => ['nodes', node.index, ...rest];
+
+function uniqueBy(key: 'name' | 'mac' | 'ip', what: string): Rule {
+  return {
+    name: `unique-node-${key}`,
+    check(cluster) {
+      const seen = new Map<string, ClusterNode>();
+      const issues: RuleIssue[] = [];
+      for (const node of cluster.nodes) {
+        const value = node[key];
+        const first = seen.get(value);
+        if (first) {
+          issues.push({
+            path: nodePath(node, key),
+            message: `${what} ${value} is already used by ${first.name}{at}; every node needs its own`,
+            related: nodePath(first, key),
+          });
+        } else seen.set(value, node);
+      }
+      return issues;
+    },
+  };
+}
+
+export const rules: Rule[] = [
+  uniqueBy('name', 'the name'),
+  uniqueBy('mac', 'the MAC address'),
+  uniqueBy('ip', 'the IP address'),
+  {
+    name: 'addresses-in-subnet',
+    check({ profile, subnet, nodes }) {
+      const issues: RuleIssue[] = [];
+      const where = `subnet ${profile.network.subnet}`;
+      for (const node of nodes) {
+        if (!inSubnet(node.ip, subnet)) issues.push({ path: nodePath(node, 'ip'), message: `${node.ip} is outside the ${where}` });
+        else if (!isHostAddress(node.ip, subnet)) issues.push({ path: nodePath(node, 'ip'), message: `${node.ip} is the network or broadcast address of the ${where}` });
+      }
+      const vip = profile.network.vip;
+      if (!inSubnet(vip, subnet)) issues.push({ path: ['network', 'vip'], message: `the VIP ${vip} is outside the ${where}; keepalived can only hold an address on the nodes' own network` });
+      else if (!isHostAddress(vip, subnet)) issues.push({ path: ['network', 'vip'], message: `the VIP ${vip} is the network or broadcast address of the ${where}` });
+      if (!inSubnet(profile.network.gateway, subnet)) issues.push({ path: ['network', 'gateway'], message: `the gateway ${profile.network.gateway} is outside the ${where}` });
+      return issues;
+    },
+  },
+  {
+    name: 'vip-is-free',
+    check({ profile, nodes }) {
+      const vip = profile.network.vip;
+      const issues: RuleIssue[] = nodes
+        .filter((n) => n.ip === vip)
+        .map((n) => ({ path: ['network', 'vip'], message: `the VIP ${vip} is also the address of node ${n.name}; the VIP must be an unused address that keepalived moves between servers`, related: nodePath(n, 'ip') }));
+      for (const key of ['gateway', 'nfsServer', 'tftpServer'] as const) {
+        if (profile.network[key] === vip) issues.push({ path: ['network', 'vip'], message: `the VIP ${vip} is also network.${key}; pick an unused address` });
+      }
+      for (const node of nodes) {
+        for (const key of ['gateway', 'nfsServer', 'tftpServer'] as const) {
+          if (profile.network[key] === node.ip) issues.push({ path: nodePath(node, 'ip'), message: `${node.ip} is also network.${key}; a node needs an address of its own` });
+        }
+      }
+      return issues;
+    },
+  },
+  {
+    name: 'roles',
+    check({ nodes }) {
+      return nodes
+        .filter((n) => n.roles.includes('server') && n.roles.includes('agent'))
+        .map((n) => ({ path: nodePath(n, 'roles'), message: 'a node is either a server or an agent: a k3s server already runs workloads, so write roles: [server]' }));
+    },
+  },
+  {
+    name: 'galera-quorum',
+    check({ profile, servers }) {
+      if (profile.galera.allowUnsafeClusterSize) return [];
+      const n = servers.length;
+      if (n >= 3 && n % 2 === 1) return [];
+      const why =
+        n < 3
+          ? `there ${n === 1 ? 'is 1 server' : `are ${n} servers`}; Galera needs at least 3 so that the other two keep a majority when one fails`
+          : `there are ${n} servers; with an even number a network split can leave two halves of ${n / 2} with no majority (split-brain), and the database stops on both`;
+      return [{ path: ['nodes'], message: `${why}. Use an odd number of servers (3, 5, 7), or set galera.allowUnsafeClusterSize: true to accept the risk` }];
+    },
+  },
+  {
+    name: 'bootstrap-node',
+    check({ profile, nodes }) {
+      const name = profile.galera.bootstrapNode;
+      if (name === undefined) return [];
+      const node = nodes.find((n) => n.name === name);
+      if (!node) return [{ path: ['galera', 'bootstrapNode'], message: `there is no node named ${name}; name one of the servers: ${serverNames(nodes)}` }];
+      if (!node.isServer) return [{ path: ['galera', 'bootstrapNode'], message: `${name}{at} is an agent; the Galera cluster can only be bootstrapped on a server: ${serverNames(nodes)}`, related: nodePath(node, 'roles') }];
+      return [];
+    },
+  },
+  {
+    name: 'keepalived-priorities',
+    check({ profile, nodes, servers }) {
+      const issues: RuleIssue[] = [];
+      for (const node of nodes) {
+        if (!node.isServer && profile.nodes[node.index]?.keepalived !== undefined) {
+          issues.push({ path: nodePath(node, 'keepalived'), message: 'keepalived runs on servers only; remove this key from the agent' });
+        }
+      }
+      const seen = new Map<number, ClusterNode>();
+      for (const server of servers) {
+        const { priority, explicit } = server.keepalived!;
+        const first = seen.get(priority);
+        if (first) {
+          issues.push({
+            path: explicit ? nodePath(server, 'keepalived', 'priority') : nodePath(first, 'keepalived', 'priority'),
+            message: `priority ${priority} is used by both ${first.name} and ${server.name}; VRRP priorities must be unique so that one server is clearly preferred`,
+          });
+        } else seen.set(priority, server);
+        if (priority < 1 || priority > 254) issues.push({ path: nodePath(server), message: `the keepalived priority would be ${priority}; set keepalived.priority (1–254) on this node` });
+      }
+      return issues;
+    },
+  },
+];
+
+function serverNames(nodes: ClusterNode[]): string {
+  return nodes.filter((n) => n.isServer).map((n) => n.name).join(', ') || '(none)';
+}
+
+export function checkRules(cluster: Cluster): RuleIssue[] {
+  return rules.flatMap((rule) => rule.check(cluster));
+}

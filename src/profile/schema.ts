@@ -1,0 +1,140 @@
+/**
+ * The profile schema: the single source for the loader, `build-images schema`
+ * (JSON Schema for editors) and the reference in the README.
+ */
+import { z } from 'zod';
+
+const hostname = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a host name: lower-case letters, digits and "-", not starting or ending with "-", at most 63 characters');
+const ipv4 = z.ipv4({ message: 'must be an IPv4 address such as 192.0.2.60' });
+const mac = z
+  .string()
+  .regex(/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/, 'must be a MAC address written as six pairs of hex digits with ":" (02:00:c0:00:02:3c)');
+const absPath = z.string().regex(/^\/(?!.*(^|\/)\.\.(\/|$)).*$/, 'must be an absolute path without ".."');
+const ifname = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a network interface name such as end0 or eth0 (at most 15 characters)');
+const size = z.string().regex(/^[1-9][0-9]*[MGT]$/, 'must be a size such as 512M, 16G or 1T');
+
+export const ROLES = ['server', 'agent'] as const;
+export type Role = (typeof ROLES)[number];
+
+export const LONGHORN_NODE_DOWN_POLICIES = [
+  'do-nothing',
+  'delete-statefulset-pod',
+  'delete-deployment-pod',
+  'delete-both-statefulset-and-deployment-pod',
+] as const;
+
+const network = z.strictObject({
+  interface: ifname.describe('Boot interface of the nodes as the kernel names it (Armbian on the Orange Pi Zero 3: end0).'),
+  subnet: z.cidrv4({ message: 'must be an IPv4 network in CIDR form such as 192.0.2.0/24' }),
+  gateway: ipv4,
+  dns: z.array(ipv4).min(1, 'needs at least one DNS server'),
+  vip: ipv4.describe('The HA IP that keepalived moves between the servers; k3s and the datastore are reached through it.'),
+  nfsServer: ipv4,
+  tftpServer: ipv4,
+});
+
+const board = z.strictObject({
+  name: hostname.describe('Board name, used for the TFTP directory that holds its kernel, initrd and device tree.'),
+  kernel: absPath.describe('Kernel image inside the root filesystem (Armbian: /boot/Image).'),
+  initrd: absPath.describe('Initrd inside the root filesystem (Armbian: /boot/uInitrd).'),
+  fdt: absPath.describe('Device tree inside the root filesystem.'),
+  console: z.string().regex(/^[A-Za-z0-9]+(,[0-9]+[a-z0-9]*)?$/, 'must be a console such as ttyS0,115200').default('ttyS0,115200'),
+  append: z
+    .array(z.string().regex(/^[^\s]+$/, 'must be one kernel argument without spaces'))
+    .default([])
+    .describe('Extra kernel arguments. Armbian\'s boot script is not read on a PXE boot, so what armbianEnv.txt would add goes here.'),
+});
+
+const exportsSchema = z.strictObject({
+  root: absPath.describe('Directory on the NFS server that holds one root filesystem per node.'),
+  tftpRoot: absPath.describe('TFTP root on the boot server.'),
+});
+
+const keepalived = z.strictObject({
+  virtualRouterId: z.number().int().min(1, 'must be between 1 and 255').max(255, 'must be between 1 and 255'),
+  advertInterval: z.number().int().min(1).max(255).default(1),
+});
+
+const galera = z.strictObject({
+  clusterName: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be letters, digits, "_" or "-"'),
+  sstMethod: z.enum(['rsync', 'mariabackup']).default('rsync'),
+  bootstrapNode: hostname.optional().describe('Server that creates the Galera cluster on the very first boot (default: the first server).'),
+  allowUnsafeClusterSize: z
+    .boolean()
+    .default(false)
+    .describe('Allow fewer than 3 or an even number of servers. Such a cluster loses quorum (or splits) when one node fails.'),
+});
+
+const k3s = z.strictObject({
+  version: z.string().regex(/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/, 'must be a k3s release such as v1.29.6+k3s1'),
+  database: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, 'must be a MariaDB database name: letters, digits and "_"'),
+  user: z.string().regex(/^[A-Za-z0-9_]{1,32}$/, 'must be a MariaDB user name: letters, digits and "_", at most 32 characters'),
+  disable: z.array(z.string().regex(/^[a-z0-9-]+$/)).default([]).describe('Packaged components to disable on every server (local-storage is added when Longhorn is on).'),
+});
+
+const longhorn = z.strictObject({
+  enabled: z.boolean().default(true),
+  version: z.string().regex(/^v[0-9]+\.[0-9]+\.[0-9]+$/, 'must be a Longhorn release such as v1.6.0'),
+  nodeDownPodDeletionPolicy: z.enum(LONGHORN_NODE_DOWN_POLICIES).default('delete-both-statefulset-and-deployment-pod'),
+  uiPort: z.number().int().min(1).max(65535).optional().describe('Expose the Longhorn UI on the VIP at this port (LoadBalancer service).'),
+});
+
+const storage = z.strictObject({
+  device: z
+    .string()
+    .regex(/^\/dev\/[A-Za-z0-9/_.-]+$/, 'must be a block device such as /dev/mmcblk0p3')
+    .optional()
+    .describe('Local block device for /var/lib/rancher and /var/lib/longhorn. Formatted on first boot only if it holds no filesystem at all.'),
+  imageSize: size
+    .default('16G')
+    .describe('Without a device: size of the ext4 image file created on the node\'s own export and loop-mounted.'),
+  label: z.string().regex(/^[A-Za-z0-9_-]{1,16}$/, 'must be an ext4 label: at most 16 letters, digits, "_" or "-"').default('netroot-local'),
+});
+
+/** What a single node may set for itself, overriding the cluster-level value. */
+const node = z.strictObject({
+  name: hostname,
+  mac,
+  ip: ipv4,
+  roles: z.array(z.enum(ROLES)).min(1, 'needs at least one role: server or agent'),
+  interface: ifname.optional().describe('Shorthand for network.interface on this node.'),
+  network: z.strictObject({ interface: ifname.optional(), gateway: ipv4.optional(), dns: z.array(ipv4).min(1).optional() }).optional(),
+  board: board.partial().optional(),
+  keepalived: z
+    .strictObject({
+      priority: z.number().int().min(1, 'must be between 1 and 254 (255 is reserved for the address owner)').max(254, 'must be between 1 and 254 (255 is reserved for the address owner)'),
+    })
+    .partial()
+    .optional(),
+  storage: storage.partial().optional(),
+});
+
+export const profileSchema = z
+  .strictObject({
+    extends: z.string().optional().describe('Another profile (name in the same directory, or a path) whose keys this one overrides.'),
+    cluster: z.strictObject({ name: hostname }),
+    base: z.string().optional().describe('Base root filesystem the node trees are laid over.'),
+    network,
+    board,
+    exports: exportsSchema,
+    nodes: z.array(node).min(1, 'needs at least one node'),
+    keepalived,
+    galera,
+    k3s,
+    longhorn,
+    storage: storage.default({ imageSize: '16G', label: 'netroot-local' }),
+  })
+  .describe('netroot cluster profile');
+
+export type Profile = z.output<typeof profileSchema>;
+export type ProfileNode = Profile['nodes'][number];
+export type StorageSettings = z.output<typeof storage>;
+export type BoardSettings = z.output<typeof board>;
+
+/** JSON Schema of what a user may write (defaults are optional), generated from the loader's schema. */
+export function profileJsonSchema(): Record<string, unknown> {
+  const schema = z.toJSONSchema(profileSchema, { io: 'input' }) as Record<string, unknown>;
+  return { ...schema, title: 'netroot profile', $id: 'https://netroot.invalid/profile.schema.json' };
+}

@@ -1,0 +1,147 @@
+/**
+ * Cluster secrets: never in the profile. Generated once into NAME.secrets.yaml
+ * (mode 0600, git-ignored) beside the profile and reused, so a rebuild never
+ * changes the cluster's token; `--secrets FILE` and environment variables override.
+ */
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { z } from 'zod';
+import { stringify } from 'yaml';
+import { ProfileError, type ProfileIssue } from '../errors.js';
+import { formatPath, locate, parseLocated, toPlain } from './located.js';
+import { displayPath } from './load.js';
+
+/** Characters that survive a MySQL DSN (`user:pass@tcp(…)`), SQL quoting and YAML unquoted. */
+const password = z.string().regex(/^[A-Za-z0-9._~+=,%^*!-]{12,128}$/, 'must be 12–128 characters of letters, digits and ._~+=,%^*!- (no @ : / quotes or spaces: it goes into the k3s datastore URL)');
+
+export const secretsSchema = z.strictObject({
+  keepalivedAuthPass: z
+    .string()
+    .regex(/^[A-Za-z0-9._~+=,%^*!-]+$/, 'must be letters, digits or ._~+=,%^*!-')
+    .max(8, 'is longer than 8 characters; VRRP PASS authentication silently uses only the first 8, so use at most 8'),
+  mariadbRootPassword: password,
+  k3sDatabasePassword: password,
+  k3sToken: z.string().regex(/^[A-Za-z0-9._:~+-]{16,256}$/, 'must be 16–256 characters of letters, digits and ._:~+-'),
+});
+
+export type Secrets = z.output<typeof secretsSchema>;
+type SecretName = keyof Secrets;
+
+export const SECRET_ENV: Record<SecretName, string> = {
+  keepalivedAuthPass: 'NETROOT_KEEPALIVED_AUTH_PASS',
+  mariadbRootPassword: 'NETROOT_MARIADB_ROOT_PASSWORD',
+  k3sDatabasePassword: 'NETROOT_K3S_DATABASE_PASSWORD',
+  k3sToken: 'NETROOT_K3S_TOKEN',
+};
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+
+/** Uniform over the alphabet: bytes ≥ 248 are dropped rather than folded (no modulo bias). */
+function randomString(length: number): string {
+  let out = '';
+  while (out.length < length) {
+    for (const byte of randomBytes(length * 2)) {
+      if (byte < 248 && out.length < length) out += ALPHABET[byte % ALPHABET.length];
+    }
+  }
+  return out;
+}
+
+const GENERATE: Record<SecretName, () => string> = {
+  keepalivedAuthPass: () => randomString(8),
+  mariadbRootPassword: () => randomString(32),
+  k3sDatabasePassword: () => randomString(32),
+  k3sToken: () => randomString(48),
+};
+
+export function defaultSecretsFile(profileFile: string): string {
+  return path.join(path.dirname(profileFile), `${path.basename(profileFile).replace(/\.ya?ml$/, '')}.secrets.yaml`);
+}
+
+export interface SecretsOptions {
+  file: string;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+}
+
+export interface LoadedSecrets {
+  secrets: Secrets;
+  /** Names of the secrets generated on this run (not yet in any file). */
+  generated: SecretName[];
+  /**
+   * Saves generated secrets to the secrets file. Called by a build only once
+   * everything else succeeded, so bad input never leaves a file behind.
+   */
+  save(): Promise<string | undefined>;
+}
+
+async function readSecretsFile(file: string, cwd: string): Promise<Partial<Secrets>> {
+  const shown = displayPath(file, cwd);
+  const info = await stat(file);
+  if ((info.mode & 0o077) !== 0) {
+    throw new ProfileError([{ location: { file: shown, line: 1, column: 1 }, key: '', message: `the secrets file can be read by other users (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${shown}` }]);
+  }
+  const tree = parseLocated(await readFile(file, 'utf8'), shown);
+  const parsed = secretsSchema.partial().safeParse(toPlain(tree));
+  if (parsed.success) return parsed.data;
+  throw new ProfileError(
+    parsed.error.issues.map((issue): ProfileIssue => {
+      const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
+      const at = locate(tree, [...(issue.path as string[]), ...keys.slice(0, 1)]).node;
+      const message = keys.length ? `unknown key "${keys[0]}"; known: ${Object.keys(SECRET_ENV).join(', ')}` : issue.message;
+      // Never echo a secret's value into a message or a log.
+      return { location: keys.length ? at.keyLoc ?? at.loc : at.loc, key: formatPath([...(issue.path as string[]), ...keys.slice(0, 1)]), message };
+    }),
+  );
+}
+
+/** Write a file that only its owner can read, whole or not at all. */
+async function writePrivate(file: string, text: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const handle = await open(tmp, 'wx', 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await chmod(tmp, 0o600);
+  try {
+    await rename(tmp, file);
+  } catch (error) {
+    await unlink(tmp).catch(() => undefined);
+    throw error;
+  }
+}
+
+export async function loadSecrets(options: SecretsOptions): Promise<LoadedSecrets> {
+  const cwd = options.cwd ?? process.cwd();
+  const env = options.env ?? process.env;
+  const fromFile = existsSync(options.file) ? await readSecretsFile(options.file, cwd) : {};
+  const merged: Partial<Secrets> = { ...fromFile };
+  const issues: ProfileIssue[] = [];
+  for (const [name, variable] of Object.entries(SECRET_ENV) as [SecretName, string][]) {
+    const value = env[variable];
+    if (value === undefined || value === '') continue;
+    const check = secretsSchema.shape[name].safeParse(value);
+    if (check.success) merged[name] = value;
+    else issues.push({ key: variable, message: `(environment) ${check.error.issues[0]?.message ?? 'is not valid'}` });
+  }
+  if (issues.length) throw new ProfileError(issues);
+
+  const missing = (Object.keys(SECRET_ENV) as SecretName[]).filter((n) => merged[n] === undefined);
+  const generated: Partial<Secrets> = { ...fromFile };
+  for (const n of missing) generated[n] = merged[n] = GENERATE[n]();
+  const header = '# netroot cluster secrets, generated on the first build and reused by every later one.\n# Keep this file private (mode 0600) and out of version control; back it up with the cluster.\n';
+  return {
+    secrets: merged as Secrets,
+    generated: missing,
+    async save() {
+      if (missing.length === 0) return undefined;
+      await writePrivate(options.file, header + stringify(generated));
+      return options.file;
+    },
+  };
+}
