@@ -1,0 +1,251 @@
+/**
+ * Rendered files, checked by the programs that read them: keepalived,
+ * mariadbd, the mariadb client, dnsmasq, systemd-analyze and bash; plus what
+ * each file must say for the profile it came from.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execa } from 'execa';
+import { readFile, readdir } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { parse, parseAllDocuments } from 'yaml';
+import { buildToTemp, type TempBuild } from '../support/build.js';
+import { dnsmasqTest, keepalivedConfigTest, mariadbdCheck, mariadbdEffectiveOptions, systemdVerify } from '../support/peers.js';
+
+const builds = new Map<string, TempBuild>();
+const PROFILES = ['opz3', 'rock64'];
+
+test.before(async () => {
+  for (const name of PROFILES) builds.set(name, await buildToTemp(name));
+});
+test.after(async () => {
+  for (const b of builds.values()) await b.cleanup();
+});
+
+const read = (file: string) => readFile(file, 'utf8');
+
+for (const profileName of PROFILES) {
+  const get = () => builds.get(profileName)!;
+
+  test(`${profileName}: keepalived --config-test accepts every server's keepalived.conf`, async () => {
+    const b = get();
+    for (const server of b.plan.cluster.servers) {
+      const conf = await read(path.join(b.nodeRoot(server.name), 'etc/keepalived/keepalived.conf'));
+      const result = await keepalivedConfigTest(conf, [server.interface]);
+      assert.ok(result.ok, `${server.name}: ${result.output}`);
+    }
+  });
+
+  test(`${profileName}: keepalived.conf carries the node's priority, state, interface, router id, auth and VIP`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    const priorities = new Set<number>();
+    for (const server of b.plan.cluster.servers) {
+      const conf = await read(path.join(b.nodeRoot(server.name), 'etc/keepalived/keepalived.conf'));
+      const priority = Number(/^\s*priority (\d+)$/m.exec(conf)?.[1]);
+      priorities.add(priority);
+      assert.match(conf, new RegExp(`^\\s*interface ${server.interface}$`, 'm'));
+      assert.match(conf, new RegExp(`^\\s*virtual_router_id ${profile.keepalived.virtualRouterId}$`, 'm'));
+      assert.match(conf, new RegExp(`^\\s*auth_pass ${b.secrets.secrets.keepalivedAuthPass}$`, 'm'));
+      assert.match(conf, new RegExp(`^\\s*${profile.network.vip.replace(/\./g, '\\.')}/24 dev ${server.interface}$`, 'm'));
+      assert.match(conf, /^\s*state (MASTER|BACKUP)$/m);
+    }
+    assert.is(priorities.size, b.plan.cluster.servers.length, 'priorities are unique');
+    const masters = [];
+    for (const server of b.plan.cluster.servers) {
+      const conf = await read(path.join(b.nodeRoot(server.name), 'etc/keepalived/keepalived.conf'));
+      if (/state MASTER/.test(conf)) masters.push(Number(/priority (\d+)/.exec(conf)![1]));
+    }
+    assert.equal(masters, [Math.max(...priorities)], 'exactly one MASTER, the highest priority');
+  });
+
+  test(`${profileName}: agents get no keepalived, Galera or database secrets`, async () => {
+    const b = get();
+    for (const agent of b.plan.cluster.agents) {
+      const root = b.nodeRoot(agent.name);
+      assert.not.ok(existsSync(path.join(root, 'etc/keepalived/keepalived.conf')));
+      assert.not.ok(existsSync(path.join(root, 'etc/mysql')));
+      assert.not.ok(existsSync(path.join(root, 'etc/netroot/k3s-datastore.sql')));
+      for (const f of b.plan.nodes.find((n) => n.node.name === agent.name)!.files) {
+        if (f.content) assert.not.ok(f.content.toString().includes(b.secrets.secrets.k3sDatabasePassword), `${f.path} holds the database password`);
+      }
+    }
+  });
+
+  test(`${profileName}: mariadbd accepts the Galera and bind-address files and takes their values`, async () => {
+    const b = get();
+    const servers = b.plan.cluster.servers;
+    for (const server of servers) {
+      const dir = path.join(b.nodeRoot(server.name), 'etc/mysql/mariadb.conf.d');
+      const files = await Promise.all((await readdir(dir)).map(async (name) => ({ name, content: await read(path.join(dir, name)) })));
+      const check = await mariadbdCheck(files);
+      assert.ok(check.ok, `${server.name}: ${check.output}`);
+      const options = await mariadbdEffectiveOptions(files);
+      assert.is(options.get('bind-address'), '0.0.0.0');
+      assert.is(options.get('wsrep-on'), 'TRUE');
+      assert.is(options.get('wsrep-cluster-address'), `gcomm://${servers.map((s) => s.ip).join(',')}`);
+      assert.is(options.get('wsrep-node-address'), server.ip);
+      assert.is(options.get('wsrep-node-name'), server.name);
+      assert.is(options.get('wsrep-cluster-name'), b.plan.cluster.profile.galera.clusterName);
+      assert.is(options.get('wsrep-sst-method'), b.plan.cluster.profile.galera.sstMethod);
+      assert.is(options.get('binlog-format'), 'ROW');
+    }
+  });
+
+  test(`${profileName}: the mariadb client reads the k3s datastore credentials`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    for (const server of b.plan.cluster.servers) {
+      const cnf = path.join(b.nodeRoot(server.name), 'etc/netroot/k3s-datastore.cnf');
+      const { stdout } = await execa('mariadb', [`--defaults-file=${cnf}`, '--print-defaults'], { timeout: 20_000 });
+      const args = stdout.trim().split(/\s+/).slice(-10);
+      for (const expected of [`--user=${profile.k3s.user}`, `--password=${b.secrets.secrets.k3sDatabasePassword}`, `--host=${profile.network.vip}`, '--port=3306', `--database=${profile.k3s.database}`]) {
+        assert.ok(stdout.includes(expected), `${expected} missing from ${args.join(' ')}`);
+      }
+    }
+  });
+
+  test(`${profileName}: dnsmasq --test accepts the DHCP/TFTP config, with a static lease per node`, async () => {
+    const b = get();
+    const conf = await read(path.join(b.dir, `dnsmasq/${b.plan.cluster.name}.conf`));
+    const result = await dnsmasqTest(conf);
+    assert.ok(result.ok, result.output);
+    for (const node of b.plan.cluster.nodes) {
+      assert.match(conf, new RegExp(`^dhcp-host=${node.mac},set:[^,]+,${node.ip.replace(/\./g, '\\.')},${node.name},infinite$`, 'm'));
+    }
+    assert.match(conf, new RegExp(`^tftp-root=${b.plan.cluster.profile.exports.tftpRoot}$`, 'm'));
+    assert.match(conf, /^dhcp-range=[^,]+,[\d.]+,static,/m);
+  });
+
+  test(`${profileName}: systemd-analyze verify accepts every unit and drop-in of every node`, async () => {
+    const b = get();
+    for (const node of b.plan.cluster.nodes) {
+      const root = b.nodeRoot(node.name);
+      const unitDir = path.join(root, 'etc/systemd/system');
+      const entries = await readdir(unitDir, { withFileTypes: true });
+      const units = entries.filter((e) => e.isFile()).map((e) => e.name);
+      const dropIns = entries.filter((e) => e.isDirectory() && e.name.endsWith('.d')).map((e) => e.name.slice(0, -2));
+      assert.ok(units.length >= 3, `${node.name} has units`);
+      const result = await systemdVerify(root, [...units, ...dropIns]);
+      assert.ok(result.ok, `${node.name}: ${result.output}`);
+    }
+  });
+
+  test(`${profileName}: every generated script parses with bash -n`, async () => {
+    const b = get();
+    for (const { node, files } of b.plan.nodes) {
+      for (const f of files.filter((x) => x.type === 'file' && (x.mode & 0o111) !== 0)) {
+        assert.ok(f.content!.toString().startsWith('#!/bin/bash\n'), `${f.path} names its interpreter`);
+        const r = await execa('bash', ['-n', path.join(b.nodeRoot(node.name), f.path)], { reject: false, timeout: 10_000 });
+        assert.is(r.exitCode, 0, `${node.name}:${f.path}: ${r.stderr}`);
+      }
+    }
+  });
+
+  test(`${profileName}: k3s config.yaml: servers share the datastore, token and cluster flags; agents join through the VIP`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    const vip = profile.network.vip;
+    const serverConfigs = [];
+    const knownServerKeys = ['token', 'datastore-endpoint', 'tls-san', 'node-name', 'node-ip', 'flannel-iface', 'write-kubeconfig-mode', 'disable'];
+    for (const server of b.plan.cluster.servers) {
+      const config = parse(await read(path.join(b.nodeRoot(server.name), 'etc/rancher/k3s/config.yaml')));
+      for (const key of Object.keys(config)) assert.ok(knownServerKeys.includes(key), `unexpected k3s server key ${key}`);
+      assert.is(config['datastore-endpoint'], `mysql://${profile.k3s.user}:${b.secrets.secrets.k3sDatabasePassword}@tcp(${vip}:3306)/${profile.k3s.database}`);
+      assert.equal(config['tls-san'], [vip]);
+      assert.is(config['node-ip'], server.ip);
+      assert.is(config['node-name'], server.name);
+      assert.is(config.token, b.secrets.secrets.k3sToken);
+      assert.ok(config.disable.includes('local-storage'), 'local-path is not a second default StorageClass');
+      serverConfigs.push(config);
+    }
+    const clusterWide = (c: Record<string, unknown>) => JSON.stringify([c.token, c['datastore-endpoint'], c['tls-san'], c.disable]);
+    assert.is(new Set(serverConfigs.map(clusterWide)).size, 1, 'cluster-wide flags are identical on every server');
+    for (const agent of b.plan.cluster.agents) {
+      const config = parse(await read(path.join(b.nodeRoot(agent.name), 'etc/rancher/k3s/config.yaml')));
+      assert.equal(Object.keys(config).sort(), ['flannel-iface', 'node-ip', 'node-name', 'server', 'token']);
+      assert.is(config.server, `https://${vip}:6443`);
+      assert.is(config.token, b.secrets.secrets.k3sToken);
+      assert.is(config['flannel-iface'], agent.interface);
+    }
+  });
+
+  test(`${profileName}: Longhorn manifest is a HelmChart with the deletion policy and Longhorn as default class`, async () => {
+    const b = get();
+    const { longhorn } = b.plan.cluster.profile;
+    for (const server of b.plan.cluster.servers) {
+      const docs = parseAllDocuments(await read(path.join(b.nodeRoot(server.name), 'usr/local/lib/netroot/manifests/longhorn.yaml'))).map((d) => d.toJS());
+      const chart = docs.find((d) => d.kind === 'HelmChart');
+      assert.is(chart.apiVersion, 'helm.cattle.io/v1');
+      assert.is(chart.spec.version, longhorn.version.replace(/^v/, ''));
+      const values = parse(chart.spec.valuesContent);
+      assert.is(values.defaultSettings.nodeDownPodDeletionPolicy, longhorn.nodeDownPodDeletionPolicy);
+      assert.is(values.persistence.defaultClass, true);
+      const ui = docs.find((d) => d.kind === 'Service');
+      if (longhorn.uiPort) assert.is(ui.spec.ports[0].port, longhorn.uiPort);
+      else assert.is(ui, undefined);
+    }
+  });
+
+  test(`${profileName}: pxelinux file per MAC boots the node's own NFS root with cgroups for k3s`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    for (const node of b.plan.cluster.nodes) {
+      const name = `01-${node.mac.replace(/:/g, '-')}`;
+      const conf = await read(path.join(b.dir, 'tftp/pxelinux.cfg', name));
+      const append = /^\s*append (.*)$/m.exec(conf)?.[1]?.split(' ') ?? [];
+      assert.ok(append.includes('root=/dev/nfs'));
+      assert.ok(append.includes(`nfsroot=${profile.network.nfsServer}:${profile.exports.root}/${node.name},vers=3,tcp`), append.join(' '));
+      for (const arg of ['ip=dhcp', 'rw', 'rootwait', `console=${node.board.console}`, 'cgroup_enable=memory', ...node.board.append]) assert.ok(append.includes(arg), `append lacks ${arg}`);
+      assert.match(conf, new RegExp(`^\\s*kernel boot/${node.board.name}/Image$`, 'm'));
+      assert.match(conf, new RegExp(`^\\s*fdt boot/${node.board.name}/${path.basename(node.board.fdt).replace('.', '\\.')}$`, 'm'));
+      assert.match(conf, /^default (\S+)$/m);
+      assert.match(conf, new RegExp(`^label ${/^default (\S+)$/m.exec(conf)![1]}$`, 'm'));
+    }
+  });
+
+  test(`${profileName}: each node's root is exported to that node's IP alone`, async () => {
+    const b = get();
+    const { cluster } = b.plan;
+    const lines = (await read(path.join(b.dir, `exports/${cluster.name}.exports`))).split('\n').filter((l) => l && !l.startsWith('#'));
+    assert.is(lines.length, cluster.nodes.length);
+    for (const node of cluster.nodes) {
+      const line = lines.find((l) => l.startsWith(`${cluster.profile.exports.root}/${node.name} `));
+      assert.ok(line, `no export for ${node.name}`);
+      const clients = line!.split(/\s+/).slice(1);
+      assert.equal(clients, [`${node.ip}(rw,no_root_squash,no_subtree_check,sync)`]);
+    }
+    const ganesha = await read(path.join(b.dir, `exports/${cluster.name}.ganesha.conf`));
+    const blocks = ganesha.split(/^EXPORT \{$/m).slice(1);
+    assert.is(blocks.length, cluster.nodes.length);
+    for (const [i, node] of cluster.nodes.entries()) {
+      assert.match(blocks[i]!, new RegExp(`Path = "${cluster.profile.exports.root}/${node.name}";`));
+      assert.match(blocks[i]!, /^\s*Access_Type = None;$/m);
+      assert.match(blocks[i]!, new RegExp(`Clients = ${node.ip.replace(/\./g, '\\.')};`));
+    }
+  });
+
+  test(`${profileName}: secret-bearing files are 0600 and manifest.json matches the files on disk`, async () => {
+    const b = get();
+    const manifest = JSON.parse(await read(path.join(b.dir, 'manifest.json')));
+    const secrets = Object.values(b.secrets.secrets);
+    for (const { node, files } of b.plan.nodes) {
+      const entries = manifest.nodes[node.name].files;
+      assert.is(entries.length, files.length);
+      for (const entry of entries) {
+        const onDisk = path.join(b.nodeRoot(node.name), entry.path);
+        if (entry.type !== 'file') continue;
+        const content = await readFile(onDisk);
+        const { createHash } = await import('node:crypto');
+        assert.is(createHash('sha256').update(content).digest('hex'), entry.sha256, entry.path);
+        const { statSync } = await import('node:fs');
+        assert.is((statSync(onDisk).mode & 0o777).toString(8), entry.mode.replace(/^0/, ''), entry.path);
+        if (secrets.some((s) => content.toString().includes(s))) assert.is(entry.mode, '0600', `${node.name}:${entry.path} holds a secret`);
+      }
+    }
+    assert.not.ok(secrets.some((s) => JSON.stringify(manifest).includes(s)), 'manifest.json holds no secret');
+  });
+}
+
+test.run();

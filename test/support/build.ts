@@ -1,0 +1,33 @@
+/** Build a bundled profile into a temporary directory, with secrets kept there too. */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { prepare, GENERATOR, type Prepared } from '../../src/build.js';
+import { emitCluster } from '../../src/emit/cluster.js';
+
+export interface TempBuild extends Prepared {
+  tmp: string;
+  /** out/<cluster> */
+  dir: string;
+  nodeRoot(name: string): string;
+  cleanup(): Promise<void>;
+}
+
+export async function buildToTemp(profile: string, options: { env?: NodeJS.ProcessEnv; profilesDir?: string } = {}): Promise<TempBuild> {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-test-'));
+  const prepared = await prepare({
+    profile,
+    cwd: tmp,
+    searchDirs: [options.profilesDir ?? path.resolve('profiles')],
+    secrets: path.join(tmp, 'secrets.yaml'),
+    env: options.env ?? {},
+  });
+  const { dir } = await emitCluster(prepared.plan, path.join(tmp, 'out'), GENERATOR);
+  return {
+    ...prepared,
+    tmp,
+    dir,
+    nodeRoot: (name) => path.join(dir, 'nodes', name),
+    cleanup: () => rm(tmp, { recursive: true, force: true }),
+  };
+}
