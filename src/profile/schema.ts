@@ -136,5 +136,5 @@ export type BoardSettings = z.output<typeof board>;
 /** JSON Schema of what a user may write (defaults are optional), generated from the loader's schema. */
 export function profileJsonSchema(): Record<string, unknown> {
   const schema = z.toJSONSchema(profileSchema, { io: 'input' }) as Record<string, unknown>;
-  return { ...schema, title: 'netroot profile', $id: 'https://netroot.invalid/profile.schema.json' };
+  return { ...schema, title: 'netroot profile' };
 }
