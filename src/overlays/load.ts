@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { NetrootError } from '../errors.js';
 import { ROLES } from '../profile/schema.js';
 import { compileTemplate, type Template } from './templates.js';
+import { displayPath } from '../profile/load.js';
 
 export const BUNDLED_OVERLAYS_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../overlays');
 /** Templates for the boot server (PXE, DHCP, exports), not laid onto any node. */
@@ -82,7 +83,7 @@ async function listFiles(dir: string, prefix = ''): Promise<string[]> {
 }
 
 function shown(dir: string, ...parts: string[]): string {
-  return path.relative(process.cwd(), path.join(dir, ...parts)) || path.join(dir, ...parts);
+  return displayPath(path.join(dir, ...parts));
 }
 
 async function loadOverlay(dir: string, component: string): Promise<Overlay> {

@@ -30,12 +30,78 @@ function expressionAt(source: string, line: number, column: number): string | un
   return text.slice(start + 2, end).replace(/^[#/^~\s]+|[~\s]+$/g, '').trim();
 }
 
+type Node = hbs.AST.Node;
+const HELPERS = new Set(['json', 'join', 'if', 'unless', 'each', 'with', 'lookup']);
+/** Block helpers whose body sees another context; paths inside them are left to strict mode. */
+const CONTEXT_CHANGING = new Set(['each', 'with']);
+
+interface MissingPath {
+  path: string;
+  missing: string;
+  line: number;
+  column: number;
+}
+
+/**
+ * Handlebars' strict mode does not reach helper arguments ({{json a.b}} with no
+ * `a` fails later with a bare TypeError), so every path the template uses in
+ * the top-level context is checked against the node's values first.
+ */
+function findMissingPath(node: Node | undefined, context: object): MissingPath | undefined {
+  if (!node) return undefined;
+  const visit = (n: Node | undefined): MissingPath | undefined => findMissingPath(n, context);
+  switch (node.type) {
+    case 'Program':
+      for (const statement of (node as hbs.AST.Program).body) {
+        const found = visit(statement);
+        if (found) return found;
+      }
+      return undefined;
+    case 'MustacheStatement':
+    case 'SubExpression':
+    case 'BlockStatement': {
+      const n = node as unknown as {
+        path: hbs.AST.PathExpression;
+        params: hbs.AST.Expression[];
+        hash?: hbs.AST.Hash;
+        program?: hbs.AST.Program;
+        inverse?: hbs.AST.Program | null;
+      };
+      const head = n.path;
+      const isHelper = head.type === 'PathExpression' && HELPERS.has(head.original);
+      for (const param of [...(isHelper ? [] : [head]), ...n.params, ...(n.hash?.pairs.map((p) => p.value) ?? [])]) {
+        const found = visit(param);
+        if (found) return found;
+      }
+      if (node.type === 'BlockStatement' && !(isHelper && CONTEXT_CHANGING.has(head.original))) {
+        return visit(n.program) ?? visit(n.inverse ?? undefined);
+      }
+      return undefined;
+    }
+    case 'PathExpression': {
+      const p = node as hbs.AST.PathExpression;
+      if (p.data || p.depth > 0 || p.original === 'this' || p.original.startsWith('this.')) return undefined;
+      let value: unknown = context;
+      for (const part of p.parts) {
+        if (value === null || typeof value !== 'object' || !Object.prototype.hasOwnProperty.call(value, part)) {
+          return { path: p.original, missing: part, line: p.loc.start.line, column: p.loc.start.column };
+        }
+        value = (value as Record<string, unknown>)[part];
+      }
+      return undefined;
+    }
+    default:
+      return undefined;
+  }
+}
+
 export function compileTemplate(name: string, source: string): Template {
   let compiled: Handlebars.TemplateDelegate;
+  let ast: hbs.AST.Program;
   try {
-    compiled = handlebars.compile(source, { strict: true, noEscape: true, knownHelpersOnly: false });
     // Parse now, so a broken template fails when overlays load, not halfway through a build.
-    handlebars.precompile(source, { strict: true });
+    ast = handlebars.parse(source);
+    compiled = handlebars.compile(source, { strict: true, noEscape: true });
   } catch (error) {
     throw new TemplateError(name, `is not a valid Handlebars template: ${(error as Error).message.split('\n')[0]}`, { cause: error });
   }
@@ -43,6 +109,13 @@ export function compileTemplate(name: string, source: string): Template {
     name,
     source,
     render(context, subject) {
+      const missing = findMissingPath(ast, context);
+      if (missing) {
+        throw new TemplateError(
+          `${name}:${missing.line}:${missing.column + 1}`,
+          `uses "${missing.path}", which ${subject} does not have (variable "${missing.missing}" is not defined). Fix the template or give the value in the profile`,
+        );
+      }
       try {
         return compiled(context);
       } catch (error) {

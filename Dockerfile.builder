@@ -1,0 +1,22 @@
+# netroot builder image: Node 20 and the tools build-images calls.
+#   docker build -f Dockerfile.builder -t netroot .
+#   docker run --rm -v "$PWD:/work" netroot --profile opz3
+FROM node:20-bookworm-slim
+
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      ca-certificates tar gzip xz-utils zstd e2fsprogs libcap2-bin attr \
+      mmdebstrap qemu-user-static u-boot-tools \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/netroot
+COPY package.json package-lock.json tsconfig.json ./
+COPY bin ./bin
+COPY src ./src
+# npm ci compiles src (prepare); dev dependencies are dropped afterwards.
+RUN npm ci --no-audit --no-fund && npm prune --omit=dev && npm cache clean --force
+COPY overlays ./overlays
+COPY profiles/*.yaml profiles/profile.schema.json ./profiles/
+
+WORKDIR /work
+ENTRYPOINT ["node", "/opt/netroot/bin/build-images.js"]

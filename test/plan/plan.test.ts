@@ -1,0 +1,132 @@
+/**
+ * The plan: strict templates (a missing variable is an error naming template
+ * and variable, never an empty string), declared modes, role-specific files.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { cp, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { build, prepare } from '../../src/build.js';
+import { NetrootError, TemplateError } from '../../src/errors.js';
+
+let tmp: string;
+let overlays: string;
+
+test.before.each(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-plan-'));
+  overlays = path.join(tmp, 'overlays');
+  await cp(path.resolve('overlays'), overlays, { recursive: true });
+});
+test.after.each(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+const options = () => ({ profile: path.resolve('profiles/opz3.yaml'), cwd: tmp, overlays, secrets: path.join(tmp, 'secrets.yaml'), env: {} });
+
+async function expectError(promise: Promise<unknown>): Promise<NetrootError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.instance(error, NetrootError);
+    return error as NetrootError;
+  }
+  throw new assert.Assertion({ message: 'expected an error', generated: true, operator: 'throws', expects: 'error', actual: 'none' });
+}
+
+test('a template that uses a value an agent does not have fails, naming template, line and variable', async () => {
+  const template = path.join(overlays, 'k3s-agent/etc/rancher/k3s/config.yaml.hbs');
+  const text = await readFile(template, 'utf8');
+  await writeFile(template, `${text}galera-cluster: {{json galera.clusterName}}\n`);
+  const lines = text.split('\n').length;
+  const error = await expectError(prepare(options()));
+  assert.instance(error, TemplateError);
+  assert.is(error.exitCode, 2);
+  assert.match(error.message, `overlays/k3s-agent/etc/rancher/k3s/config.yaml.hbs:${lines}:`);
+  assert.match(error.message, 'uses "galera.clusterName"');
+  assert.match(error.message, 'node opz3-4-top (agent) does not have');
+  assert.match(error.message, 'variable "galera" is not defined');
+});
+
+test('a typo in a template variable is an error, not an empty value', async () => {
+  const template = path.join(overlays, 'keepalived/etc/keepalived/keepalived.conf.hbs');
+  await writeFile(template, (await readFile(template, 'utf8')).replace('{{keepalived.priority}}', '{{keepalived.priorty}}'));
+  const error = await expectError(prepare(options()));
+  assert.match(error.message, 'uses "keepalived.priorty"');
+  assert.match(error.message, 'node opz3-1-onder (server)');
+});
+
+test('a failed build writes nothing: no output directory and no secrets file', async () => {
+  const template = path.join(overlays, 'base/etc/hosts.hbs');
+  await writeFile(template, '{{no.such.value}}\n');
+  await expectError(build({ ...options(), out: path.join(tmp, 'out') }));
+  assert.not.ok(existsSync(path.join(tmp, 'out')), 'out/ was created');
+  assert.not.ok(existsSync(path.join(tmp, 'secrets.yaml')), 'secrets were saved');
+});
+
+test('a template file that overlay.yaml does not declare is refused, so no file ships with an unchosen mode', async () => {
+  await writeFile(path.join(overlays, 'keepalived/etc/keepalived/extra.conf.hbs'), 'x\n');
+  const error = await expectError(prepare(options()));
+  assert.match(error.message, 'extra.conf.hbs is not declared in');
+  assert.match(error.message, 'keepalived/overlay.yaml');
+});
+
+test('an overlay file that declares a broken Handlebars template is refused at load', async () => {
+  const template = path.join(overlays, 'base/etc/hostname.hbs');
+  await writeFile(template, '{{#if node.name}}unclosed\n');
+  const error = await expectError(prepare(options()));
+  assert.match(error.message, 'base/etc/hostname.hbs: is not a valid Handlebars template');
+});
+
+test('roles decide the files: servers get keepalived, Galera and the datastore; the bootstrap node alone gets the bootstrap unit', async () => {
+  const { plan } = await prepare(options());
+  const paths = (name: string) => plan.nodes.find((n) => n.node.name === name)!.files.map((f) => f.path);
+  for (const server of ['opz3-1-onder', 'opz3-2-midden', 'opz3-3-boven']) {
+    assert.ok(paths(server).includes('etc/keepalived/keepalived.conf'));
+    assert.ok(paths(server).includes('etc/systemd/system/k3s.service'));
+    assert.not.ok(paths(server).includes('etc/systemd/system/k3s-agent.service'));
+  }
+  assert.ok(paths('opz3-1-onder').includes('etc/systemd/system/netroot-galera-bootstrap.service'));
+  assert.not.ok(paths('opz3-2-midden').includes('etc/systemd/system/netroot-galera-bootstrap.service'));
+  assert.ok(paths('opz3-4-top').includes('etc/systemd/system/k3s-agent.service'));
+  assert.not.ok(paths('opz3-4-top').some((p) => p.includes('keepalived') || p.includes('mysql')));
+  for (const name of ['opz3-1-onder', 'opz3-4-top']) {
+    assert.ok(paths(name).includes('etc/systemd/system/var-lib-rancher.mount'), 'containerd state off NFS');
+    assert.ok(paths(name).includes('etc/systemd/system/var-lib-longhorn.mount'), 'Longhorn data off NFS');
+    assert.ok(paths(name).includes('etc/systemd/system/multi-user.target.wants/iscsid.service'), 'iscsid enabled');
+  }
+});
+
+test('declared modes: secret-bearing files are 0600, scripts 0755, the rest 0644, all owned by 0:0', async () => {
+  const { plan, secrets } = await prepare(options());
+  const values = Object.values(secrets.secrets);
+  for (const { files } of plan.nodes) {
+    for (const f of files.filter((x) => x.type === 'file')) {
+      const text = f.content!.toString();
+      assert.is(`${f.uid}:${f.gid}`, '0:0', f.path);
+      if (values.some((v) => text.includes(v))) assert.is(f.mode, 0o600, `${f.path} holds a secret`);
+      else if (text.startsWith('#!')) assert.is(f.mode, 0o755, f.path);
+      else assert.is(f.mode, 0o644, f.path);
+    }
+  }
+});
+
+test('the plan is deterministic: the same inputs give the same files', async () => {
+  const a = await prepare(options());
+  const b = await prepare({ ...options(), env: { NETROOT_K3S_TOKEN: a.secrets.secrets.k3sToken, NETROOT_KEEPALIVED_AUTH_PASS: a.secrets.secrets.keepalivedAuthPass, NETROOT_MARIADB_ROOT_PASSWORD: a.secrets.secrets.mariadbRootPassword, NETROOT_K3S_DATABASE_PASSWORD: a.secrets.secrets.k3sDatabasePassword } });
+  const flat = (p: typeof a.plan) => JSON.stringify(p.nodes.map((n) => n.files.map((f) => [f.path, f.mode, f.target, f.content?.toString('base64')])));
+  assert.is(flat(a.plan), flat(b.plan));
+});
+
+test('Longhorn off: no Longhorn mount, manifest or iscsid, and local-path is not disabled', async () => {
+  const profile = path.join(tmp, 'nolonghorn.yaml');
+  await writeFile(profile, `extends: ${path.resolve('profiles/opz3.yaml')}\nlonghorn: { enabled: false }\n`);
+  const { plan } = await prepare({ ...options(), profile });
+  const server = plan.nodes.find((n) => n.node.name === 'opz3-1-onder')!;
+  assert.not.ok(server.files.some((f) => f.path.includes('longhorn') || f.path.includes('iscsid')));
+  const config = server.files.find((f) => f.path === 'etc/rancher/k3s/config.yaml')!.content!.toString();
+  assert.not.match(config, 'local-storage');
+});
+
+test.run();
