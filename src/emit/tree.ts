@@ -22,9 +22,15 @@ async function ensureDir(root: string, relative: string, made: Set<string>): Pro
     const rel = parts.slice(0, i).join('/');
     if (made.has(rel)) continue;
     const dir = path.join(root, ...parts.slice(0, i));
-    await mkdir(dir, { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== 'EEXIST') throw e;
-    });
+    const created = await mkdir(dir, { mode: 0o755 }).then(
+      () => true,
+      (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST') throw e;
+        return false;
+      },
+    );
+    // A root filesystem's directories are 0755 whatever the builder's umask.
+    if (created) await chmod(dir, 0o755);
     made.add(rel);
   }
 }

@@ -1,0 +1,104 @@
+/**
+ * Outputs appear whole or not at all, and writers never leave their root.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, lstat, readlink } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { writeAtomically } from '../../src/emit/staging.js';
+import { assertInside, writeTree } from '../../src/emit/tree.js';
+import type { PlannedFile } from '../../src/plan/plan.js';
+import { rejects } from '../support/assert.js';
+
+let tmp: string;
+test.before.each(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-emit-'));
+});
+test.after.each(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+test('a writer that fails leaves no target and no staging directory', async () => {
+  const target = path.join(tmp, 'out', 'opz3');
+  await rejects(() =>
+    writeAtomically(target, async (staging) => {
+      await writeFile(path.join(staging, 'half'), 'x');
+      throw new Error('boom');
+    }),
+  );
+  assert.not.ok(existsSync(target));
+  assert.equal(await readdir(path.join(tmp, 'out')), []);
+});
+
+test('a failed rebuild keeps the previous output untouched', async () => {
+  const target = path.join(tmp, 'opz3');
+  await writeAtomically(target, (staging) => writeFile(path.join(staging, 'v'), '1'));
+  await rejects(() =>
+    writeAtomically(target, async (staging) => {
+      await writeFile(path.join(staging, 'v'), '2');
+      throw new Error('boom');
+    }),
+  );
+  assert.is(await readFile(path.join(target, 'v'), 'utf8'), '1');
+  assert.equal((await readdir(tmp)).sort(), ['opz3']);
+});
+
+test('a successful rebuild replaces the output whole (no stale files survive)', async () => {
+  const target = path.join(tmp, 'opz3');
+  await writeAtomically(target, async (staging) => {
+    await writeFile(path.join(staging, 'old-node'), 'x');
+  });
+  await writeAtomically(target, (staging) => writeFile(path.join(staging, 'new-node'), 'y'));
+  assert.equal(await readdir(target), ['new-node']);
+  assert.equal(await readdir(tmp), ['opz3']);
+});
+
+test('staging left by a killed run is removed by the next run; a live run\'s is not', async () => {
+  const dead = path.join(tmp, '.opz3.tmp-999999999-abcd');
+  const alive = path.join(tmp, `.opz3.tmp-${process.pid}-beef`);
+  await mkdir(dead);
+  await mkdir(alive);
+  await writeAtomically(path.join(tmp, 'opz3'), async () => undefined);
+  assert.not.ok(existsSync(dead));
+  assert.ok(existsSync(alive));
+});
+
+const file = (p: string, mode = 0o644): PlannedFile => ({ path: p, type: 'file', mode, uid: 0, gid: 0, content: Buffer.from(p), source: 'test' });
+
+test('writeTree writes exact modes whatever the umask, and symlinks as links', async () => {
+  const old = process.umask(0o077);
+  try {
+    await writeTree(path.join(tmp, 'root'), [
+      file('etc/hosts', 0o644),
+      file('etc/keepalived/keepalived.conf', 0o600),
+      file('usr/local/lib/netroot/x', 0o755),
+      { path: 'usr/local/bin/kubectl', type: 'symlink', mode: 0o777, uid: 0, gid: 0, target: 'k3s', source: 'test' },
+    ]);
+  } finally {
+    process.umask(old);
+  }
+  const mode = async (p: string) => ((await lstat(path.join(tmp, 'root', p))).mode & 0o777).toString(8);
+  assert.is(await mode('etc/hosts'), '644');
+  assert.is(await mode('etc/keepalived/keepalived.conf'), '600');
+  assert.is(await mode('usr/local/lib/netroot/x'), '755');
+  assert.is(await mode('etc'), '755');
+  assert.is(await readlink(path.join(tmp, 'root', 'usr/local/bin/kubectl')), 'k3s');
+});
+
+test('writeTree refuses paths that leave the root, and never writes through an existing file', async () => {
+  for (const bad of ['../escape', '/etc/passwd', 'etc/../../x', '', 'a//b']) {
+    assert.throws(() => assertInside(tmp, bad), /not a plain relative path/, bad);
+  }
+  const root = path.join(tmp, 'root');
+  await mkdir(path.join(root, 'etc'), { recursive: true });
+  const outside = path.join(tmp, 'outside');
+  await writeFile(outside, 'keep');
+  const { symlink } = await import('node:fs/promises');
+  await symlink(outside, path.join(root, 'etc', 'hosts'));
+  await rejects(() => writeTree(root, [file('etc/hosts')]), /EEXIST/);
+  assert.is(await readFile(outside, 'utf8'), 'keep');
+});
+
+test.run();
