@@ -36,9 +36,9 @@ export async function prepare(options: CommonOptions): Promise<Prepared> {
   const cwd = options.cwd ?? process.cwd();
   const loaded = await loadProfile(options.profile, options);
   const secretsFile = options.secrets ? path.resolve(cwd, options.secrets) : defaultSecretsFile(loaded.file);
-  const secrets = await loadSecrets({ file: secretsFile, env: options.env ?? process.env, cwd });
+  const secrets = await loadSecrets({ file: secretsFile, env: options.env ?? process.env, cwd, nodes: loaded.cluster.nodes.map((n) => n.name) });
   const overlays = await loadOverlays(options.overlays ? path.resolve(cwd, options.overlays) : BUNDLED_OVERLAYS_DIR);
-  const plan = planCluster(loaded.cluster, secrets.secrets, overlays);
+  const plan = planCluster(loaded.cluster, secrets.secrets, overlays, secrets.identities);
   return { loaded, secrets, secretsFile, plan };
 }
 

@@ -33,6 +33,10 @@ const overlayMeta = z.strictObject({
   if: condition.optional(),
   files: z.record(z.string(), fileMeta).default({}),
   links: z.record(z.string(), z.string()).default({}),
+  /** Base paths the node must not keep; `*` allowed in the last component. */
+  removes: z.array(z.string().regex(/^[A-Za-z0-9_.@+-]+(\/[A-Za-z0-9_.@+*-]+)*$/, 'must be a relative path; * only in the last part')).default([]),
+  /** Units of the base that must never start on a network-booted node. */
+  mask: z.array(z.strictObject({ unit: z.string().regex(/^[A-Za-z0-9@_.-]+\.(service|mount|socket|timer|target|swap)$/), if: condition.optional() })).default([]),
   enable: z
     .array(
       z.strictObject({
@@ -108,7 +112,7 @@ async function loadOverlay(dir: string, component: string): Promise<Overlay> {
     const source = await readFile(templatePath, 'utf8').catch(() => {
       throw new OverlayError(`${metaFile} declares ${target}, but ${shown(dir, component, target)}.hbs does not exist`);
     });
-    files.push({ path: target, meta: fileMetaValue, template: compileTemplate(shown(dir, component, `${target}.hbs`), source) });
+    files.push({ path: target, meta: fileMetaValue, template: compileTemplate(shown(dir, component, `${target}.hbs`), source, `${component}/${target}.hbs`) });
   }
   return { component, meta, files };
 }
@@ -118,13 +122,13 @@ async function loadBootServer(dir: string): Promise<Map<string, Template>> {
   const templates = new Map<string, Template>();
   for (const file of await listFiles(root)) {
     if (!file.endsWith('.hbs')) continue;
-    templates.set(file.slice(0, -4), compileTemplate(shown(dir, BOOT_SERVER_COMPONENT, file), await readFile(path.join(root, file), 'utf8')));
+    templates.set(file.slice(0, -4), compileTemplate(shown(dir, BOOT_SERVER_COMPONENT, file), await readFile(path.join(root, file), 'utf8'), `${BOOT_SERVER_COMPONENT}/${file}`));
   }
   return templates;
 }
 
 /** Components are applied in this order; any other folder follows, sorted. */
-const ORDER = ['base', 'keepalived', 'galera', 'k3s-server', 'k3s-agent', 'local-storage', 'longhorn'];
+const ORDER = ['base', 'system', 'keepalived', 'galera', 'k3s-server', 'k3s-agent', 'local-storage', 'longhorn'];
 
 export async function loadOverlays(dir: string = BUNDLED_OVERLAYS_DIR): Promise<OverlaySet> {
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => {

@@ -16,6 +16,8 @@ handlebars.registerHelper('join', (list: unknown, separator: unknown) =>
 export interface Template {
   /** Path shown in messages, e.g. overlays/keepalived/etc/keepalived/keepalived.conf.hbs. */
   name: string;
+  /** Where it sits in the overlay set, e.g. keepalived/etc/keepalived/keepalived.conf.hbs: the same on every machine. */
+  id: string;
   source: string;
   render(context: object, subject: string): string;
 }
@@ -95,7 +97,7 @@ function findMissingPath(node: Node | undefined, context: object): MissingPath |
   }
 }
 
-export function compileTemplate(name: string, source: string): Template {
+export function compileTemplate(name: string, source: string, id: string = name): Template {
   let compiled: Handlebars.TemplateDelegate;
   let ast: hbs.AST.Program;
   try {
@@ -107,6 +109,7 @@ export function compileTemplate(name: string, source: string): Template {
   }
   return {
     name,
+    id,
     source,
     render(context, subject) {
       const missing = findMissingPath(ast, context);

@@ -7,6 +7,7 @@
 import path from 'node:path';
 import type { Cluster, ClusterNode } from '../profile/resolve.js';
 import type { Secrets } from '../profile/secrets.js';
+import { publicKey, SSH_HOST_KEY_TYPES, type NodeIdentity } from '../profile/identity.js';
 import { intToIp, netmask } from '../profile/ipv4.js';
 
 export const LOCAL_STORAGE_MOUNT = '/var/lib/netroot/local';
@@ -62,7 +63,16 @@ export function datastoreEndpoint(cluster: Cluster, secrets: Secrets): string {
   return `mysql://${k3s.user}:${secrets.k3sDatabasePassword}@tcp(${network.vip}:3306)/${k3s.database}`;
 }
 
-export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secrets): Record<string, unknown> {
+function identityContext(identity: NodeIdentity) {
+  return {
+    machineId: identity.machineId,
+    sshHostKeys: Object.fromEntries(
+      SSH_HOST_KEY_TYPES.map((type) => [type, { private: identity.sshHostKeys[type].trimEnd(), public: publicKey(identity.sshHostKeys[type]) }]),
+    ),
+  };
+}
+
+export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secrets, identity?: NodeIdentity): Record<string, unknown> {
   const { profile } = cluster;
   const longhornOn = profile.longhorn.enabled;
   const storage = node.storage;
@@ -88,6 +98,8 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
       uiPort: profile.longhorn.uiPort ?? null,
     },
   };
+  // Without an identity (a plan made without secrets), templates that need one fail by name.
+  if (identity) context.identity = identityContext(identity);
   const k3sCommon = { version: profile.k3s.version, token: secrets.k3sToken };
   if (node.isServer) {
     const others = cluster.servers.filter((s) => s.name !== node.name);

@@ -27,8 +27,9 @@ export function parseLocated(text: string, file: string): Located {
     return { file, line, column: col };
   };
   if (doc.errors.length > 0) {
+    // Only the first: the parser's later errors mostly follow from it (one stray "}" gives dozens).
     throw new ProfileError(
-      doc.errors.map((e) => ({
+      doc.errors.slice(0, 1).map((e) => ({
         location: at(e.pos[0]),
         key: '',
         message: `this is not valid YAML: ${e.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,

@@ -68,7 +68,7 @@ export const rules: Rule[] = [
       const vip = profile.network.vip;
       const issues: RuleIssue[] = nodes
         .filter((n) => n.ip === vip)
-        .map((n) => ({ path: ['network', 'vip'], message: `the VIP ${vip} is also the address of node ${n.name}; the VIP must be an unused address that keepalived moves between servers`, related: nodePath(n, 'ip') }));
+        .map((n) => ({ path: ['network', 'vip'], message: `the VIP ${vip} is also the address of node ${n.name}{at}; the VIP must be an unused address that keepalived moves between servers`, related: nodePath(n, 'ip') }));
       for (const key of ['gateway', 'nfsServer', 'tftpServer'] as const) {
         if (profile.network[key] === vip) issues.push({ path: ['network', 'vip'], message: `the VIP ${vip} is also network.${key}; pick an unused address` });
       }

@@ -12,6 +12,7 @@ import { stringify } from 'yaml';
 import { ProfileError, type ProfileIssue } from '../errors.js';
 import { formatPath, locate, parseLocated, toPlain } from './located.js';
 import { displayPath } from './load.js';
+import { generateNodeIdentity, nodeIdentitySchema, type NodeIdentity } from './identity.js';
 
 /** Characters that survive a MySQL DSN (`user:pass@tcp(…)`), SQL quoting and YAML unquoted. */
 const password = z.string().regex(/^[A-Za-z0-9._~+=,%^*!-]{12,128}$/, 'must be 12–128 characters of letters, digits and ._~+=,%^*!- (no @ : / quotes or spaces: it goes into the k3s datastore URL)');
@@ -27,6 +28,10 @@ export const secretsSchema = z.strictObject({
 });
 
 export type Secrets = z.output<typeof secretsSchema>;
+
+/** The file: the cluster's secrets and, per node, its identity (machine-id, SSH host keys). */
+const secretsFileSchema = secretsSchema.partial().extend({ nodes: z.record(z.string(), nodeIdentitySchema).optional() });
+type SecretsFile = z.output<typeof secretsFileSchema>;
 type SecretName = keyof Secrets;
 
 export const SECRET_ENV: Record<SecretName, string> = {
@@ -62,14 +67,18 @@ export function defaultSecretsFile(profileFile: string): string {
 
 export interface SecretsOptions {
   file: string;
+  /** Nodes that need an identity; one is generated for each that has none yet. */
+  nodes?: string[];
   env?: NodeJS.ProcessEnv;
   cwd?: string;
 }
 
 export interface LoadedSecrets {
   secrets: Secrets;
-  /** Names of the secrets generated on this run (not yet in any file). */
-  generated: SecretName[];
+  /** Each node's machine-id and SSH host keys. */
+  identities: Record<string, NodeIdentity>;
+  /** Names of the secrets (and `node NAME identity`) generated on this run (not yet in any file). */
+  generated: string[];
   /**
    * Saves generated secrets to the secrets file. Called by a build only once
    * everything else succeeded, so bad input never leaves a file behind.
@@ -77,20 +86,21 @@ export interface LoadedSecrets {
   save(): Promise<string | undefined>;
 }
 
-async function readSecretsFile(file: string, cwd: string): Promise<Partial<Secrets>> {
+async function readSecretsFile(file: string, cwd: string): Promise<SecretsFile> {
   const shown = displayPath(file, cwd);
   const info = await stat(file);
   if ((info.mode & 0o077) !== 0) {
     throw new ProfileError([{ location: { file: shown, line: 1, column: 1 }, key: '', message: `the secrets file can be read by other users (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${shown}` }]);
   }
   const tree = parseLocated(await readFile(file, 'utf8'), shown);
-  const parsed = secretsSchema.partial().safeParse(toPlain(tree));
+  const parsed = secretsFileSchema.safeParse(toPlain(tree));
   if (parsed.success) return parsed.data;
   throw new ProfileError(
     parsed.error.issues.map((issue): ProfileIssue => {
       const keys = issue.code === 'unrecognized_keys' ? issue.keys : [];
       const at = locate(tree, [...(issue.path as string[]), ...keys.slice(0, 1)]).node;
-      const message = keys.length ? `unknown key "${keys[0]}"; known: ${Object.keys(SECRET_ENV).join(', ')}` : issue.message;
+      const known = issue.path.length === 0 ? [...Object.keys(SECRET_ENV), 'nodes'] : [];
+      const message = keys.length ? `unknown key "${keys[0]}"${known.length ? `; known: ${known.join(', ')}` : ''}` : issue.message;
       // Never echo a secret's value into a message or a log.
       return { location: keys.length ? at.keyLoc ?? at.loc : at.loc, key: formatPath([...(issue.path as string[]), ...keys.slice(0, 1)]), message };
     }),
@@ -119,8 +129,9 @@ async function writePrivate(file: string, text: string): Promise<void> {
 export async function loadSecrets(options: SecretsOptions): Promise<LoadedSecrets> {
   const cwd = options.cwd ?? process.cwd();
   const env = options.env ?? process.env;
-  const fromFile = existsSync(options.file) ? await readSecretsFile(options.file, cwd) : {};
-  const merged: Partial<Secrets> = { ...fromFile };
+  const fromFile: SecretsFile = existsSync(options.file) ? await readSecretsFile(options.file, cwd) : {};
+  const { nodes: identitiesFromFile = {}, ...clusterFromFile } = fromFile;
+  const merged: Partial<Secrets> = { ...clusterFromFile };
   const issues: ProfileIssue[] = [];
   for (const [name, variable] of Object.entries(SECRET_ENV) as [SecretName, string][]) {
     const value = env[variable];
@@ -132,15 +143,22 @@ export async function loadSecrets(options: SecretsOptions): Promise<LoadedSecret
   if (issues.length) throw new ProfileError(issues);
 
   const missing = (Object.keys(SECRET_ENV) as SecretName[]).filter((n) => merged[n] === undefined);
-  const generated: Partial<Secrets> = { ...fromFile };
-  for (const n of missing) generated[n] = merged[n] = GENERATE[n]();
+  const toSave: SecretsFile = { ...clusterFromFile };
+  for (const n of missing) toSave[n] = merged[n] = GENERATE[n]();
+  // Identities of nodes no longer in the profile stay in the file: a node that comes back keeps its keys.
+  const identities: Record<string, NodeIdentity> = { ...identitiesFromFile };
+  const newNodes = (options.nodes ?? []).filter((n) => !identities[n]);
+  for (const n of newNodes) identities[n] = generateNodeIdentity(n);
+  toSave.nodes = identities;
   const header = '# netroot cluster secrets, generated on the first build and reused by every later one.\n# Keep this file private (mode 0600) and out of version control; back it up with the cluster.\n';
+  const generated = [...missing, ...newNodes.map((n) => `node ${n} identity`)];
   return {
     secrets: merged as Secrets,
-    generated: missing,
+    identities,
+    generated,
     async save() {
-      if (missing.length === 0) return undefined;
-      await writePrivate(options.file, header + stringify(generated));
+      if (generated.length === 0) return undefined;
+      await writePrivate(options.file, header + stringify(toSave, { lineWidth: 0 }));
       return options.file;
     },
   };

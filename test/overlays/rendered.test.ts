@@ -226,6 +226,55 @@ for (const profileName of PROFILES) {
     }
   });
 
+  test(`${profileName}: each node has its own machine-id and SSH host keys, which sshd loads`, async () => {
+    const b = get();
+    const seen = new Set<string>();
+    const { mkdir, mkdtemp, copyFile, chmod, rm } = await import('node:fs/promises');
+    await mkdir('/run/sshd', { recursive: true });
+    for (const node of b.plan.cluster.nodes) {
+      const root = b.nodeRoot(node.name);
+      const machineId = (await read(path.join(root, 'etc/machine-id'))).trim();
+      assert.match(machineId, /^[0-9a-f]{32}$/);
+      seen.add(machineId);
+      const keys = await mkdtemp(path.join(b.tmp, 'keys-'));
+      const args = ['-t', '-f', '/dev/null'];
+      for (const type of ['ed25519', 'ecdsa']) {
+        const key = path.join(keys, type);
+        await copyFile(path.join(root, `etc/ssh/ssh_host_${type}_key`), key);
+        await chmod(key, 0o600);
+        args.push('-h', key);
+        const derived = await execa('ssh-keygen', ['-y', '-f', key], { timeout: 10_000 });
+        const pub = await read(path.join(root, `etc/ssh/ssh_host_${type}_key.pub`));
+        assert.is(pub.split(' ').slice(0, 2).join(' '), derived.stdout.split(' ').slice(0, 2).join(' '), `${node.name} ${type}: .pub matches the private key`);
+        seen.add(pub);
+      }
+      const sshd = await execa('/usr/sbin/sshd', args, { reject: false, timeout: 10_000 });
+      assert.is(sshd.exitCode, 0, `${node.name}: sshd -t: ${sshd.stderr}`);
+      await rm(keys, { recursive: true });
+      const config = await read(path.join(root, 'etc/ssh/sshd_config.d/netroot-host-keys.conf'));
+      assert.match(config, /^HostKey \/etc\/ssh\/ssh_host_ed25519_key$/m);
+      const nodePlan = b.plan.nodes.find((n) => n.node.name === node.name)!;
+      assert.ok(nodePlan.removes.includes('etc/ssh/ssh_host_*'), 'the base\'s host keys are removed');
+    }
+    assert.is(seen.size, b.plan.cluster.nodes.length * 3, 'no two nodes share a machine-id or a host key');
+  });
+
+  test(`${profileName}: nothing takes the boot interface down: NetworkManager, networkd and ifupdown leave it alone`, async () => {
+    const b = get();
+    for (const node of b.plan.cluster.nodes) {
+      const root = b.nodeRoot(node.name);
+      const nm = await read(path.join(root, 'etc/NetworkManager/conf.d/90-netroot-nfs-root.conf'));
+      assert.match(nm, new RegExp(`^unmanaged-devices=interface-name:${node.interface}$`, 'm'));
+      const networkd = await read(path.join(root, 'etc/systemd/network/00-netroot-nfs-root.network'));
+      assert.match(networkd, new RegExp(`^Name=${node.interface}$`, 'm'));
+      assert.match(networkd, /^\[Link\]\nUnmanaged=yes$/m);
+      const interfaces = await read(path.join(root, 'etc/network/interfaces'));
+      assert.not.match(interfaces, new RegExp(`^\\s*(auto|allow-hotplug|iface)\\s+${node.interface}\\b`, 'm'));
+      const fstab = (await read(path.join(root, 'etc/fstab'))).split('\n').filter((l) => l && !l.startsWith('#'));
+      assert.equal(fstab.map((l) => l.split(/\s+/).slice(0, 3)), [['/dev/nfs', '/', 'nfs'], ['tmpfs', '/tmp', 'tmpfs']]);
+    }
+  });
+
   test(`${profileName}: secret-bearing files are 0600 and manifest.json matches the files on disk`, async () => {
     const b = get();
     const manifest = JSON.parse(await read(path.join(b.dir, 'manifest.json')));

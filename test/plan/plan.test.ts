@@ -98,23 +98,29 @@ test('roles decide the files: servers get keepalived, Galera and the datastore; 
   }
 });
 
-test('declared modes: secret-bearing files are 0600, scripts 0755, the rest 0644, all owned by 0:0', async () => {
+test('declared modes: secret-bearing files are 0600, scripts 0755, machine-id 0444 as systemd makes it, the rest 0644, all owned by 0:0', async () => {
   const { plan, secrets } = await prepare(options());
-  const values = Object.values(secrets.secrets);
+  const hostKeys = Object.values(secrets.identities).flatMap((i) => Object.values(i.sshHostKeys).map((k) => k.trim()));
+  const values = [...Object.values(secrets.secrets), ...hostKeys];
   for (const { files } of plan.nodes) {
     for (const f of files.filter((x) => x.type === 'file')) {
       const text = f.content!.toString();
       assert.is(`${f.uid}:${f.gid}`, '0:0', f.path);
       if (values.some((v) => text.includes(v))) assert.is(f.mode, 0o600, `${f.path} holds a secret`);
       else if (text.startsWith('#!')) assert.is(f.mode, 0o755, f.path);
+      else if (f.path === 'etc/machine-id') assert.is(f.mode, 0o444, f.path);
       else assert.is(f.mode, 0o644, f.path);
     }
   }
 });
 
-test('the plan is deterministic: the same inputs give the same files', async () => {
+test('the plan is deterministic: the same inputs and saved secrets give the same files, wherever the overlays sit', async () => {
   const a = await prepare(options());
-  const b = await prepare({ ...options(), env: { NETROOT_K3S_TOKEN: a.secrets.secrets.k3sToken, NETROOT_KEEPALIVED_AUTH_PASS: a.secrets.secrets.keepalivedAuthPass, NETROOT_MARIADB_ROOT_PASSWORD: a.secrets.secrets.mariadbRootPassword, NETROOT_K3S_DATABASE_PASSWORD: a.secrets.secrets.k3sDatabasePassword } });
+  await a.secrets.save();
+  const elsewhere = path.join(tmp, 'elsewhere', 'overlays');
+  await cp(overlays, elsewhere, { recursive: true });
+  const b = await prepare({ ...options(), overlays: elsewhere });
+  assert.is(b.secrets.generated.length, 0, 'the second run generated nothing');
   const flat = (p: typeof a.plan) => JSON.stringify(p.nodes.map((n) => n.files.map((f) => [f.path, f.mode, f.target, f.content?.toString('base64')])));
   assert.is(flat(a.plan), flat(b.plan));
 });

@@ -1,0 +1,155 @@
+/**
+ * The real command line, as a subprocess in a scratch directory with a
+ * profiles/ folder: a bad profile exits 2 with file:line:col and key on stderr
+ * and leaves nothing behind (no output directory, no secrets file); `validate`
+ * of a good profile exits 0 and writes nothing.
+ */
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { FIXTURES, OPZ3, OPZ3_FILE, REPO, opz3With, position, tempDir, type Edit, type Where } from './helpers.js';
+
+const CLI = path.join(REPO, 'src/cli.ts');
+const TSX = import.meta.resolve('tsx');
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** `node --import tsx src/cli.ts ARGS` in `cwd`, without any NETROOT_* variable of ours. */
+async function cli(cwd: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NETROOT_')));
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', TSX, CLI, ...args], {
+      cwd,
+      env: { ...clean, ...env },
+      timeout: 60_000,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code?: unknown; stdout?: string; stderr?: string };
+    if (typeof e.code !== 'number') throw error;
+    return { code: e.code, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+/** Every path under `dir`, sorted. */
+async function tree(dir: string): Promise<string[]> {
+  return ((await readdir(dir, { recursive: true })) as string[]).sort();
+}
+
+/** A scratch dir holding profiles/NAME.yaml for each entry. */
+async function workspace(profiles: Record<string, string>): Promise<string> {
+  const dir = await tempDir('netroot-cli-');
+  await mkdir(path.join(dir, 'profiles'));
+  for (const [name, text] of Object.entries(profiles)) await writeFile(path.join(dir, 'profiles', `${name}.yaml`), text);
+  return dir;
+}
+
+interface BadCase {
+  name: string;
+  edits: Edit[];
+  args: string[];
+  /** What stderr must show after `profiles/bad.yaml:LINE:COL `. */
+  at: Where;
+  shows: string;
+}
+
+const bad: BadCase[] = [
+  {
+    name: 'build: a wrong type',
+    edits: [['virtualRouterId: 51', 'virtualRouterId: "fifty"']],
+    args: ['build', '--profile', 'bad'],
+    at: { line: 'virtualRouterId', col: '"fifty"' },
+    shows: 'keepalived.virtualRouterId: expected a number, got text "fifty"',
+  },
+  {
+    name: 'build (the default command) with an output directory: a cluster rule',
+    edits: [['vip: 192.0.2.50', 'vip: 198.51.100.50']],
+    args: ['--profile', 'bad', '--out', 'out'],
+    at: { line: 'vip:', col: 'vip' },
+    shows: 'network.vip: the VIP 198.51.100.50 is outside the subnet 192.0.2.0/24',
+  },
+  {
+    name: 'build --json: an unknown key',
+    edits: [['advertInterval: 1 }', 'advertInterval: 1, priorty: 100 }']],
+    args: ['build', '--json', '-p', 'bad'],
+    at: { line: 'priorty', col: 'priorty' },
+    shows: 'keepalived.priorty: unknown key "priorty"',
+  },
+  {
+    name: 'validate: an even number of servers',
+    edits: [['roles: [agent]', 'roles: [server]']],
+    args: ['validate', '--profile', 'bad'],
+    at: { line: 'nodes:', col: 'nodes' },
+    shows: 'nodes: there are 4 servers; with an even number a network split',
+  },
+];
+
+const Cli = suite('cli: profile errors');
+
+for (const c of bad) {
+  Cli(`${c.name}: exit 2, file:line:col and key on stderr, nothing written`, async () => {
+    const text = opz3With(...c.edits);
+    const dir = await workspace({ bad: text });
+    const before = await tree(dir);
+    const run = await cli(dir, c.args);
+    const { line, column } = position(text, c.at);
+    assert.is(run.code, 2, `exit code; stderr:\n${run.stderr}`);
+    assert.ok(run.stderr.includes(`profiles/bad.yaml:${line}:${column} ${c.shows}`), `stderr names the place and key:\n${run.stderr}`);
+    assert.not.match(run.stderr, /internal error/);
+    assert.is(run.stdout, '');
+    assert.equal(await tree(dir), before, 'no out/ directory and no secrets file');
+  });
+}
+
+Cli('build: a good profile with a bad secret in the environment exits 2 and writes nothing', async () => {
+  const dir = await workspace({ good: OPZ3 });
+  const before = await tree(dir);
+  const secret = 'WayTooLongAuthPass';
+  const run = await cli(dir, ['build', '--profile', 'good'], { NETROOT_KEEPALIVED_AUTH_PASS: secret });
+  assert.is(run.code, 2, run.stderr);
+  assert.ok(run.stderr.includes('NETROOT_KEEPALIVED_AUTH_PASS: (environment) is longer than 8 characters'), run.stderr);
+  assert.not.ok(run.stderr.includes(secret.slice(0, 8)), 'the secret is never printed');
+  assert.equal(await tree(dir), before);
+});
+
+Cli.run();
+
+const Validate = suite('cli: validate');
+
+Validate('a good profile: exit 0, and no out/ and no secrets file', async () => {
+  const dir = await workspace({});
+  await copyFile(OPZ3_FILE, path.join(dir, 'profiles', 'good.yaml'));
+  const before = await tree(dir);
+  const run = await cli(dir, ['validate', '--profile', 'good']);
+  assert.is(run.code, 0, run.stderr);
+  assert.is(run.stdout, 'good: valid (4 nodes, 3 servers)\n');
+  assert.equal(await tree(dir), before);
+  assert.equal(before, ['profiles', 'profiles/good.yaml']);
+});
+
+Validate('a profile that extends another in profiles/', async () => {
+  const dir = await workspace({ opz3: OPZ3 });
+  await copyFile(path.join(FIXTURES, 'opz3-lab.yaml'), path.join(dir, 'profiles', 'opz3-lab.yaml'));
+  const before = await tree(dir);
+  const run = await cli(dir, ['validate', '--profile', 'opz3-lab']);
+  assert.is(run.code, 0, run.stderr);
+  assert.is(run.stdout, 'opz3-lab: valid (5 nodes, 3 servers)\n');
+  assert.equal(await tree(dir), before);
+});
+
+Validate('a profile name that does not exist exits 2', async () => {
+  const dir = await workspace({});
+  const run = await cli(dir, ['validate', '--profile', 'nosuch']);
+  assert.is(run.code, 2, run.stderr);
+  assert.match(run.stderr, /no profile named nosuch/);
+  assert.equal(await tree(dir), ['profiles']);
+});
+
+Validate.run();

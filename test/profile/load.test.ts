@@ -1,0 +1,582 @@
+/**
+ * Profile validation, rule by rule: every invalid case is the bundled opz3
+ * profile with one visible edit, and lists the exact problem(s) it must give —
+ * file, line and column (looked up in the edited text), key path and wording.
+ */
+import { copyFile, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadProfile } from '../../src/profile/load.js';
+import {
+  FIXTURES,
+  OPZ3,
+  OPZ3_FILE,
+  assertIssues,
+  edit,
+  loadError,
+  opz3With,
+  position,
+  tempDir,
+  writeProfiles,
+  type Edit,
+  type ExpectedIssue,
+} from './helpers.js';
+
+const FILE = 'bad.yaml';
+const SERVERS = 'opz3-1-onder, opz3-2-midden, opz3-3-boven';
+const QUORUM_FIX = 'Use an odd number of servers (3, 5, 7), or set galera.allowUnsafeClusterSize: true to accept the risk';
+
+interface InvalidCase {
+  name: string;
+  /** Edits to opz3.yaml; the result is written as bad.yaml. */
+  edits: Edit[];
+  issues: ExpectedIssue[];
+}
+
+/** Edits that add keys to a node's flow mapping (before its closing brace). */
+const onNode = (ip: string, role: string, extra: string): Edit => [
+  `ip: ${ip}, roles: [${role}] }`,
+  `ip: ${ip}, roles: [${role}], ${extra} }`,
+];
+const node1 = (extra: string) => onNode('192.0.2.60', 'server', extra);
+const node2 = (extra: string) => onNode('192.0.2.61', 'server', extra);
+const node4 = (extra: string) => onNode('192.0.2.63', 'agent', extra);
+
+const invalid: InvalidCase[] = [
+  // ---------------------------------------------------------------- unknown keys
+  {
+    name: 'unknown key in a node\'s keepalived suggests the known one',
+    edits: [node1('keepalived: { priorty: 90 }')],
+    issues: [{ at: { line: 'opz3-1-onder,', col: 'priorty' }, key: 'nodes[0].keepalived.priorty', message: 'unknown key "priorty"; did you mean "priority"?' }],
+  },
+  {
+    name: 'unknown key in a node\'s network suggests the known one',
+    edits: [node4('network: { interfce: eth1 }')],
+    issues: [{ at: { line: 'opz3-4-top', col: 'interfce' }, key: 'nodes[3].network.interfce', message: 'unknown key "interfce"; did you mean "interface"?' }],
+  },
+  {
+    name: 'top-level typo of an optional key',
+    edits: [['k3s: {', 'storgae: { imageSize: 8G }\nk3s: {']],
+    issues: [{ at: { line: 'storgae', col: 'storgae' }, key: 'storgae', message: 'unknown key "storgae"; did you mean "storage"?' }],
+  },
+  {
+    name: 'top-level typo of a required key: the key is missing and the typo is unknown',
+    edits: [['longhorn:', 'longhron:']],
+    issues: [
+      // a missing key points at the start of the mapping it belongs in: here the document's first key
+      { at: { line: 'cluster: { name: opz3 }', col: 'cluster' }, key: 'longhorn', message: 'is missing; add it (a mapping of keys)' },
+      { at: { line: 'longhron', col: 'longhron' }, key: 'longhron', message: 'unknown key "longhron"; did you mean "longhorn"?' },
+    ],
+  },
+  {
+    name: 'unknown key unlike any known one lists the known keys',
+    edits: [['advertInterval: 1 }', 'advertInterval: 1, unicastPeers: [] }']],
+    issues: [{ at: { line: 'unicastPeers', col: 'unicastPeers' }, key: 'keepalived.unicastPeers', message: 'unknown key "unicastPeers"; known keys here: virtualRouterId, advertInterval' }],
+  },
+  // ---------------------------------------------------------------- wrong types
+  {
+    name: 'text where a number belongs',
+    edits: [['virtualRouterId: 51', 'virtualRouterId: "fifty"']],
+    issues: [{ at: { line: 'virtualRouterId', col: '"fifty"' }, key: 'keepalived.virtualRouterId', message: 'expected a number, got text "fifty"' }],
+  },
+  {
+    name: 'a fraction where a whole number belongs',
+    edits: [['virtualRouterId: 51', 'virtualRouterId: 51.5']],
+    issues: [{ at: { line: 'virtualRouterId', col: '51.5' }, key: 'keepalived.virtualRouterId', message: 'expected a whole number, got number 51.5' }],
+  },
+  {
+    name: 'a single value where a list belongs',
+    edits: [['roles: [agent]', 'roles: agent']],
+    issues: [{ at: { line: 'opz3-4-top', col: 'agent' }, key: 'nodes[3].roles', message: 'expected a list, got text "agent"' }],
+  },
+  {
+    name: 'text where true or false belongs',
+    edits: [['sstMethod: rsync,', 'sstMethod: rsync, allowUnsafeClusterSize: "yes",']],
+    issues: [{ at: { line: 'allowUnsafeClusterSize', col: '"yes"' }, key: 'galera.allowUnsafeClusterSize', message: 'expected true or false, got text "yes"' }],
+  },
+  {
+    name: 'a value outside an enumeration',
+    edits: [['sstMethod: rsync', 'sstMethod: xtrabackup']],
+    issues: [{ at: { line: 'sstMethod', col: 'xtrabackup' }, key: 'galera.sstMethod', message: '"xtrabackup" is not allowed; use one of: rsync, mariabackup' }],
+  },
+  {
+    name: 'a required key of a node is missing',
+    edits: [['ip: 192.0.2.63, roles: [agent] }', 'ip: 192.0.2.63 }']],
+    issues: [{ at: { line: 'opz3-4-top', col: '{' }, key: 'nodes[3].roles', message: 'is missing; add it (a list)' }],
+  },
+  // ---------------------------------------------------------------- malformed addresses
+  {
+    name: 'MAC with five pairs',
+    edits: [['"02:00:c0:00:02:3d"', '"02:00:c0:00:02"']],
+    issues: [{ at: { line: 'opz3-2-midden', col: '"02:00' }, key: 'nodes[1].mac', message: '"02:00:c0:00:02" must be a MAC address written as six pairs of hex digits with ":" (02:00:c0:00:02:3c)' }],
+  },
+  {
+    name: 'MAC written with "-"',
+    edits: [['"02:00:c0:00:02:3d"', '02-00-c0-00-02-3d']],
+    issues: [{ at: { line: 'opz3-2-midden', col: '02-00' }, key: 'nodes[1].mac', message: '"02-00-c0-00-02-3d" must be a MAC address written as six pairs of hex digits with ":" (02:00:c0:00:02:3c)' }],
+  },
+  {
+    name: 'node IP with an octet above 255',
+    edits: [['ip: 192.0.2.61', 'ip: 192.0.2.300']],
+    issues: [{ at: { line: 'opz3-2-midden', col: '192.0.2.300' }, key: 'nodes[1].ip', message: '"192.0.2.300" must be an IPv4 address such as 192.0.2.60' }],
+  },
+  {
+    name: 'VIP with three octets',
+    edits: [['vip: 192.0.2.50', 'vip: 192.0.2']],
+    issues: [{ at: { line: 'vip:', col: '192.0.2' }, key: 'network.vip', message: '"192.0.2" must be an IPv4 address such as 192.0.2.60' }],
+  },
+  {
+    name: 'subnet without a prefix length',
+    edits: [['subnet: 192.0.2.0/24', 'subnet: 192.0.2.0']],
+    issues: [{ at: { line: 'subnet:', col: '192.0.2.0' }, key: 'network.subnet', message: '"192.0.2.0" must be an IPv4 network in CIDR form such as 192.0.2.0/24' }],
+  },
+  // ---------------------------------------------------------------- duplicates
+  {
+    name: 'duplicate node name',
+    edits: [['name: opz3-2-midden', 'name: opz3-1-onder']],
+    issues: [
+      {
+        at: { line: '02:00:c0:00:02:3d', col: 'name:' },
+        key: 'nodes[1].name',
+        message: (line) => `the name opz3-1-onder is already used by opz3-1-onder (line ${line('02:00:c0:00:02:3c')}); every node needs its own`,
+      },
+    ],
+  },
+  {
+    name: 'duplicate MAC, written in upper case the second time',
+    edits: [['"02:00:c0:00:02:3d"', '"02:00:C0:00:02:3C"']],
+    issues: [
+      {
+        at: { line: 'opz3-2-midden', col: 'mac:' },
+        key: 'nodes[1].mac',
+        message: (line) => `the MAC address 02:00:c0:00:02:3c is already used by opz3-1-onder (line ${line('opz3-1-onder,')}); every node needs its own`,
+      },
+    ],
+  },
+  {
+    name: 'duplicate IP',
+    edits: [['ip: 192.0.2.62', 'ip: 192.0.2.60']],
+    issues: [
+      {
+        at: { line: 'opz3-3-boven', col: 'ip:' },
+        key: 'nodes[2].ip',
+        message: (line) => `the IP address 192.0.2.60 is already used by opz3-1-onder (line ${line('opz3-1-onder,')}); every node needs its own`,
+      },
+    ],
+  },
+  // ---------------------------------------------------------------- subnet
+  {
+    name: 'node IP outside the subnet',
+    edits: [['ip: 192.0.2.63', 'ip: 192.0.3.63']],
+    issues: [{ at: { line: 'opz3-4-top', col: 'ip:' }, key: 'nodes[3].ip', message: '192.0.3.63 is outside the subnet 192.0.2.0/24' }],
+  },
+  {
+    name: 'node IP is the broadcast address',
+    edits: [['ip: 192.0.2.63', 'ip: 192.0.2.255']],
+    issues: [{ at: { line: 'opz3-4-top', col: 'ip:' }, key: 'nodes[3].ip', message: '192.0.2.255 is the network or broadcast address of the subnet 192.0.2.0/24' }],
+  },
+  {
+    name: 'VIP outside the subnet',
+    edits: [['vip: 192.0.2.50', 'vip: 198.51.100.50']],
+    issues: [
+      {
+        at: { line: 'vip:', col: 'vip' },
+        key: 'network.vip',
+        message: "the VIP 198.51.100.50 is outside the subnet 192.0.2.0/24; keepalived can only hold an address on the nodes' own network",
+      },
+    ],
+  },
+  {
+    name: 'gateway outside the subnet',
+    edits: [['gateway: 192.0.2.1', 'gateway: 192.0.3.1']],
+    issues: [{ at: { line: 'gateway:', col: 'gateway' }, key: 'network.gateway', message: 'the gateway 192.0.3.1 is outside the subnet 192.0.2.0/24' }],
+  },
+  // ---------------------------------------------------------------- VIP and other addresses
+  {
+    name: 'VIP equal to a node IP',
+    edits: [['vip: 192.0.2.50', 'vip: 192.0.2.61']],
+    issues: [
+      {
+        at: { line: 'vip:', col: 'vip' },
+        key: 'network.vip',
+        message: (line) =>
+          `the VIP 192.0.2.61 is also the address of node opz3-2-midden (line ${line('opz3-2-midden')}); the VIP must be an unused address that keepalived moves between servers`,
+      },
+    ],
+  },
+  {
+    name: 'VIP equal to the NFS and TFTP server',
+    edits: [['vip: 192.0.2.50', 'vip: 192.0.2.10']],
+    issues: [
+      { at: { line: 'vip:', col: 'vip' }, key: 'network.vip', message: 'the VIP 192.0.2.10 is also network.nfsServer; pick an unused address' },
+      { at: { line: 'vip:', col: 'vip' }, key: 'network.vip', message: 'the VIP 192.0.2.10 is also network.tftpServer; pick an unused address' },
+    ],
+  },
+  {
+    name: 'node IP equal to the gateway',
+    edits: [['ip: 192.0.2.63', 'ip: 192.0.2.1']],
+    issues: [{ at: { line: 'opz3-4-top', col: 'ip:' }, key: 'nodes[3].ip', message: '192.0.2.1 is also network.gateway; a node needs an address of its own' }],
+  },
+  // ---------------------------------------------------------------- roles and quorum
+  {
+    name: 'a node that is both server and agent',
+    edits: [['ip: 192.0.2.62, roles: [server]', 'ip: 192.0.2.62, roles: [server, agent]']],
+    issues: [{ at: { line: 'opz3-3-boven', col: 'roles:' }, key: 'nodes[2].roles', message: 'a node is either a server or an agent: a k3s server already runs workloads, so write roles: [server]' }],
+  },
+  {
+    name: 'two servers: fewer than 3',
+    edits: [['ip: 192.0.2.62, roles: [server]', 'ip: 192.0.2.62, roles: [agent]']],
+    issues: [
+      {
+        at: { line: 'nodes:', col: 'nodes' },
+        key: 'nodes',
+        message: `there are 2 servers; Galera needs at least 3 so that the other two keep a majority when one fails. ${QUORUM_FIX}`,
+      },
+    ],
+  },
+  {
+    name: 'one server',
+    edits: [
+      ['ip: 192.0.2.61, roles: [server]', 'ip: 192.0.2.61, roles: [agent]'],
+      ['ip: 192.0.2.62, roles: [server]', 'ip: 192.0.2.62, roles: [agent]'],
+    ],
+    issues: [
+      {
+        at: { line: 'nodes:', col: 'nodes' },
+        key: 'nodes',
+        message: `there is 1 server; Galera needs at least 3 so that the other two keep a majority when one fails. ${QUORUM_FIX}`,
+      },
+    ],
+  },
+  {
+    name: 'four servers: an even number',
+    edits: [['roles: [agent]', 'roles: [server]']],
+    issues: [
+      {
+        at: { line: 'nodes:', col: 'nodes' },
+        key: 'nodes',
+        message: `there are 4 servers; with an even number a network split can leave two halves of 2 with no majority (split-brain), and the database stops on both. ${QUORUM_FIX}`,
+      },
+    ],
+  },
+  // ---------------------------------------------------------------- keepalived
+  {
+    name: 'virtualRouterId 0',
+    edits: [['virtualRouterId: 51', 'virtualRouterId: 0']],
+    issues: [{ at: { line: 'virtualRouterId', col: '0,' }, key: 'keepalived.virtualRouterId', message: '0 must be between 1 and 255' }],
+  },
+  {
+    name: 'virtualRouterId 256',
+    edits: [['virtualRouterId: 51', 'virtualRouterId: 256']],
+    issues: [{ at: { line: 'virtualRouterId', col: '256' }, key: 'keepalived.virtualRouterId', message: '256 must be between 1 and 255' }],
+  },
+  {
+    name: 'node priority 0',
+    edits: [node1('keepalived: { priority: 0 }')],
+    issues: [{ at: { line: 'opz3-1-onder,', col: '0 }' }, key: 'nodes[0].keepalived.priority', message: '0 must be between 1 and 254 (255 is reserved for the address owner)' }],
+  },
+  {
+    name: 'node priority 255',
+    edits: [node1('keepalived: { priority: 255 }')],
+    issues: [{ at: { line: 'opz3-1-onder,', col: '255' }, key: 'nodes[0].keepalived.priority', message: '255 must be between 1 and 254 (255 is reserved for the address owner)' }],
+  },
+  {
+    name: 'two equal explicit priorities',
+    edits: [node1('keepalived: { priority: 90 }'), node2('keepalived: { priority: 90 }')],
+    issues: [
+      {
+        at: { line: 'opz3-2-midden', col: 'priority' },
+        key: 'nodes[1].keepalived.priority',
+        message: 'priority 90 is used by both opz3-1-onder and opz3-2-midden; VRRP priorities must be unique so that one server is clearly preferred',
+      },
+    ],
+  },
+  {
+    name: 'keepalived settings on an agent',
+    edits: [node4('keepalived: { priority: 10 }')],
+    issues: [{ at: { line: 'opz3-4-top', col: 'keepalived' }, key: 'nodes[3].keepalived', message: 'keepalived runs on servers only; remove this key from the agent' }],
+  },
+  // ---------------------------------------------------------------- galera bootstrap
+  {
+    name: 'bootstrapNode is an agent',
+    edits: [['bootstrapNode: opz3-1-onder', 'bootstrapNode: opz3-4-top']],
+    issues: [
+      {
+        at: { line: 'bootstrapNode', col: 'bootstrapNode' },
+        key: 'galera.bootstrapNode',
+        message: (line) => `opz3-4-top (line ${line('opz3-4-top,')}) is an agent; the Galera cluster can only be bootstrapped on a server: ${SERVERS}`,
+      },
+    ],
+  },
+  {
+    name: 'bootstrapNode does not exist',
+    edits: [['bootstrapNode: opz3-1-onder', 'bootstrapNode: opz3-9-nope']],
+    issues: [{ at: { line: 'bootstrapNode', col: 'bootstrapNode' }, key: 'galera.bootstrapNode', message: `there is no node named opz3-9-nope; name one of the servers: ${SERVERS}` }],
+  },
+  // ---------------------------------------------------------------- YAML itself
+  {
+    name: 'invalid YAML: a tab as indentation',
+    edits: [['  gateway: 192.0.2.1', '\tgateway: 192.0.2.1']],
+    issues: [{ at: { line: '\tgateway', col: '\tgateway' }, key: '', message: 'this is not valid YAML: Tabs are not allowed as indentation' }],
+  },
+  {
+    name: 'invalid YAML: one stray brace is one problem, not a cascade',
+    edits: [['roles: [agent] }', 'roles: [agent] }}']],
+    issues: [{ at: { line: 'opz3-4-top', col: '}}', offset: 1 }, key: '', message: 'this is not valid YAML: Unexpected flow-map-end token in YAML stream: "}"' }],
+  },
+  {
+    name: 'invalid YAML: a colon inside an unquoted value',
+    edits: [['vip: 192.0.2.50', 'vip: 192.0.2.50: 51']],
+    issues: [{ at: { line: 'vip:', col: '192.0.2.50' }, key: '', message: 'this is not valid YAML: Nested mappings are not allowed in compact mappings' }],
+  },
+  {
+    name: 'invalid YAML: a duplicate key in a block mapping',
+    edits: [['  vip: 192.0.2.50\n', '  vip: 192.0.2.50\n  vip: 192.0.2.51\n']],
+    issues: [{ at: { line: 'vip: 192.0.2.51', col: 'vip' }, key: '', message: 'this is not valid YAML: Map keys must be unique' }],
+  },
+  {
+    name: 'invalid YAML: a duplicate key in a node\'s flow mapping',
+    edits: [['ip: 192.0.2.61,', 'ip: 192.0.2.61, ip: 192.0.2.71,']],
+    issues: [{ at: { line: 'opz3-2-midden', col: 'ip: 192.0.2.71' }, key: '', message: 'this is not valid YAML: Map keys must be unique' }],
+  },
+];
+
+const Invalid = suite('load: every rule refuses a bad profile');
+
+for (const c of invalid) {
+  Invalid(c.name, async () => {
+    const text = opz3With(...c.edits);
+    const dir = await writeProfiles({ [FILE]: text });
+    const error = await loadError(dir, FILE);
+    assertIssues(error, { [FILE]: text }, FILE, c.issues);
+  });
+}
+
+Invalid('a profile that is not a mapping', async () => {
+  const text = '- cluster\n- nodes\n';
+  const dir = await writeProfiles({ [FILE]: text });
+  assertIssues(await loadError(dir, FILE), { [FILE]: text }, FILE, [
+    { at: { line: '- cluster', col: '-' }, key: '', message: 'a profile must be a YAML mapping of keys (cluster:, network:, nodes:, …)' },
+  ]);
+});
+
+Invalid.run();
+
+// ------------------------------------------------------------------ extends: errors
+
+interface ExtendsCase {
+  name: string;
+  files: Record<string, string>;
+  load: string;
+  issues: ExpectedIssue[];
+}
+
+const LAB = await readFile(path.join(FIXTURES, 'opz3-lab.yaml'), 'utf8');
+
+const extendsInvalid: ExtendsCase[] = [
+  {
+    name: 'a cycle: a extends b, b extends a',
+    files: { 'a.yaml': 'extends: b\ncluster: { name: a }\n', 'b.yaml': 'extends: a\ncluster: { name: b }\n' },
+    load: 'a.yaml',
+    issues: [
+      { at: { line: 'extends: b', col: 'extends' }, key: 'extends', message: 'profiles extend each other in a cycle (a.yaml → b.yaml → a.yaml); remove one of the extends' },
+    ],
+  },
+  {
+    name: 'a profile that extends itself',
+    files: { 'a.yaml': 'extends: a\ncluster: { name: a }\n' },
+    load: 'a.yaml',
+    issues: [{ at: { line: 'extends: a', col: 'extends' }, key: 'extends', message: 'profiles extend each other in a cycle (a.yaml → a.yaml); remove one of the extends' }],
+  },
+  {
+    name: 'extends names a profile that does not exist',
+    files: { 'lab.yaml': edit(LAB, ['extends: opz3', 'extends: nothere']) },
+    load: 'lab.yaml',
+    issues: [{ at: { line: 'extends:', col: 'nothere' }, key: 'extends', message: 'nothere.yaml does not exist; name a profile in the same directory or give a path' }],
+  },
+  {
+    name: 'extends gives a path that does not exist',
+    files: { 'lab.yaml': edit(LAB, ['extends: opz3', 'extends: shared/opz3.yaml']) },
+    load: 'lab.yaml',
+    issues: [{ at: { line: 'extends:', col: 'shared' }, key: 'extends', message: 'shared/opz3.yaml does not exist; name a profile in the same directory or give a path' }],
+  },
+  {
+    name: 'extends is not a name',
+    files: { 'lab.yaml': edit(LAB, ['extends: opz3', 'extends: [opz3]']) },
+    load: 'lab.yaml',
+    issues: [{ at: { line: 'extends:', col: '[' }, key: 'extends', message: 'must be the name of another profile or a path to one' }],
+  },
+  {
+    name: 'an error in the child points at the child',
+    files: { 'opz3.yaml': OPZ3, 'opz3-lab.yaml': edit(LAB, ['virtualRouterId: 60', 'virtualRouterId: 0']) },
+    load: 'opz3-lab.yaml',
+    issues: [{ at: { line: 'virtualRouterId', col: '0 }' }, key: 'keepalived.virtualRouterId', message: '0 must be between 1 and 255' }],
+  },
+  {
+    name: 'an error in a value inherited from the parent points at the parent',
+    files: { 'opz3.yaml': edit(OPZ3, ['"02:00:c0:00:02:3f"', '"02:00:c0:00:02:3"']), 'opz3-lab.yaml': LAB },
+    load: 'opz3-lab.yaml',
+    issues: [
+      {
+        at: { file: 'opz3.yaml', line: 'opz3-4-top', col: '"02:00' },
+        key: 'nodes[3].mac',
+        message: '"02:00:c0:00:02:3" must be a MAC address written as six pairs of hex digits with ":" (02:00:c0:00:02:3c)',
+      },
+    ],
+  },
+  {
+    name: 'a rule about a child value and a parent value names the parent file and line',
+    files: { 'opz3.yaml': OPZ3, 'opz3-lab.yaml': edit(LAB, ['cluster: { name: opz3-lab }', 'cluster: { name: opz3-lab }\nnetwork: { vip: 192.0.2.60 }']) },
+    load: 'opz3-lab.yaml',
+    issues: [
+      {
+        at: { line: 'vip:', col: 'vip' },
+        key: 'network.vip',
+        message: (line) =>
+          `the VIP 192.0.2.60 is also the address of node opz3-1-onder (opz3.yaml:${line('opz3-1-onder,', 'opz3.yaml')}); the VIP must be an unused address that keepalived moves between servers`,
+      },
+    ],
+  },
+  {
+    name: 'a node the child appends that reuses a parent node\'s MAC',
+    files: { 'opz3.yaml': OPZ3, 'opz3-lab.yaml': edit(LAB, ['"02:00:c0:00:02:40"', '"02:00:c0:00:02:3f"']) },
+    load: 'opz3-lab.yaml',
+    issues: [
+      {
+        // the key path counts nodes in the merged list: opz3-5-extra is the 5th node
+        at: { line: 'opz3-5-extra', col: 'mac:' },
+        key: 'nodes[4].mac',
+        message: (line) => `the MAC address 02:00:c0:00:02:3f is already used by opz3-4-top (opz3.yaml:${line('opz3-4-top', 'opz3.yaml')}); every node needs its own`,
+      },
+    ],
+  },
+];
+
+const Extends = suite('load: extends');
+
+for (const c of extendsInvalid) {
+  Extends(c.name, async () => {
+    const dir = await writeProfiles(c.files);
+    const error = await loadError(dir, c.load);
+    assertIssues(error, c.files, c.load, c.issues);
+  });
+}
+
+Extends('the child overrides scalars, merges nodes by name and appends new ones', async () => {
+  const dir = await tempDir();
+  await copyFile(OPZ3_FILE, path.join(dir, 'opz3.yaml'));
+  await copyFile(path.join(FIXTURES, 'opz3-lab.yaml'), path.join(dir, 'opz3-lab.yaml'));
+  const loaded = await loadProfile('opz3-lab.yaml', { cwd: dir });
+  assert.is(loaded.name, 'opz3-lab');
+  assert.is(loaded.cluster.name, 'opz3-lab', 'child overrides cluster.name');
+  assert.equal(loaded.profile.keepalived, { virtualRouterId: 60, advertInterval: 1 }, 'child overrides one key, the other is inherited');
+  assert.is(loaded.profile.network.vip, '192.0.2.50', 'untouched sections come from the parent');
+  assert.is((loaded.profile as Record<string, unknown>).extends, undefined, 'extends is not part of the result');
+  assert.equal(
+    loaded.cluster.nodes.map((n) => [n.name, n.mac, n.ip, n.roles.join()]),
+    [
+      ['opz3-1-onder', '02:00:c0:00:02:3c', '192.0.2.60', 'server'],
+      ['opz3-2-midden', '02:00:c0:00:02:3d', '192.0.2.71', 'server'],
+      ['opz3-3-boven', '02:00:c0:00:02:3e', '192.0.2.62', 'server'],
+      ['opz3-4-top', '02:00:c0:00:02:3f', '192.0.2.63', 'agent'],
+      ['opz3-5-extra', '02:00:c0:00:02:40', '192.0.2.64', 'agent'],
+    ],
+  );
+  const lab = await readFile(path.join(dir, 'opz3-lab.yaml'), 'utf8');
+  assert.equal(loaded.locate(['keepalived', 'virtualRouterId']), { file: 'opz3-lab.yaml', ...position(lab, { line: 'virtualRouterId', col: 'virtualRouterId' }) });
+  assert.equal(loaded.locate(['network', 'vip']), { file: 'opz3.yaml', ...position(OPZ3, { line: 'vip:', col: 'vip' }) });
+  assert.equal(loaded.locate(['nodes', 1, 'ip']), { file: 'opz3-lab.yaml', ...position(lab, { line: 'opz3-2-midden', col: 'ip:' }) });
+  assert.equal(loaded.locate(['nodes', 1, 'mac']), { file: 'opz3.yaml', ...position(OPZ3, { line: 'opz3-2-midden', col: 'mac:' }) });
+});
+
+Extends.run();
+
+// ------------------------------------------------------------------ valid profiles
+
+const Valid = suite('load: valid profiles');
+
+Valid('the bundled opz3 profile loads by name', async () => {
+  const loaded = await loadProfile('opz3', { cwd: await tempDir() });
+  assert.is(loaded.name, 'opz3');
+  assert.is(loaded.file, OPZ3_FILE);
+  assert.is(loaded.cluster.name, 'opz3');
+  assert.equal(loaded.cluster.servers.map((n) => n.name), ['opz3-1-onder', 'opz3-2-midden', 'opz3-3-boven']);
+  assert.equal(loaded.cluster.agents.map((n) => n.name), ['opz3-4-top']);
+  assert.is(loaded.cluster.bootstrapNode, 'opz3-1-onder');
+  assert.equal(loaded.cluster.nodes.map((n) => n.interface), ['end0', 'end0', 'end0', 'end0']);
+  assert.equal(loaded.profile.storage, { imageSize: '16G', label: 'netroot-local' }, 'defaults are filled in');
+});
+
+Valid('seed priorities: 100 MASTER, then 50 and 49 BACKUP; agents have none', async () => {
+  const loaded = await loadProfile(OPZ3_FILE);
+  assert.equal(
+    loaded.cluster.servers.map((n) => [n.name, n.keepalived?.priority, n.keepalived?.state]),
+    [
+      ['opz3-1-onder', 100, 'MASTER'],
+      ['opz3-2-midden', 50, 'BACKUP'],
+      ['opz3-3-boven', 49, 'BACKUP'],
+    ],
+  );
+  assert.is(loaded.cluster.agents[0]!.keepalived, undefined);
+});
+
+async function loadText(text: string) {
+  const dir = await writeProfiles({ 'ok.yaml': text });
+  return loadProfile('ok.yaml', { cwd: dir });
+}
+
+Valid('an explicit priority is kept and the defaults skip it', async () => {
+  const third = await loadText(opz3With(['ip: 192.0.2.62, roles: [server] }', 'ip: 192.0.2.62, roles: [server], keepalived: { priority: 50 } }']));
+  assert.equal(
+    third.cluster.servers.map((n) => [n.name, n.keepalived?.priority, n.keepalived?.state, n.keepalived?.explicit]),
+    [
+      ['opz3-1-onder', 100, 'MASTER', false],
+      ['opz3-2-midden', 49, 'BACKUP', false],
+      ['opz3-3-boven', 50, 'BACKUP', true],
+    ],
+  );
+  const second = await loadText(opz3With(node2('keepalived: { priority: 100 }')));
+  assert.equal(
+    second.cluster.servers.map((n) => [n.name, n.keepalived?.priority, n.keepalived?.state]),
+    [
+      ['opz3-1-onder', 50, 'BACKUP'],
+      ['opz3-2-midden', 100, 'MASTER'],
+      ['opz3-3-boven', 49, 'BACKUP'],
+    ],
+    'taking 100 explicitly moves MASTER to that node',
+  );
+});
+
+Valid('per-node interface: shorthand and network.interface apply to that node only', async () => {
+  const loaded = await loadText(
+    opz3With(
+      node2('interface: eth1'),
+      ['ip: 192.0.2.62, roles: [server] }', 'ip: 192.0.2.62, roles: [server], network: { interface: eth2, gateway: 192.0.2.254 } }'],
+    ),
+  );
+  assert.equal(
+    loaded.cluster.nodes.map((n) => [n.name, n.interface, n.gateway]),
+    [
+      ['opz3-1-onder', 'end0', '192.0.2.1'],
+      ['opz3-2-midden', 'eth1', '192.0.2.1'],
+      ['opz3-3-boven', 'eth2', '192.0.2.254'],
+      ['opz3-4-top', 'end0', '192.0.2.1'],
+    ],
+  );
+});
+
+Valid('an unsafe cluster size is accepted with galera.allowUnsafeClusterSize: true', async () => {
+  const allow: Edit = ['sstMethod: rsync,', 'sstMethod: rsync, allowUnsafeClusterSize: true,'];
+  const two = await loadText(opz3With(['ip: 192.0.2.62, roles: [server]', 'ip: 192.0.2.62, roles: [agent]'], allow));
+  assert.is(two.cluster.servers.length, 2);
+  const four = await loadText(opz3With(['roles: [agent]', 'roles: [server]'], allow));
+  assert.is(four.cluster.servers.length, 4);
+});
+
+Valid('a MAC in upper case is accepted and lower-cased', async () => {
+  const loaded = await loadText(opz3With(['"02:00:c0:00:02:3d"', '"02:00:C0:00:02:3D"']));
+  assert.is(loaded.cluster.nodes[1]!.mac, '02:00:c0:00:02:3d');
+});
+
+Valid.run();
