@@ -19,7 +19,8 @@ export interface Located {
   items?: Located[];
 }
 
-export function parseLocated(text: string, file: string): Located {
+/** `what` names the file in messages: a profile, or a secrets file. */
+export function parseLocated(text: string, file: string, what: 'profile' | 'secrets file' = 'profile'): Located {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
   const at = (offset: number): SourceLocation => {
@@ -29,11 +30,13 @@ export function parseLocated(text: string, file: string): Located {
   if (doc.errors.length > 0) {
     // Only the first: the parser's later errors mostly follow from it (one stray "}" gives dozens).
     throw new ProfileError(
-      doc.errors.slice(0, 1).map((e) => ({
-        location: at(e.pos[0]),
-        key: '',
-        message: `this is not valid YAML: ${e.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
-      })),
+      doc.errors.slice(0, 1).map((e) => {
+        if (e.code === 'DUPLICATE_KEY') {
+          const key = /^\s*([^:\s]+)\s*:/.exec(text.slice(e.pos[0]))?.[1] ?? '';
+          return { location: at(e.pos[0]), key, message: `this key appears twice in the same mapping; keep one` };
+        }
+        return { location: at(e.pos[0]), key: '', message: `this is not valid YAML: ${e.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}` };
+      }),
     );
   }
   const convert = (node: YamlNode | null | undefined, fallback: number): Located => {
@@ -57,7 +60,8 @@ export function parseLocated(text: string, file: string): Located {
   };
   const root = convert(doc.contents as YamlNode | null, 0);
   if (root.kind !== 'map') {
-    throw new ProfileError([{ location: root.loc, key: '', message: 'a profile must be a YAML mapping of keys (cluster:, network:, nodes:, …)' }]);
+    const expected = what === 'profile' ? 'cluster:, network:, nodes:, …' : 'k3sToken:, keepalivedAuthPass:, …';
+    throw new ProfileError([{ location: root.loc, key: '', message: `a ${what} must be a YAML mapping of keys (${expected})` }]);
   }
   return root;
 }

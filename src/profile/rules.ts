@@ -30,9 +30,14 @@ function uniqueBy(key: 'name' | 'mac' | 'ip', what: string): Rule {
         const value = node[key];
         const first = seen.get(value);
         if (first) {
+          // Shown as the user wrote it (a MAC may be upper case); compared normalised.
+          const written = String(cluster.profile.nodes[node.index]?.[key] ?? value);
           issues.push({
             path: nodePath(node, key),
-            message: `${what} ${value} is already used by ${first.name}{at}; every node needs its own`,
+            message:
+              key === 'name'
+                ? `there is already a node named ${written}{at}; every node needs its own name`
+                : `${what} ${written} is already used by ${first.name}{at}; every node needs its own`,
             related: nodePath(first, key),
           });
         } else seen.set(value, node);
@@ -126,9 +131,11 @@ export const rules: Rule[] = [
         const { priority, explicit } = server.keepalived!;
         const first = seen.get(priority);
         if (first) {
+          const [here, other] = explicit ? [server, first] : [first, server];
           issues.push({
-            path: explicit ? nodePath(server, 'keepalived', 'priority') : nodePath(first, 'keepalived', 'priority'),
-            message: `priority ${priority} is used by both ${first.name} and ${server.name}; VRRP priorities must be unique so that one server is clearly preferred`,
+            path: nodePath(here, 'keepalived', 'priority'),
+            message: `priority ${priority} is also the priority of ${other.name}{at}; VRRP priorities must be unique so that one server is clearly preferred`,
+            related: nodePath(other, other.keepalived!.explicit ? 'keepalived' : 'name'),
           });
         } else seen.set(priority, server);
         if (priority < 1 || priority > 254) issues.push({ path: nodePath(server), message: `the keepalived priority would be ${priority}; set keepalived.priority (1–254) on this node` });

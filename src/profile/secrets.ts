@@ -92,7 +92,7 @@ async function readSecretsFile(file: string, cwd: string): Promise<SecretsFile> 
   if ((info.mode & 0o077) !== 0) {
     throw new ProfileError([{ location: { file: shown, line: 1, column: 1 }, key: '', message: `the secrets file can be read by other users (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${shown}` }]);
   }
-  const tree = parseLocated(await readFile(file, 'utf8'), shown);
+  const tree = parseLocated(await readFile(file, 'utf8'), shown, 'secrets file');
   const parsed = secretsFileSchema.safeParse(toPlain(tree));
   if (parsed.success) return parsed.data;
   throw new ProfileError(

@@ -139,7 +139,7 @@ const invalid: InvalidCase[] = [
       {
         at: { line: '02:00:c0:00:02:3d', col: 'name:' },
         key: 'nodes[1].name',
-        message: (line) => `the name opz3-1-onder is already used by opz3-1-onder (line ${line('02:00:c0:00:02:3c')}); every node needs its own`,
+        message: (line) => `there is already a node named opz3-1-onder (line ${line('02:00:c0:00:02:3c')}); every node needs its own name`,
       },
     ],
   },
@@ -150,7 +150,7 @@ const invalid: InvalidCase[] = [
       {
         at: { line: 'opz3-2-midden', col: 'mac:' },
         key: 'nodes[1].mac',
-        message: (line) => `the MAC address 02:00:c0:00:02:3c is already used by opz3-1-onder (line ${line('opz3-1-onder,')}); every node needs its own`,
+        message: (line) => `the MAC address 02:00:C0:00:02:3C is already used by opz3-1-onder (line ${line('opz3-1-onder,')}); every node needs its own`,
       },
     ],
   },
@@ -288,7 +288,7 @@ const invalid: InvalidCase[] = [
       {
         at: { line: 'opz3-2-midden', col: 'priority' },
         key: 'nodes[1].keepalived.priority',
-        message: 'priority 90 is used by both opz3-1-onder and opz3-2-midden; VRRP priorities must be unique so that one server is clearly preferred',
+        message: (line) => `priority 90 is also the priority of opz3-1-onder (line ${line('02:00:c0:00:02:3c')}); VRRP priorities must be unique so that one server is clearly preferred`,
       },
     ],
   },
@@ -333,12 +333,12 @@ const invalid: InvalidCase[] = [
   {
     name: 'invalid YAML: a duplicate key in a block mapping',
     edits: [['  vip: 192.0.2.50\n', '  vip: 192.0.2.50\n  vip: 192.0.2.51\n']],
-    issues: [{ at: { line: 'vip: 192.0.2.51', col: 'vip' }, key: '', message: 'this is not valid YAML: Map keys must be unique' }],
+    issues: [{ at: { line: 'vip: 192.0.2.51', col: 'vip' }, key: 'vip', message: 'this key appears twice in the same mapping; keep one' }],
   },
   {
     name: 'invalid YAML: a duplicate key in a node\'s flow mapping',
     edits: [['ip: 192.0.2.61,', 'ip: 192.0.2.61, ip: 192.0.2.71,']],
-    issues: [{ at: { line: 'opz3-2-midden', col: 'ip: 192.0.2.71' }, key: '', message: 'this is not valid YAML: Map keys must be unique' }],
+    issues: [{ at: { line: 'opz3-2-midden', col: 'ip: 192.0.2.71' }, key: 'ip', message: 'this key appears twice in the same mapping; keep one' }],
   },
 ];
 
