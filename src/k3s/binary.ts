@@ -1,0 +1,130 @@
+/**
+ * The k3s binary for an air-gap install: from the profile's `k3s.binary` or
+ * `--k3s-binary`, or downloaded once for `k3s.version` with the sha256 the
+ * release publishes checked, and cached. Nodes never run an install script.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import { chmod, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { NetrootError, UsageError } from '../errors.js';
+
+export const DEFAULT_RELEASE_URL = 'https://github.com/k3s-io/k3s/releases/download';
+
+/** Release asset names by Debian architecture. */
+const ASSETS: Record<string, string> = { amd64: 'k3s', arm64: 'k3s-arm64', armhf: 'k3s-armhf' };
+const SUMS: Record<string, string> = { amd64: 'sha256sum-amd64.txt', arm64: 'sha256sum-arm64.txt', armhf: 'sha256sum-arm.txt' };
+
+export interface K3sBinaryOptions {
+  version: string;
+  /** Debian architecture of the nodes: arm64, armhf, amd64. */
+  arch: string;
+  /** A binary the user gives (profile `k3s.binary` or `--k3s-binary`): used as is. */
+  binary?: string;
+  cacheDir: string;
+  /** Where releases are fetched from (a mirror, or a local server in tests). */
+  releaseUrl?: string;
+  /** Seconds before a download is abandoned. */
+  timeoutSeconds?: number;
+}
+
+export interface K3sBinary {
+  path: string;
+  sha256: string;
+  source: 'given' | 'cache' | 'download';
+}
+
+export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'netroot');
+}
+
+async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function fetchOk(url: string, timeoutSeconds: number): Promise<Response> {
+  let response: Response;
+  try {
+    response = await fetch(url, { signal: AbortSignal.timeout(timeoutSeconds * 1000), redirect: 'follow' });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+    throw new DownloadError(url, `cannot be reached (${cause})`);
+  }
+  if (!response.ok) throw new DownloadError(url, `answered HTTP ${response.status}`);
+  return response;
+}
+
+class DownloadError extends NetrootError {
+  constructor(url: string, what: string) {
+    super(
+      `the k3s release ${url} ${what}. Without network access give the binary yourself: ` +
+        'k3s.binary: PATH in the profile or --k3s-binary PATH (the release asset for the nodes\' architecture)',
+      2,
+    );
+  }
+}
+
+/** The sha256 the release publishes for one asset (`HASH  NAME` lines). */
+function publishedSum(sums: string, asset: string): string | undefined {
+  for (const line of sums.split('\n')) {
+    const [hash, name] = line.trim().split(/\s+/);
+    if (name === asset && hash && /^[0-9a-f]{64}$/.test(hash)) return hash;
+  }
+  return undefined;
+}
+
+export async function resolveK3sBinary(options: K3sBinaryOptions): Promise<K3sBinary> {
+  if (options.binary) {
+    const info = await stat(options.binary).catch(() => undefined);
+    if (!info?.isFile()) throw new UsageError(`the k3s binary ${options.binary} does not exist or is not a file`);
+    return { path: options.binary, sha256: await sha256File(options.binary), source: 'given' };
+  }
+  const asset = ASSETS[options.arch];
+  const sumsName = SUMS[options.arch];
+  if (!asset || !sumsName) throw new UsageError(`k3s publishes no binary for architecture ${options.arch}; give one with --k3s-binary`);
+  const dir = path.join(options.cacheDir, 'k3s', options.version);
+  const cached = path.join(dir, asset);
+  const sumFile = `${cached}.sha256`;
+  if (existsSync(cached) && existsSync(sumFile)) {
+    const { readFile } = await import('node:fs/promises');
+    const expected = (await readFile(sumFile, 'utf8')).trim();
+    const actual = await sha256File(cached);
+    if (actual === expected) return { path: cached, sha256: actual, source: 'cache' };
+    await rm(cached, { force: true }); // a damaged cache entry is fetched again
+  }
+  const base = `${(options.releaseUrl ?? DEFAULT_RELEASE_URL).replace(/\/$/, '')}/${encodeURIComponent(options.version)}`;
+  const timeout = options.timeoutSeconds ?? 600;
+  const sums = await (await fetchOk(`${base}/${sumsName}`, 60)).text();
+  const expected = publishedSum(sums, asset);
+  if (!expected) throw new NetrootError(`${base}/${sumsName} lists no sha256 for ${asset}; refusing an unchecked binary`, 1);
+
+  await mkdir(dir, { recursive: true });
+  const tmp = path.join(dir, `.${asset}.${process.pid}-${randomBytes(4).toString('hex')}`);
+  try {
+    const response = await fetchOk(`${base}/${asset}`, timeout);
+    const hash = createHash('sha256');
+    const handle = await open(tmp, 'wx', 0o755);
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        hash.update(chunk);
+        await handle.write(chunk);
+      }
+    } finally {
+      await handle.close();
+    }
+    const actual = hash.digest('hex');
+    if (actual !== expected) {
+      throw new NetrootError(`the downloaded ${asset} ${options.version} has sha256 ${actual}, but the release publishes ${expected}; not using it`, 1);
+    }
+    await chmod(tmp, 0o755);
+    await rename(tmp, cached);
+    const { writeFile } = await import('node:fs/promises');
+    await writeFile(sumFile, `${actual}\n`);
+    return { path: cached, sha256: actual, source: 'download' };
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}

@@ -1,0 +1,95 @@
+/**
+ * The k3s download, against a local server serving a local file: checked
+ * against the published sha256, cached, refused when it does not match, and a
+ * clear message when offline.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { resolveK3sBinary } from '../../src/k3s/binary.js';
+import { rejects } from '../support/assert.js';
+
+const VERSION = 'v1.29.6+k3s1';
+const BINARY = Buffer.from('#!/bin/sh\necho "k3s stand-in for tests"\n');
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+let tmp: string;
+let server: Server;
+let url: string;
+let requests: string[];
+let served: { binary: Buffer; sums: string };
+
+test.before.each(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-k3s-'));
+  requests = [];
+  served = { binary: BINARY, sums: `${sha(BINARY)}  k3s-arm64\n${'0'.repeat(64)}  k3s-arm64.tar\n` };
+  server = createServer((req, res) => {
+    requests.push(req.url ?? '');
+    const prefix = `/${encodeURIComponent(VERSION)}/`;
+    if (req.url === `${prefix}sha256sum-arm64.txt`) return res.end(served.sums);
+    if (req.url === `${prefix}k3s-arm64`) return res.end(served.binary);
+    res.statusCode = 404;
+    res.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+test.after.each(async () => {
+  await new Promise((resolve) => server.close(resolve));
+  await rm(tmp, { recursive: true, force: true });
+});
+
+test('downloads the asset for the architecture, checks the published sha256, caches it', async () => {
+  const first = await resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url });
+  assert.is(first.source, 'download');
+  assert.is(first.sha256, sha(BINARY));
+  assert.equal(await readFile(first.path), BINARY);
+  assert.is((await stat(first.path)).mode & 0o111, 0o111, 'executable');
+  const second = await resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url });
+  assert.is(second.source, 'cache');
+  assert.is(requests.filter((r) => r.endsWith('/k3s-arm64')).length, 1, 'fetched once');
+});
+
+test('a binary whose sha256 differs from the published one is refused and not cached', async () => {
+  served.binary = Buffer.from('tampered');
+  const error = await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url }), /has sha256 [0-9a-f]{64}, but the release publishes/);
+  assert.ok(error);
+  assert.not.ok(existsSync(path.join(tmp, 'k3s', VERSION, 'k3s-arm64')));
+});
+
+test('a release that publishes no sum for the asset is refused', async () => {
+  served.sums = `${sha(BINARY)}  k3s\n`;
+  await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url }), /lists no sha256 for k3s-arm64; refusing an unchecked binary/);
+});
+
+test('offline: the error names both ways to give the binary', async () => {
+  await new Promise((resolve) => server.close(resolve));
+  const error = await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url }), /cannot be reached/);
+  assert.match(error.message, 'k3s.binary: PATH in the profile or --k3s-binary PATH');
+  assert.is((error as { exitCode?: number }).exitCode, 2);
+  server = createServer().listen(0, '127.0.0.1');
+});
+
+test('a damaged cache entry is fetched again', async () => {
+  const first = await resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url });
+  await writeFile(first.path, 'bit rot');
+  const again = await resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url });
+  assert.is(again.source, 'download');
+  assert.equal(await readFile(again.path), BINARY);
+});
+
+test('a given binary is used as it is, without the network', async () => {
+  const given = path.join(tmp, 'my-k3s');
+  await writeFile(given, BINARY);
+  const result = await resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: given, releaseUrl: 'http://127.0.0.1:1' });
+  assert.equal([result.source, result.path, result.sha256], ['given', given, sha(BINARY)]);
+  await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: path.join(tmp, 'missing') }), /does not exist/);
+});
+
+test.run();
