@@ -72,6 +72,7 @@ const k3s = z.strictObject({
   database: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, 'must be a MariaDB database name: letters, digits and "_"'),
   user: z.string().regex(/^[A-Za-z0-9_]{1,32}$/, 'must be a MariaDB user name: letters, digits and "_", at most 32 characters'),
   disable: z.array(z.string().regex(/^[a-z0-9-]+$/)).default([]).describe('Packaged components to disable on every server (local-storage is added when Longhorn is on).'),
+  binary: z.string().min(1).optional().describe('A k3s binary to install at /usr/local/bin/k3s (relative to the profile); without it the release of `version` is downloaded once and checked against its published sha256.'),
 });
 
 const longhorn = z.strictObject({
@@ -115,7 +116,11 @@ export const profileSchema = z
   .strictObject({
     extends: z.string().optional().describe('Another profile (name in the same directory, or a path) whose keys this one overrides.'),
     cluster: z.strictObject({ name: hostname }),
-    base: z.string().optional().describe('Base root filesystem the node trees are laid over.'),
+    base: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('Base root filesystem the node trees are laid over: a directory, a .tar/.tar.gz/.tar.xz/.tar.zst, an .img/.img.xz disk image, or debootstrap:SUITE:ARCH[:pkg,pkg] (paths relative to the profile).'),
     network,
     board,
     exports: exportsSchema,
