@@ -1,0 +1,488 @@
+/**
+ * Reproducible per-node tar artifacts (NODE.tar.gz, NODE.tar.zst), built so
+ * that a node costs about its overlay, not its base.
+ *
+ * Design: CHUNKED SHARED BASE, FULLY SORTED OUTPUT.
+ * - The base's entries, sorted by path, are cut into chunks of ~chunkBytes of
+ *   tar data (cut only between entries; the cut depends on the base alone).
+ *   Each chunk's tar bytes are compressed ONCE into its own gzip member and
+ *   zstd frame. A gzip file may consist of several members and a zstd file of
+ *   several frames; decompressors output their concatenation. A tar body is
+ *   just a sequence of 512-byte blocks, so the concatenation of the chunks'
+ *   tar bytes is the tar body of the whole base, and the end-of-archive blocks
+ *   are one more member/frame of their own.
+ * - For a node, every overlay path (and every missing parent directory it
+ *   needs) falls into the chunk whose range of paths covers it. Chunks that no
+ *   overlay path touches are copied compressed, byte for byte; touched chunks
+ *   are rebuilt with the node's entries merged in at their sorted place (the
+ *   base version of a replaced path is left out, not shadowed) and compressed
+ *   anew. Per-node cost: compress the touched chunks (overlays gather in
+ *   etc/, so one to a few chunks) and copy the rest.
+ * - So the archive is sorted by path and holds each path once: extraction
+ *   order does not matter, nothing relies on "later entries win", and hard
+ *   links always follow the file they link to (the holder is the first path
+ *   of its group). Reproducible: the bytes depend only on the index, the
+ *   overlay, SOURCE_DATE_EPOCH, the chunk size and the compressor versions
+ *   (Node's zlib, the zstd CLI); not on time, directory, order of nodes or
+ *   concurrency.
+ *
+ * Entries: names `./path` (`./` for the root), numeric uid/gid with empty
+ * uname/gname, mtime clamped to min(mtime, SOURCE_DATE_EPOCH), no atime or
+ * ctime, xattrs (file capabilities) as pax `SCHILY.xattr.*` records, hard
+ * links as hard links, device nodes and fifos as such. Extract with
+ *   tar --xattrs --xattrs-include='*' --numeric-owner -xpf NODE.tar.gz -C DEST
+ * (GNU tar restores only user.* xattrs without --xattrs-include).
+ */
+import { createHash } from 'node:crypto';
+import { constants } from 'node:fs';
+import * as fsSync from 'node:fs';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip, gzipSync } from 'node:zlib';
+import { execa } from 'execa';
+import { sha256, type PlannedFile } from '../plan/plan.js';
+import type { BaseEntry, BaseIndex } from './base.js';
+import { sweepStaleTemporaries, temporaryName } from './cache.js';
+import { RootfsError } from './errors.js';
+import { writeAll } from './io.js';
+import { mergeOverlay, type NodeEntry, type OverlayMerge } from './overlay.js';
+import { comparePaths } from './paths.js';
+import { BLOCK, encodeHeader, END_OF_ARCHIVE, padding, type TarHeader } from './tarformat.js';
+
+export type Format = 'gz' | 'zst';
+
+export interface ArtifactOptions {
+  /** mtimes are clamped to this; default $SOURCE_DATE_EPOCH, else 0. */
+  sourceDateEpoch?: number;
+  /** Default: gz, plus zst when the zstd CLI is installed. */
+  formats?: Format[];
+  /** Target uncompressed size of a shared base chunk; default 4 MiB. */
+  chunkBytes?: number;
+  gzipLevel?: number;
+  zstdLevel?: number;
+  /** Chunks compressed at once; default: CPU count + 1. */
+  concurrency?: number;
+}
+
+export interface ArtifactNode {
+  name: string;
+  files: readonly PlannedFile[];
+  /** Base paths this node must not have (patterns, see matchRemovals). */
+  removes?: readonly string[];
+}
+
+export interface ArtifactFile {
+  name: string;
+  sha256: string;
+  bytes: number;
+}
+
+export interface NodeArtifact {
+  node: string;
+  files: ArtifactFile[];
+  /** Entries in the archive, the root included. */
+  entries: number;
+  /** Base chunks rebuilt for this node, of `chunks`. */
+  rebuiltChunks: number;
+  chunks: number;
+  manifest: Record<string, unknown>;
+}
+
+export interface ArtifactsResult {
+  dir: string;
+  nodes: NodeArtifact[];
+  /** Every file written except SHA256SUMS itself, in `sha256sum` format. */
+  sha256sums: string;
+  timings: { baseMs: number; nodesMs: Record<string, number> };
+}
+
+interface Chunk {
+  /** Index range [start, end) in base.entries. */
+  start: number;
+  end: number;
+  firstPath: string;
+  /** Compressed bytes on disk, per format. */
+  files: Partial<Record<Format, string>>;
+}
+
+/** A base prepared for many nodes: its chunks compressed once. */
+export interface SharedBase {
+  base: BaseIndex;
+  epoch: number;
+  formats: Format[];
+  chunks: Chunk[];
+  endOfArchive: Partial<Record<Format, Buffer>>;
+  levels: { gz: number; zst: number };
+  concurrency: number;
+}
+
+export function epochFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.SOURCE_DATE_EPOCH;
+  if (raw === undefined || raw === '') return 0;
+  if (!/^\d+$/.test(raw)) throw new RootfsError(`SOURCE_DATE_EPOCH must be a number of seconds, not ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
+let zstdPresent: Promise<boolean> | undefined;
+export function zstdAvailable(): Promise<boolean> {
+  zstdPresent ??= execa('zstd', ['--version'], { reject: false }).then(
+    (r) => r.exitCode === 0,
+    () => false,
+  );
+  return zstdPresent;
+}
+
+// ---------------------------------------------------------------------------
+// Tar bytes
+
+function tarHeader(entry: BaseEntry, epoch: number): TarHeader {
+  return {
+    path: entry.path,
+    type: entry.type,
+    mode: entry.mode,
+    uid: entry.uid,
+    gid: entry.gid,
+    size: entry.type === 'file' ? entry.size : 0,
+    mtime: Math.max(0, Math.min(entry.mtime, epoch)),
+    linkname: entry.linkname,
+    devmajor: entry.devmajor,
+    devminor: entry.devminor,
+    xattrs: entry.xattrs,
+  };
+}
+
+const SMALL = 1 << 20;
+
+/** Reads a base file, refusing a symlink in its place and a size that changed since it was indexed. */
+function* fileContent(entry: BaseEntry): Generator<Buffer> {
+  const fd = fsSync.openSync(entry.content!, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    let left = entry.size;
+    while (left > 0) {
+      const piece = Buffer.allocUnsafe(Math.min(left, SMALL));
+      const read = fsSync.readSync(fd, piece, 0, piece.length, null);
+      if (read === 0) break;
+      left -= read;
+      yield read === piece.length ? piece : piece.subarray(0, read);
+    }
+    if (left !== 0 || fsSync.readSync(fd, Buffer.alloc(1), 0, 1, null) !== 0) {
+      throw new RootfsError(`base file ${entry.path} changed size while the artifact was written (indexed ${entry.size} bytes)`);
+    }
+  } finally {
+    fsSync.closeSync(fd);
+  }
+}
+
+/**
+ * The tar bytes of entries, in pieces of about 1 MiB: small headers and files
+ * are gathered so that the compressor sees few, large writes. Synchronous
+ * reads on purpose: files come from the page cache, and the compressor works
+ * on the thread pool meanwhile.
+ */
+function* tarBytes(entries: Iterable<NodeEntry>, epoch: number): Generator<Buffer> {
+  let batch: Buffer[] = [];
+  let size = 0;
+  const push = function* (b: Buffer): Generator<Buffer> {
+    batch.push(b);
+    size += b.length;
+    if (size >= SMALL) {
+      yield Buffer.concat(batch, size);
+      batch = [];
+      size = 0;
+    }
+  };
+  for (const entry of entries) {
+    yield* push(encodeHeader(tarHeader(entry, epoch)));
+    if (entry.type !== 'file') continue;
+    if (entry.data) yield* push(entry.data);
+    else for (const piece of fileContent(entry)) yield* push(piece);
+    const pad = padding(entry.size);
+    if (pad) yield* push(Buffer.alloc(pad));
+  }
+  if (size) yield Buffer.concat(batch, size);
+}
+
+/** Compresses generated bytes as one gzip member or zstd frame, handing the output to `sink`. */
+async function compress(format: Format, level: number, bytes: Iterable<Buffer>, sink: (piece: Buffer) => void): Promise<void> {
+  if (format === 'gz') {
+    // 1 MiB output slices: fewer round trips between the thread pool and the main thread than the default 16 KiB.
+    await pipeline(Readable.from(bytes), createGzip({ level, chunkSize: SMALL }), async (compressed: AsyncIterable<Buffer>) => {
+      for await (const piece of compressed) sink(piece);
+    });
+    return;
+  }
+  const child = execa('zstd', ['-q', '-c', `-${level}`], { buffer: { stdout: false }, reject: false });
+  const feed = pipeline(Readable.from(bytes), child.stdin!);
+  const drain = (async () => {
+    for await (const piece of child.stdout as AsyncIterable<Buffer>) sink(piece);
+  })();
+  const [fed] = await Promise.allSettled([feed, drain]);
+  const result = await child;
+  if (result.exitCode !== 0) throw new RootfsError(`zstd failed: ${String(result.stderr).trim() || `exit ${result.exitCode}`}`);
+  if (fed.status === 'rejected') throw fed.reason;
+  await drain;
+}
+
+// ---------------------------------------------------------------------------
+// Shared base
+
+/** Deterministic: an estimate from the index alone, so the same base always cuts the same way. */
+function estimate(entry: BaseEntry): number {
+  return BLOCK + (entry.type === 'file' ? entry.size + padding(entry.size) : 0) + (entry.xattrs ? BLOCK * 2 : 0);
+}
+
+function planChunks(entries: readonly BaseEntry[], chunkBytes: number): Chunk[] {
+  const chunks: Chunk[] = [];
+  let start = 0;
+  let size = 0;
+  entries.forEach((entry, i) => {
+    size += estimate(entry);
+    if (size >= chunkBytes || i === entries.length - 1) {
+      chunks.push({ start, end: i + 1, firstPath: entries[start]!.path, files: {} });
+      start = i + 1;
+      size = 0;
+    }
+  });
+  return chunks;
+}
+
+async function mapLimit<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await work(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+}
+
+async function resolveFormats(requested: Format[] | undefined): Promise<Format[]> {
+  if (requested) {
+    if (requested.includes('zst') && !(await zstdAvailable())) throw new RootfsError('.tar.zst artifacts need the zstd command (Debian package zstd)');
+    return [...new Set(requested)];
+  }
+  return (await zstdAvailable()) ? ['gz', 'zst'] : ['gz'];
+}
+
+/** Compresses every chunk of the base once, into `workDir`. */
+export async function prepareSharedBase(base: BaseIndex, workDir: string, options: ArtifactOptions = {}): Promise<SharedBase> {
+  const epoch = options.sourceDateEpoch ?? epochFromEnv();
+  const formats = await resolveFormats(options.formats);
+  const levels = { gz: options.gzipLevel ?? 6, zst: options.zstdLevel ?? 3 };
+  const chunks = planChunks(base.entries, options.chunkBytes ?? 4 << 20);
+  await mkdir(workDir, { recursive: true });
+  const jobs = chunks.flatMap((chunk, i) => formats.map((format) => ({ chunk, i, format })));
+  // One more job than CPUs: the main thread generates tar bytes while the others compress.
+  const concurrency = options.concurrency ?? os.availableParallelism() + 1;
+  await mapLimit(jobs, concurrency, async ({ chunk, i, format }) => {
+    const file = path.join(workDir, `chunk-${String(i).padStart(6, '0')}.${format}`);
+    const out = fsSync.openSync(file, 'w', 0o600);
+    try {
+      await compress(format, levels[format], tarBytes(base.entries.slice(chunk.start, chunk.end), epoch), (piece) => writeAll(out, piece));
+    } finally {
+      fsSync.closeSync(out);
+    }
+    chunk.files[format] = file;
+  });
+  const endOfArchive: Partial<Record<Format, Buffer>> = {};
+  for (const format of formats) {
+    const pieces: Buffer[] = [];
+    if (format === 'gz') pieces.push(gzipSync(END_OF_ARCHIVE, { level: levels.gz }));
+    else await compress('zst', levels.zst, [END_OF_ARCHIVE], (piece) => pieces.push(piece));
+    endOfArchive[format] = Buffer.concat(pieces);
+  }
+  return { base, epoch, formats, chunks, endOfArchive, levels, concurrency };
+}
+
+// ---------------------------------------------------------------------------
+// One node
+
+/** The chunk whose range of paths holds `p`: the last one starting at or before it. */
+function chunkFor(chunks: readonly Chunk[], p: string): number {
+  let lo = 0;
+  let hi = chunks.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (comparePaths(chunks[mid]!.firstPath, p) <= 0) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+/** Chunk index → the overlay entries that go into it; touched chunks have a key even with none. */
+function touchedChunks(shared: SharedBase, merge: OverlayMerge): Map<number, NodeEntry[]> {
+  const touched = new Map<number, NodeEntry[]>();
+  const touch = (p: string) => {
+    const i = chunkFor(shared.chunks, p);
+    let list = touched.get(i);
+    if (!list) touched.set(i, (list = []));
+    return list;
+  };
+  for (const entry of merge.entries) touch(entry.path).push(entry);
+  for (const p of merge.replaced) touch(p);
+  for (const p of merge.relinked.keys()) touch(p);
+  return touched;
+}
+
+/** A chunk's base entries with the node's changes, merged in sorted order. */
+function* nodeChunkEntries(shared: SharedBase, chunk: Chunk, added: readonly NodeEntry[], merge: OverlayMerge): Generator<NodeEntry> {
+  let a = 0;
+  for (let i = chunk.start; i < chunk.end; i++) {
+    const entry = shared.base.entries[i]!;
+    while (a < added.length && comparePaths(added[a]!.path, entry.path) < 0) yield added[a++]!;
+    if (merge.replaced.has(entry.path)) continue;
+    yield merge.relinked.get(entry.path) ?? entry;
+  }
+  while (a < added.length) yield added[a++]!;
+}
+
+/** Writes to a file while hashing it; the name appears only when the file is complete. */
+class Output {
+  private readonly fd: number;
+  private readonly hash = createHash('sha256');
+  private readonly temp: string;
+  bytes = 0;
+  constructor(private readonly file: string) {
+    this.temp = temporaryName(file);
+    this.fd = fsSync.openSync(this.temp, 'w', 0o644);
+  }
+  write = (piece: Buffer): void => {
+    writeAll(this.fd, piece);
+    this.hash.update(piece);
+    this.bytes += piece.length;
+  };
+  private closed = false;
+  private close(): void {
+    if (!this.closed) fsSync.closeSync(this.fd);
+    this.closed = true;
+  }
+  async commit(): Promise<ArtifactFile> {
+    this.close();
+    await rename(this.temp, this.file);
+    return { name: path.basename(this.file), sha256: this.hash.digest('hex'), bytes: this.bytes };
+  }
+  async abandon(): Promise<void> {
+    this.close();
+    await rm(this.temp, { force: true });
+  }
+}
+
+const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/** Appends a file to the output with a synchronous read loop: no thread-pool round trip per MiB. */
+function copyInto(out: Output, file: string, buffer: Buffer): void {
+  const fd = fsSync.openSync(file, 'r');
+  try {
+    for (let read; (read = fsSync.readSync(fd, buffer, 0, buffer.length, null)) > 0; ) out.write(buffer.subarray(0, read));
+  } finally {
+    fsSync.closeSync(fd);
+  }
+}
+
+/** Compresses the node's touched chunks, all formats, concurrently; keyed `format:index`. */
+async function rebuildChunks(shared: SharedBase, touched: Map<number, NodeEntry[]>, merge: OverlayMerge, concurrency: number): Promise<Map<string, Buffer>> {
+  const rebuilt = new Map<string, Buffer>();
+  const jobs = shared.formats.flatMap((format) => [...touched.keys()].map((i) => ({ format, i })));
+  await mapLimit(jobs, concurrency, async ({ format, i }) => {
+    const pieces: Buffer[] = [];
+    const entries = nodeChunkEntries(shared, shared.chunks[i]!, touched.get(i)!, merge);
+    await compress(format, shared.levels[format], tarBytes(entries, shared.epoch), (piece) => pieces.push(piece));
+    rebuilt.set(`${format}:${i}`, Buffer.concat(pieces));
+  });
+  return rebuilt;
+}
+
+/** The node's archive: untouched chunks copied as compressed, rebuilt ones in their place, then the end marker. */
+async function writeFormat(shared: SharedBase, format: Format, file: string, rebuilt: Map<string, Buffer>): Promise<ArtifactFile> {
+  const out = new Output(file);
+  try {
+    const buffer = Buffer.allocUnsafe(SMALL);
+    for (const [i, chunk] of shared.chunks.entries()) {
+      const mine = rebuilt.get(`${format}:${i}`);
+      if (mine) out.write(mine);
+      else copyInto(out, chunk.files[format]!, buffer);
+    }
+    out.write(shared.endOfArchive[format]!);
+    return await out.commit();
+  } catch (error) {
+    await out.abandon();
+    throw error;
+  }
+}
+
+function overlayManifest(merge: OverlayMerge): Record<string, unknown>[] {
+  return merge.entries.map((e) => ({
+    path: e.path,
+    type: e.type,
+    mode: e.mode.toString(8).padStart(4, '0'),
+    owner: `${e.uid}:${e.gid}`,
+    ...(e.type === 'file' ? { size: e.size, sha256: sha256(e.data!) } : {}),
+    ...(e.type === 'symlink' ? { target: e.linkname } : {}),
+  }));
+}
+
+/** Writes NODE.tar.gz (and NODE.tar.zst) and NODE.manifest.json into outDir. */
+export async function writeNodeArtifact(shared: SharedBase, node: ArtifactNode, outDir: string): Promise<NodeArtifact> {
+  if (!NODE_NAME.test(node.name)) throw new RootfsError(`node name ${JSON.stringify(node.name)} cannot name an artifact file`);
+  const merge = mergeOverlay(shared.base, node.files, { mtime: shared.epoch, removes: node.removes ?? [] });
+  const touched = touchedChunks(shared, merge);
+  const rebuilt = await rebuildChunks(shared, touched, merge, shared.concurrency);
+  const files: ArtifactFile[] = [];
+  for (const format of shared.formats) files.push(await writeFormat(shared, format, path.join(outDir, `${node.name}.tar.${format}`), rebuilt));
+  const added = merge.entries.filter((e) => !merge.replaced.has(e.path)).length;
+  const entries = shared.base.entries.length + added - merge.removed.length;
+  const manifest = {
+    node: node.name,
+    base: { kind: shared.base.kind, ...(shared.base.digest ? { sha256: shared.base.digest } : {}), entries: shared.base.entries.length },
+    sourceDateEpoch: shared.epoch,
+    entries,
+    artifacts: Object.fromEntries(files.map((f) => [f.name, { sha256: f.sha256, bytes: f.bytes }])),
+    overlay: overlayManifest(merge),
+    replaced: [...merge.replaced].sort(comparePaths),
+    removed: merge.removed,
+    extract: `tar --xattrs --xattrs-include='*' --numeric-owner -xpf ${node.name}.tar.gz -C DEST`,
+  };
+  const manifestFile = path.join(outDir, `${node.name}.manifest.json`);
+  const text = Buffer.from(`${JSON.stringify(manifest, null, 2)}\n`);
+  await writeFile(manifestFile, text, { mode: 0o644 });
+  files.push({ name: path.basename(manifestFile), sha256: sha256(text), bytes: text.length });
+  return { node: node.name, files, entries, rebuiltChunks: touched.size, chunks: shared.chunks.length, manifest };
+}
+
+/** GNU `sha256sum` text format, sorted by file name. */
+export function sha256sums(files: readonly ArtifactFile[]): string {
+  return [...files]
+    .sort((a, b) => comparePaths(a.name, b.name))
+    .map((f) => `${f.sha256}  ${f.name}\n`)
+    .join('');
+}
+
+/** Everything for a cluster: the base compressed once, then each node, then SHA256SUMS. */
+export async function buildArtifacts(base: BaseIndex, nodes: readonly ArtifactNode[], outDir: string, options: ArtifactOptions = {}): Promise<ArtifactsResult> {
+  const names = new Set<string>();
+  for (const node of nodes) {
+    if (names.has(node.name)) throw new RootfsError(`node ${node.name} is listed twice`);
+    names.add(node.name);
+  }
+  await mkdir(outDir, { recursive: true });
+  await sweepStaleTemporaries(outDir); // chunks and half-written archives of killed runs
+  const work = temporaryName(path.join(outDir, 'base-chunks'));
+  try {
+    let started = performance.now();
+    const shared = await prepareSharedBase(base, work, options);
+    const baseMs = performance.now() - started;
+    const results: NodeArtifact[] = [];
+    const nodesMs: Record<string, number> = {};
+    for (const node of nodes) {
+      started = performance.now();
+      results.push(await writeNodeArtifact(shared, node, outDir));
+      nodesMs[node.name] = performance.now() - started;
+    }
+    const sums = sha256sums(results.flatMap((r) => r.files));
+    await writeFile(path.join(outDir, 'SHA256SUMS'), sums, { mode: 0o644 });
+    return { dir: outDir, nodes: results, sha256sums: sums, timings: { baseMs, nodesMs } };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * The kernel, initrd and device tree each board boots, copied from the base
+ * into the TFTP tree. Armbian's /boot/Image, /boot/uInitrd and /boot/dtb are
+ * symlinks to versioned files: they are followed inside the base only.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Cluster } from '../profile/resolve.js';
+import type { PlannedFile } from '../plan/plan.js';
+import { bootFiles } from '../plan/context.js';
+import type { BaseEntry, BaseIndex } from './base.js';
+import { RootfsError } from './errors.js';
+import { canBootFromNfs, inspectInitrd } from './initrd.js';
+import { resolveInRoot } from './overlay.js';
+
+/** The regular file a path names inside the base, links followed within it. */
+export function fileInBase(base: BaseIndex, absolutePath: string, what: string): BaseEntry {
+  const real = resolveInRoot(base, absolutePath.replace(/^\/+/, ''));
+  let entry = real === undefined ? undefined : base.byPath.get(real);
+  if (entry?.type === 'hardlink') entry = base.byPath.get(entry.linkname!);
+  if (!entry || entry.type !== 'file' || !entry.content) {
+    const where = real !== undefined && real !== absolutePath.replace(/^\/+/, '') ? ` (it leads to /${real})` : '';
+    throw new RootfsError(`the board's ${what} ${absolutePath} is not a file in the base ${base.source}${where}; check board.${what} in the profile`);
+  }
+  return entry;
+}
+
+export async function planBootFiles(base: BaseIndex, cluster: Cluster): Promise<PlannedFile[]> {
+  const out = new Map<string, PlannedFile>();
+  for (const node of cluster.nodes) {
+    const targets = bootFiles(node);
+    for (const what of ['kernel', 'initrd', 'fdt'] as const) {
+      const target = `tftp/${targets[what]}`;
+      if (out.has(target)) continue;
+      const entry = fileInBase(base, node.board[what], what);
+      if (what === 'initrd') {
+        const verdict = canBootFromNfs(await inspectInitrd(entry.content!));
+        if (!verdict.ok) {
+          throw new RootfsError(
+            `the initrd ${node.board.initrd} in the base cannot mount an NFS root, so ${node.board.name} boards would stop before their root: it lacks\n  - ${verdict.missing.join('\n  - ')}`,
+          );
+        }
+      }
+      out.set(target, { path: target, type: 'file', mode: 0o644, uid: 0, gid: 0, content: await readFile(entry.content!), source: `base ${node.board[what]}` });
+    }
+  }
+  return [...out.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
+}
+
+/** Name under which a cluster-wide file (the k3s binary) is added to every node. */
+export function clusterFile(pathInRoot: string, content: Buffer, mode: number, source: string): PlannedFile {
+  return { path: pathInRoot, type: 'file', mode, uid: 0, gid: 0, content, source };
+}
+
+export const K3S_PATH = 'usr/local/bin/k3s';
+export const basename = path.posix.basename;

@@ -1,0 +1,88 @@
+/**
+ * Build-once cache files: a decompressed disk image, a debootstrapped base
+ * tarball. Each lives at a path derived from a key; it is produced under a
+ * temporary name in the same directory and renamed into place, so a reader
+ * never sees half a file and two concurrent builds of the same key both
+ * succeed (the second rename replaces an identical file). Temporaries left by
+ * a killed run are removed by the next run that finds them.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+
+const TEMP = /^\.(.+)\.tmp-(\d+)-[0-9a-f]+$/;
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** sha256 of a file's bytes, streamed so a multi-gigabyte image is not read into memory. */
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: the process exists but belongs to someone else.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Removes `.NAME.tmp-PID-…` entries whose process is gone; a live build's temporary is left alone. */
+export async function sweepStaleTemporaries(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    const match = TEMP.exec(name);
+    if (match && !alive(Number(match[2]))) await rm(path.join(dir, name), { recursive: true, force: true });
+  }
+}
+
+export function temporaryName(final: string): string {
+  return path.join(path.dirname(final), `.${path.basename(final)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
+
+/**
+ * The cached file at `final`, building it first when absent. `build` writes
+ * to the path it is given; if it throws, the temporary is removed and the
+ * error propagates.
+ */
+export async function cachedFile(final: string, build: (temporary: string) => Promise<void>): Promise<{ path: string; built: boolean }> {
+  if (await stat(final).then((s) => s.isFile(), () => false)) return { path: final, built: false };
+  await mkdir(path.dirname(final), { recursive: true });
+  await sweepStaleTemporaries(path.dirname(final));
+  const temporary = temporaryName(final);
+  try {
+    await build(temporary);
+    await rename(temporary, final);
+  } finally {
+    await rm(temporary, { recursive: true, force: true });
+  }
+  return { path: final, built: true };
+}
+
+/**
+ * sha256 of a file, remembered by its identity (device, inode, size, mtime), so
+ * that an unchanged rebuild does not read a multi-gigabyte base again.
+ */
+export async function rememberedDigest(file: string, cacheDir: string): Promise<string> {
+  const { readFile, writeFile } = await import('node:fs/promises');
+  const info = await stat(file, { bigint: true });
+  const key = `${path.resolve(file)}|${info.dev}|${info.ino}|${info.size}|${info.mtimeNs}`;
+  const store = path.join(cacheDir, 'digests.json');
+  const known = (await readFile(store, 'utf8').then((t) => JSON.parse(t) as Record<string, string>, () => ({}))) as Record<string, string>;
+  const hit = known[key];
+  if (hit && /^[0-9a-f]{64}$/.test(hit)) return hit;
+  const digest = await sha256File(file);
+  known[key] = digest;
+  await mkdir(cacheDir, { recursive: true });
+  const temporary = temporaryName(store);
+  await writeFile(temporary, JSON.stringify(known));
+  await rename(temporary, store);
+  return digest;
+}

@@ -1,0 +1,47 @@
+/**
+ * What a base must hold for the cluster's nodes, read from its dpkg database
+ * (var/lib/dpkg/status), and the architecture it is built for.
+ */
+import type { Cluster } from '../profile/resolve.js';
+import type { BaseIndex } from './base.js';
+import { readInstalledPackages } from './dpkg.js';
+import { RootfsError } from './errors.js';
+
+/** Packages every node runs, and those only servers run. */
+export function requiredPackages(cluster: Cluster): { all: string[]; servers: string[] } {
+  const { profile } = cluster;
+  const all = ['nfs-common', 'e2fsprogs', ...(profile.longhorn.enabled ? ['open-iscsi'] : [])];
+  const sst = profile.galera.sstMethod === 'mariabackup' ? 'mariadb-backup' : 'rsync';
+  const servers = cluster.servers.length ? ['keepalived', 'mariadb-server', 'galera-4', sst] : [];
+  return { all, servers };
+}
+
+export function allRequiredPackages(cluster: Cluster): string[] {
+  const { all, servers } = requiredPackages(cluster);
+  return [...new Set([...all, ...servers])].sort();
+}
+
+export interface BaseFacts {
+  /** Debian architecture of the base (arm64, armhf, amd64). */
+  arch: string;
+  packages: number;
+}
+
+/** Fails naming every missing package; a debootstrap base is built with them, any other base must already hold them. */
+export async function checkBase(base: BaseIndex, cluster: Cluster): Promise<BaseFacts> {
+  const installed = await readInstalledPackages(base.root).catch(() => undefined);
+  if (!installed || installed.size === 0) {
+    throw new RootfsError(`the base ${base.source} has no dpkg database (var/lib/dpkg/status): netroot needs a Debian or Armbian root filesystem`);
+  }
+  const missing = allRequiredPackages(cluster).filter((name) => !installed.has(name));
+  if (missing.length) {
+    throw new RootfsError(
+      `the base ${base.source} lacks packages the cluster's nodes need: ${missing.join(', ')}. ` +
+        `Install them into the base (apt-get install ${missing.join(' ')} in a chroot of it), ` +
+        `or build one with them: --base debootstrap:bookworm:ARCH`,
+    );
+  }
+  const arch = installed.get('dpkg')?.architecture || installed.get('base-files')?.architecture;
+  if (!arch) throw new RootfsError(`the base ${base.source} does not say its architecture (no dpkg or base-files package in its dpkg database)`);
+  return { arch, packages: installed.size };
+}

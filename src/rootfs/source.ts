@@ -1,0 +1,90 @@
+/**
+ * A base root filesystem from whatever the user has: a directory, a tarball,
+ * an Armbian disk image, or `debootstrap:SUITE:ARCH[:pkg,…]`. Each is read
+ * once and cached by content; the result is always a BaseIndex.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { UsageError } from '../errors.js';
+import { openBase, type BaseIndex } from './base.js';
+import { rememberedDigest, sweepStaleTemporaries, temporaryName } from './cache.js';
+import { buildDebootstrapBase, formatDebootstrapSpec, parseDebootstrapSpec } from './debootstrap.js';
+import { extractDiskImage } from './image.js';
+
+export type BaseKind = 'directory' | 'tarball' | 'image' | 'debootstrap';
+
+export interface BaseSource {
+  kind: BaseKind;
+  /** As the user wrote it (for messages). */
+  spec: string;
+  /** Absolute path (directory, tarball, image); undefined for debootstrap. */
+  path?: string;
+}
+
+const IMAGE = /\.img(\.xz)?$/;
+const TARBALL = /\.(tar|tar\.gz|tgz|tar\.xz|txz|tar\.zst|tzst)$/;
+
+/** What kind of base a spec names; paths are relative to `relativeTo` (the profile's directory, or the working directory for --base). */
+export function classifyBase(spec: string, relativeTo: string): BaseSource {
+  if (spec.startsWith('debootstrap:')) {
+    parseDebootstrapSpec(spec); // a bad spec fails here, before anything is read
+    return { kind: 'debootstrap', spec };
+  }
+  const absolute = path.resolve(relativeTo, spec);
+  if (!existsSync(absolute)) throw new UsageError(`base ${spec} does not exist (looked at ${absolute})`);
+  if (IMAGE.test(absolute)) return { kind: 'image', spec, path: absolute };
+  if (TARBALL.test(absolute)) return { kind: 'tarball', spec, path: absolute };
+  return { kind: 'directory', spec, path: absolute };
+}
+
+export interface OpenSourceOptions {
+  cacheDir: string;
+  /** Packages the cluster needs: a debootstrap base is built with them. */
+  packages: string[];
+  log?: (line: string) => void;
+}
+
+/** The debootstrap spec with the cluster's packages added, so the base holds what the nodes run. */
+export function debootstrapWithPackages(spec: string, packages: string[]): string {
+  const parsed = parseDebootstrapSpec(spec);
+  return formatDebootstrapSpec({ ...parsed, packages: [...parsed.packages, ...packages] });
+}
+
+/** An Armbian image's root partition, extracted once into the cache (keyed by the image's sha256). */
+async function openImage(image: string, options: OpenSourceOptions): Promise<BaseIndex> {
+  const digest = await rememberedDigest(image, options.cacheDir);
+  const roots = path.join(options.cacheDir, 'image-roots');
+  const root = path.join(roots, digest);
+  if (!existsSync(root)) {
+    await mkdir(roots, { recursive: true, mode: 0o700 });
+    await sweepStaleTemporaries(roots);
+    const staging = temporaryName(root);
+    try {
+      await extractDiskImage(image, staging, { cacheDir: options.cacheDir, ...(options.log ? { log: options.log } : {}) });
+      await rename(staging, root);
+    } catch (error) {
+      await rm(staging, { recursive: true, force: true });
+      throw error;
+    }
+  }
+  return openBase(root);
+}
+
+export async function openBaseSource(source: BaseSource, options: OpenSourceOptions): Promise<BaseIndex> {
+  switch (source.kind) {
+    case 'directory':
+      return openBase(source.path!);
+    case 'tarball':
+      return openBase(source.path!, { cacheDir: options.cacheDir, digest: await rememberedDigest(source.path!, options.cacheDir) });
+    case 'image':
+      return openImage(source.path!, options);
+    case 'debootstrap': {
+      const tarball = await buildDebootstrapBase(debootstrapWithPackages(source.spec, options.packages), {
+        cacheDir: options.cacheDir,
+        ...(options.log ? { log: options.log } : {}),
+      });
+      return openBase(tarball, { cacheDir: options.cacheDir, digest: await rememberedDigest(tarball, options.cacheDir) });
+    }
+  }
+}

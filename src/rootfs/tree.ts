@@ -1,0 +1,174 @@
+/**
+ * A node's full root tree at DEST: the base copied with `cp -a
+ * --reflink=auto` (a reflink is nearly free on btrfs/XFS, a plain copy
+ * elsewhere; either way owners, modes, hard links, device nodes and xattrs
+ * are kept), then the overlay laid over it by the rules of overlay.ts.
+ *
+ * Laying the overlay never follows a symlink the base holds: every parent is
+ * lstat'ed component by component and must be a real directory, and the final
+ * path is unlinked and created afresh with O_CREAT|O_EXCL|O_NOFOLLOW. A base
+ * `etc -> /` or `etc/resolv.conf -> /run/...` therefore can never make the
+ * build write to the build host.
+ */
+import * as fsSync from 'node:fs';
+import { constants } from 'node:fs';
+import { mkdir, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import type { PlannedFile } from '../plan/plan.js';
+import { epochFromEnv } from './artifact.js';
+import { isRoot, type BaseIndex } from './base.js';
+import { OverlayConflictError, RootfsError } from './errors.js';
+import { writeAll } from './io.js';
+import { mergeOverlay, type NodeEntry } from './overlay.js';
+import { applyXattrs, xattrToolsAvailable, type Xattrs } from './xattr.js';
+
+export interface TreeOptions {
+  /** mtime of the overlay's files and new directories; default $SOURCE_DATE_EPOCH, else 0. */
+  sourceDateEpoch?: number;
+  /** Base paths the node must not have (patterns, see matchRemovals). */
+  removes?: readonly string[];
+}
+
+export interface TreeResult {
+  dest: string;
+  /** Base paths the overlay replaced. */
+  replaced: string[];
+  /** Paths the overlay wrote, new parent directories included. */
+  written: string[];
+}
+
+function lstatOrUndefined(p: string): fsSync.Stats | undefined {
+  try {
+    return fsSync.lstatSync(p);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** DEST may not exist yet, or be an empty directory (a staging directory, say); anything else is refused. */
+async function prepareDest(dest: string): Promise<void> {
+  const st = lstatOrUndefined(dest);
+  if (!st) return void (await mkdir(dest, { recursive: true, mode: 0o755 }));
+  if (!st.isDirectory() || (await readdir(dest)).length > 0) throw new RootfsError(`tree destination ${dest} exists and is not an empty directory`);
+}
+
+/**
+ * Walks to the parent of `relative` under `dest`, one lstat per component:
+ * each must be a real directory (a missing one is made 0755 root:root).
+ */
+function safeParent(dest: string, relative: string): string {
+  const parts = relative.split('/');
+  let dir = dest;
+  for (let i = 0; i < parts.length - 1; i++) {
+    dir = path.join(dir, parts[i]!);
+    const st = lstatOrUndefined(dir);
+    if (!st) {
+      fsSync.mkdirSync(dir, { mode: 0o755 });
+      fsSync.chmodSync(dir, 0o755);
+      if (isRoot()) fsSync.lchownSync(dir, 0, 0);
+      continue;
+    }
+    if (!st.isDirectory()) notADirectory(dest, relative, parts.slice(0, i + 1).join('/'), st);
+  }
+  return dir;
+}
+
+function notADirectory(dest: string, relative: string, at: string, st: fsSync.Stats): never {
+  if (st.isSymbolicLink()) {
+    const target = fsSync.readlinkSync(path.join(dest, at));
+    throw new OverlayConflictError(relative, `${JSON.stringify(at)} in ${dest} is a symbolic link (-> ${target}); refusing to write through it`);
+  }
+  throw new OverlayConflictError(relative, `${JSON.stringify(at)} in ${dest} is not a directory`);
+}
+
+function writeFile(target: string, entry: NodeEntry): void {
+  // 0600 until the owner is set, so a secret is never readable by others, not even for a moment.
+  const fd = fsSync.openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    writeAll(fd, entry.data!);
+    if (isRoot()) fsSync.fchownSync(fd, entry.uid, entry.gid);
+    fsSync.fchmodSync(fd, entry.mode); // after chown, which clears setuid bits
+    fsSync.futimesSync(fd, entry.mtime, entry.mtime);
+  } finally {
+    fsSync.closeSync(fd);
+  }
+}
+
+/** Lays overlay entries (sorted, as mergeOverlay returns them) into an existing tree. */
+export function layOverlay(dest: string, entries: readonly NodeEntry[]): void {
+  for (const entry of entries) {
+    const target = path.join(safeParent(dest, entry.path), path.posix.basename(entry.path));
+    const st = lstatOrUndefined(target);
+    if (entry.type === 'dir') {
+      if (st && !st.isDirectory()) notADirectory(dest, entry.path, entry.path, st);
+      if (!st) {
+        fsSync.mkdirSync(target, { mode: entry.mode });
+        if (isRoot()) fsSync.lchownSync(target, entry.uid, entry.gid);
+        fsSync.chmodSync(target, entry.mode);
+      }
+      continue;
+    }
+    if (st?.isDirectory()) throw new OverlayConflictError(entry.path, `${dest} has a directory there; an overlay file cannot replace a directory`);
+    // Unlink, then create: replacing a symlink replaces the link, and a hard link's other paths keep the base content.
+    if (st) fsSync.unlinkSync(target);
+    if (entry.type === 'file') writeFile(target, entry);
+    else {
+      fsSync.symlinkSync(entry.linkname!, target);
+      if (isRoot()) fsSync.lchownSync(target, entry.uid, entry.gid);
+      fsSync.lutimesSync(target, entry.mtime, entry.mtime);
+    }
+  }
+}
+
+/**
+ * When the base was extracted without root, the copy lacks owners, device
+ * nodes and privileged xattrs; as root they are put right from the index.
+ * Xattrs are set from the index every time: `cp -a` drops them without a word
+ * where the destination cannot hold them, and a lost capability would only
+ * show on the node (ping: Operation not permitted). setfattr fails loudly.
+ */
+async function reconcile(base: BaseIndex, dest: string, replaced: Set<string>): Promise<void> {
+  if (!isRoot()) return;
+  const abs = (p: string) => (p === '' ? dest : path.join(dest, p));
+  if (!base.applied.owners || !base.applied.devices) {
+    for (const entry of base.entries) {
+      const target = abs(entry.path);
+      if ((entry.type === 'char' || entry.type === 'block' || entry.type === 'fifo') && !lstatOrUndefined(target)) {
+        const kind = entry.type === 'fifo' ? ['p'] : [entry.type === 'char' ? 'c' : 'b', String(entry.devmajor), String(entry.devminor)];
+        await execa('mknod', [target, ...kind]);
+      }
+      if (entry.type === 'hardlink') continue;
+      fsSync.lchownSync(target, entry.uid, entry.gid);
+      if (entry.type !== 'symlink') fsSync.chmodSync(target, entry.mode);
+    }
+  }
+  if (await xattrToolsAvailable()) {
+    const items: [string, Xattrs][] = base.entries.filter((e) => e.xattrs && !replaced.has(e.path)).map((e) => [abs(e.path), e.xattrs!]);
+    await applyXattrs(items).catch((error: Error) => {
+      throw new RootfsError(`the base's xattrs (file capabilities) cannot be set in ${dest}: ${error.message}`);
+    });
+  }
+}
+
+/**
+ * Writes base + overlay at `dest`. Throws OverlayConflictError before copying
+ * anything if the overlay does not fit the base. A later failure leaves
+ * `dest` half-written: write into a staging directory (emit/staging.ts
+ * writeAtomically) for all-or-nothing.
+ */
+export async function writeNodeTree(base: BaseIndex, files: readonly PlannedFile[], dest: string, options: TreeOptions = {}): Promise<TreeResult> {
+  const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? epochFromEnv(), removes: options.removes ?? [] });
+  dest = path.resolve(dest);
+  await prepareDest(dest);
+  const copied = await execa('cp', ['-a', '--reflink=auto', '-T', '--', base.root, dest], { reject: false });
+  if (copied.exitCode !== 0) throw new RootfsError(`copying the base ${base.root} to ${dest} failed: ${String(copied.stderr).trim()}`);
+  await reconcile(base, dest, merge.replaced);
+  layOverlay(dest, merge.entries);
+  for (const removed of merge.removed) {
+    const target = path.join(safeParent(dest, removed), path.posix.basename(removed));
+    if (lstatOrUndefined(target) && !lstatOrUndefined(target)!.isDirectory()) fsSync.unlinkSync(target);
+  }
+  return { dest, replaced: [...merge.replaced].sort(), written: merge.entries.map((e) => e.path) };
+}

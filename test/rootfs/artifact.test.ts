@@ -1,0 +1,210 @@
+import * as fs from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+import { execa } from 'execa';
+import tarStream from 'tar-stream';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { buildArtifacts, epochFromEnv, type ArtifactOptions } from '../../src/rootfs/artifact.js';
+import { openBase, type BaseIndex } from '../../src/rootfs/base.js';
+import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
+import { writeNodeTree } from '../../src/rootfs/tree.js';
+import { cleanup, exists, extract, file, isRoot, makeBase, overlay, snapshot, tarOf, tempDir } from './support.js';
+
+const test = suite('rootfs/artifact');
+test.after(cleanup);
+
+const EPOCH = 1_700_000_000;
+const nodes = (...names: string[]) => names.map((name) => ({ name, files: overlay(name) }));
+
+interface Header {
+  name: string;
+  type: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  uname: string;
+  gname: string;
+  mtime: number;
+  linkname: string | null;
+}
+
+/** Reads an archive back with tar-stream (an independent reader) for owners, modes and names. */
+async function headers(archive: string): Promise<Header[]> {
+  const out: Header[] = [];
+  const extract = tarStream.extract();
+  const done = new Promise<void>((resolve, reject) => {
+    extract.on('entry', (h, stream, next) => {
+      out.push({ name: h.name, type: h.type!, mode: h.mode!, uid: h.uid!, gid: h.gid!, uname: h.uname!, gname: h.gname!, mtime: h.mtime!.getTime() / 1000, linkname: h.linkname ?? null });
+      stream.on('end', () => next());
+      stream.resume();
+    });
+    extract.on('finish', resolve);
+    extract.on('error', reject);
+  });
+  extract.end(gunzipSync(fs.readFileSync(archive)));
+  await done;
+  return out;
+}
+
+async function fixture(label: string): Promise<{ t: string; sentinel: string; dir: BaseIndex; tarball: BaseIndex }> {
+  const t = await tempDir(label);
+  const sentinel = `${t}/sentinel`;
+  fs.mkdirSync(sentinel);
+  await makeBase(`${t}/base`, sentinel);
+  const dir = await openBase(`${t}/base`);
+  const tarball = await openBase(await tarOf(`${t}/base`, `${t}/base.tar.gz`), { cacheDir: `${t}/cache` });
+  return { t, sentinel, dir, tarball };
+}
+
+test('SOURCE_DATE_EPOCH comes from the environment, defaults to 0, and must be a number', () => {
+  assert.is(epochFromEnv({}), 0);
+  assert.is(epochFromEnv({ SOURCE_DATE_EPOCH: '1700000000' }), EPOCH);
+  assert.throws(() => epochFromEnv({ SOURCE_DATE_EPOCH: 'yesterday' }), /SOURCE_DATE_EPOCH/);
+});
+
+test('the archive is sorted, lists each path once, with numeric owners, no user names and clamped mtimes', async () => {
+  const { t, tarball } = await fixture('headers');
+  const result = await buildArtifacts(tarball, nodes('n1'), `${t}/out`, { sourceDateEpoch: EPOCH });
+  const list = await headers(`${t}/out/n1.tar.gz`);
+  const names = list.map((h) => h.name);
+  assert.equal(names, [...names].sort());
+  assert.is(new Set(names).size, names.length);
+  assert.is(names[0], './');
+  assert.is(result.nodes[0]!.entries, list.length);
+  for (const h of list) {
+    assert.is(h.uname, '');
+    assert.is(h.gname, '');
+    assert.ok(h.mtime <= EPOCH, h.name);
+  }
+  const at = (name: string) => list.find((h) => h.name === name)!;
+  assert.equal([at('./etc/netroot/secret').mode, at('./etc/netroot/secret').uid, at('./etc/netroot/secret').gid], [0o600, 0, 0]);
+  assert.equal([at('./etc/rancher/').type, at('./etc/rancher/').mode], ['directory', 0o755]);
+  assert.is(at('./etc/resolv.conf').type, 'file');
+  assert.is(at('./usr/bin/python3').linkname, 'python3.11');
+  // n1 replaced usr/bin/perl, the holder of a hard link pair: perl5.36 now holds the base content.
+  assert.is(at('./usr/bin/perl5.36').type, 'file');
+  if (isRoot) assert.equal([at('./usr/bin/su').mode, at('./home/user/.profile').uid], [0o4755, 1000]);
+  // And GNU tar agrees about the secret.
+  const listing = (await execa('tar', ['--numeric-owner', '-tvf', `${t}/out/n1.tar.gz`])).stdout;
+  assert.match(listing, /^-rw------- 0\/0 .* \.\/etc\/netroot\/secret$/m);
+  assert.match(listing, /^lrwxrwxrwx 0\/0 .* \.\/lib -> usr\/lib$/m);
+});
+
+test('extracting the artifact with GNU tar gives the same tree as writeNodeTree, capabilities and hard links included', async () => {
+  const { t, sentinel, tarball } = await fixture('same-tree');
+  await buildArtifacts(tarball, nodes('n1', 'n2'), `${t}/out`, { sourceDateEpoch: EPOCH });
+  for (const node of ['n1', 'n2']) {
+    await writeNodeTree(tarball, overlay(node), `${t}/tree-${node}`, { sourceDateEpoch: EPOCH });
+    await extract(`${t}/out/${node}.tar.gz`, `${t}/x-${node}`);
+    const fromTar = await snapshot(`${t}/x-${node}`);
+    assert.equal(fromTar, await snapshot(`${t}/tree-${node}`), node);
+    assert.match((await execa('getcap', [`${t}/x-${node}/usr/bin/ping`])).stdout, /cap_net_raw=ep/);
+    assert.is(fromTar['etc/netroot/secret']!.owner, '0:0');
+    assert.is(fromTar['etc/netroot/secret']!.mode, '600');
+    assert.is(fromTar['etc/tagged']!.xattrs, 'user.tag=0x00ff80;');
+    assert.is(fromTar['usr/bin/perl5.36']!.size, 700);
+    if (isRoot) assert.is(fromTar['dev/null']!.type, 'char');
+  }
+  assert.equal(fs.readdirSync(sentinel), []);
+});
+
+test('a node without an overlay is the base: GNU tar extraction equals the base directory', async () => {
+  const { t, dir } = await fixture('plain');
+  await buildArtifacts(dir, [{ name: 'bare', files: [] }], `${t}/out`, { sourceDateEpoch: EPOCH });
+  await extract(`${t}/out/bare.tar.gz`, `${t}/x`);
+  assert.equal(await snapshot(`${t}/x`), await snapshot(dir.root));
+  const listing = (await execa('tar', ['--numeric-owner', '-tvf', `${t}/out/bare.tar.gz`])).stdout;
+  assert.match(listing, /^hrwxr-xr-x 0\/0 .* \.\/usr\/bin\/perl5\.36 link to \.\/usr\/bin\/perl$/m);
+  assert.is(fs.statSync(`${t}/x/usr/bin/perl`).ino, fs.statSync(`${t}/x/usr/bin/perl5.36`).ino);
+  assert.match(listing, /^-rwxr-xr-x 0\/0 .* \.\/usr\/bin\/ping$/m);
+});
+
+test('two builds at different times, from bases made at different times, in different directories, are byte-identical', async () => {
+  const a = await fixture('repro-a');
+  await new Promise((r) => setTimeout(r, 1100));
+  const b = await fixture('repro-b');
+  // Two symlinks of the base point into its temp directory; give both bases the same targets.
+  for (const f of [a, b]) {
+    for (const p of ['etc/hosts', 'etc/host-link']) {
+      fs.unlinkSync(`${f.t}/base/${p}`);
+      fs.symlinkSync(`/srv/${p}`, `${f.t}/base/${p}`);
+    }
+  }
+  const options: ArtifactOptions = { sourceDateEpoch: EPOCH };
+  const ra = await buildArtifacts(await openBase(`${a.t}/base`), nodes('n1', 'n2'), `${a.t}/out`, options);
+  const rb = await buildArtifacts(await openBase(`${b.t}/base`), nodes('n1', 'n2'), `${b.t}/elsewhere/out`, options);
+  assert.is(ra.sha256sums, rb.sha256sums);
+  for (const name of fs.readdirSync(`${a.t}/out`)) assert.ok(fs.readFileSync(`${a.t}/out/${name}`).equals(fs.readFileSync(`${b.t}/elsewhere/out/${name}`)), name);
+  // A directory base and a tarball of it give the same artifact too.
+  const tarball = await openBase(await tarOf(`${a.t}/base`, `${a.t}/again.tar.xz`), { cacheDir: `${a.t}/cache2` });
+  const rc = await buildArtifacts(tarball, nodes('n1', 'n2'), `${a.t}/out3`, options);
+  assert.is(rc.nodes[0]!.files[0]!.sha256, ra.nodes[0]!.files[0]!.sha256);
+});
+
+test('SHA256SUMS verifies with sha256sum -c, and zstd and gzip hold the same tar', async () => {
+  const { t, tarball } = await fixture('sums');
+  const result = await buildArtifacts(tarball, nodes('n1', 'n2'), `${t}/out`, { sourceDateEpoch: EPOCH, formats: ['gz', 'zst'] });
+  const check = await execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: `${t}/out` });
+  assert.match(check.stdout, /n1\.tar\.gz: OK/);
+  assert.match(check.stdout, /n2\.tar\.zst: OK/);
+  assert.match(check.stdout, /n1\.manifest\.json: OK/);
+  assert.is(check.stdout.trim().split('\n').length, 6);
+  const gz = gunzipSync(fs.readFileSync(`${t}/out/n1.tar.gz`));
+  const zst = (await execa('zstd', ['-dc', `${t}/out/n1.tar.zst`], { encoding: 'buffer' })).stdout;
+  assert.ok(Buffer.from(zst).equals(gz));
+  const manifest = JSON.parse(fs.readFileSync(`${t}/out/n1.manifest.json`, 'utf8'));
+  assert.is(manifest.artifacts['n1.tar.gz'].sha256, result.nodes[0]!.files[0]!.sha256);
+  assert.ok(manifest.overlay.some((f: { path: string; mode: string; owner: string }) => f.path === 'etc/netroot/secret' && f.mode === '0600' && f.owner === '0:0'));
+  assert.ok(manifest.replaced.includes('etc/resolv.conf'));
+  assert.not.match(JSON.stringify(manifest), /token-n1/);
+  assert.equal(
+    fs.readdirSync(`${t}/out`).filter((n) => n.startsWith('.')),
+    [],
+  );
+});
+
+test('the shared base is compressed once: chunking changes how much a node rebuilds, never the tar inside', async () => {
+  const { t, tarball } = await fixture('chunks');
+  // Enough files that a 2 KiB chunk size cuts the base into many chunks.
+  const big = await (async () => {
+    for (let i = 0; i < 200; i++) fs.writeFileSync(`${t}/base/usr/lib/mod-${String(i).padStart(3, '0')}`, `module ${i}\n`.repeat(40));
+    return openBase(`${t}/base`);
+  })();
+  const small = await buildArtifacts(big, nodes('n1'), `${t}/small`, { sourceDateEpoch: EPOCH, chunkBytes: 2048, formats: ['gz'] });
+  const whole = await buildArtifacts(big, nodes('n1'), `${t}/whole`, { sourceDateEpoch: EPOCH, chunkBytes: 1 << 30, formats: ['gz'] });
+  const n = small.nodes[0]!;
+  assert.ok(n.chunks > 50, `${n.chunks} chunks`);
+  assert.ok(n.rebuiltChunks < n.chunks / 4, `${n.rebuiltChunks} of ${n.chunks} rebuilt`);
+  assert.is(whole.nodes[0]!.chunks, 1);
+  assert.ok(gunzipSync(fs.readFileSync(`${t}/small/n1.tar.gz`)).equals(gunzipSync(fs.readFileSync(`${t}/whole/n1.tar.gz`))));
+  await extract(`${t}/small/n1.tar.gz`, `${t}/x`);
+  await writeNodeTree(big, overlay('n1'), `${t}/tree`, { sourceDateEpoch: EPOCH });
+  assert.equal(await snapshot(`${t}/x`), await snapshot(`${t}/tree`));
+  void tarball;
+});
+
+test('an overlay under a base symlink fails clearly, and names the real path', async () => {
+  const { t, sentinel, dir } = await fixture('through-link');
+  const error = await buildArtifacts(dir, [{ name: 'n1', files: [file('lib/modules-load.d/k3s.conf', 'br_netfilter\n')] }], `${t}/out`).catch((e: Error) => e);
+  assert.instance(error, OverlayConflictError);
+  assert.is((error as OverlayConflictError).exitCode, 2);
+  assert.match((error as Error).message, /its parent "lib" is a symbolic link \(-> usr\/lib\) in the base.*resolves to "usr\/lib\/modules-load.d\/k3s.conf"/);
+  assert.not.ok(exists(`${t}/out/n1.tar.gz`));
+  const hosts = await buildArtifacts(dir, [{ name: 'n1', files: [file('etc/hosts/x', 'x')] }], `${t}/out2`).catch((e: Error) => e);
+  assert.match(String(hosts), /its parent "etc\/hosts" is a symbolic link/);
+  assert.equal(fs.readdirSync(sentinel), []);
+});
+
+test('an overlay file where the base has a directory, a bad node name and a duplicate node fail clearly', async () => {
+  const { t, dir } = await fixture('conflicts');
+  const onDir = await buildArtifacts(dir, [{ name: 'n1', files: [file('etc', 'x')] }], `${t}/out`).catch((e: Error) => e);
+  assert.match(String(onDir), /overlay "etc": the base has a directory there/);
+  const badName = await buildArtifacts(dir, [{ name: '../n1', files: [] }], `${t}/out`).catch((e: Error) => e);
+  assert.instance(badName, RootfsError);
+  const twice = await buildArtifacts(dir, [{ name: 'n1', files: [] }, { name: 'n1', files: [] }], `${t}/out`).catch((e: Error) => e);
+  assert.match(String(twice), /listed twice/);
+  const unsafe = await buildArtifacts(dir, [{ name: 'n1', files: [file('../escape', 'x')] }], `${t}/out`).catch((e: Error) => e);
+  assert.match(String(unsafe), /not a plain relative path/);
+});
+
+test.run();

@@ -1,0 +1,229 @@
+import * as fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { defaultCacheDir, openBase, type BaseIndex } from '../../src/rootfs/base.js';
+import { BaseArchiveError } from '../../src/rootfs/errors.js';
+import { cleanup, isRoot, LONG_PATH, makeBase, tarOf, tempDir } from './support.js';
+
+const test = suite('rootfs/base');
+test.after(cleanup);
+
+/** The index minus where content lives, which differs between a directory and its extraction. */
+const comparable = (base: BaseIndex) => base.entries.map(({ content: _c, ...rest }) => ({ ...rest, xattrs: rest.xattrs && Object.fromEntries(Object.entries(rest.xattrs).map(([k, v]) => [k, v.toString('hex')])) }));
+
+test('default cache dir follows XDG_CACHE_HOME, else ~/.cache', () => {
+  assert.is(defaultCacheDir({ XDG_CACHE_HOME: '/x/cache' }), '/x/cache/netroot');
+  assert.ok(defaultCacheDir({}).endsWith('/.cache/netroot'));
+});
+
+test('a directory base is indexed with types, owners, modes, links, hard links and xattrs', async () => {
+  const t = await tempDir('dir');
+  await makeBase(`${t}/base`, `${t}/sentinel`);
+  const base = await openBase(`${t}/base`);
+  const at = (p: string) => base.byPath.get(p)!;
+  assert.is(base.kind, 'directory');
+  assert.is(base.entries[0]!.path, '');
+  assert.equal(base.entries.map((e) => e.path), [...base.entries.map((e) => e.path)].sort());
+  assert.is(at('etc/resolv.conf').type, 'symlink');
+  assert.is(at('etc/resolv.conf').linkname, '/run/systemd/resolve/stub-resolv.conf');
+  assert.is(at('usr/bin/perl').type, 'file');
+  assert.is(at('usr/bin/perl').content, path.join(base.root, 'usr/bin/perl'));
+  assert.is(at('usr/bin/perl5.36').type, 'hardlink');
+  assert.is(at('usr/bin/perl5.36').linkname, 'usr/bin/perl');
+  assert.is(at('usr/bin/ping').xattrs?.['security.capability']?.length, 20);
+  // A symlink's own attributes, never its target's (nor a host file's).
+  assert.is(at('usr/bin/ping6').xattrs, undefined);
+  assert.is(at('etc/host-link').xattrs, undefined);
+  assert.is(at('etc/tagged').xattrs?.['user.tag']?.toString('hex'), '00ff80');
+  assert.is(at('tmp').mode, 0o1777);
+  assert.is(at('run/initctl').type, 'fifo');
+  assert.ok(at(LONG_PATH));
+  if (isRoot) {
+    assert.is(at('usr/bin/su').mode, 0o4755);
+    assert.is(at('etc/shadow').gid, 42);
+    assert.is(at('home/user/.profile').uid, 1000);
+    assert.equal([at('dev/null').type, at('dev/null').devmajor, at('dev/null').devminor], ['char', 1, 3]);
+  }
+});
+
+for (const ext of ['tar', 'tar.gz', 'tar.xz', 'tar.zst']) {
+  test(`a .${ext} base indexes exactly like the directory it was made from, and its cache keeps the metadata`, async () => {
+    const t = await tempDir('tarball');
+    await makeBase(`${t}/base`, `${t}/sentinel`);
+    const dir = await openBase(`${t}/base`);
+    const tarball = await openBase(await tarOf(`${t}/base`, `${t}/base.${ext}`), { cacheDir: `${t}/cache` });
+    assert.is(tarball.kind, 'tarball');
+    assert.match(tarball.digest!, /^[0-9a-f]{64}$/);
+    assert.ok(tarball.root.startsWith(`${t}/cache/bases/${tarball.digest}/`));
+    assert.equal(comparable(tarball), comparable(dir));
+    const cached = (p: string) => fs.lstatSync(path.join(tarball.root, p));
+    assert.is(cached('usr/bin/perl').ino, cached('usr/bin/perl5.36').ino);
+    assert.ok(cached('etc/resolv.conf').isSymbolicLink());
+    assert.is((await execa('getcap', [path.join(tarball.root, 'usr/bin/ping')])).stdout.split(' ').pop(), 'cap_net_raw=ep');
+    if (isRoot) {
+      assert.is(cached('usr/bin/su').mode & 0o7777, 0o4755);
+      assert.is(cached('home/user/.profile').uid, 1000);
+      assert.ok(cached('dev/null').isCharacterDevice());
+    }
+    assert.is(fs.statSync(`${t}/cache/bases`).mode & 0o777, 0o700);
+  });
+}
+
+test('a tarball is extracted once: the second open reuses the cache', async () => {
+  const t = await tempDir('reuse');
+  await makeBase(`${t}/base`, `${t}/sentinel`);
+  const tarball = await tarOf(`${t}/base`, `${t}/base.tar.gz`);
+  const first = await openBase(tarball, { cacheDir: `${t}/cache` });
+  fs.writeFileSync(path.join(first.root, 'marker'), 'still the same extraction');
+  const second = await openBase(tarball, { cacheDir: `${t}/cache` });
+  assert.is(second.root, first.root);
+  assert.ok(fs.existsSync(path.join(second.root, 'marker')));
+  assert.equal(fs.readdirSync(`${t}/cache/bases`), [first.digest]);
+});
+
+test('without privileges, owners and device nodes are in the index only', async () => {
+  const t = await tempDir('unpriv');
+  await makeBase(`${t}/base`, `${t}/sentinel`);
+  const base = await openBase(await tarOf(`${t}/base`, `${t}/base.tar`), { cacheDir: `${t}/cache`, privileged: false });
+  assert.equal(base.applied, { owners: false, devices: false, xattrs: false });
+  assert.ok(base.warnings.some((w) => w.includes('not applied')));
+  assert.is(base.byPath.get('usr/bin/ping')!.xattrs?.['security.capability']?.length, 20);
+  if (isRoot) {
+    assert.is(base.byPath.get('home/user/.profile')!.uid, 1000);
+    assert.is(fs.lstatSync(path.join(base.root, 'home/user/.profile')).uid, 0);
+    assert.is(base.byPath.get('dev/null')!.type, 'char');
+    assert.not.ok(fs.existsSync(path.join(base.root, 'dev/null')));
+  }
+});
+
+test('a missing base and a non-tar file are clear errors', async () => {
+  const t = await tempDir('missing');
+  const missing = await openBase(`${t}/nope.tar.gz`).catch((e: Error) => e);
+  assert.match(String(missing), /does not exist/);
+  fs.writeFileSync(`${t}/junk.tar`, Buffer.alloc(4096, 0x41));
+  const junk = await openBase(`${t}/junk.tar`, { cacheDir: `${t}/cache` }).catch((e: Error) => e);
+  assert.instance(junk, BaseArchiveError);
+  assert.match(String(junk), /is this a tar archive/);
+});
+
+// ---------------------------------------------------------------------------
+// Hostile and broken archives
+
+interface Hostile {
+  t: string;
+  sentinel: string;
+  cache: string;
+}
+
+async function hostile(label: string): Promise<Hostile> {
+  const t = await tempDir(label);
+  const sentinel = `${t}/sentinel`;
+  fs.mkdirSync(`${t}/src/etc`, { recursive: true });
+  fs.writeFileSync(`${t}/src/x`, 'evil\n');
+  fs.writeFileSync(`${t}/src/etc/passwd`, 'evil\n');
+  return { t, sentinel, cache: `${t}/cache` };
+}
+
+async function rejects(h: Hostile, archive: string, member: string, why: RegExp): Promise<void> {
+  const error = await openBase(archive, { cacheDir: h.cache }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.instance(error, BaseArchiveError);
+  const e = error as BaseArchiveError;
+  assert.is(e.exitCode, 2);
+  assert.is(e.member, member);
+  assert.match(e.message, why);
+  assert.ok(e.message.startsWith(archive), e.message);
+  // Nothing outside the cache, and no half-extracted staging left inside it.
+  assert.not.ok(fs.existsSync(h.sentinel), `${h.sentinel} was written`);
+  assert.equal(fs.existsSync(`${h.cache}/bases`) ? fs.readdirSync(`${h.cache}/bases`) : [], []);
+}
+
+test('a member with ".." components is rejected and nothing lands outside', async () => {
+  const h = await hostile('dotdot');
+  const up = '../'.repeat(24) + h.sentinel.slice(1);
+  await execa('tar', ['-cPf', `${h.t}/h.tar`, '-C', `${h.t}/src`, '--transform', `s,^x$,${up}/x,`, 'x']);
+  await rejects(h, `${h.t}/h.tar`, `${up}/x`, /has a "\.\." component/);
+});
+
+test('an absolute member is rejected', async () => {
+  const h = await hostile('abs');
+  await execa('tar', ['-cPf', `${h.t}/h.tar.gz`, '-z', '-C', `${h.t}/src`, '--transform', `s,^x$,${h.sentinel}/abs,`, 'x']);
+  await rejects(h, `${h.t}/h.tar.gz`, `${h.sentinel}/abs`, /is an absolute path/);
+});
+
+test('a write below a symlink the archive made (etc -> outside, then etc/passwd) is rejected', async () => {
+  const h = await hostile('symlink');
+  fs.mkdirSync(`${h.t}/a`);
+  fs.symlinkSync(h.sentinel, `${h.t}/a/etc`);
+  fs.mkdirSync(h.sentinel);
+  await execa('tar', ['-cf', `${h.t}/h.tar`, '-C', `${h.t}/a`, './etc']);
+  await execa('tar', ['-rf', `${h.t}/h.tar`, '-C', `${h.t}/src`, './etc/passwd']);
+  const error = (await openBase(`${h.t}/h.tar`, { cacheDir: h.cache }).catch((e: unknown) => e)) as BaseArchiveError;
+  assert.instance(error, BaseArchiveError);
+  assert.is(error.member, './etc/passwd');
+  assert.match(error.message, /its parent "etc" is a symbolic link .*refusing to write through it/);
+  assert.equal(fs.readdirSync(h.sentinel), []);
+  assert.equal(fs.readdirSync(`${h.cache}/bases`), []);
+});
+
+test('the same attack with a relative link (etc -> ../../..) is rejected too', async () => {
+  const h = await hostile('relsymlink');
+  fs.mkdirSync(`${h.t}/a`);
+  fs.symlinkSync('../../../../../../../..', `${h.t}/a/etc`);
+  await execa('tar', ['-cf', `${h.t}/h.tar`, '-C', `${h.t}/a`, './etc']);
+  await execa('tar', ['-rf', `${h.t}/h.tar`, '-C', `${h.t}/src`, './etc/passwd']);
+  await rejects(h, `${h.t}/h.tar`, './etc/passwd', /symbolic link \(-> \.\.\/\.\.\//);
+});
+
+test('a hard link pointing outside the archive is rejected', async () => {
+  const h = await hostile('hardlink');
+  fs.linkSync(`${h.t}/src/x`, `${h.t}/src/y`);
+  // 'R': rename only the link target, so member y is a hard link to ../../outside.
+  await execa('tar', ['-cPf', `${h.t}/h.tar`, '-C', `${h.t}/src`, '--transform', 's,^x$,../../outside,R', 'x', 'y']);
+  await rejects(h, `${h.t}/h.tar`, 'y', /hard link to "\.\.\/\.\.\/outside", outside the archive/);
+});
+
+test('a hard link to a member that is not an earlier file is rejected', async () => {
+  const h = await hostile('hardlink2');
+  fs.linkSync(`${h.t}/src/x`, `${h.t}/src/y`);
+  await execa('tar', ['-cPf', `${h.t}/h.tar`, '-C', `${h.t}/src`, '--transform', 's,^x$,etc/shadow,R', 'x', 'y']);
+  await rejects(h, `${h.t}/h.tar`, 'y', /not an earlier regular file/);
+});
+
+test('a duplicate member is rejected rather than guessed at', async () => {
+  const h = await hostile('dup');
+  await execa('tar', ['-cf', `${h.t}/h.tar`, '-C', `${h.t}/src`, './x']);
+  await execa('tar', ['-rf', `${h.t}/h.tar`, '-C', `${h.t}/src`, './x']);
+  await rejects(h, `${h.t}/h.tar`, './x', /appears twice/);
+});
+
+test('truncated archives are clear errors: plain, gzip, xz and zstd', async () => {
+  const h = await hostile('truncated');
+  fs.writeFileSync(`${h.t}/src/big`, Buffer.alloc(300_000, 7));
+  const cases: [string, RegExp][] = [
+    ['h.tar', /truncated inside this member/],
+    ['h.tar.gz', /truncated or corrupt \(gzip: unexpected end of file\)/],
+    ['h.tar.xz', /truncated or corrupt \(.*[Uu]nexpected end of input/],
+    ['h.tar.zst', /truncated or corrupt/],
+  ];
+  for (const [name, why] of cases) {
+    const full = await tarOf(`${h.t}/src`, `${h.t}/full-${name}`);
+    const bytes = fs.readFileSync(full);
+    fs.writeFileSync(`${h.t}/${name}`, bytes.subarray(0, Math.floor(bytes.length / 2)));
+    const error = await openBase(`${h.t}/${name}`, { cacheDir: h.cache }).catch((e: Error) => e);
+    assert.instance(error, BaseArchiveError, name);
+    assert.match((error as Error).message, why, `${name}: ${(error as Error).message}`);
+    assert.equal(fs.readdirSync(`${h.cache}/bases`), [], name);
+  }
+  // Cut exactly at a block boundary after the first member: no end-of-archive marker.
+  const plain = fs.readFileSync(`${h.t}/full-h.tar`);
+  fs.writeFileSync(`${h.t}/cut.tar`, plain.subarray(0, 1024));
+  const error = await openBase(`${h.t}/cut.tar`, { cacheDir: h.cache }).catch((e: Error) => e);
+  assert.match(String(error), /truncated/);
+});
+
+test.run();
