@@ -10,6 +10,15 @@ import { defaultSecretsFile, loadSecrets, type LoadedSecrets } from './profile/s
 import { BUNDLED_OVERLAYS_DIR, loadOverlays } from './overlays/load.js';
 import { planCluster, type BuildPlan, type PlannedFile } from './plan/plan.js';
 import { emitCluster } from './emit/cluster.js';
+import { OUTPUT_FORMATS, type OutputFormat, type RootfsInputs } from './emit/rootfs.js';
+import { defaultReporter, type Reporter } from './progress.js';
+import { classifyBase, openBaseSource } from './rootfs/source.js';
+import { allRequiredPackages, checkBase } from './rootfs/requirements.js';
+import { clusterFile, K3S_PATH, planBootFiles } from './rootfs/boot-files.js';
+import { defaultCacheDir } from './rootfs/base.js';
+import { epochFromEnv } from './rootfs/artifact.js';
+import { resolveK3sBinary } from './k3s/binary.js';
+import { readFile } from 'node:fs/promises';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 export const GENERATOR = `netroot ${VERSION}`;
@@ -45,6 +54,17 @@ export async function prepare(options: CommonOptions): Promise<Prepared> {
 export interface BuildOptions extends CommonOptions {
   /** Output directory (default: out). */
   out?: string;
+  /** Base root filesystem (overrides the profile's `base:`). */
+  base?: string;
+  /** With a base: what to write per node (default: tar). */
+  formats?: OutputFormat[];
+  /** k3s binary (overrides the profile's `k3s.binary`). */
+  k3sBinary?: string;
+  /** Where bases, images and k3s downloads are cached (default: $XDG_CACHE_HOME/netroot). */
+  cacheDir?: string;
+  /** Where k3s releases are downloaded from (default: the k3s project's releases). */
+  k3sReleaseUrl?: string;
+  reporter?: Reporter;
 }
 
 export interface BuildResult {
@@ -55,15 +75,77 @@ export interface BuildResult {
   /** Set when this build generated the cluster's secrets. */
   secretsCreated?: string;
   secretsFile: string;
+  base?: { source: string; kind: string; arch: string; entries: number };
+  k3s?: { path: string; sha256: string; source: string };
+  formats: OutputFormat[];
+  artifacts?: { name: string; sha256: string; bytes: number }[];
+}
+
+export function parseFormats(value: string | string[] | undefined): OutputFormat[] | undefined {
+  if (value === undefined) return undefined;
+  const items = (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+  for (const item of items) {
+    if (!(OUTPUT_FORMATS as readonly string[]).includes(item)) throw new UsageError(`--format ${item}: use tree, tar or tree,tar`);
+  }
+  return [...new Set(items)] as OutputFormat[];
+}
+
+/** Read the base, check it, find k3s and the boot files: everything the root filesystems need, before anything is written. */
+async function prepareRootfs(
+  options: BuildOptions,
+  prepared: Prepared,
+  spec: string,
+  relativeTo: string,
+  reporter: Reporter,
+): Promise<{ inputs: RootfsInputs; bootFiles: PlannedFile[]; facts: NonNullable<BuildResult['base']>; k3s: NonNullable<BuildResult['k3s']> }> {
+  const { cluster, profile } = prepared.loaded;
+  const env = options.env ?? process.env;
+  const cacheDir = options.cacheDir ?? defaultCacheDir(env);
+  const source = classifyBase(spec, relativeTo);
+  const reading = reporter.step(`reading base ${spec}`);
+  const base = await openBaseSource(source, { cacheDir, packages: allRequiredPackages(cluster), log: (line) => reporter.info(line) });
+  reading.finish(`${base.entries.length} entries`);
+  const facts = await checkBase(base, cluster);
+  const profileDir = path.dirname(prepared.loaded.file);
+  const given = options.k3sBinary ? path.resolve(options.cwd ?? process.cwd(), options.k3sBinary) : profile.k3s.binary ? path.resolve(profileDir, profile.k3s.binary) : undefined;
+  const k3s = await resolveK3sBinary({
+    version: profile.k3s.version,
+    arch: facts.arch,
+    cacheDir,
+    ...(given ? { binary: given } : {}),
+    ...(options.k3sReleaseUrl ?? env.NETROOT_K3S_RELEASE_URL ? { releaseUrl: options.k3sReleaseUrl ?? env.NETROOT_K3S_RELEASE_URL } : {}),
+  });
+  const bootFiles = await planBootFiles(base, cluster);
+  const formats = options.formats ?? ['tar'];
+  const layer = [{ path: K3S_PATH, content: k3s.path, mode: 0o755 }];
+  const layerFiles = formats.includes('tree') ? [clusterFile(K3S_PATH, await readFile(k3s.path), 0o755, 'k3s binary')] : [];
+  return {
+    inputs: { base, formats, layer, layerFiles, sourceDateEpoch: epochFromEnv(env) },
+    bootFiles,
+    facts: { source: spec, kind: source.kind, arch: facts.arch, entries: base.entries.length },
+    k3s: { path: displayPath(k3s.path, options.cwd ?? process.cwd()), sha256: k3s.sha256, source: k3s.source },
+  };
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const cwd = options.cwd ?? process.cwd();
-  const { loaded, secrets, secretsFile, plan } = await prepare(options);
+  const reporter = options.reporter ?? defaultReporter();
+  const prepared = await prepare(options);
+  const { loaded, secrets, secretsFile, plan } = prepared;
   const outDir = path.resolve(cwd, options.out ?? 'out');
-  // Secrets are saved only once the profile and every template proved good.
+  // --base is relative to where the command runs; the profile's base: to the profile.
+  const spec = options.base ?? loaded.profile.base;
+  if (!spec && options.formats?.length) {
+    throw new UsageError(`--format ${options.formats.join(',')} needs a base root filesystem: give --base or base: in the profile`);
+  }
+  const rootfs = spec ? await prepareRootfs(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), reporter) : undefined;
+  // Secrets are saved only once the profile, every template and the base proved good.
   const secretsCreated = await secrets.save();
-  const emitted = await emitCluster(plan, outDir, GENERATOR);
+  const emitted = await emitCluster(plan, outDir, GENERATOR, {
+    reporter,
+    ...(rootfs ? { rootfs: rootfs.inputs, bootFiles: rootfs.bootFiles } : {}),
+  });
+  const artifacts = emitted.rootfs?.artifacts?.nodes.flatMap((n) => n.files);
   return {
     cluster: loaded.cluster.name,
     dir: displayPath(emitted.dir, cwd),
@@ -71,6 +153,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     files: emitted.files,
     ...(secretsCreated ? { secretsCreated: displayPath(secretsCreated, cwd) } : {}),
     secretsFile: displayPath(secretsFile, cwd),
+    formats: rootfs?.inputs.formats ?? [],
+    ...(rootfs ? { base: rootfs.facts, k3s: rootfs.k3s } : {}),
+    ...(artifacts ? { artifacts } : {}),
   };
 }
 
