@@ -18,6 +18,8 @@ import { clusterFile, K3S_PATH, planBootFiles } from './rootfs/boot-files.js';
 import { defaultCacheDir } from './rootfs/base.js';
 import { epochFromEnv } from './rootfs/artifact.js';
 import { resolveK3sBinary } from './k3s/binary.js';
+import { withClusterLayer } from './rootfs/layer.js';
+import { mergeOverlay } from './rootfs/overlay.js';
 import { readFile } from 'node:fs/promises';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
@@ -117,10 +119,14 @@ async function prepareRootfs(
   });
   const bootFiles = await planBootFiles(base, cluster);
   const formats = options.formats ?? ['tar'];
-  const layer = [{ path: K3S_PATH, content: k3s.path, mode: 0o755 }];
+  const sourceDateEpoch = epochFromEnv(env);
+  const layered = await withClusterLayer(base, [{ path: K3S_PATH, content: k3s.path, mode: 0o755 }], sourceDateEpoch);
+  // Every node's overlay must fit the base (no write through a base symlink, no file over a directory)
+  // before anything is written.
+  for (const { files, removes } of prepared.plan.nodes) mergeOverlay(layered, files, { mtime: sourceDateEpoch, removes });
   const layerFiles = formats.includes('tree') ? [clusterFile(K3S_PATH, await readFile(k3s.path), 0o755, 'k3s binary')] : [];
   return {
-    inputs: { base, formats, layer, layerFiles, sourceDateEpoch: epochFromEnv(env) },
+    inputs: { base, layered, formats, layerFiles, sourceDateEpoch },
     bootFiles,
     facts: { source: spec, kind: source.kind, arch: facts.arch, entries: base.entries.length },
     k3s: { path: displayPath(k3s.path, options.cwd ?? process.cwd()), sha256: k3s.sha256, source: k3s.source },

@@ -7,7 +7,6 @@ import type { BuildPlan, PlannedFile } from '../plan/plan.js';
 import type { BaseIndex } from '../rootfs/base.js';
 import { buildArtifacts, type ArtifactsResult } from '../rootfs/artifact.js';
 import { writeNodeTree } from '../rootfs/tree.js';
-import { withClusterLayer, type LayerFile } from '../rootfs/layer.js';
 import type { Reporter } from '../progress.js';
 
 export const OUTPUT_FORMATS = ['tree', 'tar'] as const;
@@ -15,10 +14,10 @@ export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface RootfsInputs {
   base: BaseIndex;
+  /** The base with the files every node gets the same (the k3s binary), for artifacts: packed once. */
+  layered: BaseIndex;
   formats: OutputFormat[];
-  /** Files every node gets the same, from disk (the k3s binary). */
-  layer: LayerFile[];
-  /** The same files with their bytes, for trees. */
+  /** The same files with their bytes, laid over each tree (which is copied from the base's directory). */
   layerFiles: PlannedFile[];
   sourceDateEpoch: number;
 }
@@ -42,9 +41,8 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
   }
   if (inputs.formats.includes('tar')) {
     const step = reporter.step('packing node artifacts', plan.nodes.length, 'nodes');
-    const layered = await withClusterLayer(inputs.base, inputs.layer, inputs.sourceDateEpoch);
     result.artifacts = await buildArtifacts(
-      layered,
+      inputs.layered,
       plan.nodes.map(({ node, files, removes }) => ({ name: node.name, files, removes })),
       path.join(staging, 'artifacts'),
       { sourceDateEpoch: inputs.sourceDateEpoch },

@@ -1,0 +1,206 @@
+/**
+ * build-images --base … --format tree,tar end to end: per-node roots from a
+ * directory, a tarball and a partitioned disk image; what a node needs is
+ * there, what it must not share is gone, artifacts are reproducible, and bad
+ * or hostile bases fail before anything is written.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execa } from 'execa';
+import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { build, type BuildOptions } from '../../src/build.js';
+import { silentReporter } from '../../src/progress.js';
+import { makeArmbianBase, makeDiskImage } from '../support/armbian-base.js';
+import { rejects } from '../support/assert.js';
+
+let tmp: string;
+let base: string;
+const K3S = Buffer.from('#!/bin/sh\necho k3s stand-in for tests\n');
+const EPOCH = '1700000000';
+const NODES = ['opz3-1-onder', 'opz3-2-midden', 'opz3-3-boven', 'opz3-4-top'];
+
+test.before(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-rootfs-'));
+  base = path.join(tmp, 'armbian');
+  await makeArmbianBase(base, path.join(tmp, 'work'));
+  await writeFile(path.join(tmp, 'k3s'), K3S, { mode: 0o755 });
+});
+test.after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+function options(out: string, extra: Partial<BuildOptions> = {}): BuildOptions {
+  return {
+    profile: path.resolve('profiles/opz3.yaml'),
+    cwd: tmp,
+    secrets: path.join(tmp, 'secrets.yaml'),
+    cacheDir: path.join(tmp, 'cache'),
+    k3sBinary: path.join(tmp, 'k3s'),
+    base,
+    formats: ['tree', 'tar'],
+    out: path.join(tmp, out),
+    env: { SOURCE_DATE_EPOCH: EPOCH },
+    reporter: silentReporter,
+    ...extra,
+  };
+}
+
+const sums = (out: string) => readFileSync(path.join(tmp, out, 'opz3/artifacts/SHA256SUMS'), 'utf8');
+/** The archives' sums only: each node's manifest also names the base it came from (a directory, a tarball's sha256). */
+const archiveSums = (out: string) => sums(out).split('\n').filter((l) => l.includes('.tar.')).join('\n');
+
+test('a directory base gives every node a full root, an artifact and checksums', async () => {
+  const result = await build(options('out-dir'));
+  const dir = path.join(tmp, 'out-dir/opz3');
+  assert.is(result.base?.arch, 'arm64');
+  for (const node of NODES) {
+    assert.ok(existsSync(path.join(dir, 'rootfs', node, 'etc/os-release')), `${node} has the base`);
+    assert.ok(existsSync(path.join(dir, 'artifacts', `${node}.tar.gz`)), `${node}.tar.gz`);
+    assert.match(sums('out-dir'), new RegExp(`^[0-9a-f]{64}  ${node}\\.tar\\.gz$`, 'm'));
+  }
+  const check = await execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(dir, 'artifacts'), reject: false });
+  assert.is(check.exitCode, 0, check.stdout + check.stderr);
+});
+
+test('trees: secrets 0600 root-owned, base hard link, symlinks and capability preserved, k3s installed', async () => {
+  const root = path.join(tmp, 'out-dir/opz3/rootfs/opz3-1-onder');
+  for (const secret of ['etc/keepalived/keepalived.conf', 'etc/rancher/k3s/config.yaml', 'etc/ssh/ssh_host_ed25519_key']) {
+    const st = statSync(path.join(root, secret));
+    assert.is((st.mode & 0o777).toString(8), '600', secret);
+    assert.equal([st.uid, st.gid], [0, 0], secret);
+  }
+  assert.is(statSync(path.join(root, 'usr/bin/perl')).ino, statSync(path.join(root, 'usr/bin/perl5.36.0')).ino, 'hard link');
+  assert.is(readlinkSync(path.join(root, 'boot/Image')), 'Image-6.6.31-current-sunxi64');
+  assert.is(readlinkSync(path.join(root, 'lib')), 'usr/lib');
+  const cap = await execa('getcap', [path.join(root, 'usr/bin/ping')]);
+  assert.match(cap.stdout, /cap_net_raw[=+]ep/);
+  assert.is((statSync(path.join(root, 'usr/bin/su')).mode & 0o7777).toString(8), '4755', 'setuid kept');
+  assert.equal(readFileSync(path.join(root, 'usr/local/bin/k3s')), K3S);
+  assert.is((statSync(path.join(root, 'usr/local/bin/k3s')).mode & 0o777).toString(8), '755');
+});
+
+test('each node is its own machine: no image-wide SSH keys or machine-id, no SD-card root, no first-login wizard', async () => {
+  const ids = new Set<string>();
+  for (const node of NODES) {
+    const root = path.join(tmp, 'out-dir/opz3/rootfs', node);
+    assert.not.ok(existsSync(path.join(root, 'etc/ssh/ssh_host_rsa_key')), 'the image\'s RSA key is gone');
+    assert.not.match(readFileSync(path.join(root, 'etc/ssh/ssh_host_ed25519_key'), 'utf8'), 'IMAGE-WIDE');
+    assert.not.ok(existsSync(path.join(root, 'root/.not_logged_in_yet')));
+    assert.match(readFileSync(path.join(root, 'etc/fstab'), 'utf8'), /^\/dev\/nfs\s+\/\s+nfs/m);
+    assert.not.match(readFileSync(path.join(root, 'etc/fstab'), 'utf8'), /UUID=/);
+    assert.is(readlinkSync(path.join(root, 'etc/systemd/system/armbian-resize-filesystem.service')), '/dev/null');
+    ids.add(readFileSync(path.join(root, 'etc/machine-id'), 'utf8'));
+    assert.is(readFileSync(path.join(root, 'etc/hostname'), 'utf8'), `${node}\n`);
+    // The base's absolute symlink was replaced, never written through.
+    assert.ok(lstatSync(path.join(root, 'etc/resolv.conf')).isSymbolicLink());
+  }
+  assert.is(ids.size, NODES.length);
+});
+
+test('artifacts hold what the trees hold: owners, modes, links, capability, removals', async () => {
+  const extract = path.join(tmp, 'extract');
+  await mkdir(extract);
+  await execa('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xpzf', path.join(tmp, 'out-dir/opz3/artifacts/opz3-1-onder.tar.gz'), '-C', extract]);
+  const listing = (await execa('tar', ['--numeric-owner', '-tvzf', path.join(tmp, 'out-dir/opz3/artifacts/opz3-1-onder.tar.gz')])).stdout;
+  assert.match(listing, /^-rw------- 0\/0 .* \.\/etc\/keepalived\/keepalived\.conf$/m);
+  assert.match(listing, /^hrwxr-xr-x 0\/0 .* \.\/usr\/bin\/perl5\.36\.0 link to \.\/usr\/bin\/perl$/m);
+  assert.not.match(listing, /ssh_host_rsa_key/);
+  assert.match((await execa('getcap', [path.join(extract, 'usr/bin/ping')])).stdout, /cap_net_raw[=+]ep/);
+  assert.equal(readFileSync(path.join(extract, 'usr/local/bin/k3s')), K3S);
+  const tree = path.join(tmp, 'out-dir/opz3/rootfs/opz3-1-onder');
+  const diff = await execa('diff', ['-r', '--no-dereference', tree, extract], { reject: false });
+  assert.is(diff.exitCode, 0, `tree and artifact differ:\n${diff.stdout}`);
+});
+
+test('the board\'s kernel, initrd and device tree come from the base (symlinks followed inside it) into tftp/', async () => {
+  const boot = path.join(tmp, 'out-dir/opz3/tftp/boot/orangepi-zero3');
+  assert.is(readFileSync(path.join(boot, 'Image'), 'utf8'), 'ARM64 KERNEL IMAGE\n');
+  assert.equal(readFileSync(path.join(boot, 'uInitrd')), readFileSync(path.join(base, 'boot/uInitrd-6.6.31-current-sunxi64')));
+  assert.is(readFileSync(path.join(boot, 'sun50i-h618-orangepi-zero3.dtb'), 'utf8'), 'DTB\n');
+  const pxe = readFileSync(path.join(tmp, 'out-dir/opz3/tftp/pxelinux.cfg/01-02-00-c0-00-02-3c'), 'utf8');
+  for (const name of ['Image', 'uInitrd', 'sun50i-h618-orangepi-zero3.dtb']) assert.ok(existsSync(path.join(boot, name)) && pxe.includes(`boot/orangepi-zero3/${name}`));
+});
+
+test('reproducible: another directory, another time, a tarball of the base: identical SHA256SUMS', async () => {
+  await new Promise((r) => setTimeout(r, 1100));
+  await build(options('out-again', { formats: ['tar'] }));
+  assert.is(sums('out-again'), sums('out-dir'));
+  const tarball = path.join(tmp, 'armbian.tar.gz');
+  await execa('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', base, '-czf', tarball, '.']);
+  await build(options('out-tarball', { base: tarball, formats: ['tar'] }));
+  assert.is(archiveSums('out-tarball'), archiveSums('out-dir'));
+  assert.ok(archiveSums('out-dir').split('\n').length >= NODES.length);
+});
+
+test('a partitioned disk image (no mount) gives the same node roots as the directory it was made from', async () => {
+  const image = path.join(tmp, 'armbian.img');
+  await makeDiskImage(base, image);
+  const result = await build(options('out-image', { base: image }));
+  assert.is(result.base?.kind, 'image');
+  const listing = async (out: string) =>
+    (await execa('tar', ['--numeric-owner', '-tvzf', path.join(tmp, out, 'opz3/artifacts/opz3-2-midden.tar.gz')])).stdout
+      .split('\n')
+      // mkfs.ext4 adds lost+found; everything else must be as in the directory.
+      .filter((l) => !l.endsWith('./lost+found/'))
+      .join('\n');
+  assert.is(await listing('out-image'), await listing('out-dir'));
+  const root = path.join(tmp, 'out-image/opz3/rootfs/opz3-2-midden');
+  assert.is(statSync(path.join(root, 'usr/bin/perl')).ino, statSync(path.join(root, 'usr/bin/perl5.36.0')).ino);
+  assert.match((await execa('getcap', [path.join(root, 'usr/bin/ping')])).stdout, /cap_net_raw[=+]ep/);
+});
+
+async function failsCleanly(extra: Partial<BuildOptions>, pattern: RegExp, out: string): Promise<void> {
+  const error = await rejects(() => build(options(out, extra)), pattern);
+  assert.is((error as { exitCode?: number }).exitCode, 2, error.message);
+  assert.not.ok(existsSync(path.join(tmp, out)), `${out} was written`);
+}
+
+test('a base without the cluster\'s packages fails naming them', async () => {
+  const lacking = path.join(tmp, 'lacking');
+  await makeArmbianBase(lacking, path.join(tmp, 'work-lacking'), { without: ['keepalived', 'galera-4'] });
+  await failsCleanly({ base: lacking }, /lacks packages the cluster's nodes need: galera-4, keepalived/, 'out-lacking');
+});
+
+test('an initrd that cannot mount an NFS root fails saying so', async () => {
+  const nonfs = path.join(tmp, 'nonfs');
+  await makeArmbianBase(nonfs, path.join(tmp, 'work-nonfs'), { initrdWithoutNfs: true });
+  await failsCleanly({ base: nonfs }, /initrd \/boot\/uInitrd in the base cannot mount an NFS root[\s\S]*MODULES=netboot/, 'out-nonfs');
+});
+
+test('a missing kernel fails naming the path', async () => {
+  const nokernel = path.join(tmp, 'nokernel');
+  await makeArmbianBase(nokernel, path.join(tmp, 'work-nokernel'));
+  await rm(path.join(nokernel, 'boot/Image-6.6.31-current-sunxi64'));
+  await failsCleanly({ base: nokernel }, /the board's kernel \/boot\/Image is not a file in the base .* \(it leads to \/boot\/Image-6\.6\.31-current-sunxi64\)/, 'out-nokernel');
+});
+
+test('hostile bases: a tar member with .. and a base whose etc is a symlink out of it touch nothing outside', async () => {
+  const sentinel = path.join(tmp, 'sentinel');
+  await mkdir(sentinel);
+  // A tarball whose member climbs out of the extraction directory.
+  const evil = path.join(tmp, 'evil');
+  await mkdir(path.join(evil, 'x'), { recursive: true });
+  await writeFile(path.join(evil, 'x', 'escape'), 'pwned\n');
+  const evilTar = path.join(tmp, 'evil.tar');
+  await execa('tar', ['-C', evil, '-cf', evilTar, '--transform', 's,^\\./x/escape,../../../sentinel/escape,', './x/escape']);
+  await failsCleanly({ base: evilTar }, /\.\.|outside/, 'out-evil-tar');
+  assert.equal(await import('node:fs/promises').then((f) => f.readdir(sentinel)), []);
+  // A directory base whose etc points out of the base: the overlay must not follow it.
+  const hostile = path.join(tmp, 'hostile');
+  await makeArmbianBase(hostile, path.join(tmp, 'work-hostile'));
+  await rm(path.join(hostile, 'etc'), { recursive: true });
+  await symlink(sentinel, path.join(hostile, 'etc'));
+  await rejects(() => build(options('out-hostile', { base: hostile })), /etc/);
+  assert.not.ok(existsSync(path.join(tmp, 'out-hostile')));
+  assert.equal(await import('node:fs/promises').then((f) => f.readdir(sentinel)), [], 'nothing was written through the base symlink');
+});
+
+test('--format without a base is a usage error', async () => {
+  const { base: _unused, ...rest } = options('out-nobase');
+  await failsCleanly({ ...rest, base: undefined as unknown as string } as Partial<BuildOptions>, /needs a base root filesystem/, 'out-nobase');
+});
+
+test.run();
