@@ -12,7 +12,14 @@ import { planCluster, type BuildPlan, type PlannedFile } from './plan/plan.js';
 import { emitCluster } from './emit/cluster.js';
 import { OUTPUT_FORMATS, type OutputFormat, type RootfsInputs } from './emit/rootfs.js';
 import { defaultReporter, type Reporter } from './progress.js';
-import { classifyBase, openBaseSource } from './rootfs/source.js';
+import { classifyBase, debootstrapWithPackages, openBaseSource, type BaseSource } from './rootfs/source.js';
+import { debootstrapCachePath, parseDebootstrapSpec } from './rootfs/debootstrap.js';
+import { rememberedDigest } from './rootfs/cache.js';
+import { indexIdentity } from './rootfs/packed.js';
+import { nodeKey, readState } from './emit/state.js';
+import { bootFiles } from './plan/context.js';
+import type { BaseIndex } from './rootfs/base.js';
+import { existsSync } from 'node:fs';
 import { allRequiredPackages, checkBase } from './rootfs/requirements.js';
 import { clusterFile, K3S_PATH, planBootFiles } from './rootfs/boot-files.js';
 import { defaultCacheDir } from './rootfs/base.js';
@@ -77,7 +84,11 @@ export interface BuildResult {
   /** Set when this build generated the cluster's secrets. */
   secretsCreated?: string;
   secretsFile: string;
-  base?: { source: string; kind: string; arch: string; entries: number };
+  /** `reused`: nothing about the base or any node changed since the previous build; the base was not read. */
+  base?: { source: string; kind: string; arch: string; entries: number; reused: boolean };
+  /** Nodes taken unchanged from the previous build, and nodes built anew. */
+  reused?: string[];
+  rebuilt?: string[];
   k3s?: { path: string; sha256: string; source: string };
   formats: OutputFormat[];
   artifacts?: { name: string; sha256: string; bytes: number }[];
@@ -92,44 +103,107 @@ export function parseFormats(value: string | string[] | undefined): OutputFormat
   return [...new Set(items)] as OutputFormat[];
 }
 
-/** Read the base, check it, find k3s and the boot files: everything the root filesystems need, before anything is written. */
-async function prepareRootfs(
-  options: BuildOptions,
-  prepared: Prepared,
-  spec: string,
-  relativeTo: string,
-  reporter: Reporter,
-): Promise<{ inputs: RootfsInputs; bootFiles: PlannedFile[]; facts: NonNullable<BuildResult['base']>; k3s: NonNullable<BuildResult['k3s']> }> {
+/** The base's identity when it can be known without reading it: a tarball's or image's remembered sha256, a built debootstrap's. */
+async function quickIdentity(source: BaseSource, cacheDir: string, packages: string[]): Promise<string | undefined> {
+  if (source.kind === 'tarball' || source.kind === 'image') return `${source.kind}:${await rememberedDigest(source.path!, cacheDir)}`;
+  if (source.kind === 'debootstrap') {
+    const tarball = debootstrapCachePath(cacheDir, parseDebootstrapSpec(debootstrapWithPackages(source.spec, packages)));
+    return existsSync(tarball) ? `tarball:${await rememberedDigest(tarball, cacheDir)}` : undefined;
+  }
+  return undefined; // a directory is known only by indexing it
+}
+
+interface RootfsPrepared {
+  inputs: RootfsInputs;
+  bootFiles: PlannedFile[];
+  reuseBootFiles?: { dir: string; paths: string[] };
+  facts: NonNullable<BuildResult['base']>;
+  k3s: NonNullable<BuildResult['k3s']>;
+}
+
+/**
+ * Read the base, check it, find k3s and the boot files: everything the root
+ * filesystems need, before anything is written. When the previous build was
+ * made from the same base and nothing a node depends on changed, the base is
+ * not read at all.
+ */
+async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: string, relativeTo: string, outDir: string, reporter: Reporter): Promise<RootfsPrepared> {
   const { cluster, profile } = prepared.loaded;
   const env = options.env ?? process.env;
   const cacheDir = options.cacheDir ?? defaultCacheDir(env);
-  const source = classifyBase(spec, relativeTo);
-  const reading = reporter.step(`reading base ${spec}`);
-  const base = await openBaseSource(source, { cacheDir, packages: allRequiredPackages(cluster), log: (line) => reporter.info(line) });
-  reading.finish(`${base.entries.length} entries`);
-  const facts = await checkBase(base, cluster);
-  const profileDir = path.dirname(prepared.loaded.file);
-  const given = options.k3sBinary ? path.resolve(options.cwd ?? process.cwd(), options.k3sBinary) : profile.k3s.binary ? path.resolve(profileDir, profile.k3s.binary) : undefined;
-  const k3s = await resolveK3sBinary({
-    version: profile.k3s.version,
-    arch: facts.arch,
-    cacheDir,
-    ...(given ? { binary: given } : {}),
-    ...(options.k3sReleaseUrl ?? env.NETROOT_K3S_RELEASE_URL ? { releaseUrl: options.k3sReleaseUrl ?? env.NETROOT_K3S_RELEASE_URL } : {}),
-  });
-  const bootFiles = await planBootFiles(base, cluster);
   const formats = options.formats ?? ['tar'];
   const sourceDateEpoch = epochFromEnv(env);
-  const layered = await withClusterLayer(base, [{ path: K3S_PATH, content: k3s.path, mode: 0o755 }], sourceDateEpoch);
+  const packages = allRequiredPackages(cluster);
+  const source = classifyBase(spec, relativeTo);
+  const clusterDir = path.join(outDir, cluster.name);
+  const prevState = await readState(clusterDir);
+
+  let sourceId = await quickIdentity(source, cacheDir, packages);
+  let arch = sourceId && prevState?.baseIdentity.startsWith(`${sourceId}|`) ? prevState.arch : undefined;
+  let base: BaseIndex | undefined;
+  const readBase = async (): Promise<BaseIndex> => {
+    if (base) return base;
+    const reading = reporter.step(`reading base ${spec}`);
+    base = await openBaseSource(source, { cacheDir, packages, log: (line) => reporter.info(line) });
+    reading.finish(`${base.entries.length} entries`);
+    arch = (await checkBase(base, cluster)).arch;
+    sourceId ??= `directory:${indexIdentity(base)}`;
+    if (source.kind === 'debootstrap') sourceId = await quickIdentity(source, cacheDir, packages);
+    return base;
+  };
+  if (!arch) await readBase();
+
+  const profileDir = path.dirname(prepared.loaded.file);
+  const given = options.k3sBinary ? path.resolve(options.cwd ?? process.cwd(), options.k3sBinary) : profile.k3s.binary ? path.resolve(profileDir, profile.k3s.binary) : undefined;
+  const releaseUrl = options.k3sReleaseUrl ?? env.NETROOT_K3S_RELEASE_URL;
+  const k3s = await resolveK3sBinary({ version: profile.k3s.version, arch: arch!, cacheDir, ...(given ? { binary: given } : {}), ...(releaseUrl ? { releaseUrl } : {}) });
+
+  const baseIdentity = `${sourceId}|k3s:${k3s.sha256}`;
+  const nodeKeys = new Map(prepared.plan.nodes.map((n) => [n.node.name, nodeKey(n, { baseIdentity, generator: GENERATOR, sourceDateEpoch })]));
+  const neededBoot = [...new Set(cluster.nodes.flatMap((n) => Object.values(bootFiles(n)).map((f) => `tftp/${f}`)))];
+  const reuseEverything =
+    prevState !== undefined &&
+    prevState.baseIdentity === baseIdentity &&
+    formats.every((f) => prevState.formats.includes(f)) &&
+    neededBoot.every((f) => prevState.bootFiles.includes(f) && existsSync(path.join(clusterDir, f))) &&
+    prepared.plan.nodes.every(({ node }) => {
+      const prev = prevState.nodes[node.name];
+      if (prev?.key !== nodeKeys.get(node.name)) return false;
+      if (formats.includes('tree') && !existsSync(path.join(clusterDir, 'rootfs', node.name))) return false;
+      return !formats.includes('tar') || prev!.artifacts.every((a) => existsSync(path.join(clusterDir, 'artifacts', a.name)));
+    });
+
+  const common = {
+    formats,
+    sourceDateEpoch,
+    cacheDir,
+    baseIdentity,
+    arch: arch!,
+    nodeKeys,
+    ...(prevState ? { previous: { dir: clusterDir, state: prevState } } : {}),
+  };
+  const k3sFacts = { path: displayPath(k3s.path, options.cwd ?? process.cwd()), sha256: k3s.sha256, source: k3s.source };
+  if (reuseEverything) {
+    return {
+      inputs: { ...common, layerFiles: [] },
+      bootFiles: [],
+      reuseBootFiles: { dir: clusterDir, paths: neededBoot },
+      facts: { source: spec, kind: source.kind, arch: arch!, entries: 0, reused: true },
+      k3s: k3sFacts,
+    };
+  }
+  const index = await readBase();
+  const boot = await planBootFiles(index, cluster);
+  const layered = await withClusterLayer(index, [{ path: K3S_PATH, content: k3s.path, mode: 0o755 }], sourceDateEpoch);
   // Every node's overlay must fit the base (no write through a base symlink, no file over a directory)
   // before anything is written.
   for (const { files, removes } of prepared.plan.nodes) mergeOverlay(layered, files, { mtime: sourceDateEpoch, removes });
   const layerFiles = formats.includes('tree') ? [clusterFile(K3S_PATH, await readFile(k3s.path), 0o755, 'k3s binary')] : [];
   return {
-    inputs: { base, layered, formats, layerFiles, sourceDateEpoch },
-    bootFiles,
-    facts: { source: spec, kind: source.kind, arch: facts.arch, entries: base.entries.length },
-    k3s: { path: displayPath(k3s.path, options.cwd ?? process.cwd()), sha256: k3s.sha256, source: k3s.source },
+    inputs: { ...common, base: index, layered, layerFiles },
+    bootFiles: boot,
+    facts: { source: spec, kind: source.kind, arch: arch!, entries: index.entries.length, reused: false },
+    k3s: k3sFacts,
   };
 }
 
@@ -144,14 +218,16 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   if (!spec && options.formats?.length) {
     throw new UsageError(`--format ${options.formats.join(',')} needs a base root filesystem: give --base or base: in the profile`);
   }
-  const rootfs = spec ? await prepareRootfs(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), reporter) : undefined;
+  const rootfs = spec ? await prepareRootfs(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), outDir, reporter) : undefined;
   // Secrets are saved only once the profile, every template and the base proved good.
   const secretsCreated = await secrets.save();
   const emitted = await emitCluster(plan, outDir, GENERATOR, {
+    generator: GENERATOR,
     reporter,
     ...(rootfs ? { rootfs: rootfs.inputs, bootFiles: rootfs.bootFiles } : {}),
+    ...(rootfs?.reuseBootFiles ? { reuseBootFiles: rootfs.reuseBootFiles } : {}),
   });
-  const artifacts = emitted.rootfs?.artifacts?.nodes.flatMap((n) => n.files);
+  const artifacts = emitted.rootfs?.artifacts;
   return {
     cluster: loaded.cluster.name,
     dir: displayPath(emitted.dir, cwd),
@@ -162,6 +238,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     formats: rootfs?.inputs.formats ?? [],
     ...(rootfs ? { base: rootfs.facts, k3s: rootfs.k3s } : {}),
     ...(artifacts ? { artifacts } : {}),
+    ...(emitted.rootfs ? { reused: emitted.rootfs.reused, rebuilt: emitted.rootfs.rebuilt } : {}),
   };
 }
 

@@ -3,13 +3,14 @@
  * exports/, dnsmasq/, manifest.json and, with a base, rootfs/ and artifacts/;
  * all of it atomically.
  */
-import { writeFile } from 'node:fs/promises';
+import { link, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { manifest, type BuildPlan, type PlannedFile } from '../plan/plan.js';
 import { silentReporter, type Reporter } from '../progress.js';
 import { writeAtomically } from './staging.js';
 import { writeTree } from './tree.js';
 import { emitRootfs, type RootfsInputs, type RootfsResult } from './rootfs.js';
+import { STATE_FILE, type BuildState } from './state.js';
 
 export interface EmitResult {
   dir: string;
@@ -20,6 +21,9 @@ export interface EmitResult {
 export interface EmitOptions {
   /** Boot files taken from the base (kernel, initrd, device tree under tftp/). */
   bootFiles?: PlannedFile[];
+  /** Boot files of the previous build to keep as they are (the base did not change): paths under it. */
+  reuseBootFiles?: { dir: string; paths: string[] };
+  generator?: string;
   rootfs?: RootfsInputs;
   reporter?: Reporter;
 }
@@ -38,7 +42,26 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
     await writeTree(staging, boot);
     files += boot.length;
     await writeFile(path.join(staging, 'manifest.json'), `${JSON.stringify(manifest(plan, generator), null, 2)}\n`, { mode: 0o644 });
-    if (options.rootfs) rootfs = await emitRootfs(staging, plan, options.rootfs, reporter);
+    const reused = options.reuseBootFiles?.paths ?? [];
+    for (const p of reused) {
+      await mkdir(path.dirname(path.join(staging, p)), { recursive: true });
+      await link(path.join(options.reuseBootFiles!.dir, p), path.join(staging, p));
+    }
+    if (options.rootfs) {
+      const inputs = options.rootfs;
+      rootfs = await emitRootfs(staging, plan, inputs, reporter);
+      const state: BuildState = {
+        version: 1,
+        generator: options.generator ?? generator,
+        baseIdentity: inputs.baseIdentity,
+        arch: inputs.arch,
+        formats: inputs.formats,
+        sourceDateEpoch: inputs.sourceDateEpoch,
+        nodes: rootfs.state.nodes,
+        bootFiles: [...(options.bootFiles ?? []).map((f) => f.path), ...reused].sort(),
+      };
+      await writeFile(path.join(staging, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
+    }
   });
   return { dir, files: files + 1, ...(rootfs ? { rootfs } : {}) };
 }

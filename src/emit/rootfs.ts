@@ -1,53 +1,120 @@
 /**
  * Per-node root filesystems: base + overlay as a tree (rootfs/NODE/) and as a
  * reproducible tar artifact (artifacts/NODE.tar.gz, .tar.zst, SHA256SUMS).
+ * Nodes whose inputs did not change since the previous build are taken from
+ * it (hard links, no copy); the others are packed from the cached chunks of
+ * the base, so only what changed is re-packed.
  */
+import { existsSync } from 'node:fs';
+import { link, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { execa } from 'execa';
 import type { BuildPlan, PlannedFile } from '../plan/plan.js';
 import type { BaseIndex } from '../rootfs/base.js';
-import { buildArtifacts, type ArtifactsResult } from '../rootfs/artifact.js';
+import { sha256sums, writeNodeArtifact, type SharedBase } from '../rootfs/artifact.js';
+import { packedBase } from '../rootfs/packed.js';
 import { writeNodeTree } from '../rootfs/tree.js';
+import { RootfsError } from '../rootfs/errors.js';
 import type { Reporter } from '../progress.js';
+import type { ArtifactRecord, BuildState } from './state.js';
 
 export const OUTPUT_FORMATS = ['tree', 'tar'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface RootfsInputs {
-  base: BaseIndex;
-  /** The base with the files every node gets the same (the k3s binary), for artifacts: packed once. */
-  layered: BaseIndex;
   formats: OutputFormat[];
+  sourceDateEpoch: number;
+  cacheDir: string;
+  baseIdentity: string;
+  arch: string;
+  /** Per node, the key of its inputs (see state.ts). */
+  nodeKeys: Map<string, string>;
+  /** The base; absent when every node is reused from the previous build. */
+  base?: BaseIndex;
+  /** The base with the files every node gets the same (the k3s binary), for artifacts: packed once. */
+  layered?: BaseIndex;
   /** The same files with their bytes, laid over each tree (which is copied from the base's directory). */
   layerFiles: PlannedFile[];
-  sourceDateEpoch: number;
+  /** The previous build of this cluster, when its output is still there. */
+  previous?: { dir: string; state: BuildState };
 }
 
 export interface RootfsResult {
   trees: string[];
-  artifacts?: ArtifactsResult;
+  artifacts: ArtifactRecord[];
+  reused: string[];
+  rebuilt: string[];
+  state: Pick<BuildState, 'nodes'>;
+}
+
+function reusable(inputs: RootfsInputs, node: string): boolean {
+  const prev = inputs.previous?.state.nodes[node];
+  return prev !== undefined && prev.key === inputs.nodeKeys.get(node);
+}
+
+async function linkTree(from: string, to: string): Promise<void> {
+  await mkdir(path.dirname(to), { recursive: true });
+  const copied = await execa('cp', ['-al', '--', from, to], { reject: false });
+  if (copied.exitCode !== 0) throw new RootfsError(`reusing ${from} failed: ${String(copied.stderr).trim()}`);
 }
 
 export async function emitRootfs(staging: string, plan: BuildPlan, inputs: RootfsInputs, reporter: Reporter): Promise<RootfsResult> {
-  const result: RootfsResult = { trees: [] };
+  const result: RootfsResult = { trees: [], artifacts: [], reused: [], rebuilt: [], state: { nodes: {} } };
+  const prevDir = inputs.previous?.dir;
+  const needBase = (what: string): BaseIndex => {
+    if (!inputs.base || !inputs.layered) throw new RootfsError(`internal: the base is needed to ${what} but was not read`);
+    return what === 'pack' ? inputs.layered : inputs.base;
+  };
+  const reusedNodes = new Set<string>();
+  for (const { node } of plan.nodes) {
+    const prevTree = prevDir && path.join(prevDir, 'rootfs', node.name);
+    const prevArtifacts = inputs.previous?.state.nodes[node.name]?.artifacts ?? [];
+    const treeOk = !inputs.formats.includes('tree') || (prevTree && existsSync(prevTree));
+    const tarOk = !inputs.formats.includes('tar') || (prevArtifacts.length > 0 && prevArtifacts.every((a) => existsSync(path.join(prevDir!, 'artifacts', a.name))));
+    if (prevDir && reusable(inputs, node.name) && treeOk && tarOk) reusedNodes.add(node.name);
+  }
+
   if (inputs.formats.includes('tree')) {
     const step = reporter.step('writing node trees', plan.nodes.length, 'nodes');
     for (const [i, { node, files, removes }] of plan.nodes.entries()) {
       const dest = path.join(staging, 'rootfs', node.name);
-      await writeNodeTree(inputs.base, [...inputs.layerFiles, ...files], dest, { sourceDateEpoch: inputs.sourceDateEpoch, removes });
+      if (reusedNodes.has(node.name)) await linkTree(path.join(prevDir!, 'rootfs', node.name), dest);
+      else await writeNodeTree(needBase('copy'), [...inputs.layerFiles, ...files], dest, { sourceDateEpoch: inputs.sourceDateEpoch, removes });
       result.trees.push(dest);
       step.update(i + 1);
     }
     step.finish(`${plan.nodes.length} trees`);
   }
+
+  const artifactsDir = path.join(staging, 'artifacts');
+  let shared: SharedBase | undefined;
   if (inputs.formats.includes('tar')) {
     const step = reporter.step('packing node artifacts', plan.nodes.length, 'nodes');
-    result.artifacts = await buildArtifacts(
-      inputs.layered,
-      plan.nodes.map(({ node, files, removes }) => ({ name: node.name, files, removes })),
-      path.join(staging, 'artifacts'),
-      { sourceDateEpoch: inputs.sourceDateEpoch },
-    );
-    step.finish(`${plan.nodes.length} artifacts, base packed in ${(result.artifacts.timings.baseMs / 1000).toFixed(1)} s`);
+    await mkdir(artifactsDir, { recursive: true });
+    for (const [i, { node, files, removes }] of plan.nodes.entries()) {
+      let records: ArtifactRecord[];
+      if (reusedNodes.has(node.name)) {
+        records = inputs.previous!.state.nodes[node.name]!.artifacts;
+        for (const r of records) await link(path.join(prevDir!, 'artifacts', r.name), path.join(artifactsDir, r.name));
+      } else {
+        if (!shared) {
+          const packing = reporter.step('packing the shared base');
+          const packed = await packedBase(needBase('pack'), inputs.baseIdentity, inputs.cacheDir, { sourceDateEpoch: inputs.sourceDateEpoch });
+          shared = packed.shared;
+          packing.finish(packed.hit ? 'reused from the cache' : `${shared.chunks.length} chunks`);
+        }
+        records = (await writeNodeArtifact(shared, { name: node.name, files, removes }, artifactsDir)).files;
+      }
+      result.artifacts.push(...records);
+      result.state.nodes[node.name] = { key: inputs.nodeKeys.get(node.name)!, artifacts: records };
+      step.update(i + 1);
+    }
+    await writeFile(path.join(artifactsDir, 'SHA256SUMS'), sha256sums(result.artifacts), { mode: 0o644 });
+    step.finish(`${plan.nodes.length} artifacts`);
+  }
+  for (const { node } of plan.nodes) {
+    result.state.nodes[node.name] ??= { key: inputs.nodeKeys.get(node.name)!, artifacts: [] };
+    (reusedNodes.has(node.name) ? result.reused : result.rebuilt).push(node.name);
   }
   return result;
 }

@@ -99,7 +99,7 @@ export interface ArtifactsResult {
   timings: { baseMs: number; nodesMs: Record<string, number> };
 }
 
-interface Chunk {
+export interface Chunk {
   /** Index range [start, end) in base.entries. */
   start: number;
   end: number;
@@ -257,7 +257,7 @@ async function mapLimit<T>(items: readonly T[], limit: number, work: (item: T) =
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }
 
-async function resolveFormats(requested: Format[] | undefined): Promise<Format[]> {
+export async function resolveFormats(requested: Format[] | undefined): Promise<Format[]> {
   if (requested) {
     if (requested.includes('zst') && !(await zstdAvailable())) throw new RootfsError('.tar.zst artifacts need the zstd command (Debian package zstd)');
     return [...new Set(requested)];

@@ -152,6 +152,43 @@ test('a partitioned disk image (no mount) gives the same node roots as the direc
   assert.match((await execa('getcap', [path.join(root, 'usr/bin/ping')])).stdout, /cap_net_raw[=+]ep/);
 });
 
+test('incremental: an unchanged rebuild reuses every node and does not read the base at all', async () => {
+  const tarball = path.join(tmp, 'armbian-incremental.tar.gz');
+  await execa('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', base, '-czf', tarball, '.']);
+  const first = await build(options('out-incr', { base: tarball }));
+  assert.equal(first.rebuilt, NODES);
+  const before = sums('out-incr');
+  // Remove what the base was read into: an unchanged rebuild must not need it.
+  const { readdir } = await import('node:fs/promises');
+  for (const entry of await readdir(path.join(tmp, 'cache/bases'))) await rm(path.join(tmp, 'cache/bases', entry), { recursive: true });
+  const second = await build(options('out-incr', { base: tarball }));
+  assert.is(second.base?.reused, true);
+  assert.equal(second.reused, NODES);
+  assert.equal(second.rebuilt, []);
+  assert.equal(await readdir(path.join(tmp, 'cache/bases')), [], 'the base was not extracted again');
+  assert.is(sums('out-incr'), before);
+  assert.ok(existsSync(path.join(tmp, 'out-incr/opz3/tftp/boot/orangepi-zero3/Image')), 'boot files kept');
+  assert.ok(existsSync(path.join(tmp, 'out-incr/opz3/rootfs/opz3-1-onder/usr/local/bin/k3s')), 'trees kept');
+});
+
+test('incremental: a change to one node re-packs that node only', async () => {
+  const before = sums('out-incr');
+  const tarball = path.join(tmp, 'armbian-incremental.tar.gz');
+  const profile = path.join(tmp, 'opz3-changed.yaml');
+  // extends keeps the cluster (and its name); one node gets another interface.
+  await writeFile(profile, `extends: ${path.resolve('profiles/opz3.yaml')}\nnodes:\n  - { name: opz3-4-top, interface: eth1 }\n`);
+  const result = await build(options('out-incr', { base: tarball, profile }));
+  assert.equal(result.rebuilt, ['opz3-4-top']);
+  assert.equal(result.reused, NODES.slice(0, 3));
+  const line = (text: string, name: string) => text.split('\n').find((l) => l.endsWith(`  ${name}`));
+  for (const node of NODES.slice(0, 3)) assert.is(line(sums('out-incr'), `${node}.tar.gz`), line(before, `${node}.tar.gz`), node);
+  assert.is.not(line(sums('out-incr'), 'opz3-4-top.tar.gz'), line(before, 'opz3-4-top.tar.gz'));
+  const check = await execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(tmp, 'out-incr/opz3/artifacts'), reject: false });
+  assert.is(check.exitCode, 0, check.stdout);
+  const config = readFileSync(path.join(tmp, 'out-incr/opz3/rootfs/opz3-4-top/etc/rancher/k3s/config.yaml'), 'utf8');
+  assert.match(config, /flannel-iface: "eth1"/);
+});
+
 async function failsCleanly(extra: Partial<BuildOptions>, pattern: RegExp, out: string): Promise<void> {
   const error = await rejects(() => build(options(out, extra)), pattern);
   assert.is((error as { exitCode?: number }).exitCode, 2, error.message);

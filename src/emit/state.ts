@@ -1,0 +1,53 @@
+/**
+ * What the previous build of a cluster was made from, kept beside its output
+ * (out/NAME/.build-state.json, no secrets): a rebuild reuses every node whose
+ * inputs are unchanged and, when nothing about the base changed either, does
+ * not read the base at all.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { NodePlan } from '../plan/plan.js';
+import { sha256 } from '../plan/plan.js';
+
+export const STATE_FILE = '.build-state.json';
+
+export interface ArtifactRecord {
+  name: string;
+  sha256: string;
+  bytes: number;
+}
+
+export interface BuildState {
+  version: 1;
+  generator: string;
+  /** Identity of the base (and the cluster layer), as far as it could be known. */
+  baseIdentity: string;
+  arch: string;
+  formats: string[];
+  sourceDateEpoch: number;
+  /** Per node: the key of its inputs, and the artifact files made from them. */
+  nodes: Record<string, { key: string; artifacts: ArtifactRecord[] }>;
+  /** tftp/ files taken from the base. */
+  bootFiles: string[];
+}
+
+export async function readState(clusterDir: string): Promise<BuildState | undefined> {
+  const file = path.join(clusterDir, STATE_FILE);
+  if (!existsSync(file)) return undefined;
+  try {
+    const state = JSON.parse(await readFile(file, 'utf8')) as BuildState;
+    return state.version === 1 ? state : undefined;
+  } catch {
+    return undefined; // an unreadable state only costs a full rebuild
+  }
+}
+
+/** Everything a node's root depends on besides the base: its planned files and removals. */
+export function nodeKey(node: NodePlan, context: { baseIdentity: string; generator: string; sourceDateEpoch: number }): string {
+  const files = node.files.map((f) => [f.path, f.type, f.mode, f.uid, f.gid, f.target ?? '', f.content ? sha256(f.content) : '']);
+  return createHash('sha256')
+    .update(JSON.stringify({ ...context, files, removes: node.removes }))
+    .digest('hex');
+}

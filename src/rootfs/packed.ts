@@ -1,0 +1,71 @@
+/**
+ * The base's compressed chunks, kept between builds: a rebuild after a
+ * template change packs only the chunks the change touches, never the base.
+ * Keyed by everything the chunk bytes depend on (the base's identity, the
+ * cluster layer, SOURCE_DATE_EPOCH, formats and levels), so a hit is exact.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { prepareSharedBase, resolveFormats, type ArtifactOptions, type Chunk, type Format, type SharedBase } from './artifact.js';
+import type { BaseIndex } from './base.js';
+import { sweepStaleTemporaries, temporaryName } from './cache.js';
+
+/** Bumped whenever the packing changes what bytes a chunk holds. */
+const PACKING = 'chunks-1';
+
+/** A digest of the index: paths, types, modes, owners, sizes, mtimes, links, xattrs, and where content lives. */
+export function indexIdentity(base: BaseIndex): string {
+  const hash = createHash('sha256');
+  for (const e of base.entries) {
+    hash.update(`${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size}\0${e.mtime}\0${e.linkname ?? ''}\0${e.devmajor ?? ''}\0${e.devminor ?? ''}\0`);
+    for (const [name, value] of Object.entries(e.xattrs ?? {}).sort()) hash.update(`${name}=${value.toString('hex')}\0`);
+    hash.update('\n');
+  }
+  return hash.digest('hex');
+}
+
+interface Stored {
+  formats: Format[];
+  epoch: number;
+  levels: { gz: number; zst: number };
+  chunks: { start: number; end: number; firstPath: string; files: Partial<Record<Format, string>> }[];
+  endOfArchive: Partial<Record<Format, string>>;
+}
+
+export async function packedBase(base: BaseIndex, identity: string, cacheDir: string, options: ArtifactOptions): Promise<{ shared: SharedBase; hit: boolean }> {
+  const formats = await resolveFormats(options.formats);
+  const key = createHash('sha256')
+    .update(JSON.stringify({ PACKING, identity, formats, epoch: options.sourceDateEpoch, gz: options.gzipLevel ?? 6, zst: options.zstdLevel ?? 3, chunk: options.chunkBytes ?? 4 << 20, node: process.versions.zlib }))
+    .digest('hex');
+  const packs = path.join(cacheDir, 'packed');
+  const dir = path.join(packs, key);
+  const index = path.join(dir, 'chunks.json');
+  if (existsSync(index)) {
+    const stored = JSON.parse(await readFile(index, 'utf8')) as Stored;
+    const chunks: Chunk[] = stored.chunks.map((c) => ({ ...c, files: Object.fromEntries(Object.entries(c.files).map(([f, name]) => [f, path.join(dir, name!)])) }));
+    const endOfArchive = Object.fromEntries(Object.entries(stored.endOfArchive).map(([f, b64]) => [f, Buffer.from(b64!, 'base64')]));
+    const concurrency = options.concurrency ?? 3;
+    return { shared: { base, epoch: stored.epoch, formats: stored.formats, chunks, endOfArchive, levels: stored.levels, concurrency }, hit: true };
+  }
+  await mkdir(packs, { recursive: true, mode: 0o700 });
+  await sweepStaleTemporaries(packs);
+  const staging = temporaryName(dir);
+  try {
+    const shared = await prepareSharedBase(base, staging, { ...options, formats });
+    const stored: Stored = {
+      formats: shared.formats,
+      epoch: shared.epoch,
+      levels: shared.levels,
+      chunks: shared.chunks.map((c) => ({ start: c.start, end: c.end, firstPath: c.firstPath, files: Object.fromEntries(Object.entries(c.files).map(([f, file]) => [f, path.basename(file!)])) })),
+      endOfArchive: Object.fromEntries(Object.entries(shared.endOfArchive).map(([f, b]) => [f, b!.toString('base64')])),
+    };
+    await writeFile(path.join(staging, 'chunks.json'), JSON.stringify(stored));
+    await rename(staging, dir).catch(async () => rm(staging, { recursive: true, force: true }));
+  } catch (error) {
+    await rm(staging, { recursive: true, force: true });
+    throw error;
+  }
+  return packedBase(base, identity, cacheDir, options).then((r) => ({ ...r, hit: false }));
+}
