@@ -67,6 +67,8 @@ export interface BuildOptions extends CommonOptions {
   base?: string;
   /** With a base: what to write per node (default: tar). */
   formats?: OutputFormat[];
+  /** Archive compressions (default: gz, plus zst where the zstd program is installed). */
+  compress?: ('gz' | 'zst')[];
   /** k3s binary (overrides the profile's `k3s.binary`). */
   k3sBinary?: string;
   /** Where bases, images and k3s downloads are cached (default: $XDG_CACHE_HOME/netroot). */
@@ -92,6 +94,13 @@ export interface BuildResult {
   k3s?: { path: string; sha256: string; source: string };
   formats: OutputFormat[];
   artifacts?: { name: string; sha256: string; bytes: number }[];
+}
+
+export function parseCompress(value: string | undefined): ('gz' | 'zst')[] | undefined {
+  if (value === undefined) return undefined;
+  const items = [...new Set(value.split(',').map((v) => v.trim()).filter(Boolean))];
+  for (const item of items) if (item !== 'gz' && item !== 'zst') throw new UsageError(`--compress ${item}: use gz, zst or gz,zst`);
+  return items as ('gz' | 'zst')[];
 }
 
 export function parseFormats(value: string | string[] | undefined): OutputFormat[] | undefined {
@@ -159,7 +168,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const k3s = await resolveK3sBinary({ version: profile.k3s.version, arch: arch!, cacheDir, ...(given ? { binary: given } : {}), ...(releaseUrl ? { releaseUrl } : {}) });
 
   const baseIdentity = `${sourceId}|k3s:${k3s.sha256}`;
-  const nodeKeys = new Map(prepared.plan.nodes.map((n) => [n.node.name, nodeKey(n, { baseIdentity, generator: GENERATOR, sourceDateEpoch })]));
+  const nodeKeys = new Map(prepared.plan.nodes.map((n) => [n.node.name, nodeKey(n, { baseIdentity, generator: GENERATOR, sourceDateEpoch, compress: options.compress?.join(',') ?? 'default' })]));
   const neededBoot = [...new Set(cluster.nodes.flatMap((n) => Object.values(bootFiles(n)).map((f) => `tftp/${f}`)))];
   const reuseEverything =
     prevState !== undefined &&
@@ -175,6 +184,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
 
   const common = {
     formats,
+    ...(options.compress ? { compress: options.compress } : {}),
     sourceDateEpoch,
     cacheDir,
     baseIdentity,

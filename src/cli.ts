@@ -4,7 +4,7 @@
  */
 import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { build, findPlannedFile, parseFormats, prepare, VERSION, type CommonOptions } from './build.js';
+import { build, findPlannedFile, parseCompress, parseFormats, prepare, VERSION, type CommonOptions } from './build.js';
 import { defaultReporter } from './progress.js';
 import { NetrootError, UsageError, EXIT_USAGE } from './errors.js';
 import { profileJsonSchema } from './profile/schema.js';
@@ -35,16 +35,19 @@ export async function main(args: string[]): Promise<void> {
           .option('out', { alias: 'o', type: 'string', default: 'out', describe: 'Output directory; the build goes to OUT/<cluster>' })
           .option('base', { alias: 'b', type: 'string', describe: 'Base root filesystem: a directory, a .tar[.gz|.xz|.zst], an .img[.xz], or debootstrap:SUITE:ARCH[:pkg,…] (default: the profile\'s base:)' })
           .option('format', { alias: 'f', type: 'string', describe: 'With a base, what to write per node: tree, tar or tree,tar (default: tar)' })
+          .option('compress', { type: 'string', describe: 'Artifact compressions: gz, zst or gz,zst (default: gz, plus zst where zstd is installed)' })
           .option('k3s-binary', { type: 'string', describe: 'k3s binary to install (default: the profile\'s k3s.binary, else the release of k3s.version, downloaded once and checked)' })
           .option('cache-dir', { type: 'string', describe: 'Cache for bases, images and k3s downloads (default: $XDG_CACHE_HOME/netroot)' })
           .option('json', { type: 'boolean', default: false, describe: 'Print a machine-readable summary' }),
       async (argv) => {
         const formats = parseFormats(argv.format);
+        const compress = parseCompress(argv.compress);
         const result = await build({
           ...commonOptions(argv),
           out: argv.out,
           ...(argv.base ? { base: argv.base } : {}),
           ...(formats ? { formats } : {}),
+          ...(compress ? { compress } : {}),
           ...(argv.k3sBinary ? { k3sBinary: argv.k3sBinary } : {}),
           ...(argv.cacheDir ? { cacheDir: argv.cacheDir } : {}),
           reporter: defaultReporter({ json: argv.json }),
@@ -52,7 +55,7 @@ export async function main(args: string[]): Promise<void> {
         if (argv.json) return out(JSON.stringify(result, null, 2));
         const servers = result.nodes.filter((n) => n.roles.includes('server')).length;
         out(`built ${result.dir}: ${result.nodes.length} nodes (${servers} servers, ${result.nodes.length - servers} agent${result.nodes.length - servers === 1 ? '' : 's'}), ${result.files} files`);
-        if (result.base) out(`base ${result.base.source} (${result.base.kind}, ${result.base.arch}, ${result.base.entries} entries); k3s ${result.k3s!.source === 'given' ? result.k3s!.path : `${result.k3s!.source}, sha256 ${result.k3s!.sha256.slice(0, 12)}…`}; wrote ${result.formats.join(' and ')}`);
+        if (result.base) out(`base ${result.base.source} (${result.base.kind}, ${result.base.arch}, ${result.base.entries} entries); k3s ${result.k3s!.source === 'given' ? result.k3s!.path : `${result.k3s!.source}, sha256 ${result.k3s!.sha256.slice(0, 12)}…`}; wrote ${result.formats.join(' and ')}${result.reused?.length ? `; ${result.reused.length} node(s) unchanged since the last build` : ''}`);
         if (result.secretsCreated) out(`generated the cluster's secrets in ${result.secretsCreated} (mode 0600): keep it, back it up, never commit it`);
       },
     )

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { BuildPlan, PlannedFile } from '../plan/plan.js';
 import type { BaseIndex } from '../rootfs/base.js';
-import { sha256sums, writeNodeArtifact, type SharedBase } from '../rootfs/artifact.js';
+import { sha256sums, writeNodeArtifact, type Format, type SharedBase } from '../rootfs/artifact.js';
 import { packedBase } from '../rootfs/packed.js';
 import { writeNodeTree } from '../rootfs/tree.js';
 import { RootfsError } from '../rootfs/errors.js';
@@ -23,6 +23,8 @@ export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface RootfsInputs {
   formats: OutputFormat[];
+  /** Archive compressions (default: gz, plus zst where the zstd program is installed). */
+  compress?: Format[];
   sourceDateEpoch: number;
   cacheDir: string;
   baseIdentity: string;
@@ -99,7 +101,10 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
       } else {
         if (!shared) {
           const packing = reporter.step('packing the shared base');
-          const packed = await packedBase(needBase('pack'), inputs.baseIdentity, inputs.cacheDir, { sourceDateEpoch: inputs.sourceDateEpoch });
+          const packed = await packedBase(needBase('pack'), inputs.baseIdentity, inputs.cacheDir, {
+            sourceDateEpoch: inputs.sourceDateEpoch,
+            ...(inputs.compress ? { formats: inputs.compress } : {}),
+          });
           shared = packed.shared;
           packing.finish(packed.hit ? 'reused from the cache' : `${shared.chunks.length} chunks`);
         }

@@ -45,7 +45,7 @@ export async function readState(clusterDir: string): Promise<BuildState | undefi
 }
 
 /** Everything a node's root depends on besides the base: its planned files and removals. */
-export function nodeKey(node: NodePlan, context: { baseIdentity: string; generator: string; sourceDateEpoch: number }): string {
+export function nodeKey(node: NodePlan, context: { baseIdentity: string; generator: string; sourceDateEpoch: number; compress: string }): string {
   const files = node.files.map((f) => [f.path, f.type, f.mode, f.uid, f.gid, f.target ?? '', f.content ? sha256(f.content) : '']);
   return createHash('sha256')
     .update(JSON.stringify({ ...context, files, removes: node.removes }))

@@ -1,0 +1,184 @@
+/**
+ * npm run bench [-- --files 50000 --size 1G --write]
+ *
+ * Makes a synthetic base (an Armbian-like root plus FILES files of SIZE bytes
+ * in all, half of it incompressible like binaries, half text), and measures,
+ * side by side in one run on the same tree:
+ *  - GNU tar -cf / -czf of the base against netroot's artifacts for 1, 4 and 32 nodes;
+ *  - cp -a of the base per node against netroot's trees for 4 nodes;
+ *  - an unchanged rebuild and a one-node change, 4 nodes, trees and artifacts;
+ *  - the peak memory (RSS) of every netroot run.
+ * Every netroot run is the real command line (bin/build-images.js) in a child
+ * process. --write puts the table into BENCHMARKS.md.
+ */
+import { execa } from 'execa';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { makeArmbianBase } from '../test/support/armbian-base.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] ? args[i + 1]! : fallback;
+};
+const FILES = Number(flag('files', '50000'));
+const SIZE = parseSize(flag('size', '1G'));
+const WRITE = args.includes('--write');
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const EPOCH = '1700000000';
+
+function parseSize(text: string): number {
+  const m = /^(\d+)([KMG]?)$/.exec(text);
+  if (!m) throw new Error(`--size ${text}: use a number with K, M or G`);
+  return Number(m[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2] as '' | 'K' | 'M' | 'G'];
+}
+
+/** xorshift32: the same base on every machine and every run. */
+function prng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x;
+  };
+}
+
+async function makeSyntheticBase(root: string, work: string): Promise<void> {
+  await makeArmbianBase(root, work);
+  const next = prng(42);
+  const POOL = 32 << 20;
+  const random = Buffer.alloc(POOL);
+  for (let i = 0; i < POOL; i += 4) random.writeUInt32LE(next(), i);
+  const words = ['kernel', 'module', 'systemd', 'service', 'config', 'the', 'and', 'of', 'libc', 'share', 'doc', 'license', 'GNU', 'Debian', 'netroot', 'cluster', '\n', '=', '/usr/lib/', '0x00'];
+  const text = Buffer.alloc(POOL);
+  for (let i = 0; i < POOL; ) {
+    const w = Buffer.from(`${words[next() % words.length]} `);
+    w.copy(text, i);
+    i += w.length;
+  }
+  const average = Math.max(1, Math.floor(SIZE / FILES));
+  let written = 0;
+  for (let i = 0; i < FILES; i++) {
+    const dir = path.join(root, 'usr/share/bench', `d${String(i % 2500).padStart(4, '0')}`);
+    if (i < 2500) await mkdir(dir, { recursive: true });
+    // Sizes spread from a few bytes to ~4x the average, summing to about SIZE.
+    const size = Math.min(POOL - 1, Math.floor((average * 2 * (next() % 1000)) / 1000) + 1);
+    const pool = i % 2 === 0 ? random : text;
+    const start = next() % (POOL - size);
+    await writeFile(path.join(dir, `f${i}`), pool.subarray(start, start + size));
+    written += size;
+  }
+  process.stderr.write(`synthetic base: ${FILES} files, ${(written / 1024 ** 3).toFixed(2)} GiB of content\n`);
+}
+
+/** The seed profile with another node list (extends would merge nodes by name, not replace them). */
+async function profileText(servers: number, agents: number, allowUnsafe = false): Promise<string> {
+  const nodes = [];
+  for (let i = 0; i < servers + agents; i++) {
+    const hex = (0x3c + i).toString(16).padStart(2, '0');
+    nodes.push(`  - { name: node-${i + 1}, mac: "02:00:c0:00:02:${hex}", ip: 192.0.2.${60 + i}, roles: [${i < servers ? 'server' : 'agent'}] }`);
+  }
+  const seed = await readFile(path.join(ROOT, 'profiles/opz3.yaml'), 'utf8');
+  return seed
+    .replace(/^cluster: .*$/m, 'cluster: { name: bench }')
+    .replace(/^nodes:\n(  - .*\n)+/m, `nodes:\n${nodes.join('\n')}\n`)
+    .replace(/^galera: .*$/m, `galera: { clusterName: bench, bootstrapNode: node-1, allowUnsafeClusterSize: ${allowUnsafe} }`);
+}
+
+interface Run {
+  seconds: number;
+  rssMiB?: number;
+}
+
+async function time(command: string, argv: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
+  const started = process.hrtime.bigint();
+  await execa(command, argv, { ...options, stdio: ['ignore', 'ignore', 'inherit'] });
+  return { seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+}
+
+async function netroot(work: string, argv: string[]): Promise<Run> {
+  const rssFile = path.join(work, 'rss');
+  const run = await time(process.execPath, ['--import', path.join(ROOT, 'scripts/rss-report.mjs'), path.join(ROOT, 'bin/build-images.js'), ...argv], {
+    cwd: work,
+    env: { ...process.env, NETROOT_RSS_FILE: rssFile, SOURCE_DATE_EPOCH: EPOCH, CI: '1' },
+  });
+  return { ...run, rssMiB: Number(await readFile(rssFile, 'utf8')) / 1024 };
+}
+
+async function machine(): Promise<string> {
+  const cpu = (await readFile('/proc/cpuinfo', 'utf8')).match(/^model name\s*:\s*(.*)$/m)?.[1] ?? os.arch();
+  const fs = (await execa('df', ['-T', os.tmpdir()])).stdout.split('\n')[1]?.split(/\s+/)[1];
+  const tar = (await execa('tar', ['--version'])).stdout.split('\n')[0];
+  const gzip = (await execa('gzip', ['--version'])).stdout.split('\n')[0];
+  return `${os.cpus().length} × ${cpu}, ${(os.totalmem() / 1024 ** 3).toFixed(0)} GiB RAM, ${fs} (no reflink), Node ${process.version}, ${tar}, ${gzip}`;
+}
+
+async function main(): Promise<void> {
+  await execa('npx', ['tsc', '-p', ROOT], { cwd: ROOT, stdio: 'inherit' });
+  const work = await mkdtemp(path.join(os.tmpdir(), 'netroot-bench-'));
+  try {
+    const base = path.join(work, 'base');
+    await makeSyntheticBase(base, path.join(work, 'base-work'));
+    const bytes = Number((await execa('du', ['-sb', base])).stdout.split(/\s/)[0]);
+    await writeFile(path.join(work, 'k3s'), Buffer.alloc(64 << 20, 7), { mode: 0o755 });
+    await writeFile(path.join(work, 'one.yaml'), await profileText(1, 0, true));
+    await writeFile(path.join(work, 'four.yaml'), await profileText(3, 1));
+    await writeFile(path.join(work, 'thirtytwo.yaml'), await profileText(3, 29));
+    await writeFile(path.join(work, 'four-changed.yaml'), `extends: ./four.yaml\nnodes:\n  - { name: node-4, interface: eth1 }\n`);
+    // Warm the page cache the same way for everyone.
+    await execa('tar', ['-cf', '/dev/null', '-C', base, '.']);
+
+    const rows: [string, Run, string][] = [];
+    const add = (what: string, run: Run, note = '') => {
+      rows.push([what, run, note]);
+      process.stderr.write(`${what}: ${run.seconds.toFixed(1)} s${run.rssMiB ? `, ${run.rssMiB.toFixed(0)} MiB` : ''}\n`);
+    };
+    const common = (profile: string, out: string, cache: string, format: string, secrets = profile) => [
+      '--profile', path.join(work, profile), '--base', base, '--k3s-binary', path.join(work, 'k3s'), '--format', format,
+      '--out', path.join(work, out), '--cache-dir', path.join(work, cache), '--secrets', path.join(work, `${secrets}.secrets.yaml`), '--compress', 'gz',
+    ];
+
+    add('GNU tar -cf (one tree)', await time('tar', ['-cf', path.join(work, 'gnu.tar'), '-C', base, '.']));
+    add('GNU tar -czf (one tree)', await time('tar', ['-czf', path.join(work, 'gnu.tar.gz'), '-C', base, '.']));
+    await rm(path.join(work, 'gnu.tar'));
+    add('netroot tar.gz, 1 node', await netroot(work, common('one.yaml', 'out-1', 'cache-1', 'tar')), 'base packed once, cold cache');
+    add('netroot tar.gz, 4 nodes', await netroot(work, common('four.yaml', 'out-4', 'cache-4', 'tar')), 'cold cache');
+    add('netroot tar.gz, 32 nodes', await netroot(work, common('thirtytwo.yaml', 'out-32', 'cache-32', 'tar')), 'cold cache');
+    await rm(path.join(work, 'out-32'), { recursive: true });
+    let cp = 0;
+    for (let i = 0; i < 4; i++) cp += (await time('cp', ['-a', base, path.join(work, `cp-${i}`)])).seconds;
+    add('cp -a base, 4 times', { seconds: cp });
+    for (let i = 0; i < 4; i++) await rm(path.join(work, `cp-${i}`), { recursive: true });
+    add('netroot trees, 4 nodes', await netroot(work, common('four.yaml', 'out-tree', 'cache-4', 'tree')), 'cp -a --reflink=auto + overlay');
+    await rm(path.join(work, 'out-tree'), { recursive: true });
+    add('netroot tree+tar, 4 nodes, first build', await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')), 'packed chunks cached by the run above');
+    add('netroot tree+tar, 4 nodes, unchanged rebuild', await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')), 'nothing read from the base');
+    add('netroot tree+tar, 4 nodes, one node changed', await netroot(work, common('four-changed.yaml', 'out-incr', 'cache-4', 'tree,tar', 'four.yaml')), 'one tree and one artifact rebuilt');
+
+    const m = await machine();
+    const table = [
+      `Base: ${FILES} files + an Armbian-like skeleton, ${(bytes / 1024 ** 3).toFixed(2)} GiB on disk; k3s stand-in 64 MiB; gzip level 6 on both sides.`,
+      `Machine: ${m}.`,
+      '',
+      '| run | seconds | peak RSS (MiB) | note |',
+      '| --- | ---: | ---: | --- |',
+      ...rows.map(([what, run, note]) => `| ${what} | ${run.seconds.toFixed(1)} | ${run.rssMiB ? run.rssMiB.toFixed(0) : ''} | ${note} |`),
+    ].join('\n');
+    process.stdout.write(`${table}\n`);
+    if (WRITE) {
+      const file = path.join(ROOT, 'BENCHMARKS.md');
+      const current = await readFile(file, 'utf8').catch(() => '');
+      const marker = /<!-- bench:start -->[\s\S]*<!-- bench:end -->/;
+      const block = `<!-- bench:start -->\n${table}\n<!-- bench:end -->`;
+      await writeFile(file, marker.test(current) ? current.replace(marker, block) : `${current}\n${block}\n`);
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();
