@@ -13,7 +13,7 @@ import type { BuildPlan, PlannedFile } from '../plan/plan.js';
 import type { BaseIndex } from '../rootfs/base.js';
 import { sha256sums, writeNodeArtifact, type Format, type SharedBase } from '../rootfs/artifact.js';
 import { packedBase } from '../rootfs/packed.js';
-import { writeNodeTree } from '../rootfs/tree.js';
+import { overlayRecord, reviseNodeTree, writeNodeTree } from '../rootfs/tree.js';
 import { RootfsError } from '../rootfs/errors.js';
 import type { Reporter } from '../progress.js';
 import type { ArtifactRecord, BuildState } from './state.js';
@@ -76,12 +76,27 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
     if (prevDir && reusable(inputs, node.name) && treeOk && tarOk) reusedNodes.add(node.name);
   }
 
+  const trees: Record<string, { overlay: string[]; removed: string[] }> = {};
   if (inputs.formats.includes('tree')) {
     const step = reporter.step('writing node trees', plan.nodes.length, 'nodes');
+    const sameBase = inputs.previous?.state.baseIdentity === inputs.baseIdentity;
     for (const [i, { node, files, removes }] of plan.nodes.entries()) {
       const dest = path.join(staging, 'rootfs', node.name);
-      if (reusedNodes.has(node.name)) await linkTree(path.join(prevDir!, 'rootfs', node.name), dest);
-      else await writeNodeTree(needBase('copy'), [...inputs.layerFiles, ...files], dest, { sourceDateEpoch: inputs.sourceDateEpoch, removes });
+      const prevTree = prevDir ? path.join(prevDir, 'rootfs', node.name) : undefined;
+      const prevRecord = inputs.previous?.state.nodes[node.name]?.tree;
+      if (reusedNodes.has(node.name) && prevRecord) {
+        await linkTree(prevTree!, dest);
+        trees[node.name] = prevRecord;
+      } else {
+        const all = [...inputs.layerFiles, ...files];
+        const options = { sourceDateEpoch: inputs.sourceDateEpoch, removes };
+        // Same base as last time: only what this node's overlay changed is written.
+        const written =
+          sameBase && prevRecord && prevTree && existsSync(prevTree)
+            ? await reviseNodeTree(needBase('copy'), all, dest, { dir: prevTree, overlay: prevRecord.overlay, removes: prevRecord.removed }, options)
+            : await writeNodeTree(needBase('copy'), all, dest, options);
+        trees[node.name] = { overlay: all.map(overlayRecord), removed: written.removed ?? [] };
+      }
       result.trees.push(dest);
       step.update(i + 1);
     }
@@ -119,6 +134,7 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
   }
   for (const { node } of plan.nodes) {
     result.state.nodes[node.name] ??= { key: inputs.nodeKeys.get(node.name)!, artifacts: [] };
+    if (trees[node.name]) result.state.nodes[node.name]!.tree = trees[node.name]!;
     (reusedNodes.has(node.name) ? result.reused : result.rebuilt).push(node.name);
   }
   return result;

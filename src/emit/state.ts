@@ -28,7 +28,7 @@ export interface BuildState {
   formats: string[];
   sourceDateEpoch: number;
   /** Per node: the key of its inputs, and the artifact files made from them. */
-  nodes: Record<string, { key: string; artifacts: ArtifactRecord[] }>;
+  nodes: Record<string, { key: string; artifacts: ArtifactRecord[]; tree?: { overlay: string[]; removed: string[] } }>;
   /** tftp/ files taken from the base. */
   bootFiles: string[];
 }

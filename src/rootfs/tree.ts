@@ -10,6 +10,7 @@
  * `etc -> /` or `etc/resolv.conf -> /run/...` therefore can never make the
  * build write to the build host.
  */
+import { createHash } from 'node:crypto';
 import * as fsSync from 'node:fs';
 import { constants } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
@@ -21,6 +22,7 @@ import { isRoot, type BaseIndex } from './base.js';
 import { OverlayConflictError, RootfsError } from './errors.js';
 import { writeAll } from './io.js';
 import { mergeOverlay, type NodeEntry } from './overlay.js';
+import { ancestors } from './paths.js';
 import { applyXattrs, xattrToolsAvailable, type Xattrs } from './xattr.js';
 
 export interface TreeOptions {
@@ -34,6 +36,8 @@ export interface TreeResult {
   dest: string;
   /** Base paths the overlay replaced. */
   replaced: string[];
+  /** Base paths removed (the plan's removals that matched). */
+  removed?: string[];
   /** Paths the overlay wrote, new parent directories included. */
   written: string[];
 }
@@ -170,5 +174,81 @@ export async function writeNodeTree(base: BaseIndex, files: readonly PlannedFile
     const target = path.join(safeParent(dest, removed), path.posix.basename(removed));
     if (lstatOrUndefined(target) && !lstatOrUndefined(target)!.isDirectory()) fsSync.unlinkSync(target);
   }
-  return { dest, replaced: [...merge.replaced].sort(), written: merge.entries.map((e) => e.path) };
+  return { dest, replaced: [...merge.replaced].sort(), removed: merge.removed, written: merge.entries.map((e) => e.path) };
+}
+
+/** A planned file as the build state records it: enough to tell whether it changed. */
+const digests = new WeakMap<Buffer, string>();
+export function overlayRecord(file: PlannedFile): string {
+  let what = file.type === 'symlink' ? `-> ${file.target}` : digests.get(file.content!);
+  if (what === undefined) {
+    what = createHash('sha256').update(file.content!).digest('hex');
+    digests.set(file.content!, what);
+  }
+  return `${file.path}\0${file.type}\0${file.mode}\0${file.uid}:${file.gid}\0${what}`;
+}
+
+export interface PreviousTree {
+  dir: string;
+  /** overlayRecord() of every file the previous build laid over the base. */
+  overlay: string[];
+  removes: string[];
+}
+
+/** Puts a base path back as the base has it (or removes it when the base has none). */
+async function restoreFromBase(base: BaseIndex, dest: string, relative: string): Promise<void> {
+  const target = path.join(safeParent(dest, relative), path.posix.basename(relative));
+  const st = lstatOrUndefined(target);
+  if (st?.isDirectory()) return;
+  if (st) fsSync.unlinkSync(target);
+  const entry = base.byPath.get(relative);
+  if (!entry || entry.type === 'dir') return;
+  const source = entry.type === 'hardlink' ? entry.linkname! : relative;
+  const copied = await execa('cp', ['-a', '--', path.join(base.root, source), target], { reject: false });
+  if (copied.exitCode !== 0) throw new RootfsError(`restoring /${relative} from the base failed: ${String(copied.stderr).trim()}`);
+  if (isRoot()) fsSync.lchownSync(target, entry.uid, entry.gid);
+  if (entry.type !== 'symlink') fsSync.chmodSync(target, entry.mode);
+  if (entry.xattrs && (await xattrToolsAvailable())) await applyXattrs([[target, entry.xattrs]]);
+}
+
+/**
+ * A node's tree when the base is the one the previous build used: the previous
+ * tree is hard-linked (no copy), then only what the overlay changed is written,
+ * and what it no longer writes or removes is put back from the base. The cost
+ * is the overlay's, not the base's.
+ */
+export async function reviseNodeTree(
+  base: BaseIndex,
+  files: readonly PlannedFile[],
+  dest: string,
+  previous: PreviousTree,
+  options: TreeOptions = {},
+): Promise<TreeResult> {
+  const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? epochFromEnv(), removes: options.removes ?? [] });
+  dest = path.resolve(dest);
+  await fsSync.promises.mkdir(path.dirname(dest), { recursive: true });
+  const linked = await execa('cp', ['-al', '--', previous.dir, dest], { reject: false });
+  if (linked.exitCode !== 0) throw new RootfsError(`reusing ${previous.dir} failed: ${String(linked.stderr).trim()}`);
+  const before = new Set(previous.overlay);
+  const now = new Map(files.map((f) => [f.path, overlayRecord(f)]));
+  const changed = new Set([...now].filter(([, record]) => !before.has(record)).map(([p]) => p));
+  const stale = previous.overlay.map((r) => r.split('\0')[0]!).filter((p) => !now.has(p));
+  for (const p of stale) await restoreFromBase(base, dest, p);
+  // Directories only the old overlay needed (not in the base, not needed now) go with it, deepest first.
+  const keep = new Set(merge.entries.filter((e) => e.type === 'dir').map((e) => e.path));
+  const emptied = [...new Set(stale.flatMap((p) => ancestors(p)))].filter((d) => !base.byPath.has(d) && !keep.has(d));
+  for (const dir of emptied.sort((a, b) => b.length - a.length)) {
+    const target = path.join(safeParent(dest, dir), path.posix.basename(dir));
+    if (lstatOrUndefined(target)?.isDirectory() && fsSync.readdirSync(target).length === 0) fsSync.rmdirSync(target);
+  }
+  layOverlay(dest, merge.entries.filter((e) => e.type === 'dir' || changed.has(e.path)));
+  const removedBefore = new Set(previous.removes);
+  for (const p of merge.removed) {
+    if (removedBefore.has(p)) continue;
+    const target = path.join(safeParent(dest, p), path.posix.basename(p));
+    if (lstatOrUndefined(target) && !lstatOrUndefined(target)!.isDirectory()) fsSync.unlinkSync(target);
+  }
+  const removedNow = new Set(merge.removed);
+  for (const p of previous.removes) if (!removedNow.has(p) && !now.has(p)) await restoreFromBase(base, dest, p);
+  return { dest, replaced: [...merge.replaced].sort(), removed: merge.removed, written: [...changed].sort() };
 }

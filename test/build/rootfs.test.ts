@@ -189,6 +189,34 @@ test('incremental: a change to one node re-packs that node only', async () => {
   assert.match(config, /flannel-iface: "eth1"/);
 });
 
+/** Every path with its type, mode, owner, link target and content digest: what a node's root is. */
+async function describeTree(root: string): Promise<string> {
+  const { stdout } = await execa('bash', ['-c', `cd "$1" && find . -printf '%p %y %m %U:%G %l\\n' | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum`, '_', root]);
+  return stdout;
+}
+
+test('incremental trees: a tree revised from the previous build equals one built from scratch', async () => {
+  const changed = path.join(tmp, 'opz3-no-longhorn.yaml');
+  // Longhorn off drops files from every node (mount unit, manifest, iscsid links): they must come back as the base has them, or go.
+  await writeFile(changed, `extends: ${path.resolve('profiles/opz3.yaml')}\nlonghorn: { enabled: false }\nnodes:\n  - { name: opz3-2-midden, interface: eth7 }\n`);
+  await build(options('out-revise', { formats: ['tree'] }));
+  const revised = await build(options('out-revise', { formats: ['tree'], profile: changed }));
+  assert.equal(revised.rebuilt, NODES);
+  await build(options('out-fresh', { formats: ['tree'], profile: changed }));
+  for (const node of NODES) {
+    const a = await describeTree(path.join(tmp, 'out-revise/opz3/rootfs', node));
+    const b = await describeTree(path.join(tmp, 'out-fresh/opz3/rootfs', node));
+    assert.is(a, b, node);
+    assert.not.ok(existsSync(path.join(tmp, 'out-revise/opz3/rootfs', node, 'etc/systemd/system/var-lib-longhorn.mount')));
+  }
+  // And back: the files return.
+  await build(options('out-revise', { formats: ['tree'] }));
+  await build(options('out-fresh2', { formats: ['tree'] }));
+  for (const node of NODES) {
+    assert.is(await describeTree(path.join(tmp, 'out-revise/opz3/rootfs', node)), await describeTree(path.join(tmp, 'out-fresh2/opz3/rootfs', node)), node);
+  }
+});
+
 async function failsCleanly(extra: Partial<BuildOptions>, pattern: RegExp, out: string): Promise<void> {
   const error = await rejects(() => build(options(out, extra)), pattern);
   assert.is((error as { exitCode?: number }).exitCode, 2, error.message);
