@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { spawn } from 'node:child_process';
 
 function processAlive(pid: number): boolean {
   try {
@@ -25,6 +26,12 @@ async function removeStale(parent: string, base: string): Promise<void> {
     const match = pattern.exec(name);
     if (match && !processAlive(Number(match[1]))) await rm(path.join(parent, name), { recursive: true, force: true });
   }
+}
+
+function removeInBackground(dir: string): void {
+  const child = spawn('rm', ['-rf', '--', dir], { detached: true, stdio: 'ignore' });
+  child.on('error', () => undefined);
+  child.unref();
 }
 
 export async function writeAtomically<T>(target: string, write: (staging: string) => Promise<T>): Promise<T> {
@@ -52,6 +59,9 @@ export async function writeAtomically<T>(target: string, write: (staging: string
     await rm(staging, { recursive: true, force: true });
     throw error;
   }
-  if (replacing) await rm(old, { recursive: true, force: true });
+  // The previous output is out of the way: it is deleted in the background so a
+  // rebuild returns as soon as the new output is in place (the next run removes
+  // whatever a deleter that was cut short left behind).
+  if (replacing) removeInBackground(old);
   return result;
 }

@@ -52,6 +52,8 @@ test('a successful rebuild replaces the output whole (no stale files survive)', 
   });
   await writeAtomically(target, (staging) => writeFile(path.join(staging, 'new-node'), 'y'));
   assert.equal(await readdir(target), ['new-node']);
+  // The previous output is deleted in the background: gone within a bounded wait.
+  for (let i = 0; i < 50 && (await readdir(tmp)).length > 1; i++) await new Promise((r) => setTimeout(r, 100));
   assert.equal(await readdir(tmp), ['opz3']);
 });
 
