@@ -21,12 +21,12 @@ export const exportPath = (cluster: Cluster, node: ClusterNode): string => path.
 export const pxeConfigName = (node: ClusterNode): string => `01-${node.mac.toLowerCase().replace(/:/g, '-')}`;
 
 /** Where a board's boot files sit under the TFTP root, so boards with different kernels can share it. */
-export function bootFiles(node: ClusterNode): { kernel: string; initrd: string; fdt: string } {
+export function bootFiles(node: ClusterNode): { kernel: string; initrd: string; fdt?: string } {
   const dir = `boot/${node.board.name}`;
   return {
     kernel: `${dir}/${path.posix.basename(node.board.kernel)}`,
     initrd: `${dir}/${path.posix.basename(node.board.initrd)}`,
-    fdt: `${dir}/${path.posix.basename(node.board.fdt)}`,
+    ...(node.board.fdt ? { fdt: `${dir}/${path.posix.basename(node.board.fdt)}` } : {}),
   };
 }
 
@@ -158,6 +158,6 @@ export function pxeContext(cluster: Cluster, node: ClusterNode): Record<string, 
   return {
     cluster: { name: cluster.name },
     node: { name: node.name, mac: node.mac },
-    boot: { configName: pxeConfigName(node), ...bootFiles(node), append: kernelArgs(cluster, node).join(' ') },
+    boot: { configName: pxeConfigName(node), fdt: null, ...bootFiles(node), append: kernelArgs(cluster, node).join(' ') },
   };
 }

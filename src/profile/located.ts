@@ -94,13 +94,19 @@ export function formatPath(path: readonly PathSegment[]): string {
 }
 
 /**
- * Deep merge for `extends`: maps merge key by key, lists are replaced, except the
- * node list, where an entry with the same `name` merges into the inherited node.
+ * Deep merge for `extends`: maps merge key by key (a null value removes the
+ * inherited key), lists are replaced, except the node list, where an entry with
+ * the same `name` merges into the inherited node.
  */
 export function mergeLocated(base: Located, override: Located, path: readonly PathSegment[] = []): Located {
   if (base.kind === 'map' && override.kind === 'map') {
     const entries = new Map(base.entries!);
     for (const [key, value] of override.entries!) {
+      // `key: null` (or `key: ~`) in a profile that extends another removes the inherited key.
+      if (value.kind === 'scalar' && value.value === null) {
+        entries.delete(key);
+        continue;
+      }
       const inherited = entries.get(key);
       entries.set(key, inherited ? mergeLocated(inherited, value, [...path, key]) : value);
     }

@@ -39,7 +39,7 @@ const board = z.strictObject({
   name: hostname.describe('Board name, used for the TFTP directory that holds its kernel, initrd and device tree.'),
   kernel: absPath.describe('Kernel image inside the root filesystem (Armbian: /boot/Image).'),
   initrd: absPath.describe('Initrd inside the root filesystem (Armbian: /boot/uInitrd).'),
-  fdt: absPath.describe('Device tree inside the root filesystem.'),
+  fdt: absPath.optional().describe('Device tree inside the root filesystem. Leave it out where U-Boot passes its own (QEMU virt).'),
   console: z.string().regex(/^[A-Za-z0-9]+(,[0-9]+[a-z0-9]*)?$/, 'must be a console such as ttyS0,115200').default('ttyS0,115200'),
   append: z
     .array(z.string().regex(/^[^\s]+$/, 'must be one kernel argument without spaces'))

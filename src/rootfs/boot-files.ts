@@ -30,9 +30,11 @@ export async function planBootFiles(base: BaseIndex, cluster: Cluster): Promise<
   for (const node of cluster.nodes) {
     const targets = bootFiles(node);
     for (const what of ['kernel', 'initrd', 'fdt'] as const) {
+      const wanted = node.board[what];
+      if (!wanted || !targets[what]) continue; // no device tree: U-Boot passes its own
       const target = `tftp/${targets[what]}`;
       if (out.has(target)) continue;
-      const entry = fileInBase(base, node.board[what], what);
+      const entry = fileInBase(base, wanted, what);
       if (what === 'initrd') {
         const verdict = canBootFromNfs(await inspectInitrd(entry.content!));
         if (!verdict.ok) {
@@ -41,7 +43,7 @@ export async function planBootFiles(base: BaseIndex, cluster: Cluster): Promise<
           );
         }
       }
-      out.set(target, { path: target, type: 'file', mode: 0o644, uid: 0, gid: 0, content: await readFile(entry.content!), source: `base ${node.board[what]}` });
+      out.set(target, { path: target, type: 'file', mode: 0o644, uid: 0, gid: 0, content: await readFile(entry.content!), source: `base ${wanted}` });
     }
   }
   return [...out.values()].sort((a, b) => (a.path < b.path ? -1 : 1));

@@ -135,4 +135,14 @@ test('Longhorn off: no Longhorn mount, manifest or iscsid, and local-path is not
   assert.not.match(config, 'local-storage');
 });
 
+test('a board without a device tree (U-Boot passes its own, as on QEMU virt): no fdt line; `fdt: null` removes an inherited one', async () => {
+  const profile = path.join(tmp, 'nofdt.yaml');
+  await writeFile(profile, `extends: ${path.resolve('profiles/opz3.yaml')}\nboard: { name: qemu-virt, kernel: /vmlinuz, initrd: /initrd.img, fdt: null }\n`);
+  const { plan } = await prepare({ ...options(), profile });
+  const pxe = plan.bootServer.find((f) => f.path === 'tftp/pxelinux.cfg/01-02-00-c0-00-02-3c')!.content!.toString();
+  assert.not.match(pxe, /^\s*fdt /m);
+  assert.match(pxe, /^\s*kernel boot\/qemu-virt\/vmlinuz$/m);
+  assert.match(pxe, /^\s*initrd boot\/qemu-virt\/initrd\.img$/m);
+});
+
 test.run();
