@@ -1,0 +1,76 @@
+/**
+ * build-images --base debootstrap:bookworm:arm64: a real Debian arm64 root made
+ * by mmdebstrap under qemu-user (minutes the first time, then cached in the
+ * user's cache directory), with the cluster's packages and a kernel whose
+ * initrd is built with MODULES=netboot.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execa } from 'execa';
+import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { build } from '../../src/build.js';
+import { silentReporter } from '../../src/progress.js';
+import { defaultCacheDir } from '../../src/rootfs/base.js';
+import { canBootFromNfs, inspectInitrd } from '../../src/rootfs/initrd.js';
+
+const SPEC = 'debootstrap:bookworm:arm64:iputils-ping,linux-image-arm64';
+let tmp: string;
+
+test.before(async () => {
+  tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-debootstrap-'));
+  await writeFile(path.join(tmp, 'k3s'), '#!/bin/sh\necho k3s stand-in\n', { mode: 0o755 });
+  // Debian's arm64 kernel in place of Armbian's board files; U-Boot (QEMU virt) passes its own device tree.
+  await writeFile(
+    path.join(tmp, 'debian-arm64.yaml'),
+    `extends: ${path.resolve('profiles/opz3.yaml')}\nboard: { name: debian-arm64, kernel: /vmlinuz, initrd: /initrd.img, fdt: null, console: ttyAMA0 }\n`,
+  );
+});
+test.after(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+test(`${SPEC}: bootable-looking trees and artifacts for every node`, async () => {
+  const result = await build({
+    profile: path.join(tmp, 'debian-arm64.yaml'),
+    cwd: tmp,
+    secrets: path.join(tmp, 'secrets.yaml'),
+    cacheDir: defaultCacheDir(),
+    k3sBinary: path.join(tmp, 'k3s'),
+    base: SPEC,
+    formats: ['tree', 'tar'],
+    compress: ['gz'],
+    out: path.join(tmp, 'out'),
+    env: { ...process.env, SOURCE_DATE_EPOCH: '1700000000' },
+    reporter: silentReporter,
+  });
+  assert.is(result.base?.arch, 'arm64');
+  const root = path.join(tmp, 'out/opz3/rootfs/opz3-1-onder');
+  // Really arm64, with the cluster's programs.
+  const file = await execa('file', ['-L', path.join(root, 'usr/sbin/keepalived')], { reject: false });
+  if (file.exitCode === 0) assert.match(file.stdout, /aarch64|ARM aarch64/);
+  for (const program of ['usr/sbin/keepalived', 'usr/sbin/mariadbd', 'usr/lib/galera/libgalera_smm.so', 'usr/sbin/iscsid', 'sbin/mount.nfs']) {
+    assert.ok(existsSync(path.join(root, program)), program);
+  }
+  for (const secret of ['etc/keepalived/keepalived.conf', 'etc/rancher/k3s/config.yaml', 'etc/netroot/k3s-datastore.sql']) {
+    const st = statSync(path.join(root, secret));
+    assert.is((st.mode & 0o777).toString(8), '600', secret);
+    assert.equal([st.uid, st.gid], [0, 0], secret);
+  }
+  // From the base: perl-base ships /usr/bin/perl and perl5.36.0 as one file; /vmlinuz is a symlink; ping has a capability.
+  assert.is(statSync(path.join(root, 'usr/bin/perl')).ino, statSync(path.join(root, 'usr/bin/perl5.36.0')).ino, 'hard link');
+  assert.match(readlinkSync(path.join(root, 'vmlinuz')), /^boot\/vmlinuz-/);
+  assert.match((await execa('getcap', [path.join(root, 'usr/bin/ping')])).stdout, /cap_net_raw[=+]ep/);
+  // The kernel and an initrd that can mount the NFS root went to TFTP.
+  const boot = path.join(tmp, 'out/opz3/tftp/boot/debian-arm64');
+  assert.ok(statSync(path.join(boot, 'vmlinuz')).size > 1_000_000, 'kernel');
+  const verdict = canBootFromNfs(await inspectInitrd(path.join(boot, 'initrd.img')));
+  assert.ok(verdict.ok, verdict.missing.join('; '));
+  const check = await execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(tmp, 'out/opz3/artifacts'), reject: false });
+  assert.is(check.exitCode, 0, check.stdout);
+  assert.ok(readFileSync(path.join(tmp, 'out/opz3/artifacts/SHA256SUMS'), 'utf8').includes('opz3-4-top.tar.gz'));
+});
+
+test.run();
