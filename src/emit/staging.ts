@@ -9,22 +9,14 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { alive } from '../rootfs/cache.js';
 
 /** Remove staging directories left by killed runs for the same target. */
 async function removeStale(parent: string, base: string): Promise<void> {
   const pattern = new RegExp(`^\\.${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(?:tmp|old)-(\\d+)-[0-9a-f]+$`);
   for (const name of await readdir(parent).catch(() => [] as string[])) {
     const match = pattern.exec(name);
-    if (match && !processAlive(Number(match[1]))) await rm(path.join(parent, name), { recursive: true, force: true });
+    if (match && !alive(Number(match[1]))) await rm(path.join(parent, name), { recursive: true, force: true });
   }
 }
 

@@ -24,7 +24,8 @@ export async function sha256File(file: string): Promise<string> {
   return hash.digest('hex');
 }
 
-function alive(pid: number): boolean {
+/** Whether a process still runs (EPERM: it exists but belongs to someone else). */
+export function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
