@@ -18,7 +18,7 @@ import { rememberedDigest } from './rootfs/cache.js';
 import { indexIdentity } from './rootfs/packed.js';
 import { nodeKey, readState } from './emit/state.js';
 import { bootFiles } from './plan/context.js';
-import type { BaseIndex } from './rootfs/base.js';
+import { isRoot, type BaseIndex } from './rootfs/base.js';
 import { existsSync } from 'node:fs';
 import { allRequiredPackages, checkBase } from './rootfs/requirements.js';
 import { clusterFile, K3S_PATH, planBootFiles } from './rootfs/boot-files.js';
@@ -168,11 +168,21 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const k3s = await resolveK3sBinary({ version: profile.k3s.version, arch: arch!, cacheDir, ...(given ? { binary: given } : {}), ...(releaseUrl ? { releaseUrl } : {}) });
 
   const baseIdentity = `${sourceId}|k3s:${k3s.sha256}`;
-  const nodeKeys = new Map(prepared.plan.nodes.map((n) => [n.node.name, nodeKey(n, { baseIdentity, generator: GENERATOR, sourceDateEpoch, compress: options.compress?.join(',') ?? 'default' })]));
+  const nodeKeys = new Map(prepared.plan.nodes.map((n) => [n.node.name, nodeKey(n, {
+    baseIdentity,
+    generator: GENERATOR,
+    sourceDateEpoch,
+    compress: options.compress?.join(',') ?? 'default',
+    // A tree made without root lacks owners, devices and capabilities: never reuse it for a root build.
+    privileged: isRoot(),
+  })]));
   const neededBoot = [...new Set(cluster.nodes.flatMap((n) => Object.values(bootFiles(n)).map((f) => `tftp/${f}`)))];
+  // Which base files the boot files come from: another kernel path with the same name is another kernel.
+  const bootSources = JSON.stringify([...new Set(cluster.nodes.map((n) => JSON.stringify([n.board.name, n.board.kernel, n.board.initrd, n.board.fdt ?? null])))].sort());
   const reuseEverything =
     prevState !== undefined &&
     prevState.baseIdentity === baseIdentity &&
+    prevState.bootSources === bootSources &&
     formats.every((f) => prevState.formats.includes(f)) &&
     neededBoot.every((f) => prevState.bootFiles.includes(f) && existsSync(path.join(clusterDir, f))) &&
     prepared.plan.nodes.every(({ node }) => {
@@ -183,6 +193,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     });
 
   const common = {
+    bootSources,
     formats,
     ...(options.compress ? { compress: options.compress } : {}),
     sourceDateEpoch,

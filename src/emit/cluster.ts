@@ -11,6 +11,7 @@ import { writeAtomically } from './staging.js';
 import { writeTree } from './tree.js';
 import { emitRootfs, type RootfsInputs, type RootfsResult } from './rootfs.js';
 import { STATE_FILE, type BuildState } from './state.js';
+import { isRoot } from '../rootfs/base.js';
 
 export interface EmitResult {
   dir: string;
@@ -59,8 +60,11 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
         sourceDateEpoch: inputs.sourceDateEpoch,
         nodes: rootfs.state.nodes,
         bootFiles: [...(options.bootFiles ?? []).map((f) => f.path), ...reused].sort(),
+        bootSources: inputs.bootSources,
+        privileged: isRoot(),
       };
-      await writeFile(path.join(staging, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
+      // It holds digests of secret-bearing files: owner only.
+      await writeFile(path.join(staging, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
     }
   });
   return { dir, files: files + 1, ...(rootfs ? { rootfs } : {}) };

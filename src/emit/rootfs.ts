@@ -10,7 +10,7 @@ import { link, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { BuildPlan, PlannedFile } from '../plan/plan.js';
-import type { BaseIndex } from '../rootfs/base.js';
+import { isRoot, type BaseIndex } from '../rootfs/base.js';
 import { sha256sums, writeNodeArtifact, type Format, type SharedBase } from '../rootfs/artifact.js';
 import { packedBase } from '../rootfs/packed.js';
 import { overlayRecord, reviseNodeTree, writeNodeTree } from '../rootfs/tree.js';
@@ -23,6 +23,8 @@ export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
 export interface RootfsInputs {
   formats: OutputFormat[];
+  /** The board paths the boot files come from (see build.ts). */
+  bootSources: string;
   /** Archive compressions (default: gz, plus zst where the zstd program is installed). */
   compress?: Format[];
   sourceDateEpoch: number;
@@ -79,7 +81,8 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
   const trees: Record<string, { overlay: string[]; removed: string[] }> = {};
   if (inputs.formats.includes('tree')) {
     const step = reporter.step('writing node trees', plan.nodes.length, 'nodes');
-    const sameBase = inputs.previous?.state.baseIdentity === inputs.baseIdentity;
+    // Revising a tree is only right when it was made from the same base, with the same privileges.
+    const sameBase = inputs.previous?.state.baseIdentity === inputs.baseIdentity && inputs.previous?.state.privileged === isRoot();
     for (const [i, { node, files, removes }] of plan.nodes.entries()) {
       const dest = path.join(staging, 'rootfs', node.name);
       const prevTree = prevDir ? path.join(prevDir, 'rootfs', node.name) : undefined;

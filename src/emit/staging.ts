@@ -14,6 +14,14 @@ import { alive } from '../rootfs/cache.js';
 /** Remove staging directories left by killed runs for the same target. */
 async function removeStale(parent: string, base: string): Promise<void> {
   const pattern = new RegExp(`^\\.${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.(?:tmp|old)-(\\d+)-[0-9a-f]+$`);
+  // A run killed between moving the old output aside and moving the new one in
+  // left no target: the old output goes back, whole, before anything is swept.
+  const target = path.join(parent, base);
+  if (!existsSync(target)) {
+    const names = await readdir(parent).catch(() => [] as string[]);
+    const old = names.find((n) => { const m = pattern.exec(n); return m && n.includes('.old-') && !alive(Number(m[1])); });
+    if (old) await rename(path.join(parent, old), target);
+  }
   for (const name of await readdir(parent).catch(() => [] as string[])) {
     const match = pattern.exec(name);
     if (match && !alive(Number(match[1]))) await rm(path.join(parent, name), { recursive: true, force: true });

@@ -29,8 +29,11 @@ export interface BuildState {
   sourceDateEpoch: number;
   /** Per node: the key of its inputs, and the artifact files made from them. */
   nodes: Record<string, { key: string; artifacts: ArtifactRecord[]; tree?: { overlay: string[]; removed: string[] } }>;
-  /** tftp/ files taken from the base. */
+  /** tftp/ files taken from the base, and the board paths they were taken from. */
   bootFiles: string[];
+  bootSources: string;
+  /** Whether the build ran as root (trees made without root lack owners and capabilities). */
+  privileged: boolean;
 }
 
 export async function readState(clusterDir: string): Promise<BuildState | undefined> {
@@ -45,7 +48,7 @@ export async function readState(clusterDir: string): Promise<BuildState | undefi
 }
 
 /** Everything a node's root depends on besides the base: its planned files and removals. */
-export function nodeKey(node: NodePlan, context: { baseIdentity: string; generator: string; sourceDateEpoch: number; compress: string }): string {
+export function nodeKey(node: NodePlan, context: { baseIdentity: string; generator: string; sourceDateEpoch: number; compress: string; privileged: boolean }): string {
   const files = node.files.map((f) => [f.path, f.type, f.mode, f.uid, f.gid, f.target ?? '', f.content ? sha256(f.content) : '']);
   return createHash('sha256')
     .update(JSON.stringify({ ...context, files, removes: node.removes }))

@@ -115,6 +115,7 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
       clusterAddress: `gcomm://${cluster.servers.map((s) => s.ip).join(',')}`,
       sstMethod: profile.galera.sstMethod,
       isBootstrapNode: cluster.bootstrapNode === node.name,
+      bootstrapNode: cluster.bootstrapNode,
       peers: others.map((s) => s.ip),
     };
     context.mariadb = { rootPassword: secrets.mariadbRootPassword };

@@ -120,6 +120,14 @@ export function planNode(cluster: Cluster, node: ClusterNode, secrets: Secrets, 
       byPath.set(planned.path, planned);
     }
   }
+  // Nothing may be written below a link the plan itself makes: it could point anywhere.
+  for (const f of byPath.values()) {
+    const parts = f.path.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const parent = byPath.get(parts.slice(0, i).join('/'));
+      if (parent?.type === 'symlink') throw new TemplateError(f.source, `writes ${f.path} below ${parent.path}, which ${parent.source} makes a symbolic link`);
+    }
+  }
   // An enabled unit of ours must be in the plan, or systemd would be left a dangling link.
   for (const f of byPath.values()) {
     if (f.type === 'symlink' && f.target?.startsWith('/etc/systemd/system/') && !byPath.has(f.target.slice(1))) {
@@ -176,12 +184,18 @@ export interface ManifestEntry {
   owner: string;
   size?: number;
   sha256?: string;
+  /** Readable by its owner only: no digest is published. */
+  private?: true;
   target?: string;
 }
 
+// A digest of a file only its owner may read (one that holds a secret) would let anyone
+// who reads the manifest brute-force the secret offline: such files are listed without one.
 const manifestEntry = (f: PlannedFile): ManifestEntry =>
   f.type === 'file'
-    ? { path: f.path, type: f.type, mode: f.mode.toString(8).padStart(4, '0'), owner: `${f.uid}:${f.gid}`, size: f.content!.length, sha256: sha256(f.content!) }
+    ? f.mode & 0o077
+      ? { path: f.path, type: f.type, mode: f.mode.toString(8).padStart(4, '0'), owner: `${f.uid}:${f.gid}`, size: f.content!.length, sha256: sha256(f.content!) }
+      : { path: f.path, type: f.type, mode: f.mode.toString(8).padStart(4, '0'), owner: `${f.uid}:${f.gid}`, private: true }
     : { path: f.path, type: f.type, mode: '0777', owner: `${f.uid}:${f.gid}`, target: f.target! };
 
 /** What was built, without secrets: paths, modes, owners and checksums. No time stamps, so it is reproducible. */

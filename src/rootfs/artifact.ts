@@ -345,7 +345,8 @@ class Output {
   bytes = 0;
   constructor(private readonly file: string) {
     this.temp = temporaryName(file);
-    this.fd = fsSync.openSync(this.temp, 'w', 0o644);
+    // The archive holds the node's secrets (keys, tokens): readable by its owner only.
+    this.fd = fsSync.openSync(this.temp, 'w', 0o600);
   }
   write = (piece: Buffer): void => {
     writeAll(this.fd, piece);
@@ -417,7 +418,8 @@ function overlayManifest(merge: OverlayMerge): Record<string, unknown>[] {
     type: e.type,
     mode: e.mode.toString(8).padStart(4, '0'),
     owner: `${e.uid}:${e.gid}`,
-    ...(e.type === 'file' ? { size: e.size, sha256: sha256(e.data!) } : {}),
+    // A digest of a file that holds a secret would let anyone brute-force the secret offline.
+    ...(e.type === 'file' ? (e.mode & 0o077 ? { size: e.size, sha256: sha256(e.data!) } : { private: true }) : {}),
     ...(e.type === 'symlink' ? { target: e.linkname } : {}),
   }));
 }

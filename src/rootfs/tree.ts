@@ -206,9 +206,11 @@ async function restoreFromBase(base: BaseIndex, dest: string, relative: string):
   const source = entry.type === 'hardlink' ? entry.linkname! : relative;
   const copied = await execa('cp', ['-a', '--', path.join(base.root, source), target], { reject: false });
   if (copied.exitCode !== 0) throw new RootfsError(`restoring /${relative} from the base failed: ${String(copied.stderr).trim()}`);
+  // What was copied decides, not the index: a base changed since it was indexed must not make chmod follow a link.
+  const copiedAs = fsSync.lstatSync(target);
   if (isRoot()) fsSync.lchownSync(target, entry.uid, entry.gid);
-  if (entry.type !== 'symlink') fsSync.chmodSync(target, entry.mode);
-  if (entry.xattrs && (await xattrToolsAvailable())) await applyXattrs([[target, entry.xattrs]]);
+  if (copiedAs.isFile() && !copiedAs.isSymbolicLink()) fsSync.chmodSync(target, entry.mode);
+  if (entry.xattrs && copiedAs.isFile() && (await xattrToolsAvailable())) await applyXattrs([[target, entry.xattrs]]);
 }
 
 /**

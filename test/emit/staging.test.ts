@@ -67,6 +67,20 @@ test('staging left by a killed run is removed by the next run; a live run\'s is 
   assert.ok(existsSync(alive));
 });
 
+test('a run killed between moving the old output aside and the new one in: the next run puts the old one back', async () => {
+  const old = path.join(tmp, '.opz3.old-999999999-abcd');
+  await mkdir(old);
+  await writeFile(path.join(old, 'v'), '1');
+  await mkdir(path.join(tmp, '.opz3.tmp-999999999-abcd'));
+  await rejects(() =>
+    writeAtomically(path.join(tmp, 'opz3'), async () => {
+      throw new Error('boom');
+    }),
+  );
+  assert.is(await readFile(path.join(tmp, 'opz3', 'v'), 'utf8'), '1');
+  assert.equal(await readdir(tmp), ['opz3']);
+});
+
 const file = (p: string, mode = 0o644): PlannedFile => ({ path: p, type: 'file', mode, uid: 0, gid: 0, content: Buffer.from(p), source: 'test' });
 
 test('writeTree writes exact modes whatever the umask, and symlinks as links', async () => {

@@ -79,7 +79,7 @@ test('an overlay file that declares a broken Handlebars template is refused at l
   assert.match(error.message, 'base/etc/hostname.hbs: is not a valid Handlebars template');
 });
 
-test('roles decide the files: servers get keepalived, Galera and the datastore; the bootstrap node alone gets the bootstrap unit', async () => {
+test('roles decide the files: servers get keepalived, Galera, the bootstrap decision and the datastore; agents none of it', async () => {
   const { plan } = await prepare(options());
   const paths = (name: string) => plan.nodes.find((n) => n.node.name === name)!.files.map((f) => f.path);
   for (const server of ['opz3-1-onder', 'opz3-2-midden', 'opz3-3-boven']) {
@@ -87,8 +87,12 @@ test('roles decide the files: servers get keepalived, Galera and the datastore; 
     assert.ok(paths(server).includes('etc/systemd/system/k3s.service'));
     assert.not.ok(paths(server).includes('etc/systemd/system/k3s-agent.service'));
   }
-  assert.ok(paths('opz3-1-onder').includes('etc/systemd/system/netroot-galera-bootstrap.service'));
-  assert.not.ok(paths('opz3-2-midden').includes('etc/systemd/system/netroot-galera-bootstrap.service'));
+  for (const server of ['opz3-1-onder', 'opz3-2-midden']) assert.ok(paths(server).includes('etc/systemd/system/netroot-galera-bootstrap.service'));
+  const script = (name: string) => plan.nodes.find((n) => n.node.name === name)!.files.find((f) => f.path === 'usr/local/lib/netroot/galera-bootstrap')!.content!.toString();
+  // Only the bootstrap node may start a cluster from a fresh datadir; any server that Galera marked safe may restart one.
+  assert.match(script('opz3-1-onder'), /elif \[ "true" != "true" \]; then/);
+  assert.match(script('opz3-2-midden'), /elif \[ "false" != "true" \]; then/);
+  assert.match(script('opz3-2-midden'), /grep -q '\^safe_to_bootstrap: \*1' "\$state" \|\| exit 0/);
   assert.ok(paths('opz3-4-top').includes('etc/systemd/system/k3s-agent.service'));
   assert.not.ok(paths('opz3-4-top').some((p) => p.includes('keepalived') || p.includes('mysql')));
   for (const name of ['opz3-1-onder', 'opz3-4-top']) {
