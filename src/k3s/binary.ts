@@ -4,11 +4,11 @@
  * release publishes checked, and cached. Nodes never run an install script.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { chmod, mkdir, open, rename, rm, stat } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { NetrootError, UsageError } from '../errors.js';
+import { sha256File } from '../rootfs/cache.js';
 
 export const DEFAULT_RELEASE_URL = 'https://github.com/k3s-io/k3s/releases/download';
 
@@ -33,16 +33,6 @@ export interface K3sBinary {
   path: string;
   sha256: string;
   source: 'given' | 'cache' | 'download';
-}
-
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'netroot');
-}
-
-async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 async function fetchOk(url: string, timeoutSeconds: number): Promise<Response> {
