@@ -159,7 +159,7 @@ async function main(): Promise<void> {
     add('netroot trees, 4 nodes', await netroot(work, common('four.yaml', 'out-tree', 'cache-4', 'tree')), 'cp -a --reflink=auto + overlay');
     await rm(path.join(work, 'out-tree'), { recursive: true });
     add('netroot tree+tar, 4 nodes, first build', await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')), 'packed chunks cached by the run above');
-    add('netroot tree+tar, 4 nodes, unchanged rebuild', await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')), 'nothing read from the base');
+    add('netroot tree+tar, 4 nodes, unchanged rebuild', await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')), 'directory base re-indexed (metadata only), nodes hard-linked');
     add('netroot tree+tar, 4 nodes, one node changed', await netroot(work, common('four-changed.yaml', 'out-incr', 'cache-4', 'tree,tar', 'four.yaml')), 'one tree and one artifact rebuilt');
 
     const m = await machine();
