@@ -243,7 +243,6 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   // Secrets are saved only once the profile, every template and the base proved good.
   const secretsCreated = await secrets.save();
   const emitted = await emitCluster(plan, outDir, GENERATOR, {
-    generator: GENERATOR,
     reporter,
     ...(rootfs ? { rootfs: rootfs.inputs, bootFiles: rootfs.bootFiles } : {}),
     ...(rootfs?.reuseBootFiles ? { reuseBootFiles: rootfs.reuseBootFiles } : {}),

@@ -24,7 +24,6 @@ export interface EmitOptions {
   bootFiles?: PlannedFile[];
   /** Boot files of the previous build to keep as they are (the base did not change): paths under it. */
   reuseBootFiles?: { dir: string; paths: string[] };
-  generator?: string;
   rootfs?: RootfsInputs;
   reporter?: Reporter;
 }
@@ -53,7 +52,7 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
       rootfs = await emitRootfs(staging, plan, inputs, reporter);
       const state: BuildState = {
         version: 1,
-        generator: options.generator ?? generator,
+        generator,
         baseIdentity: inputs.baseIdentity,
         arch: inputs.arch,
         formats: inputs.formats,

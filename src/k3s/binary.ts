@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NetrootError, UsageError } from '../errors.js';
 import { sha256File } from '../rootfs/cache.js';
@@ -79,7 +79,6 @@ export async function resolveK3sBinary(options: K3sBinaryOptions): Promise<K3sBi
   const cached = path.join(dir, asset);
   const sumFile = `${cached}.sha256`;
   if (existsSync(cached) && existsSync(sumFile)) {
-    const { readFile } = await import('node:fs/promises');
     const expected = (await readFile(sumFile, 'utf8')).trim();
     const actual = await sha256File(cached);
     if (actual === expected) return { path: cached, sha256: actual, source: 'cache' };
@@ -111,7 +110,6 @@ export async function resolveK3sBinary(options: K3sBinaryOptions): Promise<K3sBi
     }
     await chmod(tmp, 0o755);
     await rename(tmp, cached);
-    const { writeFile } = await import('node:fs/promises');
     await writeFile(sumFile, `${actual}\n`);
     return { path: cached, sha256: actual, source: 'download' };
   } finally {

@@ -4,7 +4,6 @@
  * symlinks to versioned files: they are followed inside the base only.
  */
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
 import type { Cluster } from '../profile/resolve.js';
 import type { PlannedFile } from '../plan/plan.js';
 import { bootFiles } from '../plan/context.js';
@@ -55,4 +54,3 @@ export function clusterFile(pathInRoot: string, content: Buffer, mode: number, s
 }
 
 export const K3S_PATH = 'usr/local/bin/k3s';
-export const basename = path.posix.basename;
