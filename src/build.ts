@@ -16,6 +16,7 @@ import { classifyBase, debootstrapWithPackages, openBaseSource, type BaseSource 
 import { debootstrapCachePath, parseDebootstrapSpec } from './rootfs/debootstrap.js';
 import { rememberedDigest } from './rootfs/cache.js';
 import { indexIdentity } from './rootfs/packed.js';
+import { hasNetbootCopy, netbootBase, netbootIdentity } from './rootfs/netboot.js';
 import { nodeKey, readState } from './emit/state.js';
 import { bootFiles } from './plan/context.js';
 import { isRoot, type BaseIndex } from './rootfs/base.js';
@@ -87,7 +88,7 @@ export interface BuildResult {
   secretsCreated?: string;
   secretsFile: string;
   /** `reused`: nothing about the base or any node changed since the previous build; the base was not read. */
-  base?: { source: string; kind: string; arch: string; entries: number; reused: boolean };
+  base?: { source: string; kind: string; arch: string; entries: number; reused: boolean; initrdRegenerated?: 'now' | 'cached' };
   /** Nodes taken unchanged from the previous build, and nodes built anew. */
   reused?: string[];
   rebuilt?: string[];
@@ -147,17 +148,24 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const clusterDir = path.join(outDir, cluster.name);
   const prevState = await readState(clusterDir);
 
-  let sourceId = await quickIdentity(source, cacheDir, packages);
+  const quick = await quickIdentity(source, cacheDir, packages);
+  // A base whose initrd an earlier build regenerated is known by its regenerated copy.
+  let sourceId = quick && hasNetbootCopy(cacheDir, quick) ? netbootIdentity(quick) : quick;
   let arch = sourceId && prevState?.baseIdentity.startsWith(`${sourceId}|`) ? prevState.arch : undefined;
   let base: BaseIndex | undefined;
+  let regenerated: 'now' | 'cached' | undefined;
   const readBase = async (): Promise<BaseIndex> => {
     if (base) return base;
+    const log = (line: string): void => reporter.info(line);
     const reading = reporter.step(`reading base ${spec}`);
-    base = await openBaseSource(source, { cacheDir, packages, log: (line) => reporter.info(line) });
-    reading.finish(`${base.entries.length} entries`);
-    arch = (await checkBase(base, cluster)).arch;
-    sourceId ??= `directory:${indexIdentity(base)}`;
-    if (source.kind === 'debootstrap') sourceId = await quickIdentity(source, cacheDir, packages);
+    const opened = await openBaseSource(source, { cacheDir, packages, log });
+    reading.finish(`${opened.entries.length} entries`);
+    arch = (await checkBase(opened, cluster)).arch;
+    const plain = source.kind === 'debootstrap' ? await quickIdentity(source, cacheDir, packages) : (quick ?? `directory:${indexIdentity(opened)}`);
+    const netboot = await netbootBase(opened, cluster, { cacheDir, identity: plain!, arch, log });
+    base = netboot.base;
+    sourceId = netboot.identity;
+    if (netboot.regenerated) regenerated = netboot.regenerated;
     return base;
   };
   if (!arch) await readBase();
@@ -223,7 +231,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   return {
     inputs: { ...common, base: index, layered, layerFiles },
     bootFiles: boot,
-    facts: { source: spec, kind: source.kind, arch: arch!, entries: index.entries.length, reused: false },
+    facts: { source: spec, kind: source.kind, arch: arch!, entries: index.entries.length, reused: false, ...(regenerated ? { initrdRegenerated: regenerated } : {}) },
     k3s: k3sFacts,
   };
 }

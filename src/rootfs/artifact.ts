@@ -436,7 +436,12 @@ export async function writeNodeArtifact(shared: SharedBase, node: ArtifactNode, 
   const entries = shared.base.entries.length + added - merge.removed.length;
   const manifest = {
     node: node.name,
-    base: { kind: shared.base.kind, ...(shared.base.digest ? { sha256: shared.base.digest } : {}), entries: shared.base.entries.length },
+    base: {
+      kind: shared.base.kind,
+      ...(shared.base.digest ? { sha256: shared.base.digest } : {}),
+      ...(shared.base.netboot ? { initrdRegenerated: shared.base.netboot } : {}),
+      entries: shared.base.entries.length,
+    },
     sourceDateEpoch: shared.epoch,
     entries,
     artifacts: Object.fromEntries(files.map((f) => [f.name, { sha256: f.sha256, bytes: f.bytes }])),

@@ -59,6 +59,8 @@ export interface BaseIndex {
   source: string;
   /** sha256 of a tarball (the cache key). */
   digest?: string;
+  /** Set when netroot regenerated the base's initramfs for an NFS root (see netboot.ts): the recipe. */
+  netboot?: string;
   /** The directory whose tree matches the index: the directory base itself, or the extracted copy. */
   root: string;
   /**
@@ -434,15 +436,17 @@ async function makeNode(target: string, h: TarMemberHeader): Promise<void> {
 interface StoredIndex {
   version: number;
   digest: string;
+  netboot?: string;
   applied: BaseIndex['applied'];
   warnings: string[];
   entries: (Omit<BaseEntry, 'xattrs' | 'content'> & { xattrs?: Record<string, string> })[];
 }
 
-function toStored(digest: string, entries: BaseEntry[], applied: BaseIndex['applied'], warnings: string[]): StoredIndex {
+function toStored(digest: string, entries: BaseEntry[], applied: BaseIndex['applied'], warnings: string[], netboot?: string): StoredIndex {
   return {
     version: INDEX_VERSION,
     digest,
+    ...(netboot ? { netboot } : {}),
     applied,
     warnings,
     entries: entries.map(({ xattrs, content: _content, ...rest }) =>
@@ -451,7 +455,13 @@ function toStored(digest: string, entries: BaseEntry[], applied: BaseIndex['appl
   };
 }
 
-async function loadStored(dir: string, source: string): Promise<BaseIndex | undefined> {
+/** Writes DIR/index.json for the tree at DIR/tree, so loadStored can open it without walking it. */
+export async function storeIndex(dir: string, index: BaseIndex): Promise<void> {
+  await writeFile(path.join(dir, 'index.json'), JSON.stringify(toStored(index.digest ?? '', index.entries, index.applied, index.warnings, index.netboot)));
+}
+
+/** The index stored at DIR/index.json for the tree at DIR/tree, or undefined when there is none of this version. */
+export async function loadStored(dir: string, source: string, kind: BaseIndex['kind'] = 'tarball'): Promise<BaseIndex | undefined> {
   const text = await readFile(path.join(dir, 'index.json'), 'utf8').catch(() => undefined);
   if (text === undefined) return undefined;
   const stored = JSON.parse(text) as StoredIndex;
@@ -459,7 +469,16 @@ async function loadStored(dir: string, source: string): Promise<BaseIndex | unde
   const entries: BaseEntry[] = stored.entries.map(({ xattrs, ...rest }) =>
     xattrs ? { ...rest, xattrs: Object.fromEntries(Object.entries(xattrs).map(([k, v]) => [k, Buffer.from(v, 'hex')])) } : { ...rest },
   );
-  return finishIndex({ kind: 'tarball', source, digest: stored.digest, root: path.join(dir, 'tree'), entries, applied: stored.applied, warnings: stored.warnings });
+  return finishIndex({
+    kind,
+    source,
+    ...(stored.digest ? { digest: stored.digest } : {}),
+    ...(stored.netboot ? { netboot: stored.netboot } : {}),
+    root: path.join(dir, 'tree'),
+    entries,
+    applied: stored.applied,
+    warnings: stored.warnings,
+  });
 }
 
 async function openTarball(file: string, cacheDir: string, privileged: boolean, known?: string): Promise<BaseIndex> {

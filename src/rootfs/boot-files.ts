@@ -9,7 +9,6 @@ import type { PlannedFile } from '../plan/plan.js';
 import { bootFiles } from '../plan/context.js';
 import type { BaseEntry, BaseIndex } from './base.js';
 import { RootfsError } from './errors.js';
-import { canBootFromNfs, inspectInitrd } from './initrd.js';
 import { resolveInRoot } from './overlay.js';
 
 /** The regular file a path names inside the base, links followed within it. */
@@ -24,6 +23,7 @@ export function fileInBase(base: BaseIndex, absolutePath: string, what: string):
   return entry;
 }
 
+/** The initrd was checked (and if need be regenerated) before: see netboot.ts. */
 export async function planBootFiles(base: BaseIndex, cluster: Cluster): Promise<PlannedFile[]> {
   const out = new Map<string, PlannedFile>();
   for (const node of cluster.nodes) {
@@ -34,14 +34,6 @@ export async function planBootFiles(base: BaseIndex, cluster: Cluster): Promise<
       const target = `tftp/${targets[what]}`;
       if (out.has(target)) continue;
       const entry = fileInBase(base, wanted, what);
-      if (what === 'initrd') {
-        const verdict = canBootFromNfs(await inspectInitrd(entry.content!));
-        if (!verdict.ok) {
-          throw new RootfsError(
-            `the initrd ${node.board.initrd} in the base cannot mount an NFS root, so ${node.board.name} boards would stop before their root: it lacks\n  - ${verdict.missing.join('\n  - ')}`,
-          );
-        }
-      }
       out.set(target, { path: target, type: 'file', mode: 0o644, uid: 0, gid: 0, content: await readFile(entry.content!), source: `base ${wanted}` });
     }
   }

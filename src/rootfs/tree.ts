@@ -62,7 +62,7 @@ async function prepareDest(dest: string): Promise<void> {
  * Walks to the parent of `relative` under `dest`, one lstat per component:
  * each must be a real directory (a missing one is made 0755 root:root).
  */
-function safeParent(dest: string, relative: string): string {
+export function safeParent(dest: string, relative: string): string {
   const parts = relative.split('/');
   let dir = dest;
   for (let i = 0; i < parts.length - 1; i++) {
@@ -133,7 +133,7 @@ export function layOverlay(dest: string, entries: readonly NodeEntry[]): void {
  * where the destination cannot hold them, and a lost capability would only
  * show on the node (ping: Operation not permitted). setfattr fails loudly.
  */
-async function reconcile(base: BaseIndex, dest: string, replaced: Set<string>): Promise<void> {
+export async function reconcile(base: BaseIndex, dest: string, replaced: Set<string>): Promise<void> {
   if (!isRoot()) return;
   const abs = (p: string) => (p === '' ? dest : path.join(dest, p));
   if (!base.applied.owners || !base.applied.devices) {

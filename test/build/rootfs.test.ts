@@ -229,10 +229,10 @@ test('a base without the cluster\'s packages fails naming them', async () => {
   await failsCleanly({ base: lacking }, /lacks packages the cluster's nodes need: galera-4, keepalived/, 'out-lacking');
 });
 
-test('an initrd that cannot mount an NFS root fails saying so', async () => {
+test('an initrd that cannot mount an NFS root, in a base that cannot regenerate it, fails saying so', async () => {
   const nonfs = path.join(tmp, 'nonfs');
   await makeArmbianBase(nonfs, path.join(tmp, 'work-nonfs'), { initrdWithoutNfs: true });
-  await failsCleanly({ base: nonfs }, /initrd \/boot\/uInitrd in the base cannot mount an NFS root[\s\S]*MODULES=netboot/, 'out-nonfs');
+  await failsCleanly({ base: nonfs }, /initrd \/boot\/uInitrd in the base cannot mount an NFS root[\s\S]*has none \(no \/usr\/sbin\/update-initramfs\)[\s\S]*MODULES=netboot/, 'out-nonfs');
 });
 
 test('a missing kernel fails naming the path', async () => {
