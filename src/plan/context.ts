@@ -82,6 +82,7 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
     network: networkContext(cluster),
     nodes: cluster.nodes.map((n) => ({ name: n.name, ip: n.ip })),
     storage: {
+      enabled: storage.enabled,
       device: storage.device ?? null,
       label: storage.label,
       imageSize: storage.imageSize,

@@ -143,6 +143,20 @@ export const rules: Rule[] = [
       return issues;
     },
   },
+  {
+    name: 'longhorn-needs-local-storage',
+    check({ profile, nodes }) {
+      if (!profile.longhorn.enabled) return [];
+      // Longhorn's data path must be ext4 or XFS; on an NFS root it fails ("file extent is unsupported").
+      const why = 'Longhorn keeps its data in /var/lib/longhorn on local ext4 and cannot use the NFS root; set longhorn.enabled: false or turn local storage back on';
+      const off = nodes.filter((node) => !node.storage.enabled);
+      const ownSetting = (node: ClusterNode): boolean => profile.nodes[node.index]?.storage?.enabled === false;
+      const issues: RuleIssue[] = off.filter(ownSetting).map((node) => ({ path: nodePath(node, 'storage', 'enabled'), message: `local storage is off on ${node.name}, but ${why}` }));
+      const byCluster = off.filter((node) => !ownSetting(node));
+      if (byCluster.length) issues.push({ path: ['storage', 'enabled'], message: `local storage is off on ${byCluster.map((n) => n.name).join(', ')}, but ${why}` });
+      return issues;
+    },
+  },
 ];
 
 function serverNames(nodes: ClusterNode[]): string {

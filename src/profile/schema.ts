@@ -83,6 +83,10 @@ const longhorn = z.strictObject({
 });
 
 const storage = z.strictObject({
+  enabled: z
+    .boolean()
+    .default(true)
+    .describe('Local ext4 storage for /var/lib/rancher (and /var/lib/longhorn). containerd and Longhorn cannot keep their data on NFS; switch it off only where nodes cannot mount it, such as the container lab.'),
   device: z
     .string()
     .regex(/^\/dev\/[A-Za-z0-9/_.-]+$/, 'must be a block device such as /dev/mmcblk0p3')
@@ -129,7 +133,7 @@ export const profileSchema = z
     galera,
     k3s,
     longhorn,
-    storage: storage.default({ imageSize: '16G', label: 'netroot-local' }),
+    storage: storage.default({ enabled: true, imageSize: '16G', label: 'netroot-local' }),
   })
   .describe('netroot cluster profile');
 

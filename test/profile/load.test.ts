@@ -314,6 +314,29 @@ const invalid: InvalidCase[] = [
     edits: [['bootstrapNode: opz3-1-onder', 'bootstrapNode: opz3-9-nope']],
     issues: [{ at: { line: 'bootstrapNode', col: 'bootstrapNode' }, key: 'galera.bootstrapNode', message: `there is no node named opz3-9-nope; name one of the servers: ${SERVERS}` }],
   },
+  // ---------------------------------------------------------------- local storage
+  {
+    name: 'Longhorn on with local storage off for the cluster',
+    edits: [['k3s: {', 'storage: { enabled: false }\nk3s: {']],
+    issues: [
+      {
+        at: { line: 'storage: { enabled', col: 'enabled' },
+        key: 'storage.enabled',
+        message: `local storage is off on ${SERVERS}, opz3-4-top, but Longhorn keeps its data in /var/lib/longhorn on local ext4 and cannot use the NFS root; set longhorn.enabled: false or turn local storage back on`,
+      },
+    ],
+  },
+  {
+    name: 'Longhorn on with local storage off on one node',
+    edits: [node2('storage: { enabled: false }')],
+    issues: [
+      {
+        at: { line: 'opz3-2-midden', col: 'enabled' },
+        key: 'nodes[1].storage.enabled',
+        message: 'local storage is off on opz3-2-midden, but Longhorn keeps its data in /var/lib/longhorn on local ext4 and cannot use the NFS root; set longhorn.enabled: false or turn local storage back on',
+      },
+    ],
+  },
   // ---------------------------------------------------------------- YAML itself
   {
     name: 'invalid YAML: a tab as indentation',
@@ -505,7 +528,7 @@ Valid('the bundled opz3 profile loads by name', async () => {
   assert.equal(loaded.cluster.agents.map((n) => n.name), ['opz3-4-top']);
   assert.is(loaded.cluster.bootstrapNode, 'opz3-1-onder');
   assert.equal(loaded.cluster.nodes.map((n) => n.interface), ['end0', 'end0', 'end0', 'end0']);
-  assert.equal(loaded.profile.storage, { imageSize: '16G', label: 'netroot-local' }, 'defaults are filled in');
+  assert.equal(loaded.profile.storage, { enabled: true, imageSize: '16G', label: 'netroot-local' }, 'defaults are filled in');
 });
 
 Valid('seed priorities: 100 MASTER, then 50 and 49 BACKUP; agents have none', async () => {
