@@ -1,0 +1,146 @@
+/**
+ * The boot server, run from the build's own files: dnsmasq with the generated
+ * DHCP/TFTP config, and nfs-ganesha with the generated export file behind
+ * rpcbind. They run in the boot namespace and in a mount namespace of their
+ * own, where the paths the generated files name (exports.root, tftpRoot) are
+ * bind mounts of the build output on tmpfs, and /run and /var/lib/nfs are
+ * private: nothing they write lands outside the lab's directory.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { execa } from 'execa';
+import type { Cluster } from '../profile/resolve.js';
+import type { Cleanup } from './cleanup.js';
+import { LabError } from './errors.js';
+import { run, tryRun, waitFor } from './run-command.js';
+import type { LabTopology } from './topology.js';
+
+export interface BootServerFiles {
+  /** out/…/<cluster>: holds dnsmasq/, exports/, tftp/ and rootfs/. */
+  buildDir: string;
+  /** Where the lab keeps this server's config and logs. */
+  workDir: string;
+}
+
+export interface BootServer {
+  logs: { dnsmasq: string; ganesha: string; rpcbind: string };
+}
+
+/** Top directory to cover with a tmpfs so that `target` can be created without touching the host. */
+function topDirectory(target: string): string {
+  const first = target.split('/').filter(Boolean)[0];
+  if (!first) throw new LabError(`cannot serve ${target} in the lab: it is the root directory`);
+  return `/${first}`;
+}
+
+function ganeshaConfig(cluster: Cluster, exportsFile: string): string {
+  const { nfsServer } = cluster.profile.network;
+  return [
+    '# Written by the netroot lab: the server side around the export file the build wrote.',
+    'NFS_CORE_PARAM {',
+    '    Protocols = 3, 4;',
+    `    Bind_addr = ${nfsServer};`,
+    // NFSv3 clients (the initrd, libnfs) mount an export by its Pseudo path.
+    '    Mount_Path_Pseudo = true;',
+    '}',
+    'NFSV4 {',
+    '    RecoveryRoot = "/var/lib/nfs/ganesha";',
+    '    Grace_Period = 5;',
+    '    Lease_Lifetime = 5;',
+    '}',
+    'NFS_KRB5 { Active_krb5 = false; }',
+    `%include "${exportsFile}"`,
+    '',
+  ].join('\n');
+}
+
+export async function startBootServer(cluster: Cluster, topology: LabTopology, files: BootServerFiles, cleanup: Cleanup): Promise<BootServer> {
+  const { exports } = cluster.profile;
+  const buildDir = path.resolve(files.buildDir);
+  const workDir = path.resolve(files.workDir, 'boot-server');
+  await mkdir(workDir, { recursive: true });
+  const covered = [...new Set([topDirectory(exports.root), topDirectory(exports.tftpRoot)])];
+  for (const top of covered) {
+    if (buildDir.startsWith(`${top}/`) || workDir.startsWith(`${top}/`)) {
+      throw new LabError(`the lab serves ${exports.root} and ${exports.tftpRoot} by covering ${top} in a private mount namespace, but the lab's own files are under ${top}; run the lab with --out outside ${top}`);
+    }
+  }
+
+  // A process that holds the boot server's mount namespace; every daemon joins it.
+  const holder = execa('nsenter', [`--net=/run/netns/${topology.boot.ns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'], {
+    stdin: 'ignore',
+    stdout: 'ignore',
+    stderr: 'ignore',
+    reject: false,
+  });
+  cleanup.add('boot server mount namespace', async () => {
+    holder.kill('SIGKILL');
+    await holder;
+  });
+  const pid = holder.pid;
+  if (!pid) throw new LabError('could not start the boot server namespace');
+  const inBoot = (command: string, args: string[]): string[] => ['-t', String(pid), '-m', '-n', '--', command, ...args];
+  // unshare execs sleep once the mount namespace exists; wait until /proc shows it.
+  const ready = await waitFor(async () => ((await tryRun('readlink', [`/proc/${pid}/exe`])).stdout.endsWith('/sleep') ? true : undefined), 5_000, 100);
+  if (!ready) throw new LabError('the boot server mount namespace did not come up');
+
+  const mounts = [
+    ...covered.map((top) => `mount -t tmpfs -o mode=0755 lab-boot-server ${top}`),
+    'mount -t tmpfs -o mode=0755 lab-run /run',
+    // /var/lib/nfs comes with nfs-ganesha; it is covered, never written.
+    'mount -t tmpfs -o mode=0755 lab-nfs-state /var/lib/nfs',
+    'mkdir -p /run/rpcbind /var/lib/nfs/ganesha',
+    `mkdir -p ${exports.root} ${exports.tftpRoot}`,
+    `mount --bind ${path.join(buildDir, 'rootfs')} ${exports.root}`,
+    `mount --bind ${path.join(buildDir, 'tftp')} ${exports.tftpRoot}`,
+  ];
+  await run('nsenter', inBoot('sh', ['-euc', mounts.join('\n')]));
+
+  const logs = { dnsmasq: path.join(workDir, 'dnsmasq.log'), ganesha: path.join(workDir, 'ganesha.log'), rpcbind: path.join(workDir, 'rpcbind.log') };
+  const daemon = (name: string, command: string, args: string[], log: string): void => {
+    const child = execa('nsenter', inBoot(command, args), { stdin: 'ignore', stdout: { file: log }, stderr: { file: `${log}.err` }, reject: false });
+    cleanup.add(name, async () => {
+      child.kill('SIGTERM');
+      const stopped = await Promise.race([child.then(() => true), new Promise((r) => setTimeout(() => r(false), 5_000))]);
+      if (!stopped) child.kill('SIGKILL');
+      await child;
+    });
+  };
+
+  // rpcbind without -w: it keeps no state file (it would write one to the host's /run otherwise).
+  daemon('rpcbind', 'rpcbind', ['-f'], logs.rpcbind);
+  const conf = path.join(workDir, 'ganesha.conf');
+  await writeFile(conf, ganeshaConfig(cluster, path.join(buildDir, 'exports', `${cluster.name}.ganesha.conf`)), { mode: 0o600 });
+  daemon('nfs-ganesha', 'ganesha.nfsd', ['-F', '-f', conf, '-L', logs.ganesha, '-p', '/run/ganesha.pid', '-N', 'NIV_EVENT'], path.join(workDir, 'ganesha.stdout'));
+  daemon(
+    'dnsmasq',
+    'dnsmasq',
+    [
+      '--keep-in-foreground',
+      `--conf-file=${path.join(buildDir, 'dnsmasq', `${cluster.name}.conf`)}`,
+      // DHCP and TFTP only: the profile's DNS servers are elsewhere.
+      '--port=0',
+      `--interface=${topology.boot.interface}`,
+      '--bind-interfaces',
+      '--pid-file=/run/dnsmasq.pid',
+      '--dhcp-leasefile=/run/dnsmasq.leases',
+      '--log-dhcp',
+      `--log-facility=${logs.dnsmasq}`,
+    ],
+    path.join(workDir, 'dnsmasq.stdout'),
+  );
+
+  // Up when Ganesha has registered NFS with rpcbind and dnsmasq has its TFTP port.
+  const { nfsServer } = cluster.profile.network;
+  const up = await waitFor(
+    async () => {
+      const rpc = await tryRun('nsenter', inBoot('rpcinfo', ['-p', nfsServer]), { timeoutMs: 5_000 });
+      const sockets = await tryRun('nsenter', inBoot('ss', ['-lun']), { timeoutMs: 5_000 });
+      return /\bnfs\b/.test(rpc.stdout) && /\bmountd\b/.test(rpc.stdout) && /:69\b/.test(sockets.stdout) ? true : undefined;
+    },
+    60_000,
+    500,
+  );
+  if (!up) throw new LabError(`the boot server did not come up within 60 s: see ${logs.ganesha}, ${logs.dnsmasq} and ${logs.rpcbind}`);
+  return { logs };
+}
