@@ -15,11 +15,10 @@ import { defaultReporter, type Reporter } from './progress.js';
 import { classifyBase, debootstrapWithPackages, openBaseSource, type BaseSource } from './rootfs/source.js';
 import { debootstrapCachePath, parseDebootstrapSpec } from './rootfs/debootstrap.js';
 import { rememberedDigest } from './rootfs/cache.js';
-import { indexIdentity } from './rootfs/packed.js';
 import { hasNetbootCopy, netbootBase, netbootIdentity } from './rootfs/netboot.js';
 import { nodeKey, readState } from './emit/state.js';
 import { bootFiles } from './plan/context.js';
-import { isRoot, type BaseIndex } from './rootfs/base.js';
+import { directoryIdentity, isRoot, type BaseIndex } from './rootfs/base.js';
 import { existsSync } from 'node:fs';
 import { allRequiredPackages, checkBase } from './rootfs/requirements.js';
 import { clusterFile, K3S_PATH, planBootFiles } from './rootfs/boot-files.js';
@@ -113,14 +112,17 @@ export function parseFormats(value: string | string[] | undefined): OutputFormat
   return [...new Set(items)] as OutputFormat[];
 }
 
-/** The base's identity when it can be known without reading it: a tarball's or image's remembered sha256, a built debootstrap's. */
+/**
+ * The base's identity when it can be known without reading it: a tarball's or image's remembered sha256, a
+ * built debootstrap's, a directory's metadata (one `find`, no index).
+ */
 async function quickIdentity(source: BaseSource, cacheDir: string, packages: string[]): Promise<string | undefined> {
   if (source.kind === 'tarball' || source.kind === 'image') return `${source.kind}:${await rememberedDigest(source.path!, cacheDir)}`;
   if (source.kind === 'debootstrap') {
     const tarball = debootstrapCachePath(cacheDir, parseDebootstrapSpec(debootstrapWithPackages(source.spec, packages)));
     return existsSync(tarball) ? `tarball:${await rememberedDigest(tarball, cacheDir)}` : undefined;
   }
-  return undefined; // a directory is known only by indexing it
+  return `directory:${await directoryIdentity(source.path!)}`;
 }
 
 interface RootfsPrepared {
@@ -161,8 +163,9 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     const opened = await openBaseSource(source, { cacheDir, packages, log });
     reading.finish(`${opened.entries.length} entries`);
     arch = (await checkBase(opened, cluster)).arch;
-    const plain = source.kind === 'debootstrap' ? await quickIdentity(source, cacheDir, packages) : (quick ?? `directory:${indexIdentity(opened)}`);
-    const netboot = await netbootBase(opened, cluster, { cacheDir, identity: plain!, arch, log });
+    // A debootstrap base's identity is known once it is built.
+    const plain = quick ?? (await quickIdentity(source, cacheDir, packages))!;
+    const netboot = await netbootBase(opened, cluster, { cacheDir, identity: plain, arch, log });
     base = netboot.base;
     sourceId = netboot.identity;
     if (netboot.regenerated) regenerated = netboot.regenerated;

@@ -16,6 +16,7 @@
  * with a BaseArchiveError naming the member; the half-extracted staging
  * directory is removed; nothing is written outside the cache.
  */
+import { createHash } from 'node:crypto';
 import { createReadStream, constants, type BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
 import { mkdir, open, readFile, rename, rm, stat, realpath, writeFile } from 'node:fs/promises';
@@ -201,6 +202,26 @@ async function indexDirectory(root: string): Promise<BaseIndex> {
   }
   canonicaliseLinks(inodes.values());
   return finishIndex({ kind: 'directory', source: root, root, entries, applied, warnings });
+}
+
+/**
+ * A directory base's identity without indexing it: one `find` streams every
+ * entry's path, type, mode, owner, size, mtime and ctime (nanoseconds),
+ * device, inode, link count and link target into a hash. ctime is what no
+ * user can set: content rewritten and its mtime put back (`cp -p`, `touch -r`)
+ * still moves it, as does a changed xattr. `find -P` never follows a symlink.
+ * Entries come in readdir order, which is stable for an unchanged directory;
+ * a changed order only costs a rebuild, never a wrong reuse.
+ */
+export async function directoryIdentity(root: string): Promise<string> {
+  const real = await realpath(root);
+  const hash = createHash('sha256').update(`${real}\0`);
+  const child = execa('find', ['-P', real, '-printf', '%P\\0%y %m %U %G %s %T@ %C@ %D %i %n\\0%l\\0'], { buffer: { stdout: false }, stdin: 'ignore', reject: false });
+  for await (const chunk of child.stdout as AsyncIterable<Buffer>) hash.update(chunk);
+  const result = await child;
+  if (result.code === 'ENOENT') throw new RootfsError('find is not installed: install the Debian package findutils');
+  if (result.exitCode !== 0) throw new RootfsError(`base ${root} cannot be read whole: ${String(result.stderr).trim().split('\n').slice(-3).join('; ')}`);
+  return hash.digest('hex');
 }
 
 // ---------------------------------------------------------------------------

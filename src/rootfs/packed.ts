@@ -15,17 +15,6 @@ import { sweepStaleTemporaries, temporaryName } from './cache.js';
 /** Bumped whenever the packing changes what bytes a chunk holds. */
 const PACKING = 'chunks-1';
 
-/** A digest of the index: paths, types, modes, owners, sizes, mtimes, links, xattrs, and where content lives. */
-export function indexIdentity(base: BaseIndex): string {
-  const hash = createHash('sha256');
-  for (const e of base.entries) {
-    hash.update(`${e.path}\0${e.type}\0${e.mode}\0${e.uid}\0${e.gid}\0${e.size}\0${e.mtime}\0${e.linkname ?? ''}\0${e.devmajor ?? ''}\0${e.devminor ?? ''}\0`);
-    for (const [name, value] of Object.entries(e.xattrs ?? {}).sort()) hash.update(`${name}=${value.toString('hex')}\0`);
-    hash.update('\n');
-  }
-  return hash.digest('hex');
-}
-
 interface Stored {
   formats: Format[];
   epoch: number;

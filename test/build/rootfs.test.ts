@@ -171,6 +171,26 @@ test('incremental: an unchanged rebuild reuses every node and does not read the 
   assert.ok(existsSync(path.join(tmp, 'out-incr/opz3/rootfs/opz3-1-onder/usr/local/bin/k3s')), 'trees kept');
 });
 
+test('incremental, directory base: unchanged is not read; a rewrite that keeps size and mtime is noticed', async () => {
+  const dirBase = path.join(tmp, 'armbian-dir-incremental');
+  await execa('cp', ['-a', base, dirBase]);
+  const first = await build(options('out-dir-incr', { base: dirBase, formats: ['tar'] }));
+  assert.equal(first.rebuilt, NODES);
+  const before = archiveSums('out-dir-incr');
+  const unchanged = await build(options('out-dir-incr', { base: dirBase, formats: ['tar'] }));
+  assert.is(unchanged.base?.reused, true);
+  assert.equal(unchanged.rebuilt, []);
+  // Other bytes, same size, mtime put back: what cp -p or a careless restore does.
+  const file = path.join(dirBase, 'etc/os-release');
+  await execa('cp', ['-p', file, path.join(tmp, 'os-release.ref')]);
+  await writeFile(file, readFileSync(file, 'utf8').replace('Armbian', 'Armbia_'));
+  await execa('touch', ['-r', path.join(tmp, 'os-release.ref'), file]);
+  const changed = await build(options('out-dir-incr', { base: dirBase, formats: ['tar'] }));
+  assert.is(changed.base?.reused, false);
+  assert.equal(changed.rebuilt, NODES);
+  for (const line of archiveSums('out-dir-incr').split('\n')) assert.not.ok(before.includes(line), `${line} has the new content`);
+});
+
 test('incremental: a change to one node re-packs that node only', async () => {
   const before = sums('out-incr');
   const tarball = path.join(tmp, 'armbian-incremental.tar.gz');

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { defaultCacheDir, openBase, type BaseIndex } from '../../src/rootfs/base.js';
+import { defaultCacheDir, directoryIdentity, openBase, type BaseIndex } from '../../src/rootfs/base.js';
 import { BaseArchiveError } from '../../src/rootfs/errors.js';
 import { cleanup, isRoot, LONG_PATH, makeBase, tarOf, tempDir } from './support.js';
 
@@ -70,6 +70,39 @@ for (const ext of ['tar', 'tar.gz', 'tar.xz', 'tar.zst']) {
     assert.is(fs.statSync(`${t}/cache/bases`).mode & 0o777, 0o700);
   });
 }
+
+test('a directory base keeps its identity while unchanged, and a rewrite with size and mtime put back changes it', async () => {
+  const t = await tempDir('identity');
+  await makeBase(`${t}/base`, `${t}/sentinel`);
+  const first = await directoryIdentity(`${t}/base`);
+  assert.match(first, /^[0-9a-f]{64}$/);
+  assert.is(await directoryIdentity(`${t}/base`), first, 'unchanged');
+  // Same size, same mtime, other bytes: only ctime (and the content) tell.
+  const file = `${t}/base/etc/hostname`;
+  await execa('cp', ['-p', file, `${t}/reference`]);
+  const before = fs.statSync(file, { bigint: true });
+  fs.writeFileSync(file, 'X'.repeat(Number(before.size)));
+  await execa('touch', ['-r', `${t}/reference`, file]);
+  const after = fs.statSync(file, { bigint: true });
+  assert.equal([after.size, after.mtimeNs, after.ino], [before.size, before.mtimeNs, before.ino]);
+  const changed = await directoryIdentity(`${t}/base`);
+  assert.is.not(changed, first, 'content rewritten with size and mtime kept');
+  assert.is(await directoryIdentity(`${t}/base`), changed);
+  // Another file copied over it with cp -p: same size and mtime again.
+  fs.writeFileSync(`${t}/reference`, 'Y'.repeat(Number(before.size)));
+  await execa('touch', ['-r', file, `${t}/reference`]);
+  await execa('cp', ['-p', `${t}/reference`, file]);
+  assert.is.not(await directoryIdentity(`${t}/base`), changed, 'cp -p');
+});
+
+test('a directory identity does not follow symlinks out of the base', async () => {
+  const t = await tempDir('identity-links');
+  await makeBase(`${t}/base`, `${t}/sentinel`);
+  const first = await directoryIdentity(`${t}/base`);
+  fs.mkdirSync(`${t}/sentinel`, { recursive: true });
+  fs.writeFileSync(`${t}/sentinel/hosts`, 'not part of the base');
+  assert.is(await directoryIdentity(`${t}/base`), first);
+});
 
 test('a tarball is extracted once: the second open reuses the cache', async () => {
   const t = await tempDir('reuse');
