@@ -1,0 +1,42 @@
+/**
+ * npm run lab -- --profile opz3-lab [--scenario NAME] [--out out/lab] [--arch arm64] [--skip-build] [--json]
+ *
+ * Builds the profile's export trees with the k3s stand-in, boots every node in
+ * network namespaces with the real keepalived, MariaDB/Galera, dnsmasq and
+ * nfs-ganesha, and runs the convergence scenarios. Needs root and the packages
+ * of scripts/install-lab-deps.sh. Exit 0 when every scenario passed, 1 when
+ * one failed, 2 on bad usage.
+ */
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { EXIT_FAILURE, NetrootError } from '../src/errors.js';
+import { runLab, summary } from '../src/lab/lab.js';
+import { SCENARIOS, type ScenarioName } from '../src/lab/scenarios.js';
+
+const argv = await yargs(hideBin(process.argv))
+  .scriptName('npm run lab --')
+  .option('profile', { type: 'string', default: 'opz3-lab', describe: 'Profile to boot (name in profiles/ or a path)' })
+  .option('scenario', { type: 'string', choices: [...SCENARIOS], describe: 'Run one scenario (after the cold start it needs)' })
+  .option('out', { type: 'string', default: 'out/lab', describe: 'Lab directory: build/, run/ and report.json' })
+  .option('arch', { type: 'string', describe: 'Boot nodes of this architecture (arm64 runs under qemu-user; slow)' })
+  .option('skip-build', { type: 'boolean', default: false, describe: 'Use the trees already built in <out>/build' })
+  .option('json', { type: 'boolean', default: false, describe: 'Print the report as JSON on stdout' })
+  .strict()
+  .help()
+  .parse();
+
+try {
+  const report = await runLab({
+    profile: argv.profile,
+    out: argv.out,
+    skipBuild: argv['skip-build'],
+    ...(argv.scenario ? { scenario: argv.scenario as ScenarioName } : {}),
+    ...(argv.arch ? { arch: argv.arch } : {}),
+  });
+  process.stdout.write(argv.json ? `${JSON.stringify(report, null, 2)}\n` : `${summary(report)}\nreport: ${argv.out}/report.json\n`);
+  process.exitCode = report.pass ? 0 : EXIT_FAILURE;
+} catch (error) {
+  if (!(error instanceof NetrootError)) throw error;
+  process.stderr.write(`npm run lab: ${error.message}\n`);
+  process.exitCode = error.exitCode;
+}

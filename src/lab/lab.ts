@@ -1,0 +1,213 @@
+/**
+ * The convergence lab: build a profile's export trees, netboot-check every
+ * node against the real boot server, boot the trees with their own systemd,
+ * and run the scenarios. Everything it starts is undone on success, failure
+ * and Ctrl-C; the report goes to <out>/report.json.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { build, prepare } from '../build.js';
+import { UsageError } from '../errors.js';
+import type { Cluster } from '../profile/resolve.js';
+import { startBootServer } from './boot-server.js';
+import { Cleanup } from './cleanup.js';
+import { LabError } from './errors.js';
+import { Machine } from './machine.js';
+import { createLabNetwork, deleteNamespace, plugIn, staleNamespaces } from './network.js';
+import { netbootNode, type NetbootResult } from './netboot.js';
+import { readDatastore } from './probes.js';
+import { run, tryRun } from './run-command.js';
+import { coldStart, galeraNodeLoss, SCENARIOS, vipFailover, type LabContext, type ScenarioName, type ScenarioResult } from './scenarios.js';
+import { labTopology } from './topology.js';
+
+export const LAB_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+export const K3S_STANDIN = path.join(LAB_DIR, 'scripts/lab/k3s-standin');
+
+/** What a container cannot do, switched off by the lab profile (never by patching the trees). */
+export const SWITCHED_OFF = [
+  'local storage for /var/lib/rancher (storage.enabled: false): a container cannot loop-mount the ext4 image',
+  'Longhorn and iscsid (longhorn.enabled: false): they need kernel modules a container cannot load',
+  "k3s's modprobe of br_netfilter and overlay fails in a container; the unit ignores it ('-' prefix)",
+  'k3s itself: a stand-in (scripts/lab/k3s-standin) at /usr/local/bin/k3s checks its config, token and datastore instead',
+];
+
+const PROGRAMS = ['ip', 'nsenter', 'unshare', 'systemd-nspawn', 'dnsmasq', 'ganesha.nfsd', 'rpcbind', 'rpcinfo', 'nfs-ls', 'busybox', 'mariadb', 'curl', 'ss', 'mount'];
+
+export interface LabOptions {
+  profile: string;
+  /** Lab directory (default out/lab): build/, run/ and report.json. */
+  out?: string;
+  /** Only this scenario (after the cold start it needs). */
+  scenario?: ScenarioName;
+  /** Architecture of the nodes; a foreign one runs under qemu-user (binfmt). Default: the profile's base. */
+  arch?: string;
+  /** Use the trees already in <out>/build instead of building. */
+  skipBuild?: boolean;
+  cacheDir?: string;
+  cwd?: string;
+  log?: (line: string) => void;
+}
+
+export interface LabReport {
+  profile: string;
+  cluster: string;
+  seconds: number;
+  pass: boolean;
+  scenarios: ScenarioResult[];
+  netboot: NetbootResult[];
+  switchedOff: string[];
+}
+
+const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;
+
+async function checkHost(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new UsageError('the lab needs root: it creates network namespaces, mounts and containers. Run it as root (sudo npm run lab -- …)');
+  const missing: string[] = [];
+  for (const program of PROGRAMS) if (!(await tryRun('sh', ['-c', `command -v ${program}`])).ok) missing.push(program);
+  if (missing.length) throw new UsageError(`the lab needs ${missing.join(', ')}: install its packages with scripts/install-lab-deps.sh`);
+}
+
+/** The base for another architecture: the profile's debootstrap spec with the arch swapped. */
+export function baseForArch(spec: string | undefined, arch: string): string {
+  const parts = spec?.split(':') ?? [];
+  if (parts[0] !== 'debootstrap' || parts.length < 3) throw new UsageError(`--arch needs a profile whose base is debootstrap:SUITE:ARCH[:pkgs], not ${spec ?? 'none'}`);
+  parts[2] = arch;
+  return parts.join(':');
+}
+
+/** Overlay mounts and namespaces left by a lab that was killed before it could clean up. */
+async function clearLeftovers(runDir: string, log: (line: string) => void): Promise<void> {
+  for (const ns of await staleNamespaces()) {
+    log(`removing network namespace ${ns} left by an earlier lab run`);
+    await deleteNamespace(ns);
+  }
+  const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n').map((l) => l.split(' ')[1] ?? '');
+  for (const mountPoint of mounts.filter((m) => m.startsWith(`${runDir}/`)).reverse()) {
+    log(`unmounting ${mountPoint} left by an earlier lab run`);
+    await run('umount', ['-l', mountPoint]);
+  }
+}
+
+export async function runLab(options: LabOptions): Promise<LabReport> {
+  const started = Date.now();
+  const log = options.log ?? ((line: string) => process.stderr.write(`lab: ${line}\n`));
+  const cwd = options.cwd ?? process.cwd();
+  const labDir = path.resolve(cwd, options.out ?? 'out/lab');
+  const buildOut = path.join(labDir, 'build');
+  const runDir = path.join(labDir, 'run');
+  await checkHost();
+
+  let cluster: Cluster;
+  if (options.skipBuild) {
+    cluster = (await prepare({ profile: options.profile, cwd })).loaded.cluster;
+  } else {
+    const prepared = await prepare({ profile: options.profile, cwd });
+    cluster = prepared.loaded.cluster;
+    const base = options.arch ? baseForArch(prepared.loaded.profile.base, options.arch) : undefined;
+    log(`building ${cluster.name} with the k3s stand-in into ${path.relative(cwd, buildOut) || '.'}`);
+    await build({ profile: options.profile, cwd, out: buildOut, formats: ['tree'], k3sBinary: K3S_STANDIN, ...(base ? { base } : {}), ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}) });
+  }
+  const buildDir = path.join(buildOut, cluster.name);
+  if (!existsSync(path.join(buildDir, 'rootfs'))) throw new UsageError(`${buildDir}/rootfs does not exist: run the lab without --skip-build first`);
+
+  await mkdir(runDir, { recursive: true });
+  await clearLeftovers(runDir, log);
+  const topology = labTopology(cluster, process.pid);
+  const cleanup = new Cleanup();
+  const interrupted = (signal: NodeJS.Signals): void => {
+    log(`${signal}: stopping the lab and cleaning up`);
+    void cleanup.run(log).finally(() => process.exit(130));
+  };
+  process.once('SIGINT', interrupted);
+  process.once('SIGTERM', interrupted);
+
+  const scenarios: ScenarioResult[] = [];
+  let netboot: NetbootResult[] = [];
+  try {
+    log(`network: bridge, boot server at ${topology.boot.addresses.join(', ')}, ${topology.nodes.length} nodes (namespaces ${topology.prefix}-*)`);
+    await createLabNetwork(topology, cleanup);
+    await startBootServer(cluster, topology, { buildDir, workDir: runDir }, cleanup);
+
+    const netbootStart = Date.now();
+    netboot = [];
+    for (const node of topology.nodes) netboot.push(await netbootNode(cluster, topology, node, buildDir, runDir));
+    const bad = netboot.filter((r) => !r.pass);
+    scenarios.push({
+      name: 'netboot',
+      pass: bad.length === 0,
+      seconds: elapsed(netbootStart),
+      detail: bad.length ? bad.map((r) => `${r.node}: ${r.problems.join('; ')}`).join('\n') : `${netboot.length} nodes: DHCP lease, pxelinux file, kernel and initrd over TFTP, own NFS root served and another node's refused`,
+    });
+    if (bad.length) return await finish();
+
+    const machines = topology.nodes.map((node) => new Machine(node, { tree: path.join(buildDir, 'rootfs', node.name), workDir: path.join(runDir, 'nodes', node.name) }));
+    cleanup.add('nodes', async () => {
+      for (const machine of machines) await machine.powerOff();
+    });
+    for (const machine of machines) await machine.reset(cleanup);
+    const firstServer = machines.find((m) => m.node.isServer);
+    if (!firstServer) throw new LabError(`${cluster.name} has no server to test`);
+    const ctx: LabContext = {
+      topology,
+      machines,
+      datastore: await readDatastore(path.join(buildDir, 'rootfs', firstServer.node.name), runDir),
+      log,
+      bounds: { coldStartSeconds: 300, failoverSeconds: 5, rejoinSeconds: 240 },
+      async powerOn(machine) {
+        await plugIn(machine.node);
+        const again = await netbootNode(cluster, topology, machine.node, buildDir, runDir);
+        if (!again.pass) throw new LabError(`${machine.node.name} could not netboot again: ${again.problems.join('; ')}`);
+        await machine.boot();
+      },
+    };
+
+    log(`cold start: booting ${machines.length} nodes at once`);
+    const coldStarted = Date.now();
+    for (const machine of machines) await machine.boot();
+    const cold = await coldStart(ctx, coldStarted);
+    scenarios.push(cold);
+    log(`cold-start: ${cold.pass ? 'pass' : 'FAIL'} (${cold.seconds} s) ${cold.detail}`);
+    if (!cold.pass || options.scenario === 'cold-start') return await finish();
+
+    const wanted: ScenarioName[] = options.scenario ? [options.scenario] : [...SCENARIOS];
+    if (wanted.includes('vip-failover')) scenarios.push(await logged(await vipFailover(ctx)));
+    if (wanted.includes('galera-node-loss')) scenarios.push(await logged(await galeraNodeLoss(ctx)));
+    return await finish();
+  } catch (error) {
+    scenarios.push({ name: 'lab', pass: false, seconds: elapsed(started), detail: (error as Error).message });
+    return await finish();
+  } finally {
+    process.removeListener('SIGINT', interrupted);
+    process.removeListener('SIGTERM', interrupted);
+    await cleanup.run(log);
+  }
+
+  async function logged(result: ScenarioResult): Promise<ScenarioResult> {
+    log(`${result.name}: ${result.pass ? 'pass' : 'FAIL'} (${result.seconds} s) ${result.detail}`);
+    return result;
+  }
+
+  async function finish(): Promise<LabReport> {
+    const report: LabReport = {
+      profile: options.profile,
+      cluster: cluster.name,
+      seconds: elapsed(started),
+      pass: scenarios.length > 0 && scenarios.every((s) => s.pass),
+      scenarios,
+      netboot,
+      switchedOff: SWITCHED_OFF,
+    };
+    const file = path.join(labDir, 'report.json');
+    await writeFile(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
+    await rename(`${file}.tmp`, file);
+    return report;
+  }
+}
+
+export function summary(report: LabReport): string {
+  const lines = [`lab ${report.cluster}: ${report.pass ? 'PASS' : 'FAIL'} in ${report.seconds} s`];
+  for (const s of report.scenarios) lines.push(`  ${s.pass ? 'pass' : 'FAIL'}  ${s.name.padEnd(17)} ${String(s.seconds).padStart(6)} s  ${s.detail.split('\n').join('\n' + ' '.repeat(35))}`);
+  lines.push('  switched off in containers:', ...report.switchedOff.map((s) => `    - ${s}`));
+  return lines.join('\n');
+}

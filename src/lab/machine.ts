@@ -1,0 +1,147 @@
+/**
+ * A node booted from its export tree: systemd-nspawn runs the tree's own
+ * systemd in the node's network namespace, so keepalived, MariaDB and the k3s
+ * units start as they would on the board. The tree itself is never written:
+ * the container's root is an overlay whose upper layer, in the lab's
+ * directory, keeps what the node writes across its reboots (as its NFS root
+ * would).
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import type { Cleanup } from './cleanup.js';
+import { LabError } from './errors.js';
+import { netnsPath, run, tryRun, waitFor, type CommandResult, type RunOptions } from './run-command.js';
+import type { LabNode } from './topology.js';
+
+export interface MachineOptions {
+  /** The node's export tree (out/…/rootfs/<node>). */
+  tree: string;
+  /** The lab's directory for this node: overlay layers and the console log. */
+  workDir: string;
+}
+
+export class Machine {
+  readonly node: LabNode;
+  private readonly options: MachineOptions;
+  private nspawn: ResultPromise | undefined;
+  private leader: number | undefined;
+  private boots = 0;
+
+  constructor(node: LabNode, options: MachineOptions) {
+    this.node = node;
+    this.options = { tree: path.resolve(options.tree), workDir: path.resolve(options.workDir) };
+  }
+
+  get root(): string {
+    return path.join(this.options.workDir, 'root');
+  }
+
+  get consoleLog(): string {
+    return path.join(this.options.workDir, `console-${this.boots}.log`);
+  }
+
+  get running(): boolean {
+    return this.leader !== undefined && existsSync(`/proc/${this.leader}`);
+  }
+
+  /** A fresh upper layer: the node as the build made it. */
+  async reset(cleanup: Cleanup): Promise<void> {
+    await this.unmount();
+    await rm(this.options.workDir, { recursive: true, force: true });
+    for (const dir of ['upper', 'work', 'root']) await mkdir(path.join(this.options.workDir, dir), { recursive: true });
+    await run('mount', ['-t', 'overlay', `lab-${this.node.name}`, '-o', `lowerdir=${this.options.tree},upperdir=${path.join(this.options.workDir, 'upper')},workdir=${path.join(this.options.workDir, 'work')}`, this.root]);
+    cleanup.add(`${this.node.name}'s root`, () => this.unmount());
+  }
+
+  private async unmount(): Promise<void> {
+    if ((await tryRun('mountpoint', ['-q', this.root])).ok) await run('umount', [this.root]);
+  }
+
+  /** Boots the node; returns once its systemd (the container's PID 1) runs. */
+  async boot(): Promise<void> {
+    if (this.running) throw new LabError(`${this.node.name} is already running`);
+    this.boots++;
+    this.nspawn = execa(
+      'nsenter',
+      [
+        `--net=${netnsPath(this.node.ns)}`,
+        '--',
+        'systemd-nspawn',
+        '--boot',
+        // No systemd on the host to register with or to create a scope: the container lives in the lab's cgroup.
+        '--register=no',
+        '--keep-unit',
+        `--directory=${this.root}`,
+        `--machine=${this.node.name}`,
+        // The node's own namespace is its network: keepalived adds the VIP to its interface and sends VRRP.
+        '--capability=CAP_NET_ADMIN',
+        '--console=read-only',
+        '--link-journal=no',
+        '--resolv-conf=off',
+        '--timezone=off',
+      ],
+      { stdin: 'ignore', stdout: { file: this.consoleLog }, stderr: { file: `${this.consoleLog}.err` }, reject: false, env: { SYSTEMD_COLORS: '0' } },
+    );
+    const nspawnPid = this.nspawn.pid;
+    if (!nspawnPid) throw new LabError(`systemd-nspawn did not start for ${this.node.name}`);
+    this.leader = await waitFor(() => containerInit(nspawnPid), 20_000, 200);
+    if (!this.leader) {
+      const why = await readFile(`${this.consoleLog}.err`, 'utf8').catch(() => '');
+      this.nspawn.kill('SIGKILL');
+      throw new LabError(`${this.node.name} did not boot: systemd-nspawn ${why.trim().split('\n').slice(-4).join(' | ') || 'started no init'}`);
+    }
+  }
+
+  /** Pulls the power: every process of the node dies at once, nothing is shut down cleanly. */
+  async powerOff(): Promise<void> {
+    if (this.leader !== undefined) {
+      try {
+        process.kill(this.leader, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    if (this.nspawn) {
+      const ended = await Promise.race([this.nspawn.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 15_000))]);
+      if (!ended) {
+        this.nspawn.kill('SIGKILL');
+        await this.nspawn;
+      }
+    }
+    this.leader = undefined;
+    this.nspawn = undefined;
+  }
+
+  /** Runs a program inside the running node, as root, in all its namespaces. */
+  async exec(command: string, args: string[], options: RunOptions = {}): Promise<CommandResult> {
+    if (!this.running) return { ok: false, exitCode: undefined, stdout: '', stderr: `${this.node.name} is not running` };
+    return tryRun('nsenter', ['-t', String(this.leader), '-m', '-u', '-i', '-n', '-p', '-r', '-w', '--', command, ...args], options);
+  }
+
+  /** The last lines a unit logged, for a failure's detail. */
+  async journal(unit: string, lines = 8): Promise<string> {
+    const result = await this.exec('journalctl', ['--no-pager', '-o', 'cat', '-n', String(lines), '-u', unit], { timeoutMs: 10_000 });
+    return result.stdout.trim();
+  }
+
+  async unitState(unit: string): Promise<string> {
+    const result = await this.exec('systemctl', ['is-active', unit], { timeoutMs: 10_000 });
+    return result.stdout.trim() || 'unknown';
+  }
+}
+
+/** The container's PID 1: the child of systemd-nspawn that runs systemd. */
+async function containerInit(nspawnPid: number): Promise<number | undefined> {
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // Fields after the command name (which may hold spaces): state, ppid, …
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (Number(rest[1]) !== nspawnPid) continue;
+    const exe = await readFile(`/proc/${entry}/comm`, 'utf8').catch(() => '');
+    if (exe.trim() === 'systemd') return Number(entry);
+  }
+  return undefined;
+}

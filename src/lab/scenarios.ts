@@ -1,0 +1,193 @@
+/**
+ * The seed article's own tests, run against the booted nodes. Each scenario
+ * returns pass/fail, its measured seconds and a detail line that names the
+ * check that failed and what the nodes said about it.
+ */
+import type { Machine } from './machine.js';
+import { unplug } from './network.js';
+import { describeGalera, galeraStatus, sqlThroughVip, standinReady, vipHolders, type Datastore, type GaleraStatus } from './probes.js';
+import { waitFor } from './run-command.js';
+import type { LabTopology } from './topology.js';
+
+export const SCENARIOS = ['cold-start', 'vip-failover', 'galera-node-loss'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+export interface ScenarioResult {
+  name: string;
+  pass: boolean;
+  seconds: number;
+  detail: string;
+}
+
+export interface LabContext {
+  topology: LabTopology;
+  machines: Machine[];
+  datastore: Datastore & { optionsFile: string };
+  /** Brings a powered-off node back: DHCP again, then boot (what a power cycle does). */
+  powerOn(machine: Machine): Promise<void>;
+  log(line: string): void;
+  bounds: { coldStartSeconds: number; failoverSeconds: number; rejoinSeconds: number };
+}
+
+const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;
+const servers = (ctx: LabContext): Machine[] => ctx.machines.filter((m) => m.node.isServer);
+const runningServers = (ctx: LabContext): Machine[] => servers(ctx).filter((m) => m.running);
+
+async function galeraEverywhere(ctx: LabContext, expected: number): Promise<{ ok: boolean; seen: Map<string, GaleraStatus | undefined> }> {
+  const seen = new Map<string, GaleraStatus | undefined>();
+  for (const machine of runningServers(ctx)) seen.set(machine.node.name, await galeraStatus(machine));
+  const ok = [...seen.values()].every((s) => s !== undefined && s.size === expected && s.status === 'Primary' && s.state === 'Synced');
+  return { ok: ok && seen.size > 0, seen };
+}
+
+const showGalera = (seen: Map<string, GaleraStatus | undefined>): string => [...seen].map(([name, s]) => `${name}: ${describeGalera(s)}`).join('; ');
+
+/** Journal lines of `unit` on the named machines, for a failure's detail. */
+async function journals(ctx: LabContext, names: string[], unit: string, lines = 4): Promise<string> {
+  const parts: string[] = [];
+  for (const machine of ctx.machines.filter((m) => names.includes(m.node.name))) {
+    const text = await machine.journal(unit, lines);
+    if (text) parts.push(`${unit} on ${machine.node.name}: ${text.split('\n').join(' / ')}`);
+  }
+  return parts.join('\n');
+}
+
+/** Waits until exactly one server holds the VIP and it stays that way for a few seconds (no flapping). */
+async function singleVipHolder(ctx: LabContext, timeoutMs: number, intervalMs = 250): Promise<{ holder?: string; last: string[] }> {
+  let last: string[] = [];
+  const holder = await waitFor(
+    async () => {
+      last = await vipHolders(ctx.topology, ctx.machines);
+      return last.length === 1 ? last[0] : undefined;
+    },
+    timeoutMs,
+    intervalMs,
+  );
+  return holder ? { holder, last } : { last };
+}
+
+function vipProblem(ctx: LabContext, holders: string[]): string {
+  if (holders.length === 0) return `no server holds the VIP ${ctx.topology.vip}`;
+  return `the VIP ${ctx.topology.vip} is held by ${holders.length} servers at once (${holders.join(', ')}): their keepalived do not accept each other's VRRP adverts; check virtual_router_id, auth_pass and interface in their keepalived.conf`;
+}
+
+export async function coldStart(ctx: LabContext, started: number): Promise<ScenarioResult> {
+  const deadline = started + ctx.bounds.coldStartSeconds * 1000;
+  const left = (): number => Math.max(0, deadline - Date.now());
+  const fail = async (what: string, more = ''): Promise<ScenarioResult> => ({ name: 'cold-start', pass: false, seconds: elapsed(started), detail: [what, more].filter(Boolean).join('\n') });
+
+  const size = servers(ctx).length;
+  let galera = await galeraEverywhere(ctx, size);
+  const formed = await waitFor(async () => ((galera = await galeraEverywhere(ctx, size)).ok ? true : undefined), left(), 2_000);
+  if (!formed) {
+    const bad = [...galera.seen].filter(([, s]) => !s || s.size !== size).map(([name]) => name);
+    return fail(`Galera did not form within ${ctx.bounds.coldStartSeconds} s: wsrep_cluster_size is not ${size} on every server (${showGalera(galera.seen)})`, await journals(ctx, bad, 'mariadb'));
+  }
+  const galeraAt = elapsed(started);
+
+  const vip = await singleVipHolder(ctx, left());
+  if (!vip.holder) return fail(vipProblem(ctx, vip.last), await journals(ctx, vip.last.length ? vip.last : servers(ctx).map((m) => m.node.name), 'keepalived'));
+  // A split brain can look like one holder for a moment: it has to hold for a few adverts.
+  await new Promise((r) => setTimeout(r, 3_000));
+  const holders = await vipHolders(ctx.topology, ctx.machines);
+  if (holders.length !== 1) return fail(vipProblem(ctx, holders), await journals(ctx, holders, 'keepalived'));
+
+  let sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1');
+  const answered = await waitFor(async () => ((sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1')).ok ? true : undefined), left(), 2_000);
+  if (!answered) return fail(`the k3s database ${ctx.datastore.database} does not answer through the VIP as ${ctx.datastore.user}: ${sql.stderr.trim()}`, await journals(ctx, [vip.holder], 'netroot-k3s-datastore'));
+
+  let notReady: string[] = [];
+  const ready = await waitFor(
+    async () => {
+      notReady = [];
+      for (const machine of ctx.machines) if (!(await standinReady(ctx.topology, machine))) notReady.push(machine.node.name);
+      return notReady.length === 0 ? true : undefined;
+    },
+    left(),
+    2_000,
+  );
+  if (!ready) {
+    const units = await Promise.all(notReady.map(async (name) => journals(ctx, [name], ctx.machines.find((m) => m.node.name === name)!.node.isServer ? 'k3s' : 'k3s-agent')));
+    return fail(`k3s stand-in not ready on ${notReady.join(', ')}`, units.join('\n'));
+  }
+  return {
+    name: 'cold-start',
+    pass: true,
+    seconds: elapsed(started),
+    detail: `Galera size ${size} on every server after ${galeraAt} s; VIP on ${vip.holder} only; k3s database and user answer through the VIP; k3s stand-ins ready on ${ctx.machines.length} nodes`,
+  };
+}
+
+/** Waits for the restarted node to be back in a full, synced Galera cluster. */
+async function rejoin(ctx: LabContext, machine: Machine): Promise<{ ok: boolean; seconds: number; seen: Map<string, GaleraStatus | undefined> }> {
+  const start = Date.now();
+  await ctx.powerOn(machine);
+  const size = servers(ctx).length;
+  let galera = await galeraEverywhere(ctx, size);
+  const ok = await waitFor(async () => ((galera = await galeraEverywhere(ctx, size)).ok ? true : undefined), ctx.bounds.rejoinSeconds * 1000, 2_000);
+  return { ok: ok === true, seconds: elapsed(start), seen: galera.seen };
+}
+
+export async function powerLoss(machine: Machine): Promise<void> {
+  await machine.powerOff();
+  await unplug(machine.node);
+}
+
+export async function vipFailover(ctx: LabContext): Promise<ScenarioResult> {
+  const start = Date.now();
+  const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'vip-failover', pass, seconds: elapsed(start), detail });
+  const before = await vipHolders(ctx.topology, ctx.machines);
+  if (before.length !== 1) return result(false, `before the test: ${vipProblem(ctx, before)}`);
+  const victim = ctx.machines.find((m) => m.node.name === before[0])!;
+  ctx.log(`vip-failover: pulling the power of ${victim.node.name}, which holds the VIP`);
+  const cut = Date.now();
+  await powerLoss(victim);
+  const moved = await singleVipHolder(ctx, ctx.bounds.failoverSeconds * 1000 + 25_000, 100);
+  const movedAfter = elapsed(cut);
+  if (!moved.holder) return result(false, `after ${victim.node.name} lost power: ${vipProblem(ctx, moved.last)}`);
+  if (movedAfter > ctx.bounds.failoverSeconds) {
+    return result(false, `the VIP moved to ${moved.holder} ${movedAfter} s after ${victim.node.name} lost power, more than ${ctx.bounds.failoverSeconds} s: check advert_int and the priorities in keepalived.conf`);
+  }
+  let sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1');
+  const answered = await waitFor(async () => ((sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1')).ok ? true : undefined), 30_000, 1_000);
+  if (!answered) return result(false, `the VIP moved to ${moved.holder} after ${movedAfter} s, but the datastore does not answer through it: ${sql.stderr.trim()}`);
+  const answeredAfter = elapsed(cut);
+  ctx.log(`vip-failover: VIP on ${moved.holder} after ${movedAfter} s; powering ${victim.node.name} on again`);
+  const back = await rejoin(ctx, victim);
+  if (!back.ok) {
+    return result(false, `${victim.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of powering on (${showGalera(back.seen)})\n${await journals(ctx, [victim.node.name], 'mariadb')}`);
+  }
+  return result(true, `VIP moved from ${victim.node.name} to ${moved.holder} ${movedAfter} s after the power cut; the datastore answered through it after ${answeredAfter} s; ${victim.node.name} rejoined Galera (size 3) ${back.seconds} s after powering on`);
+}
+
+export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
+  const start = Date.now();
+  const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'galera-node-loss', pass, seconds: elapsed(start), detail });
+  const holders = await vipHolders(ctx.topology, ctx.machines);
+  const victim = runningServers(ctx).find((m) => !holders.includes(m.node.name));
+  if (!victim) return result(false, 'no running server without the VIP to take down');
+  const table = 'netroot_lab_writes';
+  const created = await sqlThroughVip(ctx.topology, ctx.datastore, `CREATE TABLE IF NOT EXISTS ${table} (id INT AUTO_INCREMENT PRIMARY KEY, phase VARCHAR(64) NOT NULL)`);
+  if (!created.ok) return result(false, `could not create ${table} through the VIP: ${created.stderr.trim()}`);
+  const phase = `down-${Date.now()}`;
+  ctx.log(`galera-node-loss: pulling the power of ${victim.node.name}; writing through the VIP meanwhile`);
+  await powerLoss(victim);
+  const writes = 10;
+  let slowest = 0;
+  for (let i = 0; i < writes; i++) {
+    const t = Date.now();
+    const insert = await sqlThroughVip(ctx.topology, ctx.datastore, `INSERT INTO ${table} (phase) VALUES ('${phase}')`, 60_000);
+    slowest = Math.max(slowest, (Date.now() - t) / 1000);
+    if (!insert.ok) return result(false, `write ${i + 1} of ${writes} through the VIP failed while ${victim.node.name} was down: ${insert.stderr.trim()}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  ctx.log(`galera-node-loss: ${writes} writes went through; powering ${victim.node.name} on again`);
+  const back = await rejoin(ctx, victim);
+  if (!back.ok) {
+    return result(false, `${victim.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of powering on (${showGalera(back.seen)})\n${await journals(ctx, [victim.node.name], 'mariadb')}`);
+  }
+  const count = await victim.exec('mariadb', ['--batch', '--skip-column-names', ctx.datastore.database, '-e', `SELECT COUNT(*) FROM ${table} WHERE phase = '${phase}'`], { timeoutMs: 10_000 });
+  const seen = Number(count.stdout.trim());
+  if (!count.ok || seen !== writes) return result(false, `${victim.node.name} rejoined but holds ${count.ok ? seen : 'none'} of the ${writes} writes made while it was down${count.ok ? '' : `: ${count.stderr.trim()}`}`);
+  return result(true, `${writes} writes through the VIP while ${victim.node.name} was down (slowest ${slowest.toFixed(1)} s); it rejoined after ${back.seconds} s and holds all ${writes}`);
+}
