@@ -160,7 +160,8 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     if (base) return base;
     const log = (line: string): void => reporter.info(line);
     const reading = reporter.step(`reading base ${spec}`);
-    const opened = await openBaseSource(source, { cacheDir, packages, log });
+    const identity = source.kind === 'directory' ? quick!.slice('directory:'.length) : undefined;
+    const opened = await openBaseSource(source, { cacheDir, packages, log, ...(identity ? { identity } : {}) });
     reading.finish(`${opened.entries.length} entries`);
     arch = (await checkBase(opened, cluster)).arch;
     // A debootstrap base's identity is known once it is built.

@@ -33,7 +33,7 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
   const reporter = options.reporter ?? silentReporter;
   let files = 0;
   let rootfs: RootfsResult | undefined;
-  await writeAtomically(dir, async (staging) => {
+  await writeAtomically(dir, async (staging, rollback) => {
     for (const { node, files: nodeFiles } of plan.nodes) {
       await writeTree(path.join(staging, 'nodes', node.name), nodeFiles);
       files += nodeFiles.length;
@@ -49,7 +49,7 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
     }
     if (options.rootfs) {
       const inputs = options.rootfs;
-      rootfs = await emitRootfs(staging, plan, inputs, reporter);
+      rootfs = await emitRootfs(staging, plan, inputs, reporter, rollback);
       const state: BuildState = {
         version: 1,
         generator,

@@ -34,7 +34,24 @@ function removeInBackground(dir: string): void {
   child.unref();
 }
 
-export async function writeAtomically<T>(target: string, write: (staging: string) => Promise<T>): Promise<T> {
+/**
+ * Steps that put back what a write took from the previous output (a node tree
+ * moved into the staging directory instead of being copied), run in reverse
+ * order when the write fails, before the staging directory is removed.
+ */
+export class Rollback {
+  private readonly steps: (() => Promise<void>)[] = [];
+  add(step: () => Promise<void>): void {
+    this.steps.push(step);
+  }
+  async run(): Promise<void> {
+    // Every step is tried: one that fails must not keep the others from putting their part back.
+    for (const step of this.steps.reverse()) await step().catch(() => undefined);
+    this.steps.length = 0;
+  }
+}
+
+export async function writeAtomically<T>(target: string, write: (staging: string, rollback: Rollback) => Promise<T>): Promise<T> {
   const parent = path.dirname(target);
   const base = path.basename(target);
   await mkdir(parent, { recursive: true });
@@ -43,9 +60,11 @@ export async function writeAtomically<T>(target: string, write: (staging: string
   const staging = path.join(parent, `.${base}.tmp-${tag}`);
   await mkdir(staging, { mode: 0o755 });
   let result: T;
+  const rollback = new Rollback();
   try {
-    result = await write(staging);
+    result = await write(staging, rollback);
   } catch (error) {
+    await rollback.run();
     await rm(staging, { recursive: true, force: true });
     throw error;
   }
@@ -56,6 +75,7 @@ export async function writeAtomically<T>(target: string, write: (staging: string
     await rename(staging, target);
   } catch (error) {
     if (replacing) await rename(old, target);
+    await rollback.run();
     await rm(staging, { recursive: true, force: true });
     throw error;
   }

@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NetrootError, UsageError } from '../errors.js';
-import { sha256File } from '../rootfs/cache.js';
+import { rememberedDigest } from '../rootfs/cache.js';
 
 export const DEFAULT_RELEASE_URL = 'https://github.com/k3s-io/k3s/releases/download';
 
@@ -70,7 +70,7 @@ export async function resolveK3sBinary(options: K3sBinaryOptions): Promise<K3sBi
   if (options.binary) {
     const info = await stat(options.binary).catch(() => undefined);
     if (!info?.isFile()) throw new UsageError(`the k3s binary ${options.binary} does not exist or is not a file`);
-    return { path: options.binary, sha256: await sha256File(options.binary), source: 'given' };
+    return { path: options.binary, sha256: await rememberedDigest(options.binary, options.cacheDir), source: 'given' };
   }
   const asset = ASSETS[options.arch];
   const sumsName = SUMS[options.arch];
@@ -80,7 +80,7 @@ export async function resolveK3sBinary(options: K3sBinaryOptions): Promise<K3sBi
   const sumFile = `${cached}.sha256`;
   if (existsSync(cached) && existsSync(sumFile)) {
     const expected = (await readFile(sumFile, 'utf8')).trim();
-    const actual = await sha256File(cached);
+    const actual = await rememberedDigest(cached, options.cacheDir);
     if (actual === expected) return { path: cached, sha256: actual, source: 'cache' };
     await rm(cached, { force: true }); // a damaged cache entry is fetched again
   }

@@ -24,7 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
-import { sha256File, sweepStaleTemporaries, temporaryName } from './cache.js';
+import { sha256, sha256File, sweepStaleTemporaries, temporaryName } from './cache.js';
 import { BaseArchiveError, RootfsError } from './errors.js';
 import { writeAll } from './io.js';
 import { ancestors, comparePaths, normalise, unsafeReason } from './paths.js';
@@ -84,6 +84,8 @@ export interface OpenBaseOptions {
   privileged?: boolean;
   /** The tarball's sha256 when the caller already knows it (a remembered digest), so it is not read again. */
   digest?: string;
+  /** A directory's directoryIdentity(): with cacheDir, its index is kept in the cache under it. */
+  identity?: string;
 }
 
 export const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
@@ -98,7 +100,7 @@ export async function openBase(source: string, options: OpenBaseOptions = {}): P
   const info = await stat(absolute).catch((error: NodeJS.ErrnoException) => {
     throw new RootfsError(`base ${source} cannot be opened: ${error.code === 'ENOENT' ? 'it does not exist' : error.message}`);
   });
-  if (info.isDirectory()) return indexDirectory(absolute);
+  if (info.isDirectory()) return options.identity && options.cacheDir ? indexDirectoryCached(absolute, options.cacheDir, options.identity) : indexDirectory(absolute);
   if (!info.isFile()) throw new RootfsError(`base ${source} is neither a directory nor a tarball`);
   return openTarball(absolute, options.cacheDir ?? defaultCacheDir(), options.privileged ?? isRoot(), options.digest);
 }
@@ -484,8 +486,10 @@ export async function storeIndex(dir: string, index: BaseIndex): Promise<void> {
 /** The index stored at DIR/index.json for the tree at DIR/tree, or undefined when there is none of this version. */
 export async function loadStored(dir: string, source: string, kind: BaseIndex['kind'] = 'tarball'): Promise<BaseIndex | undefined> {
   const text = await readFile(path.join(dir, 'index.json'), 'utf8').catch(() => undefined);
-  if (text === undefined) return undefined;
-  const stored = JSON.parse(text) as StoredIndex;
+  return text === undefined ? undefined : fromStored(JSON.parse(text) as StoredIndex, kind, source, path.join(dir, 'tree'));
+}
+
+function fromStored(stored: StoredIndex, kind: BaseIndex['kind'], source: string, root: string): BaseIndex | undefined {
   if (stored.version !== INDEX_VERSION) return undefined;
   const entries: BaseEntry[] = stored.entries.map(({ xattrs, ...rest }) =>
     xattrs ? { ...rest, xattrs: Object.fromEntries(Object.entries(xattrs).map(([k, v]) => [k, Buffer.from(v, 'hex')])) } : { ...rest },
@@ -495,11 +499,34 @@ export async function loadStored(dir: string, source: string, kind: BaseIndex['k
     source,
     ...(stored.digest ? { digest: stored.digest } : {}),
     ...(stored.netboot ? { netboot: stored.netboot } : {}),
-    root: path.join(dir, 'tree'),
+    root,
     entries,
     applied: stored.applied,
     warnings: stored.warnings,
   });
+}
+
+/**
+ * A directory base's index, kept in the cache under its identity (see
+ * directoryIdentity), so a rebuild after a template change reads one file
+ * instead of walking the directory again. One entry per directory: a new
+ * identity replaces the old.
+ */
+async function indexDirectoryCached(root: string, cacheDir: string, identity: string): Promise<BaseIndex> {
+  root = await realpath(root);
+  const file = path.join(cacheDir, 'directory-indexes', `${sha256(root)}.json`);
+  const text = await readFile(file, 'utf8').catch(() => undefined);
+  if (text !== undefined) {
+    const stored = JSON.parse(text) as StoredIndex;
+    const index = stored.digest === identity ? fromStored(stored, 'directory', root, root) : undefined;
+    if (index) return index;
+  }
+  const index = await indexDirectory(root);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  const temporary = temporaryName(file);
+  await writeFile(temporary, JSON.stringify(toStored(identity, index.entries, index.applied, index.warnings)), { mode: 0o600 });
+  await rename(temporary, file);
+  return index;
 }
 
 async function openTarball(file: string, cacheDir: string, privileged: boolean, known?: string): Promise<BaseIndex> {

@@ -68,13 +68,14 @@ export async function cachedFile(final: string, build: (temporary: string) => Pr
 }
 
 /**
- * sha256 of a file, remembered by its identity (device, inode, size, mtime), so
- * that an unchanged rebuild does not read a multi-gigabyte base again.
+ * sha256 of a file, remembered by its identity (device, inode, size, mtime and
+ * ctime), so that an unchanged rebuild does not read a multi-gigabyte base
+ * again. ctime catches bytes rewritten with the size and mtime put back.
  */
 export async function rememberedDigest(file: string, cacheDir: string): Promise<string> {
   const { readFile, writeFile } = await import('node:fs/promises');
   const info = await stat(file, { bigint: true });
-  const key = `${path.resolve(file)}|${info.dev}|${info.ino}|${info.size}|${info.mtimeNs}`;
+  const key = `${path.resolve(file)}|${info.dev}|${info.ino}|${info.size}|${info.mtimeNs}|${info.ctimeNs}`;
   const store = path.join(cacheDir, 'digests.json');
   const known = (await readFile(store, 'utf8').then((t) => JSON.parse(t) as Record<string, string>, () => ({}))) as Record<string, string>;
   const hit = known[key];

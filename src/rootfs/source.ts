@@ -43,6 +43,8 @@ export interface OpenSourceOptions {
   /** Packages the cluster needs: a debootstrap base is built with them. */
   packages: string[];
   log?: (line: string) => void;
+  /** A directory's identity (directoryIdentity), under which its index is cached. */
+  identity?: string;
 }
 
 /** The debootstrap spec with the cluster's packages added, so the base holds what the nodes run. */
@@ -74,7 +76,7 @@ async function openImage(image: string, options: OpenSourceOptions): Promise<Bas
 export async function openBaseSource(source: BaseSource, options: OpenSourceOptions): Promise<BaseIndex> {
   switch (source.kind) {
     case 'directory':
-      return openBase(source.path!);
+      return openBase(source.path!, { cacheDir: options.cacheDir, ...(options.identity ? { identity: options.identity } : {}) });
     case 'tarball':
       return openBase(source.path!, { cacheDir: options.cacheDir, digest: await rememberedDigest(source.path!, options.cacheDir) });
     case 'image':

@@ -3,7 +3,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile, lstat, readlink } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile, lstat, readlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -42,6 +42,26 @@ test('a failed rebuild keeps the previous output untouched', async () => {
     }),
   );
   assert.is(await readFile(path.join(target, 'v'), 'utf8'), '1');
+  assert.equal((await readdir(tmp)).sort(), ['opz3']);
+});
+
+test('a failed rebuild that moved part of the previous output into staging moves it back', async () => {
+  const target = path.join(tmp, 'opz3');
+  await writeAtomically(target, async (staging) => {
+    await mkdir(path.join(staging, 'rootfs/node-1/etc'), { recursive: true });
+    await writeFile(path.join(staging, 'rootfs/node-1/etc/hostname'), 'node-1\n');
+  });
+  await rejects(() =>
+    writeAtomically(target, async (staging, rollback) => {
+      const from = path.join(target, 'rootfs/node-1');
+      const to = path.join(staging, 'rootfs/node-1');
+      await mkdir(path.dirname(to), { recursive: true });
+      await rename(from, to);
+      rollback.add(() => rename(to, from));
+      throw new Error('boom');
+    }),
+  );
+  assert.is(await readFile(path.join(target, 'rootfs/node-1/etc/hostname'), 'utf8'), 'node-1\n');
   assert.equal((await readdir(tmp)).sort(), ['opz3']);
 });
 
