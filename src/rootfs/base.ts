@@ -459,6 +459,8 @@ async function makeNode(target: string, h: TarMemberHeader): Promise<void> {
 interface StoredIndex {
   version: number;
   digest: string;
+  /** A cached directory index: the directoryIdentity() it was made at. */
+  identity?: string;
   netboot?: string;
   applied: BaseIndex['applied'];
   warnings: string[];
@@ -518,13 +520,13 @@ async function indexDirectoryCached(root: string, cacheDir: string, identity: st
   const text = await readFile(file, 'utf8').catch(() => undefined);
   if (text !== undefined) {
     const stored = JSON.parse(text) as StoredIndex;
-    const index = stored.digest === identity ? fromStored(stored, 'directory', root, root) : undefined;
+    const index = stored.identity === identity ? fromStored(stored, 'directory', root, root) : undefined;
     if (index) return index;
   }
   const index = await indexDirectory(root);
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   const temporary = temporaryName(file);
-  await writeFile(temporary, JSON.stringify(toStored(identity, index.entries, index.applied, index.warnings)), { mode: 0o600 });
+  await writeFile(temporary, JSON.stringify({ ...toStored('', index.entries, index.applied, index.warnings), identity }), { mode: 0o600 });
   await rename(temporary, file);
   return index;
 }

@@ -95,6 +95,22 @@ test('a directory base keeps its identity while unchanged, and a rewrite with si
   assert.is.not(await directoryIdentity(`${t}/base`), changed, 'cp -p');
 });
 
+test("a directory base's index is cached under its identity and read back the same", async () => {
+  const t = await tempDir('dir-index');
+  await makeBase(`${t}/base`, `${t}/sentinel`);
+  const identity = await directoryIdentity(`${t}/base`);
+  const walked = await openBase(`${t}/base`);
+  const first = await openBase(`${t}/base`, { cacheDir: `${t}/cache`, identity });
+  const cached = await openBase(`${t}/base`, { cacheDir: `${t}/cache`, identity });
+  assert.equal(comparable(first), comparable(walked));
+  assert.equal(comparable(cached), comparable(walked));
+  assert.equal({ ...cached, entries: [], byPath: undefined }, { ...walked, entries: [], byPath: undefined });
+  // Another identity (the directory changed): walked again, not taken from the cache.
+  fs.writeFileSync(`${t}/base/etc/new`, 'new\n');
+  const changed = await openBase(`${t}/base`, { cacheDir: `${t}/cache`, identity: await directoryIdentity(`${t}/base`) });
+  assert.ok(changed.byPath.has('etc/new'));
+});
+
 test('a directory identity does not follow symlinks out of the base', async () => {
   const t = await tempDir('identity-links');
   await makeBase(`${t}/base`, `${t}/sentinel`);
