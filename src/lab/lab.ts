@@ -18,7 +18,7 @@ import { createLabNetwork, deleteNamespace, plugIn, staleNamespaces } from './ne
 import { netbootNode, type NetbootResult } from './netboot.js';
 import { readDatastore } from './probes.js';
 import { run, tryRun } from './run-command.js';
-import { coldStart, galeraNodeLoss, SCENARIOS, vipFailover, type LabContext, type ScenarioName, type ScenarioResult } from './scenarios.js';
+import { coldStart, DEFAULT_BOUNDS, galeraNodeLoss, SCENARIOS, vipFailover, type LabBounds, type LabContext, type ScenarioName, type ScenarioResult } from './scenarios.js';
 import { labTopology } from './topology.js';
 
 export const LAB_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -45,6 +45,10 @@ export interface LabOptions {
   /** Use the trees already in <out>/build instead of building. */
   skipBuild?: boolean;
   cacheDir?: string;
+  /** Secrets file (default: beside the profile). */
+  secrets?: string;
+  /** Time bounds of the checks (defaults: DEFAULT_BOUNDS). */
+  bounds?: Partial<LabBounds>;
   cwd?: string;
   log?: (line: string) => void;
 }
@@ -98,15 +102,16 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   const runDir = path.join(labDir, 'run');
   await checkHost();
 
+  const common = { profile: options.profile, cwd, ...(options.secrets ? { secrets: options.secrets } : {}) };
   let cluster: Cluster;
   if (options.skipBuild) {
-    cluster = (await prepare({ profile: options.profile, cwd })).loaded.cluster;
+    cluster = (await prepare(common)).loaded.cluster;
   } else {
-    const prepared = await prepare({ profile: options.profile, cwd });
+    const prepared = await prepare(common);
     cluster = prepared.loaded.cluster;
     const base = options.arch ? baseForArch(prepared.loaded.profile.base, options.arch) : undefined;
     log(`building ${cluster.name} with the k3s stand-in into ${path.relative(cwd, buildOut) || '.'}`);
-    await build({ profile: options.profile, cwd, out: buildOut, formats: ['tree'], k3sBinary: K3S_STANDIN, ...(base ? { base } : {}), ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}) });
+    await build({ ...common, out: buildOut, formats: ['tree'], k3sBinary: K3S_STANDIN, ...(base ? { base } : {}), ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}) });
   }
   const buildDir = path.join(buildOut, cluster.name);
   if (!existsSync(path.join(buildDir, 'rootfs'))) throw new UsageError(`${buildDir}/rootfs does not exist: run the lab without --skip-build first`);
@@ -153,7 +158,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       machines,
       datastore: await readDatastore(path.join(buildDir, 'rootfs', firstServer.node.name), runDir),
       log,
-      bounds: { coldStartSeconds: 300, failoverSeconds: 5, rejoinSeconds: 240 },
+      bounds: { ...DEFAULT_BOUNDS, ...options.bounds },
       async powerOn(machine) {
         await plugIn(machine.node);
         const again = await netbootNode(cluster, topology, machine.node, buildDir, runDir);

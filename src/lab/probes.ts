@@ -50,10 +50,11 @@ export function sqlThroughVip(topology: LabTopology, datastore: Datastore & { op
   );
 }
 
+/** Every running node with the VIP on its interface (an agent never should). */
 export async function vipHolders(topology: LabTopology, machines: Machine[]): Promise<string[]> {
   const holders: string[] = [];
   for (const machine of machines) {
-    if (machine.node.isServer && machine.running && (await addressesOf(machine.node)).includes(topology.vip)) holders.push(machine.node.name);
+    if (machine.running && (await addressesOf(machine.node)).includes(topology.vip)) holders.push(machine.node.name);
   }
   return holders;
 }

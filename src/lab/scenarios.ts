@@ -19,6 +19,19 @@ export interface ScenarioResult {
   detail: string;
 }
 
+export interface LabBounds {
+  /** From power-on until Galera, the VIP, the datastore and every stand-in are up. */
+  coldStartSeconds: number;
+  /** Once Galera formed, keepalived has run for a while: one holder must emerge within this. */
+  vipSettleSeconds: number;
+  /** The goal for the VIP to move after its holder lost power. */
+  failoverSeconds: number;
+  /** From power-on until a restarted server is back in a full Galera cluster. */
+  rejoinSeconds: number;
+}
+
+export const DEFAULT_BOUNDS: LabBounds = { coldStartSeconds: 300, vipSettleSeconds: 30, failoverSeconds: 5, rejoinSeconds: 240 };
+
 export interface LabContext {
   topology: LabTopology;
   machines: Machine[];
@@ -26,7 +39,7 @@ export interface LabContext {
   /** Brings a powered-off node back: DHCP again, then boot (what a power cycle does). */
   powerOn(machine: Machine): Promise<void>;
   log(line: string): void;
-  bounds: { coldStartSeconds: number; failoverSeconds: number; rejoinSeconds: number };
+  bounds: LabBounds;
 }
 
 const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;
@@ -85,7 +98,7 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
   }
   const galeraAt = elapsed(started);
 
-  const vip = await singleVipHolder(ctx, left());
+  const vip = await singleVipHolder(ctx, Math.min(left(), ctx.bounds.vipSettleSeconds * 1000));
   if (!vip.holder) return fail(vipProblem(ctx, vip.last), await journals(ctx, vip.last.length ? vip.last : servers(ctx).map((m) => m.node.name), 'keepalived'));
   // A split brain can look like one holder for a moment: it has to hold for a few adverts.
   await new Promise((r) => setTimeout(r, 3_000));
@@ -138,6 +151,7 @@ export async function vipFailover(ctx: LabContext): Promise<ScenarioResult> {
   const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'vip-failover', pass, seconds: elapsed(start), detail });
   const before = await vipHolders(ctx.topology, ctx.machines);
   if (before.length !== 1) return result(false, `before the test: ${vipProblem(ctx, before)}`);
+  if (!ctx.machines.find((m) => m.node.name === before[0])?.node.isServer) return result(false, `the VIP is on ${before[0]}, which is not a server`);
   const victim = ctx.machines.find((m) => m.node.name === before[0])!;
   ctx.log(`vip-failover: pulling the power of ${victim.node.name}, which holds the VIP`);
   const cut = Date.now();

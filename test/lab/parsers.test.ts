@@ -1,0 +1,56 @@
+/**
+ * What the lab reads back from the network and from the build: a udhcpc lease,
+ * a pxelinux file as the build renders it, a server's datastore endpoint.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { baseForArch } from '../../src/lab/lab.js';
+import { parseLease, parsePxelinux, pxelinuxName } from '../../src/lab/netboot.js';
+import { parseDatastoreEndpoint } from '../../src/lab/probes.js';
+import { buildToTemp, type TempBuild } from '../support/build.js';
+
+let lab: TempBuild;
+test.before(async () => {
+  lab = await buildToTemp('opz3-lab');
+});
+test.after(() => lab.cleanup());
+
+test('a lease printed by the udhcpc script', () => {
+  const lease = parseLease('udhcpc: started\nlease ip=192.0.2.61 subnet=255.255.255.0 router=192.0.2.1 hostname=opz3-2-midden siaddr=192.0.2.10 boot_file=pxelinux.0\n');
+  assert.equal(lease, { ip: '192.0.2.61', subnet: '255.255.255.0', router: '192.0.2.1', hostname: 'opz3-2-midden', siaddr: '192.0.2.10', bootFile: 'pxelinux.0' });
+  assert.equal(parseLease('lease ip=192.0.2.61 subnet= router= hostname= siaddr= boot_file='), { ip: '192.0.2.61' }, 'empty options are absent, not empty strings');
+  assert.is(parseLease('udhcpc: no lease, failing'), undefined);
+});
+
+test('the pxelinux file the build renders names kernel, initrd and the node\'s own export', async () => {
+  const node = lab.plan.cluster.nodes[1]!;
+  const text = await readFile(path.join(lab.dir, 'tftp/pxelinux.cfg', pxelinuxName(node.mac)), 'utf8');
+  assert.is(pxelinuxName('02:00:C0:00:02:3D'), '01-02-00-c0-00-02-3d');
+  const entry = parsePxelinux(text);
+  assert.is(entry.kernel, 'boot/lab-amd64/vmlinuz');
+  assert.is(entry.initrd, 'boot/lab-amd64/initrd.img');
+  assert.is(entry.fdt, undefined, 'the lab board has no device tree');
+  assert.is(entry.nfsServer, '192.0.2.10');
+  assert.is(entry.nfsPath, `/srv/nfs/opz3/${node.name}`);
+});
+
+test('the datastore endpoint of a rendered server config, and none on an agent', async () => {
+  const server = await readFile(path.join(lab.nodeRoot('opz3-1-onder'), 'etc/rancher/k3s/config.yaml'), 'utf8');
+  const datastore = parseDatastoreEndpoint(server);
+  assert.ok(datastore, 'a server has a datastore-endpoint');
+  assert.equal({ ...datastore!, password: '…' }, { user: 'k3s', password: '…', host: '192.0.2.50', port: '3306', database: 'k3s' });
+  assert.ok(datastore!.password.length >= 16, 'the generated password is there');
+  const agent = await readFile(path.join(lab.nodeRoot('opz3-4-top'), 'etc/rancher/k3s/config.yaml'), 'utf8');
+  assert.is(parseDatastoreEndpoint(agent), undefined);
+  assert.is(parseDatastoreEndpoint('datastore-endpoint: "postgres://a:b@c/d"'), undefined, 'only the MySQL form k3s uses for MariaDB');
+});
+
+test('--arch swaps the architecture of a debootstrap base and refuses other bases', () => {
+  assert.is(baseForArch('debootstrap:bookworm:amd64:python3,dbus', 'arm64'), 'debootstrap:bookworm:arm64:python3,dbus');
+  assert.throws(() => baseForArch('/srv/armbian.img', 'arm64'), /--arch needs a profile whose base is debootstrap/);
+  assert.throws(() => baseForArch(undefined, 'arm64'), /not none/);
+});
+
+test.run();

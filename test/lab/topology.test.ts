@@ -1,0 +1,52 @@
+/** The lab's network plan: names, addresses and the refusal of anything outside the documentation ranges. */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { loadProfile } from '../../src/profile/load.js';
+import { inDocumentationRange, labTopology } from '../../src/lab/topology.js';
+import { LabError } from '../../src/lab/errors.js';
+import { OPZ3, writeProfiles } from '../profile/helpers.js';
+import path from 'node:path';
+
+test('the opz3-lab profile gives one namespace per node with its interface, MAC and address', async () => {
+  const { cluster } = await loadProfile('opz3-lab');
+  const topology = labTopology(cluster, 4242);
+  assert.is(topology.bridgeNs, 'nrl4242-net');
+  assert.is(topology.boot.ns, 'nrl4242-boot');
+  assert.equal(topology.boot.addresses, ['192.0.2.10'], 'NFS and TFTP share one address, given once');
+  assert.is(topology.gateway, '192.0.2.1');
+  assert.is(topology.vip, '192.0.2.50');
+  assert.is(topology.prefixLength, 24);
+  assert.equal(
+    topology.nodes.map((n) => [n.name, n.ns, n.interface, n.mac, n.ip, n.isServer]),
+    [
+      ['opz3-1-onder', 'nrl4242-n0', 'end0', '02:00:c0:00:02:3c', '192.0.2.60', true],
+      ['opz3-2-midden', 'nrl4242-n1', 'end0', '02:00:c0:00:02:3d', '192.0.2.61', true],
+      ['opz3-3-boven', 'nrl4242-n2', 'end0', '02:00:c0:00:02:3e', '192.0.2.62', true],
+      ['opz3-4-top', 'nrl4242-n3', 'end0', '02:00:c0:00:02:3f', '192.0.2.63', false],
+    ],
+  );
+  // Interface names are at most 15 characters; namespace names are file names.
+  for (const node of topology.nodes) assert.ok(node.port.length <= 10, `${node.port} leaves room for "-peer"`);
+});
+
+test('documentation ranges only', () => {
+  for (const ip of ['192.0.2.1', '198.51.100.254', '203.0.113.9']) assert.ok(inDocumentationRange(ip), ip);
+  for (const ip of ['192.0.3.1', '10.0.0.1', '192.168.1.10', '8.8.8.8', '198.51.101.1']) assert.not.ok(inDocumentationRange(ip), ip);
+});
+
+test('a profile on a real network is refused, naming every address outside the ranges', async () => {
+  // The bundled opz3 moved onto a home network: the profile is valid, the lab must still refuse it.
+  const dir = await writeProfiles({ 'home.yaml': OPZ3.replaceAll('192.0.2.', '192.168.1.') });
+  const { cluster } = await loadProfile(path.join(dir, 'home.yaml'));
+  try {
+    labTopology(cluster, 1);
+    assert.unreachable('a lab on 192.168.1.0/24 must be refused');
+  } catch (error) {
+    assert.instance(error, LabError);
+    const message = (error as Error).message;
+    assert.match(message, '192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24');
+    for (const part of ['network.gateway 192.168.1.1', 'network.vip 192.168.1.50', 'network.nfsServer 192.168.1.10', 'nodes opz3-1-onder ip 192.168.1.60', 'nodes opz3-4-top ip 192.168.1.63']) assert.match(message, part);
+  }
+});
+
+test.run();
