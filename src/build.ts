@@ -23,7 +23,7 @@ import { existsSync } from 'node:fs';
 import { allRequiredPackages, checkBase } from './rootfs/requirements.js';
 import { clusterFile, K3S_PATH, planBootFiles } from './rootfs/boot-files.js';
 import { defaultCacheDir } from './rootfs/base.js';
-import { epochFromEnv } from './rootfs/artifact.js';
+import { epochFromEnv, resolveFormats } from './rootfs/artifact.js';
 import { resolveK3sBinary } from './k3s/binary.js';
 import { withClusterLayer } from './rootfs/layer.js';
 import { mergeOverlay } from './rootfs/overlay.js';
@@ -180,11 +180,13 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const k3s = await resolveK3sBinary({ version: profile.k3s.version, arch: arch!, cacheDir, ...(given ? { binary: given } : {}), ...(releaseUrl ? { releaseUrl } : {}) });
 
   const baseIdentity = `${sourceId}|k3s:${k3s.sha256}`;
+  // What "gz, plus zst where installed" means on this machine today: installing or removing zstd changes the artifacts.
+  const compress = formats.includes('tar') ? (await resolveFormats(options.compress)).join(',') : '';
   const nodeKeys = new Map(prepared.plan.nodes.map((n) => [n.node.name, nodeKey(n, {
     baseIdentity,
     generator: GENERATOR,
     sourceDateEpoch,
-    compress: options.compress?.join(',') ?? 'default',
+    compress,
     // A tree made without root lacks owners, devices and capabilities: never reuse it for a root build.
     privileged: isRoot(),
   })]));

@@ -209,6 +209,32 @@ test('incremental: a change to one node re-packs that node only', async () => {
   assert.match(config, /flannel-iface: "eth1"/);
 });
 
+test('incremental: the default compression is part of the key, so a build after zstd is installed is not reused', async () => {
+  // A PATH with every program of this machine but zstd: "zstd not installed".
+  const bin = path.join(tmp, 'bin-without-zstd');
+  await mkdir(bin);
+  const { readdir } = await import('node:fs/promises');
+  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (name !== 'zstd' && !existsSync(path.join(bin, name))) await symlink(path.join(dir, name), path.join(bin, name));
+    }
+  }
+  const cli = (PATH: string) =>
+    execa(process.execPath, ['--import', 'tsx', path.resolve('src/cli.ts'), '--profile', path.resolve('profiles/opz3.yaml'), '--secrets', path.join(tmp, 'secrets.yaml'),
+      '--cache-dir', path.join(tmp, 'cache'), '--k3s-binary', path.join(tmp, 'k3s'), '--base', base, '--format', 'tar', '--out', path.join(tmp, 'out-zstd'), '--json'], {
+      env: { PATH, SOURCE_DATE_EPOCH: EPOCH, HOME: tmp },
+      extendEnv: false,
+      cwd: path.resolve('.'),
+    }).then((r) => JSON.parse(r.stdout) as { rebuilt: string[]; artifacts: { name: string }[] });
+  const without = await cli(bin);
+  assert.equal(without.rebuilt, NODES);
+  assert.not.ok(without.artifacts.some((a) => a.name.endsWith('.zst')));
+  const withZstd = await cli(process.env.PATH!);
+  assert.equal(withZstd.rebuilt, NODES, 'rebuilt now that zstd is there');
+  assert.ok(withZstd.artifacts.some((a) => a.name === 'opz3-1-onder.tar.zst'));
+  assert.equal((await cli(process.env.PATH!)).rebuilt, [], 'and reused when nothing changed');
+});
+
 /** Every path with its type, mode, owner, link target and content digest: what a node's root is. */
 async function describeTree(root: string): Promise<string> {
   const { stdout } = await execa('bash', ['-c', `cd "$1" && find . -printf '%p %y %m %U:%G %l\\n' | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum`, '_', root]);
