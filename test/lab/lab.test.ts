@@ -1,0 +1,81 @@
+/**
+ * The lab catches what it claims to catch: a real lab run (root, network
+ * namespaces, systemd-nspawn, keepalived, Galera) on trees whose rendered
+ * config was broken on purpose fails, and its report points at the failing
+ * check. The passing run is `npm run lab`, which .ci/run runs and counts.
+ * Needs root and the packages of scripts/install-lab-deps.sh (.ci/run installs them).
+ */
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { build } from '../../src/build.js';
+import { K3S_STANDIN, runLab, type LabReport } from '../../src/lab/lab.js';
+
+const PROFILE = path.resolve('profiles/opz3-lab.yaml');
+const Lab = suite<{ tmp: string; secrets: string; tree: (node: string, file: string) => string }>('lab catches broken configs');
+
+Lab.before(async (ctx) => {
+  ctx.tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-lab-'));
+  ctx.secrets = path.join(ctx.tmp, 'secrets.yaml');
+  await build({ profile: PROFILE, out: path.join(ctx.tmp, 'build'), formats: ['tree'], k3sBinary: K3S_STANDIN, secrets: ctx.secrets, reporter: { info() {}, step: () => ({ update() {}, finish() {} }) } });
+  ctx.tree = (node, file) => path.join(ctx.tmp, 'build/opz3-lab/rootfs', node, file);
+});
+Lab.after(async (ctx) => {
+  await rm(ctx.tmp, { recursive: true, force: true });
+});
+
+/** Edits one rendered file of one node's tree for the duration of `body`. */
+async function withBroken(file: string, change: (text: string) => string, body: () => Promise<void>): Promise<void> {
+  const saved = `${file}.saved`;
+  await copyFile(file, saved);
+  const text = await readFile(file, 'utf8');
+  const broken = change(text);
+  assert.is.not(broken, text, 'the edit must change the file');
+  await writeFile(file, broken);
+  try {
+    await body();
+  } finally {
+    await copyFile(saved, file);
+    await rm(saved);
+  }
+}
+
+const coldStart = (report: LabReport) => report.scenarios.find((s) => s.name === 'cold-start');
+
+Lab('wrong keepalived auth_pass on one server: two servers take the VIP, and the report says so', async (ctx) => {
+  const conf = ctx.tree('opz3-2-midden', 'etc/keepalived/keepalived.conf');
+  await withBroken(conf, (t) => t.replace(/auth_pass \S+/, 'auth_pass wrongpw1'), async () => {
+    const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenario: 'cold-start', secrets: ctx.secrets, log: () => undefined });
+    assert.not.ok(report.pass, 'the lab must fail');
+    const cold = coldStart(report);
+    assert.ok(cold && !cold.pass, JSON.stringify(report.scenarios));
+    assert.match(cold!.detail, 'the VIP 192.0.2.50 is held by 2 servers at once (opz3-1-onder, opz3-2-midden)');
+    assert.match(cold!.detail, 'auth_pass');
+    assert.ok(existsSync(path.join(ctx.tmp, 'report.json')), 'the report is written');
+  });
+});
+
+Lab('a wrong Galera peer address on one server: it never joins, and the report names it and its MariaDB log', async (ctx) => {
+  const cnf = ctx.tree('opz3-3-boven', 'etc/mysql/mariadb.conf.d/70-netroot-galera.cnf');
+  // 192.0.2.99 is in the lab's subnet, and nothing answers there.
+  await withBroken(cnf, (t) => t.replace(/^wsrep_cluster_address=.*$/m, 'wsrep_cluster_address=gcomm://192.0.2.99'), async () => {
+    const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenario: 'cold-start', secrets: ctx.secrets, bounds: { coldStartSeconds: 90 }, log: () => undefined });
+    assert.not.ok(report.pass, 'the lab must fail');
+    const cold = coldStart(report)!;
+    assert.match(cold.detail, 'Galera did not form within 90 s: wsrep_cluster_size is not 3 on every server');
+    assert.match(cold.detail, /opz3-1-onder: size 2, Primary, Synced; opz3-2-midden: size 2, Primary, Synced; opz3-3-boven: (MariaDB not answering|size 0)/);
+    assert.match(cold.detail, 'mariadb on opz3-3-boven:');
+  });
+});
+
+Lab('nothing of the lab is left behind', async () => {
+  const namespaces = existsSync('/run/netns') ? (await import('node:fs')).readdirSync('/run/netns').filter((n) => n.startsWith(`nrl${process.pid}-`)) : [];
+  assert.equal(namespaces, [], 'network namespaces');
+  const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.includes('netroot-lab-'));
+  assert.equal(mounts, [], 'overlay mounts');
+});
+
+Lab.run();
