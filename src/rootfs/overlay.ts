@@ -48,20 +48,47 @@ export interface OverlayMerge {
  */
 export function matchRemovals(base: BaseIndex, patterns: readonly string[]): string[] {
   const out = new Set<string>();
-  for (const pattern of patterns) {
-    const slash = pattern.lastIndexOf('/');
-    const dir = slash < 0 ? '' : pattern.slice(0, slash);
-    const last = slash < 0 ? pattern : pattern.slice(slash + 1);
-    if (dir && !ancestors(`${dir}/x`).every((d) => base.byPath.get(d)?.type === 'dir')) continue;
+  for (const pattern of patterns) for (const match of matchPattern(base, pattern)) out.add(match);
+  return [...out].sort(comparePaths);
+}
+
+/** Per base, pattern → its matches: every node of a cluster asks for the same patterns. */
+const patternMatches = new WeakMap<BaseIndex, Map<string, string[]>>();
+
+function matchPattern(base: BaseIndex, pattern: string): string[] {
+  let known = patternMatches.get(base);
+  if (!known) patternMatches.set(base, (known = new Map()));
+  const hit = known.get(pattern);
+  if (hit) return hit;
+  const matches: string[] = [];
+  const slash = pattern.lastIndexOf('/');
+  const dir = slash < 0 ? '' : pattern.slice(0, slash);
+  const last = slash < 0 ? pattern : pattern.slice(slash + 1);
+  if (!dir || ancestors(`${dir}/x`).every((d) => base.byPath.get(d)?.type === 'dir')) {
     const re = new RegExp(`^${last.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*')}$`);
-    for (const entry of base.entries) {
+    // Entries are sorted, so everything below dir/ is one run of them, found by bisection.
+    const prefix = dir ? `${dir}/` : '';
+    for (let i = firstAtOrAfter(base.entries, prefix); i < base.entries.length; i++) {
+      const entry = base.entries[i]!;
+      if (!entry.path.startsWith(prefix)) break;
       if (entry.type === 'dir' || entry.path === '') continue;
-      const cut = entry.path.lastIndexOf('/');
-      const parent = cut < 0 ? '' : entry.path.slice(0, cut);
-      if (parent === dir && re.test(entry.path.slice(cut + 1))) out.add(entry.path);
+      const name = entry.path.slice(prefix.length);
+      if (!name.includes('/') && re.test(name)) matches.push(entry.path);
     }
   }
-  return [...out].sort(comparePaths);
+  known.set(pattern, matches);
+  return matches;
+}
+
+function firstAtOrAfter(entries: readonly BaseEntry[], path: string): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (comparePaths(entries[mid]!.path, path) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** Holder path → the hard links to it, computed once per base. */
