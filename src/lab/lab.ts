@@ -120,12 +120,17 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   await clearLeftovers(runDir, log);
   const topology = labTopology(cluster, process.pid);
   const cleanup = new Cleanup();
+  let stopping: NodeJS.Signals | undefined;
   const interrupted = (signal: NodeJS.Signals): void => {
+    if (stopping) return;
+    stopping = signal;
     log(`${signal}: stopping the lab and cleaning up`);
     void cleanup.run(log).finally(() => process.exit(130));
   };
-  process.once('SIGINT', interrupted);
-  process.once('SIGTERM', interrupted);
+  // `on`, not `once`: execa's exit hook re-raises a signal that no other listener
+  // handles any more, which would end the process before the cleanup is done.
+  process.on('SIGINT', interrupted);
+  process.on('SIGTERM', interrupted);
 
   const scenarios: ScenarioResult[] = [];
   let netboot: NetbootResult[] = [];
@@ -194,6 +199,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   }
 
   async function finish(): Promise<LabReport> {
+    if (stopping) scenarios.push({ name: 'interrupted', pass: false, seconds: elapsed(started), detail: `${stopping} arrived: the lab was stopped, and results after it are not meaningful` });
     const report: LabReport = {
       profile: options.profile,
       cluster: cluster.name,
