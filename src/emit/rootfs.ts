@@ -12,7 +12,7 @@ import type { BuildPlan, PlannedFile } from '../plan/plan.js';
 import { isRoot, type BaseIndex } from '../rootfs/base.js';
 import { sha256sums, writeNodeArtifact, type Format, type SharedBase } from '../rootfs/artifact.js';
 import { packedBase } from '../rootfs/packed.js';
-import { overlayRecord, reviseNodeTree, writeNodeTree } from '../rootfs/tree.js';
+import { overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from '../rootfs/tree.js';
 import { RootfsError } from '../rootfs/errors.js';
 import type { Reporter } from '../progress.js';
 import type { ArtifactRecord, BuildState } from './state.js';
@@ -101,11 +101,17 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
       } else {
         const all = [...inputs.layerFiles, ...files];
         const options = { sourceDateEpoch: inputs.sourceDateEpoch, removes };
-        // Same base as last time: only what this node's overlay changed is written.
-        const written =
-          sameBase && prevRecord && prevTree && existsSync(prevTree)
-            ? await reviseNodeTree(needBase('copy'), all, dest, { dir: prevTree, overlay: prevRecord.overlay, removes: prevRecord.removed }, options)
-            : await writeNodeTree(needBase('copy'), all, dest, options);
+        let written;
+        if (sameBase && prevRecord && prevTree && existsSync(prevTree)) {
+          // Same base as last time: the previous tree is moved here and only what this node's overlay
+          // changed is written; the journal keeps what it replaced, so a failed build can put it back.
+          await moveTree(prevTree, dest, rollback);
+          const journal = new TreeJournal(path.join(prevDir!, `.netroot-undo-${node.name}`));
+          rollback.add(async () => journal.undo());
+          written = await reviseNodeTree(needBase('copy'), all, dest, { dir: dest, overlay: prevRecord.overlay, removes: prevRecord.removed }, { ...options, journal });
+        } else {
+          written = await writeNodeTree(needBase('copy'), all, dest, options);
+        }
         trees[node.name] = { overlay: all.map(overlayRecord), removed: written.removed ?? [] };
       }
       result.trees.push(dest);

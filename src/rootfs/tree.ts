@@ -59,10 +59,58 @@ async function prepareDest(dest: string): Promise<void> {
 }
 
 /**
+ * What an in-place revision changed in a tree, so it can be undone: every
+ * path it would unlink (or an emptied directory it would remove) is renamed
+ * into an aside directory on the same filesystem instead, and every path it
+ * creates is noted. undo() removes what was created and renames the rest
+ * back, newest first, leaving the tree as it was.
+ */
+export class TreeJournal {
+  private readonly steps: (() => void)[] = [];
+  private count = 0;
+  constructor(private readonly aside: string) {}
+
+  /** Moves `target` out of the way (it stays restorable) instead of unlinking it. */
+  displace(target: string): void {
+    if (this.count === 0) fsSync.mkdirSync(this.aside, { recursive: true, mode: 0o700 });
+    const kept = path.join(this.aside, String(this.count++));
+    fsSync.renameSync(target, kept);
+    this.steps.push(() => fsSync.renameSync(kept, target));
+  }
+
+  created(target: string, dir = false): void {
+    this.steps.push(() => (dir ? fsSync.rmdirSync(target) : fsSync.unlinkSync(target)));
+  }
+
+  undo(): void {
+    for (const step of this.steps.reverse()) {
+      try {
+        step();
+      } catch {
+        // Keep going: one path that cannot be put back must not keep the others from it.
+      }
+    }
+    this.steps.length = 0;
+    fsSync.rmSync(this.aside, { recursive: true, force: true });
+  }
+
+  /** The revision is kept: what was displaced can go. */
+  discard(): void {
+    fsSync.rmSync(this.aside, { recursive: true, force: true });
+  }
+}
+
+/** Unlinks, or with a journal moves aside. */
+function remove(target: string, journal?: TreeJournal): void {
+  if (journal) journal.displace(target);
+  else fsSync.unlinkSync(target);
+}
+
+/**
  * Walks to the parent of `relative` under `dest`, one lstat per component:
  * each must be a real directory (a missing one is made 0755 root:root).
  */
-export function safeParent(dest: string, relative: string): string {
+export function safeParent(dest: string, relative: string, journal?: TreeJournal): string {
   const parts = relative.split('/');
   let dir = dest;
   for (let i = 0; i < parts.length - 1; i++) {
@@ -70,6 +118,7 @@ export function safeParent(dest: string, relative: string): string {
     const st = lstatOrUndefined(dir);
     if (!st) {
       fsSync.mkdirSync(dir, { mode: 0o755 });
+      journal?.created(dir, true);
       fsSync.chmodSync(dir, 0o755);
       if (isRoot()) fsSync.lchownSync(dir, 0, 0);
       continue;
@@ -101,14 +150,15 @@ function writeFile(target: string, entry: NodeEntry): void {
 }
 
 /** Lays overlay entries (sorted, as mergeOverlay returns them) into an existing tree. */
-export function layOverlay(dest: string, entries: readonly NodeEntry[]): void {
+export function layOverlay(dest: string, entries: readonly NodeEntry[], journal?: TreeJournal): void {
   for (const entry of entries) {
-    const target = path.join(safeParent(dest, entry.path), path.posix.basename(entry.path));
+    const target = path.join(safeParent(dest, entry.path, journal), path.posix.basename(entry.path));
     const st = lstatOrUndefined(target);
     if (entry.type === 'dir') {
       if (st && !st.isDirectory()) notADirectory(dest, entry.path, entry.path, st);
       if (!st) {
         fsSync.mkdirSync(target, { mode: entry.mode });
+        journal?.created(target, true);
         if (isRoot()) fsSync.lchownSync(target, entry.uid, entry.gid);
         fsSync.chmodSync(target, entry.mode);
       }
@@ -116,10 +166,11 @@ export function layOverlay(dest: string, entries: readonly NodeEntry[]): void {
     }
     if (st?.isDirectory()) throw new OverlayConflictError(entry.path, `${dest} has a directory there; an overlay file cannot replace a directory`);
     // Unlink, then create: replacing a symlink replaces the link, and a hard link's other paths keep the base content.
-    if (st) fsSync.unlinkSync(target);
+    if (st) remove(target, journal);
     if (entry.type === 'file') writeFile(target, entry);
-    else {
-      fsSync.symlinkSync(entry.linkname!, target);
+    else fsSync.symlinkSync(entry.linkname!, target);
+    journal?.created(target);
+    if (entry.type === 'symlink') {
       if (isRoot()) fsSync.lchownSync(target, entry.uid, entry.gid);
       fsSync.lutimesSync(target, entry.mtime, entry.mtime);
     }
@@ -196,15 +247,16 @@ export interface PreviousTree {
 }
 
 /** Puts a base path back as the base has it (or removes it when the base has none). */
-async function restoreFromBase(base: BaseIndex, dest: string, relative: string): Promise<void> {
-  const target = path.join(safeParent(dest, relative), path.posix.basename(relative));
+async function restoreFromBase(base: BaseIndex, dest: string, relative: string, journal?: TreeJournal): Promise<void> {
+  const target = path.join(safeParent(dest, relative, journal), path.posix.basename(relative));
   const st = lstatOrUndefined(target);
   if (st?.isDirectory()) return;
-  if (st) fsSync.unlinkSync(target);
+  if (st) remove(target, journal);
   const entry = base.byPath.get(relative);
   if (!entry || entry.type === 'dir') return;
   const source = entry.type === 'hardlink' ? entry.linkname! : relative;
   const copied = await execa('cp', ['-a', '--', path.join(base.root, source), target], { reject: false });
+  if (lstatOrUndefined(target)) journal?.created(target);
   if (copied.exitCode !== 0) throw new RootfsError(`restoring /${relative} from the base failed: ${String(copied.stderr).trim()}`);
   // What was copied decides, not the index: a base changed since it was indexed must not make chmod follow a link.
   const copiedAs = fsSync.lstatSync(target);
@@ -214,43 +266,51 @@ async function restoreFromBase(base: BaseIndex, dest: string, relative: string):
 }
 
 /**
- * A node's tree when the base is the one the previous build used: the previous
- * tree is hard-linked (no copy), then only what the overlay changed is written,
- * and what it no longer writes or removes is put back from the base. The cost
- * is the overlay's, not the base's.
+ * A node's tree when the base is the one the previous build used: only what
+ * the overlay changed is written, and what it no longer writes or removes is
+ * put back from the base. The cost is the overlay's, not the base's.
+ *
+ * Without a journal the previous tree is hard-linked to `dest` first (it is
+ * left as it was). With one, the previous tree is already at `dest` (moved
+ * there) and is revised in place; the journal can undo it.
  */
 export async function reviseNodeTree(
   base: BaseIndex,
   files: readonly PlannedFile[],
   dest: string,
   previous: PreviousTree,
-  options: TreeOptions = {},
+  options: TreeOptions & { journal?: TreeJournal } = {},
 ): Promise<TreeResult> {
   const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? epochFromEnv(), removes: options.removes ?? [] });
+  const journal = options.journal;
   dest = path.resolve(dest);
-  await fsSync.promises.mkdir(path.dirname(dest), { recursive: true });
-  const linked = await execa('cp', ['-al', '--', previous.dir, dest], { reject: false });
-  if (linked.exitCode !== 0) throw new RootfsError(`reusing ${previous.dir} failed: ${String(linked.stderr).trim()}`);
+  if (!journal) {
+    await fsSync.promises.mkdir(path.dirname(dest), { recursive: true });
+    const linked = await execa('cp', ['-al', '--', previous.dir, dest], { reject: false });
+    if (linked.exitCode !== 0) throw new RootfsError(`reusing ${previous.dir} failed: ${String(linked.stderr).trim()}`);
+  }
   const before = new Set(previous.overlay);
   const now = new Map(files.map((f) => [f.path, overlayRecord(f)]));
   const changed = new Set([...now].filter(([, record]) => !before.has(record)).map(([p]) => p));
   const stale = previous.overlay.map((r) => r.split('\0')[0]!).filter((p) => !now.has(p));
-  for (const p of stale) await restoreFromBase(base, dest, p);
+  for (const p of stale) await restoreFromBase(base, dest, p, journal);
   // Directories only the old overlay needed (not in the base, not needed now) go with it, deepest first.
   const keep = new Set(merge.entries.filter((e) => e.type === 'dir').map((e) => e.path));
   const emptied = [...new Set(stale.flatMap((p) => ancestors(p)))].filter((d) => !base.byPath.has(d) && !keep.has(d));
   for (const dir of emptied.sort((a, b) => b.length - a.length)) {
-    const target = path.join(safeParent(dest, dir), path.posix.basename(dir));
-    if (lstatOrUndefined(target)?.isDirectory() && fsSync.readdirSync(target).length === 0) fsSync.rmdirSync(target);
+    const target = path.join(safeParent(dest, dir, journal), path.posix.basename(dir));
+    if (!lstatOrUndefined(target)?.isDirectory() || fsSync.readdirSync(target).length > 0) continue;
+    if (journal) journal.displace(target);
+    else fsSync.rmdirSync(target);
   }
-  layOverlay(dest, merge.entries.filter((e) => e.type === 'dir' || changed.has(e.path)));
+  layOverlay(dest, merge.entries.filter((e) => e.type === 'dir' || changed.has(e.path)), journal);
   const removedBefore = new Set(previous.removes);
   for (const p of merge.removed) {
     if (removedBefore.has(p)) continue;
-    const target = path.join(safeParent(dest, p), path.posix.basename(p));
-    if (lstatOrUndefined(target) && !lstatOrUndefined(target)!.isDirectory()) fsSync.unlinkSync(target);
+    const target = path.join(safeParent(dest, p, journal), path.posix.basename(p));
+    if (lstatOrUndefined(target) && !lstatOrUndefined(target)!.isDirectory()) remove(target, journal);
   }
   const removedNow = new Set(merge.removed);
-  for (const p of previous.removes) if (!removedNow.has(p) && !now.has(p)) await restoreFromBase(base, dest, p);
+  for (const p of previous.removes) if (!removedNow.has(p) && !now.has(p)) await restoreFromBase(base, dest, p, journal);
   return { dest, replaced: [...merge.replaced].sort(), removed: merge.removed, written: [...changed].sort() };
 }

@@ -263,6 +263,26 @@ test('incremental trees: a tree revised from the previous build equals one built
   }
 });
 
+test('incremental trees: a build that fails after revising trees in place leaves the previous output as it was', async () => {
+  const changed = path.join(tmp, 'opz3-rollback.yaml');
+  await writeFile(changed, `extends: ${path.resolve('profiles/opz3.yaml')}\nlonghorn: { enabled: false }\n`);
+  await build(options('out-rollback'));
+  const before = await Promise.all(NODES.map((n) => describeTree(path.join(tmp, 'out-rollback/opz3/rootfs', n))));
+  const sumsBefore = sums('out-rollback');
+  // Fails once every tree has been moved into the new output and revised, as packing starts.
+  const failing = { ...silentReporter, step: (label: string) => { if (label.startsWith('packing')) throw new Error('disk full (simulated)'); return silentReporter.step(label); } };
+  await rejects(() => build(options('out-rollback', { profile: changed, reporter: failing })), /disk full/);
+  const after = await Promise.all(NODES.map((n) => describeTree(path.join(tmp, 'out-rollback/opz3/rootfs', n))));
+  assert.equal(after, before);
+  assert.is(sums('out-rollback'), sumsBefore);
+  const { readdir } = await import('node:fs/promises');
+  assert.equal((await readdir(path.join(tmp, 'out-rollback'))).sort(), ['opz3'], 'no staging left');
+  assert.not.ok((await readdir(path.join(tmp, 'out-rollback/opz3'), { withFileTypes: false })).some((n) => n.startsWith('.netroot-undo')));
+  // And the next build, from the intact previous output, still revises correctly.
+  const next = await build(options('out-rollback', { profile: changed }));
+  assert.equal(next.rebuilt, NODES);
+});
+
 async function failsCleanly(extra: Partial<BuildOptions>, pattern: RegExp, out: string): Promise<void> {
   const error = await rejects(() => build(options(out, extra)), pattern);
   assert.is((error as { exitCode?: number }).exitCode, 2, error.message);

@@ -6,7 +6,7 @@ import * as assert from 'uvu/assert';
 import { openBase } from '../../src/rootfs/base.js';
 import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
 import { mergeOverlay, resolveInRoot } from '../../src/rootfs/overlay.js';
-import { layOverlay, writeNodeTree } from '../../src/rootfs/tree.js';
+import { layOverlay, overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from '../../src/rootfs/tree.js';
 import { cleanup, exists, file, isRoot, link, makeBase, overlay, snapshot, tarOf, tempDir } from './support.js';
 
 const test = suite('rootfs/tree');
@@ -134,6 +134,24 @@ test('the destination must be new or empty', async () => {
   fs.mkdirSync(`${t}/empty`);
   await writeNodeTree(base, [], `${t}/empty`);
   assert.ok(exists(`${t}/empty/etc/passwd`));
+});
+
+test('a tree revised in place equals one built afresh, and its journal puts the old tree back exactly', async () => {
+  const { t, base } = await fixture('journal');
+  const overlayRecords = (files: ReturnType<typeof overlay>) => files.map(overlayRecord);
+  const first = overlay('n1');
+  await writeNodeTree(base, first, `${t}/tree`, { sourceDateEpoch: EPOCH });
+  const before = await snapshot(`${t}/tree`);
+  // The second overlay drops files (one in a directory only the overlay made), adds others and removes base files.
+  const second = [...overlay('n2').filter((f) => !f.path.startsWith('etc/netroot/') && f.path !== 'etc/resolv.conf'), file('opt/new/thing', 'x\n')];
+  const removes = ['etc/shadow'];
+  const journal = new TreeJournal(`${t}/aside`);
+  await reviseNodeTree(base, second, `${t}/tree`, { dir: `${t}/tree`, overlay: overlayRecords(first), removes: [] }, { sourceDateEpoch: EPOCH, removes, journal });
+  await writeNodeTree(base, second, `${t}/fresh`, { sourceDateEpoch: EPOCH, removes });
+  assert.equal(await snapshot(`${t}/tree`), await snapshot(`${t}/fresh`));
+  journal.undo();
+  assert.equal(await snapshot(`${t}/tree`), before);
+  assert.not.ok(exists(`${t}/aside`));
 });
 
 test.run();
