@@ -18,7 +18,7 @@ import { createLabNetwork, deleteNamespace, plugIn, staleNamespaces } from './ne
 import { netbootNode, type NetbootResult } from './netboot.js';
 import { readDatastore } from './probes.js';
 import { run, tryRun } from './run-command.js';
-import { coldStart, DEFAULT_BOUNDS, galeraNodeLoss, SCENARIOS, vipFailover, type LabBounds, type LabContext, type ScenarioName, type ScenarioResult } from './scenarios.js';
+import { coldStart, DEFAULT_BOUNDS, galeraNodeLoss, mariadbDown, SCENARIOS, vipFailover, type LabBounds, type LabContext, type ScenarioName, type ScenarioResult } from './scenarios.js';
 import { labTopology } from './topology.js';
 
 export const LAB_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -183,6 +183,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     const wanted: ScenarioName[] = options.scenario ? [options.scenario] : [...SCENARIOS];
     if (wanted.includes('vip-failover')) scenarios.push(await logged(await vipFailover(ctx)));
     if (wanted.includes('galera-node-loss')) scenarios.push(await logged(await galeraNodeLoss(ctx)));
+    if (wanted.includes('mariadb-down')) scenarios.push(await logged(await mariadbDown(ctx)));
     return await finish();
   } catch (error) {
     scenarios.push({ name: 'lab', pass: false, seconds: elapsed(started), detail: (error as Error).message });

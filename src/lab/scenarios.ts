@@ -9,7 +9,7 @@ import { describeGalera, galeraStatus, sqlThroughVip, standinReady, vipHolders, 
 import { waitFor } from './run-command.js';
 import type { LabTopology } from './topology.js';
 
-export const SCENARIOS = ['cold-start', 'vip-failover', 'galera-node-loss'] as const;
+export const SCENARIOS = ['cold-start', 'vip-failover', 'galera-node-loss', 'mariadb-down'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioResult {
@@ -28,9 +28,11 @@ export interface LabBounds {
   failoverSeconds: number;
   /** From power-on until a restarted server is back in a full Galera cluster. */
   rejoinSeconds: number;
+  /** keepalived's health check (2 failures 2 s apart) plus the takeover: the VIP leaves a server whose MariaDB died. */
+  healthFailoverSeconds: number;
 }
 
-export const DEFAULT_BOUNDS: LabBounds = { coldStartSeconds: 300, vipSettleSeconds: 30, failoverSeconds: 5, rejoinSeconds: 240 };
+export const DEFAULT_BOUNDS: LabBounds = { coldStartSeconds: 300, vipSettleSeconds: 30, failoverSeconds: 5, rejoinSeconds: 240, healthFailoverSeconds: 15 };
 
 export interface LabContext {
   topology: LabTopology;
@@ -77,6 +79,31 @@ async function singleVipHolder(ctx: LabContext, timeoutMs: number, intervalMs = 
     intervalMs,
   );
   return holder ? { holder, last } : { last };
+}
+
+/**
+ * Before a scenario: one holder that stays the holder for `quietMs`, so that a
+ * preemption still under way (a restarted server becoming synced and taking
+ * the VIP back) does not race the test.
+ */
+async function settledVipHolder(ctx: LabContext, quietMs = 6_000, timeoutMs = 60_000): Promise<string[]> {
+  let holders: string[] = [];
+  let since = Date.now();
+  let previous = '';
+  await waitFor(
+    async () => {
+      holders = await vipHolders(ctx.topology, ctx.machines);
+      const key = holders.join(',');
+      if (key !== previous) {
+        previous = key;
+        since = Date.now();
+      }
+      return holders.length === 1 && Date.now() - since >= quietMs ? true : undefined;
+    },
+    timeoutMs,
+    500,
+  );
+  return holders;
 }
 
 function vipProblem(ctx: LabContext, holders: string[]): string {
@@ -149,7 +176,7 @@ export async function powerLoss(machine: Machine): Promise<void> {
 export async function vipFailover(ctx: LabContext): Promise<ScenarioResult> {
   const start = Date.now();
   const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'vip-failover', pass, seconds: elapsed(start), detail });
-  const before = await vipHolders(ctx.topology, ctx.machines);
+  const before = await settledVipHolder(ctx);
   if (before.length !== 1) return result(false, `before the test: ${vipProblem(ctx, before)}`);
   if (!ctx.machines.find((m) => m.node.name === before[0])?.node.isServer) return result(false, `the VIP is on ${before[0]}, which is not a server`);
   const victim = ctx.machines.find((m) => m.node.name === before[0])!;
@@ -177,7 +204,7 @@ export async function vipFailover(ctx: LabContext): Promise<ScenarioResult> {
 export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
   const start = Date.now();
   const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'galera-node-loss', pass, seconds: elapsed(start), detail });
-  const holders = await vipHolders(ctx.topology, ctx.machines);
+  const holders = await settledVipHolder(ctx);
   const victim = runningServers(ctx).find((m) => !holders.includes(m.node.name));
   if (!victim) return result(false, 'no running server without the VIP to take down');
   const table = 'netroot_lab_writes';
@@ -204,4 +231,47 @@ export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
   const seen = Number(count.stdout.trim());
   if (!count.ok || seen !== writes) return result(false, `${victim.node.name} rejoined but holds ${count.ok ? seen : 'none'} of the ${writes} writes made while it was down${count.ok ? '' : `: ${count.stderr.trim()}`}`);
   return result(true, `${writes} writes through the VIP while ${victim.node.name} was down (slowest ${slowest.toFixed(1)} s); it rejoined after ${back.seconds} s and holds all ${writes}`);
+}
+
+/**
+ * The node stays up but its MariaDB dies: keepalived's health check must move
+ * the VIP to a server whose Galera works, and MariaDB (Restart=on-failure)
+ * must come back into the cluster by itself.
+ */
+export async function mariadbDown(ctx: LabContext): Promise<ScenarioResult> {
+  const start = Date.now();
+  const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'mariadb-down', pass, seconds: elapsed(start), detail });
+  const before = await settledVipHolder(ctx);
+  if (before.length !== 1) return result(false, `before the test: ${vipProblem(ctx, before)}`);
+  const holder = ctx.machines.find((m) => m.node.name === before[0])!;
+  ctx.log(`mariadb-down: killing MariaDB on ${holder.node.name}, which holds the VIP`);
+  const cut = Date.now();
+  // The main process only: systemd in a container cannot always signal a unit's whole cgroup.
+  const killed = await holder.exec('bash', ['-c', 'pid=$(systemctl show --property=MainPID --value mariadb.service) && [ "$pid" -gt 0 ] && kill -KILL "$pid"'], { timeoutMs: 10_000 });
+  if (!killed.ok) return result(false, `could not kill MariaDB on ${holder.node.name}: ${killed.stderr.trim()}`);
+  let holders: string[] = before;
+  const moved = await waitFor(
+    async () => {
+      holders = await vipHolders(ctx.topology, ctx.machines);
+      return holders.length === 1 && holders[0] !== holder.node.name ? holders[0] : undefined;
+    },
+    ctx.bounds.healthFailoverSeconds * 1000,
+    250,
+  );
+  const movedAfter = elapsed(cut);
+  if (!moved) {
+    return result(false, `the VIP stayed ${holders.length ? `on ${holders.join(', ')}` : 'nowhere'} for ${ctx.bounds.healthFailoverSeconds} s after MariaDB died on ${holder.node.name}: keepalived's galera_ready check must move it\n${await journals(ctx, [holder.node.name], 'keepalived')}`);
+  }
+  let sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1');
+  const answered = await waitFor(async () => ((sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1')).ok ? true : undefined), 30_000, 1_000);
+  if (!answered) return result(false, `the VIP moved to ${moved}, but the datastore does not answer through it: ${sql.stderr.trim()}`);
+  const size = servers(ctx).length;
+  let galera = await galeraEverywhere(ctx, size);
+  const back = await waitFor(async () => ((galera = await galeraEverywhere(ctx, size)).ok ? true : undefined), ctx.bounds.rejoinSeconds * 1000, 2_000);
+  if (!back) return result(false, `MariaDB on ${holder.node.name} did not come back into Galera within ${ctx.bounds.rejoinSeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, [holder.node.name], 'mariadb')}`);
+  const returned = await singleVipHolder(ctx, 30_000);
+  return result(
+    true,
+    `VIP left ${holder.node.name} for ${moved} ${movedAfter} s after its MariaDB was killed; the datastore answered through it; MariaDB restarted and Galera was back to size ${size} after ${elapsed(cut)} s${returned.holder ? `, VIP on ${returned.holder}` : ''}`,
+  );
 }

@@ -32,7 +32,8 @@ for (const profileName of PROFILES) {
     const b = get();
     for (const server of b.plan.cluster.servers) {
       const conf = await read(path.join(b.nodeRoot(server.name), 'etc/keepalived/keepalived.conf'));
-      const result = await keepalivedConfigTest(conf, [server.interface]);
+      const scripts = [{ path: '/usr/local/lib/netroot/galera-ready', from: path.join(b.nodeRoot(server.name), 'usr/local/lib/netroot/galera-ready') }];
+      const result = await keepalivedConfigTest(conf, [server.interface], scripts);
       assert.ok(result.ok, `${server.name}: ${result.output}`);
     }
   });

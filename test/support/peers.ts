@@ -65,6 +65,7 @@
  *   - Dangling enablement symlinks (multi-user.target.wants/x.service →
  *     missing unit) are silently accepted by verify; we check them ourselves.
  */
+import { existsSync } from 'node:fs';
 import { execa } from 'execa';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
@@ -177,6 +178,8 @@ const KEEPALIVED_NOISE: RegExp[] = [];
 export async function keepalivedConfigTest(
   configText: string,
   interfaces: string[],
+  /** Scripts the config names (vrrp_script), placed at `path` from the node's rendered `from` for the test. */
+  scripts: { path: string; from: string }[] = [],
 ): Promise<CheckResult> {
   const ns = `nrt-${rand()}`;
   let nsCreated = false;
@@ -212,7 +215,19 @@ export async function keepalivedConfigTest(
     const file = path.join(dir, 'keepalived.conf');
     await fs.writeFile(file, configText);
 
-    const r = await run('ip', ['netns', 'exec', ns, 'keepalived', '--config-test', '-f', file]);
+    // keepalived checks that each script exists and that only root can write it and
+    // its directories. `ip netns exec` runs in a mount namespace of its own, so the
+    // scripts go onto a tmpfs there and the host's directories are never written.
+    const place = scripts.flatMap(({ path: target, from }) => {
+      let cover = path.dirname(target);
+      while (!existsSync(cover) && path.dirname(cover) !== '/') cover = path.dirname(cover);
+      return [
+        `mountpoint -q ${cover} || mount -t tmpfs -o mode=0755 netroot-test ${cover}`,
+        `mkdir -p ${path.dirname(target)}`,
+        `install -m 0755 ${from} ${target}`,
+      ];
+    });
+    const r = await run('ip', ['netns', 'exec', ns, 'sh', '-euc', [...place, `exec keepalived --config-test -f ${file}`].join('\n')]);
     // the temp dir is gone afterwards: show the config's name instead of its path
     const out = dedupe(lines(combined(r)).map((l) => l.split(file).join('keepalived.conf')));
     const problems = out.filter((l) => !KEEPALIVED_NOISE.some((re) => re.test(l)));
