@@ -151,7 +151,7 @@ export function bootContext(cluster: Cluster): Record<string, unknown> {
       dnsList: n.dns.join(','),
       dhcpTag: `netroot-${n.name}`,
       exportPath: exportPath(cluster, n),
-      exportId: i + 1,
+      exportId: profile.exports.firstExportId + i,
     })),
   };
 }

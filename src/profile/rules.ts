@@ -144,6 +144,14 @@ export const rules: Rule[] = [
     },
   },
   {
+    name: 'ganesha-export-ids',
+    check({ profile, nodes }) {
+      const last = profile.exports.firstExportId + nodes.length - 1;
+      if (last <= 65535) return [];
+      return [{ path: ['exports', 'firstExportId'], message: `the ${nodes.length} nodes would take Ganesha Export_Ids up to ${last}, past 65535; start lower` }];
+    },
+  },
+  {
     name: 'longhorn-needs-local-storage',
     check({ profile, nodes }) {
       if (!profile.longhorn.enabled) return [];

@@ -50,6 +50,13 @@ const board = z.strictObject({
 const exportsSchema = z.strictObject({
   root: absPath.describe('Directory on the NFS server that holds one root filesystem per node.'),
   tftpRoot: absPath.describe('TFTP root on the boot server.'),
+  firstExportId: z
+    .number()
+    .int()
+    .min(1, 'must be between 1 and 65535 (0 is Ganesha\'s pseudo root)')
+    .max(65535, 'must be between 1 and 65535')
+    .default(1)
+    .describe('Ganesha Export_Id of the first node; the others follow. Export_Ids must be unique on one NFS server: give each cluster that shares it its own range.'),
 });
 
 const keepalived = z.strictObject({

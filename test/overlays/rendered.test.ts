@@ -222,6 +222,7 @@ for (const profileName of PROFILES) {
     assert.is(blocks.length, cluster.nodes.length);
     for (const [i, node] of cluster.nodes.entries()) {
       assert.match(blocks[i]!, new RegExp(`Path = "${cluster.profile.exports.root}/${node.name}";`));
+      assert.match(blocks[i]!, new RegExp(`^\\s*Export_Id = ${cluster.profile.exports.firstExportId + i};$`, 'm'), 'Export_Ids count up from exports.firstExportId');
       assert.match(blocks[i]!, /^\s*Access_Type = None;$/m);
       assert.match(blocks[i]!, new RegExp(`Clients = ${node.ip.replace(/\./g, '\\.')};`));
     }

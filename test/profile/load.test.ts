@@ -314,6 +314,12 @@ const invalid: InvalidCase[] = [
     edits: [['bootstrapNode: opz3-1-onder', 'bootstrapNode: opz3-9-nope']],
     issues: [{ at: { line: 'bootstrapNode', col: 'bootstrapNode' }, key: 'galera.bootstrapNode', message: `there is no node named opz3-9-nope; name one of the servers: ${SERVERS}` }],
   },
+  // ---------------------------------------------------------------- Ganesha
+  {
+    name: 'Ganesha Export_Ids past 65535',
+    edits: [['tftpRoot: /srv/tftp }', 'tftpRoot: /srv/tftp, firstExportId: 65533 }']],
+    issues: [{ at: { line: 'firstExportId', col: 'firstExportId' }, key: 'exports.firstExportId', message: 'the 4 nodes would take Ganesha Export_Ids up to 65536, past 65535; start lower' }],
+  },
   // ---------------------------------------------------------------- local storage
   {
     name: 'Longhorn on with local storage off for the cluster',
