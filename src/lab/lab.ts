@@ -72,11 +72,13 @@ async function checkHost(): Promise<void> {
   if (missing.length) throw new UsageError(`the lab needs ${missing.join(', ')}: install its packages with scripts/install-lab-deps.sh`);
 }
 
-/** The base for another architecture: the profile's debootstrap spec with the arch swapped. */
+/** The base for another architecture: the profile's debootstrap spec with the arch swapped, its kernel package too. */
 export function baseForArch(spec: string | undefined, arch: string): string {
   const parts = spec?.split(':') ?? [];
   if (parts[0] !== 'debootstrap' || parts.length < 3) throw new UsageError(`--arch needs a profile whose base is debootstrap:SUITE:ARCH[:pkgs], not ${spec ?? 'none'}`);
+  const from = parts[2];
   parts[2] = arch;
+  if (parts[3]) parts[3] = parts[3].split(',').map((p) => (p === `linux-image-${from}` ? `linux-image-${arch}` : p)).join(',');
   return parts.join(':');
 }
 

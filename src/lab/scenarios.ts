@@ -32,7 +32,10 @@ export interface LabBounds {
   healthFailoverSeconds: number;
 }
 
-export const DEFAULT_BOUNDS: LabBounds = { coldStartSeconds: 300, vipSettleSeconds: 30, failoverSeconds: 5, rejoinSeconds: 240, healthFailoverSeconds: 15 };
+/** How long one VIP holder must stay the only one before the lab believes it. */
+const VIP_QUIET_MS = 12_000;
+
+export const DEFAULT_BOUNDS: LabBounds = { coldStartSeconds: 300, vipSettleSeconds: 45, failoverSeconds: 5, rejoinSeconds: 240, healthFailoverSeconds: 15 };
 
 export interface LabContext {
   topology: LabTopology;
@@ -125,12 +128,12 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
   }
   const galeraAt = elapsed(started);
 
-  const vip = await singleVipHolder(ctx, Math.min(left(), ctx.bounds.vipSettleSeconds * 1000));
-  if (!vip.holder) return fail(vipProblem(ctx, vip.last), await journals(ctx, vip.last.length ? vip.last : servers(ctx).map((m) => m.node.name), 'keepalived'));
-  // A split brain can look like one holder for a moment: it has to hold for a few adverts.
-  await new Promise((r) => setTimeout(r, 3_000));
-  const holders = await vipHolders(ctx.topology, ctx.machines);
-  if (holders.length !== 1) return fail(vipProblem(ctx, holders), await journals(ctx, holders, 'keepalived'));
+  // A split brain can look like a single holder for a while: a server whose health
+  // check has just passed waits rise × interval (4 s), then three missed adverts,
+  // before it takes the VIP. One holder must stay the only one longer than that.
+  const holders = await settledVipHolder(ctx, VIP_QUIET_MS, Math.min(left(), ctx.bounds.vipSettleSeconds * 1000));
+  if (holders.length !== 1) return fail(vipProblem(ctx, holders), await journals(ctx, holders.length ? holders : servers(ctx).map((m) => m.node.name), 'keepalived'));
+  const vip = { holder: holders[0]! };
 
   let sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1');
   const answered = await waitFor(async () => ((sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1')).ok ? true : undefined), left(), 2_000);

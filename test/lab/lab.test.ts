@@ -71,6 +71,16 @@ Lab('a wrong Galera peer address on one server: it never joins, and the report n
   });
 });
 
+Lab('a Ganesha export open to every client: the netboot check fails before anything boots', async (ctx) => {
+  const exportsFile = path.join(ctx.tmp, 'build/opz3-lab/exports/opz3-lab.ganesha.conf');
+  await withBroken(exportsFile, (t) => t.replace(/Clients = 192\.0\.2\.60;/, 'Clients = *;'), async () => {
+    const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, secrets: ctx.secrets, log: () => undefined });
+    assert.not.ok(report.pass, 'the lab must fail');
+    assert.equal(report.scenarios.map((s) => s.name), ['netboot'], 'nothing boots after a failed netboot check');
+    assert.match(report.scenarios[0]!.detail, 'NFS /srv/nfs/opz3/opz3-1-onder (the root of opz3-1-onder) is served to opz3-2-midden at 192.0.2.61');
+  });
+});
+
 Lab('nothing of the lab is left behind', async () => {
   const namespaces = existsSync('/run/netns') ? (await import('node:fs')).readdirSync('/run/netns').filter((n) => n.startsWith(`nrl${process.pid}-`)) : [];
   assert.equal(namespaces, [], 'network namespaces');

@@ -49,6 +49,8 @@ test('the datastore endpoint of a rendered server config, and none on an agent',
 
 test('--arch swaps the architecture of a debootstrap base and refuses other bases', () => {
   assert.is(baseForArch('debootstrap:bookworm:amd64:python3,dbus', 'arm64'), 'debootstrap:bookworm:arm64:python3,dbus');
+  assert.is(baseForArch('debootstrap:bookworm:amd64:python3,linux-image-amd64', 'arm64'), 'debootstrap:bookworm:arm64:python3,linux-image-arm64', 'the kernel package follows');
+  assert.is(baseForArch('debootstrap:bookworm:amd64', 'arm64'), 'debootstrap:bookworm:arm64');
   assert.throws(() => baseForArch('/srv/armbian.img', 'arm64'), /--arch needs a profile whose base is debootstrap/);
   assert.throws(() => baseForArch(undefined, 'arm64'), /not none/);
 });
