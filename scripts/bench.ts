@@ -6,7 +6,7 @@
  * side by side in one run on the same tree:
  *  - GNU tar -cf / -czf of the base against netroot's artifacts for 1, 4 and 32 nodes;
  *  - cp -a of the base per node against netroot's trees for 4 nodes;
- *  - an unchanged rebuild and a one-node change, 4 nodes, trees and artifacts;
+ *  - an unchanged rebuild, a one-node change and a one-template change, 4 nodes;
  *  - the peak memory (RSS) of every netroot run.
  * Every netroot run is the real command line (bin/build-images.js) in a child
  * process. --write puts the table into BENCHMARKS.md.
@@ -95,11 +95,14 @@ interface Run {
 }
 
 async function time(command: string, argv: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<Run> {
-  // Every run starts with no dirty pages from the one before, so writeback of an
-  // earlier run's output is not charged to the next.
+  // Every run starts with no dirty pages from the one before, and ends when what
+  // it wrote is on disk (a trailing sync, timed): otherwise a run that writes
+  // 1 GiB leaves its writeback uncharged, while one that writes 4 GiB pays for
+  // most of its own.
   await execa('sync');
   const started = process.hrtime.bigint();
   await execa(command, argv, { ...options, stdio: ['ignore', 'ignore', 'inherit'] });
+  await execa('sync');
   return { seconds: Number(process.hrtime.bigint() - started) / 1e9 };
 }
 
@@ -132,9 +135,12 @@ async function main(): Promise<void> {
     await writeFile(path.join(work, 'four.yaml'), await profileText(3, 1));
     await writeFile(path.join(work, 'thirtytwo.yaml'), await profileText(3, 29));
     await writeFile(path.join(work, 'four-changed.yaml'), `extends: ./four.yaml\nnodes:\n  - { name: node-4, interface: eth1 }\n`);
+    // One template's output changes on every server: keepalived.conf.
+    await writeFile(path.join(work, 'four-keepalived.yaml'), `extends: ./four.yaml\nkeepalived: { virtualRouterId: 51, advertInterval: 2 }\n`);
     // Warm the page cache the same way for everyone.
     await execa('tar', ['-cf', '/dev/null', '-C', base, '.']);
 
+    const loadStart = os.loadavg()[0]!;
     const rows: [string, Run, string][] = [];
     const add = (what: string, run: Run, note = '') => {
       rows.push([what, run, note]);
@@ -152,20 +158,23 @@ async function main(): Promise<void> {
     add('netroot tar.gz, 4 nodes', await netroot(work, common('four.yaml', 'out-4', 'cache-4', 'tar')), 'cold cache');
     add('netroot tar.gz, 32 nodes', await netroot(work, common('thirtytwo.yaml', 'out-32', 'cache-32', 'tar')), 'cold cache');
     await rm(path.join(work, 'out-32'), { recursive: true });
-    let cp = 0;
-    for (let i = 0; i < 4; i++) cp += (await time('cp', ['-a', base, path.join(work, `cp-${i}`)])).seconds;
-    add('cp -a base, 4 times', { seconds: cp });
-    for (let i = 0; i < 4; i++) await rm(path.join(work, `cp-${i}`), { recursive: true });
-    add('netroot trees, 4 nodes', await netroot(work, common('four.yaml', 'out-tree', 'cache-4', 'tree')), 'cp -a --reflink=auto + overlay');
+    // Four copies in one run, like netroot's four trees, so both pay for the writeback of 4 GiB.
+    add('cp -a base, 4 times', await time('sh', ['-c', 'for i in 1 2 3 4; do cp -a "$1" "$2-$i"; done', 'sh', base, path.join(work, 'cp')]));
+    for (let i = 1; i <= 4; i++) await rm(path.join(work, `cp-${i}`), { recursive: true });
+    add('netroot trees, 4 nodes', await netroot(work, common('four.yaml', 'out-tree', 'cache-4', 'tree')), 'cp -a --reflink=auto + overlay, k3s 64 MiB each');
+    add('netroot trees, 4 nodes, one node changed', await netroot(work, common('four-changed.yaml', 'out-tree', 'cache-4', 'tree', 'four.yaml')), 'tree revised in place');
     await rm(path.join(work, 'out-tree'), { recursive: true });
     add('netroot tree+tar, 4 nodes, first build', await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')), 'packed chunks cached by the run above');
-    add('netroot tree+tar, 4 nodes, unchanged rebuild', await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')), 'directory base re-indexed (metadata only), nodes hard-linked');
-    add('netroot tree+tar, 4 nodes, one node changed', await netroot(work, common('four-changed.yaml', 'out-incr', 'cache-4', 'tree,tar', 'four.yaml')), 'one tree and one artifact rebuilt');
+    add('netroot tree+tar, 4 nodes, unchanged rebuild', await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')), 'base not read (one find for its identity), trees moved');
+    add('netroot tree+tar, 4 nodes, one node changed', await netroot(work, common('four-changed.yaml', 'out-incr', 'cache-4', 'tree,tar', 'four.yaml')), 'index from the cache; one tree revised, one artifact re-packed');
+    add('netroot tree+tar, 4 nodes, one template on 3 nodes', await netroot(work, common('four-keepalived.yaml', 'out-incr', 'cache-4', 'tree,tar', 'four.yaml')), 'keepalived.conf of the 3 servers: 3 trees revised, 3 artifacts');
 
     const m = await machine();
+    const loadEnd = os.loadavg()[0]!;
     const table = [
       `Base: ${FILES} files + an Armbian-like skeleton, ${(bytes / 1024 ** 3).toFixed(2)} GiB on disk; k3s stand-in 64 MiB; gzip level 6 on both sides.`,
       `Machine: ${m}.`,
+      `Load average (1 min) when the runs began: ${loadStart.toFixed(2)}, when they ended: ${loadEnd.toFixed(2)}${Math.max(loadStart, loadEnd) > os.cpus().length / 2 ? ' (other work shared the machine: figures are noisier and slower than on an idle one)' : ''}. Each run ends with a timed sync.`,
       '',
       '| run | seconds | peak RSS (MiB) | note |',
       '| --- | ---: | ---: | --- |',
