@@ -72,7 +72,11 @@ export class TreeJournal {
 
   /** Moves `target` out of the way (it stays restorable) instead of unlinking it. */
   displace(target: string): void {
-    if (this.count === 0) fsSync.mkdirSync(this.aside, { recursive: true, mode: 0o700 });
+    if (this.count === 0) {
+      // What a killed run left there belonged to a revision that is gone with its staging directory.
+      fsSync.rmSync(this.aside, { recursive: true, force: true });
+      fsSync.mkdirSync(this.aside, { recursive: true, mode: 0o700 });
+    }
     const kept = path.join(this.aside, String(this.count++));
     fsSync.renameSync(target, kept);
     this.steps.push(() => fsSync.renameSync(kept, target));

@@ -145,6 +145,8 @@ test('a tree revised in place equals one built afresh, and its journal puts the 
   // The second overlay drops files (one in a directory only the overlay made), adds others and removes base files.
   const second = [...overlay('n2').filter((f) => !f.path.startsWith('etc/netroot/') && f.path !== 'etc/resolv.conf'), file('opt/new/thing', 'x\n')];
   const removes = ['etc/shadow'];
+  // Left by a killed run: a displaced directory where this run's first displaced file would go.
+  fs.mkdirSync(`${t}/aside/0`, { recursive: true });
   const journal = new TreeJournal(`${t}/aside`);
   await reviseNodeTree(base, second, `${t}/tree`, { dir: `${t}/tree`, overlay: overlayRecords(first), removes: [] }, { sourceDateEpoch: EPOCH, removes, journal });
   await writeNodeTree(base, second, `${t}/fresh`, { sourceDateEpoch: EPOCH, removes });
