@@ -5,7 +5,7 @@
  * check. The passing run is `npm run lab`, which .ci/run runs and counts.
  * Needs root and the packages of scripts/install-lab-deps.sh (.ci/run installs them).
  */
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chown, copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -69,6 +69,21 @@ Lab('a wrong Galera peer address on one server: it never joins, and the report n
     assert.match(cold.detail, /opz3-1-onder: size 2, Primary, Synced; opz3-2-midden: size 2, Primary, Synced; opz3-3-boven: (MariaDB not answering|size 0)/);
     assert.match(cold.detail, 'mariadb on opz3-3-boven:');
   });
+});
+
+Lab('a bootstrap node whose base has no MariaDB system tables (as a qemu-user build leaves it) still forms the cluster', async (ctx) => {
+  const datadir = ctx.tree('opz3-1-onder', 'var/lib/mysql');
+  const aside = path.join(ctx.tmp, 'datadir-aside');
+  await rename(datadir, aside);
+  await mkdir(datadir);
+  await chown(datadir, (await stat(aside)).uid, (await stat(aside)).gid);
+  try {
+    const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenario: 'cold-start', secrets: ctx.secrets, bounds: { coldStartSeconds: 120 }, log: () => undefined });
+    assert.ok(report.pass, JSON.stringify(report.scenarios, null, 1));
+  } finally {
+    await rm(datadir, { recursive: true, force: true });
+    await rename(aside, datadir);
+  }
 });
 
 Lab('a Ganesha export open to every client: the netboot check fails before anything boots', async (ctx) => {
