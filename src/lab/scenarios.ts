@@ -6,7 +6,7 @@
 import type { Machine } from './machine.js';
 import { unplug } from './network.js';
 import { describeGalera, galeraStatus, sqlThroughVip, standinReady, vipHolders, type Datastore, type GaleraStatus } from './probes.js';
-import { waitFor } from './run-command.js';
+import { waitFor, type CommandResult } from './run-command.js';
 import type { LabTopology } from './topology.js';
 
 export const SCENARIOS = ['cold-start', 'vip-failover', 'galera-node-loss', 'mariadb-down'] as const;
@@ -51,11 +51,30 @@ const elapsed = (start: number): number => Math.round((Date.now() - start) / 100
 const servers = (ctx: LabContext): Machine[] => ctx.machines.filter((m) => m.node.isServer);
 const runningServers = (ctx: LabContext): Machine[] => servers(ctx).filter((m) => m.running);
 
-async function galeraEverywhere(ctx: LabContext, expected: number): Promise<{ ok: boolean; seen: Map<string, GaleraStatus | undefined> }> {
+interface GaleraView {
+  ok: boolean;
+  seen: Map<string, GaleraStatus | undefined>;
+}
+
+async function galeraEverywhere(ctx: LabContext, expected: number): Promise<GaleraView> {
   const seen = new Map<string, GaleraStatus | undefined>();
   for (const machine of runningServers(ctx)) seen.set(machine.node.name, await galeraStatus(machine));
   const ok = [...seen.values()].every((s) => s !== undefined && s.size === expected && s.status === 'Primary' && s.state === 'Synced');
   return { ok: ok && seen.size > 0, seen };
+}
+
+/** Polls until every running server is a synced member of a primary cluster of all servers; the last view either way. */
+async function galeraFullWithin(ctx: LabContext, timeoutMs: number): Promise<GaleraView> {
+  let view: GaleraView | undefined;
+  await waitFor(async () => ((view = await galeraEverywhere(ctx, servers(ctx).length)).ok ? true : undefined), timeoutMs, 2_000);
+  return view!;
+}
+
+/** Polls until the k3s database answers through the VIP; the last attempt either way. */
+async function datastoreWithin(ctx: LabContext, timeoutMs: number, intervalMs: number): Promise<CommandResult> {
+  let last: CommandResult | undefined;
+  await waitFor(async () => ((last = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1')).ok ? true : undefined), timeoutMs, intervalMs);
+  return last!;
 }
 
 const showGalera = (seen: Map<string, GaleraStatus | undefined>): string => [...seen].map(([name, s]) => `${name}: ${describeGalera(s)}`).join('; ');
@@ -70,26 +89,13 @@ async function journals(ctx: LabContext, names: string[], unit: string, lines = 
   return parts.join('\n');
 }
 
-/** Waits until exactly one server holds the VIP and it stays that way for a few seconds (no flapping). */
-async function singleVipHolder(ctx: LabContext, timeoutMs: number, intervalMs = 250): Promise<{ holder?: string; last: string[] }> {
-  let last: string[] = [];
-  const holder = await waitFor(
-    async () => {
-      last = await vipHolders(ctx.topology, ctx.machines);
-      return last.length === 1 ? last[0] : undefined;
-    },
-    timeoutMs,
-    intervalMs,
-  );
-  return holder ? { holder, last } : { last };
-}
-
 /**
- * Before a scenario: one holder that stays the holder for `quietMs`, so that a
- * preemption still under way (a restarted server becoming synced and taking
- * the VIP back) does not race the test.
+ * Waits for a single VIP holder that stays the only one for `quietMs` (0: as
+ * soon as there is one); returns the holders last seen. Before a scenario, a
+ * quiet time keeps a preemption still under way (a restarted server becoming
+ * synced and taking the VIP back) from racing the test.
  */
-async function settledVipHolder(ctx: LabContext, quietMs = 6_000, timeoutMs = 60_000): Promise<string[]> {
+async function settledVipHolder(ctx: LabContext, quietMs = 6_000, timeoutMs = 60_000, intervalMs = 500): Promise<string[]> {
   let holders: string[] = [];
   let since = Date.now();
   let previous = '';
@@ -104,7 +110,7 @@ async function settledVipHolder(ctx: LabContext, quietMs = 6_000, timeoutMs = 60
       return holders.length === 1 && Date.now() - since >= quietMs ? true : undefined;
     },
     timeoutMs,
-    500,
+    intervalMs,
   );
   return holders;
 }
@@ -120,9 +126,8 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
   const fail = async (what: string, more = ''): Promise<ScenarioResult> => ({ name: 'cold-start', pass: false, seconds: elapsed(started), detail: [what, more].filter(Boolean).join('\n') });
 
   const size = servers(ctx).length;
-  let galera = await galeraEverywhere(ctx, size);
-  const formed = await waitFor(async () => ((galera = await galeraEverywhere(ctx, size)).ok ? true : undefined), left(), 2_000);
-  if (!formed) {
+  const galera = await galeraFullWithin(ctx, left());
+  if (!galera.ok) {
     const bad = [...galera.seen].filter(([, s]) => !s || s.size !== size).map(([name]) => name);
     return fail(`Galera did not form within ${ctx.bounds.coldStartSeconds} s: wsrep_cluster_size is not ${size} on every server (${showGalera(galera.seen)})`, await journals(ctx, bad, 'mariadb'));
   }
@@ -133,11 +138,10 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
   // before it takes the VIP. One holder must stay the only one longer than that.
   const holders = await settledVipHolder(ctx, VIP_QUIET_MS, Math.min(left(), ctx.bounds.vipSettleSeconds * 1000));
   if (holders.length !== 1) return fail(vipProblem(ctx, holders), await journals(ctx, holders.length ? holders : servers(ctx).map((m) => m.node.name), 'keepalived'));
-  const vip = { holder: holders[0]! };
+  const holder = holders[0]!;
 
-  let sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1');
-  const answered = await waitFor(async () => ((sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1')).ok ? true : undefined), left(), 2_000);
-  if (!answered) return fail(`the k3s database ${ctx.datastore.database} does not answer through the VIP as ${ctx.datastore.user}: ${sql.stderr.trim()}`, await journals(ctx, [vip.holder], 'netroot-k3s-datastore'));
+  const sql = await datastoreWithin(ctx, left(), 2_000);
+  if (!sql.ok) return fail(`the k3s database ${ctx.datastore.database} does not answer through the VIP as ${ctx.datastore.user}: ${sql.stderr.trim()}`, await journals(ctx, [holder], 'netroot-k3s-datastore'));
 
   let notReady: string[] = [];
   const ready = await waitFor(
@@ -157,7 +161,7 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
     name: 'cold-start',
     pass: true,
     seconds: elapsed(started),
-    detail: `Galera size ${size} on every server after ${galeraAt} s; VIP on ${vip.holder} only; k3s database and user answer through the VIP; k3s stand-ins ready on ${ctx.machines.length} nodes`,
+    detail: `Galera size ${size} on every server after ${galeraAt} s; VIP on ${holder} only; k3s database and user answer through the VIP; k3s stand-ins ready on ${ctx.machines.length} nodes`,
   };
 }
 
@@ -165,10 +169,8 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
 async function rejoin(ctx: LabContext, machine: Machine): Promise<{ ok: boolean; seconds: number; seen: Map<string, GaleraStatus | undefined> }> {
   const start = Date.now();
   await ctx.powerOn(machine);
-  const size = servers(ctx).length;
-  let galera = await galeraEverywhere(ctx, size);
-  const ok = await waitFor(async () => ((galera = await galeraEverywhere(ctx, size)).ok ? true : undefined), ctx.bounds.rejoinSeconds * 1000, 2_000);
-  return { ok: ok === true, seconds: elapsed(start), seen: galera.seen };
+  const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
+  return { ok: galera.ok, seconds: elapsed(start), seen: galera.seen };
 }
 
 export async function powerLoss(machine: Machine): Promise<void> {
@@ -181,27 +183,27 @@ export async function vipFailover(ctx: LabContext): Promise<ScenarioResult> {
   const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'vip-failover', pass, seconds: elapsed(start), detail });
   const before = await settledVipHolder(ctx);
   if (before.length !== 1) return result(false, `before the test: ${vipProblem(ctx, before)}`);
-  if (!ctx.machines.find((m) => m.node.name === before[0])?.node.isServer) return result(false, `the VIP is on ${before[0]}, which is not a server`);
   const victim = ctx.machines.find((m) => m.node.name === before[0])!;
+  if (!victim.node.isServer) return result(false, `the VIP is on ${before[0]}, which is not a server`);
   ctx.log(`vip-failover: pulling the power of ${victim.node.name}, which holds the VIP`);
   const cut = Date.now();
   await powerLoss(victim);
-  const moved = await singleVipHolder(ctx, ctx.bounds.failoverSeconds * 1000 + 25_000, 100);
+  const after = await settledVipHolder(ctx, 0, ctx.bounds.failoverSeconds * 1000 + 25_000, 100);
   const movedAfter = elapsed(cut);
-  if (!moved.holder) return result(false, `after ${victim.node.name} lost power: ${vipProblem(ctx, moved.last)}`);
+  if (after.length !== 1) return result(false, `after ${victim.node.name} lost power: ${vipProblem(ctx, after)}`);
+  const moved = after[0]!;
   if (movedAfter > ctx.bounds.failoverSeconds) {
-    return result(false, `the VIP moved to ${moved.holder} ${movedAfter} s after ${victim.node.name} lost power, more than ${ctx.bounds.failoverSeconds} s: check advert_int and the priorities in keepalived.conf`);
+    return result(false, `the VIP moved to ${moved} ${movedAfter} s after ${victim.node.name} lost power, more than ${ctx.bounds.failoverSeconds} s: check advert_int and the priorities in keepalived.conf`);
   }
-  let sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1');
-  const answered = await waitFor(async () => ((sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1')).ok ? true : undefined), 30_000, 1_000);
-  if (!answered) return result(false, `the VIP moved to ${moved.holder} after ${movedAfter} s, but the datastore does not answer through it: ${sql.stderr.trim()}`);
+  const sql = await datastoreWithin(ctx, 30_000, 1_000);
+  if (!sql.ok) return result(false, `the VIP moved to ${moved} after ${movedAfter} s, but the datastore does not answer through it: ${sql.stderr.trim()}`);
   const answeredAfter = elapsed(cut);
-  ctx.log(`vip-failover: VIP on ${moved.holder} after ${movedAfter} s; powering ${victim.node.name} on again`);
+  ctx.log(`vip-failover: VIP on ${moved} after ${movedAfter} s; powering ${victim.node.name} on again`);
   const back = await rejoin(ctx, victim);
   if (!back.ok) {
     return result(false, `${victim.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of powering on (${showGalera(back.seen)})\n${await journals(ctx, [victim.node.name], 'mariadb')}`);
   }
-  return result(true, `VIP moved from ${victim.node.name} to ${moved.holder} ${movedAfter} s after the power cut; the datastore answered through it after ${answeredAfter} s; ${victim.node.name} rejoined Galera (size 3) ${back.seconds} s after powering on`);
+  return result(true, `VIP moved from ${victim.node.name} to ${moved} ${movedAfter} s after the power cut; the datastore answered through it after ${answeredAfter} s; ${victim.node.name} rejoined Galera (size 3) ${back.seconds} s after powering on`);
 }
 
 export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
@@ -265,16 +267,14 @@ export async function mariadbDown(ctx: LabContext): Promise<ScenarioResult> {
   if (!moved) {
     return result(false, `the VIP stayed ${holders.length ? `on ${holders.join(', ')}` : 'nowhere'} for ${ctx.bounds.healthFailoverSeconds} s after MariaDB died on ${holder.node.name}: keepalived's galera_ready check must move it\n${await journals(ctx, [holder.node.name], 'keepalived')}`);
   }
-  let sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1');
-  const answered = await waitFor(async () => ((sql = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1')).ok ? true : undefined), 30_000, 1_000);
-  if (!answered) return result(false, `the VIP moved to ${moved}, but the datastore does not answer through it: ${sql.stderr.trim()}`);
+  const sql = await datastoreWithin(ctx, 30_000, 1_000);
+  if (!sql.ok) return result(false, `the VIP moved to ${moved}, but the datastore does not answer through it: ${sql.stderr.trim()}`);
   const size = servers(ctx).length;
-  let galera = await galeraEverywhere(ctx, size);
-  const back = await waitFor(async () => ((galera = await galeraEverywhere(ctx, size)).ok ? true : undefined), ctx.bounds.rejoinSeconds * 1000, 2_000);
-  if (!back) return result(false, `MariaDB on ${holder.node.name} did not come back into Galera within ${ctx.bounds.rejoinSeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, [holder.node.name], 'mariadb')}`);
-  const returned = await singleVipHolder(ctx, 30_000);
+  const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
+  if (!galera.ok) return result(false, `MariaDB on ${holder.node.name} did not come back into Galera within ${ctx.bounds.rejoinSeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, [holder.node.name], 'mariadb')}`);
+  const returned = await settledVipHolder(ctx, 0, 30_000, 250);
   return result(
     true,
-    `VIP left ${holder.node.name} for ${moved} ${movedAfter} s after its MariaDB was killed; the datastore answered through it; MariaDB restarted and Galera was back to size ${size} after ${elapsed(cut)} s${returned.holder ? `, VIP on ${returned.holder}` : ''}`,
+    `VIP left ${holder.node.name} for ${moved} ${movedAfter} s after its MariaDB was killed; the datastore answered through it; MariaDB restarted and Galera was back to size ${size} after ${elapsed(cut)} s${returned.length === 1 ? `, VIP on ${returned[0]}` : ''}`,
   );
 }
