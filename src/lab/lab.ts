@@ -7,9 +7,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { build, prepare } from '../build.js';
+import { build } from '../build.js';
+import { loadProfile } from '../profile/load.js';
 import { UsageError } from '../errors.js';
-import type { Cluster } from '../profile/resolve.js';
 import { startBootServer } from './boot-server.js';
 import { Cleanup } from './cleanup.js';
 import { LabError } from './errors.js';
@@ -104,16 +104,21 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   const runDir = path.join(labDir, 'run');
   await checkHost();
 
-  const common = { profile: options.profile, cwd, ...(options.secrets ? { secrets: options.secrets } : {}) };
-  let cluster: Cluster;
-  if (options.skipBuild) {
-    cluster = (await prepare(common)).loaded.cluster;
-  } else {
-    const prepared = await prepare(common);
-    cluster = prepared.loaded.cluster;
-    const base = options.arch ? baseForArch(prepared.loaded.profile.base, options.arch) : undefined;
+  // The lab needs only the cluster; the build validates the rest (secrets, templates) itself.
+  const { cluster, profile } = await loadProfile(options.profile, { cwd });
+  if (!options.skipBuild) {
+    const base = options.arch ? baseForArch(profile.base, options.arch) : undefined;
     log(`building ${cluster.name} with the k3s stand-in into ${path.relative(cwd, buildOut) || '.'}`);
-    await build({ ...common, out: buildOut, formats: ['tree'], k3sBinary: K3S_STANDIN, ...(base ? { base } : {}), ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}) });
+    await build({
+      profile: options.profile,
+      cwd,
+      out: buildOut,
+      formats: ['tree'],
+      k3sBinary: K3S_STANDIN,
+      ...(options.secrets ? { secrets: options.secrets } : {}),
+      ...(base ? { base } : {}),
+      ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    });
   }
   const buildDir = path.join(buildOut, cluster.name);
   if (!existsSync(path.join(buildDir, 'rootfs'))) throw new UsageError(`${buildDir}/rootfs does not exist: run the lab without --skip-build first`);
