@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import type { Cluster } from '../profile/resolve.js';
 import type { Cleanup } from './cleanup.js';
 import { LabError } from './errors.js';
-import { run, tryRun, waitFor } from './run-command.js';
+import { endWithin, run, tryRun, waitFor } from './run-command.js';
 import type { LabTopology } from './topology.js';
 
 export interface BootServerFiles {
@@ -101,9 +101,7 @@ export async function startBootServer(cluster: Cluster, topology: LabTopology, f
     const child = execa('nsenter', inBoot(command, args), { stdin: 'ignore', stdout: { file: log }, stderr: { file: `${log}.err` }, reject: false });
     cleanup.add(name, async () => {
       child.kill('SIGTERM');
-      const stopped = await Promise.race([child.then(() => true), new Promise((r) => setTimeout(() => r(false), 5_000))]);
-      if (!stopped) child.kill('SIGKILL');
-      await child;
+      await endWithin(child, 5_000);
     });
   };
 

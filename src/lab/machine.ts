@@ -12,7 +12,7 @@ import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import type { Cleanup } from './cleanup.js';
 import { LabError } from './errors.js';
-import { netnsPath, run, tryRun, waitFor, type CommandResult, type RunOptions } from './run-command.js';
+import { endWithin, netnsPath, run, tryRun, waitFor, type CommandResult, type RunOptions } from './run-command.js';
 import type { LabNode } from './topology.js';
 
 export interface MachineOptions {
@@ -103,13 +103,7 @@ export class Machine {
         // Already gone.
       }
     }
-    if (this.nspawn) {
-      const ended = await Promise.race([this.nspawn.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 15_000))]);
-      if (!ended) {
-        this.nspawn.kill('SIGKILL');
-        await this.nspawn;
-      }
-    }
+    if (this.nspawn) await endWithin(this.nspawn, 15_000);
     this.leader = undefined;
     this.nspawn = undefined;
   }

@@ -68,4 +68,11 @@ export async function waitFor<T>(check: () => Promise<T | undefined>, timeoutMs:
   }
 }
 
-export type Daemon = ResultPromise;
+/** Waits up to `graceMs` for a child to end, then kills it outright; resolves once it is gone. */
+export async function endWithin(child: ResultPromise, graceMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const ended = await Promise.race([child.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)))]);
+  clearTimeout(timer);
+  if (!ended) child.kill('SIGKILL');
+  await child;
+}
