@@ -7,7 +7,7 @@ import path from 'node:path';
 import { UsageError } from './errors.js';
 import { loadProfile, displayPath, type FindOptions, type LoadedProfile } from './profile/load.js';
 import { defaultSecretsFile, loadSecrets, type LoadedSecrets } from './profile/secrets.js';
-import { BUNDLED_OVERLAYS_DIR, loadOverlays } from './overlays/load.js';
+import { BUNDLED_OVERLAYS_DIR, loadOverlays, type OverlaySet } from './overlays/load.js';
 import { planCluster, type BuildPlan, type PlannedFile } from './plan/plan.js';
 import { emitCluster } from './emit/cluster.js';
 import { OUTPUT_FORMATS, type OutputFormat, type RootfsInputs } from './emit/rootfs.js';
@@ -46,6 +46,8 @@ export interface Prepared {
   loaded: LoadedProfile;
   secrets: LoadedSecrets;
   secretsFile: string;
+  overlays: OverlaySet;
+  /** Planned without a base: files that depend on the base's packages are re-planned once it is read. */
   plan: BuildPlan;
 }
 
@@ -57,7 +59,7 @@ export async function prepare(options: CommonOptions): Promise<Prepared> {
   const secrets = await loadSecrets({ file: secretsFile, env: options.env ?? process.env, cwd, nodes: loaded.cluster.nodes.map((n) => n.name) });
   const overlays = await loadOverlays(options.overlays ? path.resolve(cwd, options.overlays) : BUNDLED_OVERLAYS_DIR);
   const plan = planCluster(loaded.cluster, secrets.secrets, overlays, secrets.identities);
-  return { loaded, secrets, secretsFile, plan };
+  return { loaded, secrets, secretsFile, overlays, plan };
 }
 
 export interface BuildOptions extends CommonOptions {
@@ -126,6 +128,8 @@ async function quickIdentity(source: BaseSource, cacheDir: string, packages: str
 }
 
 interface RootfsPrepared {
+  /** The plan made with what the base holds. */
+  plan: BuildPlan;
   inputs: RootfsInputs;
   bootFiles: PlannedFile[];
   reuseBootFiles?: { dir: string; paths: string[] };
@@ -153,7 +157,9 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const quick = await quickIdentity(source, cacheDir, packages);
   // A base whose initrd an earlier build regenerated is known by its regenerated copy.
   let sourceId = quick && hasNetbootCopy(cacheDir, quick) ? netbootIdentity(quick) : quick;
-  let arch = sourceId && prevState?.baseIdentity.startsWith(`${sourceId}|`) ? prevState.arch : undefined;
+  const sameBase = sourceId !== undefined && prevState !== undefined && prevState.baseIdentity.startsWith(`${sourceId}|`);
+  let arch = sameBase ? prevState.arch : undefined;
+  let mariadbVersion = sameBase ? prevState.mariadbVersion : undefined;
   let base: BaseIndex | undefined;
   let regenerated: 'now' | 'cached' | undefined;
   const readBase = async (): Promise<BaseIndex> => {
@@ -163,7 +169,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     const identity = source.kind === 'directory' ? quick!.slice('directory:'.length) : undefined;
     const opened = await openBaseSource(source, { cacheDir, packages, log, ...(identity ? { identity } : {}) });
     reading.finish(`${opened.entries.length} entries`);
-    arch = (await checkBase(opened, cluster)).arch;
+    ({ arch, mariadbVersion } = await checkBase(opened, cluster));
     // A debootstrap base's identity is known once it is built.
     const plain = quick ?? (await quickIdentity(source, cacheDir, packages))!;
     const netboot = await netbootBase(opened, cluster, { cacheDir, identity: plain, arch, log });
@@ -172,7 +178,8 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     if (netboot.regenerated) regenerated = netboot.regenerated;
     return base;
   };
-  if (!arch) await readBase();
+  if (!arch || mariadbVersion === undefined) await readBase();
+  const plan = planCluster(cluster, prepared.secrets.secrets, prepared.overlays, prepared.secrets.identities, { mariadbVersion: mariadbVersion ?? null });
 
   const profileDir = path.dirname(prepared.loaded.file);
   const given = options.k3sBinary ? path.resolve(options.cwd ?? process.cwd(), options.k3sBinary) : profile.k3s.binary ? path.resolve(profileDir, profile.k3s.binary) : undefined;
@@ -182,7 +189,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const baseIdentity = `${sourceId}|k3s:${k3s.sha256}`;
   // What "gz, plus zst where installed" means on this machine today: installing or removing zstd changes the artifacts.
   const compress = formats.includes('tar') ? (await resolveFormats(options.compress)).join(',') : '';
-  const nodeKeys = new Map(prepared.plan.nodes.map((n) => [n.node.name, nodeKey(n, {
+  const nodeKeys = new Map(plan.nodes.map((n) => [n.node.name, nodeKey(n, {
     baseIdentity,
     generator: GENERATOR,
     sourceDateEpoch,
@@ -199,7 +206,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     prevState.bootSources === bootSources &&
     formats.every((f) => prevState.formats.includes(f)) &&
     neededBoot.every((f) => prevState.bootFiles.includes(f) && existsSync(path.join(clusterDir, f))) &&
-    prepared.plan.nodes.every(({ node }) => {
+    plan.nodes.every(({ node }) => {
       const prev = prevState.nodes[node.name];
       if (prev?.key !== nodeKeys.get(node.name)) return false;
       if (formats.includes('tree') && !existsSync(path.join(clusterDir, 'rootfs', node.name))) return false;
@@ -214,12 +221,14 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     cacheDir,
     baseIdentity,
     arch: arch!,
+    mariadbVersion: mariadbVersion ?? null,
     nodeKeys,
     ...(prevState ? { previous: { dir: clusterDir, state: prevState } } : {}),
   };
   const k3sFacts = { path: displayPath(k3s.path, options.cwd ?? process.cwd()), sha256: k3s.sha256, source: k3s.source };
   if (reuseEverything) {
     return {
+      plan,
       inputs: { ...common, layerFiles: [] },
       bootFiles: [],
       reuseBootFiles: { dir: clusterDir, paths: neededBoot },
@@ -232,9 +241,10 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const layered = await withClusterLayer(index, [{ path: K3S_PATH, content: k3s.path, mode: 0o755 }], sourceDateEpoch);
   // Every node's overlay must fit the base (no write through a base symlink, no file over a directory)
   // before anything is written.
-  for (const { files, removes } of prepared.plan.nodes) mergeOverlay(layered, files, { mtime: sourceDateEpoch, removes });
+  for (const { files, removes } of plan.nodes) mergeOverlay(layered, files, { mtime: sourceDateEpoch, removes });
   const layerFiles = formats.includes('tree') ? [clusterFile(K3S_PATH, await readFile(k3s.path), 0o755, 'k3s binary')] : [];
   return {
+    plan,
     inputs: { ...common, base: index, layered, layerFiles },
     bootFiles: boot,
     facts: { source: spec, kind: source.kind, arch: arch!, entries: index.entries.length, reused: false, ...(regenerated ? { initrdRegenerated: regenerated } : {}) },
@@ -246,7 +256,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const cwd = options.cwd ?? process.cwd();
   const reporter = options.reporter ?? defaultReporter();
   const prepared = await prepare(options);
-  const { loaded, secrets, secretsFile, plan } = prepared;
+  const { loaded, secrets, secretsFile } = prepared;
   const outDir = path.resolve(cwd, options.out ?? 'out');
   // --base is relative to where the command runs; the profile's base: to the profile.
   const spec = options.base ?? loaded.profile.base;
@@ -254,6 +264,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     throw new UsageError(`--format ${options.formats.join(',')} needs a base root filesystem: give --base or base: in the profile`);
   }
   const rootfs = spec ? await prepareRootfs(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), outDir, reporter) : undefined;
+  const plan = rootfs?.plan ?? prepared.plan;
   // Secrets are saved only once the profile, every template and the base proved good.
   const secretsCreated = await secrets.save();
   const emitted = await emitCluster(plan, outDir, GENERATOR, {

@@ -55,6 +55,7 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
         generator,
         baseIdentity: inputs.baseIdentity,
         arch: inputs.arch,
+        mariadbVersion: inputs.mariadbVersion,
         formats: inputs.formats,
         sourceDateEpoch: inputs.sourceDateEpoch,
         nodes: rootfs.state.nodes,

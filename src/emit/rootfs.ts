@@ -31,6 +31,8 @@ export interface RootfsInputs {
   cacheDir: string;
   baseIdentity: string;
   arch: string;
+  /** The base's mariadb-server version (rendered files depend on it); null without one. */
+  mariadbVersion: string | null;
   /** Per node, the key of its inputs (see state.ts). */
   nodeKeys: Map<string, string>;
   /** The base; absent when every node is reused from the previous build. */

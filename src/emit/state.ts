@@ -25,6 +25,8 @@ export interface BuildState {
   /** Identity of the base (and the cluster layer), as far as it could be known. */
   baseIdentity: string;
   arch: string;
+  /** The base's mariadb-server version; absent in a state written before it was recorded. */
+  mariadbVersion?: string | null;
   formats: string[];
   sourceDateEpoch: number;
   /** Per node: the key of its inputs, and the artifact files made from them. */

@@ -72,7 +72,44 @@ function identityContext(identity: NodeIdentity) {
   };
 }
 
-export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secrets, identity?: NodeIdentity): Record<string, unknown> {
+/** What a build knows of its base root filesystem that changes rendered files. */
+export interface BaseFacts {
+  /** Debian version of the base's mariadb-server package; null when the base has none. */
+  mariadbVersion: string | null;
+}
+
+/**
+ * MariaDB releases that know innodb_snapshot_isolation (added in 10.6.18, 10.11.8, 11.0.6, 11.1.5, 11.2.4 and
+ * 11.4.2; on by default from 11.6.2). Under it kine's compaction fails with error 1020 (k3s-io/kine#745).
+ */
+const SNAPSHOT_ISOLATION_SINCE: Record<string, number> = { '10.6': 18, '10.11': 8, '11.0': 6, '11.1': 5, '11.2': 4, '11.4': 2 };
+
+/** Whether a MariaDB of this Debian package version (e.g. 1:10.11.19-0+deb12u1) has innodb_snapshot_isolation. */
+export function hasSnapshotIsolation(debianVersion: string): boolean {
+  const m = /^(?:\d+:)?(\d+)\.(\d+)\.(\d+)/.exec(debianVersion);
+  if (!m) return false;
+  const [major, minor, patch] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const since = SNAPSHOT_ISOLATION_SINCE[`${major}.${minor}`];
+  if (since !== undefined) return patch >= since;
+  // Series between the listed ones (10.7–10.10) ended before it came; every series after 11.4 has it.
+  return major > 11 || (major === 11 && minor > 4);
+}
+
+/**
+ * The option that turns innodb_snapshot_isolation off, as the base's MariaDB spells it: the plain name where it
+ * exists, nothing where it does not (mariadbd refuses unknown options), and the `loose-` form, which an older
+ * MariaDB ignores, where no base was read.
+ */
+export function snapshotIsolationOption(base: BaseFacts | undefined): string | null {
+  if (!base) return 'loose-innodb_snapshot_isolation';
+  if (base.mariadbVersion === null) return null;
+  return hasSnapshotIsolation(base.mariadbVersion) ? 'innodb_snapshot_isolation' : null;
+}
+
+/** One attempt of the recovery decision (a try of mariadb.service's start); MariaDB tries again after it. */
+export const GALERA_RECOVERY_ATTEMPT_SECONDS = 600;
+
+export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secrets, identity?: NodeIdentity, base?: BaseFacts): Record<string, unknown> {
   const { profile } = cluster;
   const longhornOn = profile.longhorn.enabled;
   const storage = node.storage;
@@ -118,6 +155,20 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
       isBootstrapNode: cluster.bootstrapNode === node.name,
       bootstrapNode: cluster.bootstrapNode,
       peers: others.map((s) => s.ip),
+      snapshotIsolationOption: snapshotIsolationOption(base),
+      // /etc/netroot/galera-recovery.json: everything the recovery decision needs, in server order (ties go to the earlier).
+      recovery: {
+        node: node.name,
+        cluster: profile.galera.clusterName,
+        servers: cluster.servers.map((s) => ({ name: s.name, ip: s.ip })),
+        bootstrapNode: cluster.bootstrapNode,
+        port: profile.galera.recovery.port,
+        policy: profile.galera.recovery.policy,
+        survivorAfter: profile.galera.recovery.survivorAfter,
+        waitForAll: profile.galera.recovery.waitForAll,
+        attemptSeconds: GALERA_RECOVERY_ATTEMPT_SECONDS,
+        key: secrets.galeraRecoveryKey,
+      },
     };
     context.mariadb = { rootPassword: secrets.mariadbRootPassword };
     context.k3s = {

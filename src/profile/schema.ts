@@ -72,6 +72,27 @@ const galera = z.strictObject({
     .boolean()
     .default(false)
     .describe('Allow fewer than 3 or an even number of servers. Such a cluster loses quorum (or splits) when one node fails.'),
+  recovery: z
+    .strictObject({
+      policy: z
+        .enum(['majority', 'survivor'])
+        .default('majority')
+        .describe(
+          'After the whole cluster lost power: majority (default) bootstraps only once more than half of the servers answer; ' +
+            'survivor also lets the servers that answer bootstrap alone after survivorAfter seconds, at the risk of losing the writes of a server that never came back.',
+        ),
+      survivorAfter: z.number().int().min(30).max(86_400).default(600).describe('With policy survivor: seconds to wait for a majority before bootstrapping without one.'),
+      waitForAll: z
+        .number()
+        .int()
+        .min(0)
+        .max(86_400)
+        .default(120)
+        .describe('Seconds a majority waits for the missing servers, which may hold newer writes, before it bootstraps from the most advanced server it sees.'),
+      port: z.number().int().min(1024).max(65_535).default(4570).describe('TCP port of the servers\' recovery exchange (authenticated with a generated key).'),
+    })
+    .default({ policy: 'majority', survivorAfter: 600, waitForAll: 120, port: 4570 })
+    .describe('How the servers recover the Galera cluster by themselves after a restart or a power cut.'),
 });
 
 const k3s = z.strictObject({

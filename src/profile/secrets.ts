@@ -25,6 +25,8 @@ export const secretsSchema = z.strictObject({
   mariadbRootPassword: password,
   k3sDatabasePassword: password,
   k3sToken: z.string().regex(/^[A-Za-z0-9._:~+-]{16,256}$/, 'must be 16–256 characters of letters, digits and ._:~+-'),
+  /** Authenticates the Galera servers' recovery exchange (who may tell a server which node bootstraps). */
+  galeraRecoveryKey: z.string().regex(/^[A-Za-z0-9]{32,128}$/, 'must be 32–128 letters and digits'),
 });
 
 export type Secrets = z.output<typeof secretsSchema>;
@@ -39,6 +41,7 @@ export const SECRET_ENV: Record<SecretName, string> = {
   mariadbRootPassword: 'NETROOT_MARIADB_ROOT_PASSWORD',
   k3sDatabasePassword: 'NETROOT_K3S_DATABASE_PASSWORD',
   k3sToken: 'NETROOT_K3S_TOKEN',
+  galeraRecoveryKey: 'NETROOT_GALERA_RECOVERY_KEY',
 };
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -59,6 +62,7 @@ const GENERATE: Record<SecretName, () => string> = {
   mariadbRootPassword: () => randomString(32),
   k3sDatabasePassword: () => randomString(32),
   k3sToken: () => randomString(48),
+  galeraRecoveryKey: () => randomString(48),
 };
 
 export function defaultSecretsFile(profileFile: string): string {

@@ -12,7 +12,8 @@ export function requiredPackages(cluster: Cluster): { all: string[]; servers: st
   const { profile } = cluster;
   const all = ['nfs-common', 'e2fsprogs', ...(profile.longhorn.enabled ? ['open-iscsi'] : [])];
   const sst = profile.galera.sstMethod === 'mariabackup' ? 'mariadb-backup' : 'rsync';
-  const servers = cluster.servers.length ? ['keepalived', 'mariadb-server', 'galera-4', sst] : [];
+  // python3 runs the Galera recovery decision and exchange (galera-recovery).
+  const servers = cluster.servers.length ? ['keepalived', 'mariadb-server', 'galera-4', 'python3', sst] : [];
   return { all, servers };
 }
 
@@ -25,6 +26,8 @@ export interface BaseFacts {
   /** Debian architecture of the base (arm64, armhf, amd64). */
   arch: string;
   packages: number;
+  /** Version of mariadb-server in the base; null without one (a base for agents only). */
+  mariadbVersion: string | null;
 }
 
 /** Fails naming every missing package; a debootstrap base is built with them, any other base must already hold them. */
@@ -43,5 +46,5 @@ export async function checkBase(base: BaseIndex, cluster: Cluster): Promise<Base
   }
   const arch = installed.get('dpkg')?.architecture || installed.get('base-files')?.architecture;
   if (!arch) throw new RootfsError(`the base ${base.source} does not say its architecture (no dpkg or base-files package in its dpkg database)`);
-  return { arch, packages: installed.size };
+  return { arch, packages: installed.size, mariadbVersion: installed.get('mariadb-server')?.version ?? null };
 }

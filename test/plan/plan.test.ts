@@ -9,6 +9,8 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { build, prepare } from '../../src/build.js';
+import { hasSnapshotIsolation, snapshotIsolationOption } from '../../src/plan/context.js';
+import { planCluster } from '../../src/plan/plan.js';
 import { NetrootError, TemplateError } from '../../src/errors.js';
 
 let tmp: string;
@@ -87,12 +89,18 @@ test('roles decide the files: servers get keepalived, Galera, the bootstrap deci
     assert.ok(paths(server).includes('etc/systemd/system/k3s.service'));
     assert.not.ok(paths(server).includes('etc/systemd/system/k3s-agent.service'));
   }
-  for (const server of ['opz3-1-onder', 'opz3-2-midden']) assert.ok(paths(server).includes('etc/systemd/system/netroot-galera-bootstrap.service'));
-  const script = (name: string) => plan.nodes.find((n) => n.node.name === name)!.files.find((f) => f.path === 'usr/local/lib/netroot/galera-bootstrap')!.content!.toString();
-  // Only the bootstrap node may start a cluster from a fresh datadir; any server that Galera marked safe may restart one.
-  assert.match(script('opz3-1-onder'), /elif \[ "true" != "true" \]; then/);
-  assert.match(script('opz3-2-midden'), /elif \[ "false" != "true" \]; then/);
-  assert.match(script('opz3-2-midden'), /grep -q '\^safe_to_bootstrap: \*1' "\$state" \|\| exit 0/);
+  for (const server of ['opz3-1-onder', 'opz3-2-midden']) {
+    assert.ok(paths(server).includes('etc/systemd/system/netroot-galera-exchange.service'));
+    assert.ok(paths(server).includes('usr/local/lib/netroot/galera-recovery'));
+  }
+  // The decision itself is run against fabricated peers in test/overlays/galera-recovery.test.ts; here, what it is told.
+  const config = (name: string) => JSON.parse(plan.nodes.find((n) => n.node.name === name)!.files.find((f) => f.path === 'etc/netroot/galera-recovery.json')!.content!.toString());
+  const midden = config('opz3-2-midden');
+  assert.is(midden.node, 'opz3-2-midden');
+  assert.is(midden.bootstrapNode, 'opz3-1-onder');
+  assert.equal(midden.servers.map((s: { name: string }) => s.name), ['opz3-1-onder', 'opz3-2-midden', 'opz3-3-boven']);
+  assert.is(midden.policy, 'majority');
+  assert.is(plan.nodes.find((n) => n.node.name === 'opz3-2-midden')!.files.find((f) => f.path === 'etc/netroot/galera-recovery.json')!.mode, 0o600);
   assert.ok(paths('opz3-4-top').includes('etc/systemd/system/k3s-agent.service'));
   assert.not.ok(paths('opz3-4-top').some((p) => p.includes('keepalived') || p.includes('mysql')));
   for (const name of ['opz3-1-onder', 'opz3-4-top']) {
@@ -147,6 +155,24 @@ test('a board without a device tree (U-Boot passes its own, as on QEMU virt): no
   assert.not.match(pxe, /^\s*fdt /m);
   assert.match(pxe, /^\s*kernel boot\/qemu-virt\/vmlinuz$/m);
   assert.match(pxe, /^\s*initrd boot\/qemu-virt\/initrd\.img$/m);
+});
+
+test('innodb_snapshot_isolation is turned off as the base\'s MariaDB spells it, decided from its package version', async () => {
+  // Added in 10.6.18, 10.11.8, 11.0.6, 11.1.5, 11.2.4 and 11.4.2 (MariaDB's "System Variables Added" pages).
+  for (const [version, has] of [['1:10.11.19-0+deb12u1', true], ['1:10.11.6-0+deb12u1', false], ['1:10.11.8-0+deb12u1', true], ['1:10.6.17-0+deb11u1', false], ['1:10.6.18-0+deb11u1', true], ['1:10.5.23-0+deb11u1', false], ['1:11.4.2-1', true], ['1:11.8.3-1', true], ['1:10.9.8-1', false]] as const) {
+    assert.is(hasSnapshotIsolation(version), has, version);
+  }
+  assert.is(snapshotIsolationOption(undefined), 'loose-innodb_snapshot_isolation');
+  assert.is(snapshotIsolationOption({ mariadbVersion: null }), null);
+  const { plan: overlayOnly, secrets, overlays: set } = await prepare(options());
+  const cnf = (p: typeof overlayOnly) => p.nodes[0]!.files.find((f) => f.path === 'etc/mysql/mariadb.conf.d/70-netroot-galera.cnf')!.content!.toString();
+  assert.match(cnf(overlayOnly), /^loose-innodb_snapshot_isolation=OFF$/m);
+  const bookworm = planCluster(overlayOnly.cluster, secrets.secrets, set, secrets.identities, { mariadbVersion: '1:10.11.19-0+deb12u1' });
+  assert.match(cnf(bookworm), /^innodb_snapshot_isolation=OFF$/m);
+  const old = planCluster(overlayOnly.cluster, secrets.secrets, set, secrets.identities, { mariadbVersion: '1:10.11.6-0+deb12u1' });
+  assert.not.match(cnf(old), /snapshot_isolation/);
+  // Written as rendered: the comments that say why reach the node.
+  assert.match(cnf(bookworm), /^# Every write reaches one server, the VIP's holder/m);
 });
 
 test.run();

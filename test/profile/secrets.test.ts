@@ -12,7 +12,7 @@ import { ProfileError } from '../../src/errors.js';
 import { defaultSecretsFile, loadSecrets, SECRET_ENV, secretsSchema, type SecretsOptions } from '../../src/profile/secrets.js';
 import { position, tempDir } from './helpers.js';
 
-const NAMES = ['keepalivedAuthPass', 'mariadbRootPassword', 'k3sDatabasePassword', 'k3sToken'] as const;
+const NAMES = ['keepalivedAuthPass', 'mariadbRootPassword', 'k3sDatabasePassword', 'k3sToken', 'galeraRecoveryKey'] as const;
 const SHOWN = 'opz3.secrets.yaml';
 
 /** The four cluster secrets saved in a secrets file (which may hold more, such as node identities). */
@@ -50,6 +50,7 @@ const VALID = {
   mariadbRootPassword: 'RootRootRootRoot1234',
   k3sDatabasePassword: 'DbDbDbDbDbDbDbDb5678',
   k3sToken: 'TokenTokenTokenToken0123456789',
+  galeraRecoveryKey: 'RecoveryRecoveryRecoveryKey01234',
 };
 const validText = (overrides: Partial<Record<string, string>> = {}) =>
   Object.entries({ ...VALID, ...overrides })
@@ -62,7 +63,7 @@ Secrets('the secrets file is NAME.secrets.yaml beside the profile', () => {
   assert.is(defaultSecretsFile('/x/profiles/opz3.yaml'), '/x/profiles/opz3.secrets.yaml');
 });
 
-Secrets('first load generates all four, save() writes them with mode 0600, the next load reuses them', async () => {
+Secrets('first load generates all five, save() writes them with mode 0600, the next load reuses them', async () => {
   const { file, options } = await setup();
   const first = await loadSecrets(options());
   assert.equal([...first.generated].sort(), [...NAMES].sort());
@@ -101,9 +102,9 @@ Secrets('environment variables override the file', async () => {
 Secrets('a secret from the environment is not written into the file', async () => {
   const { file, options } = await setup();
   const loaded = await loadSecrets(options({ [SECRET_ENV.k3sToken]: 'EnvTokenEnvTokenEnvToken' }));
-  assert.equal([...loaded.generated].sort(), ['k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
+  assert.equal([...loaded.generated].sort(), ['galeraRecoveryKey', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
   await loaded.save();
-  assert.equal(Object.keys(await savedSecrets(file)).sort(), ['k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
+  assert.equal(Object.keys(await savedSecrets(file)).sort(), ['galeraRecoveryKey', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
   assert.not.ok((await readFile(file, 'utf8')).includes('EnvTokenEnvTokenEnvToken'));
 });
 
@@ -167,7 +168,7 @@ Secrets('an unknown key in the secrets file is reported at its line', async () =
   const [issue] = error.issues;
   assert.equal(issue!.location, { file: SHOWN, ...position(text, { line: 'k3sTokn', col: 'k3sTokn' }) });
   assert.is(issue!.key, 'k3sTokn');
-  // the list of known keys may grow (node identities); the four secrets come first
+  // the list of known keys may grow (node identities); the secrets come first
   assert.ok(issue!.message.startsWith('unknown key "k3sTokn"; known: keepalivedAuthPass, mariadbRootPassword, k3sDatabasePassword, k3sToken'), issue!.message);
 });
 
@@ -176,7 +177,7 @@ Secrets('a partial secrets file is completed and the file keeps what it had', as
   await writeSecrets(file, `k3sToken: ${VALID.k3sToken}\n`);
   const loaded = await loadSecrets(options());
   assert.is(loaded.secrets.k3sToken, VALID.k3sToken);
-  assert.equal([...loaded.generated].sort(), ['k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
+  assert.equal([...loaded.generated].sort(), ['galeraRecoveryKey', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
   await loaded.save();
   assert.equal(await savedSecrets(file), loaded.secrets);
   assert.is((await stat(file)).mode & 0o777, 0o600);

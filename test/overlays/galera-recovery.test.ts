@@ -1,0 +1,178 @@
+/**
+ * The Galera recovery decision, run for real: the rendered galera-recovery
+ * script and its rendered configuration, against fabricated grastate.dat and
+ * gvwstate.dat files of three servers whose exchanges answer on loopback
+ * addresses (127.0.0.x), each with its own datadir and run directory.
+ */
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa, type ResultPromise } from 'execa';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { buildToTemp, type TempBuild } from '../support/build.js';
+
+const SERVERS = ['opz3-1-onder', 'opz3-2-midden', 'opz3-3-boven'];
+const UUID = '6b3c6a4e-1f2a-11ef-9c33-000000000001';
+const OTHER_UUID = '6b3c6a4e-1f2a-11ef-9c33-000000000002';
+let opz3: TempBuild;
+let tmp: string;
+let script: string;
+let port = 24_570;
+const running: ResultPromise[] = [];
+
+interface Fixture {
+  /** grastate.dat, or null for an empty datadir. */
+  grastate: { uuid: string; seqno: number; safe?: boolean } | null;
+  gvwstate?: { view: string; members: string[] };
+}
+
+test.before(async () => {
+  [opz3, tmp] = await Promise.all([buildToTemp('opz3'), mkdtemp(path.join(os.tmpdir(), 'netroot-galera-recovery-'))]);
+  script = path.join(opz3.nodeRoot('opz3-1-onder'), 'usr/local/lib/netroot/galera-recovery');
+});
+test.after(async () => {
+  for (const child of running) child.kill('SIGKILL');
+  await Promise.allSettled(running);
+  await Promise.all([opz3.cleanup(), rm(tmp, { recursive: true, force: true })]);
+});
+test.after.each(async () => {
+  for (const child of running.splice(0)) child.kill('SIGKILL');
+});
+
+/** Server i's rendered configuration, moved to 127.0.0.(i+2) and this test's port. */
+async function setUp(name: string, fixtures: Record<string, Fixture>, changes: Record<string, unknown> = {}) {
+  const dir = path.join(tmp, `${name}-${port}`);
+  const ips = Object.fromEntries(SERVERS.map((s, i) => [s, `127.0.0.${i + 2}`]));
+  const env: Record<string, Record<string, string>> = {};
+  for (const server of SERVERS) {
+    const rendered = JSON.parse(await readFile(path.join(opz3.nodeRoot(server), 'etc/netroot/galera-recovery.json'), 'utf8'));
+    const config = { ...rendered, servers: rendered.servers.map((s: { name: string }) => ({ ...s, ip: ips[s.name] })), port, ...changes };
+    const datadir = path.join(dir, server, 'mysql');
+    await mkdir(path.join(datadir, 'mysql'), { recursive: true });
+    const fixture = fixtures[server]!;
+    if (fixture.grastate) {
+      const g = fixture.grastate;
+      await writeFile(path.join(datadir, 'grastate.dat'), `# GALERA saved state\nversion: 2.1\nuuid:    ${g.uuid}\nseqno:   ${g.seqno}\nsafe_to_bootstrap: ${g.safe ? 1 : 0}\n`);
+    }
+    if (fixture.gvwstate) {
+      const v = fixture.gvwstate;
+      await writeFile(path.join(datadir, 'gvwstate.dat'), `my_uuid: ${v.members[0]}\n#vwbeg\nview_id: 3 ${v.view} 5\nbootstrap: 0\n${v.members.map((m) => `member: ${m} 0`).join('\n')}\n#vwend\n`);
+    }
+    const configFile = path.join(dir, server, 'galera-recovery.json');
+    await writeFile(configFile, JSON.stringify(config), { mode: 0o600 });
+    env[server] = { NETROOT_GALERA_RECOVERY_CONFIG: configFile, NETROOT_GALERA_DATADIR: datadir, NETROOT_GALERA_RUN: path.join(dir, server, 'run'), PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  }
+  port++;
+  return { env, datadir: (server: string) => path.join(dir, server, 'mysql'), run: (server: string) => path.join(dir, server, 'run') };
+}
+
+/** Starts `decide` on every named server (and `serve` beside each), returns each decision's exit and log. */
+async function decideAll(env: Record<string, Record<string, string>>, names: string[], timeoutMs = 30_000) {
+  for (const name of names) {
+    const serve = execa(script, ['serve'], { env: env[name], extendEnv: false, reject: false, stdin: 'ignore' });
+    running.push(serve);
+  }
+  const decisions = names.map((name) => execa(script, ['decide'], { env: env[name], extendEnv: false, reject: false, all: true, stdin: 'ignore', timeout: timeoutMs }));
+  running.push(...decisions);
+  const results = await Promise.all(decisions);
+  return Object.fromEntries(names.map((name, i) => [name, { exitCode: results[i]!.exitCode, log: String(results[i]!.all), timedOut: results[i]!.timedOut }]));
+}
+
+async function bootstraps(run: string): Promise<boolean> {
+  return readFile(path.join(run, 'wsrep-new-cluster'), 'utf8').then((t) => t.includes('--wsrep-new-cluster'), () => false);
+}
+
+const crashed = (seqno: number): Fixture => ({ grastate: { uuid: UUID, seqno } });
+
+test('after a power cut without a common view, the highest seqno bootstraps, marked safe, and only it', async () => {
+  const s = await setUp('cut', { 'opz3-1-onder': crashed(1200), 'opz3-2-midden': crashed(1843), 'opz3-3-boven': crashed(1843) }, { attemptSeconds: 8 });
+  const all = await decideAll(s.env, SERVERS, 30_000);
+  // A tie at 1843: node order decides, so opz3-2-midden bootstraps; the others wait for it to be primary,
+  // which nothing here makes it, so they give up at the end of their attempt (MariaDB would try again).
+  assert.is(all['opz3-2-midden']!.exitCode, 0, all['opz3-2-midden']!.log);
+  assert.match(all['opz3-2-midden']!.log, 'opz3-2-midden: bootstrapping, highest seqno 1843 of 3 servers seen');
+  assert.ok(await bootstraps(s.run('opz3-2-midden')));
+  assert.match(await readFile(path.join(s.datadir('opz3-2-midden'), 'grastate.dat'), 'utf8'), /^safe_to_bootstrap: 1$/m);
+  for (const other of ['opz3-1-onder', 'opz3-3-boven']) {
+    assert.is(all[other]!.exitCode, 1, all[other]!.log);
+    assert.match(all[other]!.log, `${other}: waiting for opz3-2-midden to bootstrap, highest seqno 1843 of 3 servers seen`);
+    assert.not.ok(await bootstraps(s.run(other)));
+  }
+});
+
+test('a fresh cluster starts on the bootstrap node only once every server answers with no history', async () => {
+  const fresh: Fixture = { grastate: null };
+  const s = await setUp('fresh', { 'opz3-1-onder': fresh, 'opz3-2-midden': fresh, 'opz3-3-boven': fresh }, { attemptSeconds: 6 });
+  const two = await decideAll(s.env, ['opz3-1-onder', 'opz3-2-midden'], 20_000);
+  assert.is(two['opz3-1-onder']!.exitCode, 1, 'two of three is not enough for a new cluster');
+  assert.match(two['opz3-1-onder']!.log, 'a new one starts only once all 3 answer (2 of 3 servers seen)');
+  assert.not.ok(await bootstraps(s.run('opz3-1-onder')));
+
+  const t = await setUp('fresh-all', { 'opz3-1-onder': fresh, 'opz3-2-midden': fresh, 'opz3-3-boven': fresh }, { attemptSeconds: 6 });
+  const all = await decideAll(t.env, SERVERS, 20_000);
+  assert.is(all['opz3-1-onder']!.exitCode, 0, all['opz3-1-onder']!.log);
+  assert.ok(await bootstraps(t.run('opz3-1-onder')));
+  assert.match(all['opz3-1-onder']!.log, 'starting the new Galera cluster k3s_cluster');
+  assert.not.ok(await bootstraps(t.run('opz3-2-midden')));
+});
+
+test('a bootstrap node whose datadir was lost never starts a new cluster while the others hold one', async () => {
+  const s = await setUp('lost', { 'opz3-1-onder': { grastate: null }, 'opz3-2-midden': crashed(900), 'opz3-3-boven': crashed(905) }, { attemptSeconds: 15 });
+  const all = await decideAll(s.env, SERVERS, 30_000);
+  assert.not.ok(await bootstraps(s.run('opz3-1-onder')), all['opz3-1-onder']!.log);
+  assert.ok(await bootstraps(s.run('opz3-3-boven')), all['opz3-3-boven']!.log);
+  assert.match(all['opz3-3-boven']!.log, 'bootstrapping, highest seqno 905 of 3 servers seen');
+  assert.match(all['opz3-1-onder']!.log, 'waiting for opz3-3-boven to bootstrap');
+});
+
+test('the last server to leave cleanly bootstraps alone; a lone crashed one does not, unless the survivor policy says so', async () => {
+  const safe = await setUp('safe', { 'opz3-1-onder': crashed(10), 'opz3-2-midden': crashed(10), 'opz3-3-boven': { grastate: { uuid: UUID, seqno: 12, safe: true } } }, { attemptSeconds: 6 });
+  const alone = await decideAll(safe.env, ['opz3-3-boven'], 20_000);
+  assert.is(alone['opz3-3-boven']!.exitCode, 0, alone['opz3-3-boven']!.log);
+  assert.ok(await bootstraps(safe.run('opz3-3-boven')));
+
+  const lone = await setUp('lone', { 'opz3-1-onder': crashed(10), 'opz3-2-midden': crashed(11), 'opz3-3-boven': crashed(12) }, { attemptSeconds: 5 });
+  const majority = await decideAll(lone.env, ['opz3-2-midden'], 20_000);
+  assert.is(majority['opz3-2-midden']!.exitCode, 1);
+  assert.match(majority['opz3-2-midden']!.log, 'opz3-2-midden: not bootstrapping: 1 of 3 servers seen, a majority is 2 (policy majority)');
+  assert.not.ok(await bootstraps(lone.run('opz3-2-midden')));
+
+  const survivor = await setUp('survivor', { 'opz3-1-onder': crashed(10), 'opz3-2-midden': crashed(11), 'opz3-3-boven': crashed(12) }, { attemptSeconds: 10, policy: 'survivor', survivorAfter: 3 });
+  const after = await decideAll(survivor.env, ['opz3-2-midden'], 20_000);
+  assert.is(after['opz3-2-midden']!.exitCode, 0, after['opz3-2-midden']!.log);
+  assert.match(after['opz3-2-midden']!.log, 'policy survivor bootstraps after 3 s');
+  assert.match(after['opz3-2-midden']!.log, 'bootstrapping, highest seqno 11 of only 1 server seen (of 3): policy survivor');
+  assert.ok(await bootstraps(survivor.run('opz3-2-midden')));
+});
+
+test('all members of the last primary view back: nobody bootstraps, pc.recovery restores it; different histories need a person', async () => {
+  const view = { view: '8c1d6f1e-0000-11ef-8000-0000000000aa', members: ['a1', 'b2', 'c3'] };
+  const s = await setUp('pc', { 'opz3-1-onder': { ...crashed(7), gvwstate: view }, 'opz3-2-midden': { ...crashed(9), gvwstate: view }, 'opz3-3-boven': { ...crashed(9), gvwstate: view } }, { attemptSeconds: 10 });
+  const all = await decideAll(s.env, SERVERS, 25_000);
+  for (const server of SERVERS) {
+    assert.is(all[server]!.exitCode, 0, all[server]!.log);
+    assert.not.ok(await bootstraps(s.run(server)));
+  }
+  assert.match(all['opz3-1-onder']!.log, "all 3 servers of the last primary view are back: Galera's pc.recovery restores it");
+
+  const split = await setUp('split', { 'opz3-1-onder': crashed(7), 'opz3-2-midden': { grastate: { uuid: OTHER_UUID, seqno: 3 } }, 'opz3-3-boven': crashed(9) }, { attemptSeconds: 5 });
+  const refused = await decideAll(split.env, SERVERS, 20_000);
+  for (const server of SERVERS) assert.not.ok(await bootstraps(split.run(server)));
+  assert.match(refused['opz3-1-onder']!.log, 'servers hold different cluster histories');
+});
+
+test('an answer signed with another key is not believed, and a stranger gets no answer', async () => {
+  const s = await setUp('keys', { 'opz3-1-onder': crashed(5), 'opz3-2-midden': crashed(5), 'opz3-3-boven': crashed(5) }, { attemptSeconds: 5 });
+  const wrong = JSON.parse(await readFile(s.env['opz3-3-boven']!.NETROOT_GALERA_RECOVERY_CONFIG!, 'utf8'));
+  await writeFile(s.env['opz3-3-boven']!.NETROOT_GALERA_RECOVERY_CONFIG!, JSON.stringify({ ...wrong, key: 'x'.repeat(48) }));
+  const serveRogue = execa(script, ['serve'], { env: s.env['opz3-3-boven'], extendEnv: false, reject: false, stdin: 'ignore' });
+  running.push(serveRogue);
+  const result = await decideAll(s.env, ['opz3-1-onder', 'opz3-2-midden'], 20_000);
+  // Two genuine servers of three are a majority, but they wait for the third before bootstrapping.
+  assert.match(result['opz3-1-onder']!.log, '2 of 3 servers seen; waiting up to 120 s for opz3-3-boven');
+  const stranger = await execa('python3', ['-c', `import socket;s=socket.create_connection(("127.0.0.2", ${port - 1}),timeout=3);s.sendall(b'{"from":"x","nonce":"y","mac":"z"}\\n');print(repr(s.recv(100)))`], { reject: false, timeout: 10_000 });
+  assert.is(stranger.stdout.trim(), "b''", stranger.stderr);
+});
+
+test.run();
