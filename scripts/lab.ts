@@ -16,7 +16,8 @@ import { SCENARIOS, type ScenarioName } from '../src/lab/scenarios.js';
 const argv = await yargs(hideBin(process.argv))
   .scriptName('npm run lab --')
   .option('profile', { type: 'string', default: 'opz3-lab', describe: 'Profile to boot (name in profiles/ or a path)' })
-  .option('scenario', { type: 'string', choices: [...SCENARIOS], describe: 'Run one scenario (after the cold start it needs)' })
+  .option('scenario', { type: 'string', describe: `Run only these scenarios, comma-separated (after the cold start they need): ${SCENARIOS.join(', ')}` })
+  .option('seed', { type: 'number', describe: 'Repeat the order of scenarios and power-ons of an earlier run (its report says its seed)' })
   .option('out', { type: 'string', default: 'out/lab', describe: 'Lab directory: build/, run/ and report.json' })
   .option('arch', { type: 'string', describe: 'Boot nodes of this architecture (arm64 runs under qemu-user; slow)' })
   .option('skip-build', { type: 'boolean', default: false, describe: 'Use the trees already built in <out>/build' })
@@ -25,12 +26,20 @@ const argv = await yargs(hideBin(process.argv))
   .help()
   .parse();
 
+const scenarios = argv.scenario?.split(',').map((name) => name.trim()).filter(Boolean);
+const unknown = scenarios?.filter((name) => !(SCENARIOS as readonly string[]).includes(name)) ?? [];
+if (unknown.length) {
+  process.stderr.write(`npm run lab: no scenario ${unknown.join(', ')}; the scenarios are ${SCENARIOS.join(', ')}\n`);
+  process.exit(2);
+}
+
 try {
   const report = await runLab({
     profile: argv.profile,
     out: argv.out,
     skipBuild: argv['skip-build'],
-    ...(argv.scenario ? { scenario: argv.scenario as ScenarioName } : {}),
+    ...(scenarios ? { scenarios: scenarios as ScenarioName[] } : {}),
+    ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
     ...(argv.arch ? { arch: argv.arch } : {}),
   });
   process.stdout.write(argv.json ? `${JSON.stringify(report, null, 2)}\n` : `${summary(report)}\nreport: ${argv.out}/report.json\n`);

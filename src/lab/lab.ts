@@ -5,7 +5,7 @@
  * and Ctrl-C; the report goes to <out>/report.json.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from '../build.js';
 import { loadProfile } from '../profile/load.js';
@@ -17,8 +17,10 @@ import { Machine } from './machine.js';
 import { createLabNetwork, deleteNamespace, plugIn, staleNamespaces } from './network.js';
 import { netbootNode, type NetbootResult } from './netboot.js';
 import { readDatastore } from './probes.js';
-import { run, tryRun } from './run-command.js';
-import { coldStart, DEFAULT_BOUNDS, galeraNodeLoss, mariadbDown, SCENARIOS, vipFailover, type LabBounds, type LabContext, type ScenarioName, type ScenarioResult } from './scenarios.js';
+import { run, tryRun, waitFor } from './run-command.js';
+import { kineSequence } from './kine.js';
+import { bootstrapDatadirLost, mariadbRestartBootstrap, powerCut, powerOneSurvivor, powerOrderly, powerStaleNode } from './recovery.js';
+import { boundsFor, coldStart, galeraNodeLoss, mariadbDown, SCENARIOS, vipFailover, type LabBounds, type LabContext, type ScenarioName, type ScenarioResult } from './scenarios.js';
 import { labTopology } from './topology.js';
 
 export const LAB_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -38,8 +40,10 @@ export interface LabOptions {
   profile: string;
   /** Lab directory (default out/lab): build/, run/ and report.json. */
   out?: string;
-  /** Only this scenario (after the cold start it needs). */
-  scenario?: ScenarioName;
+  /** Only these scenarios (after the cold start they need); default: all, in an order shuffled with `seed`. */
+  scenarios?: ScenarioName[];
+  /** Seed of the scenarios' order and of power-on orders (default: random, printed and reported). */
+  seed?: number;
   /** Architecture of the nodes; a foreign one runs under qemu-user (binfmt). Default: the profile's base. */
   arch?: string;
   /** Use the trees already in <out>/build instead of building. */
@@ -47,7 +51,7 @@ export interface LabOptions {
   cacheDir?: string;
   /** Secrets file (default: beside the profile). */
   secrets?: string;
-  /** Time bounds of the checks (defaults: DEFAULT_BOUNDS). */
+  /** Time bounds of the checks (defaults: boundsFor the profile). */
   bounds?: Partial<LabBounds>;
   cwd?: string;
   log?: (line: string) => void;
@@ -58,6 +62,10 @@ export interface LabReport {
   cluster: string;
   seconds: number;
   pass: boolean;
+  /** `--seed N` repeats this run's order of scenarios and power-ons. */
+  seed: number;
+  /** The time bounds the checks used, derived from the profile. */
+  bounds?: LabBounds;
   scenarios: ScenarioResult[];
   netboot: NetbootResult[];
   switchedOff: string[];
@@ -82,8 +90,70 @@ export function baseForArch(spec: string | undefined, arch: string): string {
   return parts.join(':');
 }
 
-/** Overlay mounts and namespaces left by a lab that was killed before it could clean up. */
+const SCENARIO_RUNS: Record<Exclude<ScenarioName, 'cold-start'>, (ctx: LabContext) => Promise<ScenarioResult>> = {
+  'vip-failover': vipFailover,
+  'galera-node-loss': galeraNodeLoss,
+  'mariadb-down': mariadbDown,
+  'mariadb-restart-bootstrap': mariadbRestartBootstrap,
+  'kine-sequence': kineSequence,
+  'power-orderly': powerOrderly,
+  'power-cut': powerCut,
+  'power-stale-node': powerStaleNode,
+  'power-one-survivor': powerOneSurvivor,
+  'bootstrap-datadir-lost': bootstrapDatadirLost,
+};
+
+/** A small seeded generator (mulberry32): the same seed gives the same orders. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function shuffled<T>(items: T[], random: () => number): T[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/**
+ * Processes whose root is inside the lab's run directory: the nodes' systemd
+ * and everything under it, which outlive a lab (and its systemd-nspawn)
+ * killed with SIGKILL, re-parented to PID 1.
+ */
+async function containerProcesses(runDir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const root = await readlink(`/proc/${entry}/root`).catch(() => '');
+    if (root.startsWith(`${runDir}/`)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+/** Containers, overlay mounts and namespaces left by a lab that was killed before it could clean up. */
 async function clearLeftovers(runDir: string, log: (line: string) => void): Promise<void> {
+  const stray = await containerProcesses(runDir);
+  if (stray.length) {
+    log(`stopping ${stray.length} processes of nodes left running by an earlier lab run`);
+    for (const pid of stray) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Already gone.
+      }
+    }
+    const gone = await waitFor(async () => ((await containerProcesses(runDir)).length === 0 ? true : undefined), 20_000, 250);
+    if (!gone) throw new LabError(`processes of an earlier lab run's nodes do not die: ${(await containerProcesses(runDir)).join(', ')}`);
+  }
   for (const ns of await staleNamespaces()) {
     log(`removing network namespace ${ns} left by an earlier lab run`);
     await deleteNamespace(ns);
@@ -126,6 +196,10 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   await mkdir(runDir, { recursive: true });
   await clearLeftovers(runDir, log);
   const topology = labTopology(cluster, process.pid);
+  const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
+  const random = seededRandom(seed);
+  const bounds: LabBounds = { ...boundsFor(profile, cluster.servers.length), ...options.bounds };
+  log(`seed ${seed} (--seed ${seed} repeats this order); bounds from the profile: cold start ${bounds.coldStartSeconds} s, VIP failover ${bounds.failoverSeconds} s, rejoin ${bounds.rejoinSeconds} s, recovery ${bounds.recoverySeconds} s`);
   const cleanup = new Cleanup();
   let stopping: NodeJS.Signals | undefined;
   const interrupted = (signal: NodeJS.Signals): void => {
@@ -170,7 +244,10 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       machines,
       datastore: await readDatastore(path.join(buildDir, 'rootfs', firstServer.node.name), runDir),
       log,
-      bounds: { ...DEFAULT_BOUNDS, ...options.bounds },
+      bounds,
+      recoveryPolicy: profile.galera.recovery.policy,
+      bootstrapNode: cluster.bootstrapNode!,
+      shuffle: (items) => shuffled(items, random),
       async powerOn(machine) {
         await plugIn(machine.node);
         const again = await netbootNode(cluster, topology, machine.node, buildDir, runDir);
@@ -185,12 +262,16 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     const cold = await coldStart(ctx, coldStarted);
     scenarios.push(cold);
     log(`cold-start: ${cold.pass ? 'pass' : 'FAIL'} (${cold.seconds} s) ${cold.detail}`);
-    if (!cold.pass || options.scenario === 'cold-start') return await finish();
+    const wanted = (options.scenarios ?? [...SCENARIOS]).filter((name): name is Exclude<ScenarioName, 'cold-start'> => name !== 'cold-start');
+    if (!cold.pass || wanted.length === 0) return await finish();
 
-    const wanted: ScenarioName[] = options.scenario ? [options.scenario] : [...SCENARIOS];
-    if (wanted.includes('vip-failover')) scenarios.push(await logged(await vipFailover(ctx)));
-    if (wanted.includes('galera-node-loss')) scenarios.push(await logged(await galeraNodeLoss(ctx)));
-    if (wanted.includes('mariadb-down')) scenarios.push(await logged(await mariadbDown(ctx)));
+    // Each scenario starts from a whole cluster, so any order must pass: a shuffled one proves it.
+    const order = shuffled(wanted, random);
+    log(`scenarios in the order ${order.join(', ')}`);
+    for (const name of order) {
+      if (stopping) break;
+      scenarios.push(await logged(await SCENARIO_RUNS[name](ctx)));
+    }
     return await finish();
   } catch (error) {
     scenarios.push({ name: 'lab', pass: false, seconds: elapsed(started), detail: (error as Error).message });
@@ -213,6 +294,8 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       cluster: cluster.name,
       seconds: elapsed(started),
       pass: scenarios.length > 0 && scenarios.every((s) => s.pass),
+      seed,
+      ...(bounds ? { bounds } : {}),
       scenarios,
       netboot,
       switchedOff: SWITCHED_OFF,
@@ -225,8 +308,11 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
 }
 
 export function summary(report: LabReport): string {
-  const lines = [`lab ${report.cluster}: ${report.pass ? 'PASS' : 'FAIL'} in ${report.seconds} s`];
-  for (const s of report.scenarios) lines.push(`  ${s.pass ? 'pass' : 'FAIL'}  ${s.name.padEnd(17)} ${String(s.seconds).padStart(6)} s  ${s.detail.split('\n').join('\n' + ' '.repeat(35))}`);
+  const lines = [`lab ${report.cluster}: ${report.pass ? 'PASS' : 'FAIL'} in ${report.seconds} s (seed ${report.seed})`];
+  for (const s of report.scenarios) {
+    const primary = s.primarySeconds !== undefined ? `  [primary of all servers after ${s.primarySeconds} s]` : '';
+    lines.push(`  ${s.pass ? 'pass' : 'FAIL'}  ${s.name.padEnd(25)} ${String(s.seconds).padStart(6)} s  ${s.detail.split('\n').join('\n' + ' '.repeat(43))}${primary}`);
+  }
   lines.push('  switched off in containers:', ...report.switchedOff.map((s) => `    - ${s}`));
   return lines.join('\n');
 }

@@ -108,6 +108,21 @@ export class Machine {
     this.nspawn = undefined;
   }
 
+  /** An orderly power-off (`systemctl poweroff`): services stop cleanly; pulls the power if it takes longer than `timeoutMs`. */
+  async shutdown(timeoutMs = 90_000): Promise<'clean' | 'forced'> {
+    if (!this.running) return 'clean';
+    await this.exec('systemctl', ['--no-block', 'poweroff'], { timeoutMs: 10_000 });
+    const leader = this.leader;
+    const gone = await waitFor(async () => (leader === undefined || !existsSync(`/proc/${leader}`) ? true : undefined), timeoutMs, 500);
+    await this.powerOff();
+    return gone ? 'clean' : 'forced';
+  }
+
+  /** A path inside the node's root as it is on its export (its writes included); use while it is off. */
+  pathInRoot(relative: string): string {
+    return path.join(this.root, relative);
+  }
+
   /** Runs a program inside the running node, as root, in all its namespaces. */
   async exec(command: string, args: string[], options: RunOptions = {}): Promise<CommandResult> {
     if (!this.running) return { ok: false, exitCode: undefined, stdout: '', stderr: `${this.node.name} is not running` };
@@ -116,7 +131,7 @@ export class Machine {
 
   /** The last lines a unit logged, for a failure's detail. */
   async journal(unit: string, lines = 8): Promise<string> {
-    const result = await this.exec('journalctl', ['--no-pager', '-o', 'cat', '-n', String(lines), '-u', unit], { timeoutMs: 10_000 });
+    const result = await this.exec('journalctl', ['--no-pager', '-o', 'cat', '-b', '0', '-n', String(lines), '-u', unit], { timeoutMs: 10_000 });
     return result.stdout.trim();
   }
 

@@ -9,7 +9,19 @@ import { describeGalera, galeraStatus, sqlThroughVip, standinReady, vipHolders, 
 import { waitFor, type CommandResult } from './run-command.js';
 import type { LabTopology } from './topology.js';
 
-export const SCENARIOS = ['cold-start', 'vip-failover', 'galera-node-loss', 'mariadb-down'] as const;
+export const SCENARIOS = [
+  'cold-start',
+  'vip-failover',
+  'galera-node-loss',
+  'mariadb-down',
+  'mariadb-restart-bootstrap',
+  'kine-sequence',
+  'power-orderly',
+  'power-cut',
+  'power-stale-node',
+  'power-one-survivor',
+  'bootstrap-datadir-lost',
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface ScenarioResult {
@@ -17,6 +29,8 @@ export interface ScenarioResult {
   pass: boolean;
   seconds: number;
   detail: string;
+  /** From the end of the disruption (power on, MariaDB killed) to a primary component of all servers. */
+  primarySeconds?: number;
 }
 
 export interface LabBounds {
@@ -30,15 +44,41 @@ export interface LabBounds {
   rejoinSeconds: number;
   /** keepalived's health check (2 failures 2 s apart) plus the takeover: the VIP leaves a server whose MariaDB died. */
   healthFailoverSeconds: number;
+  /** From powering the servers on after a whole-cluster outage until a primary component of all of them. */
+  recoverySeconds: number;
+  /** The profile's galera.recovery.survivorAfter: when a lone server may bootstrap under the survivor policy. */
+  survivorAfterSeconds: number;
 }
 
 /** How long one VIP holder must stay the only one before the lab believes it. */
 const VIP_QUIET_MS = 12_000;
 
-export const DEFAULT_BOUNDS: LabBounds = { coldStartSeconds: 300, vipSettleSeconds: 45, failoverSeconds: 5, rejoinSeconds: 240, healthFailoverSeconds: 15 };
+/**
+ * The time bounds, derived from the profile: keepalived declares a master dead
+ * after three missed adverts, its health check fails after two 2-s intervals,
+ * and every server more boots, recovers and transfers its state in turn.
+ */
+export function boundsFor(profile: { keepalived: { advertInterval: number }; galera: { recovery: { survivorAfter: number; waitForAll: number } } }, servers: number): LabBounds {
+  const advert = profile.keepalived.advertInterval;
+  return {
+    coldStartSeconds: 120 + 60 * servers,
+    vipSettleSeconds: 30 + 15 * advert,
+    failoverSeconds: 3 * advert + 2,
+    rejoinSeconds: 120 + 40 * servers,
+    healthFailoverSeconds: 2 * 2 + 3 * advert + 8,
+    recoverySeconds: 120 + 40 * servers,
+    survivorAfterSeconds: profile.galera.recovery.survivorAfter,
+  };
+}
 
 export interface LabContext {
   topology: LabTopology;
+  /** The profile's recovery policy for a whole-cluster outage (galera.recovery.policy). */
+  recoveryPolicy: 'majority' | 'survivor';
+  /** The server that starts a brand-new cluster (galera.bootstrapNode). */
+  bootstrapNode: string;
+  /** Shuffles with the lab's seed, so an order can be repeated. */
+  shuffle<T>(items: T[]): T[];
   machines: Machine[];
   datastore: Datastore & { optionsFile: string };
   /** Brings a powered-off node back: DHCP again, then boot (what a power cycle does). */
@@ -47,11 +87,11 @@ export interface LabContext {
   bounds: LabBounds;
 }
 
-const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;
-const servers = (ctx: LabContext): Machine[] => ctx.machines.filter((m) => m.node.isServer);
+export const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;
+export const servers = (ctx: LabContext): Machine[] => ctx.machines.filter((m) => m.node.isServer);
 const runningServers = (ctx: LabContext): Machine[] => servers(ctx).filter((m) => m.running);
 
-interface GaleraView {
+export interface GaleraView {
   ok: boolean;
   seen: Map<string, GaleraStatus | undefined>;
 }
@@ -64,23 +104,23 @@ async function galeraEverywhere(ctx: LabContext, expected: number): Promise<Gale
 }
 
 /** Polls until every running server is a synced member of a primary cluster of all servers; the last view either way. */
-async function galeraFullWithin(ctx: LabContext, timeoutMs: number): Promise<GaleraView> {
+export async function galeraFullWithin(ctx: LabContext, timeoutMs: number): Promise<GaleraView> {
   let view: GaleraView | undefined;
   await waitFor(async () => ((view = await galeraEverywhere(ctx, servers(ctx).length)).ok ? true : undefined), timeoutMs, 2_000);
   return view!;
 }
 
 /** Polls until the k3s database answers through the VIP; the last attempt either way. */
-async function datastoreWithin(ctx: LabContext, timeoutMs: number, intervalMs: number): Promise<CommandResult> {
+export async function datastoreWithin(ctx: LabContext, timeoutMs: number, intervalMs: number): Promise<CommandResult> {
   let last: CommandResult | undefined;
   await waitFor(async () => ((last = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1')).ok ? true : undefined), timeoutMs, intervalMs);
   return last!;
 }
 
-const showGalera = (seen: Map<string, GaleraStatus | undefined>): string => [...seen].map(([name, s]) => `${name}: ${describeGalera(s)}`).join('; ');
+export const showGalera = (seen: Map<string, GaleraStatus | undefined>): string => [...seen].map(([name, s]) => `${name}: ${describeGalera(s)}`).join('; ');
 
 /** Journal lines of `unit` on the named machines, for a failure's detail. */
-async function journals(ctx: LabContext, names: string[], unit: string, lines = 4): Promise<string> {
+export async function journals(ctx: LabContext, names: string[], unit: string, lines = 4): Promise<string> {
   const parts: string[] = [];
   for (const machine of ctx.machines.filter((m) => names.includes(m.node.name))) {
     const text = await machine.journal(unit, lines);
@@ -95,7 +135,7 @@ async function journals(ctx: LabContext, names: string[], unit: string, lines = 
  * quiet time keeps a preemption still under way (a restarted server becoming
  * synced and taking the VIP back) from racing the test.
  */
-async function settledVipHolder(ctx: LabContext, quietMs = 6_000, timeoutMs = 60_000, intervalMs = 500): Promise<string[]> {
+export async function settledVipHolder(ctx: LabContext, quietMs = 6_000, timeoutMs = 60_000, intervalMs = 500): Promise<string[]> {
   let holders: string[] = [];
   let since = Date.now();
   let previous = '';
@@ -115,7 +155,7 @@ async function settledVipHolder(ctx: LabContext, quietMs = 6_000, timeoutMs = 60
   return holders;
 }
 
-function vipProblem(ctx: LabContext, holders: string[]): string {
+export function vipProblem(ctx: LabContext, holders: string[]): string {
   if (holders.length === 0) return `no server holds the VIP ${ctx.topology.vip}`;
   return `the VIP ${ctx.topology.vip} is held by ${holders.length} servers at once (${holders.join(', ')}): their keepalived do not accept each other's VRRP adverts; check virtual_router_id, auth_pass and interface in their keepalived.conf`;
 }
@@ -165,6 +205,26 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
   };
 }
 
+/**
+ * Every scenario but the cold start begins here, so that each passes alone and
+ * in any order: every node powered on, Galera whole, one VIP holder, the
+ * datastore answering through it. Returns what is wrong, or undefined.
+ */
+export async function ensureWhole(ctx: LabContext): Promise<string | undefined> {
+  const off = ctx.machines.filter((m) => !m.running);
+  for (const machine of off) {
+    ctx.log(`powering ${machine.node.name} on: the scenario starts from a whole cluster`);
+    await ctx.powerOn(machine);
+  }
+  const galera = await galeraFullWithin(ctx, (off.length ? ctx.bounds.recoverySeconds : ctx.bounds.rejoinSeconds) * 1000);
+  if (!galera.ok) return `before the scenario, Galera is not whole (${showGalera(galera.seen)})`;
+  const holders = await settledVipHolder(ctx, 6_000, ctx.bounds.vipSettleSeconds * 1000);
+  if (holders.length !== 1) return `before the scenario: ${vipProblem(ctx, holders)}`;
+  const sql = await datastoreWithin(ctx, 60_000, 1_000);
+  if (!sql.ok) return `before the scenario, the datastore does not answer through the VIP: ${sql.stderr.trim()}`;
+  return undefined;
+}
+
 /** Waits for the restarted node to be back in a full, synced Galera cluster. */
 async function rejoin(ctx: LabContext, machine: Machine): Promise<{ ok: boolean; seconds: number; seen: Map<string, GaleraStatus | undefined> }> {
   const start = Date.now();
@@ -181,6 +241,8 @@ export async function powerLoss(machine: Machine): Promise<void> {
 export async function vipFailover(ctx: LabContext): Promise<ScenarioResult> {
   const start = Date.now();
   const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'vip-failover', pass, seconds: elapsed(start), detail });
+  const whole = await ensureWhole(ctx);
+  if (whole) return result(false, whole);
   const before = await settledVipHolder(ctx);
   if (before.length !== 1) return result(false, `before the test: ${vipProblem(ctx, before)}`);
   const victim = ctx.machines.find((m) => m.node.name === before[0])!;
@@ -209,6 +271,8 @@ export async function vipFailover(ctx: LabContext): Promise<ScenarioResult> {
 export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
   const start = Date.now();
   const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'galera-node-loss', pass, seconds: elapsed(start), detail });
+  const whole = await ensureWhole(ctx);
+  if (whole) return result(false, whole);
   const holders = await settledVipHolder(ctx);
   const victim = runningServers(ctx).find((m) => !holders.includes(m.node.name));
   if (!victim) return result(false, 'no running server without the VIP to take down');
@@ -245,7 +309,10 @@ export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
  */
 export async function mariadbDown(ctx: LabContext): Promise<ScenarioResult> {
   const start = Date.now();
-  const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'mariadb-down', pass, seconds: elapsed(start), detail });
+  let primarySeconds: number | undefined;
+  const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'mariadb-down', pass, seconds: elapsed(start), detail, ...(primarySeconds !== undefined ? { primarySeconds } : {}) });
+  const whole = await ensureWhole(ctx);
+  if (whole) return result(false, whole);
   const before = await settledVipHolder(ctx);
   if (before.length !== 1) return result(false, `before the test: ${vipProblem(ctx, before)}`);
   const holder = ctx.machines.find((m) => m.node.name === before[0])!;
@@ -272,6 +339,7 @@ export async function mariadbDown(ctx: LabContext): Promise<ScenarioResult> {
   const size = servers(ctx).length;
   const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
   if (!galera.ok) return result(false, `MariaDB on ${holder.node.name} did not come back into Galera within ${ctx.bounds.rejoinSeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, [holder.node.name], 'mariadb')}`);
+  primarySeconds = elapsed(cut);
   const returned = await settledVipHolder(ctx, 0, 30_000, 250);
   return result(
     true,

@@ -59,8 +59,9 @@ async function start(mode: 'server' | 'agent', config: string): Promise<{ ready:
   while (Date.now() < deadline) {
     const done = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 200))]);
     if (done !== undefined) return { ready: false, exitCode: done, output };
-    const ok = await fetch(url).then((r) => r.ok, () => false);
-    if (ok) return { ready: true, output };
+    // Only this process's answer counts: an earlier server may still hold the port.
+    const body = await fetch(url).then((r) => (r.ok ? r.text() : ''), () => '');
+    if (body.trim() === `ok ${child.pid}`) return { ready: true, output };
   }
   return { ready: false, output: `${output}\n(not ready within 30 s)` };
 }
@@ -90,6 +91,9 @@ test('the first server stores its token; a server with another token is refused 
   assert.match(first.output, 'token matches the cluster');
   const stored = await db.sql('SELECT COUNT(*) FROM k3s.netroot_standin_bootstrap');
   assert.is(stored.trim(), '1');
+  // kine's table, as kine's MySQL driver creates it.
+  const indexes = await db.sql("SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = 'k3s' AND table_name = 'kine' ORDER BY index_name");
+  assert.equal(indexes.trim().split('\n').sort(), ['PRIMARY', 'kine_id_deleted_index', 'kine_name_id_index', 'kine_name_index', 'kine_name_prev_revision_uindex', 'kine_prev_revision_index'].sort());
 
   const other = await start('server', await configFile('server-other-token', await renderedConfig('opz3-2-midden', { token: '"another-token"' })));
   assert.is(other.exitCode, 1, other.output);

@@ -48,7 +48,7 @@ const coldStart = (report: LabReport) => report.scenarios.find((s) => s.name ===
 Lab('wrong keepalived auth_pass on one server: two servers take the VIP, and the report says so', async (ctx) => {
   const conf = ctx.tree('opz3-2-midden', 'etc/keepalived/keepalived.conf');
   await withBroken(conf, (t) => t.replace(/auth_pass \S+/, 'auth_pass wrongpw1'), async () => {
-    const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenario: 'cold-start', secrets: ctx.secrets, log: () => undefined });
+    const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenarios: ['cold-start'], secrets: ctx.secrets, log: () => undefined });
     assert.not.ok(report.pass, 'the lab must fail');
     const cold = coldStart(report);
     assert.ok(cold && !cold.pass, JSON.stringify(report.scenarios));
@@ -62,7 +62,7 @@ Lab('a wrong Galera peer address on one server: it never joins, and the report n
   const cnf = ctx.tree('opz3-3-boven', 'etc/mysql/mariadb.conf.d/70-netroot-galera.cnf');
   // 192.0.2.99 is in the lab's subnet, and nothing answers there.
   await withBroken(cnf, (t) => t.replace(/^wsrep_cluster_address=.*$/m, 'wsrep_cluster_address=gcomm://192.0.2.99'), async () => {
-    const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenario: 'cold-start', secrets: ctx.secrets, bounds: { coldStartSeconds: 90 }, log: () => undefined });
+    const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenarios: ['cold-start'], secrets: ctx.secrets, bounds: { coldStartSeconds: 90 }, log: () => undefined });
     assert.not.ok(report.pass, 'the lab must fail');
     const cold = coldStart(report)!;
     assert.match(cold.detail, 'Galera did not form within 90 s: wsrep_cluster_size is not 3 on every server');
@@ -78,7 +78,7 @@ Lab('a bootstrap node whose base has no MariaDB system tables (as a qemu-user bu
   await mkdir(datadir);
   await chown(datadir, (await stat(aside)).uid, (await stat(aside)).gid);
   try {
-    const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenario: 'cold-start', secrets: ctx.secrets, bounds: { coldStartSeconds: 120 }, log: () => undefined });
+    const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenarios: ['cold-start'], secrets: ctx.secrets, bounds: { coldStartSeconds: 120 }, log: () => undefined });
     assert.ok(report.pass, JSON.stringify(report.scenarios, null, 1));
   } finally {
     await rm(datadir, { recursive: true, force: true });

@@ -1,0 +1,129 @@
+/**
+ * What k3s asks of its datastore, through the VIP as kine does: kine's table
+ * (created by the k3s stand-ins at start, exactly as kine's MySQL driver
+ * creates it), revisions that are AUTO_INCREMENT ids growing by exactly 1
+ * while the VIP moves between servers, and kine's compaction statement.
+ * Statements are those of k3s-io/kine, pkg/drivers/mysql/mysql.go and
+ * pkg/drivers/generic/generic.go.
+ */
+import type { Machine } from './machine.js';
+import { sqlThroughVip, vipHolders } from './probes.js';
+import { waitFor } from './run-command.js';
+import { elapsed, ensureWhole, galeraFullWithin, settledVipHolder, type LabContext, type ScenarioResult } from './scenarios.js';
+
+/** The indexes kine creates on its table. */
+export const KINE_INDEXES = ['kine_name_index', 'kine_name_id_index', 'kine_id_deleted_index', 'kine_prev_revision_index', 'kine_name_prev_revision_uindex'];
+
+/** kine's compaction: rows superseded by a later revision, and deleted rows, up to a revision. */
+export const KINE_COMPACT = (revision: number): string => `DELETE kv FROM kine AS kv
+  INNER JOIN (
+    SELECT kp.prev_revision AS id FROM kine AS kp
+    WHERE kp.name != 'compact_rev_key' AND kp.prev_revision != 0 AND kp.id <= ${revision}
+    UNION
+    SELECT kd.id AS id FROM kine AS kd
+    WHERE kd.deleted != 0 AND kd.id <= ${revision}
+  ) AS ks
+  ON kv.id = ks.id`;
+
+const ROWS = 200;
+const KEYS = 20;
+
+/** One kine write through the VIP, retried (bounded) while the VIP moves; its revision (id). */
+async function put(ctx: LabContext, name: string, prev: number, deleted: boolean): Promise<number | string> {
+  const statement = `INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease, value, old_value) VALUES ('${name}', ${prev ? 0 : 1}, ${deleted ? 1 : 0}, ${prev}, ${prev}, 0, 'v', 'o'); SELECT LAST_INSERT_ID();`;
+  let last = '';
+  const id = await waitFor(
+    async () => {
+      const r = await sqlThroughVip(ctx.topology, ctx.datastore, statement, 10_000);
+      if (r.ok) return Number(r.stdout.trim().split('\n').pop());
+      last = r.stderr.trim();
+      return undefined;
+    },
+    30_000,
+    250,
+  );
+  return id ?? `writing ${name} through the VIP failed for 30 s: ${last}`;
+}
+
+async function keepalived(machine: Machine, action: 'stop' | 'start'): Promise<void> {
+  await machine.exec('systemctl', [action, 'keepalived'], { timeoutMs: 20_000 });
+}
+
+export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
+  const start = Date.now();
+  let primarySeconds: number | undefined;
+  const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'kine-sequence', pass, seconds: elapsed(start), detail, ...(primarySeconds !== undefined ? { primarySeconds } : {}) });
+  const whole = await ensureWhole(ctx);
+  if (whole) return result(false, whole);
+
+  const indexes = await sqlThroughVip(ctx.topology, ctx.datastore, "SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'kine'");
+  const found = indexes.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const missing = KINE_INDEXES.filter((i) => !found.includes(i));
+  if (!indexes.ok || missing.length) return result(false, `kine's table through the VIP lacks ${missing.join(', ') || 'everything'} (the k3s stand-ins create it as kine does): ${indexes.stderr.trim()}`);
+  const column = await sqlThroughVip(ctx.topology, ctx.datastore, "SELECT column_type, extra FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'kine' AND column_name = 'id'");
+  if (!/bigint\(20\) unsigned\tauto_increment/.test(column.stdout)) return result(false, `kine.id is not BIGINT UNSIGNED AUTO_INCREMENT: ${column.stdout.trim()}`);
+  const increment = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT @@auto_increment_increment');
+  if (increment.stdout.trim() !== '1') return result(false, `auto_increment_increment is ${increment.stdout.trim()} through the VIP; kine needs 1 (wsrep_auto_increment_control=OFF)`);
+
+  const run = `/registry/netroot-lab/${Date.now()}`;
+  const latest = new Map<string, number>();
+  const ids: number[] = [];
+  const holdersSeen = new Set<string>();
+  let moved: Machine | undefined;
+  for (let i = 0; i < ROWS; i++) {
+    if (i === ROWS / 3 || i === (2 * ROWS) / 3) {
+      // Move the VIP while kine writes: its holder's keepalived stops (the VIP moves), then starts again (and takes it back).
+      if (!moved) {
+        const [holder] = await vipHolders(ctx.topology, ctx.machines);
+        moved = ctx.machines.find((m) => m.node.name === holder);
+        if (moved) {
+          ctx.log(`kine-sequence: stopping keepalived on ${moved.node.name} after ${i} writes, so the VIP moves`);
+          await keepalived(moved, 'stop');
+        }
+      } else {
+        ctx.log(`kine-sequence: starting keepalived on ${moved.node.name} again after ${i} writes`);
+        await keepalived(moved, 'start');
+      }
+    }
+    const key = `${run}/key-${i % KEYS}`;
+    // The last write of every fifth key deletes it, as kine records a delete.
+    const deleted = i >= ROWS - KEYS && (i % KEYS) % 5 === 0;
+    const id = await put(ctx, key, latest.get(key) ?? 0, deleted);
+    if (typeof id === 'string') return result(false, `${id} (after ${i} writes)`);
+    latest.set(key, id);
+    ids.push(id);
+    for (const h of await vipHolders(ctx.topology, ctx.machines)) holdersSeen.add(h);
+  }
+  if (moved && (await moved.unitState('keepalived')) !== 'active') await keepalived(moved, 'start');
+  const gaps = ids.slice(1).map((id, i) => [ids[i]!, id] as const).filter(([a, b]) => b !== a + 1);
+  if (gaps.length) return result(false, `ids through the VIP are not consecutive: ${gaps.slice(0, 5).map(([a, b]) => `${a} → ${b}`).join(', ')} (VIP held by ${[...holdersSeen].join(', ')})`);
+  if (holdersSeen.size < 2) return result(false, `the VIP never moved during the writes (held by ${[...holdersSeen].join(', ')})`);
+
+  const stored = await sqlThroughVip(ctx.topology, ctx.datastore, `SELECT COUNT(*), MIN(id), MAX(id) FROM kine WHERE name LIKE '${run}/%'`);
+  const [count, min, max] = stored.stdout.trim().split('\t').map(Number);
+  if (count !== ROWS || min !== ids[0] || max !== ids[ids.length - 1]) return result(false, `the datastore holds ${stored.stdout.trim()} (count, min, max) for this run, not ${ROWS} rows ${ids[0]}..${ids[ids.length - 1]}`);
+
+  // Superseded revisions and deleted keys go; the latest revision of every live key stays.
+  const superseded = new Set<number>();
+  const rows = ids.map((id, i) => ({ id, deleted: i >= ROWS - KEYS && (i % KEYS) % 5 === 0 }));
+  const lastOf = new Map<string, number>();
+  ids.forEach((id, i) => {
+    const key = `key-${i % KEYS}`;
+    if (lastOf.has(key)) superseded.add(lastOf.get(key)!);
+    lastOf.set(key, id);
+  });
+  const expected = new Set([...superseded, ...rows.filter((r) => r.deleted).map((r) => r.id)]).size;
+  const compact = await sqlThroughVip(ctx.topology, ctx.datastore, `${KINE_COMPACT(max!)}; SELECT ROW_COUNT();`, 60_000);
+  if (!compact.ok) return result(false, `kine's compaction through the VIP failed: ${compact.stderr.trim()}`);
+  const deletedRows = Number(compact.stdout.trim().split('\n').pop());
+  if (deletedRows !== expected) return result(false, `kine's compaction deleted ${deletedRows} rows, expected ${expected}`);
+
+  const settle = Date.now();
+  const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
+  if (galera.ok) primarySeconds = elapsed(settle);
+  await settledVipHolder(ctx, 6_000, ctx.bounds.vipSettleSeconds * 1000);
+  return result(
+    true,
+    `kine's table and its ${KINE_INDEXES.length} indexes through the VIP; ${ROWS} writes while the VIP moved (held by ${[...holdersSeen].join(', ')}): ids ${ids[0]}..${ids[ids.length - 1]}, consecutive; compaction deleted ${deletedRows} superseded and deleted rows`,
+  );
+}

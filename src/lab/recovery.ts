@@ -1,0 +1,274 @@
+/**
+ * The cluster's life after the cold start: MariaDB killed on the node that
+ * bootstrapped, whole-cluster power-offs and cuts, a stale server, a lone
+ * survivor and a lost datadir. Each scenario starts from a whole cluster
+ * (ensureWhole), leaves it whole when it passes, and reports the seconds from
+ * power-on (or the kill) to a primary component of all servers.
+ */
+import { rm } from 'node:fs/promises';
+import type { Machine } from './machine.js';
+import { galeraStatus, sqlThroughVip, vipHolders } from './probes.js';
+import { waitFor } from './run-command.js';
+import {
+  datastoreWithin,
+  elapsed,
+  ensureWhole,
+  galeraFullWithin,
+  journals,
+  powerLoss,
+  servers,
+  showGalera,
+  type LabContext,
+  type ScenarioResult,
+} from './scenarios.js';
+
+const TABLE = 'netroot_lab_writes';
+
+type Result = (pass: boolean, detail: string) => ScenarioResult;
+
+function scenario(name: string, start: number): { result: Result; primary(seconds: number): void } {
+  let primarySeconds: number | undefined;
+  return {
+    result: (pass, detail) => ({ name, pass, seconds: elapsed(start), detail, ...(primarySeconds !== undefined ? { primarySeconds } : {}) }),
+    primary: (seconds) => void (primarySeconds = seconds),
+  };
+}
+
+/** `count` rows of `phase` through the VIP, the last one alone (the "last row written"). */
+async function writeRows(ctx: LabContext, phase: string, count: number): Promise<string | undefined> {
+  const created = await sqlThroughVip(ctx.topology, ctx.datastore, `CREATE TABLE IF NOT EXISTS ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, phase VARCHAR(64) NOT NULL)`);
+  if (!created.ok) return `could not create ${TABLE} through the VIP: ${created.stderr.trim()}`;
+  if (count > 1) {
+    const values = Array.from({ length: count - 1 }, () => `('${phase}')`).join(',');
+    const bulk = await sqlThroughVip(ctx.topology, ctx.datastore, `INSERT INTO ${TABLE} (phase) VALUES ${values}`, 30_000);
+    if (!bulk.ok) return `writing ${count - 1} rows through the VIP failed: ${bulk.stderr.trim()}`;
+  }
+  const last = await sqlThroughVip(ctx.topology, ctx.datastore, `INSERT INTO ${TABLE} (phase) VALUES ('${phase}-last')`, 30_000);
+  if (!last.ok) return `writing the last row through the VIP failed: ${last.stderr.trim()}`;
+  return undefined;
+}
+
+/** Rows of `phase` (the last one included) as the datastore answers through the VIP now. */
+async function rowsThroughVip(ctx: LabContext, phase: string): Promise<{ count: number; last: boolean } | string> {
+  const answer = await datastoreWithin(ctx, 60_000, 1_000);
+  if (!answer.ok) return `the datastore does not answer through the VIP: ${answer.stderr.trim()}`;
+  const rows = await sqlThroughVip(ctx.topology, ctx.datastore, `SELECT COUNT(*), SUM(phase = '${phase}-last') FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`);
+  if (!rows.ok) return `reading ${TABLE} through the VIP failed: ${rows.stderr.trim()}`;
+  const [count, last] = rows.stdout.trim().split('\t').map(Number);
+  return { count: count ?? 0, last: last === 1 };
+}
+
+/** The servers whose MariaDB decision bootstrapped the cluster in their current boot. */
+async function bootstrappers(ctx: LabContext, among: Machine[] = servers(ctx)): Promise<string[]> {
+  const found: string[] = [];
+  for (const machine of among) {
+    const log = await machine.journal('mariadb', 400);
+    if (/: (bootstrapping|starting the new Galera cluster)/.test(log)) found.push(machine.node.name);
+  }
+  return found;
+}
+
+/** Powers the machines on in the lab's shuffled order, without waiting between them (all on at once). */
+async function powerOnAll(ctx: LabContext, machines: Machine[]): Promise<string[]> {
+  const order = ctx.shuffle(machines);
+  await Promise.all(order.map((m) => ctx.powerOn(m)));
+  return order.map((m) => m.node.name);
+}
+
+/** After an outage: a primary component of all servers within the bound, and the rows written before it. */
+async function recovered(ctx: LabContext, s: ReturnType<typeof scenario>, poweredOn: number, phase: string, rows: number, story: string): Promise<ScenarioResult> {
+  const galera = await galeraFullWithin(ctx, ctx.bounds.recoverySeconds * 1000);
+  if (!galera.ok) {
+    const names = servers(ctx).map((m) => m.node.name);
+    return s.result(false, `${story}; no primary component of all ${names.length} servers within ${ctx.bounds.recoverySeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, names, 'mariadb', 6)}`);
+  }
+  s.primary(elapsed(poweredOn));
+  const seen = await rowsThroughVip(ctx, phase);
+  if (typeof seen === 'string') return s.result(false, `${story}; ${seen}`);
+  if (seen.count !== rows || !seen.last) return s.result(false, `${story}; only ${seen.count} of the ${rows} rows written before are there${seen.last ? '' : ', and the last one is lost'}`);
+  return s.result(true, `${story}; primary component of all servers ${elapsed(poweredOn)} s after power-on (bound ${ctx.bounds.recoverySeconds} s); all ${rows} rows there, the last one too`);
+}
+
+/**
+ * MariaDB killed (no reboot) on the server that bootstrapped the cluster: its
+ * next start must join, not bootstrap again ("It may not be safe to bootstrap").
+ */
+export async function mariadbRestartBootstrap(ctx: LabContext): Promise<ScenarioResult> {
+  const start = Date.now();
+  const s = scenario('mariadb-restart-bootstrap', start);
+  const whole = await ensureWhole(ctx);
+  if (whole) return s.result(false, whole);
+  const named = await bootstrappers(ctx);
+  const victim = servers(ctx).find((m) => m.node.name === (named[0] ?? ctx.bootstrapNode))!;
+  const why = named.length ? 'which bootstrapped the cluster in this boot' : `the bootstrap node (the cluster formed through pc.recovery in this boot, so none bootstrapped)`;
+  ctx.log(`mariadb-restart-bootstrap: killing MariaDB on ${victim.node.name}, ${why}`);
+  const killed = await victim.exec('bash', ['-c', 'pid=$(systemctl show --property=MainPID --value mariadb.service) && [ "$pid" -gt 0 ] && kill -KILL "$pid"'], { timeoutMs: 10_000 });
+  if (!killed.ok) return s.result(false, `could not kill MariaDB on ${victim.node.name}: ${killed.stderr.trim()}`);
+  const cut = Date.now();
+  // Wait until it is really gone from the cluster, then for its return.
+  await waitFor(async () => ((await galeraStatus(victim)) === undefined ? true : undefined), 20_000, 250);
+  const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
+  const log = await victim.journal('mariadb', 60);
+  if (!galera.ok) return s.result(false, `MariaDB on ${victim.node.name} did not come back into the cluster within ${ctx.bounds.rejoinSeconds} s (${showGalera(galera.seen)})\n${log.split('\n').slice(-8).join(' / ')}`);
+  s.primary(elapsed(cut));
+  if (/may not be safe to bootstrap/i.test(log)) return s.result(false, `${victim.node.name} tried to bootstrap again: ${log.split('\n').filter((l) => /safe to bootstrap/i.test(l))[0]}`);
+  const joined = log.split('\n').filter((l) => l.includes('joining the primary component')).pop();
+  return s.result(true, `MariaDB killed on ${victim.node.name} (${why}) restarted by itself${joined ? ` ("${joined.trim()}")` : ''}; all servers primary again ${elapsed(cut)} s after the kill (bound ${ctx.bounds.rejoinSeconds} s)`);
+}
+
+/** The seed's daily power-off: two servers, a pause, the last; then every node on at once in random order. */
+export async function powerOrderly(ctx: LabContext): Promise<ScenarioResult> {
+  const start = Date.now();
+  const s = scenario('power-orderly', start);
+  const whole = await ensureWhole(ctx);
+  if (whole) return s.result(false, whole);
+  const phase = `orderly-${Date.now()}`;
+  const first = await writeRows(ctx, phase, 20);
+  if (first) return s.result(false, first);
+  // The VIP's holder goes last, so writes reach it until the end.
+  const [holder] = await vipHolders(ctx.topology, ctx.machines);
+  const lastOne = servers(ctx).find((m) => m.node.name === holder) ?? servers(ctx)[0]!;
+  const firstOnes = servers(ctx).filter((m) => m !== lastOne);
+  ctx.log(`power-orderly: shutting down ${firstOnes.map((m) => m.node.name).join(' and ')}, then ${lastOne.node.name}`);
+  for (const m of firstOnes) await m.shutdown();
+  await new Promise((r) => setTimeout(r, 5_000));
+  // Written while only the last server runs: only it holds this row.
+  const final = await writeRows(ctx, `${phase}-alone`, 1);
+  if (final) return s.result(false, `with only ${lastOne.node.name} running: ${final}`);
+  const how = await lastOne.shutdown();
+  if (how !== 'clean') return s.result(false, `${lastOne.node.name} did not shut down within 90 s`);
+  for (const m of [...firstOnes, lastOne]) await powerLoss(m);
+  const poweredOn = Date.now();
+  const order = await powerOnAll(ctx, servers(ctx));
+  const story = `${firstOnes.map((m) => m.node.name).join(', ')} shut down, then ${lastOne.node.name}; powered on in the order ${order.join(', ')}`;
+  const result = await recovered(ctx, s, poweredOn, `${phase}-alone`, 1, story);
+  if (!result.pass) return result;
+  const earlier = await rowsThroughVip(ctx, phase);
+  if (typeof earlier === 'string' || earlier.count !== 20) return s.result(false, `${story}; the 20 rows written before the power-off are not all there`);
+  const who = await bootstrappers(ctx);
+  if (who.join(',') !== lastOne.node.name) return s.result(false, `${story}; expected ${lastOne.node.name} (safe_to_bootstrap) to bootstrap, but ${who.length ? who.join(', ') : 'none'} did`);
+  return s.result(true, `${result.detail}; ${lastOne.node.name}, the last to leave, bootstrapped`);
+}
+
+/** Every server loses power at once, then all come back. */
+export async function powerCut(ctx: LabContext): Promise<ScenarioResult> {
+  const start = Date.now();
+  const s = scenario('power-cut', start);
+  const whole = await ensureWhole(ctx);
+  if (whole) return s.result(false, whole);
+  const phase = `cut-${Date.now()}`;
+  const wrote = await writeRows(ctx, phase, 50);
+  if (wrote) return s.result(false, wrote);
+  ctx.log('power-cut: pulling the power of every server at once');
+  await Promise.all(servers(ctx).map((m) => powerLoss(m)));
+  const poweredOn = Date.now();
+  const order = await powerOnAll(ctx, servers(ctx));
+  const result = await recovered(ctx, s, poweredOn, phase, 50, `all servers cut at once; powered on in the order ${order.join(', ')}`);
+  if (!result.pass) return result;
+  const who = await bootstrappers(ctx);
+  return s.result(true, `${result.detail}; ${who.length ? `${who.join(', ')} bootstrapped` : "nobody bootstrapped: Galera's pc.recovery restored the last view"}`);
+}
+
+/** One server is down while rows are written; then all are cut and all come back: the stale one must not bootstrap. */
+export async function powerStaleNode(ctx: LabContext): Promise<ScenarioResult> {
+  const start = Date.now();
+  const s = scenario('power-stale-node', start);
+  const whole = await ensureWhole(ctx);
+  if (whole) return s.result(false, whole);
+  const holders = servers(ctx);
+  const withVip = await vipHolders(ctx.topology, ctx.machines);
+  const stale = holders.find((m) => !withVip.includes(m.node.name))!;
+  ctx.log(`power-stale-node: pulling the power of ${stale.node.name}, then writing through the VIP`);
+  await powerLoss(stale);
+  const phase = `stale-${Date.now()}`;
+  const wrote = await waitFor(async () => ((await writeRows(ctx, phase, 30)) === undefined ? true : undefined), 60_000, 2_000);
+  if (!wrote) return s.result(false, `could not write through the VIP while ${stale.node.name} was down`);
+  ctx.log('power-stale-node: pulling the power of the other servers');
+  await Promise.all(holders.filter((m) => m.running).map((m) => powerLoss(m)));
+  const poweredOn = Date.now();
+  const order = await powerOnAll(ctx, holders);
+  const result = await recovered(ctx, s, poweredOn, phase, 30, `${stale.node.name} down while 30 rows were written, then every server cut; powered on in the order ${order.join(', ')}`);
+  if (!result.pass) return result;
+  const who = await bootstrappers(ctx);
+  if (who.includes(stale.node.name)) return s.result(false, `${result.detail}; but the stale ${stale.node.name} bootstrapped`);
+  return s.result(true, `${result.detail}; ${who.length ? who.join(', ') : 'nobody'} bootstrapped, not the stale ${stale.node.name}`);
+}
+
+/**
+ * Only one server comes back after a cut. Under the majority policy it stays
+ * out of any primary component and says why; under the survivor policy it
+ * bootstraps once survivorAfter has passed. Then the others return.
+ */
+export async function powerOneSurvivor(ctx: LabContext): Promise<ScenarioResult> {
+  const start = Date.now();
+  const s = scenario('power-one-survivor', start);
+  const whole = await ensureWhole(ctx);
+  if (whole) return s.result(false, whole);
+  const phase = `survivor-${Date.now()}`;
+  const wrote = await writeRows(ctx, phase, 10);
+  if (wrote) return s.result(false, wrote);
+  await Promise.all(servers(ctx).map((m) => powerLoss(m)));
+  const [survivor, ...rest] = ctx.shuffle(servers(ctx));
+  ctx.log(`power-one-survivor: every server cut; powering only ${survivor!.node.name} on (policy ${ctx.recoveryPolicy})`);
+  const poweredOn = Date.now();
+  await ctx.powerOn(survivor!);
+  const total = servers(ctx).length;
+  let story: string;
+  if (ctx.recoveryPolicy === 'majority') {
+    // Long enough to have bootstrapped if it were going to (the decision polls every 2 s).
+    const refusal = await waitFor(async () => {
+      const log = await survivor!.journal('mariadb', 50);
+      return /not bootstrapping: 1 of \d+ servers seen/.test(log) ? log : undefined;
+    }, 90_000, 2_000);
+    await new Promise((r) => setTimeout(r, 20_000));
+    const status = await galeraStatus(survivor!);
+    if (status?.status === 'Primary') return s.result(false, `${survivor!.node.name} alone became primary under the majority policy`);
+    if (!refusal) return s.result(false, `${survivor!.node.name} alone does not say why it waits\n${await journals(ctx, [survivor!.node.name], 'mariadb')}`);
+    const line = refusal.split('\n').filter((l) => l.includes('not bootstrapping')).pop()!.trim();
+    story = `${survivor!.node.name} alone stayed out of any primary component and said "${line}"`;
+  } else {
+    const bound = ctx.bounds.survivorAfterSeconds + 120;
+    const primary = await waitFor(async () => ((await galeraStatus(survivor!))?.status === 'Primary' ? true : undefined), bound * 1000, 2_000);
+    if (!primary) return s.result(false, `policy survivor: ${survivor!.node.name} alone did not bootstrap within ${bound} s\n${await journals(ctx, [survivor!.node.name], 'mariadb')}`);
+    const after = elapsed(poweredOn);
+    if (after < ctx.bounds.survivorAfterSeconds) return s.result(false, `policy survivor: ${survivor!.node.name} bootstrapped after ${after} s, before survivorAfter (${ctx.bounds.survivorAfterSeconds} s)`);
+    story = `policy survivor: ${survivor!.node.name} alone bootstrapped ${after} s after power-on (survivorAfter ${ctx.bounds.survivorAfterSeconds} s)`;
+  }
+  const othersOn = Date.now();
+  await powerOnAll(ctx, rest);
+  return recovered(ctx, s, othersOn, phase, 10, `${story}; the other ${total - 1} powered on`);
+}
+
+/** The bootstrap node's datadir is lost and it boots alone; the others come back later: no new cluster, every row kept. */
+export async function bootstrapDatadirLost(ctx: LabContext): Promise<ScenarioResult> {
+  const start = Date.now();
+  const s = scenario('bootstrap-datadir-lost', start);
+  const whole = await ensureWhole(ctx);
+  if (whole) return s.result(false, whole);
+  const phase = `datadir-${Date.now()}`;
+  const wrote = await writeRows(ctx, phase, 25);
+  if (wrote) return s.result(false, wrote);
+  await Promise.all(servers(ctx).map((m) => powerLoss(m)));
+  const node = servers(ctx).find((m) => m.node.name === ctx.bootstrapNode)!;
+  // What a rebuilt tree or a swapped disk leaves: an empty datadir.
+  await rm(node.pathInRoot('var/lib/mysql'), { recursive: true, force: true });
+  ctx.log(`bootstrap-datadir-lost: ${node.node.name}'s datadir emptied; powering it on alone`);
+  await ctx.powerOn(node);
+  const waiting = await waitFor(async () => {
+    const log = await node.journal('mariadb', 50);
+    return /waiting|not bootstrapping|new one starts only once/.test(log) ? log : undefined;
+  }, 90_000, 2_000);
+  await new Promise((r) => setTimeout(r, 15_000));
+  const alone = await galeraStatus(node);
+  if (alone?.status === 'Primary') return s.result(false, `${node.node.name}, its datadir empty, started a new cluster alone`);
+  if (!waiting) return s.result(false, `${node.node.name} alone does not say why it waits\n${await journals(ctx, [node.node.name], 'mariadb')}`);
+  const said = waiting.split('\n').filter(Boolean).pop()!.trim();
+  const othersOn = Date.now();
+  const order = await powerOnAll(ctx, servers(ctx).filter((m) => m !== node));
+  const result = await recovered(ctx, s, othersOn, phase, 25, `${node.node.name} booted alone with an empty datadir and waited ("${said}"); then ${order.join(', ')} powered on`);
+  if (!result.pass) return result;
+  if ((await bootstrappers(ctx, [node])).length) return s.result(false, `${result.detail}; but ${node.node.name} bootstrapped`);
+  const there = await node.exec('mariadb', ['--batch', '--skip-column-names', ctx.datastore.database, '-e', `SELECT COUNT(*) FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`], { timeoutMs: 10_000 });
+  if (there.stdout.trim() !== '25') return s.result(false, `${result.detail}; but ${node.node.name} itself holds ${there.stdout.trim() || 'none'} of the 25 rows`);
+  return s.result(true, `${result.detail}; ${node.node.name} joined with a state transfer and holds all 25`);
+}
