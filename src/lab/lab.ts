@@ -5,7 +5,7 @@
  * and Ctrl-C; the report goes to <out>/report.json.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, readlink, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from '../build.js';
 import { loadProfile } from '../profile/load.js';
@@ -125,16 +125,20 @@ export function shuffled<T>(items: T[], random: () => number): T[] {
 }
 
 /**
- * Processes whose root is inside the lab's run directory: the nodes' systemd
- * and everything under it, which outlive a lab (and its systemd-nspawn)
- * killed with SIGKILL, re-parented to PID 1.
+ * Processes whose root filesystem is a node's overlay in the lab's run
+ * directory: the nodes' systemd and everything under it, which outlive a lab
+ * (and its systemd-nspawn) killed with SIGKILL, re-parented to PID 1. Their
+ * root is seen as "/" from outside, so it is found by its mount: an overlay
+ * mounted on / whose upper layer is in the run directory.
  */
-async function containerProcesses(runDir: string): Promise<number[]> {
+export async function containerProcesses(runDir: string): Promise<number[]> {
   const pids: number[] = [];
+  const upper = `upperdir=${runDir}/`;
   for (const entry of await readdir('/proc').catch(() => [] as string[])) {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    const root = await readlink(`/proc/${entry}/root`).catch(() => '');
-    if (root.startsWith(`${runDir}/`)) pids.push(Number(entry));
+    const mounts = await readFile(`/proc/${entry}/mountinfo`, 'utf8').catch(() => '');
+    // mountinfo: id parent dev root mountpoint options … - fstype source superoptions
+    if (mounts.split('\n').some((line) => line.split(' ')[4] === '/' && line.includes(' - overlay ') && line.includes(upper))) pids.push(Number(entry));
   }
   return pids;
 }
