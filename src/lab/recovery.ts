@@ -82,11 +82,12 @@ async function recovered(ctx: LabContext, s: ReturnType<typeof scenario>, powere
     const names = servers(ctx).map((m) => m.node.name);
     return s.result(false, `${story}; no primary component of all ${names.length} servers within ${ctx.bounds.recoverySeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, names, 'mariadb', 6)}`);
   }
-  s.primary(elapsed(poweredOn));
+  const primaryAfter = elapsed(poweredOn);
+  s.primary(primaryAfter);
   const seen = await rowsThroughVip(ctx, phase);
   if (typeof seen === 'string') return s.result(false, `${story}; ${seen}`);
   if (seen.count !== rows || !seen.last) return s.result(false, `${story}; only ${seen.count} of the ${rows} rows written before are there${seen.last ? '' : ', and the last one is lost'}`);
-  return s.result(true, `${story}; primary component of all servers ${elapsed(poweredOn)} s after power-on (bound ${ctx.bounds.recoverySeconds} s); all ${rows} rows there, the last one too`);
+  return s.result(true, `${story}; primary component of all servers ${primaryAfter} s after power-on (bound ${ctx.bounds.recoverySeconds} s); all ${rows} rows there, the last one too`);
 }
 
 /**
