@@ -71,7 +71,7 @@ export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
   const holdersSeen = new Set<string>();
   let moved: Machine | undefined;
   for (let i = 0; i < ROWS; i++) {
-    if (i === ROWS / 3 || i === (2 * ROWS) / 3) {
+    if (i === Math.floor(ROWS / 3) || i === Math.floor((2 * ROWS) / 3)) {
       // Move the VIP while kine writes: its holder's keepalived stops (the VIP moves), then starts again (and takes it back).
       if (!moved) {
         const [holder] = await vipHolders(ctx.topology, ctx.machines);
