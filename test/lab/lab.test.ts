@@ -58,10 +58,11 @@ Lab('wrong keepalived auth_pass on one server: two servers take the VIP, and the
   });
 });
 
-Lab('a wrong Galera peer address on one server: it never joins, and the report names it and its MariaDB log', async (ctx) => {
+Lab('a wrong Galera cluster name on one server: it never joins, and the report names it and its MariaDB log', async (ctx) => {
   const cnf = ctx.tree('opz3-3-boven', 'etc/mysql/mariadb.conf.d/70-netroot-galera.cnf');
-  // 192.0.2.99 is in the lab's subnet, and nothing answers there.
-  await withBroken(cnf, (t) => t.replace(/^wsrep_cluster_address=.*$/m, 'wsrep_cluster_address=gcomm://192.0.2.99'), async () => {
+  // A wrong peer address is not enough: the other servers, which list this one, connect to it and
+  // it joins through them. Galera refuses a member whose group name differs.
+  await withBroken(cnf, (t) => t.replace(/^wsrep_cluster_name=.*$/m, 'wsrep_cluster_name=not_the_cluster'), async () => {
     const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenarios: ['cold-start'], secrets: ctx.secrets, bounds: { coldStartSeconds: 90 }, log: () => undefined });
     assert.not.ok(report.pass, 'the lab must fail');
     const cold = coldStart(report)!;
