@@ -6,6 +6,7 @@
  * bind mounts of the build output on tmpfs, and /run and /var/lib/nfs are
  * private: nothing they write lands outside the lab's directory.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -84,7 +85,32 @@ export async function startBootServer(cluster: Cluster, topology: LabTopology, f
   const ready = await waitFor(async () => ((await tryRun('readlink', [`/proc/${pid}/exe`])).stdout.endsWith('/sleep') ? true : undefined), 5_000, 100);
   if (!ready) throw new LabError('the boot server mount namespace did not come up');
 
+  // A top directory the host lacks (/export on most machines) cannot be covered in place, and the
+  // lab writes nothing outside its own directory: the namespace gets a root of its own, a tmpfs
+  // holding the host's top-level entries (bound) and the missing directories, and pivots into it.
+  const missing = covered.filter((top) => !existsSync(top));
+  const newRoot = path.join(workDir, 'root');
+  if (missing.length) await mkdir(newRoot, { recursive: true });
+  const pivot = missing.length
+    ? [
+        `new=${newRoot}`,
+        'mount -t tmpfs -o mode=0755 lab-boot-root "$new"',
+        'for e in /*; do',
+        '  n=${e#/}',
+        '  if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$new/$n"',
+        '  elif [ -d "$e" ]; then mkdir "$new/$n"; mount --rbind "$e" "$new/$n"',
+        '  else touch "$new/$n"; mount --bind "$e" "$new/$n"; fi',
+        'done',
+        ...missing.map((top) => `mkdir -p "$new${top}"`),
+        'cd "$new"',
+        'mkdir .old-root',
+        'pivot_root . .old-root',
+        'umount -l /.old-root',
+        'rmdir /.old-root',
+      ]
+    : [];
   const mounts = [
+    ...pivot,
     ...covered.map((top) => `mount -t tmpfs -o mode=0755 lab-boot-server ${top}`),
     'mount -t tmpfs -o mode=0755 lab-run /run',
     // /var/lib/nfs comes with nfs-ganesha; it is covered, never written.
