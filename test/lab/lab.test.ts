@@ -12,7 +12,9 @@ import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { build } from '../../src/build.js';
-import { K3S_STANDIN, runLab, type LabReport } from '../../src/lab/lab.js';
+import { execa } from 'execa';
+import { containerProcesses, K3S_STANDIN, runLab, type LabReport } from '../../src/lab/lab.js';
+import { waitFor } from '../../src/lab/run-command.js';
 
 const PROFILE = path.resolve('profiles/opz3-lab.yaml');
 const Lab = suite<{ tmp: string; secrets: string; tree: (node: string, file: string) => string }>('lab catches broken configs');
@@ -102,6 +104,33 @@ Lab('nothing of the lab is left behind', async () => {
   assert.equal(namespaces, [], 'network namespaces');
   const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.includes('netroot-lab-'));
   assert.equal(mounts, [], 'overlay mounts');
+});
+
+Lab('a lab killed with SIGKILL leaves its nodes running; the next run stops them before it starts', async (ctx) => {
+  const runDir = path.join(ctx.tmp, 'run');
+  // .mts: an ES module wherever it sits (top-level await), run by tsx like the lab itself.
+  const child = path.join(ctx.tmp, 'killed-lab.mts');
+  await writeFile(child, `import { runLab } from ${JSON.stringify(path.resolve('src/lab/lab.ts'))};\nawait runLab(${JSON.stringify({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenarios: ['cold-start'], secrets: ctx.secrets })});\n`);
+  const lab = execa('node', ['--import', 'tsx', child], { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: 'ignore', timeout: 300_000 });
+  try {
+    // Once its nodes' systemd run, pull the plug on the lab itself.
+    const booted = await waitFor(async () => ((await containerProcesses(runDir)).length >= 4 ? true : undefined), 180_000, 500);
+    assert.ok(booted, 'the lab booted its nodes');
+  } finally {
+    lab.kill('SIGKILL');
+    await lab;
+  }
+  // Killed with it (as `kill -9` of the whole process group does): each systemd-nspawn. The
+  // containers' systemd are re-parented to PID 1 and keep running, MariaDB and keepalived too.
+  const nspawn = await execa('pgrep', ['-f', `systemd-nspawn .*--directory=${runDir}/`], { reject: false });
+  for (const pid of nspawn.stdout.split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+  await new Promise((r) => setTimeout(r, 2_000));
+  assert.ok((await containerProcesses(runDir)).length > 0, "the killed lab's nodes outlive it (this is what the sweep is for)");
+  const lines: string[] = [];
+  const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenarios: ['cold-start'], secrets: ctx.secrets, log: (l) => lines.push(l) });
+  assert.ok(lines.some((l) => /^stopping \d+ processes of nodes left running by an earlier lab run$/.test(l)), lines.join('\n'));
+  assert.ok(report.pass, JSON.stringify(report.scenarios, null, 1));
+  assert.equal(await containerProcesses(runDir), [], 'nothing of either run is left');
 });
 
 Lab.run();
