@@ -56,7 +56,10 @@ export class Machine {
   }
 
   private async unmount(): Promise<void> {
-    if ((await tryRun('mountpoint', ['-q', this.root])).ok) await run('umount', [this.root]);
+    if (!(await tryRun('mountpoint', ['-q', this.root])).ok) return;
+    // A container's processes die a moment after its init: the root stays busy until they are gone.
+    const done = await waitFor(async () => ((await tryRun('umount', [this.root])).ok ? true : undefined), 15_000, 500);
+    if (!done) await run('umount', ['-l', this.root]);
   }
 
   /** Boots the node; returns once its systemd (the container's PID 1) runs. */

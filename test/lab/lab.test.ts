@@ -99,13 +99,6 @@ Lab('a Ganesha export open to every client: the netboot check fails before anyth
   });
 });
 
-Lab('nothing of the lab is left behind', async () => {
-  const namespaces = existsSync('/run/netns') ? (await import('node:fs')).readdirSync('/run/netns').filter((n) => n.startsWith(`nrl${process.pid}-`)) : [];
-  assert.equal(namespaces, [], 'network namespaces');
-  const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.includes('netroot-lab-'));
-  assert.equal(mounts, [], 'overlay mounts');
-});
-
 Lab('a lab killed with SIGKILL leaves its nodes running; the next run stops them before it starts', async (ctx) => {
   const runDir = path.join(ctx.tmp, 'run');
   // .mts: an ES module wherever it sits (top-level await), run by tsx like the lab itself.
@@ -131,6 +124,13 @@ Lab('a lab killed with SIGKILL leaves its nodes running; the next run stops them
   assert.ok(lines.some((l) => /^stopping \d+ processes of nodes left running by an earlier lab run$/.test(l)), lines.join('\n'));
   assert.ok(report.pass, JSON.stringify(report.scenarios, null, 1));
   assert.equal(await containerProcesses(runDir), [], 'nothing of either run is left');
+});
+
+Lab('nothing of the lab is left behind', async () => {
+  const namespaces = existsSync('/run/netns') ? (await import('node:fs')).readdirSync('/run/netns').filter((n) => n.startsWith(`nrl${process.pid}-`)) : [];
+  assert.equal(namespaces, [], 'network namespaces');
+  const mounts = (await readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.includes('netroot-lab-'));
+  assert.equal(mounts, [], 'overlay mounts');
 });
 
 Lab.run();
