@@ -12,7 +12,7 @@ import { profileJsonSchema } from './profile/schema.js';
 function common(y: Argv) {
   return y
     .option('profile', { alias: 'p', type: 'string', demandOption: true, describe: 'Profile name (profiles/NAME.yaml) or path to a profile file' })
-    .option('secrets', { type: 'string', describe: 'Secrets file (default: NAME.secrets.yaml beside the profile)' })
+    .option('secrets', { type: 'string', describe: 'Secrets file (default: CLUSTER.secrets.yaml in $NETROOT_SECRETS_DIR or ~/.local/state/netroot/secrets)' })
     .option('overlays', { type: 'string', describe: 'Overlay template directory (default: the bundled overlays)' });
 }
 
@@ -38,6 +38,7 @@ export async function main(args: string[]): Promise<void> {
           .option('compress', { type: 'string', describe: 'Artifact compressions: gz, zst or gz,zst (default: gz, plus zst where zstd is installed)' })
           .option('k3s-binary', { type: 'string', describe: 'k3s binary to install (default: the profile\'s k3s.binary, else the release of k3s.version, downloaded once and checked)' })
           .option('cache-dir', { type: 'string', describe: 'Cache for bases, images and k3s downloads (default: $XDG_CACHE_HOME/netroot)' })
+          .option('rotate-secrets', { type: 'boolean', default: false, describe: 'Build even though the secrets differ from the ones the previous build was made with' })
           .option('json', { type: 'boolean', default: false, describe: 'Print a machine-readable summary' }),
       async (argv) => {
         const formats = parseFormats(argv.format);
@@ -50,6 +51,7 @@ export async function main(args: string[]): Promise<void> {
           ...(compress ? { compress } : {}),
           ...(argv.k3sBinary ? { k3sBinary: argv.k3sBinary } : {}),
           ...(argv.cacheDir ? { cacheDir: argv.cacheDir } : {}),
+          rotateSecrets: argv.rotateSecrets,
           reporter: defaultReporter({ json: argv.json }),
         });
         if (argv.json) return out(JSON.stringify(result, null, 2));
@@ -57,6 +59,7 @@ export async function main(args: string[]): Promise<void> {
         out(`built ${result.dir}: ${result.nodes.length} nodes (${servers} servers, ${result.nodes.length - servers} agent${result.nodes.length - servers === 1 ? '' : 's'}), ${result.files} files`);
         if (result.base?.initrdRegenerated) out(`the base's initrd could not mount an NFS root: ${result.base.initrdRegenerated === 'now' ? 'regenerated it with MODULES=netboot in a copy of the base (cached)' : 'using the copy of the base regenerated with MODULES=netboot earlier'}`);
         if (result.base) out(`base ${result.base.source} (${result.base.kind}, ${result.base.arch}, ${result.base.entries} entries); k3s ${result.k3s!.source === 'given' ? result.k3s!.path : `${result.k3s!.source}, sha256 ${result.k3s!.sha256.slice(0, 12)}…`}; wrote ${result.formats.join(' and ')}${result.reused?.length ? `; ${result.reused.length} node(s) unchanged since the last build` : ''}`);
+        if (result.secretsMigrated) out(`copied the cluster's secrets from ${result.secretsMigrated.from} to ${result.secretsMigrated.to}, where every profile of this cluster finds them; the old file is no longer read`);
         if (result.secretsCreated) out(`generated the cluster's secrets in ${result.secretsCreated} (mode 0600): keep it, back it up, never commit it`);
       },
     )
