@@ -8,6 +8,38 @@ import { build, findPlannedFile, parseCompress, parseFormats, prepare, VERSION, 
 import { defaultReporter } from './progress.js';
 import { NetrootError, UsageError, EXIT_USAGE } from './errors.js';
 import { profileJsonSchema } from './profile/schema.js';
+import { deploy, planDeploy, rollback, type TargetOptions } from './deploy/index.js';
+import { formatDeploy, formatPlan, formatRollback } from './deploy/report.js';
+
+function targetFlags(y: Argv) {
+  return common(y)
+    .option('to', { type: 'string', demandOption: true, describe: 'Export root: a directory, or [user@]host:/dir over ssh; each node is TO/<node>' })
+    .option('out', { alias: 'o', type: 'string', default: 'out', describe: 'Output directory of the build (OUT/<cluster>)' })
+    .option('tftp', { type: 'string', describe: 'TFTP root on the target host (default: exports.tftpRoot)' })
+    .option('dnsmasq', { type: 'string', describe: 'dnsmasq configuration directory on the target host (default: /etc/dnsmasq.d)' })
+    .option('exports-dir', { type: 'string', describe: 'Directory for CLUSTER.exports on the target host (default: /etc/exports.d)' })
+    .option('ganesha-dir', { type: 'string', describe: 'Directory for the nfs-ganesha export file (default: /etc/ganesha where the nfs-ganesha service runs)' })
+    .option('exportfs', { type: 'boolean', default: true, describe: 'Run exportfs -ra on the target host (--no-exportfs: do not)' })
+    .option('rotate-secrets', { type: 'boolean', default: false, describe: 'Deploy even though the secrets differ from the ones the target holds' })
+    .option('ssh', { type: 'string', describe: 'ssh command for a remote target, e.g. "ssh -p 2222 -i key" (default: ssh)' })
+    .option('json', { type: 'boolean', default: false, describe: 'Print the plan or result as JSON' });
+}
+
+function targetOptions(argv: Parameters<typeof commonOptions>[0] & { to: string; out: string; tftp?: string | undefined; dnsmasq?: string | undefined; exportsDir?: string | undefined; ganeshaDir?: string | undefined; exportfs: boolean; rotateSecrets: boolean; ssh?: string | undefined; json: boolean }): TargetOptions {
+  return {
+    ...commonOptions(argv),
+    to: argv.to,
+    out: argv.out,
+    ...(argv.tftp ? { tftp: argv.tftp } : {}),
+    ...(argv.dnsmasq ? { dnsmasq: argv.dnsmasq } : {}),
+    ...(argv.exportsDir ? { exportsDir: argv.exportsDir } : {}),
+    ...(argv.ganeshaDir ? { ganeshaDir: argv.ganeshaDir } : {}),
+    exportfs: argv.exportfs,
+    rotateSecrets: argv.rotateSecrets,
+    ...(argv.ssh ? { ssh: argv.ssh.split(/\s+/).filter(Boolean) } : {}),
+    reporter: defaultReporter({ json: argv.json }),
+  };
+}
 
 function common(y: Argv) {
   return y
@@ -87,6 +119,43 @@ export async function main(args: string[]): Promise<void> {
           return out(files.map((f) => `${f.type === 'symlink' ? 'l' : '-'}${f.mode.toString(8).padStart(4, '0')} ${f.uid}:${f.gid} /${f.path}${f.type === 'symlink' ? ` -> ${f.target}` : ''}`).join('\n'));
         }
         for (const f of files) out(f.type === 'symlink' ? `/${f.path} -> ${f.target}` : f.content!.toString());
+      },
+    )
+    .command(
+      'plan',
+      'Show what a deploy would change per node and on the boot server; writes nothing',
+      (y) => targetFlags(y),
+      async (argv) => {
+        const plan = await planDeploy(targetOptions(argv));
+        out(argv.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
+      },
+    )
+    .command(
+      'deploy',
+      'Deploy the last build (built first if there is none) onto the export root, keeping node state and the previous generation',
+      (y) =>
+        targetFlags(y)
+          .option('dry-run', { type: 'boolean', default: false, describe: 'Show the plan; write nothing' })
+          .option('base', { alias: 'b', type: 'string', describe: 'When there is no build yet: the base to build with' })
+          .option('format', { alias: 'f', type: 'string', describe: 'When there is no build yet: tree, tar or tree,tar (default: tree)' }),
+      async (argv) => {
+        const options = targetOptions(argv);
+        if (argv.dryRun) {
+          const plan = await planDeploy(options);
+          return out(argv.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
+        }
+        const formats = parseFormats(argv.format);
+        const result = await deploy({ ...options, build: { ...(argv.base ? { base: argv.base } : {}), formats: formats ?? ['tree'] } });
+        out(argv.json ? JSON.stringify(result, null, 2) : formatDeploy(result));
+      },
+    )
+    .command(
+      'rollback',
+      'Put back every node\'s previous generation on the export root (node state untouched)',
+      (y) => targetFlags(y),
+      async (argv) => {
+        const result = await rollback(targetOptions(argv));
+        out(argv.json ? JSON.stringify(result, null, 2) : formatRollback(result));
       },
     )
     .command('schema', 'Print the profile\'s JSON Schema (for editors and validators)', {}, () => {

@@ -1,0 +1,336 @@
+/**
+ * `plan`, `deploy` and `rollback`: put what the last build wrote onto an NFS
+ * export root (a local directory or `[user@]host:/dir`), node by node at
+ * ROOT/NODE, without touching what the nodes keep there (their state), with
+ * the previous generation kept for a rollback. The steps, in order: read the
+ * build and the target, check the secrets, plan (pure, plan.ts), apply
+ * (apply.ts), boot server files, exportfs, the cluster's record.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync } from 'node:fs';
+import { readFile, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { build, GENERATOR, prepare, type BuildOptions, type CommonOptions, type Prepared } from '../build.js';
+import { NetrootError, UsageError, EXIT_FAILURE } from '../errors.js';
+import { readOutputRecord } from '../emit/owner.js';
+import { displayPath } from '../profile/load.js';
+import { fingerprint, secretChanges, SecretsChangedError, type SecretsFingerprint } from '../profile/store.js';
+import { silentReporter, type Reporter } from '../progress.js';
+import { readManifest, type Manifest } from './manifest.js';
+import { diffBootFiles, diffNode, planRollback, statePaths, type BootFile, type BootFileChange, type NodeChanges, type NodeRollback, type NodeTarget } from './plan.js';
+import { applyNode, applyRollback, existingPaths, META, readNodeTarget, readTargetFile, undoList, writeTargetFile } from './apply.js';
+import { MissingProgramError, openTarget, parseTarget, q, rsync, type Target } from './target.js';
+
+export { STATE_PATHS, statePaths, type NodeChanges, type BootFileChange } from './plan.js';
+
+export interface TargetOptions extends CommonOptions {
+  /** Output directory of the build (default: out); the build is OUT/CLUSTER. */
+  out?: string;
+  /** The export root: a directory here, or `[user@]host:/dir`. */
+  to: string;
+  /** TFTP root on the target host (default: the profile's exports.tftpRoot). */
+  tftp?: string;
+  /** dnsmasq's configuration directory on the target host (default: /etc/dnsmasq.d). */
+  dnsmasq?: string;
+  /** Where the exports(5) file goes on the target host (default: /etc/exports.d). */
+  exportsDir?: string;
+  /** Where the nfs-ganesha export file goes (default: /etc/ganesha when the nfs-ganesha service runs on the target host; false: never). */
+  ganeshaDir?: string | false;
+  /** Run `exportfs -ra` on the target host after writing the exports (default: true). */
+  exportfs?: boolean;
+  /** Deploy even though the secrets differ from the ones the target holds. */
+  rotateSecrets?: boolean;
+  /** How to reach a remote target (default: ssh). */
+  ssh?: string[];
+  reporter?: Reporter;
+}
+
+export interface DeployOptions extends TargetOptions {
+  /** Build options for the build run first when OUT/CLUSTER holds none. */
+  build?: Omit<BuildOptions, keyof CommonOptions | 'out' | 'reporter'>;
+}
+
+export interface DeployPlan {
+  cluster: string;
+  target: string;
+  /** The build deployed, and whether its nodes are full roots or overlays alone (a build without a base). */
+  build: { dir: string; builtAt?: string; trees: 'rootfs' | 'overlay' };
+  nodes: NodeChanges[];
+  boot: BootFileChange[];
+  notes: string[];
+}
+
+export interface DeployResult extends DeployPlan {
+  /** Nodes written (the others were unchanged). */
+  deployed: string[];
+  exportfs: 'ran' | 'skipped' | 'not needed';
+  /** Set when a build was run first. */
+  built?: boolean;
+}
+
+/** The deploy's record of a cluster on the target: the secrets it was made with and the boot server files it wrote. */
+interface ClusterRecord {
+  kind: 'netroot-deploy';
+  cluster: string;
+  generator: string;
+  deployedAt: string;
+  nodes: string[];
+  secrets: SecretsFingerprint;
+  bootFiles: BootFile[];
+}
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+async function walkFiles(dir: string, rel = ''): Promise<string[]> {
+  if (!existsSync(path.join(dir, rel))) return [];
+  const out: string[] = [];
+  for (const name of (await readdir(path.join(dir, rel))).sort()) {
+    const p = rel ? `${rel}/${name}` : name;
+    if (lstatSync(path.join(dir, p)).isDirectory()) out.push(...(await walkFiles(dir, p)));
+    else out.push(p);
+  }
+  return out;
+}
+
+interface Context {
+  prepared: Prepared;
+  target: Target;
+  root: string;
+  clusterDir: string;
+  state: string[];
+  record?: ClusterRecord;
+}
+
+function recordFile(root: string, cluster: string): string {
+  return `${root}/${META}/clusters/${cluster}.json`;
+}
+
+async function open(options: TargetOptions, prepared: Prepared): Promise<Context> {
+  const cwd = options.cwd ?? process.cwd();
+  const spec = parseTarget(options.to, cwd);
+  const target = openTarget(spec, options.ssh);
+  const cluster = prepared.loaded.cluster.name;
+  const root = spec.dir;
+  if (spec.kind === 'local' && existsSync(root) && !lstatSync(root).isDirectory()) throw new UsageError(`--to ${options.to}: is a file, not a directory`);
+  const text = await readTargetFile(target, recordFile(root, cluster));
+  let record: ClusterRecord | undefined;
+  if (text !== undefined) {
+    try {
+      record = JSON.parse(text) as ClusterRecord;
+    } catch {
+      throw new NetrootError(`${target.shown}/${META}/clusters/${cluster}.json cannot be read (not JSON)`, EXIT_FAILURE);
+    }
+  }
+  const persist = prepared.loaded.profile.persist;
+  return { prepared, target, root, clusterDir: path.join(path.resolve(cwd, options.out ?? 'out'), cluster), state: statePaths(persist), ...(record ? { record } : {}) };
+}
+
+/** Refuse secrets that differ from the ones the target's nodes run with. */
+function checkSecrets(ctx: Context, options: TargetOptions): void {
+  if (options.rotateSecrets || !ctx.record?.secrets) return;
+  const { secrets, identities } = ctx.prepared.secrets;
+  const changes = secretChanges(ctx.record.secrets, secrets, identities);
+  if (changes.length) throw new SecretsChangedError(ctx.target.shown, changes);
+}
+
+/** The boot server's files the build wrote, and where each goes on the target host. */
+async function bootFiles(ctx: Context, options: TargetOptions): Promise<(BootFile & { source: string })[]> {
+  const { profile, cluster } = ctx.prepared.loaded;
+  const name = cluster.name;
+  const tftp = options.tftp ?? profile.exports.tftpRoot;
+  const files: (BootFile & { source: string })[] = [];
+  const add = async (what: BootFile['what'], source: string, dest: string): Promise<void> => {
+    if (existsSync(source)) files.push({ what, path: dest, source, sha256: sha256(await readFile(source)) });
+  };
+  for (const rel of await walkFiles(path.join(ctx.clusterDir, 'tftp'))) await add('tftp', path.join(ctx.clusterDir, 'tftp', rel), `${tftp}/${rel}`);
+  await add('exports', path.join(ctx.clusterDir, 'exports', `${name}.exports`), `${options.exportsDir ?? '/etc/exports.d'}/${name}.exports`);
+  // The Ganesha file only where Ganesha is what the server runs (or a directory for it is given).
+  const ganesha = options.ganeshaDir ?? ((await ganeshaRuns(ctx.target)) ? '/etc/ganesha' : false);
+  if (ganesha) await add('ganesha', path.join(ctx.clusterDir, 'exports', `${name}.ganesha.conf`), `${ganesha}/${name}.ganesha.conf`);
+  await add('dnsmasq', path.join(ctx.clusterDir, 'dnsmasq', `${name}.conf`), `${options.dnsmasq ?? '/etc/dnsmasq.d'}/${name}.conf`);
+  return files;
+}
+
+/** Whether the target host's NFS server is nfs-ganesha (its service is running), rather than the kernel's. */
+async function ganeshaRuns(target: Target): Promise<boolean> {
+  return (await target.sh('systemctl is-active --quiet nfs-ganesha 2>/dev/null || exit 3')).code === 0;
+}
+
+async function digestsOnTarget(target: Target, paths: string[]): Promise<Record<string, string>> {
+  const { stdout } = await target.sh('while IFS= read -r p; do [ -f "$p" ] && sha256sum -- "$p"; done; exit 0', [], paths.map((p) => `${p}\n`).join(''));
+  const found: Record<string, string> = {};
+  for (const line of stdout.split('\n')) {
+    const m = /^([0-9a-f]{64}) [ *](.*)$/.exec(line);
+    if (m) found[m[2]!] = m[1]!;
+  }
+  return found;
+}
+
+interface Planned extends DeployPlan {
+  ctx: Context;
+  sources: Record<string, { dir: string; manifest: Manifest; target: NodeTarget; undone: string[] }>;
+  files: (BootFile & { source: string })[];
+}
+
+async function planWith(ctx: Context, options: TargetOptions): Promise<Planned> {
+  const { plan } = ctx.prepared;
+  const cwd = options.cwd ?? process.cwd();
+  const shownDir = displayPath(ctx.clusterDir, cwd);
+  const owner = await readOutputRecord(ctx.clusterDir, shownDir);
+  if (!owner) throw new UsageError(`there is no build in ${shownDir}: run build-images build first (deploy runs it for you)`);
+  // The build must carry the cluster's secrets: an output made with others would split the cluster too.
+  if (owner.kind === 'netroot-output' && owner.secrets && !options.rotateSecrets) {
+    const changes = secretChanges(owner.secrets, ctx.prepared.secrets.secrets, ctx.prepared.secrets.identities);
+    if (changes.length) throw new SecretsChangedError(`the build in ${shownDir} (rebuild it)`, changes);
+  }
+  checkSecrets(ctx, options);
+  const trees = existsSync(path.join(ctx.clusterDir, 'rootfs')) ? 'rootfs' : 'overlay';
+  const notes: string[] = [];
+  if (trees === 'overlay') notes.push(`${shownDir} has no node trees (built without a base): only each node's overlay files are deployed`);
+  const exportRoot = ctx.prepared.loaded.profile.exports.root;
+  if (ctx.root !== exportRoot) notes.push(`the exports and PXE files name ${exportRoot}/NODE, not ${ctx.root}/NODE (exports.root in the profile)`);
+
+  const files = await bootFiles(ctx, options);
+  const found = await digestsOnTarget(ctx.target, [...files.map((f) => f.path), ...(ctx.record?.bootFiles ?? []).map((f) => f.path)]);
+  const boot = diffBootFiles(files, found, ctx.record?.bootFiles ?? []);
+  const sources: Planned['sources'] = {};
+  const nodes: NodeChanges[] = [];
+  for (const { node } of plan.nodes) {
+    const dir = path.join(ctx.clusterDir, trees === 'rootfs' ? 'rootfs' : 'nodes', node.name);
+    if (!existsSync(dir)) throw new UsageError(`${displayPath(dir, cwd)} is missing: rebuild ${shownDir}`);
+    const manifest = await readManifest(dir, ctx.state);
+    const sourceState = ctx.state.filter((s) => existsSync(path.join(dir, s)));
+    const target = await readNodeTarget(ctx.target, ctx.root, node.name, ctx.state);
+    if (!target.current && !target.existing) target.existing = await existingPaths(ctx.target, ctx.root, node.name, Object.keys(manifest));
+    const undone = target.pending ? await undoList(ctx.target, ctx.root, node.name, target.pending.generation) : [];
+    const mac = node.mac.replace(/:/g, '-');
+    const bootChanged = boot.some((b) => b.status !== 'unchanged' && b.what === 'tftp' && (b.path.endsWith(`01-${mac}`) || b.path.includes(`/boot/${node.board.name}/`)));
+    nodes.push(diffNode(node.name, manifest, sourceState, target, ctx.state, bootChanged));
+    sources[node.name] = { dir, manifest, target, undone };
+  }
+  return {
+    cluster: plan.cluster.name,
+    target: ctx.target.shown,
+    build: { dir: shownDir, ...(owner.kind === 'netroot-output' ? { builtAt: owner.builtAt } : {}), trees },
+    nodes,
+    boot,
+    notes,
+    ctx,
+    sources,
+    files,
+  };
+}
+
+const publicPlan = (p: Planned): DeployPlan => ({ cluster: p.cluster, target: p.target, build: p.build, nodes: p.nodes, boot: p.boot, notes: p.notes });
+
+/** What a deploy would do, per node and for the boot server's files; writes nothing. */
+export async function planDeploy(options: TargetOptions): Promise<DeployPlan> {
+  const prepared = await prepare(options);
+  return publicPlan(await planWith(await open(options, prepared), options));
+}
+
+/** Deploy the last build (building first if there is none) onto the export root. */
+export async function deploy(options: DeployOptions): Promise<DeployResult> {
+  const reporter = options.reporter ?? silentReporter;
+  let prepared = await prepare(options);
+  let ctx = await open(options, prepared);
+  checkSecrets(ctx, options);
+  let built = false;
+  if (!(await readOutputRecord(ctx.clusterDir, ctx.clusterDir))) {
+    const step = reporter.step(`building ${prepared.loaded.cluster.name} (there is no build to deploy yet)`);
+    const { formats, ...rest } = options.build ?? {};
+    // Node trees need a base; without one the build writes the overlays alone.
+    const hasBase = Boolean(rest.base ?? prepared.loaded.profile.base);
+    await build({ ...options, ...rest, ...(formats && hasBase ? { formats } : {}), ...(options.out ? { out: options.out } : {}), reporter });
+    step.finish();
+    built = true;
+    // The build may have generated the secrets (and saved them): read them as saved.
+    prepared = await prepare(options);
+    ctx = await open(options, prepared);
+  }
+  const planned = await planWith(ctx, options);
+  const { target, root } = ctx;
+  const deployed: string[] = [];
+  for (const changes of planned.nodes) {
+    const s = planned.sources[changes.node]!;
+    const work = changes.added.length + changes.changed.length + changes.removed.length + changes.seeded.length + changes.orphans.length;
+    // An unchanged node is left alone, unless a deploy cut short left its generation unfinished.
+    if (work === 0 && !s.target.pending && s.target.current) continue;
+    const step = reporter.step(`deploying ${changes.node}: ${changes.added.length} added, ${changes.changed.length} changed, ${changes.removed.length} removed`);
+    await applyNode(target, { root, node: changes.node, source: s.dir, manifest: s.manifest, ...(s.target.current ? { current: s.target.current } : {}), changes, undone: s.undone });
+    step.finish();
+    deployed.push(changes.node);
+  }
+  await applyBootFiles(target, planned);
+  const exportsTouched = planned.boot.some((b) => (b.what === 'exports') && b.status !== 'unchanged') || deployed.length > 0;
+  let exportfs: DeployResult['exportfs'] = 'not needed';
+  if (options.exportfs === false) exportfs = 'skipped';
+  else if (exportsTouched) {
+    const { code } = await target.sh('command -v exportfs >/dev/null || exit 3; exportfs -ra');
+    if (code === 0) exportfs = 'ran';
+    // Ganesha reads its own file; the kernel server's exportfs is not needed there.
+    else if (!planned.files.some((f) => f.what === 'ganesha')) throw new MissingProgramError('exportfs', 'nfs-kernel-server', target.spec.kind === 'ssh' ? target.spec.host : 'this machine');
+    else exportfs = 'skipped';
+  }
+  const { secrets, identities } = prepared.secrets;
+  const record: ClusterRecord = {
+    kind: 'netroot-deploy',
+    cluster: planned.cluster,
+    generator: GENERATOR,
+    deployedAt: new Date().toISOString(),
+    nodes: planned.nodes.map((n) => n.node),
+    secrets: fingerprint(secrets, identities, planned.nodes.map((n) => n.node)),
+    bootFiles: planned.files.map(({ what, path: p, sha256: h }) => ({ what, path: p, sha256: h })),
+  };
+  await writeTargetFile(target, recordFile(root, planned.cluster), `${JSON.stringify(record, null, 2)}\n`);
+  return { ...publicPlan(planned), deployed, exportfs, ...(built ? { built } : {}) };
+}
+
+async function applyBootFiles(target: Target, planned: Planned): Promise<void> {
+  for (const change of planned.boot) {
+    if (change.status === 'unchanged') continue;
+    if (change.status === 'removed') {
+      await target.sh('rm -f -- "$1"', [change.path]);
+      continue;
+    }
+    const file = planned.files.find((f) => f.path === change.path)!;
+    // rsync writes a temporary file beside it and renames it: dnsmasq, exportfs and TFTP clients see the old or the new file.
+    await target.sh('mkdir -p -- "$1"', [path.posix.dirname(file.path)]);
+    await rsync(target, ['--checksum', '--perms', '--chmod=F644', '--times', file.source, target.rsyncPath(file.path)]);
+  }
+}
+
+export interface RollbackResult {
+  cluster: string;
+  target: string;
+  nodes: NodeChanges[];
+}
+
+/** Put every node's previous generation back (state untouched); all nodes or none. */
+export async function rollback(options: TargetOptions): Promise<RollbackResult> {
+  const reporter = options.reporter ?? silentReporter;
+  const prepared = await prepare(options);
+  const ctx = await open(options, prepared);
+  const planned: { r: NodeRollback; t: NodeTarget }[] = [];
+  const problems: string[] = [];
+  for (const { node } of prepared.plan.nodes) {
+    const t = await readNodeTarget(ctx.target, ctx.root, node.name, ctx.state);
+    // A rollback cut short is resumed: its pending generation is the previous one again.
+    const resuming = t.pending && t.previous && JSON.stringify(t.pending.manifest) === JSON.stringify(t.previous);
+    const { pending: _pending, ...settled } = t;
+    const view: NodeTarget = resuming ? settled : t;
+    const undo = t.generation > 0 ? await undoList(ctx.target, ctx.root, node.name, t.generation) : [];
+    const r = planRollback(node.name, view, undo, ctx.state);
+    if ('problem' in r) problems.push(`${node.name}: ${r.problem}`);
+    else planned.push({ r, t });
+  }
+  if (problems.length) throw new UsageError(`cannot roll back ${ctx.target.shown}; nothing was changed:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+  for (const { r, t } of planned) {
+    const step = reporter.step(`rolling back ${r.node} to its generation ${t.generation - 1}`);
+    await applyRollback(ctx.target, ctx.root, r.node, r, t.previous!, t.current!);
+    step.finish();
+  }
+  return { cluster: prepared.loaded.cluster.name, target: ctx.target.shown, nodes: planned.map((p) => p.r) };
+}
+
+export { q };
