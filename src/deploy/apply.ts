@@ -76,11 +76,20 @@ export async function readNodeTarget(target: Target, root: string, node: string,
   const facts = stdout.split('\n');
   const generation = Number(/^generation (\d+)$/m.exec(stdout)?.[1] ?? 0);
   const pending = Number(/^pending (\d+)$/m.exec(stdout)?.[1] ?? 0);
-  const manifest = async (g: number): Promise<Manifest | undefined> =>
-    g > 0 ? parseJson<Manifest>(await readTargetFile(target, `${meta}/gen/${g}/manifest.json`), `${node}'s generation ${g}`) : undefined;
-  const current = await manifest(generation);
-  const previous = await manifest(generation - 1);
-  const pendingManifest = pending ? await manifest(pending) : undefined;
+  // The manifests of the live, the previous and a pending generation, in one round trip.
+  const wanted = [generation, generation - 1, pending].filter((g) => g > 0);
+  const { stdout: texts } = await target.sh('meta=$1; shift; for g in "$@"; do printf "\\036%s\\n" "$g"; cat -- "$meta/gen/$g/manifest.json" 2>/dev/null; done; exit 0', [meta, ...wanted.map(String)]);
+  const byGeneration = new Map(texts.split('\x1e').filter(Boolean).map((chunk) => {
+    const newline = chunk.indexOf('\n');
+    return [Number(chunk.slice(0, newline)), chunk.slice(newline + 1)] as const;
+  }));
+  const manifest = (g: number): Manifest | undefined => {
+    const text = byGeneration.get(g);
+    return g > 0 && text ? parseJson<Manifest>(text, `${node}'s generation ${g}`) : undefined;
+  };
+  const current = manifest(generation);
+  const previous = manifest(generation - 1);
+  const pendingManifest = pending ? manifest(pending) : undefined;
   return {
     generation,
     ...(current ? { current } : {}),
@@ -139,10 +148,15 @@ async function commit(target: Target, paths: NodePaths, generation: number): Pro
 /** Start (or resume) writing a generation: its directories, its manifest, and no stale rsync temporaries. */
 async function begin(target: Target, paths: NodePaths, generation: number, manifest: Manifest, orphans: string[]): Promise<string> {
   const gen = `${paths.meta}/gen/${generation}`;
-  await target.sh('set -e; mkdir -p -- "$1" "$2/undo"; rm -rf -- "$3"; mkdir -p -- "$3/rsync" "$3/seed"; [ -d "$4" ] || { mkdir -p -- "$4"; chmod 755 "$4"; }', [paths.meta, gen, paths.tmp, paths.live]);
   // Written by the deploy that was cut short, and wanted by neither generation.
   if (orphans.length) await target.sh('while IFS= read -r p; do if [ -d "$1/$p" ] && [ ! -L "$1/$p" ]; then rmdir -- "$1/$p" 2>/dev/null || true; else rm -f -- "$1/$p"; fi; done', [paths.live], lines(orphans.sort().reverse()));
-  await writeTargetFile(target, `${gen}/manifest.json`, JSON.stringify(manifest));
+  const script = [
+    'set -e; umask 077',
+    'mkdir -p -- "$1" "$2/undo"; rm -rf -- "$3"; mkdir -p -- "$3/rsync" "$3/seed"',
+    '[ -d "$4" ] || { umask 022; mkdir -p -- "$4"; chmod 755 "$4"; }',
+    't="$2/manifest.json.tmp-$$"; cat > "$t"; mv -f -- "$t" "$2/manifest.json"',
+  ].join('\n');
+  await target.sh(script, [paths.meta, gen, paths.tmp, paths.live], JSON.stringify(manifest));
   return gen;
 }
 
@@ -173,12 +187,11 @@ export async function applyNode(target: Target, a: ApplyNode): Promise<void> {
   const again = transfer.filter((p) => kept.has(p));
   if (fresh.length) await rsync(target, ['--backup', `--backup-dir=${undo}`, ...common], lines(fresh));
   if (again.length) await rsync(target, common, lines(again));
-  for (const s of changes.seeded) {
+  if (changes.seeded.length) {
     // State is seeded whole into a temporary directory and renamed in: a node never sees half of it.
-    const seed = `${paths.tmp}/seed/${s}`;
-    await target.sh('mkdir -p -- "$(dirname -- "$1")"', [seed]);
-    await rsync(target, [...KEEP, `${a.source}/${s}/`, target.rsyncPath(`${seed}/`)]);
-    await target.sh('set -e; [ -e "$2/$3" ] && exit 0; mkdir -p -- "$(dirname -- "$2/$3")"; mv -- "$1" "$2/$3"', [seed, paths.live, s]);
+    await rsync(target, [...KEEP, '-r', '--files-from=-', `${a.source}/`, target.rsyncPath(`${paths.tmp}/seed/`)], lines(changes.seeded));
+    const script = 'seed=$1; live=$2; shift 2; for s in "$@"; do [ -e "$live/$s" ] || [ -L "$live/$s" ] && continue; mkdir -p -- "$(dirname -- "$live/$s")"; mv -- "$seed/$s" "$live/$s"; done';
+    await target.sh(script, [`${paths.tmp}/seed`, paths.live, ...changes.seeded]);
   }
   await removeLive(target, paths, undo, changes.removed, dirsOf(a.current));
   await commit(target, paths, changes.generation);

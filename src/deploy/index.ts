@@ -98,6 +98,8 @@ interface Context {
   root: string;
   clusterDir: string;
   state: string[];
+  /** The TFTP root on the target host. */
+  tftpDir: string;
   record?: ClusterRecord;
 }
 
@@ -122,7 +124,8 @@ async function open(options: TargetOptions, prepared: Prepared): Promise<Context
     }
   }
   const persist = prepared.loaded.profile.persist;
-  return { prepared, target, root, clusterDir: path.join(path.resolve(cwd, options.out ?? 'out'), cluster), state: statePaths(persist), ...(record ? { record } : {}) };
+  const tftpDir = options.tftp ?? prepared.loaded.profile.exports.tftpRoot;
+  return { prepared, target, root, tftpDir, clusterDir: path.join(path.resolve(cwd, options.out ?? 'out'), cluster), state: statePaths(persist), ...(record ? { record } : {}) };
 }
 
 /** Refuse secrets that differ from the ones the target's nodes run with. */
@@ -135,9 +138,9 @@ function checkSecrets(ctx: Context, options: TargetOptions): void {
 
 /** The boot server's files the build wrote, and where each goes on the target host. */
 async function bootFiles(ctx: Context, options: TargetOptions): Promise<(BootFile & { source: string })[]> {
-  const { profile, cluster } = ctx.prepared.loaded;
+  const { cluster } = ctx.prepared.loaded;
   const name = cluster.name;
-  const tftp = options.tftp ?? profile.exports.tftpRoot;
+  const tftp = ctx.tftpDir;
   const files: (BootFile & { source: string })[] = [];
   const add = async (what: BootFile['what'], source: string, dest: string): Promise<void> => {
     if (existsSync(source)) files.push({ what, path: dest, source, sha256: sha256(await readFile(source)) });
@@ -168,6 +171,8 @@ async function digestsOnTarget(target: Target, paths: string[]): Promise<Record<
 
 interface Planned extends DeployPlan {
   ctx: Context;
+  /** The fingerprint of the secrets the deployed build holds. */
+  secrets?: SecretsFingerprint;
   sources: Record<string, { dir: string; manifest: Manifest; target: NodeTarget; undone: string[] }>;
   files: (BootFile & { source: string })[];
 }
@@ -218,6 +223,7 @@ async function planWith(ctx: Context, options: TargetOptions): Promise<Planned> 
     ctx,
     sources,
     files,
+    ...(owner.kind === 'netroot-output' && owner.secrets ? { secrets: owner.secrets } : {}),
   };
 }
 
@@ -226,14 +232,29 @@ const publicPlan = (p: Planned): DeployPlan => ({ cluster: p.cluster, target: p.
 /** What a deploy would do, per node and for the boot server's files; writes nothing. */
 export async function planDeploy(options: TargetOptions): Promise<DeployPlan> {
   const prepared = await prepare(options);
-  return publicPlan(await planWith(await open(options, prepared), options));
+  const ctx = await open(options, prepared);
+  try {
+    return publicPlan(await planWith(ctx, options));
+  } finally {
+    await ctx.target.close();
+  }
 }
 
 /** Deploy the last build (building first if there is none) onto the export root. */
 export async function deploy(options: DeployOptions): Promise<DeployResult> {
+  const targets: Target[] = [];
+  try {
+    return await deployWith(options, targets);
+  } finally {
+    for (const t of targets) await t.close();
+  }
+}
+
+async function deployWith(options: DeployOptions, targets: Target[]): Promise<DeployResult> {
   const reporter = options.reporter ?? silentReporter;
   let prepared = await prepare(options);
   let ctx = await open(options, prepared);
+  targets.push(ctx.target);
   checkSecrets(ctx, options);
   let built = false;
   if (!(await readOutputRecord(ctx.clusterDir, ctx.clusterDir))) {
@@ -247,6 +268,7 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     // The build may have generated the secrets (and saved them): read them as saved.
     prepared = await prepare(options);
     ctx = await open(options, prepared);
+    targets.push(ctx.target);
   }
   const planned = await planWith(ctx, options);
   const { target, root } = ctx;
@@ -279,7 +301,8 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
     generator: GENERATOR,
     deployedAt: new Date().toISOString(),
     nodes: planned.nodes.map((n) => n.node),
-    secrets: fingerprint(secrets, identities, planned.nodes.map((n) => n.node)),
+    // What the deployed files hold: the build's own record, when it has one.
+    secrets: planned.secrets ?? fingerprint(secrets, identities, planned.nodes.map((n) => n.node)),
     bootFiles: planned.files.map(({ what, path: p, sha256: h }) => ({ what, path: p, sha256: h })),
   };
   await writeTargetFile(target, recordFile(root, planned.cluster), `${JSON.stringify(record, null, 2)}\n`);
@@ -287,17 +310,20 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
 }
 
 async function applyBootFiles(target: Target, planned: Planned): Promise<void> {
-  for (const change of planned.boot) {
-    if (change.status === 'unchanged') continue;
-    if (change.status === 'removed') {
-      await target.sh('rm -f -- "$1"', [change.path]);
-      continue;
-    }
-    const file = planned.files.find((f) => f.path === change.path)!;
-    // rsync writes a temporary file beside it and renames it: dnsmasq, exportfs and TFTP clients see the old or the new file.
-    await target.sh('mkdir -p -- "$1"', [path.posix.dirname(file.path)]);
-    await rsync(target, ['--checksum', '--perms', '--chmod=F644', '--times', file.source, target.rsyncPath(file.path)]);
+  const changed = planned.boot.filter((b) => b.status === 'added' || b.status === 'changed').map((b) => planned.files.find((f) => f.path === b.path)!);
+  const removed = planned.boot.filter((b) => b.status === 'removed').map((b) => b.path);
+  if (changed.length + removed.length === 0) return;
+  const dirs = [...new Set(changed.map((f) => path.posix.dirname(f.path)))];
+  await target.sh('n=$1; shift; i=0; for p in "$@"; do i=$((i + 1)); if [ $i -le "$n" ]; then mkdir -p -- "$p"; else rm -f -- "$p"; fi; done', [String(dirs.length), ...dirs, ...removed]);
+  // rsync writes a temporary file beside each and renames it: dnsmasq, exportfs and TFTP clients see the old or the new file.
+  const options = ['--checksum', '--perms', '--chmod=D755,F644', '--times'];
+  const tftp = changed.filter((f) => f.what === 'tftp');
+  if (tftp.length) {
+    const from = path.join(planned.ctx.clusterDir, 'tftp');
+    const to = planned.ctx.tftpDir;
+    await rsync(target, [...options, '--files-from=-', `${from}/`, target.rsyncPath(`${to}/`)], tftp.map((f) => `${path.relative(from, f.source)}\n`).join(''));
   }
+  for (const file of changed.filter((f) => f.what !== 'tftp')) await rsync(target, [...options, file.source, target.rsyncPath(file.path)]);
 }
 
 export interface RollbackResult {
@@ -311,6 +337,14 @@ export async function rollback(options: TargetOptions): Promise<RollbackResult> 
   const reporter = options.reporter ?? silentReporter;
   const prepared = await prepare(options);
   const ctx = await open(options, prepared);
+  try {
+    return await rollbackWith(ctx, prepared, reporter);
+  } finally {
+    await ctx.target.close();
+  }
+}
+
+async function rollbackWith(ctx: Context, prepared: Prepared, reporter: Reporter): Promise<RollbackResult> {
   const planned: { r: NodeRollback; t: NodeTarget }[] = [];
   const problems: string[] = [];
   for (const { node } of prepared.plan.nodes) {

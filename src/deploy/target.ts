@@ -4,6 +4,8 @@
  * so the tests that deploy to a local directory also prove the remote path;
  * only how a script or rsync reaches the host differs.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { NetrootError, UsageError, EXIT_FAILURE } from '../errors.js';
@@ -50,6 +52,8 @@ export interface Target {
   rsyncPath(p: string): string;
   /** Options rsync needs to reach the host. */
   rsyncOptions: string[];
+  /** Ends the shared ssh connection, if one was opened. */
+  close(): Promise<void>;
 }
 
 async function run(file: string, args: string[], input: string | Buffer | undefined, what: string): Promise<{ stdout: string; code: number }> {
@@ -69,10 +73,14 @@ export function openTarget(spec: TargetSpec, ssh: string[] = ['ssh']): Target {
       sh: (script, args = [], input) => run('sh', ['-c', script, 'sh', ...args], input, 'a command on this machine'),
       rsyncPath: (p) => p,
       rsyncOptions: [],
+      close: async () => undefined,
     };
   }
-  const [program, ...options] = ssh;
-  const base = [...options, '-o', 'BatchMode=yes', spec.host];
+  const [program, ...given] = ssh;
+  // A deploy runs dozens of short commands: one connection, shared by all of them (and rsync), ended by close().
+  const control = mkdtempSync(path.join(os.tmpdir(), 'netroot-ssh-'));
+  const options = [...given, '-o', 'BatchMode=yes', '-o', 'ControlMaster=auto', '-o', `ControlPath=${control}/%C`, '-o', 'ControlPersist=60'];
+  const base = [...options, spec.host];
   const shown = `${spec.host}:${spec.dir}`;
   return {
     spec,
@@ -82,7 +90,11 @@ export function openTarget(spec: TargetSpec, ssh: string[] = ['ssh']): Target {
       return run(program!, [...base, `sh -c ${q(script)} sh ${args.map(q).join(' ')}`], input, `ssh ${spec.host}`);
     },
     rsyncPath: (p) => `${spec.host}:${p}`,
-    rsyncOptions: ['-e', [program!, ...options, '-o', 'BatchMode=yes'].map(q).join(' ')],
+    rsyncOptions: ['-e', [program!, ...options].map(q).join(' ')],
+    async close() {
+      await execa(program!, [...options, '-O', 'exit', spec.host], { reject: false, stdin: 'ignore', timeout: 10_000 });
+      rmSync(control, { recursive: true, force: true });
+    },
   };
 }
 
