@@ -260,7 +260,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const outDir = path.resolve(cwd, options.out ?? 'out');
   const clusterDir = path.join(outDir, loaded.cluster.name);
   // Checks of the output come before reading a base: a bad --out fails in a second, not after minutes.
-  await checkWritableDir(outDir, '--out');
+  await checkWritableDir(outDir, `--out ${options.out ?? 'out'}`);
   const previous = await readOutputRecord(clusterDir, displayPath(clusterDir, cwd));
   const nodeNames = loaded.cluster.nodes.map((n) => n.name);
   if (previous?.kind === 'netroot-output' && previous.secrets && !options.rotateSecrets) {

@@ -8,19 +8,19 @@ import { access, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from './errors.js';
 
-/** `dir` is a writable directory, or can be made in the nearest existing directory above it. */
+/** `dir` is a writable directory, or can be made in the nearest existing directory above it; `what` names it as the user wrote it (`--out out`). */
 export async function checkWritableDir(dir: string, what: string): Promise<void> {
   let at = path.resolve(dir);
   for (;;) {
     const info = await stat(at).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return undefined;
-      if (e.code === 'ENOTDIR') throw new UsageError(`${what} ${dir}: a part of that path is a file, not a directory`);
-      throw new UsageError(`${what} ${dir}: ${e.message}`);
+      if (e.code === 'ENOTDIR') throw new UsageError(`${what}: a part of that path is a file, not a directory`);
+      throw new UsageError(`${what}: ${e.message}`);
     });
     if (info) {
-      if (!info.isDirectory()) throw new UsageError(`${what} ${dir}: ${at === path.resolve(dir) ? 'is a file' : `${at} is a file`}, not a directory`);
+      if (!info.isDirectory()) throw new UsageError(`${what}: ${at === path.resolve(dir) ? 'is a file' : `${at} is a file`}, not a directory`);
       await access(at, constants.W_OK | constants.X_OK).catch(() => {
-        throw new UsageError(`${what} ${dir}: ${at} is not writable${at === path.resolve(dir) ? '' : ' (the directory would be made there)'}`);
+        throw new UsageError(`${what}: ${at} is not writable${at === path.resolve(dir) ? '' : ' (the directory would be made there)'}`);
       });
       return;
     }

@@ -13,6 +13,7 @@ import path from 'node:path';
 import { build, GENERATOR, prepare, type BuildOptions, type CommonOptions, type Prepared } from '../build.js';
 import { NetrootError, UsageError, EXIT_FAILURE } from '../errors.js';
 import { readOutputRecord } from '../emit/owner.js';
+import { checkWritableDir } from '../paths.js';
 import { displayPath } from '../profile/load.js';
 import { fingerprint, secretChanges, SecretsChangedError, type SecretsFingerprint } from '../profile/store.js';
 import { silentReporter, type Reporter } from '../progress.js';
@@ -113,7 +114,7 @@ async function open(options: TargetOptions, prepared: Prepared): Promise<Context
   const target = openTarget(spec, options.ssh);
   const cluster = prepared.loaded.cluster.name;
   const root = spec.dir;
-  if (spec.kind === 'local' && existsSync(root) && !lstatSync(root).isDirectory()) throw new UsageError(`--to ${options.to}: is a file, not a directory`);
+  if (spec.kind === 'local') await checkWritableDir(root, `--to ${options.to}`);
   const text = await readTargetFile(target, recordFile(root, cluster));
   let record: ClusterRecord | undefined;
   if (text !== undefined) {
