@@ -196,6 +196,10 @@ async function planWith(ctx: Context, options: TargetOptions): Promise<Planned> 
   const exportRoot = ctx.prepared.loaded.profile.exports.root;
   if (ctx.root !== exportRoot) notes.push(`the exports and PXE files name ${exportRoot}/NODE, not ${ctx.root}/NODE (exports.root in the profile)`);
 
+  // A node taken out of the profile keeps its tree: deleting a root is never a deploy's to do.
+  const { stdout: deployedNodes } = await ctx.target.sh('ls -1 -- "$1" 2>/dev/null; exit 0', [`${ctx.root}/${META}/nodes`]);
+  const gone = deployedNodes.split('\n').filter((n) => n && !plan.nodes.some((p) => p.node.name === n));
+  if (gone.length) notes.push(`${gone.join(', ')} ${gone.length === 1 ? 'was' : 'were'} deployed here before but ${gone.length === 1 ? 'is' : 'are'} no longer in the profile: left as ${gone.length === 1 ? 'it is' : 'they are'}`);
   const files = await bootFiles(ctx, options);
   const found = await digestsOnTarget(ctx.target, [...files.map((f) => f.path), ...(ctx.record?.bootFiles ?? []).map((f) => f.path)]);
   const boot = diffBootFiles(files, found, ctx.record?.bootFiles ?? []);
