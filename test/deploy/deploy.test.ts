@@ -16,7 +16,7 @@ import { deploy, planDeploy, rollback } from '../../src/deploy/index.js';
 import { readManifest, type Manifest } from '../../src/deploy/manifest.js';
 import { isRoot } from '../rootfs/support.js';
 import { startSshd, type Sshd } from '../support/sshd.js';
-import { assertOldOrNew, assertSameTree, built, cli, fixture, killAt, live, NODES, type Fixture } from './support.js';
+import { assertOldOrNew, assertSameTree, built, cli, fixture, killAt, live, NODES, STATE, type Fixture } from './support.js';
 
 const NODE = NODES[0]!;
 
@@ -42,16 +42,35 @@ async function assertDeployed(root: string, f: Fixture, what: string): Promise<R
   return trees;
 }
 
-const preconditions = async (): Promise<void> => {
-  assert.ok(isRoot, 'the deploy tests need root (owners, and ssh to root@127.0.0.1)');
-};
+/**
+ * uvu swallows an error thrown in a `before` hook and exits 0: setup errors
+ * (no root, no sshd or rsync) are kept and thrown by every test instead, so
+ * each one fails with the message.
+ */
+function setup(run: () => Promise<void>): { before: () => Promise<void>; ready: () => void } {
+  let problem: unknown;
+  return {
+    before: async () => {
+      try {
+        if (!isRoot) throw new Error('the deploy tests need root (owners, and ssh to root@127.0.0.1)');
+        await run();
+      } catch (error) {
+        problem = error;
+      }
+    },
+    ready: () => {
+      if (problem) throw problem;
+    },
+  };
+}
 
 const Local = suite('deploy: a local export root');
 let f: Fixture;
-Local.before(async () => {
-  await preconditions();
+const local = setup(async () => {
   f = await fixture();
 });
+Local.before(local.before);
+Local.before.each(local.ready);
 Local.after(async () => f?.cleanup());
 
 Local('first deploy seeds state; two redeploys of changed builds keep it; plan shows the changes and writes nothing; rollback goes back', async () => {
@@ -125,6 +144,15 @@ Local('secrets that differ from the ones the target holds are refused, saying wh
   assert.match(rebuilt.stderr, /the previous build in .* already holds/);
 });
 
+Local('deploy with no build yet runs one first', async () => {
+  const root = path.join(f.tmp, 'exports-unbuilt');
+  const out = path.join(f.tmp, 'out-unbuilt');
+  const result = await deploy({ ...f.target(root, 'unbuilt'), out, build: f.buildOptions });
+  assert.is(result.built, true);
+  assert.equal(result.deployed, NODES);
+  for (const node of NODES) assertSameTree(await live(root, node), await readManifest(path.join(out, 'opz3/rootfs', node), STATE), `built and deployed, ${node}`);
+});
+
 Local('rollback with no earlier generation is refused for all nodes, and changes nothing', async () => {
   const root = path.join(f.tmp, 'fresh-exports');
   await f.build('opz3', 'a');
@@ -139,11 +167,12 @@ Local.run();
 const Ssh = suite('deploy: root@127.0.0.1 through a real sshd');
 let g: Fixture;
 let sshd: Sshd | undefined;
-Ssh.before(async () => {
-  await preconditions();
+const remote = setup(async () => {
   g = await fixture();
   sshd = await startSshd(path.join(g.tmp, 'sshd'));
 });
+Ssh.before(remote.before);
+Ssh.before.each(remote.ready);
 Ssh.after(async () => {
   await sshd?.stop();
   await g?.cleanup();
@@ -179,8 +208,7 @@ let h: Fixture;
 let pristine: string;
 let treesA: Record<string, Manifest>;
 let treesB: Record<string, Manifest>;
-Kill.before(async () => {
-  await preconditions();
+const killing = setup(async () => {
   h = await fixture();
   pristine = path.join(h.tmp, 'pristine');
   await h.build('opz3', 'a');
@@ -192,6 +220,8 @@ Kill.before(async () => {
   treesB = {};
   for (const node of NODES) treesB[node] = await built(h.out, node);
 });
+Kill.before(killing.before);
+Kill.before.each(killing.ready);
 Kill.after(async () => h?.cleanup());
 
 // Where the kill lands: a node's step line, then a delay (its rsync copies an 8 MB file).

@@ -29,6 +29,8 @@ export interface Fixture {
   env: NodeJS.ProcessEnv;
   out: string;
   profiles: string;
+  /** What a deploy needs to run a build itself (base A). */
+  buildOptions: { base: string; formats: ['tree']; k3sBinary: string; cacheDir: string };
   /** Build profile NAME (opz3, opz3-b, opz3-c) over base A or B into `out`. */
   build(profile: string, base: 'a' | 'b'): Promise<void>;
   /** Options for deploy/plan/rollback to `to` (boot server files under tmp/server-<label>). */
@@ -72,6 +74,7 @@ export async function fixture(): Promise<Fixture> {
     env,
     out,
     profiles,
+    buildOptions: { base: baseA, formats: ['tree'], k3sBinary: k3s, cacheDir: path.join(tmp, 'cache') },
     async build(profile, base) {
       await build({
         profile: path.join(profiles, `${profile}.yaml`),
