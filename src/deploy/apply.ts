@@ -19,7 +19,7 @@
 import { NetrootError, EXIT_FAILURE } from '../errors.js';
 import type { Manifest } from './manifest.js';
 import type { NodeChanges, NodeRollback, NodeTarget } from './plan.js';
-import { q, rsync, type Target } from './target.js';
+import { rsync, type Target } from './target.js';
 
 export const META = '.netroot';
 
@@ -226,4 +226,3 @@ export async function applyRollback(target: Target, root: string, node: string, 
   await commit(target, paths, r.generation);
 }
 
-export { q };

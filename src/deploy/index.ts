@@ -20,7 +20,7 @@ import { silentReporter, type Reporter } from '../progress.js';
 import { readManifest, type Manifest } from './manifest.js';
 import { diffBootFiles, diffNode, planRollback, statePaths, type BootFile, type BootFileChange, type NodeChanges, type NodeRollback, type NodeTarget } from './plan.js';
 import { applyNode, applyRollback, existingPaths, META, readNodeTarget, readTargetFile, undoList, writeTargetFile } from './apply.js';
-import { MissingProgramError, openTarget, parseTarget, q, rsync, type Target } from './target.js';
+import { MissingProgramError, openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
 
 export { STATE_PATHS, statePaths, type NodeChanges, type BootFileChange } from './plan.js';
 
@@ -104,6 +104,14 @@ interface Context {
   record?: ClusterRecord;
 }
 
+function parseRecord(text: string, shown: string): ClusterRecord {
+  try {
+    return JSON.parse(text) as ClusterRecord;
+  } catch {
+    throw new NetrootError(`${shown} cannot be read (not JSON); it was not written by this version of netroot`, EXIT_FAILURE);
+  }
+}
+
 function recordFile(root: string, cluster: string): string {
   return `${root}/${META}/clusters/${cluster}.json`;
 }
@@ -111,18 +119,18 @@ function recordFile(root: string, cluster: string): string {
 async function open(options: TargetOptions, prepared: Prepared): Promise<Context> {
   const cwd = options.cwd ?? process.cwd();
   const spec = parseTarget(options.to, cwd);
-  const target = openTarget(spec, options.ssh);
   const cluster = prepared.loaded.cluster.name;
   const root = spec.dir;
   if (spec.kind === 'local') await checkWritableDir(root, `--to ${options.to}`);
-  const text = await readTargetFile(target, recordFile(root, cluster));
+  const target = openTarget(spec, options.ssh);
   let record: ClusterRecord | undefined;
-  if (text !== undefined) {
-    try {
-      record = JSON.parse(text) as ClusterRecord;
-    } catch {
-      throw new NetrootError(`${target.shown}/${META}/clusters/${cluster}.json cannot be read (not JSON)`, EXIT_FAILURE);
-    }
+  try {
+    await requireTools(target);
+    const text = await readTargetFile(target, recordFile(root, cluster));
+    if (text !== undefined) record = parseRecord(text, `${target.shown}/${META}/clusters/${cluster}.json`);
+  } catch (error) {
+    await target.close();
+    throw error;
   }
   const persist = prepared.loaded.profile.persist;
   const tftpDir = options.tftp ?? prepared.loaded.profile.exports.tftpRoot;
@@ -372,4 +380,3 @@ async function rollbackWith(ctx: Context, prepared: Prepared, reporter: Reporter
   return { cluster: prepared.loaded.cluster.name, target: ctx.target.shown, nodes: planned.map((p) => p.r) };
 }
 
-export { q };

@@ -79,7 +79,7 @@ export function openTarget(spec: TargetSpec, ssh: string[] = ['ssh']): Target {
   const [program, ...given] = ssh;
   // A deploy runs dozens of short commands: one connection, shared by all of them (and rsync), ended by close().
   const control = mkdtempSync(path.join(os.tmpdir(), 'netroot-ssh-'));
-  const options = [...given, '-o', 'BatchMode=yes', '-o', 'ControlMaster=auto', '-o', `ControlPath=${control}/%C`, '-o', 'ControlPersist=60'];
+  const options = [...given, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=20', '-o', 'ControlMaster=auto', '-o', `ControlPath=${control}/%C`, '-o', 'ControlPersist=60'];
   const base = [...options, spec.host];
   const shown = `${spec.host}:${spec.dir}`;
   return {
@@ -109,4 +109,13 @@ export async function rsync(target: Target | undefined, args: string[], input?: 
   const stderr = String(result.stderr);
   if (/rsync: (command )?not found|rsync: No such file/.test(stderr)) throw new MissingProgramError('rsync', 'rsync', target?.spec.kind === 'ssh' ? target.spec.host : 'the target');
   throw new TargetError(`rsync to ${target?.shown ?? 'the target'} failed (exit ${result.exitCode ?? result.signal}): ${stderr.trim().split('\n').slice(-3).join(' / ')}`);
+}
+
+/** rsync here and on the target host, checked before any work: a missing one is named with its package. */
+export async function requireTools(target: Target): Promise<void> {
+  const here = await execa('sh', ['-c', 'command -v rsync'], { reject: false, stdin: 'ignore' });
+  if (here.exitCode !== 0) throw new MissingProgramError('rsync', 'rsync');
+  if (target.spec.kind === 'ssh' && (await target.sh('command -v rsync >/dev/null || exit 3')).code === 3) {
+    throw new MissingProgramError('rsync', 'rsync', target.spec.host);
+  }
 }
