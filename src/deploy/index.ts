@@ -296,6 +296,8 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
     step.finish();
     deployed.push(changes.node);
   }
+  // Every node now holds this build: a rollback that was cut short is superseded.
+  await target.sh('rm -f -- "$1"', [rollbackJournal(root, planned.cluster)]);
   await applyBootFiles(target, planned);
   const exportsTouched = planned.boot.some((b) => (b.what === 'exports') && b.status !== 'unchanged') || deployed.length > 0;
   let exportfs: DeployResult['exportfs'] = 'not needed';
@@ -357,26 +359,40 @@ export async function rollback(options: TargetOptions): Promise<RollbackResult> 
   }
 }
 
+/**
+ * Which generation a rollback makes for each node, written before the first
+ * node is touched: a rollback cut short is finished by the next one (nodes
+ * already rolled back are not rolled back again), and a deploy supersedes it.
+ */
+const rollbackJournal = (root: string, cluster: string): string => `${root}/${META}/clusters/${cluster}.rollback.json`;
+
 async function rollbackWith(ctx: Context, prepared: Prepared, reporter: Reporter): Promise<RollbackResult> {
+  const cluster = prepared.loaded.cluster.name;
+  const journalFile = rollbackJournal(ctx.root, cluster);
+  const text = await readTargetFile(ctx.target, journalFile);
+  const journal = text === undefined ? undefined : (JSON.parse(text) as Record<string, number>);
   const planned: { r: NodeRollback; t: NodeTarget }[] = [];
   const problems: string[] = [];
   for (const { node } of prepared.plan.nodes) {
     const t = await readNodeTarget(ctx.target, ctx.root, node.name, ctx.state);
-    // A rollback cut short is resumed: its pending generation is the previous one again.
-    const resuming = t.pending && t.previous && JSON.stringify(t.pending.manifest) === JSON.stringify(t.previous);
+    const wanted = journal?.[node.name];
+    if (wanted !== undefined && t.generation >= wanted) continue; // rolled back before the cut
+    // This rollback's own generation, cut short: resumed (its pending generation holds the previous manifest).
+    const resuming = wanted !== undefined && t.pending?.generation === wanted;
     const { pending: _pending, ...settled } = t;
-    const view: NodeTarget = resuming ? settled : t;
     const undo = t.generation > 0 ? await undoList(ctx.target, ctx.root, node.name, t.generation) : [];
-    const r = planRollback(node.name, view, undo, ctx.state);
+    const r = planRollback(node.name, resuming ? settled : t, undo, ctx.state);
     if ('problem' in r) problems.push(`${node.name}: ${r.problem}`);
     else planned.push({ r, t });
   }
   if (problems.length) throw new UsageError(`cannot roll back ${ctx.target.shown}; nothing was changed:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+  if (!journal) await writeTargetFile(ctx.target, journalFile, JSON.stringify(Object.fromEntries(planned.map(({ r }) => [r.node, r.generation]))));
   for (const { r, t } of planned) {
     const step = reporter.step(`rolling back ${r.node} to its generation ${t.generation - 1}`);
     await applyRollback(ctx.target, ctx.root, r.node, r, t.previous!, t.current!);
     step.finish();
   }
-  return { cluster: prepared.loaded.cluster.name, target: ctx.target.shown, nodes: planned.map((p) => p.r) };
+  await ctx.target.sh('rm -f -- "$1"', [journalFile]);
+  return { cluster, target: ctx.target.shown, nodes: planned.map((p) => p.r) };
 }
 

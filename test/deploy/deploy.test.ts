@@ -8,7 +8,7 @@
  */
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -238,8 +238,7 @@ for (const [i, kills] of POINTS.entries()) {
   Kill(`kill point ${i + 1} (${kills.map(([m, d]) => `${d} ms after "${m}"`).join(', then ')}): every file old or new, state kept; the next deploy finishes and rollback still works`, async () => {
     const root = path.join(h.tmp, `exports-${i}`);
     await rm(root, { recursive: true, force: true });
-    await cp(pristine, root, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
-    await execa('cp', ['-a', '--', `${pristine}/.`, root]);
+    await execa('cp', ['-a', '--', pristine, root]);
     for (const [marker, delay] of kills) {
       const { signal, stderr } = await killAt(h.tmp, ['deploy', ...h.flags(root, `kill-${i}`)], h.env, marker, delay);
       assert.is(signal, 'SIGKILL', `the deploy was killed, not finished:\n${stderr}`);
@@ -254,5 +253,19 @@ for (const [i, kills] of POINTS.entries()) {
     for (const node of NODES) assertSameTree(await live(root, node), treesA[node]!, `rolled back after the kills, ${node}`);
   });
 }
+
+Kill('a rollback killed halfway leaves every file old or new, and the next rollback finishes it', async () => {
+  const root = path.join(h.tmp, 'exports-rollback');
+  await rm(root, { recursive: true, force: true });
+  await execa('cp', ['-a', '--', pristine, root]);
+  await deploy(h.target(root, 'kill-rollback'));
+  const { signal, stderr } = await killAt(h.tmp, ['rollback', ...h.flags(root, 'kill-rollback')], h.env, `rolling back ${NODES[1]}`, 10);
+  assert.is(signal, 'SIGKILL', `the rollback was killed, not finished:\n${stderr}`);
+  for (const node of NODES) assertOldOrNew(await live(root, node), treesB[node]!, treesA[node]!, `rollback killed, ${node}`);
+  await assertState(root, 'rollback killed');
+  await rollback(h.target(root, 'kill-rollback'));
+  for (const node of NODES) assertSameTree(await live(root, node), treesA[node]!, `rollback finished, ${node}`);
+  await assertState(root, 'rollback finished');
+});
 
 Kill.run();
