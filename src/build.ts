@@ -4,10 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from './errors.js';
+import { SecretsChangedError, UsageError } from './errors.js';
 import { loadProfile, displayPath, type FindOptions, type LoadedProfile } from './profile/load.js';
 import { loadSecrets, type LoadedSecrets } from './profile/secrets.js';
-import { clusterSecretsFile, fingerprint, legacySecretsFiles, secretChanges, SecretsChangedError } from './profile/store.js';
+import { clusterSecretsFile, fingerprint, legacySecretsFiles, secretChanges } from './profile/store.js';
 import { readOutputRecord } from './emit/owner.js';
 import { checkWritableDir } from './paths.js';
 import { BUNDLED_OVERLAYS_DIR, loadOverlays } from './overlays/load.js';

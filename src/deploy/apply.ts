@@ -16,7 +16,7 @@
  * gen/G without `current` pointing at it; running deploy again finishes it:
  * files already new are skipped by checksum, so their kept old copies stay.
  */
-import { NetrootError, EXIT_FAILURE } from '../errors.js';
+import { TargetError } from '../errors.js';
 import type { Manifest } from './manifest.js';
 import type { NodeChanges, NodeRollback, NodeTarget } from './plan.js';
 import { rsync, type Target } from './target.js';
@@ -56,7 +56,7 @@ function parseJson<T>(text: string | undefined, what: string): T | undefined {
   try {
     return JSON.parse(text) as T;
   } catch {
-    throw new NetrootError(`${what} on the target cannot be read (not JSON); it was not written by this version of netroot`, EXIT_FAILURE);
+    throw new TargetError(`${what} on the target cannot be read (not JSON); it was not written by this version of netroot`);
   }
 }
 
@@ -209,7 +209,7 @@ export async function applyRollback(target: Target, root: string, node: string, 
     // Runs on the target host: the kept files are already there.
     const script = `rsync ${KEEP.join(' ')} --checksum --files-from=- --backup --backup-dir="$3" --temp-dir="$4" "$1/" "$2/"`;
     const { code } = await target.sh(`${script} || exit $?`, [from, paths.live, undo, `${paths.tmp}/rsync`], lines(sorted(r.restore)));
-    if (code !== 0) throw new NetrootError(`restoring ${node}'s files failed`, EXIT_FAILURE);
+    if (code !== 0) throw new TargetError(`restoring ${node}'s files failed (rsync on the target host, exit ${code})`);
   }
   if (r.attrs.length) {
     const script = [

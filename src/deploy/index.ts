@@ -11,16 +11,16 @@ import { existsSync, lstatSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { build, GENERATOR, prepare, type BuildOptions, type CommonOptions, type Prepared } from '../build.js';
-import { NetrootError, UsageError, EXIT_FAILURE } from '../errors.js';
+import { MissingProgramError, SecretsChangedError, TargetError, UsageError } from '../errors.js';
 import { readOutputRecord } from '../emit/owner.js';
 import { checkWritableDir } from '../paths.js';
 import { displayPath } from '../profile/load.js';
-import { fingerprint, secretChanges, SecretsChangedError, type SecretsFingerprint } from '../profile/store.js';
+import { fingerprint, secretChanges, type SecretsFingerprint } from '../profile/store.js';
 import { silentReporter, type Reporter } from '../progress.js';
 import { readManifest, type Manifest } from './manifest.js';
 import { diffBootFiles, diffNode, planRollback, statePaths, type BootFile, type BootFileChange, type NodeChanges, type NodeRollback, type NodeTarget } from './plan.js';
 import { applyNode, applyRollback, existingPaths, META, readNodeTarget, readTargetFile, undoList, writeTargetFile } from './apply.js';
-import { MissingProgramError, openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
+import { openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
 
 export { STATE_PATHS, statePaths, type NodeChanges, type BootFileChange } from './plan.js';
 
@@ -108,7 +108,7 @@ function parseRecord(text: string, shown: string): ClusterRecord {
   try {
     return JSON.parse(text) as ClusterRecord;
   } catch {
-    throw new NetrootError(`${shown} cannot be read (not JSON); it was not written by this version of netroot`, EXIT_FAILURE);
+    throw new TargetError(`${shown} cannot be read (not JSON); it was not written by this version of netroot`);
   }
 }
 

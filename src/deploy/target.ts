@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { NetrootError, UsageError, EXIT_FAILURE } from '../errors.js';
+import { MissingProgramError, TargetError, UsageError } from '../errors.js';
 
 export type TargetSpec = { kind: 'local'; dir: string } | { kind: 'ssh'; host: string; dir: string };
 
@@ -21,20 +21,6 @@ export function parseTarget(spec: string, cwd: string): TargetSpec {
     return { kind: 'ssh', host: remote[1]!, dir: path.posix.normalize(dir).replace(/\/+$/, '') || '/' };
   }
   return { kind: 'local', dir: path.resolve(cwd, spec) };
-}
-
-/** A program this needs is not installed here (or on the target host). Exit 1. */
-export class MissingProgramError extends NetrootError {
-  constructor(program: string, pkg: string, where = 'this machine') {
-    super(`${program} is not installed on ${where}: install the Debian package ${pkg} (apt-get install ${pkg})`, EXIT_FAILURE);
-  }
-}
-
-/** A command on the target failed. Exit 1. */
-export class TargetError extends NetrootError {
-  constructor(message: string) {
-    super(message, EXIT_FAILURE);
-  }
 }
 
 const PACKAGES: Record<string, string> = { rsync: 'rsync', ssh: 'openssh-client', sh: 'dash', exportfs: 'nfs-kernel-server' };

@@ -7,7 +7,7 @@
 import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { NetrootError, EXIT_USAGE } from '../errors.js';
+import { NotOwnedError } from '../errors.js';
 import type { SecretsFingerprint } from '../profile/store.js';
 
 export const OWNER_FILE = '.netroot-output.json';
@@ -18,13 +18,6 @@ export interface OutputRecord {
   cluster: string;
   builtAt: string;
   secrets?: SecretsFingerprint;
-}
-
-/** OUT/CLUSTER exists and is not netroot's own output. Exit 2; nothing was written. */
-export class NotOwnedError extends NetrootError {
-  constructor(message: string) {
-    super(message, EXIT_USAGE);
-  }
 }
 
 /**

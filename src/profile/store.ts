@@ -10,7 +10,6 @@ import { createHash, randomBytes, scryptSync } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import sshpk from 'sshpk';
-import { NetrootError, EXIT_USAGE } from '../errors.js';
 import type { NodeIdentity } from './identity.js';
 import type { Secrets } from './secrets.js';
 import { defaultSecretsFile } from './secrets.js';
@@ -90,16 +89,4 @@ export function secretChanges(recorded: SecretsFingerprint, secrets: Secrets, id
   if (keys.length) changes.push(`the SSH host keys of ${keys.join(', ')}: every SSH client that knows them refuses to connect (REMOTE HOST IDENTIFICATION HAS CHANGED) until its known_hosts is edited`);
   if (ids.length) changes.push(`the machine-id of ${ids.join(', ')}: journald, DHCP client IDs and k3s see a new machine`);
   return changes;
-}
-
-/** The secrets at hand differ from the ones a build output or a deployment already holds. Exit 2. */
-export class SecretsChangedError extends NetrootError {
-  constructor(where: string, changes: string[]) {
-    super(
-      `The secrets differ from the ones ${where} already holds; this would change\n${changes.map((c) => `  - ${c}`).join('\n')}\n` +
-        'Nothing was written. If the cluster\'s secrets file was lost or another one was picked up, restore it (README, "Secrets");\n' +
-        'to change them on purpose, run again with --rotate-secrets and reboot every node.',
-      EXIT_USAGE,
-    );
-  }
 }
