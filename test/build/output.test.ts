@@ -7,18 +7,25 @@
  * directory the build did not write is never replaced; bad paths are one line
  * and exit 2.
  */
-import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { execa } from 'execa';
 import { OPZ3, tempDir } from '../profile/helpers.js';
 import { cli } from '../deploy/support.js';
 
 const Output = suite('build: secrets per cluster, and only its own output replaced');
 
+const made: string[] = [];
+Output.after(async () => {
+  for (const dir of made) await rm(dir, { recursive: true, force: true });
+});
+
 async function workspace(): Promise<{ dir: string; env: NodeJS.ProcessEnv }> {
   const dir = await tempDir('netroot-output-');
+  made.push(dir);
   await mkdir(path.join(dir, 'profiles'));
   await writeFile(path.join(dir, 'profiles', 'opz3.yaml'), OPZ3);
   const env = { PATH: process.env.PATH, HOME: dir, NETROOT_SECRETS_DIR: path.join(dir, 'secrets') };
@@ -109,5 +116,20 @@ for (const [name, args, message] of BAD) {
     assert.is(run.stderr.trimEnd().split('\n').length, 1, run.stderr);
   });
 }
+
+Output('--out on a read-only filesystem: one line, exit 2', async () => {
+  const { dir, env } = await workspace();
+  const ro = path.join(dir, 'ro');
+  await mkdir(ro);
+  // As root every directory is writable by mode: a read-only mount is what cannot be written.
+  await execa('mount', ['-t', 'tmpfs', '-o', 'ro,size=1m', 'netroot-test', ro]);
+  try {
+    const run = await cli(dir, ['build', '-p', 'opz3', '--out', 'ro/out'], env);
+    assert.is(run.code, 2, run.stderr);
+    assert.is(run.stderr, `build-images: --out ro/out: ${ro} is not writable (the directory would be made there)\n`);
+  } finally {
+    await execa('umount', [ro]);
+  }
+});
 
 Output.run();
