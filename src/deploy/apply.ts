@@ -16,7 +16,9 @@
  * gen/G without `current` pointing at it; running deploy again finishes it:
  * files already new are skipped by checksum, so their kept old copies stay.
  */
+import os from 'node:os';
 import { TargetError } from '../errors.js';
+import { alive } from '../rootfs/cache.js';
 import type { Manifest } from './manifest.js';
 import type { NodeChanges, NodeRollback, NodeTarget } from './plan.js';
 import { rsync, type Target } from './target.js';
@@ -226,3 +228,32 @@ export async function applyRollback(target: Target, root: string, node: string, 
   await commit(target, paths, r.generation);
 }
 
+
+/**
+ * One deploy or rollback at a time per export root: ROOT/.netroot/lock names
+ * its holder (host and pid), made whole by a rename. A holder on this host
+ * that is gone (killed) is taken over; one elsewhere must be removed by hand.
+ * Returns the release.
+ */
+export async function lockTarget(target: Target, root: string): Promise<() => Promise<void>> {
+  const dir = `${root}/${META}`;
+  const me = `${os.hostname()} ${process.pid}`;
+  const script = [
+    'mkdir -p -- "$1"; d=$(mktemp -d "$1/.lock.XXXXXX") || exit 1',
+    'printf "%s\\n" "$2" > "$d/owner"',
+    'mv -T -- "$d" "$1/lock" 2>/dev/null && exit 0',
+    'rm -rf -- "$d"; cat -- "$1/lock/owner" 2>/dev/null; exit 3',
+  ].join('\n');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const { stdout, code } = await target.sh(script, [dir, me]);
+    if (code === 0) return async () => void (await target.sh('[ "$(cat -- "$1/lock/owner" 2>/dev/null)" = "$2" ] && rm -rf -- "$1/lock"; exit 0', [dir, me]));
+    const [host, pid] = stdout.trim().split(' ');
+    if (attempt === 0 && host === os.hostname() && pid && !alive(Number(pid))) {
+      // Its holder was killed: the deploy it ran is finished by this one.
+      await target.sh('[ "$(cat -- "$1/lock/owner" 2>/dev/null)" = "$2" ] && rm -rf -- "$1/lock"; exit 0', [dir, stdout.trim()]);
+      continue;
+    }
+    throw new TargetError(`another deploy or rollback (${stdout.trim() || 'unknown holder'}) is running on ${target.shown}; if none is, remove ${dir}/lock`);
+  }
+  throw new TargetError(`cannot take ${dir}/lock`);
+}

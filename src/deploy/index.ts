@@ -19,7 +19,7 @@ import { fingerprint, secretChanges, type SecretsFingerprint } from '../profile/
 import { silentReporter, type Reporter } from '../progress.js';
 import { readManifest, type Manifest } from './manifest.js';
 import { diffBootFiles, diffNode, planRollback, statePaths, type BootFile, type BootFileChange, type NodeChanges, type NodeRollback, type NodeTarget } from './plan.js';
-import { applyNode, applyRollback, existingPaths, META, readNodeTarget, readTargetFile, undoList, writeTargetFile } from './apply.js';
+import { applyNode, applyRollback, existingPaths, lockTarget, META, readNodeTarget, readTargetFile, undoList, writeTargetFile } from './apply.js';
 import { openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
 
 export { STATE_PATHS, statePaths, type NodeChanges, type BootFileChange } from './plan.js';
@@ -283,6 +283,15 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
     ctx = await open(options, prepared);
     targets.push(ctx.target);
   }
+  const release = await lockTarget(ctx.target, ctx.root);
+  try {
+    return await deployLocked(ctx, prepared, options, reporter, built);
+  } finally {
+    await release();
+  }
+}
+
+async function deployLocked(ctx: Context, prepared: Prepared, options: DeployOptions, reporter: Reporter, built: boolean): Promise<DeployResult> {
   const planned = await planWith(ctx, options);
   const { target, root } = ctx;
   const deployed: string[] = [];
@@ -353,7 +362,12 @@ export async function rollback(options: TargetOptions): Promise<RollbackResult> 
   const prepared = await prepare(options);
   const ctx = await open(options, prepared);
   try {
-    return await rollbackWith(ctx, prepared, reporter);
+    const release = await lockTarget(ctx.target, ctx.root);
+    try {
+      return await rollbackWith(ctx, prepared, reporter);
+    } finally {
+      await release();
+    }
   } finally {
     await ctx.target.close();
   }

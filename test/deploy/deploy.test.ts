@@ -16,6 +16,7 @@ import { deploy, planDeploy, rollback } from '../../src/deploy/index.js';
 import { readManifest, type Manifest } from '../../src/deploy/manifest.js';
 import { isRoot } from '../rootfs/support.js';
 import { startSshd, type Sshd } from '../support/sshd.js';
+import { rejects } from '../support/assert.js';
 import { assertOldOrNew, assertSameTree, built, cli, fixture, killAt, live, NODES, STATE, type Fixture } from './support.js';
 
 const NODE = NODES[0]!;
@@ -160,6 +161,16 @@ Local('rollback with no earlier generation is refused for all nodes, and changes
   const run = await cli(f.tmp, ['rollback', ...f.flags(root, 'fresh')], f.env);
   assert.is(run.code, 2, run.stderr);
   assert.match(run.stderr, /cannot roll back .*nothing was changed:\n {2}opz3-1-onder: generation 1 is the first one netroot deployed there/);
+});
+
+Local('a deploy running elsewhere holds the export root: refused, naming it', async () => {
+  const root = path.join(f.tmp, 'fresh-exports');
+  await mkdir(path.join(root, '.netroot/lock'), { recursive: true });
+  await writeFile(path.join(root, '.netroot/lock/owner'), 'build-host-2 4242\n');
+  await rejects(() => deploy(f.target(root, 'fresh')), /^another deploy or rollback \(build-host-2 4242\) is running on .*; if none is, remove .*\/\.netroot\/lock$/);
+  await rm(path.join(root, '.netroot/lock'), { recursive: true });
+  assert.equal((await deploy(f.target(root, 'fresh'))).deployed, [], 'nothing had changed');
+  assert.not.ok(existsSync(path.join(root, '.netroot/lock')), 'released');
 });
 
 Local.run();
