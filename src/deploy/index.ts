@@ -17,7 +17,8 @@ import { checkWritableDir } from '../paths.js';
 import { displayPath } from '../profile/load.js';
 import { fingerprint, secretChanges, type SecretsFingerprint } from '../profile/store.js';
 import { silentReporter, type Reporter } from '../progress.js';
-import { readManifest, type Manifest } from './manifest.js';
+import { loadHashCache, readManifest, saveHashCache, type Manifest } from './manifest.js';
+import { defaultCacheDir } from '../rootfs/base.js';
 import { diffBootFiles, diffNode, planRollback, statePaths, type BootFile, type BootFileChange, type NodeChanges, type NodeRollback, type NodeTarget } from './plan.js';
 import { applyNode, applyRollback, existingPaths, lockTarget, META, readNodeTarget, readTargetFile, undoList, writeTargetFile } from './apply.js';
 import { openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
@@ -43,6 +44,8 @@ export interface TargetOptions extends CommonOptions {
   rotateSecrets?: boolean;
   /** How to reach a remote target (default: ssh). */
   ssh?: string[];
+  /** Where digests of the build's files are cached between deploys (default: $XDG_CACHE_HOME/netroot). */
+  cacheDir?: string;
   reporter?: Reporter;
 }
 
@@ -186,7 +189,8 @@ interface Planned extends DeployPlan {
   files: (BootFile & { source: string })[];
 }
 
-async function planWith(ctx: Context, options: TargetOptions): Promise<Planned> {
+/** `remember`: keep the files' digests for the next run (a deploy does; `plan` writes nothing anywhere). */
+async function planWith(ctx: Context, options: TargetOptions, remember: boolean): Promise<Planned> {
   const { plan } = ctx.prepared;
   const cwd = options.cwd ?? process.cwd();
   const shownDir = displayPath(ctx.clusterDir, cwd);
@@ -216,7 +220,11 @@ async function planWith(ctx: Context, options: TargetOptions): Promise<Planned> 
   for (const { node } of plan.nodes) {
     const dir = path.join(ctx.clusterDir, trees === 'rootfs' ? 'rootfs' : 'nodes', node.name);
     if (!existsSync(dir)) throw new UsageError(`${displayPath(dir, cwd)} is missing: rebuild ${shownDir}`);
-    const manifest = await readManifest(dir, ctx.state);
+    // Digests of the files a rebuild left as they were are not computed again.
+    const cacheFile = path.join(options.cacheDir ?? defaultCacheDir(options.env ?? process.env), 'deploy', createHash('sha256').update(ctx.clusterDir).digest('hex').slice(0, 16), `${node.name}.json`);
+    const cache = await loadHashCache(cacheFile);
+    const manifest = await readManifest(dir, ctx.state, cache);
+    if (remember) await saveHashCache(cacheFile, cache);
     const sourceState = ctx.state.filter((s) => existsSync(path.join(dir, s)));
     const target = await readNodeTarget(ctx.target, ctx.root, node.name, ctx.state);
     if (!target.current && !target.existing) target.existing = await existingPaths(ctx.target, ctx.root, node.name, Object.keys(manifest));
@@ -247,7 +255,7 @@ export async function planDeploy(options: TargetOptions): Promise<DeployPlan> {
   const prepared = await prepare(options);
   const ctx = await open(options, prepared);
   try {
-    return publicPlan(await planWith(ctx, options));
+    return publicPlan(await planWith(ctx, options, false));
   } finally {
     await ctx.target.close();
   }
@@ -292,7 +300,7 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
 }
 
 async function deployLocked(ctx: Context, prepared: Prepared, options: DeployOptions, reporter: Reporter, built: boolean): Promise<DeployResult> {
-  const planned = await planWith(ctx, options);
+  const planned = await planWith(ctx, options, true);
   const { target, root } = ctx;
   const deployed: string[] = [];
   for (const changes of planned.nodes) {

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, readdir, readlink } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export interface ManifestEntry {
@@ -38,8 +38,36 @@ export function under(p: string, roots: readonly string[]): boolean {
   return roots.some((r) => p === r || p.startsWith(`${r}/`));
 }
 
-/** Every entry under `root`, except the subtrees in `skip` (relative paths); never follows a symlink. */
-export async function readManifest(root: string, skip: readonly string[] = []): Promise<Manifest> {
+/**
+ * Digests already computed, by path: a file whose inode, size, mtime and ctime
+ * are unchanged has the same bytes (any write changes its ctime, which no one
+ * can set back), so an unchanged or revised-in-place node tree is not re-read.
+ */
+export type HashCache = Map<string, string>;
+
+const cacheKey = (p: string, info: { ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): string => `${p}\0${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
+
+export async function loadHashCache(file: string): Promise<HashCache> {
+  try {
+    return new Map(Object.entries(JSON.parse(await readFile(file, 'utf8')) as Record<string, string>));
+  } catch {
+    return new Map(); // a missing or unreadable cache only costs reading the files again
+  }
+}
+
+export async function saveHashCache(file: string, cache: HashCache): Promise<void> {
+  await mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  await writeFile(tmp, JSON.stringify(Object.fromEntries(cache)));
+  await rename(tmp, file);
+}
+
+/**
+ * Every entry under `root`, except the subtrees in `skip` (relative paths); never follows a symlink.
+ * With a cache, digests are taken from it where the file is unchanged, and it is left holding this tree's only.
+ */
+export async function readManifest(root: string, skip: readonly string[] = [], cache?: HashCache): Promise<Manifest> {
+  const used: HashCache = new Map();
   const out: Manifest = {};
   const walk = async (rel: string): Promise<void> => {
     const names = (await readdir(rel ? path.join(root, rel) : root)).sort();
@@ -48,17 +76,25 @@ export async function readManifest(root: string, skip: readonly string[] = []): 
       if (under(p, skip)) continue;
       if (p.includes('\n')) throw new Error(`${path.join(root, p)}: a file name with a newline cannot be deployed`);
       const full = path.join(root, p);
-      const info = await lstat(full);
-      const base = { m: info.mode & 0o7777, u: info.uid, g: info.gid };
+      const info = await lstat(full, { bigint: true });
+      const base = { m: Number(info.mode & 0o7777n), u: Number(info.uid), g: Number(info.gid) };
       if (info.isDirectory()) {
         out[p] = { t: 'd', ...base };
         await walk(p);
       } else if (info.isSymbolicLink()) out[p] = { t: 'l', ...base, l: await readlink(full) };
-      else if (info.isFile()) out[p] = { t: 'f', ...base, s: info.size, h: await hashFile(full) };
-      else out[p] = { t: 'o', ...base, r: info.rdev };
+      else if (info.isFile()) {
+        const key = cacheKey(p, info);
+        const h = cache?.get(key) ?? (await hashFile(full));
+        used.set(key, h);
+        out[p] = { t: 'f', ...base, s: Number(info.size), h };
+      } else out[p] = { t: 'o', ...base, r: Number(info.rdev) };
     }
   };
   await walk('');
+  if (cache) {
+    cache.clear();
+    for (const [k, v] of used) cache.set(k, v);
+  }
   return out;
 }
 

@@ -67,7 +67,7 @@ export async function fixture(): Promise<Fixture> {
   await writeFile(path.join(profiles, 'opz3-b.yaml'), OPZ3.replace('virtualRouterId: 51', 'virtualRouterId: 52'));
   await writeFile(path.join(profiles, 'opz3-c.yaml'), OPZ3.replace('virtualRouterId: 51', 'virtualRouterId: 53'));
   const out = path.join(tmp, 'out');
-  const env = { SOURCE_DATE_EPOCH: '1700000000', NETROOT_SECRETS_DIR: path.join(tmp, 'secrets'), PATH: process.env.PATH };
+  const env = { SOURCE_DATE_EPOCH: '1700000000', NETROOT_SECRETS_DIR: path.join(tmp, 'secrets'), XDG_CACHE_HOME: path.join(tmp, 'xdg-cache'), PATH: process.env.PATH };
   const server = (label: string) => path.join(tmp, `server-${label}`);
   return {
     tmp,
