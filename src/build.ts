@@ -4,9 +4,12 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from './errors.js';
+import { SecretsChangedError, UsageError } from './errors.js';
 import { loadProfile, displayPath, type FindOptions, type LoadedProfile } from './profile/load.js';
-import { defaultSecretsFile, loadSecrets, type LoadedSecrets } from './profile/secrets.js';
+import { loadSecrets, type LoadedSecrets } from './profile/secrets.js';
+import { clusterSecretsFile, fingerprint, legacySecretsFiles, secretChanges } from './profile/store.js';
+import { readOutputRecord } from './emit/owner.js';
+import { checkWritableDir } from './paths.js';
 import { BUNDLED_OVERLAYS_DIR, loadOverlays, type OverlaySet } from './overlays/load.js';
 import { planCluster, type BuildPlan, type PlannedFile } from './plan/plan.js';
 import { emitCluster } from './emit/cluster.js';
@@ -35,7 +38,7 @@ export const GENERATOR = `netroot ${VERSION}`;
 export interface CommonOptions extends FindOptions {
   /** Profile name (profiles/NAME.yaml) or path. */
   profile: string;
-  /** Secrets file (default: NAME.secrets.yaml beside the profile). */
+  /** Secrets file (default: the cluster's file in the secrets directory, see profile/store.ts). */
   secrets?: string;
   /** Overlay directory (default: the bundled overlays). */
   overlays?: string;
@@ -54,9 +57,12 @@ export interface Prepared {
 /** Everything up to a full plan, with nothing written: this is also `validate`. */
 export async function prepare(options: CommonOptions): Promise<Prepared> {
   const cwd = options.cwd ?? process.cwd();
+  const env = options.env ?? process.env;
   const loaded = await loadProfile(options.profile, options);
-  const secretsFile = options.secrets ? path.resolve(cwd, options.secrets) : defaultSecretsFile(loaded.file);
-  const secrets = await loadSecrets({ file: secretsFile, env: options.env ?? process.env, cwd, nodes: loaded.cluster.nodes.map((n) => n.name) });
+  // The cluster's secrets, wherever the profile lives; a file beside the profile (the old place) is read once and moved over.
+  const secretsFile = options.secrets ? path.resolve(cwd, options.secrets) : clusterSecretsFile(loaded.cluster.name, env);
+  const fallback = options.secrets ? [] : legacySecretsFiles(loaded.file, loaded.cluster.name);
+  const secrets = await loadSecrets({ file: secretsFile, fallback, env, cwd, nodes: loaded.cluster.nodes.map((n) => n.name) });
   const overlays = await loadOverlays(options.overlays ? path.resolve(cwd, options.overlays) : BUNDLED_OVERLAYS_DIR);
   const plan = planCluster(loaded.cluster, secrets.secrets, overlays, secrets.identities);
   return { loaded, secrets, secretsFile, overlays, plan };
@@ -77,6 +83,8 @@ export interface BuildOptions extends CommonOptions {
   cacheDir?: string;
   /** Where k3s releases are downloaded from (default: the k3s project's releases). */
   k3sReleaseUrl?: string;
+  /** Build even though the secrets differ from the ones the previous output was made with. */
+  rotateSecrets?: boolean;
   reporter?: Reporter;
 }
 
@@ -87,6 +95,8 @@ export interface BuildResult {
   files: number;
   /** Set when this build generated the cluster's secrets. */
   secretsCreated?: string;
+  /** Set when the secrets were copied from the file beside the profile into the cluster's file. */
+  secretsMigrated?: { from: string; to: string };
   secretsFile: string;
   /** `reused`: nothing about the base or any node changed since the previous build; the base was not read. */
   base?: { source: string; kind: string; arch: string; entries: number; reused: boolean; initrdRegenerated?: 'now' | 'cached' };
@@ -258,6 +268,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const prepared = await prepare(options);
   const { loaded, secrets, secretsFile } = prepared;
   const outDir = path.resolve(cwd, options.out ?? 'out');
+  const clusterDir = path.join(outDir, loaded.cluster.name);
+  // Checks of the output come before reading a base: a bad --out fails in a second, not after minutes.
+  await checkWritableDir(outDir, `--out ${options.out ?? 'out'}`);
+  const previous = await readOutputRecord(clusterDir, displayPath(clusterDir, cwd));
+  const nodeNames = loaded.cluster.nodes.map((n) => n.name);
+  if (previous?.kind === 'netroot-output' && previous.secrets && !options.rotateSecrets) {
+    const changes = secretChanges(previous.secrets, secrets.secrets, secrets.identities);
+    if (changes.length) throw new SecretsChangedError(`the previous build in ${displayPath(clusterDir, cwd)}`, changes);
+  }
   // --base is relative to where the command runs; the profile's base: to the profile.
   const spec = options.base ?? loaded.profile.base;
   if (!spec && options.formats?.length) {
@@ -266,9 +285,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const rootfs = spec ? await prepareRootfs(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), outDir, reporter) : undefined;
   const plan = rootfs?.plan ?? prepared.plan;
   // Secrets are saved only once the profile, every template and the base proved good.
-  const secretsCreated = await secrets.save();
+  const saved = await secrets.save();
+  const secretsCreated = saved && secrets.generated.length ? saved : undefined;
   const emitted = await emitCluster(plan, outDir, GENERATOR, {
     reporter,
+    secrets: fingerprint(secrets.secrets, secrets.identities, nodeNames),
     ...(rootfs ? { rootfs: rootfs.inputs, bootFiles: rootfs.bootFiles } : {}),
     ...(rootfs?.reuseBootFiles ? { reuseBootFiles: rootfs.reuseBootFiles } : {}),
   });
@@ -279,6 +300,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     nodes: plan.nodes.map(({ node, files }) => ({ name: node.name, roles: node.roles, files: files.length })),
     files: emitted.files,
     ...(secretsCreated ? { secretsCreated: displayPath(secretsCreated, cwd) } : {}),
+    ...(saved && secrets.migratedFrom ? { secretsMigrated: { from: displayPath(secrets.migratedFrom, cwd), to: displayPath(saved, cwd) } } : {}),
     secretsFile: displayPath(secretsFile, cwd),
     formats: rootfs?.inputs.formats ?? [],
     ...(rootfs ? { base: rootfs.facts, k3s: rootfs.k3s } : {}),

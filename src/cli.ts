@@ -8,11 +8,43 @@ import { build, findPlannedFile, parseCompress, parseFormats, prepare, VERSION, 
 import { defaultReporter } from './progress.js';
 import { NetrootError, UsageError, EXIT_USAGE } from './errors.js';
 import { profileJsonSchema } from './profile/schema.js';
+import { deploy, planDeploy, rollback, type TargetOptions } from './deploy/index.js';
+import { formatDeploy, formatPlan, formatRollback } from './deploy/report.js';
+
+function targetFlags(y: Argv) {
+  return common(y)
+    .option('to', { type: 'string', demandOption: true, describe: 'Export root: a directory, or [user@]host:/dir over ssh; each node is TO/<node>' })
+    .option('out', { alias: 'o', type: 'string', default: 'out', describe: 'Output directory of the build (OUT/<cluster>)' })
+    .option('tftp', { type: 'string', describe: 'TFTP root on the target host (default: exports.tftpRoot)' })
+    .option('dnsmasq', { type: 'string', describe: 'dnsmasq configuration directory on the target host (default: /etc/dnsmasq.d)' })
+    .option('exports-dir', { type: 'string', describe: 'Directory for CLUSTER.exports on the target host (default: /etc/exports.d)' })
+    .option('ganesha-dir', { type: 'string', describe: 'Directory for the nfs-ganesha export file (default: /etc/ganesha where the nfs-ganesha service runs)' })
+    .option('exportfs', { type: 'boolean', default: true, describe: 'Run exportfs -ra on the target host (--no-exportfs: do not)' })
+    .option('rotate-secrets', { type: 'boolean', default: false, describe: 'Deploy even though the secrets differ from the ones the target holds' })
+    .option('ssh', { type: 'string', describe: 'ssh command for a remote target, e.g. "ssh -p 2222 -i key" (default: ssh)' })
+    .option('json', { type: 'boolean', default: false, describe: 'Print the plan or result as JSON' });
+}
+
+function targetOptions(argv: Parameters<typeof commonOptions>[0] & { to: string; out: string; tftp?: string | undefined; dnsmasq?: string | undefined; exportsDir?: string | undefined; ganeshaDir?: string | undefined; exportfs: boolean; rotateSecrets: boolean; ssh?: string | undefined; json: boolean }): TargetOptions {
+  return {
+    ...commonOptions(argv),
+    to: argv.to,
+    out: argv.out,
+    ...(argv.tftp ? { tftp: argv.tftp } : {}),
+    ...(argv.dnsmasq ? { dnsmasq: argv.dnsmasq } : {}),
+    ...(argv.exportsDir ? { exportsDir: argv.exportsDir } : {}),
+    ...(argv.ganeshaDir ? { ganeshaDir: argv.ganeshaDir } : {}),
+    exportfs: argv.exportfs,
+    rotateSecrets: argv.rotateSecrets,
+    ...(argv.ssh ? { ssh: argv.ssh.split(/\s+/).filter(Boolean) } : {}),
+    reporter: defaultReporter({ json: argv.json }),
+  };
+}
 
 function common(y: Argv) {
   return y
     .option('profile', { alias: 'p', type: 'string', demandOption: true, describe: 'Profile name (profiles/NAME.yaml) or path to a profile file' })
-    .option('secrets', { type: 'string', describe: 'Secrets file (default: NAME.secrets.yaml beside the profile)' })
+    .option('secrets', { type: 'string', describe: 'Secrets file (default: CLUSTER.secrets.yaml in $NETROOT_SECRETS_DIR or ~/.local/state/netroot/secrets)' })
     .option('overlays', { type: 'string', describe: 'Overlay template directory (default: the bundled overlays)' });
 }
 
@@ -38,6 +70,7 @@ export async function main(args: string[]): Promise<void> {
           .option('compress', { type: 'string', describe: 'Artifact compressions: gz, zst or gz,zst (default: gz, plus zst where zstd is installed)' })
           .option('k3s-binary', { type: 'string', describe: 'k3s binary to install (default: the profile\'s k3s.binary, else the release of k3s.version, downloaded once and checked)' })
           .option('cache-dir', { type: 'string', describe: 'Cache for bases, images and k3s downloads (default: $XDG_CACHE_HOME/netroot)' })
+          .option('rotate-secrets', { type: 'boolean', default: false, describe: 'Build even though the secrets differ from the ones the previous build was made with' })
           .option('json', { type: 'boolean', default: false, describe: 'Print a machine-readable summary' }),
       async (argv) => {
         const formats = parseFormats(argv.format);
@@ -50,6 +83,7 @@ export async function main(args: string[]): Promise<void> {
           ...(compress ? { compress } : {}),
           ...(argv.k3sBinary ? { k3sBinary: argv.k3sBinary } : {}),
           ...(argv.cacheDir ? { cacheDir: argv.cacheDir } : {}),
+          rotateSecrets: argv.rotateSecrets,
           reporter: defaultReporter({ json: argv.json }),
         });
         if (argv.json) return out(JSON.stringify(result, null, 2));
@@ -57,6 +91,7 @@ export async function main(args: string[]): Promise<void> {
         out(`built ${result.dir}: ${result.nodes.length} nodes (${servers} servers, ${result.nodes.length - servers} agent${result.nodes.length - servers === 1 ? '' : 's'}), ${result.files} files`);
         if (result.base?.initrdRegenerated) out(`the base's initrd could not mount an NFS root: ${result.base.initrdRegenerated === 'now' ? 'regenerated it with MODULES=netboot in a copy of the base (cached)' : 'using the copy of the base regenerated with MODULES=netboot earlier'}`);
         if (result.base) out(`base ${result.base.source} (${result.base.kind}, ${result.base.arch}, ${result.base.entries} entries); k3s ${result.k3s!.source === 'given' ? result.k3s!.path : `${result.k3s!.source}, sha256 ${result.k3s!.sha256.slice(0, 12)}…`}; wrote ${result.formats.join(' and ')}${result.reused?.length ? `; ${result.reused.length} node(s) unchanged since the last build` : ''}`);
+        if (result.secretsMigrated) out(`copied the cluster's secrets from ${result.secretsMigrated.from} to ${result.secretsMigrated.to}, where every profile of this cluster finds them; the old file is no longer read`);
         if (result.secretsCreated) out(`generated the cluster's secrets in ${result.secretsCreated} (mode 0600): keep it, back it up, never commit it`);
       },
     )
@@ -84,6 +119,43 @@ export async function main(args: string[]): Promise<void> {
           return out(files.map((f) => `${f.type === 'symlink' ? 'l' : '-'}${f.mode.toString(8).padStart(4, '0')} ${f.uid}:${f.gid} /${f.path}${f.type === 'symlink' ? ` -> ${f.target}` : ''}`).join('\n'));
         }
         for (const f of files) out(f.type === 'symlink' ? `/${f.path} -> ${f.target}` : f.content!.toString());
+      },
+    )
+    .command(
+      'plan',
+      'Show what a deploy would change per node and on the boot server; writes nothing',
+      (y) => targetFlags(y),
+      async (argv) => {
+        const plan = await planDeploy(targetOptions(argv));
+        out(argv.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
+      },
+    )
+    .command(
+      'deploy',
+      'Deploy the last build (built first if there is none) onto the export root, keeping node state and the previous generation',
+      (y) =>
+        targetFlags(y)
+          .option('dry-run', { type: 'boolean', default: false, describe: 'Show the plan; write nothing' })
+          .option('base', { alias: 'b', type: 'string', describe: 'When there is no build yet: the base to build with' })
+          .option('format', { alias: 'f', type: 'string', describe: 'When there is no build yet: tree, tar or tree,tar (default: tree)' }),
+      async (argv) => {
+        const options = targetOptions(argv);
+        if (argv.dryRun) {
+          const plan = await planDeploy(options);
+          return out(argv.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
+        }
+        const formats = parseFormats(argv.format);
+        const result = await deploy({ ...options, build: { ...(argv.base ? { base: argv.base } : {}), formats: formats ?? ['tree'] } });
+        out(argv.json ? JSON.stringify(result, null, 2) : formatDeploy(result));
+      },
+    )
+    .command(
+      'rollback',
+      'Put back every node\'s previous generation on the export root (node state untouched)',
+      (y) => targetFlags(y),
+      async (argv) => {
+        const result = await rollback(targetOptions(argv));
+        out(argv.json ? JSON.stringify(result, null, 2) : formatRollback(result));
       },
     )
     .command('schema', 'Print the profile\'s JSON Schema (for editors and validators)', {}, () => {

@@ -65,3 +65,38 @@ export class TemplateError extends NetrootError {
     this.template = template;
   }
 }
+
+/** OUT/CLUSTER exists and is not netroot's own output: a build would replace it whole. Exit 2; nothing was written. */
+export class NotOwnedError extends NetrootError {
+  constructor(message: string) {
+    super(message, EXIT_USAGE);
+  }
+}
+
+/** The secrets at hand differ from the ones a build output or a deployed export root holds. Exit 2; nothing was written. */
+export class SecretsChangedError extends NetrootError {
+  readonly changes: string[];
+  constructor(where: string, changes: string[]) {
+    super(
+      `The secrets differ from the ones ${where} already holds; this would change\n${changes.map((c) => `  - ${c}`).join('\n')}\n` +
+        'Nothing was written. If the cluster\'s secrets file was lost or another one was picked up, restore it (README, "Secrets");\n' +
+        'to change them on purpose, run again with --rotate-secrets and reboot every node.',
+      EXIT_USAGE,
+    );
+    this.changes = changes;
+  }
+}
+
+/** A program this needs is not installed here or on the target host. Exit 1. */
+export class MissingProgramError extends NetrootError {
+  constructor(program: string, pkg: string, where = 'this machine') {
+    super(`${program} is not installed on ${where}: install the Debian package ${pkg} (apt-get install ${pkg})`, EXIT_FAILURE);
+  }
+}
+
+/** A command on a deploy's target failed (ssh, rsync, a file operation). Exit 1. */
+export class TargetError extends NetrootError {
+  constructor(message: string) {
+    super(message, EXIT_FAILURE);
+  }
+}

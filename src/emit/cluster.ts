@@ -12,6 +12,8 @@ import { writeTree } from './tree.js';
 import { emitRootfs, type RootfsInputs, type RootfsResult } from './rootfs.js';
 import { STATE_FILE, type BuildState } from './state.js';
 import { isRoot } from '../rootfs/base.js';
+import { OWNER_FILE, readOutputRecord, type OutputRecord } from './owner.js';
+import type { SecretsFingerprint } from '../profile/store.js';
 
 export interface EmitResult {
   dir: string;
@@ -26,11 +28,15 @@ export interface EmitOptions {
   reuseBootFiles?: { dir: string; paths: string[] };
   rootfs?: RootfsInputs;
   reporter?: Reporter;
+  /** The fingerprint of the secrets the build was made with, kept in its owner record. */
+  secrets?: SecretsFingerprint;
 }
 
 export async function emitCluster(plan: BuildPlan, outDir: string, generator: string, options: EmitOptions = {}): Promise<EmitResult> {
   const dir = path.join(outDir, plan.cluster.name);
   const reporter = options.reporter ?? silentReporter;
+  // Only an output netroot wrote may be replaced whole.
+  await readOutputRecord(dir, dir);
   let files = 0;
   let rootfs: RootfsResult | undefined;
   await writeAtomically(dir, async (staging, rollback) => {
@@ -41,6 +47,9 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
     const boot = [...plan.bootServer, ...(options.bootFiles ?? [])];
     await writeTree(staging, boot);
     files += boot.length;
+    const record: OutputRecord = { kind: 'netroot-output', generator, cluster: plan.cluster.name, builtAt: new Date().toISOString(), ...(options.secrets ? { secrets: options.secrets } : {}) };
+    // Fingerprints only, no secret: still owner-only, like the state file.
+    await writeFile(path.join(staging, OWNER_FILE), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
     await writeFile(path.join(staging, 'manifest.json'), `${JSON.stringify(manifest(plan, generator), null, 2)}\n`, { mode: 0o644 });
     const reused = options.reuseBootFiles?.paths ?? [];
     for (const p of reused) {

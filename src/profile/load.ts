@@ -2,7 +2,7 @@
  * Load a profile: find the file, follow `extends`, check the schema and the
  * cluster rules, and report every problem with file:line:column and key.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { z } from 'zod';
@@ -41,6 +41,7 @@ export function findProfile(ref: string, options: FindOptions = {}): string {
   if (isPathLike(ref)) {
     const file = path.resolve(cwd, ref);
     if (!existsSync(file)) throw new UsageError(`profile file ${ref} does not exist`);
+    if (statSync(file).isDirectory()) throw new UsageError(`profile ${ref} is a directory; give a profile file (such as ${path.join(ref, 'NAME.yaml')}) or a name`);
     return file;
   }
   if (!/^[A-Za-z0-9._-]+$/.test(ref)) throw new UsageError(`"${ref}" is not a profile name; give a name such as opz3 or a path to a .yaml file`);

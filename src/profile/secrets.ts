@@ -1,11 +1,11 @@
 /**
- * Cluster secrets: never in the profile. Generated once into NAME.secrets.yaml
- * (mode 0600, git-ignored) beside the profile and reused, so a rebuild never
+ * Cluster secrets: never in the profile. Generated once into the cluster's
+ * secrets file (mode 0600; where it lives: store.ts) and reused, so a rebuild never
  * changes the cluster's token; `--secrets FILE` and environment variables override.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { stringify } from 'yaml';
@@ -71,6 +71,8 @@ export function defaultSecretsFile(profileFile: string): string {
 
 export interface SecretsOptions {
   file: string;
+  /** Files read when `file` does not exist yet (older layouts); save() then writes `file`. */
+  fallback?: string[];
   /** Nodes that need an identity; one is generated for each that has none yet. */
   nodes?: string[];
   env?: NodeJS.ProcessEnv;
@@ -83,6 +85,8 @@ export interface LoadedSecrets {
   identities: Record<string, NodeIdentity>;
   /** Names of the secrets (and `node NAME identity`) generated on this run (not yet in any file). */
   generated: string[];
+  /** Set when the secrets were read from a fallback file; save() copies them to the cluster's file. */
+  migratedFrom?: string;
   /**
    * Saves generated secrets to the secrets file. Called by a build only once
    * everything else succeeded, so bad input never leaves a file behind.
@@ -133,7 +137,10 @@ async function writePrivate(file: string, text: string): Promise<void> {
 export async function loadSecrets(options: SecretsOptions): Promise<LoadedSecrets> {
   const cwd = options.cwd ?? process.cwd();
   const env = options.env ?? process.env;
-  const fromFile: SecretsFile = existsSync(options.file) ? await readSecretsFile(options.file, cwd) : {};
+  // An older layout's file is read once and saved to `file`, so the cluster keeps its secrets.
+  const source = existsSync(options.file) ? options.file : options.fallback?.find((f) => existsSync(f));
+  const fromFile: SecretsFile = source ? await readSecretsFile(source, cwd) : {};
+  const migrating = source !== undefined && source !== options.file;
   const { nodes: identitiesFromFile = {}, ...clusterFromFile } = fromFile;
   const merged: Partial<Secrets> = { ...clusterFromFile };
   const issues: ProfileIssue[] = [];
@@ -160,8 +167,10 @@ export async function loadSecrets(options: SecretsOptions): Promise<LoadedSecret
     secrets: merged as Secrets,
     identities,
     generated,
+    ...(migrating ? { migratedFrom: source } : {}),
     async save() {
-      if (generated.length === 0) return undefined;
+      if (generated.length === 0 && !migrating) return undefined;
+      await mkdir(path.dirname(options.file), { recursive: true, mode: 0o700 });
       await writePrivate(options.file, header + stringify(toSave, { lineWidth: 0 }));
       return options.file;
     },

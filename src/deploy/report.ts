@@ -1,0 +1,50 @@
+/** What `plan`, `deploy` and `rollback` print: per node what changes and whether it needs a reboot, then the boot server's files. */
+import type { DeployPlan, DeployResult, RollbackResult } from './index.js';
+import type { NodeChanges } from './plan.js';
+
+function list(sign: string, paths: string[], limit: number): string[] {
+  const shown = paths.slice(0, limit).map((p) => `    ${sign} /${p}`);
+  if (paths.length > limit) shown.push(`    ${sign} … and ${paths.length - limit} more (--json lists them all)`);
+  return shown;
+}
+
+function nodeSummary(n: NodeChanges): string {
+  const counts = `${n.added.length} added, ${n.changed.length} changed, ${n.removed.length} removed`;
+  return `${n.node}: ${counts}${n.seeded.length ? `, ${n.seeded.length} state path(s) seeded` : ''}; ${n.reboot ? `needs a reboot (${n.reboot})` : 'unchanged, no reboot'}`;
+}
+
+export function formatNodes(nodes: NodeChanges[], limit: number): string[] {
+  const out: string[] = [];
+  for (const n of nodes) {
+    out.push(nodeSummary(n));
+    if (limit > 0) {
+      out.push(...list('+', n.added, limit), ...list('~', n.changed, limit), ...list('-', n.removed, limit));
+      out.push(...n.seeded.map((s) => `    = /${s} (node state: seeded from the image, once)`));
+      out.push(...n.kept.map((s) => `    = /${s} (node state: kept)`));
+    }
+  }
+  return out;
+}
+
+export function formatPlan(plan: DeployPlan, limit = 50): string {
+  const out = [`${plan.cluster} → ${plan.target} (build ${plan.build.dir}${plan.build.builtAt ? ` of ${plan.build.builtAt}` : ''})`];
+  out.push(...plan.notes.map((n) => `note: ${n}`));
+  out.push(...formatNodes(plan.nodes, limit));
+  for (const b of plan.boot) out.push(`${b.what} ${b.path}: ${b.status}`);
+  return out.join('\n');
+}
+
+export function formatDeploy(result: DeployResult): string {
+  const out = [formatPlan(result, 0)];
+  out.push(result.deployed.length ? `deployed ${result.deployed.join(', ')}; the previous generation is kept (build-images rollback)` : 'every node was already up to date');
+  if (result.exportfs === 'ran') out.push('exportfs -ra: done');
+  if (result.boot.some((b) => b.what === 'dnsmasq' && b.status !== 'unchanged')) out.push('dnsmasq reads its files at start: restart it (systemctl restart dnsmasq)');
+  if (result.boot.some((b) => b.what === 'ganesha' && b.status !== 'unchanged')) out.push('nfs-ganesha: %include the file from ganesha.conf and reload it');
+  const reboot = result.nodes.filter((n) => n.reboot).map((n) => n.node);
+  if (reboot.length) out.push(`reboot ${reboot.join(', ')}, one at a time, to run what was deployed`);
+  return out.join('\n');
+}
+
+export function formatRollback(result: RollbackResult): string {
+  return [...formatNodes(result.nodes, 0), `rolled ${result.target} back to each node's previous generation; reboot the nodes that changed`].join('\n');
+}

@@ -1,0 +1,92 @@
+/**
+ * Secrets belong to the cluster, not to the profile file that names it: they
+ * are kept per cluster name in one private directory, so a profile that
+ * `extends` another, or one copied or moved elsewhere, finds the same token,
+ * passwords and host keys. What a build or a deployed export root holds is
+ * recorded as fingerprints, so a build with other secrets can be refused
+ * before it splits a running cluster.
+ */
+import { createHash, randomBytes, scryptSync } from 'node:crypto';
+import os from 'node:os';
+import path from 'node:path';
+import sshpk from 'sshpk';
+import type { NodeIdentity } from './identity.js';
+import type { Secrets } from './secrets.js';
+import { defaultSecretsFile } from './secrets.js';
+
+/** `$NETROOT_SECRETS_DIR`, else `$XDG_STATE_HOME/netroot/secrets` (~/.local/state/netroot/secrets). */
+export function secretsDir(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.NETROOT_SECRETS_DIR) return path.resolve(env.NETROOT_SECRETS_DIR);
+  const state = env.XDG_STATE_HOME || path.join(env.HOME || os.homedir(), '.local', 'state');
+  return path.join(state, 'netroot', 'secrets');
+}
+
+export function clusterSecretsFile(cluster: string, env: NodeJS.ProcessEnv = process.env): string {
+  return path.join(secretsDir(env), `${cluster}.secrets.yaml`);
+}
+
+/** Where earlier versions kept them: NAME.secrets.yaml beside the profile (or the cluster's name there). */
+export function legacySecretsFiles(profileFile: string, cluster: string): string[] {
+  return [...new Set([defaultSecretsFile(profileFile), path.join(path.dirname(profileFile), `${cluster}.secrets.yaml`)])];
+}
+
+/** What a build or a deployment was made with, without the values themselves. */
+export interface SecretsFingerprint {
+  salt: string;
+  /** Secret name → scrypt(value, salt): slow to guess, even for the 8-character auth_pass. */
+  secrets: Record<string, string>;
+  /** Node → SHA256 fingerprints of its public host keys, and a hash of its machine-id. */
+  nodes: Record<string, { sshHostKeys: Record<string, string>; machineId: string }>;
+}
+
+const digest = (value: string, salt: string): string => scryptSync(value, salt, 24).toString('base64');
+
+function hostKeyFingerprint(privateOpenssh: string): string {
+  return sshpk.parsePrivateKey(privateOpenssh, 'openssh').toPublic().fingerprint('sha256').toString();
+}
+
+function nodeFingerprint(identity: NodeIdentity, salt: string): SecretsFingerprint['nodes'][string] {
+  return {
+    sshHostKeys: Object.fromEntries(Object.entries(identity.sshHostKeys).map(([type, key]) => [type, hostKeyFingerprint(key)])),
+    machineId: createHash('sha256').update(`${salt}:${identity.machineId}`).digest('hex'),
+  };
+}
+
+export function fingerprint(secrets: Secrets, identities: Record<string, NodeIdentity>, nodes: string[], salt = randomBytes(12).toString('hex')): SecretsFingerprint {
+  return {
+    salt,
+    secrets: Object.fromEntries(Object.entries(secrets).map(([name, value]) => [name, digest(String(value), salt)])),
+    nodes: Object.fromEntries(nodes.filter((n) => identities[n]).map((n) => [n, nodeFingerprint(identities[n]!, salt)])),
+  };
+}
+
+/** What breaks when each secret changes under a running cluster. */
+const CONSEQUENCE: Record<string, string> = {
+  k3sToken: 'the k3s token: nodes with the new token refuse those still running with the old one, so the cluster splits until every node is rebooted',
+  k3sDatabasePassword: 'the k3s database password: MariaDB keeps the old one (the k3s user is created only if missing), so k3s on redeployed servers cannot reach its datastore',
+  mariadbRootPassword: 'the MariaDB root password: the Galera datadir keeps the old one, so the units that log in as root fail on redeployed servers',
+  keepalivedAuthPass: 'the keepalived auth_pass: servers with the old and the new one ignore each other\'s adverts, and more than one holds the VIP',
+};
+
+/** Each difference between a recorded fingerprint and the secrets at hand, as what it would break. */
+export function secretChanges(recorded: SecretsFingerprint, secrets: Secrets, identities: Record<string, NodeIdentity>): string[] {
+  const changes: string[] = [];
+  for (const [name, value] of Object.entries(secrets)) {
+    const was = recorded.secrets[name];
+    if (was !== undefined && was !== digest(String(value), recorded.salt)) {
+      changes.push(CONSEQUENCE[name] ?? `${name}: the nodes already running hold the old value`);
+    }
+  }
+  const keys: string[] = [];
+  const ids: string[] = [];
+  for (const [node, was] of Object.entries(recorded.nodes)) {
+    const identity = identities[node];
+    if (!identity) continue;
+    const now = nodeFingerprint(identity, recorded.salt);
+    if (Object.entries(was.sshHostKeys).some(([type, fp]) => now.sshHostKeys[type] !== undefined && now.sshHostKeys[type] !== fp)) keys.push(node);
+    if (was.machineId !== now.machineId) ids.push(node);
+  }
+  if (keys.length) changes.push(`the SSH host keys of ${keys.join(', ')}: every SSH client that knows them refuses to connect (REMOTE HOST IDENTIFICATION HAS CHANGED) until its known_hosts is edited`);
+  if (ids.length) changes.push(`the machine-id of ${ids.join(', ')}: journald, DHCP client IDs and k3s see a new machine`);
+  return changes;
+}

@@ -1,0 +1,94 @@
+/**
+ * The pure deploy plan: what is added, changed, removed, kept and seeded;
+ * a deploy cut short is finished under its own generation and its orphans
+ * removed; a rollback needs the kept files; boot server files an earlier
+ * deploy wrote are the only ones ever removed.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { Manifest, ManifestEntry } from '../../src/deploy/manifest.js';
+import { diffBootFiles, diffNode, planRollback, STATE_PATHS, statePaths, type NodeTarget } from '../../src/deploy/plan.js';
+
+const file = (h: string, m = 0o644): ManifestEntry => ({ t: 'f', m, u: 0, g: 0, s: h.length, h });
+const dir: ManifestEntry = { t: 'd', m: 0o755, u: 0, g: 0 };
+const STATE = statePaths();
+const target = (over: Partial<NodeTarget> = {}): NodeTarget => ({ generation: 0, stateRoots: [], ...over });
+
+const A: Manifest = { etc: dir, 'etc/hostname': file('a'), 'etc/old': file('o'), 'etc/same': file('s') };
+const B: Manifest = { etc: dir, 'etc/hostname': file('b'), 'etc/new': file('n'), 'etc/same': file('s') };
+
+const Plan = suite('deploy plan');
+
+Plan('state paths: the built-in ones plus persist, without what lies below another', () => {
+  assert.equal(statePaths(['/srv/data/', '/var/lib/mysql/extra', '/var/log']), [...STATE_PATHS, 'srv/data'].sort());
+});
+
+Plan('a first deploy adds everything and seeds the state the image has; a tree copied by hand counts as changed', () => {
+  const first = diffNode('n', B, ['var/lib/mysql', 'var/log'], target({ existing: [] }), STATE, false);
+  assert.equal(first.added.sort(), Object.keys(B).sort());
+  assert.equal([first.changed, first.removed, first.kept], [[], [], []]);
+  assert.equal(first.seeded, ['var/lib/mysql', 'var/log']);
+  assert.is(first.generation, 1);
+  const byHand = diffNode('n', B, [], target({ existing: ['etc', 'etc/hostname'], stateRoots: ['var/lib/mysql'] }), STATE, false);
+  assert.equal(byHand.changed, ['etc', 'etc/hostname']);
+  assert.equal(byHand.kept, ['var/lib/mysql']);
+  assert.equal(byHand.seeded, [], 'state the target has is never seeded again');
+});
+
+Plan('a redeploy: added, changed (content or mode), removed; state kept; unchanged means no reboot', () => {
+  const next = diffNode('n', { ...B, 'etc/same': file('s', 0o600) }, ['var/lib/mysql'], target({ generation: 3, current: A, stateRoots: ['var/lib/mysql'] }), STATE, false);
+  assert.equal([next.added, next.changed, next.removed], [['etc/new'], ['etc/hostname', 'etc/same'], ['etc/old']]);
+  assert.equal([next.kept, next.seeded, next.generation], [['var/lib/mysql'], [], 4]);
+  assert.match(next.reboot!, /4 paths in its root changed/);
+  const same = diffNode('n', A, [], target({ generation: 3, current: A }), STATE, false);
+  assert.is(same.reboot, undefined);
+  assert.match(diffNode('n', A, [], target({ generation: 3, current: A }), STATE, true).reboot!, /PXE or boot files/);
+});
+
+Plan('files under state paths are never added, changed or removed', () => {
+  const withState: Manifest = { ...A, 'var/lib/mysql/ibdata1': file('x'), 'etc/rancher/node/password': file('p') };
+  const next = diffNode('n', B, [], target({ generation: 1, current: withState }), STATE, false);
+  assert.not.ok([...next.added, ...next.changed, ...next.removed].some((p) => p.startsWith('var/lib/mysql') || p.startsWith('etc/rancher/node')));
+});
+
+Plan('a deploy cut short is finished under its generation, and what only it wrote is removed', () => {
+  const pending = { generation: 4, manifest: { ...B, 'etc/abandoned': file('z') } };
+  const next = diffNode('n', B, [], target({ generation: 3, current: A, pending }), STATE, false);
+  assert.is(next.generation, 4);
+  assert.equal(next.orphans, ['etc/abandoned']);
+});
+
+Plan('rollback: files back from undo, new ones removed, mode-only changes set in place; refused without the kept files', () => {
+  const current: Manifest = { ...B, 'etc/same': file('s', 0o600) };
+  const r = planRollback('n', target({ generation: 2, current, previous: A }), ['etc/hostname', 'etc/old'], STATE);
+  assert.ok(!('problem' in r));
+  if ('problem' in r) return;
+  assert.equal(r.restore.sort(), ['etc/hostname', 'etc/old']);
+  assert.equal(r.attrs.map((a) => [a.path, a.m]), [['etc/same', 0o644]]);
+  assert.equal(r.removed, ['etc/new']);
+  assert.is(r.generation, 3);
+  const missing = planRollback('n', target({ generation: 2, current, previous: A }), ['etc/hostname'], STATE);
+  assert.equal(missing, { node: 'n', problem: 'the previous generation\'s /etc/old were not kept' });
+  assert.match((planRollback('n', target({ generation: 1, current: A }), [], STATE) as { problem: string }).problem, /first one netroot deployed/);
+  assert.match((planRollback('n', target(), [], STATE) as { problem: string }).problem, /never deployed/);
+});
+
+Plan('boot server files: added, changed, unchanged; only files an earlier deploy wrote are removed', () => {
+  const changes = diffBootFiles(
+    [
+      { what: 'tftp', path: '/srv/tftp/pxelinux.cfg/01-a', sha256: '1' },
+      { what: 'exports', path: '/etc/exports.d/c.exports', sha256: '2' },
+      { what: 'dnsmasq', path: '/etc/dnsmasq.d/c.conf', sha256: '3' },
+    ],
+    { '/etc/exports.d/c.exports': '2', '/etc/dnsmasq.d/c.conf': 'old', '/srv/tftp/pxelinux.cfg/01-gone': 'x' },
+    [{ what: 'tftp', path: '/srv/tftp/pxelinux.cfg/01-gone', sha256: 'x' }],
+  );
+  assert.equal(changes.map((c) => [c.path, c.status]), [
+    ['/srv/tftp/pxelinux.cfg/01-a', 'added'],
+    ['/etc/exports.d/c.exports', 'unchanged'],
+    ['/etc/dnsmasq.d/c.conf', 'changed'],
+    ['/srv/tftp/pxelinux.cfg/01-gone', 'removed'],
+  ]);
+});
+
+Plan.run();
