@@ -49,7 +49,7 @@ export interface LabOptions {
   /** Use the trees already in <out>/build instead of building. */
   skipBuild?: boolean;
   cacheDir?: string;
-  /** Secrets file (default: beside the profile). */
+  /** Secrets file (default: the cluster's own, see README "Secrets"). */
   secrets?: string;
   /** Time bounds of the checks (defaults: boundsFor the profile). */
   bounds?: Partial<LabBounds>;
