@@ -87,7 +87,8 @@ async function recovered(ctx: LabContext, s: ReturnType<typeof scenario>, powere
   const seen = await rowsThroughVip(ctx, phase);
   if (typeof seen === 'string') return s.result(false, `${story}; ${seen}`);
   if (seen.count !== rows || !seen.last) return s.result(false, `${story}; only ${seen.count} of the ${rows} rows written before are there${seen.last ? '' : ', and the last one is lost'}`);
-  return s.result(true, `${story}; primary component of all servers ${primaryAfter} s after power-on (bound ${ctx.bounds.recoverySeconds} s); all ${rows} rows there, the last one too`);
+  const kept = rows === 1 ? 'the row written last is there' : `all ${rows} rows there, the last one too`;
+  return s.result(true, `${story}; primary component of all servers ${primaryAfter} s after power-on (bound ${ctx.bounds.recoverySeconds} s); ${kept}`);
 }
 
 /**
