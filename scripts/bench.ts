@@ -15,6 +15,7 @@ import { execa } from 'execa';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { makeArmbianBase } from '../test/support/armbian-base.js';
 
 const args = process.argv.slice(2);
@@ -25,7 +26,7 @@ const flag = (name: string, fallback: string) => {
 const FILES = Number(flag('files', '50000'));
 const SIZE = parseSize(flag('size', '1G'));
 const WRITE = args.includes('--write');
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const EPOCH = '1700000000';
 
 function parseSize(text: string): number {

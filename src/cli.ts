@@ -101,7 +101,7 @@ export async function main(args: string[]): Promise<void> {
       (y) => common(y),
       async (argv) => {
         const { loaded, plan } = await prepare(commonOptions(argv));
-        out(`${loaded.name}: valid (${plan.nodes.length} nodes, ${plan.cluster.servers.length} servers)`);
+        out(`${loaded.name}: valid, cluster ${plan.cluster.name} (${plan.nodes.length} nodes, ${plan.cluster.servers.length} servers)`);
       },
     )
     .command(

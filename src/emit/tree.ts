@@ -6,8 +6,8 @@
 import { chmod, lchown, mkdir, open, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { PlannedFile } from '../plan/plan.js';
+import { isRoot } from '../privileges.js';
 
-const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 
 export function assertInside(root: string, relative: string): string {
   if (relative === '' || path.posix.isAbsolute(relative) || relative.split('/').some((p) => p === '..' || p === '')) {
@@ -54,6 +54,6 @@ export async function writeTree(root: string, files: readonly PlannedFile[]): Pr
       }
       await chmod(target, f.mode);
     }
-    if (isRoot) await lchown(target, f.uid, f.gid);
+    if (isRoot()) await lchown(target, f.uid, f.gid);
   }
 }

@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { build } from '../build.js';
 import { loadProfile } from '../profile/load.js';
 import { UsageError } from '../errors.js';
@@ -23,7 +24,7 @@ import { bootstrapDatadirLost, mariadbRestartBootstrap, powerCut, powerOneSurviv
 import { boundsFor, coldStart, galeraNodeLoss, mariadbDown, SCENARIOS, vipFailover, type LabBounds, type LabContext, type ScenarioName, type ScenarioResult } from './scenarios.js';
 import { labTopology } from './topology.js';
 
-export const LAB_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
+export const LAB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const K3S_STANDIN = path.join(LAB_DIR, 'scripts/lab/k3s-standin');
 
 /** What a container cannot do, switched off by the lab profile (never by patching the trees). */

@@ -6,6 +6,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
 import { z } from 'zod';
 import { NetrootError } from '../errors.js';
@@ -13,7 +14,7 @@ import { ROLES } from '../profile/schema.js';
 import { compileTemplate, type Template } from './templates.js';
 import { displayPath } from '../profile/load.js';
 
-export const BUNDLED_OVERLAYS_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../overlays');
+export const BUNDLED_OVERLAYS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../overlays');
 /** Templates for the boot server (PXE, DHCP, exports), not laid onto any node. */
 export const BOOT_SERVER_COMPONENT = 'boot-server';
 

@@ -5,6 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
 import { ProfileError, UsageError, type ProfileIssue, type SourceLocation } from '../errors.js';
 import { formatPath, locate, mergeLocated, parseLocated, toPlain, type Located, type PathSegment } from './located.js';
@@ -29,7 +30,7 @@ export interface FindOptions {
   searchDirs?: string[];
 }
 
-export const BUNDLED_PROFILES_DIR = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../profiles');
+export const BUNDLED_PROFILES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../profiles');
 
 function isPathLike(ref: string): boolean {
   return ref.includes('/') || /\.ya?ml$/.test(ref);

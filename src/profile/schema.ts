@@ -8,9 +8,11 @@ const hostname = z
   .string()
   .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a host name: lower-case letters, digits and "-", not starting or ending with "-", at most 63 characters');
 const ipv4 = z.ipv4({ message: 'must be an IPv4 address such as 192.0.2.60' });
+/** Written with ":" or "-" (as Windows and some switches print it); always kept with ":". */
 const mac = z
   .string()
-  .regex(/^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$/, 'must be a MAC address written as six pairs of hex digits with ":" (02:00:c0:00:02:3c)');
+  .regex(/^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/, 'must be a MAC address: six pairs of hex digits separated by ":" or "-", such as 02:00:c0:00:02:3c')
+  .transform((value) => value.replace(/-/g, ':'));
 const absPath = z.string().regex(/^\/(?!.*(^|\/)\.\.(\/|$)).*$/, 'must be an absolute path without ".."');
 const ifname = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a network interface name such as end0 or eth0 (at most 15 characters)');
 const size = z.string().regex(/^[1-9][0-9]*[MGT]$/, 'must be a size such as 512M, 16G or 1T');

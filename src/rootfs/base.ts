@@ -30,6 +30,7 @@ import { writeAll } from './io.js';
 import { ancestors, comparePaths, normalise, unsafeReason } from './paths.js';
 import { readTar, TarReadError, type TarMember, type TarMemberHeader } from './tarformat.js';
 import { applyXattrs, readTreeXattrs, xattrToolsAvailable, type Xattrs } from './xattr.js';
+import { isRoot } from '../privileges.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
 
@@ -88,7 +89,8 @@ export interface OpenBaseOptions {
   identity?: string;
 }
 
-export const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
+// One place decides whether this runs as root; re-exported for the callers that already import it from here.
+export { isRoot } from '../privileges.js';
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_CACHE_HOME;

@@ -30,6 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { NetrootError, UsageError } from '../errors.js';
+import { isRoot } from '../privileges.js';
 import { cachedFile, sha256File } from './cache.js';
 import { RootfsError } from './errors.js';
 import { applyXattrs, type Xattrs } from './xattr.js';
@@ -81,7 +82,6 @@ interface Job {
   warnings: string[];
 }
 
-const isRoot = (): boolean => process.getuid?.() === 0;
 
 const SHORT = 60_000;
 const LONG = 30 * 60_000;

@@ -129,7 +129,7 @@ Validate('a good profile: exit 0, and no out/ and no secrets file', async () => 
   const before = await tree(dir);
   const run = await cli(dir, ['validate', '--profile', 'good']);
   assert.is(run.code, 0, run.stderr);
-  assert.is(run.stdout, 'good: valid (4 nodes, 3 servers)\n');
+  assert.is(run.stdout, 'good: valid, cluster opz3 (4 nodes, 3 servers)\n');
   assert.equal(await tree(dir), before);
   assert.equal(before, ['profiles', 'profiles/good.yaml']);
 });
@@ -140,7 +140,7 @@ Validate('a profile that extends another in profiles/', async () => {
   const before = await tree(dir);
   const run = await cli(dir, ['validate', '--profile', 'opz3-lab']);
   assert.is(run.code, 0, run.stderr);
-  assert.is(run.stdout, 'opz3-lab: valid (5 nodes, 3 servers)\n');
+  assert.is(run.stdout, 'opz3-lab: valid, cluster opz3-lab (5 nodes, 3 servers)\n');
   assert.equal(await tree(dir), before);
 });
 
