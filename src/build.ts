@@ -316,8 +316,15 @@ export function findPlannedFile(plan: BuildPlan, nodeName: string, filePath?: st
   if (filePath === undefined) return { node: nodeName, files: nodePlan.files };
   const wanted = filePath.replace(/^\/+/, '');
   const node = nodePlan.files.filter((f) => f.path === wanted);
-  const boot = plan.bootServer.filter((f) => f.path === wanted || (f.path.startsWith('tftp/pxelinux.cfg/') && wanted === 'pxelinux.cfg' && f.path.endsWith(nodePlan.node.mac.replace(/:/g, '-'))));
+  // The boot server's files by their short names: this node's pxelinux file, the cluster's dnsmasq, exports(5) and Ganesha files.
+  const shortNames: Record<string, (path: string) => boolean> = {
+    'pxelinux.cfg': (p) => p.startsWith('tftp/pxelinux.cfg/') && p.endsWith(nodePlan.node.mac.replace(/:/g, '-')),
+    dnsmasq: (p) => p.startsWith('dnsmasq/'),
+    exports: (p) => p.startsWith('exports/') && p.endsWith('.exports'),
+    ganesha: (p) => p.startsWith('exports/') && p.endsWith('.ganesha.conf'),
+  };
+  const boot = plan.bootServer.filter((f) => f.path === wanted || shortNames[wanted]?.(f.path));
   const found = [...node, ...boot];
-  if (found.length === 0) throw new UsageError(`${nodeName} has no file ${filePath}; run without a path to list its files`);
+  if (found.length === 0) throw new UsageError(`${nodeName} has no file ${filePath}; run without a path to list its files, or name a boot server file: ${Object.keys(shortNames).join(', ')}`);
   return { node: nodeName, files: found };
 }

@@ -110,7 +110,7 @@ export async function main(args: string[]): Promise<void> {
       (y) =>
         common(y)
           .option('node', { alias: 'n', type: 'string', demandOption: true, describe: 'Node name' })
-          .positional('path', { type: 'string', describe: 'File path in the node\'s root, e.g. /etc/keepalived/keepalived.conf, or "pxelinux.cfg"' }),
+          .positional('path', { type: 'string', describe: 'File path in the node\'s root, e.g. /etc/keepalived/keepalived.conf, or a boot server file: pxelinux.cfg, dnsmasq, exports, ganesha' }),
       async (argv) => {
         const { secrets, plan } = await prepare(commonOptions(argv));
         const { files } = findPlannedFile(plan, argv.node, argv.path);
@@ -173,6 +173,8 @@ main(hideBin(process.argv)).catch((error: unknown) => {
   if (error instanceof NetrootError) {
     process.stderr.write(`build-images: ${error.message}\n`);
     process.exitCode = error.exitCode;
+    // A script that asked for JSON gets its error as JSON too, on stdout where it reads the result.
+    if (process.argv.includes('--json')) out(JSON.stringify({ error: { message: error.message, exitCode: error.exitCode } }, null, 2));
   } else {
     process.stderr.write(`build-images: internal error (please report it): ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
     process.exitCode = 1;

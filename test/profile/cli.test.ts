@@ -103,7 +103,9 @@ for (const c of bad) {
     assert.is(run.code, 2, `exit code; stderr:\n${run.stderr}`);
     assert.ok(run.stderr.includes(`profiles/bad.yaml:${line}:${column} ${c.shows}`), `stderr names the place and key:\n${run.stderr}`);
     assert.not.match(run.stderr, /internal error/);
-    assert.is(run.stdout, '');
+    // Under --json the error is also on stdout, as JSON; otherwise stdout stays empty.
+    if (c.args.includes('--json')) assert.is((JSON.parse(run.stdout) as { error: { exitCode: number } }).error.exitCode, 2);
+    else assert.is(run.stdout, '');
     assert.equal(await tree(dir), before, 'no out/ directory and no secrets file');
   });
 }
@@ -117,6 +119,24 @@ Cli('build: a good profile with a bad secret in the environment exits 2 and writ
   assert.ok(run.stderr.includes('NETROOT_KEEPALIVED_AUTH_PASS: (environment) is longer than 8 characters'), run.stderr);
   assert.not.ok(run.stderr.includes(secret.slice(0, 8)), 'the secret is never printed');
   assert.equal(await tree(dir), before);
+});
+
+Cli('build --json: the error is JSON on stdout as well, with its exit code', async () => {
+  const dir = await workspace({});
+  const run = await cli(dir, ['build', '--profile', 'nosuch', '--json']);
+  assert.is(run.code, 2, run.stderr);
+  const parsed = JSON.parse(run.stdout) as { error: { message: string; exitCode: number } };
+  assert.match(parsed.error.message, /no profile named nosuch/);
+  assert.is(parsed.error.exitCode, 2);
+});
+
+Cli('render shows the boot server files by their short names', async () => {
+  const dir = await workspace({ good: OPZ3 });
+  for (const [name, line] of [['dnsmasq', /^dhcp-host=02:00:c0:00:02:3c,/m], ['exports', /^\/srv\/nfs\/opz3\/opz3-1-onder 192\.0\.2\.60\(/m], ['ganesha', /Clients = 192\.0\.2\.60;/], ['pxelinux.cfg', /nfsroot=192\.0\.2\.10:\/srv\/nfs\/opz3\/opz3-1-onder/]] as const) {
+    const run = await cli(dir, ['render', '--profile', 'good', '--node', 'opz3-1-onder', name]);
+    assert.is(run.code, 0, run.stderr);
+    assert.match(run.stdout, line, `${name}:\n${run.stdout}`);
+  }
 });
 
 Cli.run();
