@@ -66,10 +66,44 @@ function publishedSum(sums: string, asset: string): string | undefined {
   return undefined;
 }
 
+/** ELF e_machine values and the Debian architectures they run on. */
+const ELF_MACHINES: Record<number, { name: string; arches: string[] }> = {
+  3: { name: 'i386', arches: ['i386'] },
+  40: { name: '32-bit ARM', arches: ['armhf', 'armel'] },
+  62: { name: 'x86-64', arches: ['amd64'] },
+  183: { name: 'arm64 (AArch64)', arches: ['arm64'] },
+  243: { name: 'RISC-V', arches: ['riscv64'] },
+};
+
+/**
+ * What a given k3s file is: an ELF program must be built for the base's
+ * architecture; a script (#!) is taken as a stand-in, as the lab's and the
+ * tests' are; anything else is not a program at all.
+ */
+export async function checkK3sProgram(file: string, arch: string): Promise<void> {
+  const handle = await open(file, 'r');
+  const header = Buffer.alloc(20);
+  try {
+    await handle.read(header, 0, 20, 0);
+  } finally {
+    await handle.close();
+  }
+  if (header.subarray(0, 2).toString('latin1') === '#!') return;
+  if (header.readUInt32BE(0) !== 0x7f454c46) {
+    throw new UsageError(`the k3s binary ${file} is neither a program (ELF) nor a script (#!); give the k3s release's binary for ${arch} (k3s${arch === 'amd64' ? '' : `-${arch}`})`);
+  }
+  const machine = header[5] === 2 ? header.readUInt16BE(18) : header.readUInt16LE(18);
+  const known = ELF_MACHINES[machine];
+  if (!known?.arches.includes(arch)) {
+    throw new UsageError(`the k3s binary ${file} is a program for ${known?.name ?? `ELF machine ${machine}`}, but the base is ${arch}: the nodes could not run it; give the k3s release's binary for ${arch}`);
+  }
+}
+
 export async function resolveK3sBinary(options: K3sBinaryOptions): Promise<K3sBinary> {
   if (options.binary) {
     const info = await stat(options.binary).catch(() => undefined);
     if (!info?.isFile()) throw new UsageError(`the k3s binary ${options.binary} does not exist or is not a file`);
+    await checkK3sProgram(options.binary, options.arch);
     return { path: options.binary, sha256: await rememberedDigest(options.binary, options.cacheDir), source: 'given' };
   }
   const asset = ASSETS[options.arch];

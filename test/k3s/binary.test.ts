@@ -92,4 +92,17 @@ test('a given binary is used as it is, without the network', async () => {
   await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: path.join(tmp, 'missing') }), /does not exist/);
 });
 
+test('a given program must run on the base: another architecture or a file that is no program is refused; a script is a stand-in', async () => {
+  // /bin/true is a program of this machine (amd64 here; the test says which it is).
+  const machine = process.arch === 'x64' ? 'amd64' : process.arch === 'arm64' ? 'arm64' : undefined;
+  assert.ok(machine, `this test knows amd64 and arm64 machines, not ${process.arch}`);
+  const other = machine === 'amd64' ? 'arm64' : 'amd64';
+  const ok = await resolveK3sBinary({ version: VERSION, arch: machine!, cacheDir: tmp, binary: '/bin/true' });
+  assert.is(ok.source, 'given');
+  await rejects(() => resolveK3sBinary({ version: VERSION, arch: other, cacheDir: tmp, binary: '/bin/true' }), new RegExp(`is a program for .*, but the base is ${other}: the nodes could not run it`));
+  const text = path.join(tmp, 'eight-bytes');
+  await writeFile(text, 'not k3s\n');
+  await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: text }), /is neither a program \(ELF\) nor a script/);
+});
+
 test.run();
