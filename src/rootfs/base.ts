@@ -201,8 +201,8 @@ async function indexDirectory(root: string): Promise<BaseIndex> {
       if (entry && Object.keys(attrs).length) entry.xattrs = attrs;
     }
   } else {
-    warnings.push('getfattr is not installed (Debian package attr): xattrs such as file capabilities were not read');
-    applied.xattrs = false;
+    // Without them the artifacts would silently lose file capabilities (ping, for one) that the base holds.
+    throw new RootfsError(`reading the directory base ${root} needs getfattr for its file capabilities and other xattrs: install the Debian package attr (apt-get install attr)`);
   }
   canonicaliseLinks(inodes.values());
   return finishIndex({ kind: 'directory', source: root, root, entries, applied, warnings });
@@ -414,7 +414,7 @@ class Extractor {
     const applied = { owners: this.privileged, devices: this.privileged, xattrs: false };
     if (this.xattrs.length) {
       if (!this.privileged) this.warnings.push('xattrs (file capabilities) are recorded in the index but were not applied: not running as root');
-      else if (!(await xattrToolsAvailable())) this.warnings.push('setfattr is not installed (Debian package attr): xattrs are recorded in the index but were not applied');
+      else if (!(await xattrToolsAvailable())) throw new RootfsError('the base holds xattrs (file capabilities) that need setfattr to be written: install the Debian package attr (apt-get install attr)');
       else {
         await applyXattrs(this.xattrs).catch((error: Error) => this.fail('(xattrs)', error.message));
         applied.xattrs = true;

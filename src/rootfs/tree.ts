@@ -203,7 +203,11 @@ export async function reconcile(base: BaseIndex, dest: string, replaced: Set<str
       if (entry.type !== 'symlink') fsSync.chmodSync(target, entry.mode);
     }
   }
-  if (await xattrToolsAvailable()) {
+  const withXattrs = base.entries.some((e) => e.xattrs);
+  if (withXattrs && !(await xattrToolsAvailable())) {
+    throw new RootfsError(`the base holds xattrs (file capabilities) that ${dest} needs, and setfattr is missing: install the Debian package attr (apt-get install attr)`);
+  }
+  if (withXattrs) {
     const items: [string, Xattrs][] = base.entries.filter((e) => e.xattrs && !replaced.has(e.path)).map((e) => [abs(e.path), e.xattrs!]);
     await applyXattrs(items).catch((error: Error) => {
       throw new RootfsError(`the base's xattrs (file capabilities) cannot be set in ${dest}: ${error.message}`);

@@ -235,6 +235,27 @@ test('incremental: the default compression is part of the key, so a build after 
   assert.equal((await cli(process.env.PATH!)).rebuilt, [], 'and reused when nothing changed');
 });
 
+test('without the attr tools, a directory base stops the build and says what to install (capabilities are never dropped in silence)', async () => {
+  const bin = path.join(tmp, 'bin-without-attr');
+  await mkdir(bin);
+  const { readdir } = await import('node:fs/promises');
+  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (!['getfattr', 'setfattr'].includes(name) && !existsSync(path.join(bin, name))) await symlink(path.join(dir, name), path.join(bin, name));
+    }
+  }
+  const run = await execa(process.execPath, ['--import', 'tsx', path.resolve('src/cli.ts'), '--profile', path.resolve('profiles/opz3.yaml'), '--secrets', path.join(tmp, 'secrets.yaml'),
+    '--cache-dir', path.join(tmp, 'cache-attr'), '--k3s-binary', path.join(tmp, 'k3s'), '--base', base, '--format', 'tar', '--out', path.join(tmp, 'out-attr')], {
+    env: { PATH: bin, HOME: tmp },
+    extendEnv: false,
+    reject: false,
+    cwd: path.resolve('.'),
+  });
+  assert.is.not(run.exitCode, 0, run.stdout);
+  assert.match(run.stderr, 'install the Debian package attr');
+  assert.not.ok(existsSync(path.join(tmp, 'out-attr', 'opz3')), 'nothing written');
+});
+
 /** Every path with its type, mode, owner, link target and content digest: what a node's root is. */
 async function describeTree(root: string): Promise<string> {
   const { stdout } = await execa('bash', ['-c', `cd "$1" && find . -printf '%p %y %m %U:%G %l\\n' | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum`, '_', root]);
