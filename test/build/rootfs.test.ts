@@ -211,14 +211,7 @@ test('incremental: a change to one node re-packs that node only', async () => {
 
 test('incremental: the default compression is part of the key, so a build after zstd is installed is not reused', async () => {
   // A PATH with every program of this machine but zstd: "zstd not installed".
-  const bin = path.join(tmp, 'bin-without-zstd');
-  await mkdir(bin);
-  const { readdir } = await import('node:fs/promises');
-  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
-    for (const name of await readdir(dir).catch(() => [] as string[])) {
-      if (name !== 'zstd' && !existsSync(path.join(bin, name))) await symlink(path.join(dir, name), path.join(bin, name));
-    }
-  }
+  const bin = await binWithout('zstd', ['zstd']);
   const cli = (PATH: string) =>
     execa(process.execPath, ['--import', 'tsx', path.resolve('src/cli.ts'), '--profile', path.resolve('profiles/opz3.yaml'), '--secrets', path.join(tmp, 'secrets.yaml'),
       '--cache-dir', path.join(tmp, 'cache'), '--k3s-binary', path.join(tmp, 'k3s'), '--base', base, '--format', 'tar', '--out', path.join(tmp, 'out-zstd'), '--json'], {
@@ -236,14 +229,7 @@ test('incremental: the default compression is part of the key, so a build after 
 });
 
 test('without the attr tools, a directory base stops the build and says what to install (capabilities are never dropped in silence)', async () => {
-  const bin = path.join(tmp, 'bin-without-attr');
-  await mkdir(bin);
-  const { readdir } = await import('node:fs/promises');
-  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
-    for (const name of await readdir(dir).catch(() => [] as string[])) {
-      if (!['getfattr', 'setfattr'].includes(name) && !existsSync(path.join(bin, name))) await symlink(path.join(dir, name), path.join(bin, name));
-    }
-  }
+  const bin = await binWithout('attr', ['getfattr', 'setfattr']);
   const run = await execa(process.execPath, ['--import', 'tsx', path.resolve('src/cli.ts'), '--profile', path.resolve('profiles/opz3.yaml'), '--secrets', path.join(tmp, 'secrets.yaml'),
     '--cache-dir', path.join(tmp, 'cache-attr'), '--k3s-binary', path.join(tmp, 'k3s'), '--base', base, '--format', 'tar', '--out', path.join(tmp, 'out-attr')], {
     env: { PATH: bin, HOME: tmp },
@@ -255,6 +241,19 @@ test('without the attr tools, a directory base stops the build and says what to 
   assert.match(run.stderr, 'install the Debian package attr');
   assert.not.ok(existsSync(path.join(tmp, 'out-attr', 'opz3')), 'nothing written');
 });
+
+/** A PATH directory with every program of this machine's but `missing`: a machine without that package. */
+async function binWithout(name: string, missing: string[]): Promise<string> {
+  const bin = path.join(tmp, `bin-without-${name}`);
+  await mkdir(bin);
+  const { readdir } = await import('node:fs/promises');
+  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
+    for (const program of await readdir(dir).catch(() => [] as string[])) {
+      if (!missing.includes(program) && !existsSync(path.join(bin, program))) await symlink(path.join(dir, program), path.join(bin, program));
+    }
+  }
+  return bin;
+}
 
 /** Every path with its type, mode, owner, link target and content digest: what a node's root is. */
 async function describeTree(root: string): Promise<string> {
