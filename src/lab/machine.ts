@@ -129,7 +129,11 @@ export class Machine {
   /** Runs a program inside the running node, as root, in all its namespaces. */
   async exec(command: string, args: string[], options: RunOptions = {}): Promise<CommandResult> {
     if (!this.running) return { ok: false, exitCode: undefined, stdout: '', stderr: `${this.node.name} is not running` };
-    return tryRun('nsenter', ['-t', String(this.leader), '-m', '-u', '-i', '-n', '-p', '-r', '-w', '--', command, ...args], options);
+    // nsenter forks into the node's PID namespace, and killing nsenter leaves that child running (a
+    // hung mariadb client held a lab for 17 minutes): the node's own `timeout` ends it from inside.
+    const seconds = Math.max(1, Math.ceil((options.timeoutMs ?? 30_000) / 1000) - 1);
+    const inside = ['timeout', '-k', '1', String(seconds), command, ...args];
+    return tryRun('nsenter', ['-t', String(this.leader), '-m', '-u', '-i', '-n', '-p', '-r', '-w', '--', ...inside], options);
   }
 
   /** The last lines a unit logged, for a failure's detail. */

@@ -27,7 +27,8 @@ async function cli(cwd: string, args: string[], env: Record<string, string> = {}
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', TSX, CLI, ...args], {
       cwd,
-      env: { ...clean, ...env },
+      // The cluster secrets store of this workspace alone, never the user's (~/.local/state/netroot).
+      env: { ...clean, NETROOT_SECRETS_DIR: `${cwd}.secrets`, ...env },
       timeout: 60_000,
     });
     return { code: 0, stdout, stderr };
