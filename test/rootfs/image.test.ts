@@ -8,6 +8,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { requires } from '../support/requires.js';
 import { existsSync } from 'node:fs';
 import { chmod, chown, link, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -20,6 +21,8 @@ import { rejects } from '../support/assert.js';
 
 const MiB = 1024 * 1024;
 const isRoot = process.getuid?.() === 0;
+/** What fuse2fs needs here; whether mounting with it really works is checked once the image exists. */
+const fusePresent = existsSync('/dev/fuse') && ['/usr/bin/fuse2fs', '/sbin/fuse2fs', '/usr/sbin/fuse2fs'].some((p) => existsSync(p));
 
 let tmp: string;
 /** MBR: 1 empty FAT-typed, 2 a larger ext4 without /etc/os-release, 3 the root. */
@@ -71,6 +74,7 @@ async function makeDisk(file: string, size: number, label: 'dos' | 'gpt', parts:
 
 test.before(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-image-'));
+  // Building the images needs root; without it every test below is skipped (requires).
   if (!isRoot) return;
   const staging = path.join(tmp, 'staging');
   await makeStaging(staging);
@@ -156,9 +160,8 @@ async function listing(root: string): Promise<string> {
 
 const methods: ExtractMethod[] = ['debugfs', 'fuse2fs'];
 for (const method of methods) {
-  test(`${method}: the root partition of an MBR image, with everything a root needs kept`, async () => {
-    if (!isRoot) return console.log('  (skipped: needs root)');
-    if (method === 'fuse2fs' && !fuseUsable) return console.log('  (skipped: no fuse2fs or /dev/fuse)');
+  requires(isRoot && (method !== 'fuse2fs' || fusePresent), method === 'fuse2fs' ? 'needs root, fuse2fs and /dev/fuse' : 'needs root')(`${method}: the root partition of an MBR image, with everything a root needs kept`, async () => {
+    if (method === 'fuse2fs') assert.ok(fuseUsable, 'fuse2fs is installed and /dev/fuse exists, but mounting with it failed');
     const dest = path.join(tmp, `out-${method}`);
     const result = await extractDiskImage(mbrDisk, dest, { method });
     assert.is(result.method, method);
@@ -167,13 +170,12 @@ for (const method of methods) {
   });
 }
 
-test('both methods give the same tree', async () => {
-  if (!isRoot || !fuseUsable) return console.log('  (skipped: needs root and fuse2fs)');
+requires(isRoot && fusePresent, 'needs root, fuse2fs and /dev/fuse')('both methods give the same tree', async () => {
+  assert.ok(fuseUsable, 'fuse2fs is installed and /dev/fuse exists, but mounting with it failed');
   assert.fixture(await listing(path.join(tmp, 'out-debugfs')), await listing(path.join(tmp, 'out-fuse2fs')));
 });
 
-test('unprivileged: device nodes and capabilities are skipped with warnings, the rest is extracted', async () => {
-  if (!isRoot) return console.log('  (skipped: needs root to build the image)');
+requires(isRoot, 'needs root to build the image')('unprivileged: device nodes and capabilities are skipped with warnings, the rest is extracted', async () => {
   const dest = path.join(tmp, 'out-unprivileged');
   const result = await extractDiskImage(mbrDisk, dest, { privileged: false });
   assert.not.ok(existsSync(path.join(dest, 'dev/null')));
@@ -185,8 +187,7 @@ test('unprivileged: device nodes and capabilities are skipped with warnings, the
   assert.match(warnings, /owners not applied/);
 });
 
-test('a GPT .img.xz is decompressed once into the cache and reused', async () => {
-  if (!isRoot) return console.log('  (skipped: needs root)');
+requires(isRoot, 'needs root')('a GPT .img.xz is decompressed once into the cache and reused', async () => {
   const cacheDir = path.join(tmp, 'cache');
   const logs: string[] = [];
   const first = await extractDiskImage(gptDiskXz, path.join(tmp, 'gpt-1'), { cacheDir, log: (l) => logs.push(l) });
@@ -205,8 +206,7 @@ test('a GPT .img.xz is decompressed once into the cache and reused', async () =>
   assert.is((await readdir(os.tmpdir())).filter((n) => n.startsWith('netroot-image-')).length, before);
 });
 
-test('an image with no Linux partition is refused, naming the image and what it has', async () => {
-  if (!isRoot) return console.log('  (skipped: needs root)');
+requires(isRoot, 'needs root')('an image with no Linux partition is refused, naming the image and what it has', async () => {
   const disk = path.join(tmp, 'fat-only.img');
   await makeDisk(disk, 8 * MiB, 'dos', [{ line: 'start=2048, type=c', start: 2048 }]);
   const dest = path.join(tmp, 'fat-out');
@@ -218,8 +218,7 @@ test('an image with no Linux partition is refused, naming the image and what it 
   assert.not.ok(existsSync(dest), 'nothing left behind');
 });
 
-test('a Linux partition without an ext filesystem, a file without a partition table, bad destinations', async () => {
-  if (!isRoot) return console.log('  (skipped: needs root)');
+requires(isRoot, 'needs root')('a Linux partition without an ext filesystem, a file without a partition table, bad destinations', async () => {
   const blank = path.join(tmp, 'blank-linux.img');
   await makeDisk(blank, 8 * MiB, 'dos', [{ line: 'start=2048, type=83', start: 2048 }]);
   await rejects(() => findRootPartition(blank), /no Linux partition holds an ext2\/3\/4 filesystem/);

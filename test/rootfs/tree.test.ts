@@ -3,6 +3,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { requires } from '../support/requires.js';
 import { openBase } from '../../src/rootfs/base.js';
 import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
 import { mergeOverlay, resolveInRoot } from '../../src/rootfs/overlay.js';
@@ -67,8 +68,7 @@ test('a tree from the tarball base equals a tree from the directory base', async
   assert.equal(await snapshot(`${t}/b`), await snapshot(`${t}/a`));
 });
 
-test('a base extracted without privileges is put right when the tree is written as root', async () => {
-  if (!isRoot) return;
+requires(isRoot, 'needs root to write owners')('a base extracted without privileges is put right when the tree is written as root', async () => {
   const { t, base } = await fixture('reconcile');
   const unprivileged = await openBase(await tarOf(`${t}/base`, `${t}/base.tar`), { cacheDir: `${t}/cache`, privileged: false });
   await writeNodeTree(base, overlay('n1'), `${t}/a`, { sourceDateEpoch: EPOCH });
