@@ -34,6 +34,32 @@ function scenario(name: string, start: number): { result: Result; primary(second
   };
 }
 
+/** A scenario's start from a whole cluster, with `rows` rows written through the VIP under a fresh phase. */
+async function begin(ctx: LabContext, name: string, rows: number): Promise<{ s: ReturnType<typeof scenario>; phase: string } | ScenarioResult> {
+  const s = scenario(name, Date.now());
+  const whole = await ensureWhole(ctx);
+  if (whole) return s.result(false, whole);
+  const phase = `${name}-${Date.now()}`;
+  const wrote = await writeRows(ctx, phase, rows);
+  if (wrote) return s.result(false, wrote);
+  return { s, phase };
+}
+
+/**
+ * A server powered on alone must stay out of any primary component and say why: the journal line
+ * matching `says` (within 90 s), then `settleMs` more for a bootstrap that would come late.
+ */
+async function staysAlone(ctx: LabContext, machine: Machine, says: RegExp, settleMs: number): Promise<{ said: string } | { problem: string }> {
+  const log = await waitFor(async () => {
+    const text = await machine.journal('mariadb', 50);
+    return says.test(text) ? text : undefined;
+  }, 90_000, 2_000);
+  await new Promise((r) => setTimeout(r, settleMs));
+  if ((await galeraStatus(machine))?.status === 'Primary') return { problem: `${machine.node.name} alone became primary` };
+  if (!log) return { problem: `${machine.node.name} alone does not say why it waits\n${await journals(ctx, [machine.node.name], 'mariadb')}` };
+  return { said: log.split('\n').filter((l) => says.test(l)).pop()!.trim() };
+}
+
 /** `count` rows of `phase` through the VIP, the last one alone (the "last row written"). */
 async function writeRows(ctx: LabContext, phase: string, count: number): Promise<string | undefined> {
   const created = await sqlThroughVip(ctx.topology, ctx.datastore, `CREATE TABLE IF NOT EXISTS ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, phase VARCHAR(64) NOT NULL)`);
@@ -120,13 +146,9 @@ export async function mariadbRestartBootstrap(ctx: LabContext): Promise<Scenario
 
 /** The seed's daily power-off: two servers, a pause, the last; then every node on at once in random order. */
 export async function powerOrderly(ctx: LabContext): Promise<ScenarioResult> {
-  const start = Date.now();
-  const s = scenario('power-orderly', start);
-  const whole = await ensureWhole(ctx);
-  if (whole) return s.result(false, whole);
-  const phase = `orderly-${Date.now()}`;
-  const first = await writeRows(ctx, phase, 20);
-  if (first) return s.result(false, first);
+  const begun = await begin(ctx, 'power-orderly', 20);
+  if (!('phase' in begun)) return begun;
+  const { s, phase } = begun;
   // The VIP's holder goes last, so writes reach it until the end.
   const [holder] = await vipHolders(ctx.topology, ctx.machines);
   const lastOne = servers(ctx).find((m) => m.node.name === holder) ?? servers(ctx)[0]!;
@@ -154,13 +176,9 @@ export async function powerOrderly(ctx: LabContext): Promise<ScenarioResult> {
 
 /** Every server loses power at once, then all come back. */
 export async function powerCut(ctx: LabContext): Promise<ScenarioResult> {
-  const start = Date.now();
-  const s = scenario('power-cut', start);
-  const whole = await ensureWhole(ctx);
-  if (whole) return s.result(false, whole);
-  const phase = `cut-${Date.now()}`;
-  const wrote = await writeRows(ctx, phase, 50);
-  if (wrote) return s.result(false, wrote);
+  const begun = await begin(ctx, 'power-cut', 50);
+  if (!('phase' in begun)) return begun;
+  const { s, phase } = begun;
   ctx.log('power-cut: pulling the power of every server at once');
   await Promise.all(servers(ctx).map((m) => powerLoss(m)));
   const poweredOn = Date.now();
@@ -202,13 +220,9 @@ export async function powerStaleNode(ctx: LabContext): Promise<ScenarioResult> {
  * bootstraps once survivorAfter has passed. Then the others return.
  */
 export async function powerOneSurvivor(ctx: LabContext): Promise<ScenarioResult> {
-  const start = Date.now();
-  const s = scenario('power-one-survivor', start);
-  const whole = await ensureWhole(ctx);
-  if (whole) return s.result(false, whole);
-  const phase = `survivor-${Date.now()}`;
-  const wrote = await writeRows(ctx, phase, 10);
-  if (wrote) return s.result(false, wrote);
+  const begun = await begin(ctx, 'power-one-survivor', 10);
+  if (!('phase' in begun)) return begun;
+  const { s, phase } = begun;
   await Promise.all(servers(ctx).map((m) => powerLoss(m)));
   const [survivor, ...rest] = ctx.shuffle(servers(ctx));
   ctx.log(`power-one-survivor: every server cut; powering only ${survivor!.node.name} on (policy ${ctx.recoveryPolicy})`);
@@ -218,16 +232,9 @@ export async function powerOneSurvivor(ctx: LabContext): Promise<ScenarioResult>
   let story: string;
   if (ctx.recoveryPolicy === 'majority') {
     // Long enough to have bootstrapped if it were going to (the decision polls every 2 s).
-    const refusal = await waitFor(async () => {
-      const log = await survivor!.journal('mariadb', 50);
-      return /not bootstrapping: 1 of \d+ servers seen/.test(log) ? log : undefined;
-    }, 90_000, 2_000);
-    await new Promise((r) => setTimeout(r, 20_000));
-    const status = await galeraStatus(survivor!);
-    if (status?.status === 'Primary') return s.result(false, `${survivor!.node.name} alone became primary under the majority policy`);
-    if (!refusal) return s.result(false, `${survivor!.node.name} alone does not say why it waits\n${await journals(ctx, [survivor!.node.name], 'mariadb')}`);
-    const line = refusal.split('\n').filter((l) => l.includes('not bootstrapping')).pop()!.trim();
-    story = `${survivor!.node.name} alone stayed out of any primary component and said "${line}"`;
+    const alone = await staysAlone(ctx, survivor!, /not bootstrapping: 1 of \d+ servers seen/, 20_000);
+    if ('problem' in alone) return s.result(false, `${alone.problem} (policy majority)`);
+    story = `${survivor!.node.name} alone stayed out of any primary component and said "${alone.said}"`;
   } else {
     const bound = ctx.bounds.survivorAfterSeconds + 120;
     const primary = await waitFor(async () => ((await galeraStatus(survivor!))?.status === 'Primary' ? true : undefined), bound * 1000, 2_000);
@@ -243,28 +250,18 @@ export async function powerOneSurvivor(ctx: LabContext): Promise<ScenarioResult>
 
 /** The bootstrap node's datadir is lost and it boots alone; the others come back later: no new cluster, every row kept. */
 export async function bootstrapDatadirLost(ctx: LabContext): Promise<ScenarioResult> {
-  const start = Date.now();
-  const s = scenario('bootstrap-datadir-lost', start);
-  const whole = await ensureWhole(ctx);
-  if (whole) return s.result(false, whole);
-  const phase = `datadir-${Date.now()}`;
-  const wrote = await writeRows(ctx, phase, 25);
-  if (wrote) return s.result(false, wrote);
+  const begun = await begin(ctx, 'bootstrap-datadir-lost', 25);
+  if (!('phase' in begun)) return begun;
+  const { s, phase } = begun;
   await Promise.all(servers(ctx).map((m) => powerLoss(m)));
   const node = servers(ctx).find((m) => m.node.name === ctx.bootstrapNode)!;
   // What a rebuilt tree or a swapped disk leaves: an empty datadir.
   await rm(node.pathInRoot('var/lib/mysql'), { recursive: true, force: true });
   ctx.log(`bootstrap-datadir-lost: ${node.node.name}'s datadir emptied; powering it on alone`);
   await ctx.powerOn(node);
-  const waiting = await waitFor(async () => {
-    const log = await node.journal('mariadb', 50);
-    return /waiting|not bootstrapping|new one starts only once/.test(log) ? log : undefined;
-  }, 90_000, 2_000);
-  await new Promise((r) => setTimeout(r, 15_000));
-  const alone = await galeraStatus(node);
-  if (alone?.status === 'Primary') return s.result(false, `${node.node.name}, its datadir empty, started a new cluster alone`);
-  if (!waiting) return s.result(false, `${node.node.name} alone does not say why it waits\n${await journals(ctx, [node.node.name], 'mariadb')}`);
-  const said = waiting.split('\n').filter(Boolean).pop()!.trim();
+  const alone = await staysAlone(ctx, node, /waiting|not bootstrapping|new one starts only once/, 15_000);
+  if ('problem' in alone) return s.result(false, `${alone.problem} (its datadir empty)`);
+  const { said } = alone;
   const othersOn = Date.now();
   const order = await powerOnAll(ctx, servers(ctx).filter((m) => m !== node));
   const result = await recovered(ctx, s, othersOn, phase, 25, `${node.node.name} booted alone with an empty datadir and waited ("${said}"); then ${order.join(', ')} powered on`);
