@@ -54,6 +54,12 @@ function commonOptions(argv: { profile: string; secrets?: string | undefined; ov
 
 const out = (text: string): void => void process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
 
+/** `plan`, and `deploy --dry-run`: what a deploy would change, as text or JSON. */
+async function showPlan(options: Parameters<typeof planDeploy>[0], json: boolean): Promise<void> {
+  const plan = await planDeploy(options);
+  out(json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
+}
+
 export async function main(args: string[]): Promise<void> {
   await yargs(args)
     .scriptName('build-images')
@@ -125,10 +131,7 @@ export async function main(args: string[]): Promise<void> {
       'plan',
       'Show what a deploy would change per node and on the boot server; writes nothing',
       (y) => targetFlags(y),
-      async (argv) => {
-        const plan = await planDeploy(targetOptions(argv));
-        out(argv.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
-      },
+      async (argv) => showPlan(targetOptions(argv), argv.json),
     )
     .command(
       'deploy',
@@ -140,10 +143,7 @@ export async function main(args: string[]): Promise<void> {
           .option('format', { alias: 'f', type: 'string', describe: 'When there is no build yet: tree, tar or tree,tar (default: tree)' }),
       async (argv) => {
         const options = targetOptions(argv);
-        if (argv.dryRun) {
-          const plan = await planDeploy(options);
-          return out(argv.json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
-        }
+        if (argv.dryRun) return showPlan(options, argv.json);
         const formats = parseFormats(argv.format);
         const result = await deploy({ ...options, build: { ...(argv.base ? { base: argv.base } : {}), formats: formats ?? ['tree'] } });
         out(argv.json ? JSON.stringify(result, null, 2) : formatDeploy(result));

@@ -8,8 +8,7 @@
  */
 import type { Machine } from './machine.js';
 import { sqlThroughVip, vipHolders } from './probes.js';
-import { waitFor } from './run-command.js';
-import { elapsed, ensureWhole, galeraFullWithin, settledVipHolder, type LabContext, type ScenarioResult } from './scenarios.js';
+import { elapsed, ensureWhole, galeraFullWithin, scenario, settledVipHolder, sqlWithin, type LabContext, type ScenarioResult } from './scenarios.js';
 
 /** The indexes kine creates on its table. */
 export const KINE_INDEXES = ['kine_name_index', 'kine_name_id_index', 'kine_id_deleted_index', 'kine_prev_revision_index', 'kine_name_prev_revision_uindex'];
@@ -31,18 +30,8 @@ const KEYS = 20;
 /** One kine write through the VIP, retried (bounded) while the VIP moves; its revision (id). */
 async function put(ctx: LabContext, name: string, prev: number, deleted: boolean): Promise<number | string> {
   const statement = `INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease, value, old_value) VALUES ('${name}', ${prev ? 0 : 1}, ${deleted ? 1 : 0}, ${prev}, ${prev}, 0, 'v', 'o'); SELECT LAST_INSERT_ID();`;
-  let last = '';
-  const id = await waitFor(
-    async () => {
-      const r = await sqlThroughVip(ctx.topology, ctx.datastore, statement, 10_000);
-      if (r.ok) return Number(r.stdout.trim().split('\n').pop());
-      last = r.stderr.trim();
-      return undefined;
-    },
-    30_000,
-    250,
-  );
-  return id ?? `writing ${name} through the VIP failed for 30 s: ${last}`;
+  const r = await sqlWithin(ctx, statement, 30_000, 250, 10_000);
+  return r.ok ? Number(r.stdout.trim().split('\n').pop()) : `writing ${name} through the VIP failed for 30 s: ${r.stderr.trim()}`;
 }
 
 async function keepalived(machine: Machine, action: 'stop' | 'start'): Promise<void> {
@@ -50,9 +39,7 @@ async function keepalived(machine: Machine, action: 'stop' | 'start'): Promise<v
 }
 
 export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
-  const start = Date.now();
-  let primarySeconds: number | undefined;
-  const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'kine-sequence', pass, seconds: elapsed(start), detail, ...(primarySeconds !== undefined ? { primarySeconds } : {}) });
+  const { result, primary } = scenario('kine-sequence', Date.now());
   const whole = await ensureWhole(ctx);
   if (whole) return result(false, whole);
 
@@ -120,7 +107,7 @@ export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
 
   const settle = Date.now();
   const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
-  if (galera.ok) primarySeconds = elapsed(settle);
+  if (galera.ok) primary(elapsed(settle));
   await settledVipHolder(ctx, 6_000, ctx.bounds.vipSettleSeconds * 1000);
   return result(
     true,

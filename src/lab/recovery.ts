@@ -16,6 +16,7 @@ import {
   galeraFullWithin,
   journals,
   powerLoss,
+  scenario,
   servers,
   showGalera,
   type LabContext,
@@ -23,16 +24,6 @@ import {
 } from './scenarios.js';
 
 const TABLE = 'netroot_lab_writes';
-
-type Result = (pass: boolean, detail: string) => ScenarioResult;
-
-function scenario(name: string, start: number): { result: Result; primary(seconds: number): void } {
-  let primarySeconds: number | undefined;
-  return {
-    result: (pass, detail) => ({ name, pass, seconds: elapsed(start), detail, ...(primarySeconds !== undefined ? { primarySeconds } : {}) }),
-    primary: (seconds) => void (primarySeconds = seconds),
-  };
-}
 
 /** A scenario's start from a whole cluster, with `rows` rows written through the VIP under a fresh phase. */
 async function begin(ctx: LabContext, name: string, rows: number): Promise<{ s: ReturnType<typeof scenario>; phase: string } | ScenarioResult> {

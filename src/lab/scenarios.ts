@@ -111,10 +111,24 @@ export async function galeraFullWithin(ctx: LabContext, timeoutMs: number): Prom
 }
 
 /** Polls until the k3s database answers through the VIP; the last attempt either way. */
-export async function datastoreWithin(ctx: LabContext, timeoutMs: number, intervalMs: number): Promise<CommandResult> {
+export function datastoreWithin(ctx: LabContext, timeoutMs: number, intervalMs: number): Promise<CommandResult> {
+  return sqlWithin(ctx, 'SELECT 1', timeoutMs, intervalMs);
+}
+
+/** Retries a statement through the VIP until it succeeds (while the VIP moves, say); the last attempt either way. */
+export async function sqlWithin(ctx: LabContext, statement: string, timeoutMs: number, intervalMs: number, attemptMs = 15_000): Promise<CommandResult> {
   let last: CommandResult | undefined;
-  await waitFor(async () => ((last = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT 1')).ok ? true : undefined), timeoutMs, intervalMs);
+  await waitFor(async () => ((last = await sqlThroughVip(ctx.topology, ctx.datastore, statement, attemptMs)).ok ? true : undefined), timeoutMs, intervalMs);
   return last!;
+}
+
+/** A scenario's result builder: its name, the seconds since `start`, and the time to a primary component once known. */
+export function scenario(name: string, start: number): { result: (pass: boolean, detail: string) => ScenarioResult; primary(seconds: number): void } {
+  let primarySeconds: number | undefined;
+  return {
+    result: (pass, detail) => ({ name, pass, seconds: elapsed(start), detail, ...(primarySeconds !== undefined ? { primarySeconds } : {}) }),
+    primary: (seconds) => void (primarySeconds = seconds),
+  };
 }
 
 export const showGalera = (seen: Map<string, GaleraStatus | undefined>): string => [...seen].map(([name, s]) => `${name}: ${describeGalera(s)}`).join('; ');
@@ -308,9 +322,7 @@ export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
  * must come back into the cluster by itself.
  */
 export async function mariadbDown(ctx: LabContext): Promise<ScenarioResult> {
-  const start = Date.now();
-  let primarySeconds: number | undefined;
-  const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'mariadb-down', pass, seconds: elapsed(start), detail, ...(primarySeconds !== undefined ? { primarySeconds } : {}) });
+  const { result, primary } = scenario('mariadb-down', Date.now());
   const whole = await ensureWhole(ctx);
   if (whole) return result(false, whole);
   const before = await settledVipHolder(ctx);
@@ -339,7 +351,7 @@ export async function mariadbDown(ctx: LabContext): Promise<ScenarioResult> {
   const size = servers(ctx).length;
   const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
   if (!galera.ok) return result(false, `MariaDB on ${holder.node.name} did not come back into Galera within ${ctx.bounds.rejoinSeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, [holder.node.name], 'mariadb')}`);
-  primarySeconds = elapsed(cut);
+  primary(elapsed(cut));
   const returned = await settledVipHolder(ctx, 0, 30_000, 250);
   return result(
     true,
