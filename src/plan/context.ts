@@ -138,7 +138,7 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
   };
   // Without an identity (a plan made without secrets), templates that need one fail by name.
   if (identity) context.identity = identityContext(identity);
-  const k3sCommon = { version: profile.k3s.version, token: secrets.k3sToken };
+  const k3sCommon = { version: profile.k3s.version };
   if (node.isServer) {
     const others = cluster.servers.filter((s) => s.name !== node.name);
     context.keepalived = {
@@ -173,6 +173,9 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
     context.mariadb = { rootPassword: secrets.mariadbRootPassword };
     context.k3s = {
       ...k3sCommon,
+      token: secrets.k3sToken,
+      // Agents join with this one; a stolen agent's files never hold the server token (which reads the datastore's secrets).
+      agentToken: secrets.k3sAgentToken,
       database: profile.k3s.database,
       user: profile.k3s.user,
       databasePassword: secrets.k3sDatabasePassword,
@@ -182,7 +185,7 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
       disable: [...new Set([...(longhornOn ? ['local-storage'] : []), ...profile.k3s.disable])],
     };
   } else {
-    context.k3s = { ...k3sCommon, serverUrl: `https://${profile.network.vip}:6443` };
+    context.k3s = { ...k3sCommon, token: secrets.k3sAgentToken, serverUrl: `https://${profile.network.vip}:6443` };
   }
   return context;
 }

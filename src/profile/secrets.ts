@@ -25,6 +25,8 @@ export const secretsSchema = z.strictObject({
   mariadbRootPassword: password,
   k3sDatabasePassword: password,
   k3sToken: z.string().regex(/^[A-Za-z0-9._:~+-]{16,256}$/, 'must be 16–256 characters of letters, digits and ._:~+-'),
+  /** What agents join with (k3s `agent-token`): an agent holds this one only, never the server token. */
+  k3sAgentToken: z.string().regex(/^[A-Za-z0-9._:~+-]{16,256}$/, 'must be 16–256 characters of letters, digits and ._:~+-'),
   /** Authenticates the Galera servers' recovery exchange (who may tell a server which node bootstraps). */
   galeraRecoveryKey: z.string().regex(/^[A-Za-z0-9]{32,128}$/, 'must be 32–128 letters and digits'),
 });
@@ -41,6 +43,7 @@ export const SECRET_ENV: Record<SecretName, string> = {
   mariadbRootPassword: 'NETROOT_MARIADB_ROOT_PASSWORD',
   k3sDatabasePassword: 'NETROOT_K3S_DATABASE_PASSWORD',
   k3sToken: 'NETROOT_K3S_TOKEN',
+  k3sAgentToken: 'NETROOT_K3S_AGENT_TOKEN',
   galeraRecoveryKey: 'NETROOT_GALERA_RECOVERY_KEY',
 };
 
@@ -62,6 +65,7 @@ const GENERATE: Record<SecretName, () => string> = {
   mariadbRootPassword: () => randomString(32),
   k3sDatabasePassword: () => randomString(32),
   k3sToken: () => randomString(48),
+  k3sAgentToken: () => randomString(48),
   galeraRecoveryKey: () => randomString(48),
 };
 

@@ -62,6 +62,7 @@ export function fingerprint(secrets: Secrets, identities: Record<string, NodeIde
 
 /** What breaks when each secret changes under a running cluster. */
 const CONSEQUENCE: Record<string, string> = {
+  k3sAgentToken: 'the k3s agent token: servers started with the new one refuse agents that still hold the old one until every node is rebooted',
   k3sToken: 'the k3s token: nodes with the new token refuse those still running with the old one, so the cluster splits until every node is rebooted',
   k3sDatabasePassword: 'the k3s database password: MariaDB keeps the old one (the k3s user is created only if missing), so k3s on redeployed servers cannot reach its datastore',
   mariadbRootPassword: 'the MariaDB root password: the Galera datadir keeps the old one, so the units that log in as root fail on redeployed servers',

@@ -61,7 +61,7 @@ for (const profileName of PROFILES) {
     assert.equal(masters, [Math.max(...priorities)], 'exactly one MASTER, the highest priority');
   });
 
-  test(`${profileName}: agents get no keepalived, Galera or database secrets`, async () => {
+  test(`${profileName}: agents get no keepalived, Galera or database secrets, and no server token`, async () => {
     const b = get();
     for (const agent of b.plan.cluster.agents) {
       const root = b.nodeRoot(agent.name);
@@ -71,6 +71,11 @@ for (const profileName of PROFILES) {
       for (const f of b.plan.nodes.find((n) => n.node.name === agent.name)!.files) {
         if (f.content) assert.not.ok(f.content.toString().includes(b.secrets.secrets.k3sDatabasePassword), `${f.path} holds the database password`);
       }
+      // Every file on the agent's disk, as written: none holds the server token (only the agent token).
+      const { stdout } = await execa('grep', ['-rlF', '--', b.secrets.secrets.k3sToken, root], { reject: false });
+      assert.is(stdout, '', `${agent.name} holds the server token in ${stdout}`);
+      const agentToken = await execa('grep', ['-rlF', '--', b.secrets.secrets.k3sAgentToken, root], { reject: false });
+      assert.is(agentToken.stdout.trim(), path.join(root, 'etc/rancher/k3s/config.yaml'));
     }
   });
 
@@ -159,7 +164,7 @@ for (const profileName of PROFILES) {
     const { profile } = b.plan.cluster;
     const vip = profile.network.vip;
     const serverConfigs = [];
-    const knownServerKeys = ['token', 'datastore-endpoint', 'tls-san', 'node-name', 'node-ip', 'flannel-iface', 'write-kubeconfig-mode', 'disable'];
+    const knownServerKeys = ['token', 'agent-token', 'datastore-endpoint', 'tls-san', 'node-name', 'node-ip', 'flannel-iface', 'write-kubeconfig-mode', 'disable'];
     for (const server of b.plan.cluster.servers) {
       const config = parse(await read(path.join(b.nodeRoot(server.name), 'etc/rancher/k3s/config.yaml')));
       for (const key of Object.keys(config)) assert.ok(knownServerKeys.includes(key), `unexpected k3s server key ${key}`);
@@ -168,16 +173,17 @@ for (const profileName of PROFILES) {
       assert.is(config['node-ip'], server.ip);
       assert.is(config['node-name'], server.name);
       assert.is(config.token, b.secrets.secrets.k3sToken);
+      assert.is(config['agent-token'], b.secrets.secrets.k3sAgentToken);
       assert.ok(config.disable.includes('local-storage'), 'local-path is not a second default StorageClass');
       serverConfigs.push(config);
     }
-    const clusterWide = (c: Record<string, unknown>) => JSON.stringify([c.token, c['datastore-endpoint'], c['tls-san'], c.disable]);
+    const clusterWide = (c: Record<string, unknown>) => JSON.stringify([c.token, c['agent-token'], c['datastore-endpoint'], c['tls-san'], c.disable]);
     assert.is(new Set(serverConfigs.map(clusterWide)).size, 1, 'cluster-wide flags are identical on every server');
     for (const agent of b.plan.cluster.agents) {
       const config = parse(await read(path.join(b.nodeRoot(agent.name), 'etc/rancher/k3s/config.yaml')));
       assert.equal(Object.keys(config).sort(), ['flannel-iface', 'node-ip', 'node-name', 'server', 'token']);
       assert.is(config.server, `https://${vip}:6443`);
-      assert.is(config.token, b.secrets.secrets.k3sToken);
+      assert.is(config.token, b.secrets.secrets.k3sAgentToken);
       assert.is(config['flannel-iface'], agent.interface);
     }
   });

@@ -12,7 +12,7 @@ import { ProfileError } from '../../src/errors.js';
 import { defaultSecretsFile, loadSecrets, SECRET_ENV, secretsSchema, type SecretsOptions } from '../../src/profile/secrets.js';
 import { position, tempDir } from './helpers.js';
 
-const NAMES = ['keepalivedAuthPass', 'mariadbRootPassword', 'k3sDatabasePassword', 'k3sToken', 'galeraRecoveryKey'] as const;
+const NAMES = ['keepalivedAuthPass', 'mariadbRootPassword', 'k3sDatabasePassword', 'k3sToken', 'k3sAgentToken', 'galeraRecoveryKey'] as const;
 const SHOWN = 'opz3.secrets.yaml';
 
 /** The four cluster secrets saved in a secrets file (which may hold more, such as node identities). */
@@ -50,6 +50,7 @@ const VALID = {
   mariadbRootPassword: 'RootRootRootRoot1234',
   k3sDatabasePassword: 'DbDbDbDbDbDbDbDb5678',
   k3sToken: 'TokenTokenTokenToken0123456789',
+  k3sAgentToken: 'AgentAgentAgentAgent0123456789',
   galeraRecoveryKey: 'RecoveryRecoveryRecoveryKey01234',
 };
 const validText = (overrides: Partial<Record<string, string>> = {}) =>
@@ -102,9 +103,9 @@ Secrets('environment variables override the file', async () => {
 Secrets('a secret from the environment is not written into the file', async () => {
   const { file, options } = await setup();
   const loaded = await loadSecrets(options({ [SECRET_ENV.k3sToken]: 'EnvTokenEnvTokenEnvToken' }));
-  assert.equal([...loaded.generated].sort(), ['galeraRecoveryKey', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
+  assert.equal([...loaded.generated].sort(), ['galeraRecoveryKey', 'k3sAgentToken', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
   await loaded.save();
-  assert.equal(Object.keys(await savedSecrets(file)).sort(), ['galeraRecoveryKey', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
+  assert.equal(Object.keys(await savedSecrets(file)).sort(), ['galeraRecoveryKey', 'k3sAgentToken', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
   assert.not.ok((await readFile(file, 'utf8')).includes('EnvTokenEnvTokenEnvToken'));
 });
 
@@ -177,7 +178,7 @@ Secrets('a partial secrets file is completed and the file keeps what it had', as
   await writeSecrets(file, `k3sToken: ${VALID.k3sToken}\n`);
   const loaded = await loadSecrets(options());
   assert.is(loaded.secrets.k3sToken, VALID.k3sToken);
-  assert.equal([...loaded.generated].sort(), ['galeraRecoveryKey', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
+  assert.equal([...loaded.generated].sort(), ['galeraRecoveryKey', 'k3sAgentToken', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
   await loaded.save();
   assert.equal(await savedSecrets(file), loaded.secrets);
   assert.is((await stat(file)).mode & 0o777, 0o600);
