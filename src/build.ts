@@ -24,6 +24,7 @@ import { bootFiles } from './plan/context.js';
 import { directoryIdentity, isRoot, type BaseIndex } from './rootfs/base.js';
 import { existsSync } from 'node:fs';
 import { allRequiredPackages, checkBase } from './rootfs/requirements.js';
+import { clusterWarnings } from './profile/rules.js';
 import { clusterFile, K3S_PATH, planBootFiles } from './rootfs/boot-files.js';
 import { defaultCacheDir } from './rootfs/base.js';
 import { epochFromEnv, resolveFormats } from './rootfs/artifact.js';
@@ -52,6 +53,8 @@ export interface Prepared {
   overlays: OverlaySet;
   /** Planned without a base: files that depend on the base's packages are re-planned once it is read. */
   plan: BuildPlan;
+  /** What the profile allows but the user should hear about (no SSH keys, …). */
+  warnings: string[];
 }
 
 /** Everything up to a full plan, with nothing written: this is also `validate`. */
@@ -65,7 +68,7 @@ export async function prepare(options: CommonOptions): Promise<Prepared> {
   const secrets = await loadSecrets({ file: secretsFile, fallback, env, cwd, nodes: loaded.cluster.nodes.map((n) => n.name) });
   const overlays = await loadOverlays(options.overlays ? path.resolve(cwd, options.overlays) : BUNDLED_OVERLAYS_DIR);
   const plan = planCluster(loaded.cluster, secrets.secrets, overlays, secrets.identities);
-  return { loaded, secrets, secretsFile, overlays, plan };
+  return { loaded, secrets, secretsFile, overlays, plan, warnings: clusterWarnings(loaded.cluster) };
 }
 
 export interface BuildOptions extends CommonOptions {
@@ -106,6 +109,8 @@ export interface BuildResult {
   k3s?: { path: string; sha256: string; source: string };
   formats: OutputFormat[];
   artifacts?: { name: string; sha256: string; bytes: number }[];
+  /** Things the build did not refuse but the user should know. */
+  warnings: string[];
 }
 
 export function parseCompress(value: string | undefined): ('gz' | 'zst')[] | undefined {
@@ -303,6 +308,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     ...(saved && secrets.migratedFrom ? { secretsMigrated: { from: displayPath(secrets.migratedFrom, cwd), to: displayPath(saved, cwd) } } : {}),
     secretsFile: displayPath(secretsFile, cwd),
     formats: rootfs?.inputs.formats ?? [],
+    warnings: prepared.warnings,
     ...(rootfs ? { base: rootfs.facts, k3s: rootfs.k3s } : {}),
     ...(artifacts ? { artifacts } : {}),
     ...(emitted.rootfs ? { reused: emitted.rootfs.reused, rebuilt: emitted.rootfs.rebuilt } : {}),

@@ -87,6 +87,7 @@ export async function main(args: string[]): Promise<void> {
           reporter: defaultReporter({ json: argv.json }),
         });
         if (argv.json) return out(JSON.stringify(result, null, 2));
+        for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
         const servers = result.nodes.filter((n) => n.roles.includes('server')).length;
         out(`built ${result.dir}: ${result.nodes.length} nodes (${servers} servers, ${result.nodes.length - servers} agent${result.nodes.length - servers === 1 ? '' : 's'}), ${result.files} files`);
         if (result.base?.initrdRegenerated) out(`the base's initrd could not mount an NFS root: ${result.base.initrdRegenerated === 'now' ? 'regenerated it with MODULES=netboot in a copy of the base (cached)' : 'using the copy of the base regenerated with MODULES=netboot earlier'}`);
@@ -100,7 +101,8 @@ export async function main(args: string[]): Promise<void> {
       'Check a profile and render every file in memory; writes nothing',
       (y) => common(y),
       async (argv) => {
-        const { loaded, plan } = await prepare(commonOptions(argv));
+        const { loaded, plan, warnings } = await prepare(commonOptions(argv));
+        for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
         out(`${loaded.name}: valid (${plan.nodes.length} nodes, ${plan.cluster.servers.length} servers)`);
       },
     )

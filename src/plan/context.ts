@@ -40,6 +40,8 @@ export function kernelArgs(cluster: Cluster, node: ClusterNode): string[] {
     'rootwait',
     `console=${node.board.console}`,
     ...K3S_KERNEL_ARGS.filter((a) => !node.board.append.includes(a)),
+    // Reboot after a panic: a panicked board with nobody at it would stay down (board.append may set its own).
+    ...(node.board.append.some((a) => a.startsWith('panic=')) ? [] : [`panic=${node.board.panic}`]),
     ...node.board.append,
   ];
 }
@@ -106,6 +108,23 @@ export function snapshotIsolationOption(base: BaseFacts | undefined): string | n
   return hasSnapshotIsolation(base.mariadbVersion) ? 'innodb_snapshot_isolation' : null;
 }
 
+/** A string as one shell word in single quotes. */
+export const shellQuote = (value: string): string => `'${value.replace(/'/g, `'\\''`)}'`;
+
+function sshContext(cluster: Cluster, node: ClusterNode) {
+  const { ssh } = cluster.profile;
+  const isRoot = ssh.user === 'root';
+  return {
+    user: ssh.user,
+    authorizedKeys: node.authorizedKeys,
+    hasKeys: node.authorizedKeys.length > 0,
+    // Root logs in with a key only; with another user named, root does not log in over SSH at all.
+    permitRootLogin: isRoot ? 'prohibit-password' : 'no',
+    createUser: !isRoot,
+    rootPasswordHash: ssh.rootPasswordHash ? shellQuote(ssh.rootPasswordHash) : null,
+  };
+}
+
 /** One attempt of the recovery decision (a try of mariadb.service's start); MariaDB tries again after it. */
 export const GALERA_RECOVERY_ATTEMPT_SECONDS = 600;
 
@@ -118,6 +137,7 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
     node: { name: node.name, ip: node.ip, mac: node.mac, interface: node.interface, gateway: node.gateway, dns: node.dns, isServer: node.isServer, roles: node.roles },
     network: networkContext(cluster),
     nodes: cluster.nodes.map((n) => ({ name: n.name, ip: n.ip })),
+    ssh: sshContext(cluster, node),
     storage: {
       enabled: storage.enabled,
       device: storage.device ?? null,

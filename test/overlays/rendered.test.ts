@@ -11,16 +11,92 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { buildToTemp, type TempBuild } from '../support/build.js';
-import { dnsmasqTest, keepalivedConfigTest, mariadbdCheck, mariadbdEffectiveOptions, systemdVerify } from '../support/peers.js';
+import { dnsmasqTest, keepalivedConfigTest, mariadbdCheck, mariadbdEffectiveOptions, sshdEffective, systemdVerify } from '../support/peers.js';
+import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 
 const builds = new Map<string, TempBuild>();
 const PROFILES = ['opz3', 'rock64'];
 
+// opz3 with SSH keys for a named user, one node with keys of its own, and a root password hash.
+const CLUSTER_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINebRy7VBys0QP6ubC9/5YatajgkJoeKAgIQmZNChbnS ops@example';
+const NODE_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHUVOUnYIS1pMiYKeyhNc0TzFeLxoNTypisK6MGPcfm4 other@example';
+const ROOT_HASH = "$6$salt$egUxKNxDs8kPfh8iPMNcosMhb2eWah6d3R44JDm5Rj/j/XWR5E33QPd0YmHXoDHOIDR6kL5D3JcQcz0O8FHE00";
+let sshDir: string;
+let hostKey: string;
+
 test.before(async () => {
   for (const name of PROFILES) builds.set(name, await buildToTemp(name));
+  sshDir = await mkdtemp(path.join(os.tmpdir(), 'netroot-ssh-profile-'));
+  await writeFile(
+    path.join(sshDir, 'opz3-ssh.yaml'),
+    `extends: ${path.resolve('profiles/opz3.yaml')}\ncluster: { name: opz3-ssh }\n` +
+      `ssh: { user: admin, authorizedKeys: ["${CLUSTER_KEY}"], rootPasswordHash: '${ROOT_HASH}' }\n` +
+      `nodes:\n  - { name: opz3-2-midden, ssh: { authorizedKeys: ["${NODE_KEY}", "${CLUSTER_KEY}"] } }\n`,
+  );
+  builds.set('opz3-ssh', await buildToTemp('opz3-ssh', { profilesDir: sshDir }));
+  hostKey = path.join(sshDir, 'host_key');
+  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
 });
 test.after(async () => {
   for (const b of builds.values()) await b.cleanup();
+  if (sshDir) await rm(sshDir, { recursive: true, force: true });
+});
+
+test('opz3 without SSH keys: root logs in by key only, nobody by password, root\'s password locked, and the build warns', async () => {
+  const b = builds.get('opz3')!;
+  assert.equal(b.warnings, ['no ssh.authorizedKeys for any node: password logins are off, so nobody can log in over SSH as root; nobody, not even on the console (root\'s password is locked) can log in']);
+  for (const node of b.plan.cluster.nodes) {
+    const root = b.nodeRoot(node.name);
+    const sshd = await sshdEffective(root, 'root', hostKey);
+    assert.is(sshd.get('permitrootlogin'), 'without-password', `${node.name}: Armbian's PermitRootLogin yes is overridden`);
+    assert.is(sshd.get('passwordauthentication'), 'no');
+    assert.is(sshd.get('kbdinteractiveauthentication'), 'no');
+    assert.is(sshd.get('authorizedkeysfile'), '.ssh/authorized_keys .ssh/authorized_keys2');
+    assert.not.ok(existsSync(path.join(root, 'etc/ssh/netroot-authorized-keys')));
+    assert.not.ok(existsSync(path.join(root, 'etc/sysusers.d/netroot-ssh.conf')));
+  }
+});
+
+test('opz3 with SSH keys for admin: sshd takes the keys for admin only, root does not log in, the node\'s own keys win', async () => {
+  const b = builds.get('opz3-ssh')!;
+  assert.equal(b.warnings, []);
+  for (const node of b.plan.cluster.nodes) {
+    const root = b.nodeRoot(node.name);
+    const admin = await sshdEffective(root, 'admin', hostKey);
+    assert.is(admin.get('authorizedkeysfile'), '.ssh/authorized_keys /etc/ssh/netroot-authorized-keys');
+    assert.is(admin.get('passwordauthentication'), 'no');
+    assert.is(admin.get('permitrootlogin'), 'no');
+    const other = await sshdEffective(root, 'mysql', hostKey);
+    assert.is(other.get('authorizedkeysfile'), '.ssh/authorized_keys .ssh/authorized_keys2', 'the profile\'s keys open no other account');
+    const keys = (await read(path.join(root, 'etc/ssh/netroot-authorized-keys'))).trim().split('\n');
+    assert.equal(keys, node.name === 'opz3-2-midden' ? [NODE_KEY, CLUSTER_KEY] : [CLUSTER_KEY]);
+    // ssh-keygen reads every line as a public key.
+    const fingerprints = await execa('ssh-keygen', ['-l', '-f', path.join(root, 'etc/ssh/netroot-authorized-keys')]);
+    assert.is(fingerprints.stdout.trim().split('\n').length, keys.length);
+    // systemd-sysusers creates admin in a root that lacks it.
+    const fake = await mkdtemp(path.join(sshDir, 'sysusers-'));
+    await execa('mkdir', ['-p', path.join(fake, 'etc')]);
+    for (const f of ['passwd', 'group', 'shadow', 'gshadow']) await writeFile(path.join(fake, 'etc', f), (await readFile(`/etc/${f}`, 'utf8')).split('\n').filter((l) => /^(root|sudo):/.test(l)).join('\n') + '\n');
+    await execa('systemd-sysusers', [`--root=${fake}`, path.join(root, 'etc/sysusers.d/netroot-ssh.conf')]);
+    assert.match(await read(path.join(fake, 'etc/passwd')), /^admin:x:\d+:\d+:netroot admin:\/home\/admin:\/bin\/bash$/m);
+    assert.match(await read(path.join(fake, 'etc/group')), /^sudo:x:27:admin$/m);
+  }
+});
+
+test('root-password sets the profile\'s hash, or locks root where there is none (Armbian\'s 1234 never survives)', async () => {
+  for (const [name, expected] of [['opz3', '!'], ['opz3-ssh', ROOT_HASH]] as const) {
+    const b = builds.get(name)!;
+    const fake = await mkdtemp(path.join(sshDir, 'shadow-'));
+    await execa('mkdir', ['-p', path.join(fake, 'etc')]);
+    await writeFile(path.join(fake, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/bash\n');
+    await writeFile(path.join(fake, 'etc/group'), 'root:x:0:\n');
+    // Armbian's root:1234.
+    await writeFile(path.join(fake, 'etc/shadow'), 'root:$y$j9T$7V3ohPt0AWP9FnzR0.5P6.$uN5.DW8BGoK4Rs7gFm1/Vp3iG0uMw1W.YV1Vb3AAOn3:19000:0:99999:7:::\n', { mode: 0o600 });
+    const run = await execa(path.join(b.nodeRoot('opz3-1-onder'), 'usr/local/lib/netroot/root-password'), [fake], { reject: false });
+    assert.is(run.exitCode, 0, run.stderr);
+    assert.is((await read(path.join(fake, 'etc/shadow'))).split(':')[1], expected, name);
+  }
 });
 
 const read = (file: string) => readFile(file, 'utf8');
@@ -205,7 +281,7 @@ for (const profileName of PROFILES) {
     }
   });
 
-  test(`${profileName}: pxelinux file per MAC boots the node's own NFS root with cgroups for k3s`, async () => {
+  test(`${profileName}: pxelinux file per MAC boots the node's own NFS root with cgroups for k3s, rebooting after a panic`, async () => {
     const b = get();
     const { profile } = b.plan.cluster;
     for (const node of b.plan.cluster.nodes) {
@@ -214,7 +290,7 @@ for (const profileName of PROFILES) {
       const append = /^\s*append (.*)$/m.exec(conf)?.[1]?.split(' ') ?? [];
       assert.ok(append.includes('root=/dev/nfs'));
       assert.ok(append.includes(`nfsroot=${profile.network.nfsServer}:${profile.exports.root}/${node.name},vers=3,tcp`), append.join(' '));
-      for (const arg of ['ip=dhcp', 'rw', 'rootwait', `console=${node.board.console}`, 'cgroup_enable=memory', ...node.board.append]) assert.ok(append.includes(arg), `append lacks ${arg}`);
+      for (const arg of ['ip=dhcp', 'rw', 'rootwait', `console=${node.board.console}`, 'cgroup_enable=memory', `panic=${node.board.panic}`, ...node.board.append]) assert.ok(append.includes(arg), `append lacks ${arg}`);
       assert.match(conf, new RegExp(`^\\s*kernel boot/${node.board.name}/Image$`, 'm'));
       assert.match(conf, new RegExp(`^\\s*fdt boot/${node.board.name}/${path.basename(node.board.fdt).replace('.', '\\.')}$`, 'm'));
       assert.match(conf, /^default (\S+)$/m);
