@@ -146,7 +146,13 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
       imagePath: LOCAL_STORAGE_IMAGE,
       mountPoint: LOCAL_STORAGE_MOUNT,
       description: storage.device ? `device ${storage.device}` : `a ${storage.imageSize} image file on the node's export`,
-      directories: longhornOn ? ['rancher', 'longhorn'] : ['rancher'],
+      directories: [...(longhornOn ? ['rancher', 'longhorn'] : ['rancher']), 'log-pods', 'log-containers'],
+      // What k3s must not start without: on NFS, containerd and Longhorn fail and container logs cross the network.
+      k3sMounts: [
+        '/var/lib/rancher',
+        ...(longhornOn ? ['/var/lib/longhorn'] : []),
+        ...(storage.enabled ? ['/var/log/pods', '/var/log/containers'] : []),
+      ].join(' '),
     },
     longhorn: {
       enabled: longhornOn,

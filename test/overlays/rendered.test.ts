@@ -264,6 +264,46 @@ for (const profileName of PROFILES) {
     }
   });
 
+  test(`${profileName}: k3s starts only with its local mounts (rancher, longhorn, container logs), each an enabled bind from local storage`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    for (const node of b.plan.cluster.nodes) {
+      const root = b.nodeRoot(node.name);
+      const unit = await read(path.join(root, 'etc/systemd/system', node.isServer ? 'k3s.service' : 'k3s-agent.service'));
+      const mounts = /^RequiresMountsFor=(.*)$/m.exec(unit)?.[1]?.split(' ') ?? [];
+      const expected = ['/var/lib/rancher', ...(profile.longhorn.enabled ? ['/var/lib/longhorn'] : []), ...(node.storage.enabled ? ['/var/log/pods', '/var/log/containers'] : [])];
+      assert.equal(mounts, expected, node.name);
+      if (!node.storage.enabled) continue;
+      for (const where of mounts) {
+        const name = `${where.slice(1).replace(/\//g, '-')}.mount`;
+        const mount = await read(path.join(root, 'etc/systemd/system', name));
+        assert.match(mount, new RegExp(`^Where=${where}$`, 'm'));
+        assert.match(mount, /^What=\/var\/lib\/netroot\/local\/[a-z-]+$/m, `${name} binds from the local storage`);
+        // The link is absolute (as on the node), so read it rather than follow it into this machine's /etc.
+        const { readlink } = await import('node:fs/promises');
+        assert.is(await readlink(path.join(root, 'etc/systemd/system/local-fs.target.wants', name)), `/etc/systemd/system/${name}`, `${name} is enabled`);
+      }
+    }
+  });
+
+  test(`${profileName}: boot never stalls on wait-online, and Armbian's ramlog and zram are off`, async () => {
+    const b = get();
+    for (const node of b.plan.cluster.nodes) {
+      const root = b.nodeRoot(node.name);
+      const dropIn = await read(path.join(root, 'etc/systemd/system/systemd-networkd-wait-online.service.d/netroot.conf'));
+      const execs = dropIn.split('\n').filter((l) => l.startsWith('ExecStart='));
+      assert.equal(execs[0], 'ExecStart=', 'the packaged ExecStart is cleared');
+      assert.match(execs[1]!, /^ExecStart=-\/lib\/systemd\/systemd-networkd-wait-online .*--timeout=10\b/);
+      // The packaged binary takes these flags.
+      const help = await execa('/lib/systemd/systemd-networkd-wait-online', ['--help']);
+      for (const flag of ['--any', '--timeout']) assert.ok(help.stdout.includes(flag), flag);
+      for (const unit of ['armbian-ramlog.service', 'armbian-zram-config.service']) {
+        const { readlink } = await import('node:fs/promises');
+        assert.is(await readlink(path.join(root, 'etc/systemd/system', unit)), '/dev/null', `${node.name}: ${unit} masked`);
+      }
+    }
+  });
+
   test(`${profileName}: Longhorn manifest is a HelmChart with the deletion policy and Longhorn as default class`, async () => {
     const b = get();
     const { longhorn } = b.plan.cluster.profile;
