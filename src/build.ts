@@ -20,7 +20,7 @@ import { debootstrapCachePath, parseDebootstrapSpec } from './rootfs/debootstrap
 import { rememberedDigest } from './rootfs/cache.js';
 import { hasNetbootCopy, netbootBase, netbootIdentity } from './rootfs/netboot.js';
 import { nodeKey, readState } from './emit/state.js';
-import { bootFiles } from './plan/context.js';
+import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
 import { directoryIdentity, isRoot, type BaseIndex } from './rootfs/base.js';
 import { existsSync } from 'node:fs';
 import { allRequiredPackages, checkBase } from './rootfs/requirements.js';
@@ -111,6 +111,8 @@ export interface BuildResult {
   artifacts?: { name: string; sha256: string; bytes: number }[];
   /** Things the build did not refuse but the user should know. */
   warnings: string[];
+  /** What the rendered files assumed (e.g. of a base that was not read). */
+  notes: string[];
 }
 
 export function parseCompress(value: string | undefined): ('gz' | 'zst')[] | undefined {
@@ -150,6 +152,8 @@ interface RootfsPrepared {
   reuseBootFiles?: { dir: string; paths: string[] };
   facts: NonNullable<BuildResult['base']>;
   k3s: NonNullable<BuildResult['k3s']>;
+  /** What the rendered files assumed of the base, or what it lacks. */
+  notes: { notes: string[]; warnings: string[] };
 }
 
 /**
@@ -174,7 +178,11 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   let sourceId = quick && hasNetbootCopy(cacheDir, quick) ? netbootIdentity(quick) : quick;
   const sameBase = sourceId !== undefined && prevState !== undefined && prevState.baseIdentity.startsWith(`${sourceId}|`);
   let arch = sameBase ? prevState.arch : undefined;
-  let mariadbVersion = sameBase ? prevState.mariadbVersion : undefined;
+  // What rendered files depend on in the base; a state that lacks any of it means reading the base again.
+  const recorded = sameBase && prevState.mariadbVersion !== undefined && prevState.systemdResolved !== undefined && prevState.chrony !== undefined && prevState.timesyncd !== undefined;
+  let facts: BaseFacts | undefined = recorded
+    ? { mariadbVersion: prevState.mariadbVersion!, systemdResolved: prevState.systemdResolved!, chrony: prevState.chrony!, timesyncd: prevState.timesyncd! }
+    : undefined;
   let base: BaseIndex | undefined;
   let regenerated: 'now' | 'cached' | undefined;
   const readBase = async (): Promise<BaseIndex> => {
@@ -184,7 +192,9 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     const identity = source.kind === 'directory' ? quick!.slice('directory:'.length) : undefined;
     const opened = await openBaseSource(source, { cacheDir, packages, log, ...(identity ? { identity } : {}) });
     reading.finish(`${opened.entries.length} entries`);
-    ({ arch, mariadbVersion } = await checkBase(opened, cluster));
+    const checked = await checkBase(opened, cluster);
+    arch = checked.arch;
+    facts = { mariadbVersion: checked.mariadbVersion, systemdResolved: checked.systemdResolved, chrony: checked.chrony, timesyncd: checked.timesyncd };
     // A debootstrap base's identity is known once it is built.
     const plain = quick ?? (await quickIdentity(source, cacheDir, packages))!;
     const netboot = await netbootBase(opened, cluster, { cacheDir, identity: plain, arch, log });
@@ -193,8 +203,9 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     if (netboot.regenerated) regenerated = netboot.regenerated;
     return base;
   };
-  if (!arch || mariadbVersion === undefined) await readBase();
-  const plan = planCluster(cluster, prepared.secrets.secrets, prepared.overlays, prepared.secrets.identities, { mariadbVersion: mariadbVersion ?? null });
+  if (!arch || !facts) await readBase();
+  const baseFacts = facts!;
+  const plan = planCluster(cluster, prepared.secrets.secrets, prepared.overlays, prepared.secrets.identities, baseFacts);
 
   const profileDir = path.dirname(prepared.loaded.file);
   const given = options.k3sBinary ? path.resolve(options.cwd ?? process.cwd(), options.k3sBinary) : profile.k3s.binary ? path.resolve(profileDir, profile.k3s.binary) : undefined;
@@ -236,7 +247,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     cacheDir,
     baseIdentity,
     arch: arch!,
-    mariadbVersion: mariadbVersion ?? null,
+    ...baseFacts,
     nodeKeys,
     ...(prevState ? { previous: { dir: clusterDir, state: prevState } } : {}),
   };
@@ -249,6 +260,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
       reuseBootFiles: { dir: clusterDir, paths: neededBoot },
       facts: { source: spec, kind: source.kind, arch: arch!, entries: 0, reused: true },
       k3s: k3sFacts,
+      notes: baseNotes(baseFacts),
     };
   }
   const index = await readBase();
@@ -264,6 +276,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     bootFiles: boot,
     facts: { source: spec, kind: source.kind, arch: arch!, entries: index.entries.length, reused: false, ...(regenerated ? { initrdRegenerated: regenerated } : {}) },
     k3s: k3sFacts,
+    notes: baseNotes(baseFacts),
   };
 }
 
@@ -308,7 +321,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     ...(saved && secrets.migratedFrom ? { secretsMigrated: { from: displayPath(secrets.migratedFrom, cwd), to: displayPath(saved, cwd) } } : {}),
     secretsFile: displayPath(secretsFile, cwd),
     formats: rootfs?.inputs.formats ?? [],
-    warnings: prepared.warnings,
+    warnings: [...prepared.warnings, ...(rootfs ?? { notes: baseNotes(undefined) }).notes.warnings],
+    notes: (rootfs ?? { notes: baseNotes(undefined) }).notes.notes,
     ...(rootfs ? { base: rootfs.facts, k3s: rootfs.k3s } : {}),
     ...(artifacts ? { artifacts } : {}),
     ...(emitted.rootfs ? { reused: emitted.rootfs.reused, rebuilt: emitted.rootfs.rebuilt } : {}),

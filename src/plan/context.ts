@@ -78,6 +78,42 @@ function identityContext(identity: NodeIdentity) {
 export interface BaseFacts {
   /** Debian version of the base's mariadb-server package; null when the base has none. */
   mariadbVersion: string | null;
+  /** The base has systemd-resolved (Armbian does): names are set in its drop-in, not in a static resolv.conf. */
+  systemdResolved: boolean;
+  /** The base has chrony, which then sets the clock; else systemd-timesyncd where it has that. */
+  chrony: boolean;
+  timesyncd: boolean;
+}
+
+/** How long a node waits at boot for its clock before k3s and MariaDB start anyway (systemd-time-wait-sync). */
+export const TIME_SYNC_WAIT_SECONDS = 90;
+
+/**
+ * How a node resolves names and sets its clock, decided from the base's packages. Without a base
+ * (an overlay-only build), Armbian's: systemd-resolved and systemd-timesyncd.
+ */
+export function baseServices(base: BaseFacts | undefined): { resolver: 'systemd-resolved' | 'static'; ntpClient: 'chrony' | 'systemd-timesyncd' | null } {
+  return {
+    resolver: !base || base.systemdResolved ? 'systemd-resolved' : 'static',
+    ntpClient: !base ? 'systemd-timesyncd' : base.chrony ? 'chrony' : base.timesyncd ? 'systemd-timesyncd' : null,
+  };
+}
+
+/** What the summary says about those decisions: assumptions (notes) and what the base lacks (warnings). */
+export function baseNotes(base: BaseFacts | undefined): { notes: string[]; warnings: string[] } {
+  if (!base) {
+    return {
+      notes: ['no base was read: assumed Armbian\'s systemd-resolved (names in /etc/systemd/resolved.conf.d) and systemd-timesyncd; a build with a base decides from its packages'],
+      warnings: [],
+    };
+  }
+  const { ntpClient } = baseServices(base);
+  return {
+    notes: [],
+    warnings: ntpClient
+      ? []
+      : ['the base has no NTP client (chrony or systemd-timesyncd): nothing sets the nodes\' clocks, and k3s and Galera do not wait for a synchronized one. Install systemd-timesyncd in the base'],
+  };
 }
 
 /**
@@ -108,9 +144,6 @@ export function snapshotIsolationOption(base: BaseFacts | undefined): string | n
   return hasSnapshotIsolation(base.mariadbVersion) ? 'innodb_snapshot_isolation' : null;
 }
 
-/** A string as one shell word in single quotes. */
-export const shellQuote = (value: string): string => `'${value.replace(/'/g, `'\\''`)}'`;
-
 function sshContext(cluster: Cluster, node: ClusterNode) {
   const { ssh } = cluster.profile;
   const isRoot = ssh.user === 'root';
@@ -121,7 +154,22 @@ function sshContext(cluster: Cluster, node: ClusterNode) {
     // Root logs in with a key only; with another user named, root does not log in over SSH at all.
     permitRootLogin: isRoot ? 'prohibit-password' : 'no',
     createUser: !isRoot,
-    rootPasswordHash: ssh.rootPasswordHash ? shellQuote(ssh.rootPasswordHash) : null,
+    rootPasswordHash: ssh.rootPasswordHash ?? null,
+  };
+}
+
+function nameAndTimeContext(node: ClusterNode, base: BaseFacts | undefined) {
+  const { resolver, ntpClient } = baseServices(base);
+  return {
+    names: { dns: node.dns, resolvConf: node.dns.slice(0, 3), resolved: resolver === 'systemd-resolved', static: resolver === 'static' },
+    time: {
+      ntp: node.ntp,
+      chrony: ntpClient === 'chrony',
+      timesyncd: ntpClient === 'systemd-timesyncd',
+      // Waiting for a clock that no client sets would only delay every boot.
+      wait: ntpClient !== null,
+      waitSeconds: TIME_SYNC_WAIT_SECONDS,
+    },
   };
 }
 
@@ -138,6 +186,7 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
     network: networkContext(cluster),
     nodes: cluster.nodes.map((n) => ({ name: n.name, ip: n.ip })),
     ssh: sshContext(cluster, node),
+    ...nameAndTimeContext(node, base),
     storage: {
       enabled: storage.enabled,
       device: storage.device ?? null,

@@ -93,6 +93,13 @@ test('root-password sets the profile\'s hash, or locks root where there is none 
     await writeFile(path.join(fake, 'etc/group'), 'root:x:0:\n');
     // Armbian's root:1234.
     await writeFile(path.join(fake, 'etc/shadow'), 'root:$y$j9T$7V3ohPt0AWP9FnzR0.5P6.$uN5.DW8BGoK4Rs7gFm1/Vp3iG0uMw1W.YV1Vb3AAOn3:19000:0:99999:7:::\n', { mode: 0o600 });
+    const hash = path.join(b.nodeRoot('opz3-1-onder'), 'etc/netroot/root-password-hash');
+    if (name === 'opz3-ssh') {
+      const { statSync } = await import('node:fs');
+      assert.is(statSync(hash).mode & 0o777, 0o600, 'the hash is for root\'s eyes only');
+      await execa('mkdir', ['-p', path.join(fake, 'etc/netroot')]);
+      await writeFile(path.join(fake, 'etc/netroot/root-password-hash'), await readFile(hash));
+    } else assert.not.ok(existsSync(hash));
     const run = await execa(path.join(b.nodeRoot('opz3-1-onder'), 'usr/local/lib/netroot/root-password'), [fake], { reject: false });
     assert.is(run.exitCode, 0, run.stderr);
     assert.is((await read(path.join(fake, 'etc/shadow'))).split(':')[1], expected, name);
@@ -302,6 +309,48 @@ for (const profileName of PROFILES) {
         assert.is(await readlink(path.join(root, 'etc/systemd/system', unit)), '/dev/null', `${node.name}: ${unit} masked`);
       }
     }
+  });
+
+  test(`${profileName}: names through systemd-resolved (no base read: Armbian's), time from network.ntp through timesyncd; k3s and Galera after time-sync.target, bounded`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    for (const node of b.plan.cluster.nodes) {
+      const root = b.nodeRoot(node.name);
+      assert.match(await read(path.join(root, 'etc/systemd/resolved.conf.d/netroot.conf')), new RegExp(`^\\[Resolve\\]\nDNS=${node.dns.join(' ')}$`, 'm'));
+      assert.not.ok(existsSync(path.join(root, 'etc/resolv.conf')), 'resolved keeps the base\'s resolv.conf link');
+      assert.equal(node.ntp, profile.network.ntp ?? [node.gateway], 'network.ntp, else the gateway');
+      assert.match(await read(path.join(root, 'etc/systemd/timesyncd.conf.d/netroot.conf')), new RegExp(`^\\[Time\\]\nNTP=${node.ntp.join(' ')}$`, 'm'));
+      assert.match(await read(path.join(root, 'etc/systemd/system/systemd-time-wait-sync.service.d/netroot.conf')), /^TimeoutStartSec=90s$/m);
+      const { readlink } = await import('node:fs/promises');
+      assert.is(await readlink(path.join(root, 'etc/systemd/system/sysinit.target.wants/systemd-time-wait-sync.service')), '/lib/systemd/system/systemd-time-wait-sync.service');
+      const k3s = await read(path.join(root, 'etc/systemd/system', node.isServer ? 'k3s.service' : 'k3s-agent.service'));
+      assert.ok(/^After=(.*)$/m.exec(k3s)![1]!.split(' ').includes('time-sync.target'), `${node.name}: k3s after time-sync.target`);
+      if (node.isServer) assert.match(await read(path.join(root, 'etc/systemd/system/mariadb.service.d/netroot-time-sync.conf')), /^After=time-sync\.target$/m);
+    }
+  });
+
+  test(`${profileName}: a base without systemd-resolved gets a static resolv.conf; with chrony, chrony's sources; without an NTP client, no wait`, async () => {
+    const b = get();
+    const { planCluster } = await import('../../src/plan/plan.js');
+    const { baseNotes } = await import('../../src/plan/context.js');
+    const file = (plan: ReturnType<typeof planCluster>, node: string, p: string) => plan.nodes.find((n) => n.node.name === node)!.files.find((f) => f.path === p);
+    const facts = { mariadbVersion: '1:10.11.6-0+deb12u1', systemdResolved: false, chrony: true, timesyncd: false };
+    const chrony = planCluster(b.plan.cluster, b.secrets.secrets, b.overlays, b.secrets.identities, facts);
+    for (const node of b.plan.cluster.nodes) {
+      const resolv = file(chrony, node.name, 'etc/resolv.conf')!.content!.toString();
+      assert.equal(resolv.split('\n').filter((l) => l.startsWith('nameserver ')), node.dns.slice(0, 3).map((d) => `nameserver ${d}`));
+      assert.is(file(chrony, node.name, 'etc/systemd/resolved.conf.d/netroot.conf'), undefined);
+      const sources = file(chrony, node.name, 'etc/chrony/sources.d/netroot.sources')!.content!.toString();
+      assert.equal(sources.split('\n').filter((l) => l && !l.startsWith('#')), node.ntp.map((n) => `server ${n} iburst`));
+      assert.is(file(chrony, node.name, 'etc/systemd/timesyncd.conf.d/netroot.conf'), undefined);
+      assert.ok(file(chrony, node.name, 'etc/systemd/system/sysinit.target.wants/systemd-time-wait-sync.service'));
+    }
+    const none = planCluster(b.plan.cluster, b.secrets.secrets, b.overlays, b.secrets.identities, { ...facts, chrony: false });
+    for (const node of b.plan.cluster.nodes) {
+      assert.is(file(none, node.name, 'etc/systemd/system/sysinit.target.wants/systemd-time-wait-sync.service'), undefined, 'no wait for a clock nothing sets');
+    }
+    assert.match(baseNotes({ ...facts, chrony: false }).warnings[0]!, 'the base has no NTP client');
+    assert.match(baseNotes(undefined).notes[0]!, 'assumed Armbian\'s systemd-resolved');
   });
 
   test(`${profileName}: Longhorn manifest is a HelmChart with the deletion policy and Longhorn as default class`, async () => {
