@@ -65,7 +65,14 @@ export async function prepare(options: CommonOptions): Promise<Prepared> {
   // The cluster's secrets, wherever the profile lives; a file beside the profile (the old place) is read once and moved over.
   const secretsFile = options.secrets ? path.resolve(cwd, options.secrets) : clusterSecretsFile(loaded.cluster.name, env);
   const fallback = options.secrets ? [] : legacySecretsFiles(loaded.file, loaded.cluster.name);
-  const secrets = await loadSecrets({ file: secretsFile, fallback, env, cwd, nodes: loaded.cluster.nodes.map((n) => n.name) });
+  const secrets = await loadSecrets({
+    file: secretsFile,
+    fallback,
+    env,
+    cwd,
+    nodes: loaded.cluster.nodes.map((n) => n.name),
+    tls: { cluster: loaded.cluster.name, vip: loaded.cluster.profile.network.vip, servers: loaded.cluster.servers.map((s) => ({ name: s.name, ip: s.ip })) },
+  });
   const overlays = await loadOverlays(options.overlays ? path.resolve(cwd, options.overlays) : BUNDLED_OVERLAYS_DIR);
   const plan = planCluster(loaded.cluster, secrets.secrets, overlays, secrets.identities);
   return { loaded, secrets, secretsFile, overlays, plan, warnings: clusterWarnings(loaded.cluster) };

@@ -12,6 +12,8 @@ import { intToIp, netmask } from '../profile/ipv4.js';
 
 export const LOCAL_STORAGE_MOUNT = '/var/lib/netroot/local';
 export const LOCAL_STORAGE_IMAGE = '/var/lib/netroot/local-storage.ext4';
+/** A server's TLS files: the cluster CA, its certificate and key (read by MariaDB, Galera, stunnel and k3s). */
+export const TLS_DIR = '/etc/mysql/netroot-tls';
 /** k3s needs the memory cgroup; Armbian adds it through a boot script that PXE never runs. */
 export const K3S_KERNEL_ARGS = ['cgroup_enable=memory', 'cgroup_memory=1'];
 
@@ -246,6 +248,17 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
       },
     };
     context.mariadb = { rootPassword: secrets.mariadbRootPassword };
+    // Without an identity (a plan made without secrets) there is no certificate: no TLS files and no TLS settings.
+    context.tls = identity?.tls
+      ? {
+          ca: identity.tls.ca.trimEnd(),
+          cert: identity.tls.cert.trimEnd(),
+          key: identity.tls.key.trimEnd(),
+          caFile: `${TLS_DIR}/ca.pem`,
+          certFile: `${TLS_DIR}/server.pem`,
+          keyFile: `${TLS_DIR}/server-key.pem`,
+        }
+      : null;
     context.k3s = {
       ...k3sCommon,
       token: secrets.k3sToken,

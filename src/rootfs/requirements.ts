@@ -12,8 +12,9 @@ export function requiredPackages(cluster: Cluster): { all: string[]; servers: st
   const { profile } = cluster;
   const all = ['nfs-common', 'e2fsprogs', ...(profile.longhorn.enabled ? ['open-iscsi'] : [])];
   const sst = profile.galera.sstMethod === 'mariabackup' ? 'mariadb-backup' : 'rsync';
-  // python3 runs the Galera recovery decision and exchange (galera-recovery).
-  const servers = cluster.servers.length ? ['keepalived', 'mariadb-server', 'galera-4', 'python3', sst] : [];
+  // python3 runs the Galera recovery decision and exchange (galera-recovery); stunnel4 encrypts
+  // rsync state transfers (wsrep_sst_rsync refuses an unencrypted one once TLS is configured).
+  const servers = cluster.servers.length ? ['keepalived', 'mariadb-server', 'galera-4', 'python3', sst, ...(sst === 'rsync' ? ['stunnel4'] : [])] : [];
   return { all, servers };
 }
 

@@ -184,7 +184,47 @@ for (const profileName of PROFILES) {
       assert.is(options.get('wsrep-sync-wait'), '7');
       // An overlay-only build does not know the base's MariaDB: loose- is ignored where the option does not exist.
       assert.is(options.get('innodb-snapshot-isolation'), 'FALSE');
+      // TLS for clients (k3s) and for Galera's group communication and IST.
+      assert.is(options.get('ssl-ca'), '/etc/mysql/netroot-tls/ca.pem');
+      assert.is(options.get('ssl-cert'), '/etc/mysql/netroot-tls/server.pem');
+      assert.is(options.get('ssl-key'), '/etc/mysql/netroot-tls/server-key.pem');
+      assert.is(options.get('wsrep-provider-options'), 'socket.ssl_ca=/etc/mysql/netroot-tls/ca.pem;socket.ssl_cert=/etc/mysql/netroot-tls/server.pem;socket.ssl_key=/etc/mysql/netroot-tls/server-key.pem');
     }
+  });
+
+  test(`${profileName}: TLS: every server's certificate verifies against the cluster CA and names its IP and the VIP; the key matches; state transfers and the k3s user require it`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    const cas = new Set<string>();
+    for (const server of b.plan.cluster.servers) {
+      const dir = path.join(b.nodeRoot(server.name), 'etc/mysql/netroot-tls');
+      cas.add(await read(path.join(dir, 'ca.pem')));
+      const verify = await execa('openssl', ['verify', '-CAfile', path.join(dir, 'ca.pem'), path.join(dir, 'server.pem')], { reject: false });
+      assert.is(verify.exitCode, 0, `${server.name}: ${verify.stdout} ${verify.stderr}`);
+      const text = (await execa('openssl', ['x509', '-noout', '-ext', 'subjectAltName', '-in', path.join(dir, 'server.pem')])).stdout;
+      assert.match(text, `IP Address:${server.ip}`);
+      assert.match(text, `IP Address:${profile.network.vip}`);
+      // The key is the certificate's, and only its owner reads it.
+      const pub = async (args: string[]) => (await execa('openssl', args)).stdout;
+      assert.is(await pub(['pkey', '-pubout', '-in', path.join(dir, 'server-key.pem')]), await pub(['x509', '-noout', '-pubkey', '-in', path.join(dir, 'server.pem')]));
+      const { statSync } = await import('node:fs');
+      assert.is(statSync(path.join(dir, 'server-key.pem')).mode & 0o777, 0o600);
+      // wsrep_sst_rsync reads [sst] tca/tcert/tkey and ssl-mode: VERIFY_CA makes it use stunnel or refuse.
+      const cnf = await read(path.join(b.nodeRoot(server.name), 'etc/mysql/mariadb.conf.d/72-netroot-tls.cnf'));
+      const sst = cnf.split(/^\[sst\]$/m)[1]!;
+      for (const line of ['tca=/etc/mysql/netroot-tls/ca.pem', 'tcert=/etc/mysql/netroot-tls/server.pem', 'tkey=/etc/mysql/netroot-tls/server-key.pem', 'ssl-mode=VERIFY_CA']) assert.match(sst, new RegExp(`^${line}$`, 'm'));
+      const sql = await read(path.join(b.nodeRoot(server.name), 'etc/netroot/k3s-datastore.sql'));
+      assert.match(sql, new RegExp(`^CREATE USER IF NOT EXISTS '${profile.k3s.user}'@'%' IDENTIFIED BY '[^']+' REQUIRE SSL;$`, 'm'));
+      assert.match(sql, new RegExp(`^ALTER USER '${profile.k3s.user}'@'%' IDENTIFIED BY '[^']+' REQUIRE SSL;$`, 'm'));
+      const dropIn = await read(path.join(b.nodeRoot(server.name), 'etc/systemd/system/mariadb.service.d/netroot-tls.conf'));
+      assert.match(dropIn, /^ExecStartPre=\+\/bin\/chown mysql:mysql \/etc\/mysql\/netroot-tls\/server-key\.pem$/m);
+    }
+    assert.is(cas.size, 1, 'one CA for the cluster');
+    for (const agent of b.plan.cluster.agents) assert.not.ok(existsSync(path.join(b.nodeRoot(agent.name), 'etc/mysql/netroot-tls')));
+    // The wsrep_sst_rsync of this machine's MariaDB reads those names.
+    const script = await read('/usr/bin/wsrep_sst_common');
+    for (const name of ["'tca'", "'tcert'", "'tkey'"]) assert.ok(script.includes(name), name);
+    assert.match(await read('/usr/bin/wsrep_sst_rsync'), "'ssl-mode'");
   });
 
   test(`${profileName}: the mariadb client reads the k3s datastore credentials`, async () => {
@@ -247,7 +287,7 @@ for (const profileName of PROFILES) {
     const { profile } = b.plan.cluster;
     const vip = profile.network.vip;
     const serverConfigs = [];
-    const knownServerKeys = ['token', 'agent-token', 'datastore-endpoint', 'tls-san', 'node-name', 'node-ip', 'flannel-iface', 'write-kubeconfig-mode', 'disable'];
+    const knownServerKeys = ['token', 'agent-token', 'datastore-endpoint', 'datastore-cafile', 'tls-san', 'node-name', 'node-ip', 'flannel-iface', 'write-kubeconfig-mode', 'disable'];
     for (const server of b.plan.cluster.servers) {
       const config = parse(await read(path.join(b.nodeRoot(server.name), 'etc/rancher/k3s/config.yaml')));
       for (const key of Object.keys(config)) assert.ok(knownServerKeys.includes(key), `unexpected k3s server key ${key}`);
@@ -257,6 +297,7 @@ for (const profileName of PROFILES) {
       assert.is(config['node-name'], server.name);
       assert.is(config.token, b.secrets.secrets.k3sToken);
       assert.is(config['agent-token'], b.secrets.secrets.k3sAgentToken);
+      assert.is(config['datastore-cafile'], '/etc/mysql/netroot-tls/ca.pem');
       assert.ok(config.disable.includes('local-storage'), 'local-path is not a second default StorageClass');
       serverConfigs.push(config);
     }

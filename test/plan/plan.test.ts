@@ -112,7 +112,7 @@ test('roles decide the files: servers get keepalived, Galera, the bootstrap deci
 
 test('declared modes: secret-bearing files are 0600, scripts 0755, machine-id 0444 as systemd makes it, the rest 0644, all owned by 0:0', async () => {
   const { plan, secrets } = await prepare(options());
-  const hostKeys = Object.values(secrets.identities).flatMap((i) => Object.values(i.sshHostKeys).map((k) => k.trim()));
+  const hostKeys = Object.values(secrets.identities).flatMap((i) => [...Object.values(i.sshHostKeys), ...(i.tls ? [i.tls.key] : [])].map((k) => k.trim()));
   const values = [...Object.values(secrets.secrets), ...hostKeys];
   for (const { files } of plan.nodes) {
     for (const f of files.filter((x) => x.type === 'file')) {

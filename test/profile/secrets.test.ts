@@ -184,4 +184,24 @@ Secrets('a partial secrets file is completed and the file keeps what it had', as
   assert.is((await stat(file)).mode & 0o777, 0o600);
 });
 
+Secrets('TLS: a CA and a certificate per server are kept with the secrets (0600) and reused; a server whose IP changes gets a new one, the others keep theirs', async () => {
+  const { file, options } = await setup();
+  const servers = [{ name: 'a', ip: '192.0.2.61' }, { name: 'b', ip: '192.0.2.62' }];
+  const tls = (list: typeof servers) => ({ ...options(), nodes: list.map((s) => s.name), tls: { cluster: 'opz3', vip: '192.0.2.50', servers: list } });
+  const first = await loadSecrets(tls(servers));
+  assert.equal(first.generated.filter((g) => g.includes('TLS')), ['cluster TLS CA', 'node a TLS certificate', 'node b TLS certificate']);
+  await first.save();
+  assert.is((await stat(file)).mode & 0o777, 0o600);
+  const saved = parse(await readFile(file, 'utf8'));
+  assert.match(saved.clusterCa.key, /^-----BEGIN PRIVATE KEY-----/);
+  const second = await loadSecrets(tls(servers));
+  assert.equal(second.generated, []);
+  assert.is(second.identities.a!.tls!.cert, first.identities.a!.tls!.cert, 'a rebuild keeps the certificates');
+  const moved = await loadSecrets(tls([servers[0]!, { name: 'b', ip: '192.0.2.72' }]));
+  assert.equal(moved.generated, ['node b TLS certificate']);
+  assert.is(moved.identities.a!.tls!.cert, first.identities.a!.tls!.cert);
+  assert.is.not(moved.identities.b!.tls!.cert, first.identities.b!.tls!.cert);
+  assert.is(moved.identities.b!.tls!.ca, first.identities.a!.tls!.ca, 'signed by the same CA');
+});
+
 Secrets.run();
