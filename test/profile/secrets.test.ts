@@ -202,6 +202,14 @@ Secrets('TLS: a CA and a certificate per server are kept with the secrets (0600)
   assert.is(moved.identities.a!.tls!.cert, first.identities.a!.tls!.cert);
   assert.is.not(moved.identities.b!.tls!.cert, first.identities.b!.tls!.cert);
   assert.is(moved.identities.b!.tls!.ca, first.identities.a!.tls!.ca, 'signed by the same CA');
+  // A lost secrets file means a new CA: a rebuild over the old output names it.
+  const { fingerprint, secretChanges } = await import('../../src/profile/store.js');
+  const recorded = fingerprint(first.secrets, first.identities, ['a', 'b']);
+  assert.equal(secretChanges(recorded, second.secrets, second.identities), []);
+  const other = await loadSecrets({ ...tls(servers), file: path.join(path.dirname(file), 'other.secrets.yaml') });
+  const changes = secretChanges(recorded, first.secrets, { a: { ...first.identities.a!, tls: other.identities.a!.tls! }, b: first.identities.b! });
+  assert.equal(changes.length, 1);
+  assert.match(changes[0]!, "the cluster's TLS CA (servers a)");
 });
 
 Secrets.run();
