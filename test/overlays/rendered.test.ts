@@ -32,7 +32,8 @@ test.before(async () => {
     path.join(sshDir, 'opz3-ssh.yaml'),
     `extends: ${path.resolve('profiles/opz3.yaml')}\ncluster: { name: opz3-ssh }\n` +
       `ssh: { user: admin, authorizedKeys: ["${CLUSTER_KEY}"], rootPasswordHash: '${ROOT_HASH}' }\n` +
-      `nodes:\n  - { name: opz3-2-midden, ssh: { authorizedKeys: ["${NODE_KEY}", "${CLUSTER_KEY}"] } }\n`,
+      `network: { ntp: [ntp.example.org, 192.0.2.5] }\n` +
+      `nodes:\n  - { name: opz3-2-midden, ssh: { authorizedKeys: ["${NODE_KEY}", "${CLUSTER_KEY}"] }, network: { ntp: [192.0.2.6], dns: [192.0.2.7] } }\n`,
   );
   builds.set('opz3-ssh', await buildToTemp('opz3-ssh', { profilesDir: sshDir }));
   hostKey = path.join(sshDir, 'host_key');
@@ -81,6 +82,16 @@ test('opz3 with SSH keys for admin: sshd takes the keys for admin only, root doe
     await execa('systemd-sysusers', [`--root=${fake}`, path.join(root, 'etc/sysusers.d/netroot-ssh.conf')]);
     assert.match(await read(path.join(fake, 'etc/passwd')), /^admin:x:\d+:\d+:netroot admin:\/home\/admin:\/bin\/bash$/m);
     assert.match(await read(path.join(fake, 'etc/group')), /^sudo:x:27:admin$/m);
+  }
+});
+
+test('network.ntp and a node\'s own ntp and dns reach timesyncd and resolved', async () => {
+  const b = builds.get('opz3-ssh')!;
+  for (const node of b.plan.cluster.nodes) {
+    const own = node.name === 'opz3-2-midden';
+    assert.match(await read(path.join(b.nodeRoot(node.name), 'etc/systemd/timesyncd.conf.d/netroot.conf')), new RegExp(`^NTP=${own ? '192\\.0\\.2\\.6' : 'ntp\\.example\\.org 192\\.0\\.2\\.5'}$`, 'm'));
+    const dns = own ? '192.0.2.7' : b.plan.cluster.profile.network.dns.join(' ');
+    assert.match(await read(path.join(b.nodeRoot(node.name), 'etc/systemd/resolved.conf.d/netroot.conf')), new RegExp(`^DNS=${dns.replace(/\./g, '\\.')}$`, 'm'));
   }
 });
 
