@@ -20,10 +20,11 @@ import { debootstrapCachePath, parseDebootstrapSpec } from './rootfs/debootstrap
 import { rememberedDigest } from './rootfs/cache.js';
 import { hasNetbootCopy, netbootBase, netbootIdentity } from './rootfs/netboot.js';
 import { nodeKey, readState } from './emit/state.js';
-import { bootFiles } from './plan/context.js';
+import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
 import { directoryIdentity, isRoot, type BaseIndex } from './rootfs/base.js';
 import { existsSync } from 'node:fs';
 import { allRequiredPackages, checkBase } from './rootfs/requirements.js';
+import { clusterWarnings } from './profile/rules.js';
 import { clusterFile, K3S_PATH, planBootFiles } from './rootfs/boot-files.js';
 import { defaultCacheDir } from './rootfs/base.js';
 import { epochFromEnv, resolveFormats } from './rootfs/artifact.js';
@@ -52,6 +53,8 @@ export interface Prepared {
   overlays: OverlaySet;
   /** Planned without a base: files that depend on the base's packages are re-planned once it is read. */
   plan: BuildPlan;
+  /** What the profile allows but the user should hear about (no SSH keys, …). */
+  warnings: string[];
 }
 
 /** Everything up to a full plan, with nothing written: this is also `validate`. */
@@ -62,10 +65,17 @@ export async function prepare(options: CommonOptions): Promise<Prepared> {
   // The cluster's secrets, wherever the profile lives; a file beside the profile (the old place) is read once and moved over.
   const secretsFile = options.secrets ? path.resolve(cwd, options.secrets) : clusterSecretsFile(loaded.cluster.name, env);
   const fallback = options.secrets ? [] : legacySecretsFiles(loaded.file, loaded.cluster.name);
-  const secrets = await loadSecrets({ file: secretsFile, fallback, env, cwd, nodes: loaded.cluster.nodes.map((n) => n.name) });
+  const secrets = await loadSecrets({
+    file: secretsFile,
+    fallback,
+    env,
+    cwd,
+    nodes: loaded.cluster.nodes.map((n) => n.name),
+    tls: { cluster: loaded.cluster.name, vip: loaded.cluster.profile.network.vip, servers: loaded.cluster.servers.map((s) => ({ name: s.name, ip: s.ip })) },
+  });
   const overlays = await loadOverlays(options.overlays ? path.resolve(cwd, options.overlays) : BUNDLED_OVERLAYS_DIR);
   const plan = planCluster(loaded.cluster, secrets.secrets, overlays, secrets.identities);
-  return { loaded, secrets, secretsFile, overlays, plan };
+  return { loaded, secrets, secretsFile, overlays, plan, warnings: clusterWarnings(loaded.cluster) };
 }
 
 export interface BuildOptions extends CommonOptions {
@@ -106,6 +116,10 @@ export interface BuildResult {
   k3s?: { path: string; sha256: string; source: string };
   formats: OutputFormat[];
   artifacts?: { name: string; sha256: string; bytes: number }[];
+  /** Things the build did not refuse but the user should know. */
+  warnings: string[];
+  /** What the rendered files assumed (e.g. of a base that was not read). */
+  notes: string[];
 }
 
 export function parseCompress(value: string | undefined): ('gz' | 'zst')[] | undefined {
@@ -145,6 +159,8 @@ interface RootfsPrepared {
   reuseBootFiles?: { dir: string; paths: string[] };
   facts: NonNullable<BuildResult['base']>;
   k3s: NonNullable<BuildResult['k3s']>;
+  /** What the rendered files assumed of the base, or what it lacks. */
+  notes: { notes: string[]; warnings: string[] };
 }
 
 /**
@@ -169,7 +185,11 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   let sourceId = quick && hasNetbootCopy(cacheDir, quick) ? netbootIdentity(quick) : quick;
   const sameBase = sourceId !== undefined && prevState !== undefined && prevState.baseIdentity.startsWith(`${sourceId}|`);
   let arch = sameBase ? prevState.arch : undefined;
-  let mariadbVersion = sameBase ? prevState.mariadbVersion : undefined;
+  // What rendered files depend on in the base; a state that lacks any of it means reading the base again.
+  const recorded = sameBase && prevState.mariadbVersion !== undefined && prevState.systemdResolved !== undefined && prevState.chrony !== undefined && prevState.timesyncd !== undefined;
+  let facts: BaseFacts | undefined = recorded
+    ? { mariadbVersion: prevState.mariadbVersion!, systemdResolved: prevState.systemdResolved!, chrony: prevState.chrony!, timesyncd: prevState.timesyncd! }
+    : undefined;
   let base: BaseIndex | undefined;
   let regenerated: 'now' | 'cached' | undefined;
   const readBase = async (): Promise<BaseIndex> => {
@@ -179,7 +199,9 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     const identity = source.kind === 'directory' ? quick!.slice('directory:'.length) : undefined;
     const opened = await openBaseSource(source, { cacheDir, packages, log, ...(identity ? { identity } : {}) });
     reading.finish(`${opened.entries.length} entries`);
-    ({ arch, mariadbVersion } = await checkBase(opened, cluster));
+    const checked = await checkBase(opened, cluster);
+    arch = checked.arch;
+    facts = { mariadbVersion: checked.mariadbVersion, systemdResolved: checked.systemdResolved, chrony: checked.chrony, timesyncd: checked.timesyncd };
     // A debootstrap base's identity is known once it is built.
     const plain = quick ?? (await quickIdentity(source, cacheDir, packages))!;
     const netboot = await netbootBase(opened, cluster, { cacheDir, identity: plain, arch, log });
@@ -188,8 +210,9 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     if (netboot.regenerated) regenerated = netboot.regenerated;
     return base;
   };
-  if (!arch || mariadbVersion === undefined) await readBase();
-  const plan = planCluster(cluster, prepared.secrets.secrets, prepared.overlays, prepared.secrets.identities, { mariadbVersion: mariadbVersion ?? null });
+  if (!arch || !facts) await readBase();
+  const baseFacts = facts!;
+  const plan = planCluster(cluster, prepared.secrets.secrets, prepared.overlays, prepared.secrets.identities, baseFacts);
 
   const profileDir = path.dirname(prepared.loaded.file);
   const given = options.k3sBinary ? path.resolve(options.cwd ?? process.cwd(), options.k3sBinary) : profile.k3s.binary ? path.resolve(profileDir, profile.k3s.binary) : undefined;
@@ -231,7 +254,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     cacheDir,
     baseIdentity,
     arch: arch!,
-    mariadbVersion: mariadbVersion ?? null,
+    ...baseFacts,
     nodeKeys,
     ...(prevState ? { previous: { dir: clusterDir, state: prevState } } : {}),
   };
@@ -244,6 +267,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
       reuseBootFiles: { dir: clusterDir, paths: neededBoot },
       facts: { source: spec, kind: source.kind, arch: arch!, entries: 0, reused: true },
       k3s: k3sFacts,
+      notes: baseNotes(baseFacts),
     };
   }
   const index = await readBase();
@@ -259,6 +283,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     bootFiles: boot,
     facts: { source: spec, kind: source.kind, arch: arch!, entries: index.entries.length, reused: false, ...(regenerated ? { initrdRegenerated: regenerated } : {}) },
     k3s: k3sFacts,
+    notes: baseNotes(baseFacts),
   };
 }
 
@@ -303,6 +328,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     ...(saved && secrets.migratedFrom ? { secretsMigrated: { from: displayPath(secrets.migratedFrom, cwd), to: displayPath(saved, cwd) } } : {}),
     secretsFile: displayPath(secretsFile, cwd),
     formats: rootfs?.inputs.formats ?? [],
+    warnings: [...prepared.warnings, ...(rootfs ?? { notes: baseNotes(undefined) }).notes.warnings],
+    notes: (rootfs ?? { notes: baseNotes(undefined) }).notes.notes,
     ...(rootfs ? { base: rootfs.facts, k3s: rootfs.k3s } : {}),
     ...(artifacts ? { artifacts } : {}),
     ...(emitted.rootfs ? { reused: emitted.rootfs.reused, rebuilt: emitted.rootfs.rebuilt } : {}),

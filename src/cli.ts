@@ -93,11 +93,13 @@ export async function main(args: string[]): Promise<void> {
           reporter: defaultReporter({ json: argv.json }),
         });
         if (argv.json) return out(JSON.stringify(result, null, 2));
+        for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
         const servers = result.nodes.filter((n) => n.roles.includes('server')).length;
         out(`built ${result.dir}: ${result.nodes.length} nodes (${servers} servers, ${result.nodes.length - servers} agent${result.nodes.length - servers === 1 ? '' : 's'}), ${result.files} files`);
         if (result.base?.initrdRegenerated) out(`the base's initrd could not mount an NFS root: ${result.base.initrdRegenerated === 'now' ? 'regenerated it with MODULES=netboot in a copy of the base (cached)' : 'using the copy of the base regenerated with MODULES=netboot earlier'}`);
         if (result.base) out(`base ${result.base.source} (${result.base.kind}, ${result.base.arch}, ${result.base.entries} entries); k3s ${result.k3s!.source === 'given' ? result.k3s!.path : `${result.k3s!.source}, sha256 ${result.k3s!.sha256.slice(0, 12)}…`}; wrote ${result.formats.join(' and ')}${result.reused?.length ? `; ${result.reused.length} node(s) unchanged since the last build` : ''}`);
         if (result.secretsMigrated) out(`copied the cluster's secrets from ${result.secretsMigrated.from} to ${result.secretsMigrated.to}, where every profile of this cluster finds them; the old file is no longer read`);
+        for (const note of result.notes) out(note);
         if (result.secretsCreated) out(`generated the cluster's secrets in ${result.secretsCreated} (mode 0600): keep it, back it up, never commit it`);
       },
     )
@@ -106,7 +108,9 @@ export async function main(args: string[]): Promise<void> {
       'Check a profile and render every file in memory; writes nothing',
       (y) => common(y),
       async (argv) => {
-        const { loaded, plan } = await prepare(commonOptions(argv));
+        const { loaded, plan, warnings } = await prepare(commonOptions(argv));
+        for (const warning of warnings) process.stderr.write(`warning: ${warning}
+`);
         out(`${loaded.name}: valid, cluster ${plan.cluster.name} (${plan.nodes.length} nodes, ${plan.cluster.servers.length} servers)`);
       },
     )

@@ -33,6 +33,10 @@ export interface RootfsInputs {
   arch: string;
   /** The base's mariadb-server version (rendered files depend on it); null without one. */
   mariadbVersion: string | null;
+  /** The base's resolver and NTP client (rendered files depend on them). */
+  systemdResolved: boolean;
+  chrony: boolean;
+  timesyncd: boolean;
   /** Per node, the key of its inputs (see state.ts). */
   nodeKeys: Map<string, string>;
   /** The base; absent when every node is reused from the previous build. */

@@ -27,6 +27,10 @@ export interface BuildState {
   arch: string;
   /** The base's mariadb-server version; absent in a state written before it was recorded. */
   mariadbVersion?: string | null;
+  /** Which resolver and NTP client the base has; absent in a state written before they were recorded. */
+  systemdResolved?: boolean;
+  chrony?: boolean;
+  timesyncd?: boolean;
   formats: string[];
   sourceDateEpoch: number;
   /** Per node: the key of its inputs, and the artifact files made from them. */

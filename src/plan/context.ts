@@ -12,6 +12,8 @@ import { intToIp, netmask } from '../profile/ipv4.js';
 
 export const LOCAL_STORAGE_MOUNT = '/var/lib/netroot/local';
 export const LOCAL_STORAGE_IMAGE = '/var/lib/netroot/local-storage.ext4';
+/** A server's TLS files: the cluster CA, its certificate and key (read by MariaDB, Galera, stunnel and k3s). */
+export const TLS_DIR = '/etc/mysql/netroot-tls';
 /** k3s needs the memory cgroup; Armbian adds it through a boot script that PXE never runs. */
 export const K3S_KERNEL_ARGS = ['cgroup_enable=memory', 'cgroup_memory=1'];
 
@@ -40,6 +42,8 @@ export function kernelArgs(cluster: Cluster, node: ClusterNode): string[] {
     'rootwait',
     `console=${node.board.console}`,
     ...K3S_KERNEL_ARGS.filter((a) => !node.board.append.includes(a)),
+    // Reboot after a panic: a panicked board with nobody at it would stay down (board.append may set its own).
+    ...(node.board.append.some((a) => a.startsWith('panic=')) ? [] : [`panic=${node.board.panic}`]),
     ...node.board.append,
   ];
 }
@@ -76,6 +80,42 @@ function identityContext(identity: NodeIdentity) {
 export interface BaseFacts {
   /** Debian version of the base's mariadb-server package; null when the base has none. */
   mariadbVersion: string | null;
+  /** The base has systemd-resolved (Armbian does): names are set in its drop-in, not in a static resolv.conf. */
+  systemdResolved: boolean;
+  /** The base has chrony, which then sets the clock; else systemd-timesyncd where it has that. */
+  chrony: boolean;
+  timesyncd: boolean;
+}
+
+/** How long a node waits at boot for its clock before k3s and MariaDB start anyway (systemd-time-wait-sync). */
+export const TIME_SYNC_WAIT_SECONDS = 90;
+
+/**
+ * How a node resolves names and sets its clock, decided from the base's packages. Without a base
+ * (an overlay-only build), Armbian's: systemd-resolved and systemd-timesyncd.
+ */
+export function baseServices(base: BaseFacts | undefined): { resolver: 'systemd-resolved' | 'static'; ntpClient: 'chrony' | 'systemd-timesyncd' | null } {
+  return {
+    resolver: !base || base.systemdResolved ? 'systemd-resolved' : 'static',
+    ntpClient: !base ? 'systemd-timesyncd' : base.chrony ? 'chrony' : base.timesyncd ? 'systemd-timesyncd' : null,
+  };
+}
+
+/** What the summary says about those decisions: assumptions (notes) and what the base lacks (warnings). */
+export function baseNotes(base: BaseFacts | undefined): { notes: string[]; warnings: string[] } {
+  if (!base) {
+    return {
+      notes: ['no base was read: assumed Armbian\'s systemd-resolved (names in /etc/systemd/resolved.conf.d) and systemd-timesyncd; a build with a base decides from its packages'],
+      warnings: [],
+    };
+  }
+  const { ntpClient } = baseServices(base);
+  return {
+    notes: [],
+    warnings: ntpClient
+      ? []
+      : ['the base has no NTP client (chrony or systemd-timesyncd): nothing sets the nodes\' clocks, and k3s and Galera do not wait for a synchronized one. Install systemd-timesyncd in the base'],
+  };
 }
 
 /**
@@ -106,6 +146,35 @@ export function snapshotIsolationOption(base: BaseFacts | undefined): string | n
   return hasSnapshotIsolation(base.mariadbVersion) ? 'innodb_snapshot_isolation' : null;
 }
 
+function sshContext(cluster: Cluster, node: ClusterNode) {
+  const { ssh } = cluster.profile;
+  const isRoot = ssh.user === 'root';
+  return {
+    user: ssh.user,
+    authorizedKeys: node.authorizedKeys,
+    hasKeys: node.authorizedKeys.length > 0,
+    // Root logs in with a key only; with another user named, root does not log in over SSH at all.
+    permitRootLogin: isRoot ? 'prohibit-password' : 'no',
+    createUser: !isRoot,
+    rootPasswordHash: ssh.rootPasswordHash ?? null,
+  };
+}
+
+function nameAndTimeContext(node: ClusterNode, base: BaseFacts | undefined) {
+  const { resolver, ntpClient } = baseServices(base);
+  return {
+    names: { dns: node.dns, resolvConf: node.dns.slice(0, 3), resolved: resolver === 'systemd-resolved', static: resolver === 'static' },
+    time: {
+      ntp: node.ntp,
+      chrony: ntpClient === 'chrony',
+      timesyncd: ntpClient === 'systemd-timesyncd',
+      // Waiting for a clock that no client sets would only delay every boot.
+      wait: ntpClient !== null,
+      waitSeconds: TIME_SYNC_WAIT_SECONDS,
+    },
+  };
+}
+
 /** One attempt of the recovery decision (a try of mariadb.service's start); MariaDB tries again after it. */
 export const GALERA_RECOVERY_ATTEMPT_SECONDS = 600;
 
@@ -118,6 +187,8 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
     node: { name: node.name, ip: node.ip, mac: node.mac, interface: node.interface, gateway: node.gateway, dns: node.dns, isServer: node.isServer, roles: node.roles },
     network: networkContext(cluster),
     nodes: cluster.nodes.map((n) => ({ name: n.name, ip: n.ip })),
+    ssh: sshContext(cluster, node),
+    ...nameAndTimeContext(node, base),
     storage: {
       enabled: storage.enabled,
       device: storage.device ?? null,
@@ -126,7 +197,13 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
       imagePath: LOCAL_STORAGE_IMAGE,
       mountPoint: LOCAL_STORAGE_MOUNT,
       description: storage.device ? `device ${storage.device}` : `a ${storage.imageSize} image file on the node's export`,
-      directories: longhornOn ? ['rancher', 'longhorn'] : ['rancher'],
+      directories: [...(longhornOn ? ['rancher', 'longhorn'] : ['rancher']), 'log-pods', 'log-containers'],
+      // What k3s must not start without: on NFS, containerd and Longhorn fail and container logs cross the network.
+      k3sMounts: [
+        '/var/lib/rancher',
+        ...(longhornOn ? ['/var/lib/longhorn'] : []),
+        ...(storage.enabled ? ['/var/log/pods', '/var/log/containers'] : []),
+      ].join(' '),
     },
     longhorn: {
       enabled: longhornOn,
@@ -138,7 +215,7 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
   };
   // Without an identity (a plan made without secrets), templates that need one fail by name.
   if (identity) context.identity = identityContext(identity);
-  const k3sCommon = { version: profile.k3s.version, token: secrets.k3sToken };
+  const k3sCommon = { version: profile.k3s.version };
   if (node.isServer) {
     const others = cluster.servers.filter((s) => s.name !== node.name);
     context.keepalived = {
@@ -171,8 +248,22 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
       },
     };
     context.mariadb = { rootPassword: secrets.mariadbRootPassword };
+    // Without an identity (a plan made without secrets) there is no certificate: no TLS files and no TLS settings.
+    context.tls = identity?.tls
+      ? {
+          ca: identity.tls.ca.trimEnd(),
+          cert: identity.tls.cert.trimEnd(),
+          key: identity.tls.key.trimEnd(),
+          caFile: `${TLS_DIR}/ca.pem`,
+          certFile: `${TLS_DIR}/server.pem`,
+          keyFile: `${TLS_DIR}/server-key.pem`,
+        }
+      : null;
     context.k3s = {
       ...k3sCommon,
+      token: secrets.k3sToken,
+      // Agents join with this one; a stolen agent's files never hold the server token (which reads the datastore's secrets).
+      agentToken: secrets.k3sAgentToken,
       database: profile.k3s.database,
       user: profile.k3s.user,
       databasePassword: secrets.k3sDatabasePassword,
@@ -182,7 +273,7 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
       disable: [...new Set([...(longhornOn ? ['local-storage'] : []), ...profile.k3s.disable])],
     };
   } else {
-    context.k3s = { ...k3sCommon, serverUrl: `https://${profile.network.vip}:6443` };
+    context.k3s = { ...k3sCommon, token: secrets.k3sAgentToken, serverUrl: `https://${profile.network.vip}:6443` };
   }
   return context;
 }

@@ -6,6 +6,7 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import sshpk from 'sshpk';
 import { z } from 'zod';
+import { serverTlsSchema } from './tls.js';
 
 export const SSH_HOST_KEY_TYPES = ['ed25519', 'ecdsa'] as const;
 export type SshHostKeyType = (typeof SSH_HOST_KEY_TYPES)[number];
@@ -15,6 +16,8 @@ const privateKey = z.string().regex(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za
 export const nodeIdentitySchema = z.strictObject({
   machineId: z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lower-case hex digits, as in /etc/machine-id'),
   sshHostKeys: z.strictObject({ ed25519: privateKey, ecdsa: privateKey }),
+  /** Servers: the TLS key and certificate of Galera and MariaDB (tls.ts). */
+  tls: serverTlsSchema.optional(),
 });
 
 export type NodeIdentity = z.output<typeof nodeIdentitySchema>;

@@ -22,6 +22,10 @@ export interface ClusterNode {
   interface: string;
   gateway: string;
   dns: string[];
+  /** NTP servers: the node's, the cluster's, or the gateway. */
+  ntp: string[];
+  /** SSH public keys that may log in as the profile's ssh.user. */
+  authorizedKeys: string[];
   board: BoardSettings;
   storage: StorageSettings;
   /** Servers only. */
@@ -51,6 +55,8 @@ function resolveNode(profile: Profile, node: ProfileNode, index: number): Cluste
     interface: node.interface ?? node.network?.interface ?? profile.network.interface,
     gateway: node.network?.gateway ?? profile.network.gateway,
     dns: node.network?.dns ?? profile.network.dns,
+    ntp: node.network?.ntp ?? profile.network.ntp ?? [node.network?.gateway ?? profile.network.gateway],
+    authorizedKeys: node.ssh?.authorizedKeys ?? profile.ssh.authorizedKeys,
     board: { ...profile.board, ...definedOnly(node.board ?? {}) },
     storage: { ...profile.storage, ...definedOnly(node.storage ?? {}) },
   };

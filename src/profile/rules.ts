@@ -174,3 +174,16 @@ function serverNames(nodes: ClusterNode[]): string {
 export function checkRules(cluster: Cluster): RuleIssue[] {
   return rules.flatMap((rule) => rule.check(cluster));
 }
+
+/**
+ * What a profile allows but should not go unnoticed: printed by build and validate,
+ * never a reason to refuse.
+ */
+export function clusterWarnings(cluster: Cluster): string[] {
+  const { ssh } = cluster.profile;
+  const keyless = cluster.nodes.filter((n) => n.authorizedKeys.length === 0).map((n) => n.name);
+  if (keyless.length === 0) return [];
+  const who = keyless.length === cluster.nodes.length ? 'any node' : keyless.join(', ');
+  const console = ssh.rootPasswordHash ? 'only root on the console, with ssh.rootPasswordHash' : 'nobody, not even on the console (root\'s password is locked)';
+  return [`no ssh.authorizedKeys for ${who}: password logins are off, so nobody can log in over SSH as ${ssh.user}; ${console} can log in`];
+}

@@ -15,6 +15,16 @@ const mac = z
   .transform((value) => value.replace(/-/g, ':'));
 const absPath = z.string().regex(/^\/(?!.*(^|\/)\.\.(\/|$)).*$/, 'must be an absolute path without ".."');
 const ifname = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a network interface name such as end0 or eth0 (at most 15 characters)');
+const ntpServer = z
+  .string()
+  .regex(/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, 'must be an NTP server: an IPv4 address or a host name such as ntp.example.org');
+/** One OpenSSH public key line (no options prefix: netroot writes the whole line into authorized_keys). */
+const sshPublicKey = z
+  .string()
+  .regex(
+    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,2}( [^\n\r]*)?$/,
+    'must be one OpenSSH public key such as "ssh-ed25519 AAAAC3Nza… you@laptop" (the line of a .pub file)',
+  );
 const size = z.string().regex(/^[1-9][0-9]*[MGT]$/, 'must be a size such as 512M, 16G or 1T');
 
 export const ROLES = ['server', 'agent'] as const;
@@ -32,6 +42,11 @@ const network = z.strictObject({
   subnet: z.cidrv4({ message: 'must be an IPv4 network in CIDR form such as 192.0.2.0/24' }),
   gateway: ipv4,
   dns: z.array(ipv4).min(1, 'needs at least one DNS server'),
+  ntp: z
+    .array(ntpServer)
+    .min(1, 'needs at least one NTP server (leave ntp out to use the gateway)')
+    .optional()
+    .describe('NTP servers the nodes set their clocks from (default: the gateway). k3s and Galera start only once the clock is set, or after a bounded wait.'),
   vip: ipv4.describe('The HA IP that keepalived moves between the servers; k3s and the datastore are reached through it.'),
   nfsServer: ipv4,
   tftpServer: ipv4,
@@ -43,6 +58,13 @@ const board = z.strictObject({
   initrd: absPath.describe('Initrd inside the root filesystem (Armbian: /boot/uInitrd).'),
   fdt: absPath.optional().describe('Device tree inside the root filesystem. Leave it out where U-Boot passes its own (QEMU virt).'),
   console: z.string().regex(/^[A-Za-z0-9]+(,[0-9]+[a-z0-9]*)?$/, 'must be a console such as ttyS0,115200').default('ttyS0,115200'),
+  panic: z
+    .number()
+    .int()
+    .min(0)
+    .max(3600)
+    .default(10)
+    .describe('Seconds after a kernel panic before the board reboots (panic=N on the kernel command line); 0 waits forever. A panicked node with nobody at it would otherwise stay down.'),
   append: z
     .array(z.string().regex(/^[^\s]+$/, 'must be one kernel argument without spaces'))
     .default([])
@@ -59,6 +81,23 @@ const exportsSchema = z.strictObject({
     .max(65535, 'must be between 1 and 65535')
     .default(1)
     .describe('Ganesha Export_Id of the first node; the others follow. Export_Ids must be unique on one NFS server: give each cluster that shares it its own range.'),
+});
+
+const ssh = z.strictObject({
+  user: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a user name: lower-case letters, digits, "_" or "-", starting with a letter or "_"')
+    .default('root')
+    .describe('Who logs in with authorizedKeys: root (default) or another user, created on the node at boot (systemd-sysusers) in group sudo.'),
+  authorizedKeys: z
+    .array(sshPublicKey)
+    .default([])
+    .describe('SSH public keys that may log in as `user`. Password logins are off: without a key nobody can log in over SSH (the build warns).'),
+  rootPasswordHash: z
+    .string()
+    .regex(/^\$(1|5|6|y|gy|2[aby]|7)\$[^:\s]+$/, 'must be a crypt(3) hash such as the output of `mkpasswd -m yescrypt` or `openssl passwd -6`')
+    .optional()
+    .describe('Root\'s password for the console, as a crypt(3) hash. Without it root\'s password is locked (Armbian\'s image has root:1234).'),
 });
 
 const keepalived = z.strictObject({
@@ -128,6 +167,22 @@ const storage = z.strictObject({
   label: z.string().regex(/^[A-Za-z0-9_-]{1,16}$/, 'must be an ext4 label: at most 16 letters, digits, "_" or "-"').default('netroot-local'),
 });
 
+/**
+ * The same keys, all optional and without defaults: what a node leaves out comes from the cluster's value,
+ * not from the schema's default (`.partial()` keeps the defaults, so a node's `board: { console: … }` would
+ * reset the cluster's `panic`).
+ */
+function overrides<S extends z.ZodObject>(schema: S): ReturnType<S['partial']> {
+  const shape = Object.fromEntries(
+    Object.entries(schema.shape).map(([key, field]) => {
+      const inner = field instanceof z.ZodDefault ? (field.unwrap() as z.ZodType) : (field as z.ZodType);
+      const described = field.description ? inner.optional().describe(field.description) : inner.optional();
+      return [key, described];
+    }),
+  );
+  return z.strictObject(shape) as unknown as ReturnType<S['partial']>;
+}
+
 /** What a single node may set for itself, overriding the cluster-level value. */
 const node = z.strictObject({
   name: hostname,
@@ -135,15 +190,18 @@ const node = z.strictObject({
   ip: ipv4,
   roles: z.array(z.enum(ROLES)).min(1, 'needs at least one role: server or agent'),
   interface: ifname.optional().describe('Shorthand for network.interface on this node.'),
-  network: z.strictObject({ interface: ifname.optional(), gateway: ipv4.optional(), dns: z.array(ipv4).min(1).optional() }).optional(),
-  board: board.partial().optional(),
+  network: z
+    .strictObject({ interface: ifname.optional(), gateway: ipv4.optional(), dns: z.array(ipv4).min(1).optional(), ntp: z.array(ntpServer).min(1).optional() })
+    .optional(),
+  ssh: z.strictObject({ authorizedKeys: z.array(sshPublicKey).optional() }).optional().describe('This node\'s own authorizedKeys, instead of the cluster\'s.'),
+  board: overrides(board).optional(),
   keepalived: z
     .strictObject({
       priority: z.number().int().min(1, 'must be between 1 and 254 (255 is reserved for the address owner)').max(254, 'must be between 1 and 254 (255 is reserved for the address owner)'),
     })
     .partial()
     .optional(),
-  storage: storage.partial().optional(),
+  storage: overrides(storage).optional(),
 });
 
 export const profileSchema = z
@@ -159,6 +217,7 @@ export const profileSchema = z
     board,
     exports: exportsSchema,
     nodes: z.array(node).min(1, 'needs at least one node'),
+    ssh: ssh.default({ user: 'root', authorizedKeys: [] }),
     keepalived,
     galera,
     k3s,

@@ -13,6 +13,7 @@ import { ProfileError, type ProfileIssue } from '../errors.js';
 import { formatPath, locate, parseLocated, toPlain } from './located.js';
 import { displayPath } from './load.js';
 import { generateNodeIdentity, nodeIdentitySchema, type NodeIdentity } from './identity.js';
+import { clusterCaSchema, ensureClusterTls } from './tls.js';
 
 /** Characters that survive a MySQL DSN (`user:pass@tcp(…)`), SQL quoting and YAML unquoted. */
 const password = z.string().regex(/^[A-Za-z0-9._~+=,%^*!-]{12,128}$/, 'must be 12–128 characters of letters, digits and ._~+=,%^*!- (no @ : / quotes or spaces: it goes into the k3s datastore URL)');
@@ -25,6 +26,8 @@ export const secretsSchema = z.strictObject({
   mariadbRootPassword: password,
   k3sDatabasePassword: password,
   k3sToken: z.string().regex(/^[A-Za-z0-9._:~+-]{16,256}$/, 'must be 16–256 characters of letters, digits and ._:~+-'),
+  /** What agents join with (k3s `agent-token`): an agent holds this one only, never the server token. */
+  k3sAgentToken: z.string().regex(/^[A-Za-z0-9._:~+-]{16,256}$/, 'must be 16–256 characters of letters, digits and ._:~+-'),
   /** Authenticates the Galera servers' recovery exchange (who may tell a server which node bootstraps). */
   galeraRecoveryKey: z.string().regex(/^[A-Za-z0-9]{32,128}$/, 'must be 32–128 letters and digits'),
 });
@@ -32,7 +35,7 @@ export const secretsSchema = z.strictObject({
 export type Secrets = z.output<typeof secretsSchema>;
 
 /** The file: the cluster's secrets and, per node, its identity (machine-id, SSH host keys). */
-const secretsFileSchema = secretsSchema.partial().extend({ nodes: z.record(z.string(), nodeIdentitySchema).optional() });
+const secretsFileSchema = secretsSchema.partial().extend({ clusterCa: clusterCaSchema.optional(), nodes: z.record(z.string(), nodeIdentitySchema).optional() });
 type SecretsFile = z.output<typeof secretsFileSchema>;
 type SecretName = keyof Secrets;
 
@@ -41,6 +44,7 @@ export const SECRET_ENV: Record<SecretName, string> = {
   mariadbRootPassword: 'NETROOT_MARIADB_ROOT_PASSWORD',
   k3sDatabasePassword: 'NETROOT_K3S_DATABASE_PASSWORD',
   k3sToken: 'NETROOT_K3S_TOKEN',
+  k3sAgentToken: 'NETROOT_K3S_AGENT_TOKEN',
   galeraRecoveryKey: 'NETROOT_GALERA_RECOVERY_KEY',
 };
 
@@ -62,6 +66,7 @@ const GENERATE: Record<SecretName, () => string> = {
   mariadbRootPassword: () => randomString(32),
   k3sDatabasePassword: () => randomString(32),
   k3sToken: () => randomString(48),
+  k3sAgentToken: () => randomString(48),
   galeraRecoveryKey: () => randomString(48),
 };
 
@@ -75,6 +80,8 @@ export interface SecretsOptions {
   fallback?: string[];
   /** Nodes that need an identity; one is generated for each that has none yet. */
   nodes?: string[];
+  /** Servers that need a TLS certificate (and the cluster a CA), naming their IP and the VIP. */
+  tls?: { cluster: string; vip: string; servers: { name: string; ip: string }[] };
   env?: NodeJS.ProcessEnv;
   cwd?: string;
 }
@@ -141,7 +148,7 @@ export async function loadSecrets(options: SecretsOptions): Promise<LoadedSecret
   const source = existsSync(options.file) ? options.file : options.fallback?.find((f) => existsSync(f));
   const fromFile: SecretsFile = source ? await readSecretsFile(source, cwd) : {};
   const migrating = source !== undefined && source !== options.file;
-  const { nodes: identitiesFromFile = {}, ...clusterFromFile } = fromFile;
+  const { nodes: identitiesFromFile = {}, clusterCa: caFromFile, ...clusterFromFile } = fromFile;
   const merged: Partial<Secrets> = { ...clusterFromFile };
   const issues: ProfileIssue[] = [];
   for (const [name, variable] of Object.entries(SECRET_ENV) as [SecretName, string][]) {
@@ -160,9 +167,16 @@ export async function loadSecrets(options: SecretsOptions): Promise<LoadedSecret
   const identities: Record<string, NodeIdentity> = { ...identitiesFromFile };
   const newNodes = (options.nodes ?? []).filter((n) => !identities[n]);
   for (const n of newNodes) identities[n] = generateNodeIdentity(n);
+  const tlsGenerated: string[] = [];
+  if (options.tls && options.tls.servers.length) {
+    const made = await ensureClusterTls({ ...options.tls, ...(caFromFile ? { ca: caFromFile } : {}), current: Object.fromEntries(options.tls.servers.map((s) => [s.name, identities[s.name]?.tls])) });
+    for (const [name, tls] of Object.entries(made.servers)) identities[name] = { ...identities[name]!, tls };
+    toSave.clusterCa = made.ca;
+    tlsGenerated.push(...made.generated);
+  } else if (caFromFile) toSave.clusterCa = caFromFile;
   toSave.nodes = identities;
   const header = '# netroot cluster secrets, generated on the first build and reused by every later one.\n# Keep this file private (mode 0600) and out of version control; back it up with the cluster.\n';
-  const generated = [...missing, ...newNodes.map((n) => `node ${n} identity`)];
+  const generated = [...missing, ...newNodes.map((n) => `node ${n} identity`), ...tlsGenerated];
   return {
     secrets: merged as Secrets,
     identities,

@@ -36,7 +36,7 @@ export interface SecretsFingerprint {
   /** Secret name → scrypt(value, salt): slow to guess, even for the 8-character auth_pass. */
   secrets: Record<string, string>;
   /** Node → SHA256 fingerprints of its public host keys, and a hash of its machine-id. */
-  nodes: Record<string, { sshHostKeys: Record<string, string>; machineId: string }>;
+  nodes: Record<string, { sshHostKeys: Record<string, string>; machineId: string; tlsCa?: string }>;
 }
 
 const digest = (value: string, salt: string): string => scryptSync(value, salt, 24).toString('base64');
@@ -49,6 +49,8 @@ function nodeFingerprint(identity: NodeIdentity, salt: string): SecretsFingerpri
   return {
     sshHostKeys: Object.fromEntries(Object.entries(identity.sshHostKeys).map(([type, key]) => [type, hostKeyFingerprint(key)])),
     machineId: createHash('sha256').update(`${salt}:${identity.machineId}`).digest('hex'),
+    // The CA certificate is public: its digest names which CA the server's certificate comes from.
+    ...(identity.tls ? { tlsCa: createHash('sha256').update(identity.tls.ca.trim()).digest('hex') } : {}),
   };
 }
 
@@ -62,6 +64,7 @@ export function fingerprint(secrets: Secrets, identities: Record<string, NodeIde
 
 /** What breaks when each secret changes under a running cluster. */
 const CONSEQUENCE: Record<string, string> = {
+  k3sAgentToken: 'the k3s agent token: servers started with the new one refuse agents that still hold the old one until every node is rebooted',
   k3sToken: 'the k3s token: nodes with the new token refuse those still running with the old one, so the cluster splits until every node is rebooted',
   k3sDatabasePassword: 'the k3s database password: MariaDB keeps the old one (the k3s user is created only if missing), so k3s on redeployed servers cannot reach its datastore',
   mariadbRootPassword: 'the MariaDB root password: the Galera datadir keeps the old one, so the units that log in as root fail on redeployed servers',
@@ -79,13 +82,16 @@ export function secretChanges(recorded: SecretsFingerprint, secrets: Secrets, id
   }
   const keys: string[] = [];
   const ids: string[] = [];
+  const cas: string[] = [];
   for (const [node, was] of Object.entries(recorded.nodes)) {
     const identity = identities[node];
     if (!identity) continue;
     const now = nodeFingerprint(identity, recorded.salt);
     if (Object.entries(was.sshHostKeys).some(([type, fp]) => now.sshHostKeys[type] !== undefined && now.sshHostKeys[type] !== fp)) keys.push(node);
     if (was.machineId !== now.machineId) ids.push(node);
+    if (was.tlsCa !== undefined && now.tlsCa !== undefined && was.tlsCa !== now.tlsCa) cas.push(node);
   }
+  if (cas.length) changes.push(`the cluster's TLS CA (servers ${cas.join(', ')}): Galera servers with certificates of the old and the new CA refuse each other, and k3s refuses a datastore whose certificate it cannot check, until every server is rebooted`);
   if (keys.length) changes.push(`the SSH host keys of ${keys.join(', ')}: every SSH client that knows them refuses to connect (REMOTE HOST IDENTIFICATION HAS CHANGED) until its known_hosts is edited`);
   if (ids.length) changes.push(`the machine-id of ${ids.join(', ')}: journald, DHCP client IDs and k3s see a new machine`);
   return changes;

@@ -12,8 +12,9 @@ export function requiredPackages(cluster: Cluster): { all: string[]; servers: st
   const { profile } = cluster;
   const all = ['nfs-common', 'e2fsprogs', ...(profile.longhorn.enabled ? ['open-iscsi'] : [])];
   const sst = profile.galera.sstMethod === 'mariabackup' ? 'mariadb-backup' : 'rsync';
-  // python3 runs the Galera recovery decision and exchange (galera-recovery).
-  const servers = cluster.servers.length ? ['keepalived', 'mariadb-server', 'galera-4', 'python3', sst] : [];
+  // python3 runs the Galera recovery decision and exchange (galera-recovery); stunnel4 encrypts
+  // rsync state transfers (wsrep_sst_rsync refuses an unencrypted one once TLS is configured).
+  const servers = cluster.servers.length ? ['keepalived', 'mariadb-server', 'galera-4', 'python3', sst, ...(sst === 'rsync' ? ['stunnel4'] : [])] : [];
   return { all, servers };
 }
 
@@ -28,6 +29,11 @@ export interface BaseFacts {
   packages: number;
   /** Version of mariadb-server in the base; null without one (a base for agents only). */
   mariadbVersion: string | null;
+  /** systemd-resolved is installed: names go through a resolved.conf.d drop-in, not a static resolv.conf. */
+  systemdResolved: boolean;
+  /** chrony is installed: it sets the clock (else systemd-timesyncd, where installed). */
+  chrony: boolean;
+  timesyncd: boolean;
 }
 
 /** Fails naming every missing package; a debootstrap base is built with them, any other base must already hold them. */
@@ -46,5 +52,12 @@ export async function checkBase(base: BaseIndex, cluster: Cluster): Promise<Base
   }
   const arch = installed.get('dpkg')?.architecture || installed.get('base-files')?.architecture;
   if (!arch) throw new RootfsError(`the base ${base.source} does not say its architecture (no dpkg or base-files package in its dpkg database)`);
-  return { arch, packages: installed.size, mariadbVersion: installed.get('mariadb-server')?.version ?? null };
+  return {
+    arch,
+    packages: installed.size,
+    mariadbVersion: installed.get('mariadb-server')?.version ?? null,
+    systemdResolved: installed.has('systemd-resolved'),
+    chrony: installed.has('chrony'),
+    timesyncd: installed.has('systemd-timesyncd'),
+  };
 }

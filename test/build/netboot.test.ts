@@ -20,7 +20,7 @@ import { defaultCacheDir } from '../../src/rootfs/base.js';
 import { buildDebootstrapBase } from '../../src/rootfs/debootstrap.js';
 import { canBootFromNfs, inspectInitrd } from '../../src/rootfs/initrd.js';
 
-const SPEC = 'debootstrap:bookworm:amd64:dbus,e2fsprogs,galera-4,iproute2,keepalived,linux-image-amd64,mariadb-server,nfs-common,python3,rsync,systemd-sysv';
+const SPEC = 'debootstrap:bookworm:amd64:dbus,e2fsprogs,galera-4,iproute2,keepalived,linux-image-amd64,mariadb-server,nfs-common,python3,rsync,stunnel4,systemd-sysv';
 /** Not read by the NFS check or update-initramfs; dropping them halves the base. */
 const TRIM = [
   './var/lib/mysql/*',

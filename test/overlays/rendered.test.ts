@@ -11,16 +11,110 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { buildToTemp, type TempBuild } from '../support/build.js';
-import { dnsmasqTest, keepalivedConfigTest, mariadbdCheck, mariadbdEffectiveOptions, systemdVerify } from '../support/peers.js';
+import { dnsmasqTest, keepalivedConfigTest, mariadbdCheck, mariadbdEffectiveOptions, sshdEffective, systemdVerify } from '../support/peers.js';
+import { mkdtemp, writeFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 
 const builds = new Map<string, TempBuild>();
 const PROFILES = ['opz3', 'rock64'];
 
+// opz3 with SSH keys for a named user, one node with keys of its own, and a root password hash.
+const CLUSTER_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINebRy7VBys0QP6ubC9/5YatajgkJoeKAgIQmZNChbnS ops@example';
+const NODE_KEY = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHUVOUnYIS1pMiYKeyhNc0TzFeLxoNTypisK6MGPcfm4 other@example';
+const ROOT_HASH = "$6$salt$egUxKNxDs8kPfh8iPMNcosMhb2eWah6d3R44JDm5Rj/j/XWR5E33QPd0YmHXoDHOIDR6kL5D3JcQcz0O8FHE00";
+let sshDir: string;
+let hostKey: string;
+
 test.before(async () => {
   for (const name of PROFILES) builds.set(name, await buildToTemp(name));
+  sshDir = await mkdtemp(path.join(os.tmpdir(), 'netroot-ssh-profile-'));
+  await writeFile(
+    path.join(sshDir, 'opz3-ssh.yaml'),
+    `extends: ${path.resolve('profiles/opz3.yaml')}\ncluster: { name: opz3-ssh }\n` +
+      `ssh: { user: admin, authorizedKeys: ["${CLUSTER_KEY}"], rootPasswordHash: '${ROOT_HASH}' }\n` +
+      `network: { ntp: [ntp.example.org, 192.0.2.5] }\n` +
+      `nodes:\n  - { name: opz3-2-midden, ssh: { authorizedKeys: ["${NODE_KEY}", "${CLUSTER_KEY}"] }, network: { ntp: [192.0.2.6], dns: [192.0.2.7] } }\n`,
+  );
+  builds.set('opz3-ssh', await buildToTemp('opz3-ssh', { profilesDir: sshDir }));
+  hostKey = path.join(sshDir, 'host_key');
+  await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', hostKey]);
 });
 test.after(async () => {
   for (const b of builds.values()) await b.cleanup();
+  if (sshDir) await rm(sshDir, { recursive: true, force: true });
+});
+
+test('opz3 without SSH keys: root logs in by key only, nobody by password, root\'s password locked, and the build warns', async () => {
+  const b = builds.get('opz3')!;
+  assert.equal(b.warnings, ['no ssh.authorizedKeys for any node: password logins are off, so nobody can log in over SSH as root; nobody, not even on the console (root\'s password is locked) can log in']);
+  for (const node of b.plan.cluster.nodes) {
+    const root = b.nodeRoot(node.name);
+    const sshd = await sshdEffective(root, 'root', hostKey);
+    assert.is(sshd.get('permitrootlogin'), 'without-password', `${node.name}: Armbian's PermitRootLogin yes is overridden`);
+    assert.is(sshd.get('passwordauthentication'), 'no');
+    assert.is(sshd.get('kbdinteractiveauthentication'), 'no');
+    assert.is(sshd.get('authorizedkeysfile'), '.ssh/authorized_keys .ssh/authorized_keys2');
+    assert.not.ok(existsSync(path.join(root, 'etc/ssh/netroot-authorized-keys')));
+    assert.not.ok(existsSync(path.join(root, 'etc/sysusers.d/netroot-ssh.conf')));
+  }
+});
+
+test('opz3 with SSH keys for admin: sshd takes the keys for admin only, root does not log in, the node\'s own keys win', async () => {
+  const b = builds.get('opz3-ssh')!;
+  assert.equal(b.warnings, []);
+  for (const node of b.plan.cluster.nodes) {
+    const root = b.nodeRoot(node.name);
+    const admin = await sshdEffective(root, 'admin', hostKey);
+    assert.is(admin.get('authorizedkeysfile'), '.ssh/authorized_keys /etc/ssh/netroot-authorized-keys');
+    assert.is(admin.get('passwordauthentication'), 'no');
+    assert.is(admin.get('permitrootlogin'), 'no');
+    const other = await sshdEffective(root, 'mysql', hostKey);
+    assert.is(other.get('authorizedkeysfile'), '.ssh/authorized_keys .ssh/authorized_keys2', 'the profile\'s keys open no other account');
+    const keys = (await read(path.join(root, 'etc/ssh/netroot-authorized-keys'))).trim().split('\n');
+    assert.equal(keys, node.name === 'opz3-2-midden' ? [NODE_KEY, CLUSTER_KEY] : [CLUSTER_KEY]);
+    // ssh-keygen reads every line as a public key.
+    const fingerprints = await execa('ssh-keygen', ['-l', '-f', path.join(root, 'etc/ssh/netroot-authorized-keys')]);
+    assert.is(fingerprints.stdout.trim().split('\n').length, keys.length);
+    // systemd-sysusers creates admin in a root that lacks it.
+    const fake = await mkdtemp(path.join(sshDir, 'sysusers-'));
+    await execa('mkdir', ['-p', path.join(fake, 'etc')]);
+    for (const f of ['passwd', 'group', 'shadow', 'gshadow']) await writeFile(path.join(fake, 'etc', f), (await readFile(`/etc/${f}`, 'utf8')).split('\n').filter((l) => /^(root|sudo):/.test(l)).join('\n') + '\n');
+    await execa('systemd-sysusers', [`--root=${fake}`, path.join(root, 'etc/sysusers.d/netroot-ssh.conf')]);
+    assert.match(await read(path.join(fake, 'etc/passwd')), /^admin:x:\d+:\d+:netroot admin:\/home\/admin:\/bin\/bash$/m);
+    assert.match(await read(path.join(fake, 'etc/group')), /^sudo:x:27:admin$/m);
+  }
+});
+
+test('network.ntp and a node\'s own ntp and dns reach timesyncd and resolved', async () => {
+  const b = builds.get('opz3-ssh')!;
+  for (const node of b.plan.cluster.nodes) {
+    const own = node.name === 'opz3-2-midden';
+    assert.match(await read(path.join(b.nodeRoot(node.name), 'etc/systemd/timesyncd.conf.d/netroot.conf')), new RegExp(`^NTP=${own ? '192\\.0\\.2\\.6' : 'ntp\\.example\\.org 192\\.0\\.2\\.5'}$`, 'm'));
+    const dns = own ? '192.0.2.7' : b.plan.cluster.profile.network.dns.join(' ');
+    assert.match(await read(path.join(b.nodeRoot(node.name), 'etc/systemd/resolved.conf.d/netroot.conf')), new RegExp(`^DNS=${dns.replace(/\./g, '\\.')}$`, 'm'));
+  }
+});
+
+test('root-password sets the profile\'s hash, or locks root where there is none (Armbian\'s 1234 never survives)', async () => {
+  for (const [name, expected] of [['opz3', '!'], ['opz3-ssh', ROOT_HASH]] as const) {
+    const b = builds.get(name)!;
+    const fake = await mkdtemp(path.join(sshDir, 'shadow-'));
+    await execa('mkdir', ['-p', path.join(fake, 'etc')]);
+    await writeFile(path.join(fake, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/bash\n');
+    await writeFile(path.join(fake, 'etc/group'), 'root:x:0:\n');
+    // Armbian's root:1234.
+    await writeFile(path.join(fake, 'etc/shadow'), 'root:$y$j9T$7V3ohPt0AWP9FnzR0.5P6.$uN5.DW8BGoK4Rs7gFm1/Vp3iG0uMw1W.YV1Vb3AAOn3:19000:0:99999:7:::\n', { mode: 0o600 });
+    const hash = path.join(b.nodeRoot('opz3-1-onder'), 'etc/netroot/root-password-hash');
+    if (name === 'opz3-ssh') {
+      const { statSync } = await import('node:fs');
+      assert.is(statSync(hash).mode & 0o777, 0o600, 'the hash is for root\'s eyes only');
+      await execa('mkdir', ['-p', path.join(fake, 'etc/netroot')]);
+      await writeFile(path.join(fake, 'etc/netroot/root-password-hash'), await readFile(hash));
+    } else assert.not.ok(existsSync(hash));
+    const run = await execa(path.join(b.nodeRoot('opz3-1-onder'), 'usr/local/lib/netroot/root-password'), [fake], { reject: false });
+    assert.is(run.exitCode, 0, run.stderr);
+    assert.is((await read(path.join(fake, 'etc/shadow'))).split(':')[1], expected, name);
+  }
 });
 
 const read = (file: string) => readFile(file, 'utf8');
@@ -61,7 +155,7 @@ for (const profileName of PROFILES) {
     assert.equal(masters, [Math.max(...priorities)], 'exactly one MASTER, the highest priority');
   });
 
-  test(`${profileName}: agents get no keepalived, Galera or database secrets`, async () => {
+  test(`${profileName}: agents get no keepalived, Galera or database secrets, and no server token`, async () => {
     const b = get();
     for (const agent of b.plan.cluster.agents) {
       const root = b.nodeRoot(agent.name);
@@ -71,6 +165,11 @@ for (const profileName of PROFILES) {
       for (const f of b.plan.nodes.find((n) => n.node.name === agent.name)!.files) {
         if (f.content) assert.not.ok(f.content.toString().includes(b.secrets.secrets.k3sDatabasePassword), `${f.path} holds the database password`);
       }
+      // Every file on the agent's disk, as written: none holds the server token (only the agent token).
+      const { stdout } = await execa('grep', ['-rlF', '--', b.secrets.secrets.k3sToken, root], { reject: false });
+      assert.is(stdout, '', `${agent.name} holds the server token in ${stdout}`);
+      const agentToken = await execa('grep', ['-rlF', '--', b.secrets.secrets.k3sAgentToken, root], { reject: false });
+      assert.is(agentToken.stdout.trim(), path.join(root, 'etc/rancher/k3s/config.yaml'));
     }
   });
 
@@ -96,7 +195,47 @@ for (const profileName of PROFILES) {
       assert.is(options.get('wsrep-sync-wait'), '7');
       // An overlay-only build does not know the base's MariaDB: loose- is ignored where the option does not exist.
       assert.is(options.get('innodb-snapshot-isolation'), 'FALSE');
+      // TLS for clients (k3s) and for Galera's group communication and IST.
+      assert.is(options.get('ssl-ca'), '/etc/mysql/netroot-tls/ca.pem');
+      assert.is(options.get('ssl-cert'), '/etc/mysql/netroot-tls/server.pem');
+      assert.is(options.get('ssl-key'), '/etc/mysql/netroot-tls/server-key.pem');
+      assert.is(options.get('wsrep-provider-options'), 'socket.ssl_ca=/etc/mysql/netroot-tls/ca.pem;socket.ssl_cert=/etc/mysql/netroot-tls/server.pem;socket.ssl_key=/etc/mysql/netroot-tls/server-key.pem');
     }
+  });
+
+  test(`${profileName}: TLS: every server's certificate verifies against the cluster CA and names its IP and the VIP; the key matches; state transfers and the k3s user require it`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    const cas = new Set<string>();
+    for (const server of b.plan.cluster.servers) {
+      const dir = path.join(b.nodeRoot(server.name), 'etc/mysql/netroot-tls');
+      cas.add(await read(path.join(dir, 'ca.pem')));
+      const verify = await execa('openssl', ['verify', '-CAfile', path.join(dir, 'ca.pem'), path.join(dir, 'server.pem')], { reject: false });
+      assert.is(verify.exitCode, 0, `${server.name}: ${verify.stdout} ${verify.stderr}`);
+      const text = (await execa('openssl', ['x509', '-noout', '-ext', 'subjectAltName', '-in', path.join(dir, 'server.pem')])).stdout;
+      assert.match(text, `IP Address:${server.ip}`);
+      assert.match(text, `IP Address:${profile.network.vip}`);
+      // The key is the certificate's, and only its owner reads it.
+      const pub = async (args: string[]) => (await execa('openssl', args)).stdout;
+      assert.is(await pub(['pkey', '-pubout', '-in', path.join(dir, 'server-key.pem')]), await pub(['x509', '-noout', '-pubkey', '-in', path.join(dir, 'server.pem')]));
+      const { statSync } = await import('node:fs');
+      assert.is(statSync(path.join(dir, 'server-key.pem')).mode & 0o777, 0o600);
+      // wsrep_sst_rsync reads [sst] tca/tcert/tkey and ssl-mode: VERIFY_CA makes it use stunnel or refuse.
+      const cnf = await read(path.join(b.nodeRoot(server.name), 'etc/mysql/mariadb.conf.d/72-netroot-tls.cnf'));
+      const sst = cnf.split(/^\[sst\]$/m)[1]!;
+      for (const line of ['tca=/etc/mysql/netroot-tls/ca.pem', 'tcert=/etc/mysql/netroot-tls/server.pem', 'tkey=/etc/mysql/netroot-tls/server-key.pem', 'ssl-mode=VERIFY_CA']) assert.match(sst, new RegExp(`^${line}$`, 'm'));
+      const sql = await read(path.join(b.nodeRoot(server.name), 'etc/netroot/k3s-datastore.sql'));
+      assert.match(sql, new RegExp(`^CREATE USER IF NOT EXISTS '${profile.k3s.user}'@'%' IDENTIFIED BY '[^']+' REQUIRE SSL;$`, 'm'));
+      assert.match(sql, new RegExp(`^ALTER USER '${profile.k3s.user}'@'%' IDENTIFIED BY '[^']+' REQUIRE SSL;$`, 'm'));
+      const dropIn = await read(path.join(b.nodeRoot(server.name), 'etc/systemd/system/mariadb.service.d/netroot-tls.conf'));
+      assert.match(dropIn, /^ExecStartPre=\+\/bin\/chown mysql:mysql \/etc\/mysql\/netroot-tls\/server-key\.pem$/m);
+    }
+    assert.is(cas.size, 1, 'one CA for the cluster');
+    for (const agent of b.plan.cluster.agents) assert.not.ok(existsSync(path.join(b.nodeRoot(agent.name), 'etc/mysql/netroot-tls')));
+    // The wsrep_sst_rsync of this machine's MariaDB reads those names.
+    const script = await read('/usr/bin/wsrep_sst_common');
+    for (const name of ["'tca'", "'tcert'", "'tkey'"]) assert.ok(script.includes(name), name);
+    assert.match(await read('/usr/bin/wsrep_sst_rsync'), "'ssl-mode'");
   });
 
   test(`${profileName}: the mariadb client reads the k3s datastore credentials`, async () => {
@@ -159,7 +298,7 @@ for (const profileName of PROFILES) {
     const { profile } = b.plan.cluster;
     const vip = profile.network.vip;
     const serverConfigs = [];
-    const knownServerKeys = ['token', 'datastore-endpoint', 'tls-san', 'node-name', 'node-ip', 'flannel-iface', 'write-kubeconfig-mode', 'disable'];
+    const knownServerKeys = ['token', 'agent-token', 'datastore-endpoint', 'datastore-cafile', 'tls-san', 'node-name', 'node-ip', 'flannel-iface', 'write-kubeconfig-mode', 'disable'];
     for (const server of b.plan.cluster.servers) {
       const config = parse(await read(path.join(b.nodeRoot(server.name), 'etc/rancher/k3s/config.yaml')));
       for (const key of Object.keys(config)) assert.ok(knownServerKeys.includes(key), `unexpected k3s server key ${key}`);
@@ -168,18 +307,102 @@ for (const profileName of PROFILES) {
       assert.is(config['node-ip'], server.ip);
       assert.is(config['node-name'], server.name);
       assert.is(config.token, b.secrets.secrets.k3sToken);
+      assert.is(config['agent-token'], b.secrets.secrets.k3sAgentToken);
+      assert.is(config['datastore-cafile'], '/etc/mysql/netroot-tls/ca.pem');
       assert.ok(config.disable.includes('local-storage'), 'local-path is not a second default StorageClass');
       serverConfigs.push(config);
     }
-    const clusterWide = (c: Record<string, unknown>) => JSON.stringify([c.token, c['datastore-endpoint'], c['tls-san'], c.disable]);
+    const clusterWide = (c: Record<string, unknown>) => JSON.stringify([c.token, c['agent-token'], c['datastore-endpoint'], c['tls-san'], c.disable]);
     assert.is(new Set(serverConfigs.map(clusterWide)).size, 1, 'cluster-wide flags are identical on every server');
     for (const agent of b.plan.cluster.agents) {
       const config = parse(await read(path.join(b.nodeRoot(agent.name), 'etc/rancher/k3s/config.yaml')));
       assert.equal(Object.keys(config).sort(), ['flannel-iface', 'node-ip', 'node-name', 'server', 'token']);
       assert.is(config.server, `https://${vip}:6443`);
-      assert.is(config.token, b.secrets.secrets.k3sToken);
+      assert.is(config.token, b.secrets.secrets.k3sAgentToken);
       assert.is(config['flannel-iface'], agent.interface);
     }
+  });
+
+  test(`${profileName}: k3s starts only with its local mounts (rancher, longhorn, container logs), each an enabled bind from local storage`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    for (const node of b.plan.cluster.nodes) {
+      const root = b.nodeRoot(node.name);
+      const unit = await read(path.join(root, 'etc/systemd/system', node.isServer ? 'k3s.service' : 'k3s-agent.service'));
+      const mounts = /^RequiresMountsFor=(.*)$/m.exec(unit)?.[1]?.split(' ') ?? [];
+      const expected = ['/var/lib/rancher', ...(profile.longhorn.enabled ? ['/var/lib/longhorn'] : []), ...(node.storage.enabled ? ['/var/log/pods', '/var/log/containers'] : [])];
+      assert.equal(mounts, expected, node.name);
+      if (!node.storage.enabled) continue;
+      for (const where of mounts) {
+        const name = `${where.slice(1).replace(/\//g, '-')}.mount`;
+        const mount = await read(path.join(root, 'etc/systemd/system', name));
+        assert.match(mount, new RegExp(`^Where=${where}$`, 'm'));
+        assert.match(mount, /^What=\/var\/lib\/netroot\/local\/[a-z-]+$/m, `${name} binds from the local storage`);
+        // The link is absolute (as on the node), so read it rather than follow it into this machine's /etc.
+        const { readlink } = await import('node:fs/promises');
+        assert.is(await readlink(path.join(root, 'etc/systemd/system/local-fs.target.wants', name)), `/etc/systemd/system/${name}`, `${name} is enabled`);
+      }
+    }
+  });
+
+  test(`${profileName}: boot never stalls on wait-online, and Armbian's ramlog and zram are off`, async () => {
+    const b = get();
+    for (const node of b.plan.cluster.nodes) {
+      const root = b.nodeRoot(node.name);
+      const dropIn = await read(path.join(root, 'etc/systemd/system/systemd-networkd-wait-online.service.d/netroot.conf'));
+      const execs = dropIn.split('\n').filter((l) => l.startsWith('ExecStart='));
+      assert.equal(execs[0], 'ExecStart=', 'the packaged ExecStart is cleared');
+      assert.match(execs[1]!, /^ExecStart=-\/lib\/systemd\/systemd-networkd-wait-online .*--timeout=10\b/);
+      // The packaged binary takes these flags.
+      const help = await execa('/lib/systemd/systemd-networkd-wait-online', ['--help']);
+      for (const flag of ['--any', '--timeout']) assert.ok(help.stdout.includes(flag), flag);
+      for (const unit of ['armbian-ramlog.service', 'armbian-zram-config.service']) {
+        const { readlink } = await import('node:fs/promises');
+        assert.is(await readlink(path.join(root, 'etc/systemd/system', unit)), '/dev/null', `${node.name}: ${unit} masked`);
+      }
+    }
+  });
+
+  test(`${profileName}: names through systemd-resolved (no base read: Armbian's), time from network.ntp through timesyncd; k3s and Galera after time-sync.target, bounded`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    for (const node of b.plan.cluster.nodes) {
+      const root = b.nodeRoot(node.name);
+      assert.match(await read(path.join(root, 'etc/systemd/resolved.conf.d/netroot.conf')), new RegExp(`^\\[Resolve\\]\nDNS=${node.dns.join(' ')}$`, 'm'));
+      assert.not.ok(existsSync(path.join(root, 'etc/resolv.conf')), 'resolved keeps the base\'s resolv.conf link');
+      assert.equal(node.ntp, profile.network.ntp ?? [node.gateway], 'network.ntp, else the gateway');
+      assert.match(await read(path.join(root, 'etc/systemd/timesyncd.conf.d/netroot.conf')), new RegExp(`^\\[Time\\]\nNTP=${node.ntp.join(' ')}$`, 'm'));
+      assert.match(await read(path.join(root, 'etc/systemd/system/systemd-time-wait-sync.service.d/netroot.conf')), /^TimeoutStartSec=90s$/m);
+      const { readlink } = await import('node:fs/promises');
+      assert.is(await readlink(path.join(root, 'etc/systemd/system/sysinit.target.wants/systemd-time-wait-sync.service')), '/lib/systemd/system/systemd-time-wait-sync.service');
+      const k3s = await read(path.join(root, 'etc/systemd/system', node.isServer ? 'k3s.service' : 'k3s-agent.service'));
+      assert.ok(/^After=(.*)$/m.exec(k3s)![1]!.split(' ').includes('time-sync.target'), `${node.name}: k3s after time-sync.target`);
+      if (node.isServer) assert.match(await read(path.join(root, 'etc/systemd/system/mariadb.service.d/netroot-time-sync.conf')), /^After=time-sync\.target$/m);
+    }
+  });
+
+  test(`${profileName}: a base without systemd-resolved gets a static resolv.conf; with chrony, chrony's sources; without an NTP client, no wait`, async () => {
+    const b = get();
+    const { planCluster } = await import('../../src/plan/plan.js');
+    const { baseNotes } = await import('../../src/plan/context.js');
+    const file = (plan: ReturnType<typeof planCluster>, node: string, p: string) => plan.nodes.find((n) => n.node.name === node)!.files.find((f) => f.path === p);
+    const facts = { mariadbVersion: '1:10.11.6-0+deb12u1', systemdResolved: false, chrony: true, timesyncd: false };
+    const chrony = planCluster(b.plan.cluster, b.secrets.secrets, b.overlays, b.secrets.identities, facts);
+    for (const node of b.plan.cluster.nodes) {
+      const resolv = file(chrony, node.name, 'etc/resolv.conf')!.content!.toString();
+      assert.equal(resolv.split('\n').filter((l) => l.startsWith('nameserver ')), node.dns.slice(0, 3).map((d) => `nameserver ${d}`));
+      assert.is(file(chrony, node.name, 'etc/systemd/resolved.conf.d/netroot.conf'), undefined);
+      const sources = file(chrony, node.name, 'etc/chrony/sources.d/netroot.sources')!.content!.toString();
+      assert.equal(sources.split('\n').filter((l) => l && !l.startsWith('#')), node.ntp.map((n) => `server ${n} iburst`));
+      assert.is(file(chrony, node.name, 'etc/systemd/timesyncd.conf.d/netroot.conf'), undefined);
+      assert.ok(file(chrony, node.name, 'etc/systemd/system/sysinit.target.wants/systemd-time-wait-sync.service'));
+    }
+    const none = planCluster(b.plan.cluster, b.secrets.secrets, b.overlays, b.secrets.identities, { ...facts, chrony: false });
+    for (const node of b.plan.cluster.nodes) {
+      assert.is(file(none, node.name, 'etc/systemd/system/sysinit.target.wants/systemd-time-wait-sync.service'), undefined, 'no wait for a clock nothing sets');
+    }
+    assert.match(baseNotes({ ...facts, chrony: false }).warnings[0]!, 'the base has no NTP client');
+    assert.match(baseNotes(undefined).notes[0]!, 'assumed Armbian\'s systemd-resolved');
   });
 
   test(`${profileName}: Longhorn manifest is a HelmChart with the deletion policy and Longhorn as default class`, async () => {
@@ -199,7 +422,7 @@ for (const profileName of PROFILES) {
     }
   });
 
-  test(`${profileName}: pxelinux file per MAC boots the node's own NFS root with cgroups for k3s`, async () => {
+  test(`${profileName}: pxelinux file per MAC boots the node's own NFS root with cgroups for k3s, rebooting after a panic`, async () => {
     const b = get();
     const { profile } = b.plan.cluster;
     for (const node of b.plan.cluster.nodes) {
@@ -208,7 +431,7 @@ for (const profileName of PROFILES) {
       const append = /^\s*append (.*)$/m.exec(conf)?.[1]?.split(' ') ?? [];
       assert.ok(append.includes('root=/dev/nfs'));
       assert.ok(append.includes(`nfsroot=${profile.network.nfsServer}:${profile.exports.root}/${node.name},vers=3,tcp`), append.join(' '));
-      for (const arg of ['ip=dhcp', 'rw', 'rootwait', `console=${node.board.console}`, 'cgroup_enable=memory', ...node.board.append]) assert.ok(append.includes(arg), `append lacks ${arg}`);
+      for (const arg of ['ip=dhcp', 'rw', 'rootwait', `console=${node.board.console}`, 'cgroup_enable=memory', `panic=${node.board.panic}`, ...node.board.append]) assert.ok(append.includes(arg), `append lacks ${arg}`);
       assert.match(conf, new RegExp(`^\\s*kernel boot/${node.board.name}/Image$`, 'm'));
       assert.match(conf, new RegExp(`^\\s*fdt boot/${node.board.name}/${path.basename(node.board.fdt).replace('.', '\\.')}$`, 'm'));
       assert.match(conf, /^default (\S+)$/m);

@@ -112,7 +112,7 @@ test('roles decide the files: servers get keepalived, Galera, the bootstrap deci
 
 test('declared modes: secret-bearing files are 0600, scripts 0755, machine-id 0444 as systemd makes it, the rest 0644, all owned by 0:0', async () => {
   const { plan, secrets } = await prepare(options());
-  const hostKeys = Object.values(secrets.identities).flatMap((i) => Object.values(i.sshHostKeys).map((k) => k.trim()));
+  const hostKeys = Object.values(secrets.identities).flatMap((i) => [...Object.values(i.sshHostKeys), ...(i.tls ? [i.tls.key] : [])].map((k) => k.trim()));
   const values = [...Object.values(secrets.secrets), ...hostKeys];
   for (const { files } of plan.nodes) {
     for (const f of files.filter((x) => x.type === 'file')) {
@@ -163,13 +163,13 @@ test('innodb_snapshot_isolation is turned off as the base\'s MariaDB spells it, 
     assert.is(hasSnapshotIsolation(version), has, version);
   }
   assert.is(snapshotIsolationOption(undefined), 'loose-innodb_snapshot_isolation');
-  assert.is(snapshotIsolationOption({ mariadbVersion: null }), null);
+  assert.is(snapshotIsolationOption({ mariadbVersion: null, systemdResolved: false, chrony: false, timesyncd: true }), null);
   const { plan: overlayOnly, secrets, overlays: set } = await prepare(options());
   const cnf = (p: typeof overlayOnly) => p.nodes[0]!.files.find((f) => f.path === 'etc/mysql/mariadb.conf.d/70-netroot-galera.cnf')!.content!.toString();
   assert.match(cnf(overlayOnly), /^loose-innodb_snapshot_isolation=OFF$/m);
-  const bookworm = planCluster(overlayOnly.cluster, secrets.secrets, set, secrets.identities, { mariadbVersion: '1:10.11.19-0+deb12u1' });
+  const bookworm = planCluster(overlayOnly.cluster, secrets.secrets, set, secrets.identities, { mariadbVersion: '1:10.11.19-0+deb12u1', systemdResolved: false, chrony: false, timesyncd: true });
   assert.match(cnf(bookworm), /^innodb_snapshot_isolation=OFF$/m);
-  const old = planCluster(overlayOnly.cluster, secrets.secrets, set, secrets.identities, { mariadbVersion: '1:10.11.6-0+deb12u1' });
+  const old = planCluster(overlayOnly.cluster, secrets.secrets, set, secrets.identities, { mariadbVersion: '1:10.11.6-0+deb12u1', systemdResolved: false, chrony: false, timesyncd: true });
   assert.not.match(cnf(old), /snapshot_isolation/);
   // Written as rendered: the comments that say why reach the node.
   assert.match(cnf(bookworm), /^# Every write reaches one server, the VIP's holder/m);

@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { chmod, link, mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-const PACKAGES = ['base-files', 'dpkg', 'e2fsprogs', 'galera-4', 'keepalived', 'mariadb-server', 'nfs-common', 'open-iscsi', 'python3', 'rsync', 'mariadb-backup'];
+const PACKAGES = ['base-files', 'dpkg', 'e2fsprogs', 'galera-4', 'keepalived', 'mariadb-server', 'nfs-common', 'open-iscsi', 'python3', 'rsync', 'stunnel4', 'mariadb-backup', 'systemd-resolved', 'systemd-timesyncd'];
 
 export interface BaseOptions {
   arch?: string;

@@ -730,3 +730,34 @@ export async function systemdVerify(overlayRoot: string, units: string[]): Promi
     await rmrf(root);
   }
 }
+
+// -------------------------------------------------------------------- sshd
+
+/**
+ * The settings sshd would apply to a login as `user`, from `sshd -T`: Debian's
+ * /etc/ssh/sshd_config as an Armbian image changes it (PermitRootLogin yes and
+ * PasswordAuthentication yes in the main file), with its `Include` pointed at
+ * the node's sshd_config.d instead of this machine's. Keys in lower case, as
+ * sshd -T prints them; values joined by a space.
+ */
+export async function sshdEffective(nodeRoot: string, user: string, hostKey: string): Promise<Map<string, string>> {
+  const dir = await mkTmp('netroot-sshd-');
+  try {
+    const debian = await fs.readFile('/etc/ssh/sshd_config', 'utf8');
+    if (!/^Include \/etc\/ssh\/sshd_config\.d\/\*\.conf$/m.test(debian)) throw new Error('/etc/ssh/sshd_config here has no Include of sshd_config.d');
+    const armbian = `${debian.replace(/^Include \/etc\/ssh\/sshd_config\.d\/\*\.conf$/m, `Include ${path.join(nodeRoot, 'etc/ssh/sshd_config.d')}/*.conf`)}\nPermitRootLogin yes\nPasswordAuthentication yes\n`;
+    const config = path.join(dir, 'sshd_config');
+    await fs.writeFile(config, armbian);
+    await fs.mkdir('/run/sshd', { recursive: true });
+    const result = await execa('/usr/sbin/sshd', ['-T', '-f', config, '-h', hostKey, '-C', `user=${user},host=admin.example,addr=192.0.2.200`], { reject: false, timeout: 10_000 });
+    if (result.exitCode !== 0) throw new Error(`sshd -T: ${result.stderr}`);
+    const settings = new Map<string, string>();
+    for (const line of result.stdout.split('\n')) {
+      const [key, ...rest] = line.split(' ');
+      if (key) settings.set(key, rest.join(' '));
+    }
+    return settings;
+  } finally {
+    await rmrf(dir);
+  }
+}
