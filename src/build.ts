@@ -18,7 +18,7 @@ import { defaultReporter, type Reporter } from './progress.js';
 import { classifyBase, debootstrapWithPackages, openBaseSource, type BaseSource } from './rootfs/source.js';
 import { debootstrapCachePath, parseDebootstrapSpec } from './rootfs/debootstrap.js';
 import { rememberedDigest } from './rootfs/cache.js';
-import { hasNetbootCopy, netbootBase, netbootIdentity } from './rootfs/netboot.js';
+import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './rootfs/netboot.js';
 import { nodeKey, readState } from './emit/state.js';
 import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
 import { directoryIdentity, isRoot, type BaseIndex } from './rootfs/base.js';
@@ -182,7 +182,8 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
 
   const quick = await quickIdentity(source, cacheDir, packages);
   // A base whose initrd an earlier build regenerated is known by its regenerated copy.
-  let sourceId = quick && hasNetbootCopy(cacheDir, quick) ? netbootIdentity(quick) : quick;
+  const modules = boardModules(cluster);
+  let sourceId = quick && hasNetbootCopy(cacheDir, quick, modules) ? netbootIdentity(quick, modules) : quick;
   const sameBase = sourceId !== undefined && prevState !== undefined && prevState.baseIdentity.startsWith(`${sourceId}|`);
   let arch = sameBase ? prevState.arch : undefined;
   // What rendered files depend on in the base; a state that lacks any of it means reading the base again.

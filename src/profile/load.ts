@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { z } from 'zod';
 import { ProfileError, UsageError, type ProfileIssue, type SourceLocation } from '../errors.js';
 import { formatPath, locate, mergeLocated, parseLocated, toPlain, type Located, type PathSegment } from './located.js';
+import { expandBoardPresets } from './boards.js';
 import { profileSchema, type Profile } from './schema.js';
 import { resolveCluster, type Cluster } from './resolve.js';
 import { checkRules } from './rules.js';
@@ -176,6 +177,10 @@ export async function loadProfile(ref: string, options: FindOptions = {}): Promi
   const tree = await readChain(file, cwd, []);
   const plain = toPlain(tree) as Record<string, unknown>;
   delete plain.extends;
+  const presetIssues = expandBoardPresets(plain);
+  if (presetIssues.length) {
+    throw new ProfileError(presetIssues.map((i) => ({ location: locate(tree, i.path).node.loc, key: formatPath(i.path), message: i.message })));
+  }
   const parsed = profileSchema.safeParse(plain);
   if (!parsed.success) throw new ProfileError(schemaIssues(parsed.error, tree));
   const profile = parsed.data;

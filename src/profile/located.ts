@@ -123,5 +123,7 @@ export function mergeLocated(base: Located, override: Located, path: readonly Pa
     }
     return { ...override, items };
   }
+  // A mapping over a scalar (board: { … } over board: orangepi-zero3) replaces it; its `key: null` removes nothing.
+  if (override.kind === 'map') return { ...override, entries: new Map([...override.entries!].filter(([, v]) => !(v.kind === 'scalar' && v.value === null))) };
   return override;
 }

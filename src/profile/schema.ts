@@ -3,6 +3,7 @@
  * (JSON Schema for editors) and the reference in the README.
  */
 import { z } from 'zod';
+import { BOARD_PRESETS, BOARD_PRESET_NAMES } from './boards.js';
 
 const hostname = z
   .string()
@@ -53,11 +54,19 @@ const network = z.strictObject({
 });
 
 const board = z.strictObject({
+  preset: z
+    .enum(BOARD_PRESET_NAMES)
+    .optional()
+    .describe(`The board whose settings the other keys override: ${BOARD_PRESET_NAMES.map((n) => `${n} (${BOARD_PRESETS[n].about})`).join('; ')}. \`board: NAME\` alone takes the preset as it is.`),
   name: hostname.describe('Board name, used for the TFTP directory that holds its kernel, initrd and device tree.'),
   kernel: absPath.describe('Kernel image inside the root filesystem (Armbian: /boot/Image).'),
   initrd: absPath.describe('Initrd inside the root filesystem (Armbian: /boot/uInitrd).'),
   fdt: absPath.optional().describe('Device tree inside the root filesystem. Leave it out where U-Boot passes its own (QEMU virt).'),
   console: z.string().regex(/^[A-Za-z0-9]+(,[0-9]+[a-z0-9]*)?$/, 'must be a console such as ttyS0,115200').default('ttyS0,115200'),
+  modules: z
+    .array(z.string().regex(/^[a-z0-9_-]+$/, 'must be a kernel module name such as virtio_net'))
+    .default([])
+    .describe("Kernel modules the initrd must hold to reach the NFS server besides MODULES=netboot's Ethernet drivers (an emulated board's virtio NIC). The build checks the initrd for them and regenerates it with them where they are missing."),
   panic: z
     .number()
     .int()
@@ -194,7 +203,7 @@ const node = z.strictObject({
     .strictObject({ interface: ifname.optional(), gateway: ipv4.optional(), dns: z.array(ipv4).min(1).optional(), ntp: z.array(ntpServer).min(1).optional() })
     .optional(),
   ssh: z.strictObject({ authorizedKeys: z.array(sshPublicKey).optional() }).optional().describe('This node\'s own authorizedKeys, instead of the cluster\'s.'),
-  board: overrides(board).optional(),
+  board: overrides(board.omit({ preset: true })).optional(),
   keepalived: z
     .strictObject({
       priority: z.number().int().min(1, 'must be between 1 and 254 (255 is reserved for the address owner)').max(254, 'must be between 1 and 254 (255 is reserved for the address owner)'),
@@ -214,7 +223,7 @@ export const profileSchema = z
       .optional()
       .describe('Base root filesystem the node trees are laid over: a directory, a .tar/.tar.gz/.tar.xz/.tar.zst, an .img/.img.xz disk image, or debootstrap:SUITE:ARCH[:pkg,pkg] (paths relative to the profile).'),
     network,
-    board,
+    board: board.describe('What the nodes are: a preset (board: orangepi-zero3), a preset with keys of its own (board: { preset: rock64, console: … }), or every key written out. board: NAME replaces an inherited board whole.'),
     exports: exportsSchema,
     nodes: z.array(node).min(1, 'needs at least one node'),
     ssh: ssh.default({ user: 'root', authorizedKeys: [] }),
@@ -238,5 +247,10 @@ export type BoardSettings = z.output<typeof board>;
 /** JSON Schema of what a user may write (defaults are optional), generated from the loader's schema. */
 export function profileJsonSchema(): Record<string, unknown> {
   const schema = z.toJSONSchema(profileSchema, { io: 'input' }) as Record<string, unknown>;
+  // The loader takes `board: NAME` for a preset as it is (expandBoardPresets, before the schema):
+  // editors should accept it too.
+  const properties = schema.properties as Record<string, Record<string, unknown>>;
+  const board = properties.board!;
+  properties.board = { description: board.description, anyOf: [{ type: 'string', enum: BOARD_PRESET_NAMES, description: 'A board preset, as it is' }, board] };
   return { ...schema, title: 'netroot profile' };
 }

@@ -18,6 +18,7 @@
  * modules.builtin.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { execa } from 'execa';
 import { NetrootError } from '../errors.js';
@@ -56,6 +57,8 @@ export interface NfsBootOptions {
   nfsBuiltIn?: boolean;
   /** The kernel has the NIC driver built in. */
   netBuiltIn?: boolean;
+  /** Modules the board needs besides those (board.modules: an emulated board's virtio NIC). */
+  modules?: string[];
 }
 
 const TIMEOUT = 2 * 60_000;
@@ -113,7 +116,17 @@ export function canBootFromNfs(info: InitrdInfo, options: NfsBootOptions = {}): 
         (info.builtinModules ? '' : '; if the kernel has the driver built in, say so with netBuiltIn'),
     );
   }
+  const held = new Set([...info.files, ...builtin].filter((f) => MODULE.test(f) || f.endsWith('.ko')).map(moduleName));
+  const lacking = (options.modules ?? []).filter((m) => !held.has(m.replace(/-/g, '_')));
+  if (lacking.length) {
+    missing.push(`the board's modules ${lacking.join(', ')} (board.modules): list them in /etc/initramfs-tools/modules and run update-initramfs -u`);
+  }
   return { ok: missing.length === 0, missing };
+}
+
+/** lib/modules/V/kernel/drivers/net/virtio_net.ko.xz → virtio_net (modprobe treats - and _ alike). */
+function moduleName(file: string): string {
+  return path.posix.basename(file).replace(/\.ko(\.(gz|xz|zst))?$/, '').replace(/-/g, '_');
 }
 
 // ---------------------------------------------------------------------------

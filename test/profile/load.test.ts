@@ -9,6 +9,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { loadProfile } from '../../src/profile/load.js';
 import {
+  REPO as REPO_DIR,
   FIXTURES,
   OPZ3,
   OPZ3_FILE,
@@ -44,6 +45,23 @@ const node2 = (extra: string) => onNode('192.0.2.61', 'server', extra);
 const node4 = (extra: string) => onNode('192.0.2.63', 'agent', extra);
 
 const invalid: InvalidCase[] = [
+  // ---------------------------------------------------------------- board presets
+  {
+    name: 'a board that is no preset names the known ones',
+    edits: [['board: orangepi-zero3 ', 'board: orangepi-zero4 ']],
+    issues: [
+      {
+        at: { line: 'board: orangepi-zero4', col: 'orangepi-zero4' },
+        key: 'board',
+        message: '"orangepi-zero4" is not a board netroot knows; use one of: orangepi-zero3, rock64, qemu-virt-arm64, or write the board out as { name, kernel, initrd, fdt, console }',
+      },
+    ],
+  },
+  {
+    name: 'board.preset must be a preset',
+    edits: [['board: orangepi-zero3 ', 'board: { preset: rock46 } ']],
+    issues: [{ at: { line: 'board: { preset', col: 'rock46' }, key: 'board.preset', message: '"rock46" is not a board netroot knows; use one of: orangepi-zero3, rock64, qemu-virt-arm64' }],
+  },
   // ---------------------------------------------------------------- unknown keys
   {
     name: 'unknown key in a node\'s keepalived suggests the known one',
@@ -606,6 +624,29 @@ Valid('an unsafe cluster size is accepted with galera.allowUnsafeClusterSize: tr
 Valid('a MAC in upper case is accepted and lower-cased', async () => {
   const loaded = await loadText(opz3With(['"02:00:c0:00:02:3d"', '"02:00:C0:00:02:3D"']));
   assert.is(loaded.cluster.nodes[1]!.mac, '02:00:c0:00:02:3d');
+});
+
+
+Valid('a board preset stands for its kernel, initrd, device tree, console and modules; its keys can be overridden', async () => {
+  const opz3 = await loadText(OPZ3);
+  assert.equal(
+    [opz3.profile.board.name, opz3.profile.board.kernel, opz3.profile.board.initrd, opz3.profile.board.fdt, opz3.profile.board.console, opz3.profile.board.modules],
+    ['orangepi-zero3', '/boot/Image', '/boot/uInitrd', '/boot/dtb/allwinner/sun50i-h618-orangepi-zero3.dtb', 'ttyS0,115200', []],
+  );
+  const virt = await loadText(opz3With(['board: orangepi-zero3 ', 'board: qemu-virt-arm64 ']));
+  const board = virt.cluster.nodes[0]!.board;
+  assert.equal([board.name, board.kernel, board.initrd, board.fdt, board.console], ['qemu-virt-arm64', '/vmlinuz', '/initrd.img', undefined, 'ttyAMA0']);
+  assert.equal(board.modules, ['virtio_net', 'virtio_mmio', 'net_failover', 'failover']);
+  const rock = await loadText(opz3With(['board: orangepi-zero3 ', 'board: { preset: rock64, console: "ttyS2,115200", panic: 30 } ']));
+  assert.equal([rock.profile.board.fdt, rock.profile.board.console, rock.profile.board.panic], ['/boot/dtb/rockchip/rk3328-rock64.dtb', 'ttyS2,115200', 30]);
+});
+
+Valid('opz3-netboot: opz3 on the emulated arm64 board, from a Debian arm64 base with its kernel', async () => {
+  const loaded = await loadProfile('opz3-netboot', { cwd: REPO_DIR });
+  assert.is(loaded.cluster.name, 'opz3-netboot');
+  assert.is(loaded.profile.board.name, 'qemu-virt-arm64');
+  assert.match(loaded.profile.base!, /^debootstrap:bookworm:arm64:.*linux-image-arm64/);
+  assert.equal(loaded.cluster.nodes.map((n) => [n.name, n.ip, n.interface]), (await loadProfile('opz3', { cwd: REPO_DIR })).cluster.nodes.map((n) => [n.name, n.ip, 'eth0']));
 });
 
 Valid.run();

@@ -175,6 +175,16 @@ test('NFS and the NIC built into the kernel (modules.builtin) need no modules', 
   assert.equal(canBootFromNfs(info), { ok: true, missing: [] });
 });
 
+test("a board's modules (board.modules) are looked for by name, as files or built in, - and _ alike", async () => {
+  const tree = { ...NFS_TREE, [`${MOD}/kernel/drivers/net/virtio_net.ko.xz`]: '', [`${MOD}/modules.builtin`]: 'kernel/drivers/virtio/virtio_mmio.ko\n' };
+  const info = await inspectInitrd(await save('virtio.cpio', await newc(tree)));
+  assert.ok(canBootFromNfs(info, { modules: ['virtio_net', 'virtio-mmio'] }).ok);
+  const verdict = canBootFromNfs(info, { modules: ['virtio_net', 'net_failover', 'failover'] });
+  assert.is(verdict.ok, false);
+  assert.equal(verdict.missing.length, 1);
+  assert.match(verdict.missing[0]!, /modules net_failover, failover \(board\.modules\)/);
+});
+
 test('something that is not an initramfs is refused', async () => {
   await rejects(() => inspectInitrd(path.join(tmp, 'absent')), /does not exist/);
   const text = await save('text', Buffer.from('hello world'));

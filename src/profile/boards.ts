@@ -1,0 +1,90 @@
+/**
+ * Board presets: where a board's kernel, initrd and device tree sit in its
+ * root filesystem, its serial console, and what its initrd must carry to reach
+ * the NFS server, so that a profile says `board: orangepi-zero3` instead of
+ * four paths. `board: { preset: NAME, KEY: … }` overrides a preset key by key.
+ */
+
+export interface BoardPreset {
+  name: string;
+  kernel: string;
+  initrd: string;
+  /** Absent where the firmware passes its own device tree (QEMU virt). */
+  fdt?: string;
+  console: string;
+  /** Modules the initrd must hold beyond MODULES=netboot's Ethernet drivers. */
+  modules?: string[];
+  /** One line for `build-images boards` and the schema. */
+  about: string;
+}
+
+export const BOARD_PRESETS = {
+  // Armbian bookworm for the H618: its kernel and uInitrd under /boot, the Allwinner device tree.
+  'orangepi-zero3': {
+    name: 'orangepi-zero3',
+    kernel: '/boot/Image',
+    initrd: '/boot/uInitrd',
+    fdt: '/boot/dtb/allwinner/sun50i-h618-orangepi-zero3.dtb',
+    console: 'ttyS0,115200',
+    about: 'Orange Pi Zero 3 (Allwinner H618) with Armbian',
+  },
+  // Rockchip's debug UART runs at 1.5 Mbaud and is the third one.
+  rock64: {
+    name: 'rock64',
+    kernel: '/boot/Image',
+    initrd: '/boot/uInitrd',
+    fdt: '/boot/dtb/rockchip/rk3328-rock64.dtb',
+    console: 'ttyS2,1500000',
+    about: 'Pine64 Rock64 (Rockchip RK3328) with Armbian',
+  },
+  // Debian's arm64 kernel is a plain Image that U-Boot boots as is; QEMU's virt machine hands
+  // U-Boot its own device tree; its NIC is virtio over MMIO, outside drivers/net/ethernet.
+  'qemu-virt-arm64': {
+    name: 'qemu-virt-arm64',
+    kernel: '/vmlinuz',
+    initrd: '/initrd.img',
+    console: 'ttyAMA0',
+    modules: ['virtio_net', 'virtio_mmio', 'net_failover', 'failover'],
+    about: "QEMU's emulated arm64 board (qemu-system-aarch64 -M virt) with Debian's kernel",
+  },
+} satisfies Record<string, BoardPreset>;
+
+export type BoardPresetName = keyof typeof BOARD_PRESETS;
+export const BOARD_PRESET_NAMES = Object.keys(BOARD_PRESETS) as BoardPresetName[];
+
+export function isBoardPreset(name: unknown): name is BoardPresetName {
+  return typeof name === 'string' && Object.hasOwn(BOARD_PRESETS, name);
+}
+
+/** The board settings a preset stands for, without its description. */
+export function presetSettings(name: BoardPresetName): Record<string, unknown> {
+  const { about: _about, ...settings } = BOARD_PRESETS[name] as BoardPreset;
+  return { preset: name, ...settings };
+}
+
+export interface PresetProblem {
+  /** Key path of the offending value, from the profile's root. */
+  path: (string | number)[];
+  message: string;
+}
+
+/**
+ * Replace `board: NAME` and `board: { preset: NAME, … }` in a plain profile
+ * with the full settings (the profile's own keys win). Returns what is wrong
+ * with a preset name; an unknown one is left for nobody to guess at.
+ */
+export function expandBoardPresets(profile: Record<string, unknown>): PresetProblem[] {
+  const board = profile.board;
+  const known = BOARD_PRESET_NAMES.join(', ');
+  if (typeof board === 'string') {
+    if (!isBoardPreset(board)) return [{ path: ['board'], message: `"${board}" is not a board netroot knows; use one of: ${known}, or write the board out as { name, kernel, initrd, fdt, console }` }];
+    profile.board = presetSettings(board);
+    return [];
+  }
+  if (board && typeof board === 'object' && !Array.isArray(board) && 'preset' in board) {
+    const { preset, ...own } = board as Record<string, unknown>;
+    if (!isBoardPreset(preset)) return [{ path: ['board', 'preset'], message: `${JSON.stringify(preset)} is not a board netroot knows; use one of: ${known}` }];
+    profile.board = { ...presetSettings(preset), ...own };
+  }
+  return [];
+}
