@@ -13,6 +13,8 @@ packages=(
   libnfs-utils busybox curl
   # containers, namespaces, building the base
   systemd-container util-linux iproute2 mmdebstrap
+  # emulated arm64 boards (netboot-arm64): the machine and its firmware
+  qemu-system-arm u-boot-qemu
 )
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${packages[@]}"

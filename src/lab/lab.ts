@@ -14,20 +14,23 @@ import { UsageError } from '../errors.js';
 import { startBootServer } from './boot-server.js';
 import { Cleanup } from './cleanup.js';
 import { LabError } from './errors.js';
+import { EmulatedBoard } from './board.js';
 import { Machine } from './machine.js';
+import { netbootArm64, type BoardBounds, type BoardReport } from './netboot-arm64.js';
 import { createLabNetwork, deleteNamespace, plugIn, staleNamespaces } from './network.js';
 import { netbootNode, type NetbootResult } from './netboot.js';
 import { readDatastore } from './probes.js';
 import { run, tryRun, waitFor } from './run-command.js';
 import { kineSequence } from './kine.js';
 import { bootstrapDatadirLost, mariadbRestartBootstrap, powerCut, powerOneSurvivor, powerOrderly, powerStaleNode } from './recovery.js';
-import { boundsFor, coldStart, galeraNodeLoss, mariadbDown, SCENARIOS, vipFailover, type LabBounds, type LabContext, type ScenarioName, type ScenarioResult } from './scenarios.js';
+import { boundsFor, coldStart, galeraNodeLoss, mariadbDown, SCENARIOS, vipFailover, type LabBounds, type LabContext, type LabScenario, type ScenarioName, type ScenarioResult } from './scenarios.js';
 import { labTopology } from './topology.js';
 
 export const LAB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const K3S_STANDIN = path.join(LAB_DIR, 'scripts/lab/k3s-standin');
 
 /** What a container cannot do, switched off by the lab profile (never by patching the trees). */
+export const SWITCHED_OFF_EMULATED = ['k3s itself: a stand-in (scripts/lab/k3s-standin) at /usr/local/bin/k3s checks its config, token and datastore instead'];
 export const SWITCHED_OFF = [
   'local storage for /var/lib/rancher (storage.enabled: false): a container cannot loop-mount the ext4 image',
   'Longhorn and iscsid (longhorn.enabled: false): they need kernel modules a container cannot load',
@@ -42,11 +45,13 @@ export interface LabOptions {
   /** Lab directory (default out/lab): build/, run/ and report.json. */
   out?: string;
   /** Only these scenarios (after the cold start they need); default: all, in an order shuffled with `seed`. */
-  scenarios?: ScenarioName[];
+  scenarios?: LabScenario[];
   /** Seed of the scenarios' order and of power-on orders (default: random, printed and reported). */
   seed?: number;
   /** Architecture of the nodes; a foreign one runs under qemu-user (binfmt). Default: the profile's base. */
   arch?: string;
+  /** netboot-arm64: boot only these nodes (default: all). */
+  nodes?: string[];
   /** Use the trees already in <out>/build instead of building. */
   skipBuild?: boolean;
   cacheDir?: string;
@@ -54,6 +59,8 @@ export interface LabOptions {
   secrets?: string;
   /** Time bounds of the checks (defaults: boundsFor the profile). */
   bounds?: Partial<LabBounds>;
+  /** netboot-arm64: time bounds of the boot stages (default BOARD_BOUNDS). */
+  boardBounds?: Partial<BoardBounds>;
   cwd?: string;
   log?: (line: string) => void;
 }
@@ -69,15 +76,17 @@ export interface LabReport {
   bounds?: LabBounds;
   scenarios: ScenarioResult[];
   netboot: NetbootResult[];
+  /** netboot-arm64: every board's boots, stage by stage, and the time to a formed cluster. */
+  boards?: BoardReport;
   switchedOff: string[];
 }
 
 const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;
 
-async function checkHost(): Promise<void> {
+async function checkHost(emulated: boolean): Promise<void> {
   if (process.getuid?.() !== 0) throw new UsageError('the lab needs root: it creates network namespaces, mounts and containers. Run it as root (sudo npm run lab -- …)');
   const missing: string[] = [];
-  for (const program of PROGRAMS) if (!(await tryRun('sh', ['-c', `command -v ${program}`])).ok) missing.push(program);
+  for (const program of [...PROGRAMS, ...(emulated ? ['qemu-system-aarch64'] : [])]) if (!(await tryRun('sh', ['-c', `command -v ${program}`])).ok) missing.push(program);
   if (missing.length) throw new UsageError(`the lab needs ${missing.join(', ')}: install its packages with scripts/install-lab-deps.sh`);
 }
 
@@ -177,7 +186,12 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   const labDir = path.resolve(cwd, options.out ?? 'out/lab');
   const buildOut = path.join(labDir, 'build');
   const runDir = path.join(labDir, 'run');
-  await checkHost();
+  const emulated = options.scenarios?.includes('netboot-arm64') ?? false;
+  if (emulated && options.scenarios!.length > 1) {
+    throw new UsageError('netboot-arm64 runs on its own: it boots emulated boards, the other scenarios containers (run them in another lab run)');
+  }
+  if (options.nodes && !emulated) throw new UsageError('--node is for --scenario netboot-arm64');
+  await checkHost(emulated);
 
   // The lab needs only the cluster; the build validates the rest (secrets, templates) itself.
   const { cluster, profile } = await loadProfile(options.profile, { cwd });
@@ -220,10 +234,31 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
 
   const scenarios: ScenarioResult[] = [];
   let netboot: NetbootResult[] = [];
+  let boards: BoardReport | undefined;
   try {
     log(`network: bridge, boot server at ${topology.boot.addresses.join(', ')}, ${topology.nodes.length} nodes (namespaces ${topology.prefix}-*)`);
     await createLabNetwork(topology, cleanup);
     await startBootServer(cluster, topology, { buildDir, workDir: runDir }, cleanup);
+
+    if (emulated) {
+      const unknown = (options.nodes ?? []).filter((name) => !topology.nodes.some((n) => n.name === name));
+      if (unknown.length) throw new UsageError(`--node ${unknown.join(', ')}: ${cluster.name} has the nodes ${topology.nodes.map((n) => n.name).join(', ')}`);
+      const picked = options.nodes ? topology.nodes.filter((n) => options.nodes!.includes(n.name)) : topology.nodes;
+      const firstServer = cluster.servers[0];
+      if (!firstServer) throw new LabError(`${cluster.name} has no server to test`);
+      const run = await netbootArm64({
+        cluster,
+        topology,
+        boards: picked.map((node) => new EmulatedBoard(node, { workDir: path.join(runDir, 'nodes', node.name) })),
+        datastore: await readDatastore(path.join(buildDir, 'rootfs', firstServer.name), runDir),
+        cleanup,
+        log,
+        ...(options.boardBounds ? { bounds: options.boardBounds } : {}),
+      });
+      boards = run.report;
+      scenarios.push(await logged(run.result));
+      return await finish();
+    }
 
     const netbootStart = Date.now();
     netboot = [];
@@ -267,7 +302,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     const cold = await coldStart(ctx, coldStarted);
     scenarios.push(cold);
     log(`cold-start: ${cold.pass ? 'pass' : 'FAIL'} (${cold.seconds} s) ${cold.detail}`);
-    const wanted = (options.scenarios ?? [...SCENARIOS]).filter((name): name is Exclude<ScenarioName, 'cold-start'> => name !== 'cold-start');
+    const wanted = (options.scenarios ?? [...SCENARIOS]).filter((name): name is Exclude<ScenarioName, 'cold-start'> => name !== 'cold-start' && name !== 'netboot-arm64');
     if (!cold.pass || wanted.length === 0) return await finish();
 
     // Each scenario starts from a whole cluster, so any order must pass: a shuffled one proves it.
@@ -303,7 +338,8 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       ...(bounds ? { bounds } : {}),
       scenarios,
       netboot,
-      switchedOff: SWITCHED_OFF,
+      ...(boards ? { boards } : {}),
+      switchedOff: emulated ? SWITCHED_OFF_EMULATED : SWITCHED_OFF,
     };
     const file = path.join(labDir, 'report.json');
     await writeFile(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);

@@ -23,6 +23,9 @@ export const SCENARIOS = [
   'bootstrap-datadir-lost',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
+/** Scenarios on emulated boards (a profile with board: qemu-virt-arm64); each runs on its own. */
+export const EMULATED_SCENARIOS = ['netboot-arm64'] as const;
+export type LabScenario = ScenarioName | (typeof EMULATED_SCENARIOS)[number];
 
 export interface ScenarioResult {
   name: string;

@@ -85,7 +85,11 @@ export async function buildDebootstrapBase(spec: string | DebootstrapSpec, optio
   const { built } = await cachedFile(final, async (temporary) => {
     await checkEmulation(parsed.arch);
     const sources = options.sources ?? (await hostSources(parsed.suite, log));
-    log(`building ${name} with mmdebstrap (this takes minutes; the result is cached)`);
+    const emulated = !runsNatively(hostArchitecture(), parsed.arch);
+    log(
+      `building ${name} with mmdebstrap, once: ${emulated ? `its programs run under qemu-user, so this takes about 30 minutes on 2 cores` : 'this takes minutes'}; ` +
+        `the result is cached in ${path.dirname(final)}. mmdebstrap's progress follows`,
+    );
     const started = Date.now();
     await runMmdebstrap(parsed, temporary, sources, options.timeoutMs ?? TIMEOUT, log);
     log(`built ${name} in ${Math.round((Date.now() - started) / 1000)} s`);
