@@ -12,6 +12,7 @@
  * its first boot wrote. A failure names its stage and shows the console's
  * last lines.
  */
+import path from 'node:path';
 import type { Cluster } from '../profile/resolve.js';
 import type { EmulatedBoard } from './board.js';
 import type { Cleanup } from './cleanup.js';
@@ -41,7 +42,8 @@ export const BOARD_BOUNDS: BoardBounds = {
   tftpSeconds: 180,
   kernelSeconds: 120,
   nfsSeconds: 420,
-  multiUserSeconds: 900,
+  // multi-user.target waits for MariaDB (Galera formed, state transferred) and k3s: the cluster's time.
+  multiUserSeconds: 1500,
   unitsSeconds: 600,
   clusterSeconds: 900,
 };
@@ -109,7 +111,7 @@ export async function bootBoard(board: EmulatedBoard, ctx: { cluster: Cluster; c
     console: board.consoleLog,
   });
   const why = (m: { ok: false; reason: string; line?: { text: string } }, what: string, bound: number): string =>
-    m.reason === 'timeout' ? `no ${what} within ${bound} s` : m.reason === 'powered off' ? `the board stopped before ${what}` : `"${m.line?.text.trim()}" before ${what}`;
+    m.reason === 'timeout' ? `waited ${bound} s for ${what} in vain` : m.reason === 'powered off' ? `the board stopped before ${what}` : `"${m.line?.text.trim()}" before ${what}`;
 
   await board.powerOn(ctx.cleanup);
   // U-Boot: stop its autoboot (which tries disks, then a boot script) and ask for a PXE boot, as a board's bootcmd would.
@@ -159,7 +161,7 @@ export async function bootBoard(board: EmulatedBoard, ctx: { cluster: Cluster; c
   const failed = board.lines.slice(mounted.index, multiUser.index).filter((l) => /\[FAILED\]/.test(l.text)).map((l) => l.text.replace(/\x1b\[[0-9;]*m/g, '').trim());
   if (failed.length) return result('unit', `failed while booting: ${failed.join('; ')}`);
   // The serial getty greets with the node's own name: its hostname came from its own root.
-  const login = await board.waitFor(/^(\S+) login:/, { from: multiUser.index, timeoutMs: 120_000, partial: true });
+  const login = await board.waitFor(/(?:^|\s)(\S+) login:/, { from: multiUser.index, timeoutMs: 120_000, partial: true });
   if (!login.ok) return result('systemd', why(login, 'a login prompt on the console', 120));
   if (login.match[1] !== node.name) return result('systemd', `the console greets as ${login.match[1]}, not ${node.name}`);
   return result(undefined, `U-Boot to kernel ${stages.ubootToKernel} s, kernel to NFS root ${stages.kernelToNfsRoot} s, root to multi-user ${stages.nfsRootToMultiUser} s`);
@@ -232,7 +234,7 @@ export async function netbootArm64(ctx: NetbootArm64Context): Promise<{ result: 
     report,
   });
 
-  log(`netboot-arm64: powering on ${boards.length} emulated arm64 board${boards.length === 1 ? '' : 's'} (consoles: ${boards.map((b) => b.consoleLog).join(', ')})`);
+  log(`netboot-arm64: powering on ${boards.length} emulated arm64 board${boards.length === 1 ? '' : 's'}; each console goes to console-1.log in ${boards.map((b) => path.dirname(b.consoleLog)).join(', ')}`);
   const boots = await Promise.all(boards.map((board) => bootBoard(board, { cluster, cleanup: ctx.cleanup, bounds }, 1)));
   report.boots.push(...boots);
   for (const b of boots) log(`netboot-arm64: ${b.node}: ${b.pass ? 'booted' : 'FAILED'}: ${b.detail.split('\n')[0]}`);

@@ -45,7 +45,7 @@ export interface LabBounds {
   failoverSeconds: number;
   /** From power-on until a restarted server is back in a full Galera cluster. */
   rejoinSeconds: number;
-  /** keepalived's health check (2 failures 2 s apart) plus the takeover: the VIP leaves a server whose MariaDB died. */
+  /** keepalived's health check (2 failures checkInterval apart) plus the takeover: the VIP leaves a server whose MariaDB died. */
   healthFailoverSeconds: number;
   /** From powering the servers on after a whole-cluster outage until a primary component of all of them. */
   recoverySeconds: number;
@@ -61,14 +61,15 @@ const VIP_QUIET_MS = 12_000;
  * after three missed adverts, its health check fails after two 2-s intervals,
  * and every server more boots, recovers and transfers its state in turn.
  */
-export function boundsFor(profile: { keepalived: { advertInterval: number }; galera: { recovery: { survivorAfter: number; waitForAll: number } } }, servers: number): LabBounds {
+export function boundsFor(profile: { keepalived: { advertInterval: number; checkInterval?: number }; galera: { recovery: { survivorAfter: number; waitForAll: number } } }, servers: number): LabBounds {
   const advert = profile.keepalived.advertInterval;
+  const check = profile.keepalived.checkInterval ?? 2;
   return {
     coldStartSeconds: 120 + 60 * servers,
     vipSettleSeconds: 30 + 15 * advert,
     failoverSeconds: 3 * advert + 2,
     rejoinSeconds: 120 + 40 * servers,
-    healthFailoverSeconds: 2 * 2 + 3 * advert + 8,
+    healthFailoverSeconds: 2 * check + 3 * advert + 8,
     recoverySeconds: 120 + 40 * servers,
     survivorAfterSeconds: profile.galera.recovery.survivorAfter,
   };

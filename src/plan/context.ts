@@ -223,6 +223,11 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
       priority: node.keepalived!.priority,
       virtualRouterId: profile.keepalived.virtualRouterId,
       advertInterval: profile.keepalived.advertInterval,
+      checkInterval: profile.keepalived.checkInterval,
+      checkTimeout: profile.keepalived.checkTimeout,
+      // The check's own bounds sit inside keepalived's, so it fails by itself rather than being killed.
+      checkCommandTimeout: profile.keepalived.checkTimeout - 1,
+      checkConnectTimeout: Math.max(1, profile.keepalived.checkTimeout - 2),
       authPass: secrets.keepalivedAuthPass,
     };
     context.galera = {

@@ -14,6 +14,8 @@ export interface BoardPreset {
   console: string;
   /** Modules the initrd must hold beyond MODULES=netboot's Ethernet drivers. */
   modules?: string[];
+  /** Kernel arguments the board needs. */
+  append?: string[];
   /** One line for `build-images boards` and the schema. */
   about: string;
 }
@@ -45,6 +47,9 @@ export const BOARD_PRESETS = {
     initrd: '/initrd.img',
     console: 'ttyAMA0',
     modules: ['virtio_net', 'virtio_mmio', 'net_failover', 'failover'],
+    // An emulated CPU runs udev's first pass and the daemons' starts many times slower than a
+    // board: systemd's default 90 s for a device or a start would fail units that are only slow.
+    append: ['systemd.default_timeout_start_sec=600'],
     about: "QEMU's emulated arm64 board (qemu-system-aarch64 -M virt) with Debian's kernel",
   },
 } satisfies Record<string, BoardPreset>;

@@ -112,6 +112,20 @@ const ssh = z.strictObject({
 const keepalived = z.strictObject({
   virtualRouterId: z.number().int().min(1, 'must be between 1 and 255').max(255, 'must be between 1 and 255'),
   advertInterval: z.number().int().min(1).max(255).default(1),
+  checkInterval: z
+    .number()
+    .int()
+    .min(1)
+    .max(60)
+    .default(2)
+    .describe("Seconds between keepalived's checks that this server's MariaDB is a synced member of the primary Galera component (it holds the VIP only then); two failed checks in a row move the VIP."),
+  checkTimeout: z
+    .number()
+    .int()
+    .min(2)
+    .max(120)
+    .default(4)
+    .describe('Seconds one check may take before it counts as failed. Raise it on slow or emulated boards, where starting the MariaDB client alone can take seconds.'),
 });
 
 const galera = z.strictObject({
