@@ -9,7 +9,7 @@ packages=(
   keepalived mariadb-server mariadb-client galera-4 rsync
   # the boot server: DHCP/TFTP and NFS
   dnsmasq-base nfs-ganesha nfs-ganesha-vfs rpcbind
-  # clients: NFS (libnfs), DHCP and TFTP (busybox), HTTP
+  # clients: NFS (libnfs), DHCP, TFTP and DNS (busybox), HTTP
   libnfs-utils busybox curl
   # containers, namespaces, building the base
   systemd-container util-linux iproute2 mmdebstrap

@@ -13,6 +13,7 @@ import { loadProfile } from '../profile/load.js';
 import { UsageError } from '../errors.js';
 import { startBootServer } from './boot-server.js';
 import { Cleanup } from './cleanup.js';
+import { startLabDns } from './dns.js';
 import { LabError } from './errors.js';
 import { EmulatedBoard } from './board.js';
 import { Machine } from './machine.js';
@@ -238,6 +239,8 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   try {
     log(`network: bridge, boot server at ${topology.boot.addresses.join(', ')}, ${topology.nodes.length} nodes (namespaces ${topology.prefix}-*)`);
     await createLabNetwork(topology, cleanup);
+    const dns = await startLabDns(topology, runDir, cleanup);
+    log(`DNS: ${dns.record.name} served on ${dns.address} (the nodes' network.dns)`);
     await startBootServer(cluster, topology, { buildDir, workDir: runDir }, cleanup);
 
     if (emulated) {

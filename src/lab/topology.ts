@@ -20,6 +20,8 @@ export interface LabNode {
   mac: string;
   ip: string;
   gateway: string;
+  /** The node's DNS servers (network.dns, or its own): its resolv.conf or resolved names them. */
+  dns: string[];
   isServer: boolean;
   /** The bridge port of this node's cable, inside the bridge namespace. */
   port: string;
@@ -74,6 +76,7 @@ export function labTopology(cluster: Cluster, id: string | number): LabTopology 
       mac: node.mac,
       ip: node.ip,
       gateway: node.gateway,
+      dns: node.dns,
       isServer: node.isServer,
       port: `n${i}`,
     })),

@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { baseForArch } from '../../src/lab/lab.js';
 import { parseLease, parsePxelinux, pxelinuxName } from '../../src/lab/netboot.js';
 import { parseDatastoreEndpoint } from '../../src/lab/probes.js';
+import { nslookupAddresses } from '../../src/lab/dns.js';
 import { buildToTemp, type TempBuild } from '../support/build.js';
 
 let lab: TempBuild;
@@ -53,6 +54,13 @@ test('--arch swaps the architecture of a debootstrap base and refuses other base
   assert.is(baseForArch('debootstrap:bookworm:amd64', 'arm64'), 'debootstrap:bookworm:arm64');
   assert.throws(() => baseForArch('/srv/armbian.img', 'arm64'), /--arch needs a profile whose base is debootstrap/);
   assert.throws(() => baseForArch(undefined, 'arm64'), /not none/);
+});
+
+test('busybox nslookup: the answer\'s addresses, not the server\'s', () => {
+  const out = 'Server:\t\t192.0.2.1\nAddress:\t192.0.2.1:53\n\nName:\tlab-check.netroot.test\nAddress: 192.0.2.1\n\nNon-authoritative answer:\n';
+  assert.equal(nslookupAddresses(out, 'lab-check.netroot.test'), ['192.0.2.1']);
+  assert.equal(nslookupAddresses('Server:\t\t192.0.2.1\nAddress:\t192.0.2.1:53\n\n** server can\'t find lab-check.netroot.test: NXDOMAIN\n', 'lab-check.netroot.test'), []);
+  assert.equal(nslookupAddresses('Name:\tother.netroot.test\nAddress: 192.0.2.9\n', 'lab-check.netroot.test'), []);
 });
 
 test.run();
