@@ -37,6 +37,7 @@ export const SWITCHED_OFF = [
   'Longhorn and iscsid (longhorn.enabled: false): they need kernel modules a container cannot load',
   "k3s's modprobe of br_netfilter and overlay fails in a container; the unit ignores it ('-' prefix)",
   'k3s itself: a stand-in (scripts/lab/k3s-standin) at /usr/local/bin/k3s checks its config, token and datastore instead',
+  "the rpc_pipefs mount of nfs-common (board.append: systemd.mask=run-rpc_pipefs.mount): this host's kernel has no SUNRPC, and a container cannot load it; a board's NFS-root kernel has it",
 ];
 
 const PROGRAMS = ['ip', 'nsenter', 'unshare', 'systemd-nspawn', 'dnsmasq', 'ganesha.nfsd', 'rpcbind', 'rpcinfo', 'nfs-ls', 'busybox', 'mariadb', 'curl', 'ss', 'mount'];
@@ -279,7 +280,10 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     cleanup.add('nodes', async () => {
       for (const machine of machines) await machine.powerOff();
     });
-    for (const machine of machines) await machine.reset(cleanup);
+    for (const machine of machines) {
+      await machine.reset(cleanup);
+      machine.kernelArgs = netboot.find((r) => r.node === machine.node.name)?.kernelArgs ?? [];
+    }
     const firstServer = machines.find((m) => m.node.isServer);
     if (!firstServer) throw new LabError(`${cluster.name} has no server to test`);
     const ctx: LabContext = {
@@ -295,6 +299,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
         await plugIn(machine.node);
         const again = await netbootNode(cluster, topology, machine.node, buildDir, runDir);
         if (!again.pass) throw new LabError(`${machine.node.name} could not netboot again: ${again.problems.join('; ')}`);
+        machine.kernelArgs = again.kernelArgs ?? [];
         await machine.boot();
       },
     };

@@ -10,6 +10,7 @@ import { baseForArch } from '../../src/lab/lab.js';
 import { parseLease, parsePxelinux, pxelinuxName } from '../../src/lab/netboot.js';
 import { parseDatastoreEndpoint } from '../../src/lab/probes.js';
 import { nslookupAddresses } from '../../src/lab/dns.js';
+import { systemdArguments } from '../../src/lab/machine.js';
 import { buildToTemp, type TempBuild } from '../support/build.js';
 
 let lab: TempBuild;
@@ -54,6 +55,14 @@ test('--arch swaps the architecture of a debootstrap base and refuses other base
   assert.is(baseForArch('debootstrap:bookworm:amd64', 'arm64'), 'debootstrap:bookworm:arm64');
   assert.throws(() => baseForArch('/srv/armbian.img', 'arm64'), /--arch needs a profile whose base is debootstrap/);
   assert.throws(() => baseForArch(undefined, 'arm64'), /not none/);
+});
+
+test('a node\'s kernel command line reaches its container\'s systemd only through its systemd.* arguments', async () => {
+  const node = lab.plan.cluster.nodes[0]!;
+  const entry = parsePxelinux(await readFile(path.join(lab.dir, 'tftp/pxelinux.cfg', pxelinuxName(node.mac)), 'utf8'));
+  const args = entry.append!.split(/\s+/);
+  assert.ok(args.includes('root=/dev/nfs'), entry.append);
+  assert.equal(systemdArguments(args), ['systemd.mask=run-rpc_pipefs.mount'], 'the lab profile switches off the rpc_pipefs mount, and nothing else reaches systemd');
 });
 
 test('busybox nslookup: the answer\'s addresses, not the server\'s', () => {
