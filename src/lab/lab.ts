@@ -220,7 +220,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const random = seededRandom(seed);
   const bounds: LabBounds = { ...boundsFor(profile, cluster.servers.length), ...options.bounds };
-  log(`seed ${seed} (--seed ${seed} repeats this order); bounds from the profile: cold start ${bounds.coldStartSeconds} s, VIP failover ${bounds.failoverSeconds} s, rejoin ${bounds.rejoinSeconds} s, recovery ${bounds.recoverySeconds} s`);
+  log(`seed ${seed} (--seed ${seed} repeats this order); bounds from the profile: cold start ${bounds.coldStartSeconds} s, systemd running ${bounds.systemRunningSeconds} s, VIP failover ${bounds.failoverSeconds} s, rejoin ${bounds.rejoinSeconds} s, recovery ${bounds.recoverySeconds} s`);
   const cleanup = new Cleanup();
   let stopping: NodeJS.Signals | undefined;
   const interrupted = (signal: NodeJS.Signals): void => {
@@ -292,6 +292,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       datastore: await readDatastore(path.join(buildDir, 'rootfs', firstServer.node.name), runDir),
       log,
       bounds,
+      dns,
       recoveryPolicy: profile.galera.recovery.policy,
       bootstrapNode: cluster.bootstrapNode!,
       shuffle: (items) => shuffled(items, random),

@@ -11,6 +11,7 @@ import { parseLease, parsePxelinux, pxelinuxName } from '../../src/lab/netboot.j
 import { parseDatastoreEndpoint } from '../../src/lab/probes.js';
 import { nslookupAddresses } from '../../src/lab/dns.js';
 import { systemdArguments } from '../../src/lab/machine.js';
+import { galeraTlsProblems, parseFailedUnits, parseGetentHosts, parseProviderOptions, startupSeconds, timeoutLines } from '../../src/lab/node-checks.js';
 import { buildToTemp, type TempBuild } from '../support/build.js';
 
 let lab: TempBuild;
@@ -70,6 +71,33 @@ test('busybox nslookup: the answer\'s addresses, not the server\'s', () => {
   assert.equal(nslookupAddresses(out, 'lab-check.netroot.test'), ['192.0.2.1']);
   assert.equal(nslookupAddresses('Server:\t\t192.0.2.1\nAddress:\t192.0.2.1:53\n\n** server can\'t find lab-check.netroot.test: NXDOMAIN\n', 'lab-check.netroot.test'), []);
   assert.equal(nslookupAddresses('Name:\tother.netroot.test\nAddress: 192.0.2.9\n', 'lab-check.netroot.test'), []);
+});
+
+test('what systemd and getent say inside a node', () => {
+  assert.equal(parseGetentHosts('192.0.2.1       lab-check.netroot.test\n'), ['192.0.2.1']);
+  assert.equal(parseGetentHosts(''), []);
+  // systemctl --failed --no-legend --plain, as bookworm's systemd 252 prints it in the lab.
+  assert.equal(parseFailedUnits('run-rpc_pipefs.mount loaded failed failed RPC Pipe File System\n● k3s.service loaded failed failed Lightweight Kubernetes\n'), ['run-rpc_pipefs.mount', 'k3s.service']);
+  assert.equal(parseFailedUnits(''), []);
+  assert.is(startupSeconds('UserspaceTimestampMonotonic=1000000\nFinishTimestampMonotonic=20761000\n'), 19.8);
+  assert.is(startupSeconds('UserspaceTimestampMonotonic=1000000\nFinishTimestampMonotonic=0\n'), undefined, 'still starting');
+  assert.equal(
+    timeoutLines('Starting foo.service...\nsystemd-time-wait-sync.service: start operation timed out. Terminating.\nTimed out waiting for device /dev/disk/by-label/netroot-local.\nStarted bar.service.'),
+    ['systemd-time-wait-sync.service: start operation timed out. Terminating.', 'Timed out waiting for device /dev/disk/by-label/netroot-local.'],
+  );
+});
+
+test('Galera over TLS, read from wsrep_provider_options', () => {
+  // Abridged from a lab server (Galera 4.23): the rendered socket.ssl_* are in effect.
+  const tls = parseProviderOptions(
+    'base_dir = /var/lib/mysql/; gmcast.listen_addr = ssl://0.0.0.0:4567; socket.ssl = YES; socket.ssl_ca = /etc/mysql/netroot-tls/ca.pem; socket.ssl_cert = /etc/mysql/netroot-tls/server.pem; socket.ssl_cipher = ; socket.ssl_key = /etc/mysql/netroot-tls/server-key.pem; socket.ssl_reload = 1',
+  );
+  assert.is(tls.get('socket.ssl_cipher'), '');
+  assert.equal(galeraTlsProblems(tls), []);
+  // Without socket.ssl_* (Galera 4.23 on this host), no socket.ssl option is listed at all.
+  const plain = parseProviderOptions('base_dir = /var/lib/mysql/; gcache.size = 16M; gmcast.listen_addr = tcp://0.0.0.0:4567; gmcast.mcast_addr = ');
+  assert.equal(galeraTlsProblems(plain), ['socket.ssl is not set', 'socket.ssl_ca is empty', 'socket.ssl_cert is empty', 'socket.ssl_key is empty', 'gmcast.listen_addr is tcp://0.0.0.0:4567, not ssl://']);
+  assert.equal(galeraTlsProblems(parseProviderOptions('gmcast.listen_addr = ssl://0.0.0.0:4567; socket.ssl = NO; socket.ssl_ca = /ca.pem; socket.ssl_cert = /c.pem; socket.ssl_key = /k.pem')), ['socket.ssl is NO']);
 });
 
 test.run();
