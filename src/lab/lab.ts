@@ -24,6 +24,7 @@ import { readDatastore } from './probes.js';
 import { run, tryRun, waitFor } from './run-command.js';
 import { kineSequence } from './kine.js';
 import { bootstrapDatadirLost, mariadbRestartBootstrap, powerCut, powerOneSurvivor, powerOrderly, powerStaleNode } from './recovery.js';
+import { rogueGaleraNode } from './rogue-galera.js';
 import { boundsFor, coldStart, galeraNodeLoss, mariadbDown, SCENARIOS, vipFailover, type LabBounds, type LabContext, type LabScenario, type ScenarioName, type ScenarioResult } from './scenarios.js';
 import { labTopology } from './topology.js';
 
@@ -40,7 +41,7 @@ export const SWITCHED_OFF = [
   "the rpc_pipefs mount of nfs-common (board.append: systemd.mask=run-rpc_pipefs.mount): this host's kernel has no SUNRPC, and a container cannot load it; a board's NFS-root kernel has it",
 ];
 
-const PROGRAMS = ['ip', 'nsenter', 'unshare', 'systemd-nspawn', 'dnsmasq', 'ganesha.nfsd', 'rpcbind', 'rpcinfo', 'nfs-ls', 'busybox', 'mariadb', 'curl', 'ss', 'mount'];
+const PROGRAMS = ['ip', 'nsenter', 'unshare', 'systemd-nspawn', 'dnsmasq', 'ganesha.nfsd', 'rpcbind', 'rpcinfo', 'nfs-ls', 'busybox', 'mariadb', 'mariadbd', 'mariadb-install-db', 'openssl', 'curl', 'ss', 'mount'];
 
 export interface LabOptions {
   profile: string;
@@ -113,6 +114,7 @@ const SCENARIO_RUNS: Record<Exclude<ScenarioName, 'cold-start'>, (ctx: LabContex
   'power-stale-node': powerStaleNode,
   'power-one-survivor': powerOneSurvivor,
   'bootstrap-datadir-lost': bootstrapDatadirLost,
+  'rogue-galera-node': rogueGaleraNode,
 };
 
 /** A small seeded generator (mulberry32): the same seed gives the same orders. */
@@ -293,6 +295,8 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       log,
       bounds,
       dns,
+      runDir,
+      cleanup,
       recoveryPolicy: profile.galera.recovery.policy,
       bootstrapNode: cluster.bootstrapNode!,
       shuffle: (items) => shuffled(items, random),

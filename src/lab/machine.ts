@@ -39,6 +39,11 @@ export class Machine {
     this.options = { tree: path.resolve(options.tree), workDir: path.resolve(options.workDir) };
   }
 
+  /** The node's export tree as the build wrote it (never written by the lab). */
+  get tree(): string {
+    return this.options.tree;
+  }
+
   get root(): string {
     return path.join(this.options.workDir, 'root');
   }

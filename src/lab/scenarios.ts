@@ -3,6 +3,7 @@
  * returns pass/fail, its measured seconds and a detail line that names the
  * check that failed and what the nodes said about it.
  */
+import type { Cleanup } from './cleanup.js';
 import type { LabDns } from './dns.js';
 import type { Machine } from './machine.js';
 import { unplug } from './network.js';
@@ -23,6 +24,7 @@ export const SCENARIOS = [
   'power-stale-node',
   'power-one-survivor',
   'bootstrap-datadir-lost',
+  'rogue-galera-node',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** Scenarios on emulated boards (a profile with board: qemu-virt-arm64); each runs on its own. */
@@ -58,6 +60,8 @@ export interface LabBounds {
    * starts and joins Galera in turn, and the servers' k3s waits for the datastore.
    */
   systemRunningSeconds: number;
+  /** How long a stranger's MariaDB is watched for joining the cluster (its own wait for a primary component is 30 s). */
+  rogueSeconds: number;
 }
 
 /** How long one VIP holder must stay the only one before the lab believes it. */
@@ -79,6 +83,7 @@ export function boundsFor(profile: { keepalived: { advertInterval: number }; gal
     recoverySeconds: 120 + 40 * servers,
     survivorAfterSeconds: profile.galera.recovery.survivorAfter,
     systemRunningSeconds: 60 + 20 * servers,
+    rogueSeconds: 60,
   };
 }
 
@@ -98,6 +103,10 @@ export interface LabContext {
   bounds: LabBounds;
   /** The lab's DNS server on the gateway and the name it serves. */
   dns: LabDns;
+  /** The lab's run directory: what a scenario starts keeps its files under it. */
+  runDir: string;
+  /** Undoes what a scenario started, should the lab be stopped in the middle of it. */
+  cleanup: Cleanup;
 }
 
 export const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;

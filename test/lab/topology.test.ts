@@ -50,6 +50,18 @@ test("the lab's DNS server: on the gateway only, its own name and nothing of the
   for (const arg of args.filter((a) => /^--(pid-file|log-facility)=/.test(a))) assert.match(arg, /=\/lab\/run\/dns\//, 'state and log in the run directory');
 });
 
+test('a spare address for a machine of the lab\'s own: in the subnet and the ranges, used by nobody', async () => {
+  const opz3 = labTopology((await loadProfile('opz3-lab')).cluster, 1);
+  assert.is(opz3.spareAddress, '192.0.2.254');
+  assert.is(labTopology((await loadProfile('opz5-lab')).cluster, 1).spareAddress, '198.51.100.254');
+  // A node on .254 and the DNS server on .253: the next one down.
+  const dir = await writeProfiles({
+    'busy.yaml': OPZ3.replace('ip: 192.0.2.63,', 'ip: 192.0.2.254,').replace('dns: [192.0.2.1]', 'dns: [192.0.2.253]'),
+  });
+  const busy = labTopology((await loadProfile(path.join(dir, 'busy.yaml'))).cluster, 1);
+  assert.is(busy.spareAddress, '192.0.2.252');
+});
+
 test('documentation ranges only', () => {
   for (const ip of ['192.0.2.1', '198.51.100.254', '203.0.113.9']) assert.ok(inDocumentationRange(ip), ip);
   for (const ip of ['192.0.3.1', '10.0.0.1', '192.168.1.10', '8.8.8.8', '198.51.101.1']) assert.not.ok(inDocumentationRange(ip), ip);
