@@ -9,8 +9,10 @@ packages=(
   keepalived mariadb-server mariadb-client galera-4 rsync
   # the boot server: DHCP/TFTP and NFS
   dnsmasq-base nfs-ganesha nfs-ganesha-vfs rpcbind
-  # clients: NFS (libnfs), DHCP and TFTP (busybox), HTTP
+  # clients: NFS (libnfs), DHCP, TFTP and DNS (busybox), HTTP
   libnfs-utils busybox curl
+  # the rogue Galera node's certificate of its own (rogue-galera-node)
+  openssl
   # containers, namespaces, building the base
   systemd-container util-linux iproute2 mmdebstrap
   # emulated arm64 boards (netboot-arm64): the machine and its firmware

@@ -13,6 +13,7 @@ import { loadProfile } from '../profile/load.js';
 import { UsageError } from '../errors.js';
 import { startBootServer } from './boot-server.js';
 import { Cleanup } from './cleanup.js';
+import { startLabDns } from './dns.js';
 import { LabError } from './errors.js';
 import { EmulatedBoard } from './board.js';
 import { Machine } from './machine.js';
@@ -23,6 +24,7 @@ import { readDatastore } from './probes.js';
 import { run, tryRun, waitFor } from './run-command.js';
 import { kineSequence } from './kine.js';
 import { bootstrapDatadirLost, mariadbRestartBootstrap, powerCut, powerOneSurvivor, powerOrderly, powerStaleNode } from './recovery.js';
+import { rogueGaleraNode } from './rogue-galera.js';
 import { boundsFor, coldStart, galeraNodeLoss, mariadbDown, SCENARIOS, vipFailover, type LabBounds, type LabContext, type LabScenario, type ScenarioName, type ScenarioResult } from './scenarios.js';
 import { labTopology } from './topology.js';
 
@@ -36,9 +38,10 @@ export const SWITCHED_OFF = [
   'Longhorn and iscsid (longhorn.enabled: false): they need kernel modules a container cannot load',
   "k3s's modprobe of br_netfilter and overlay fails in a container; the unit ignores it ('-' prefix)",
   'k3s itself: a stand-in (scripts/lab/k3s-standin) at /usr/local/bin/k3s checks its config, token and datastore instead',
+  "the rpc_pipefs mount of nfs-common (board.append: systemd.mask=run-rpc_pipefs.mount): this host's kernel has no SUNRPC, and a container cannot load it; a board's NFS-root kernel has it",
 ];
 
-const PROGRAMS = ['ip', 'nsenter', 'unshare', 'systemd-nspawn', 'dnsmasq', 'ganesha.nfsd', 'rpcbind', 'rpcinfo', 'nfs-ls', 'busybox', 'mariadb', 'curl', 'ss', 'mount'];
+const PROGRAMS = ['ip', 'nsenter', 'unshare', 'systemd-nspawn', 'dnsmasq', 'ganesha.nfsd', 'rpcbind', 'rpcinfo', 'nfs-ls', 'busybox', 'mariadb', 'mariadbd', 'mariadb-install-db', 'openssl', 'curl', 'ss', 'mount'];
 
 export interface LabOptions {
   profile: string;
@@ -111,6 +114,7 @@ const SCENARIO_RUNS: Record<Exclude<ScenarioName, 'cold-start'>, (ctx: LabContex
   'power-stale-node': powerStaleNode,
   'power-one-survivor': powerOneSurvivor,
   'bootstrap-datadir-lost': bootstrapDatadirLost,
+  'rogue-galera-node': rogueGaleraNode,
 };
 
 /** A small seeded generator (mulberry32): the same seed gives the same orders. */
@@ -218,7 +222,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const random = seededRandom(seed);
   const bounds: LabBounds = { ...boundsFor(profile, cluster.servers.length), ...options.bounds };
-  log(`seed ${seed} (--seed ${seed} repeats this order); bounds from the profile: cold start ${bounds.coldStartSeconds} s, VIP failover ${bounds.failoverSeconds} s, rejoin ${bounds.rejoinSeconds} s, recovery ${bounds.recoverySeconds} s`);
+  log(`seed ${seed} (--seed ${seed} repeats this order); bounds from the profile: cold start ${bounds.coldStartSeconds} s, systemd running ${bounds.systemRunningSeconds} s, VIP failover ${bounds.failoverSeconds} s, rejoin ${bounds.rejoinSeconds} s, recovery ${bounds.recoverySeconds} s`);
   const cleanup = new Cleanup();
   let stopping: NodeJS.Signals | undefined;
   const interrupted = (signal: NodeJS.Signals): void => {
@@ -238,6 +242,8 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   try {
     log(`network: bridge, boot server at ${topology.boot.addresses.join(', ')}, ${topology.nodes.length} nodes (namespaces ${topology.prefix}-*)`);
     await createLabNetwork(topology, cleanup);
+    const dns = await startLabDns(topology, runDir, cleanup);
+    log(`DNS: ${dns.record.name} served on ${dns.address} (the nodes' network.dns)`);
     await startBootServer(cluster, topology, { buildDir, workDir: runDir }, cleanup);
 
     if (emulated) {
@@ -276,7 +282,10 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     cleanup.add('nodes', async () => {
       for (const machine of machines) await machine.powerOff();
     });
-    for (const machine of machines) await machine.reset(cleanup);
+    for (const machine of machines) {
+      await machine.reset(cleanup);
+      machine.kernelArgs = netboot.find((r) => r.node === machine.node.name)?.kernelArgs ?? [];
+    }
     const firstServer = machines.find((m) => m.node.isServer);
     if (!firstServer) throw new LabError(`${cluster.name} has no server to test`);
     const ctx: LabContext = {
@@ -285,6 +294,9 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       datastore: await readDatastore(path.join(buildDir, 'rootfs', firstServer.node.name), runDir),
       log,
       bounds,
+      dns,
+      runDir,
+      cleanup,
       recoveryPolicy: profile.galera.recovery.policy,
       bootstrapNode: cluster.bootstrapNode!,
       shuffle: (items) => shuffled(items, random),
@@ -292,6 +304,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
         await plugIn(machine.node);
         const again = await netbootNode(cluster, topology, machine.node, buildDir, runDir);
         if (!again.pass) throw new LabError(`${machine.node.name} could not netboot again: ${again.problems.join('; ')}`);
+        machine.kernelArgs = again.kernelArgs ?? [];
         await machine.boot();
       },
     };

@@ -28,10 +28,20 @@ export class Machine {
   private nspawn: ResultPromise | undefined;
   private leader: number | undefined;
   private boots = 0;
+  /**
+   * The kernel command line the node netbooted with (its pxelinux append line). A container has
+   * no kernel of its own: its systemd gets the systemd.* arguments of it, as a kernel passes them on.
+   */
+  kernelArgs: string[] = [];
 
   constructor(node: LabNode, options: MachineOptions) {
     this.node = node;
     this.options = { tree: path.resolve(options.tree), workDir: path.resolve(options.workDir) };
+  }
+
+  /** The node's export tree as the build wrote it (never written by the lab). */
+  get tree(): string {
+    return this.options.tree;
   }
 
   get root(): string {
@@ -84,6 +94,7 @@ export class Machine {
         '--link-journal=no',
         '--resolv-conf=off',
         '--timezone=off',
+        ...systemdArguments(this.kernelArgs),
       ],
       { stdin: 'ignore', stdout: { file: this.consoleLog }, stderr: { file: `${this.consoleLog}.err` }, reject: false, env: { SYSTEMD_COLORS: '0' } },
     );
@@ -146,6 +157,11 @@ export class Machine {
     const result = await this.exec('systemctl', ['is-active', unit], { timeoutMs: 10_000 });
     return result.stdout.trim() || 'unknown';
   }
+}
+
+/** The arguments of a kernel command line that systemd reads (systemd.mask=…, systemd.unit=…): a container's systemd takes them as its own arguments. */
+export function systemdArguments(kernelArgs: string[]): string[] {
+  return kernelArgs.filter((arg) => arg.startsWith('systemd.'));
 }
 
 /** The container's PID 1: the child of systemd-nspawn that runs systemd. */

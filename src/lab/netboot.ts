@@ -28,6 +28,8 @@ export interface NetbootResult {
   problems: string[];
   checks: string[];
   lease?: Lease;
+  /** The kernel command line of the node's pxelinux file, as TFTP served it. */
+  kernelArgs?: string[];
 }
 
 // udhcpc hands the lease to a script in its environment; this one just prints it.
@@ -160,6 +162,6 @@ export async function netbootNode(cluster: Cluster, topology: LabTopology, node:
     if (foreign.ok) problems.push(`NFS ${otherPath} (the root of ${other.name}) is served to ${node.name} at ${node.ip}; each root must be open to its own node only`);
     else checks.push(`NFS ${otherPath} refused to ${node.ip}`);
   }
-  return { node: node.name, pass: problems.length === 0, problems, checks, lease };
+  return { node: node.name, pass: problems.length === 0, problems, checks, lease, kernelArgs: (entry.append ?? '').split(/\s+/).filter(Boolean) };
 }
 

@@ -70,6 +70,18 @@ export async function createLabNetwork(topology: LabTopology, cleanup: Cleanup):
   }
 }
 
+/**
+ * One more machine on the lab's network, which the lab itself runs (not a node of the
+ * profile): a namespace of its own cabled to the bridge, with `address` on its `eth0`.
+ * Removed by the cleanup, or earlier by `deleteNamespace`.
+ */
+export async function addLabMachine(topology: LabTopology, machine: { ns: string; port: string; address: string }, cleanup: Cleanup): Promise<void> {
+  await addNamespace(machine.ns, cleanup);
+  await cable(topology, machine.port, machine.ns, 'eth0');
+  await ip(['-n', machine.ns, 'addr', 'add', `${machine.address}/${topology.prefixLength}`, 'dev', 'eth0']);
+  await ip(['-n', machine.ns, 'link', 'set', 'eth0', 'up']);
+}
+
 /** What the kernel's ip=dhcp leaves behind: the leased address and the default route. */
 export async function configureNodeAddress(topology: LabTopology, node: LabNode, address: string, router: string | undefined): Promise<void> {
   await ip(['-n', node.ns, 'addr', 'replace', `${address}/${topology.prefixLength}`, 'dev', node.interface]);

@@ -10,7 +10,6 @@ import type { Machine } from './machine.js';
 import { galeraStatus, sqlThroughVip, vipHolders } from './probes.js';
 import { waitFor } from './run-command.js';
 import {
-  datastoreWithin,
   elapsed,
   ensureWhole,
   galeraFullWithin,
@@ -19,6 +18,7 @@ import {
   scenario,
   servers,
   showGalera,
+  sqlWithin,
   type LabContext,
   type ScenarioResult,
 } from './scenarios.js';
@@ -65,11 +65,13 @@ async function writeRows(ctx: LabContext, phase: string, count: number): Promise
   return undefined;
 }
 
-/** Rows of `phase` (the last one included) as the datastore answers through the VIP now. */
+/**
+ * Rows of `phase` (the last one included) as the datastore answers through the VIP now. Retried
+ * (bounded) like any statement through the VIP: right after a recovery the VIP may still move (the
+ * first server takes it back once its health check passes), which resets a connection in flight.
+ */
 async function rowsThroughVip(ctx: LabContext, phase: string): Promise<{ count: number; last: boolean } | string> {
-  const answer = await datastoreWithin(ctx, 60_000, 1_000);
-  if (!answer.ok) return `the datastore does not answer through the VIP: ${answer.stderr.trim()}`;
-  const rows = await sqlThroughVip(ctx.topology, ctx.datastore, `SELECT COUNT(*), SUM(phase = '${phase}-last') FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`);
+  const rows = await sqlWithin(ctx, `SELECT COUNT(*), SUM(phase = '${phase}-last') FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`, 60_000, 1_000);
   if (!rows.ok) return `reading ${TABLE} through the VIP failed: ${rows.stderr.trim()}`;
   const [count, last] = rows.stdout.trim().split('\t').map(Number);
   return { count: count ?? 0, last: last === 1 };

@@ -3,8 +3,11 @@
  * returns pass/fail, its measured seconds and a detail line that names the
  * check that failed and what the nodes said about it.
  */
+import type { Cleanup } from './cleanup.js';
+import type { LabDns } from './dns.js';
 import type { Machine } from './machine.js';
 import { unplug } from './network.js';
+import { datastoreTls, galeraProviderOptions, galeraTlsProblems, nameProblem, systemState, type SystemState } from './node-checks.js';
 import { describeGalera, galeraStatus, sqlThroughVip, standinReady, vipHolders, type Datastore, type GaleraStatus } from './probes.js';
 import { waitFor, type CommandResult } from './run-command.js';
 import type { LabTopology } from './topology.js';
@@ -21,6 +24,7 @@ export const SCENARIOS = [
   'power-stale-node',
   'power-one-survivor',
   'bootstrap-datadir-lost',
+  'rogue-galera-node',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** Scenarios on emulated boards (a profile with board: qemu-virt-arm64); each runs on its own. */
@@ -51,6 +55,13 @@ export interface LabBounds {
   recoverySeconds: number;
   /** The profile's galera.recovery.survivorAfter: when a lone server may bootstrap under the survivor policy. */
   survivorAfterSeconds: number;
+  /**
+   * From a node's power-on until its systemd reports the system running: every server more
+   * starts and joins Galera in turn, and the servers' k3s waits for the datastore.
+   */
+  systemRunningSeconds: number;
+  /** How long a stranger's MariaDB is watched for joining the cluster (its own wait for a primary component is 30 s). */
+  rogueSeconds: number;
 }
 
 /** How long one VIP holder must stay the only one before the lab believes it. */
@@ -72,6 +83,8 @@ export function boundsFor(profile: { keepalived: { advertInterval: number; check
     healthFailoverSeconds: 2 * check + 3 * advert + 8,
     recoverySeconds: 120 + 40 * servers,
     survivorAfterSeconds: profile.galera.recovery.survivorAfter,
+    systemRunningSeconds: 60 + 20 * servers,
+    rogueSeconds: 60,
   };
 }
 
@@ -89,6 +102,12 @@ export interface LabContext {
   powerOn(machine: Machine): Promise<void>;
   log(line: string): void;
   bounds: LabBounds;
+  /** The lab's DNS server on the gateway and the name it serves. */
+  dns: LabDns;
+  /** The lab's run directory: what a scenario starts keeps its files under it. */
+  runDir: string;
+  /** Undoes what a scenario started, should the lab be stopped in the middle of it. */
+  cleanup: Cleanup;
 }
 
 export const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;
@@ -215,12 +234,55 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
     const units = await Promise.all(notReady.map(async (name) => journals(ctx, [name], ctx.machines.find((m) => m.node.name === name)!.node.isServer ? 'k3s' : 'k3s-agent')));
     return fail(`k3s stand-in not ready on ${notReady.join(', ')}`, units.join('\n'));
   }
+
+  // Inside every node: names through its own resolver, and systemd's verdict on its boot; on the
+  // servers, Galera over TLS; and the k3s user's connection encrypted. Every problem is reported at once.
+  const problems: string[] = [];
+  const more: string[] = [];
+  const { record } = ctx.dns;
+  const names = (await Promise.all(ctx.machines.map((m) => nameProblem(m, record.name, record.address, ctx.dns.address)))).filter((p): p is string => p !== undefined);
+  if (names.length) {
+    problems.push(`names: ${names.join('; ')}`);
+    more.push(`the lab's DNS server logs every query it gets in ${ctx.dns.log}`);
+  }
+  const bootBound = ctx.bounds.systemRunningSeconds;
+  const states = await Promise.all(ctx.machines.map((m) => systemState(m, Math.max(10_000, bootBound * 1000 - (Date.now() - started)))));
+  const badBoot = states.filter((st) => st.state !== 'running' || st.failed.length > 0 || st.timedOut.length > 0 || st.seconds === undefined || st.seconds > bootBound);
+  if (badBoot.length) {
+    problems.push(`systemd on ${badBoot.map((st) => describeBoot(st, bootBound)).join('; ')}`);
+    for (const st of badBoot) for (const unit of st.failed) more.push(await journals(ctx, [st.node], unit, 3));
+  }
+  const tls: string[] = [];
+  for (const machine of servers(ctx)) {
+    const options = await galeraProviderOptions(machine);
+    const missing = typeof options === 'string' ? [options] : galeraTlsProblems(options);
+    if (missing.length) tls.push(`${machine.node.name}: ${missing.join(', ')}`);
+  }
+  if (tls.length) problems.push(`Galera does not run over TLS (wsrep_provider_options): ${tls.join('; ')}`);
+  const session = await datastoreTls(ctx.topology, ctx.datastore);
+  if (typeof session === 'string') problems.push(session);
+  if (problems.length || typeof session === 'string') return fail(problems.join('\n'), more.filter(Boolean).join('\n'));
+  const slowest = states.reduce((a, b) => ((b.seconds ?? 0) > (a.seconds ?? 0) ? b : a));
+
   return {
     name: 'cold-start',
     pass: true,
     seconds: elapsed(started),
-    detail: `Galera size ${size} on every server after ${galeraAt} s; VIP on ${holder} only; k3s database and user answer through the VIP; k3s stand-ins ready on ${ctx.machines.length} nodes`,
+    detail:
+      `Galera size ${size} on every server after ${galeraAt} s, over TLS (socket.ssl); VIP on ${holder} only; k3s database and user answer through the VIP (${session.version}, ${session.cipher}); ` +
+      `k3s stand-ins ready on ${ctx.machines.length} nodes; ${record.name} resolves to ${record.address} on every node; ` +
+      `systemd running with no failed unit on every node, the slowest (${slowest.node}) after ${slowest.seconds} s (bound ${bootBound} s)`,
   };
+}
+
+function describeBoot(st: SystemState, bound: number): string {
+  const parts = [`${st.node} is ${st.state}`];
+  if (st.seconds === undefined) parts.push(`its startup not finished within ${bound} s`);
+  else if (st.seconds > bound) parts.push(`its startup took ${st.seconds} s, more than ${bound} s`);
+  if (st.failed.length) parts.push(`failed: ${st.failed.join(', ')}`);
+  if (st.jobs.length) parts.push(`still waiting: ${st.jobs.slice(0, 5).join(' / ')}`);
+  if (st.timedOut.length) parts.push(`timed out: ${st.timedOut.slice(0, 3).join(' / ')}`);
+  return parts.join(', ');
 }
 
 /**

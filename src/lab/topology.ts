@@ -6,7 +6,7 @@
  * and address the profile gives it.
  */
 import type { Cluster } from '../profile/resolve.js';
-import { inSubnet, parseCidr } from '../profile/ipv4.js';
+import { inSubnet, intToIp, parseCidr } from '../profile/ipv4.js';
 import { LabError } from './errors.js';
 
 /** RFC 5737: the only addresses a lab may use besides loopback. */
@@ -20,6 +20,8 @@ export interface LabNode {
   mac: string;
   ip: string;
   gateway: string;
+  /** The node's DNS servers (network.dns, or its own): its resolv.conf or resolved names them. */
+  dns: string[];
   isServer: boolean;
   /** The bridge port of this node's cable, inside the bridge namespace. */
   port: string;
@@ -36,6 +38,12 @@ export interface LabTopology {
   boot: { ns: string; interface: string; port: string; addresses: string[] };
   vip: string;
   nodes: LabNode[];
+  /**
+   * A host address of the lab's subnet that no node, the VIP, a gateway, a DNS server nor the
+   * boot server uses (the highest such one), for a machine the lab adds to the network itself;
+   * none in a subnet that is full.
+   */
+  spareAddress?: string;
 }
 
 export function inDocumentationRange(ip: string): boolean {
@@ -59,6 +67,13 @@ export function labTopology(cluster: Cluster, id: string | number): LabTopology 
     );
   }
   const prefix = `nrl${id}`;
+  const subnet = cluster.subnet;
+  const used = new Set([...addresses.map(([, ip]) => ip), ...cluster.nodes.flatMap((n) => [n.gateway, ...n.dns])]);
+  let spare: string | undefined;
+  for (let n = subnet.broadcast - 1; n > subnet.network && !spare; n--) {
+    const candidate = intToIp(n);
+    if (!used.has(candidate) && inDocumentationRange(candidate)) spare = candidate;
+  }
   return {
     prefix,
     prefixLength: cluster.subnet.prefix,
@@ -74,8 +89,10 @@ export function labTopology(cluster: Cluster, id: string | number): LabTopology 
       mac: node.mac,
       ip: node.ip,
       gateway: node.gateway,
+      dns: node.dns,
       isServer: node.isServer,
       port: `n${i}`,
     })),
+    ...(spare ? { spareAddress: spare } : {}),
   };
 }

@@ -74,6 +74,34 @@ Lab('a wrong Galera cluster name on one server: it never joins, and the report n
   });
 });
 
+Lab('a node whose resolver misses the lab\'s DNS server and that has a failing unit, and Galera without TLS: the cold start names each', async (ctx) => {
+  const agent = (file: string) => ctx.tree('opz3-4-top', file);
+  const tls = ['opz3-1-onder', 'opz3-2-midden', 'opz3-3-boven'].map((node) => ctx.tree(node, 'etc/mysql/mariadb.conf.d/72-netroot-tls.cnf'));
+  const noGaleraTls = (t: string) => t.replace(/^wsrep_provider_options=.*$/m, '');
+  await withBroken(agent('etc/resolv.conf'), (t) => t.replace('nameserver 192.0.2.1', 'nameserver 192.0.2.9'), () =>
+    // nofail: the mount fails, the boot goes on (degraded), as a bad line in a real fstab would.
+    withBroken(agent('etc/fstab'), (t) => `${t}none\t/mnt/labbroken\ttmpfs\tnofail,size=bogus\t0\t0\n`, () =>
+      withBroken(tls[0]!, noGaleraTls, () =>
+        withBroken(tls[1]!, noGaleraTls, () =>
+          withBroken(tls[2]!, noGaleraTls, async () => {
+            const report = await runLab({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenarios: ['cold-start'], secrets: ctx.secrets, log: () => undefined });
+            assert.not.ok(report.pass, 'the lab must fail');
+            const cold = coldStart(report)!;
+            assert.match(cold.detail, 'names: opz3-4-top: getent hosts lab-check.netroot.test found nothing', cold.detail);
+            assert.not.match(cold.detail, /names: [^\n]*opz3-[123]/, 'the other nodes resolve');
+            assert.match(cold.detail, /systemd on opz3-4-top is degraded, failed: mnt-labbroken\.mount/, cold.detail);
+            assert.match(cold.detail, 'mnt-labbroken.mount on opz3-4-top:', cold.detail);
+            // Galera 4 without socket.ssl_* lists no socket.ssl option at all, and listens on tcp://.
+            assert.match(cold.detail, /Galera does not run over TLS \(wsrep_provider_options\): opz3-1-onder: socket\.ssl is not set, socket\.ssl_ca is empty/, cold.detail);
+            assert.match(cold.detail, 'opz3-3-boven: socket.ssl is not set', cold.detail);
+            assert.match(cold.detail, 'gmcast.listen_addr is tcp://0.0.0.0:4567, not ssl://', cold.detail);
+          }),
+        ),
+      ),
+    ),
+  );
+});
+
 Lab('a bootstrap node whose base has no MariaDB system tables (as a qemu-user build leaves it) still forms the cluster', async (ctx) => {
   const datadir = ctx.tree('opz3-1-onder', 'var/lib/mysql');
   const aside = path.join(ctx.tmp, 'datadir-aside');

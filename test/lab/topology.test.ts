@@ -4,6 +4,7 @@ import * as assert from 'uvu/assert';
 import { loadProfile } from '../../src/profile/load.js';
 import { inDocumentationRange, labTopology } from '../../src/lab/topology.js';
 import { LabError } from '../../src/lab/errors.js';
+import { LAB_CHECK_NAME, labDnsArguments, labDnsRecord } from '../../src/lab/dns.js';
 import { OPZ3, writeProfiles } from '../profile/helpers.js';
 import path from 'node:path';
 
@@ -27,6 +28,38 @@ test('the opz3-lab profile gives one namespace per node with its interface, MAC 
   );
   // Interface names are at most 15 characters; namespace names are file names.
   for (const node of topology.nodes) assert.ok(node.port.length <= 10, `${node.port} leaves room for "-peer"`);
+});
+
+test('the lab profiles point every node at the DNS server the lab runs on the gateway', async () => {
+  for (const profile of ['opz3-lab', 'opz5-lab']) {
+    const { cluster } = await loadProfile(profile);
+    const topology = labTopology(cluster, 1);
+    for (const node of topology.nodes) assert.equal(node.dns, [topology.gateway], `${profile} ${node.name}`);
+  }
+});
+
+test("the lab's DNS server: on the gateway only, its own name and nothing of the host's", async () => {
+  const { cluster } = await loadProfile('opz5-lab');
+  const topology = labTopology(cluster, 1);
+  assert.equal(labDnsRecord(topology), { name: LAB_CHECK_NAME, address: '198.51.100.1' });
+  const args = labDnsArguments(topology, '/lab/run/dns');
+  for (const arg of ['--no-resolv', '--no-hosts', '--conf-file=/dev/null', '--listen-address=198.51.100.1', '--bind-interfaces', '--host-record=lab-check.netroot.test,198.51.100.1', '--local=/netroot.test/']) {
+    assert.ok(args.includes(arg), `${arg} in ${args.join(' ')}`);
+  }
+  assert.equal(args.filter((a) => a.startsWith('--listen-address') || a.startsWith('--interface')), ['--listen-address=198.51.100.1'], 'one address, no interface');
+  for (const arg of args.filter((a) => /^--(pid-file|log-facility)=/.test(a))) assert.match(arg, /=\/lab\/run\/dns\//, 'state and log in the run directory');
+});
+
+test('a spare address for a machine of the lab\'s own: in the subnet and the ranges, used by nobody', async () => {
+  const opz3 = labTopology((await loadProfile('opz3-lab')).cluster, 1);
+  assert.is(opz3.spareAddress, '192.0.2.254');
+  assert.is(labTopology((await loadProfile('opz5-lab')).cluster, 1).spareAddress, '198.51.100.254');
+  // A node on .254 and the DNS server on .253: the next one down.
+  const dir = await writeProfiles({
+    'busy.yaml': OPZ3.replace('ip: 192.0.2.63,', 'ip: 192.0.2.254,').replace('dns: [192.0.2.1]', 'dns: [192.0.2.253]'),
+  });
+  const busy = labTopology((await loadProfile(path.join(dir, 'busy.yaml'))).cluster, 1);
+  assert.is(busy.spareAddress, '192.0.2.252');
 });
 
 test('documentation ranges only', () => {
