@@ -102,7 +102,11 @@ test('roles decide the files: servers get keepalived, Galera, the bootstrap deci
   assert.is(midden.policy, 'majority');
   assert.is(plan.nodes.find((n) => n.node.name === 'opz3-2-midden')!.files.find((f) => f.path === 'etc/netroot/galera-recovery.json')!.mode, 0o600);
   assert.ok(paths('opz3-4-top').includes('etc/systemd/system/k3s-agent.service'));
-  assert.not.ok(paths('opz3-4-top').some((p) => p.includes('keepalived') || p.includes('mysql')));
+  // An agent holds no keepalived or MariaDB file; the shared base's units for them are masked (links to /dev/null).
+  const agent = plan.nodes.find((n) => n.node.name === 'opz3-4-top')!;
+  const masked = (p: string) => agent.files.find((f) => f.path === p)?.target === '/dev/null';
+  assert.not.ok(paths('opz3-4-top').some((p) => (p.includes('keepalived') || p.includes('mysql') || p.includes('mariadb')) && !masked(p)));
+  assert.ok(masked('etc/systemd/system/mariadb.service') && masked('etc/systemd/system/keepalived.service'), 'the base\'s MariaDB and keepalived never start on an agent');
   for (const name of ['opz3-1-onder', 'opz3-4-top']) {
     assert.ok(paths(name).includes('etc/systemd/system/var-lib-rancher.mount'), 'containerd state off NFS');
     assert.ok(paths(name).includes('etc/systemd/system/var-lib-longhorn.mount'), 'Longhorn data off NFS');

@@ -90,7 +90,7 @@ const invalid: InvalidCase[] = [
   {
     name: 'unknown key unlike any known one lists the known keys',
     edits: [['advertInterval: 1 }', 'advertInterval: 1, unicastPeers: [] }']],
-    issues: [{ at: { line: 'unicastPeers', col: 'unicastPeers' }, key: 'keepalived.unicastPeers', message: 'unknown key "unicastPeers"; known keys here: virtualRouterId, advertInterval' }],
+    issues: [{ at: { line: 'unicastPeers', col: 'unicastPeers' }, key: 'keepalived.unicastPeers', message: 'unknown key "unicastPeers"; known keys here: virtualRouterId, advertInterval, checkInterval, checkTimeout' }],
   },
   // ---------------------------------------------------------------- wrong types
   {
@@ -512,7 +512,7 @@ Extends('the child overrides scalars, merges nodes by name and appends new ones'
   const loaded = await loadProfile('opz3-lab.yaml', { cwd: dir });
   assert.is(loaded.name, 'opz3-lab');
   assert.is(loaded.cluster.name, 'opz3-lab', 'child overrides cluster.name');
-  assert.equal(loaded.profile.keepalived, { virtualRouterId: 60, advertInterval: 1 }, 'child overrides one key, the other is inherited');
+  assert.equal(loaded.profile.keepalived, { virtualRouterId: 60, advertInterval: 1, checkInterval: 2, checkTimeout: 4 }, 'child overrides one key, the others are inherited or default');
   assert.is(loaded.profile.network.vip, '192.0.2.50', 'untouched sections come from the parent');
   assert.is((loaded.profile as Record<string, unknown>).extends, undefined, 'extends is not part of the result');
   assert.equal(
