@@ -134,8 +134,14 @@ Lab('a lab killed with SIGKILL leaves its nodes running; the next run stops them
   await writeFile(child, `import { runLab } from ${JSON.stringify(path.resolve('src/lab/lab.ts'))};\nawait runLab(${JSON.stringify({ profile: PROFILE, out: ctx.tmp, skipBuild: true, scenarios: ['cold-start'], secrets: ctx.secrets })});\n`);
   const lab = execa('node', ['--import', 'tsx', child], { reject: false, stdin: 'ignore', stdout: 'ignore', stderr: 'ignore', timeout: 300_000 });
   try {
-    // Once its nodes' systemd run, pull the plug on the lab itself.
-    const booted = await waitFor(async () => ((await containerProcesses(runDir)).length >= 4 ? true : undefined), 180_000, 500);
+    // Once its nodes' systemd run their journald (past nspawn's own setup, whose processes die with
+    // nspawn), pull the plug on the lab itself.
+    const journalds = async () => {
+      let count = 0;
+      for (const pid of await containerProcesses(runDir)) if ((await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim() === 'systemd-journal') count++;
+      return count;
+    };
+    const booted = await waitFor(async () => ((await journalds()) >= 4 ? true : undefined), 180_000, 500);
     assert.ok(booted, 'the lab booted its nodes');
   } finally {
     lab.kill('SIGKILL');
