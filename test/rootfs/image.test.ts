@@ -74,8 +74,12 @@ async function makeDisk(file: string, size: number, label: 'dos' | 'gpt', parts:
 
 test.before(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-image-'));
-  // Building the images needs root; without it every test below is skipped (requires).
-  if (!isRoot) return;
+  // Building the images needs root; without it every test below is registered as skipped (or, under CI, failing) by requires().
+  if (isRoot) await makeImages();
+});
+
+/** The MBR and GPT disk images the tests read, built in tmp. */
+async function makeImages(): Promise<void> {
   const staging = path.join(tmp, 'staging');
   await makeStaging(staging);
   await mkfs(staging, path.join(tmp, 'root.ext4'), 32 * MiB);
@@ -94,7 +98,7 @@ test.before(async () => {
   await run('xz', ['-T1', '-0', gpt]);
   gptDiskXz = `${gpt}.xz`;
   fuseUsable = await canMountWithFuse2fs(path.join(tmp, 'root.ext4'));
-});
+}
 
 /** fuse2fs needs the program, /dev/fuse and the right to mount; containers often lack the last two. */
 async function canMountWithFuse2fs(fs: string): Promise<boolean> {
