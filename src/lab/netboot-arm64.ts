@@ -16,7 +16,7 @@ import path from 'node:path';
 import type { Cluster } from '../profile/resolve.js';
 import type { EmulatedBoard } from './board.js';
 import type { Cleanup } from './cleanup.js';
-import { sqlThroughVip, type Datastore } from './probes.js';
+import { sqlAt, sqlThroughVip, type Datastore } from './probes.js';
 import { tryInNet, waitFor } from './run-command.js';
 import type { ScenarioResult } from './scenarios.js';
 import type { LabTopology } from './topology.js';
@@ -218,12 +218,7 @@ export async function nodeFacts(topology: LabTopology, node: { ip: string; isSer
 
 /** wsrep status of one server, over the network with the k3s user (status needs no privilege). */
 async function galeraOf(topology: LabTopology, datastore: Datastore & { optionsFile: string }, ip: string): Promise<{ size: number; status: string } | undefined> {
-  const got = await tryInNet(
-    topology.bridgeNs,
-    'mariadb',
-    [`--defaults-extra-file=${datastore.optionsFile}`, `--host=${ip}`, `--port=${datastore.port}`, '--connect-timeout=3', '--batch', '--skip-column-names', '-e', "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status')"],
-    { timeoutMs: 15_000 },
-  );
+  const got = await sqlAt(topology, datastore, ip, "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status')", { database: false });
   if (!got.ok) return undefined;
   const values = Object.fromEntries(got.stdout.split('\n').map((l) => l.split('\t') as [string, string]));
   return { size: Number(values.wsrep_cluster_size ?? 0), status: values.wsrep_cluster_status ?? '?' };
@@ -336,12 +331,7 @@ export async function netbootArm64(ctx: NetbootArm64Context): Promise<{ result: 
     async () => {
       const facts = await nodeFacts(topology, again.node);
       const galera = await galeraOf(topology, datastore, again.node.ip);
-      const row = await tryInNet(
-        topology.bridgeNs,
-        'mariadb',
-        [`--defaults-extra-file=${datastore.optionsFile}`, `--host=${again.node.ip}`, `--port=${datastore.port}`, '--connect-timeout=3', '--batch', '--skip-column-names', datastore.database, '-e', `SELECT COUNT(*) FROM netroot_lab_netboot WHERE note = '${marker}'`],
-        { timeoutMs: 15_000 },
-      );
+      const row = await sqlAt(topology, datastore, again.node.ip, `SELECT COUNT(*) FROM netroot_lab_netboot WHERE note = '${marker}'`);
       secondState = `stand-in ${facts ? 'answers' : 'silent'}; Galera ${galera ? `size ${galera.size}, ${galera.status}` : 'not answering'}; row written before the power cut ${row.ok ? (row.stdout.trim() === '1' ? 'there' : 'missing') : 'not readable'}`;
       return facts && galera?.size === servers.length && row.ok && row.stdout.trim() === '1' ? facts : undefined;
     },

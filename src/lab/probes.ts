@@ -42,10 +42,24 @@ export async function readDatastore(tree: string, workDir: string): Promise<Data
 
 /** A statement against the k3s database through the VIP, as k3s sends it. */
 export function sqlThroughVip(topology: LabTopology, datastore: Datastore & { optionsFile: string }, statement: string, timeoutMs = 15_000): Promise<CommandResult> {
+  return sqlAt(topology, datastore, datastore.host, statement, { timeoutMs });
+}
+
+/**
+ * A statement to one server's address with the k3s user's credentials, in the k3s database
+ * unless `database: false` (a status query that must answer before the database exists).
+ */
+export function sqlAt(
+  topology: LabTopology,
+  datastore: Datastore & { optionsFile: string },
+  host: string,
+  statement: string,
+  { timeoutMs = 15_000, database = true }: { timeoutMs?: number; database?: boolean } = {},
+): Promise<CommandResult> {
   return tryInNet(
     topology.bridgeNs,
     'mariadb',
-    [`--defaults-extra-file=${datastore.optionsFile}`, `--host=${datastore.host}`, `--port=${datastore.port}`, '--connect-timeout=3', '--batch', '--skip-column-names', datastore.database, '-e', statement],
+    [`--defaults-extra-file=${datastore.optionsFile}`, `--host=${host}`, `--port=${datastore.port}`, '--connect-timeout=3', '--batch', '--skip-column-names', ...(database ? [datastore.database] : []), '-e', statement],
     { timeoutMs },
   );
 }
