@@ -19,6 +19,8 @@ import type { LabTopology } from './topology.js';
 export interface BootServerFiles {
   /** out/…/<cluster>: holds dnsmasq/, exports/, tftp/ and rootfs/. */
   buildDir: string;
+  /** The directory served as the export root (default: the build's rootfs/): the lab's export root, which the nodes run from. */
+  exportRoot?: string;
   /** Where the lab keeps this server's config and logs. */
   workDir: string;
 }
@@ -117,7 +119,7 @@ export async function startBootServer(cluster: Cluster, topology: LabTopology, f
     'mount -t tmpfs -o mode=0755 lab-nfs-state /var/lib/nfs',
     'mkdir -p /run/rpcbind /var/lib/nfs/ganesha',
     `mkdir -p ${exports.root} ${exports.tftpRoot}`,
-    `mount --bind ${path.join(buildDir, 'rootfs')} ${exports.root}`,
+    `mount --bind ${files.exportRoot ? path.resolve(files.exportRoot) : path.join(buildDir, 'rootfs')} ${exports.root}`,
     `mount --bind ${path.join(buildDir, 'tftp')} ${exports.tftpRoot}`,
   ];
   await run('nsenter', inBoot('sh', ['-euc', mounts.join('\n')]));

@@ -16,6 +16,7 @@ import { Cleanup } from './cleanup.js';
 import { startLabDns } from './dns.js';
 import { LabError } from './errors.js';
 import { EmulatedBoard } from './board.js';
+import { ExportRoot } from './exports.js';
 import { Machine } from './machine.js';
 import { netbootArm64, type BoardBounds, type BoardReport } from './netboot-arm64.js';
 import { createLabNetwork, deleteNamespace, plugIn, staleNamespaces } from './network.js';
@@ -25,6 +26,7 @@ import { run, tryRun, waitFor } from './run-command.js';
 import { kineSequence } from './kine.js';
 import { bootstrapDatadirLost, mariadbRestartBootstrap, powerCut, powerOneSurvivor, powerOrderly, powerStaleNode } from './recovery.js';
 import { rogueGaleraNode } from './rogue-galera.js';
+import { rollingRedeploy } from './rolling-redeploy.js';
 import { boundsFor, coldStart, galeraNodeLoss, mariadbDown, SCENARIOS, vipFailover, type LabBounds, type LabContext, type LabScenario, type ScenarioName, type ScenarioResult } from './scenarios.js';
 import { labTopology } from './topology.js';
 
@@ -113,6 +115,7 @@ const SCENARIO_RUNS: Record<Exclude<ScenarioName, 'cold-start'>, (ctx: LabContex
   'power-cut': powerCut,
   'power-stale-node': powerStaleNode,
   'power-one-survivor': powerOneSurvivor,
+  'rolling-redeploy': rollingRedeploy,
   'bootstrap-datadir-lost': bootstrapDatadirLost,
   'rogue-galera-node': rogueGaleraNode,
 };
@@ -244,7 +247,10 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     await createLabNetwork(topology, cleanup);
     const dns = await startLabDns(topology, runDir, cleanup);
     log(`DNS: ${dns.record.name} served on ${dns.address} (the nodes' network.dns)`);
-    await startBootServer(cluster, topology, { buildDir, workDir: runDir }, cleanup);
+    // Containers run from the lab's export root, which the boot server serves too; emulated boards write the build's trees over NFS.
+    const exportRoot = emulated ? undefined : new ExportRoot(path.join(buildDir, 'rootfs'), path.join(runDir, 'exports'));
+    await exportRoot?.mount(cleanup);
+    await startBootServer(cluster, topology, { buildDir, workDir: runDir, ...(exportRoot ? { exportRoot: exportRoot.root } : {}) }, cleanup);
 
     if (emulated) {
       const unknown = (options.nodes ?? []).filter((name) => !topology.nodes.some((n) => n.name === name));
@@ -278,12 +284,12 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     });
     if (bad.length) return await finish();
 
-    const machines = topology.nodes.map((node) => new Machine(node, { tree: path.join(buildDir, 'rootfs', node.name), workDir: path.join(runDir, 'nodes', node.name) }));
+    const machines = topology.nodes.map((node) => new Machine(node, { tree: path.join(buildDir, 'rootfs', node.name), root: exportRoot!.node(node.name), workDir: path.join(runDir, 'nodes', node.name) }));
     cleanup.add('nodes', async () => {
       for (const machine of machines) await machine.powerOff();
     });
     for (const machine of machines) {
-      await machine.reset(cleanup);
+      await machine.reset();
       machine.kernelArgs = netboot.find((r) => r.node === machine.node.name)?.kernelArgs ?? [];
     }
     const firstServer = machines.find((m) => m.node.isServer);
@@ -297,6 +303,15 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       dns,
       runDir,
       cleanup,
+      deployment: {
+        profile: options.profile,
+        cwd,
+        buildOut,
+        exportRoot: exportRoot!.root,
+        k3sBinary: K3S_STANDIN,
+        ...(options.secrets ? { secrets: options.secrets } : {}),
+        ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+      },
       recoveryPolicy: profile.galera.recovery.policy,
       bootstrapNode: cluster.bootstrapNode!,
       shuffle: (items) => shuffled(items, random),

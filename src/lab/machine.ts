@@ -1,24 +1,24 @@
 /**
  * A node booted from its export tree: systemd-nspawn runs the tree's own
  * systemd in the node's network namespace, so keepalived, MariaDB and the k3s
- * units start as they would on the board. The tree itself is never written:
- * the container's root is an overlay whose upper layer, in the lab's
- * directory, keeps what the node writes across its reboots (as its NFS root
- * would).
+ * units start as they would on the board. Its root is its directory in the
+ * lab's export root (exports.ts), which keeps what the node writes across its
+ * reboots, as its NFS root would, and never writes the build's tree.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import type { Cleanup } from './cleanup.js';
 import { LabError } from './errors.js';
 import { endWithin, netnsPath, run, tryRun, waitFor, type CommandResult, type RunOptions } from './run-command.js';
 import type { LabNode } from './topology.js';
 
 export interface MachineOptions {
-  /** The node's export tree (out/…/rootfs/<node>). */
+  /** The node's tree as the build wrote it (out/…/rootfs/<node>). */
   tree: string;
-  /** The lab's directory for this node: overlay layers and the console log. */
+  /** The node's root: its directory in the lab's export root. */
+  root: string;
+  /** The lab's directory for this node: its console logs. */
   workDir: string;
 }
 
@@ -36,7 +36,7 @@ export class Machine {
 
   constructor(node: LabNode, options: MachineOptions) {
     this.node = node;
-    this.options = { tree: path.resolve(options.tree), workDir: path.resolve(options.workDir) };
+    this.options = { tree: path.resolve(options.tree), root: path.resolve(options.root), workDir: path.resolve(options.workDir) };
   }
 
   /** The node's export tree as the build wrote it (never written by the lab). */
@@ -45,7 +45,7 @@ export class Machine {
   }
 
   get root(): string {
-    return path.join(this.options.workDir, 'root');
+    return this.options.root;
   }
 
   get consoleLog(): string {
@@ -56,20 +56,10 @@ export class Machine {
     return this.leader !== undefined && existsSync(`/proc/${this.leader}`);
   }
 
-  /** A fresh upper layer: the node as the build made it. */
-  async reset(cleanup: Cleanup): Promise<void> {
-    await this.unmount();
+  /** A fresh directory for the node's console logs. */
+  async reset(): Promise<void> {
     await rm(this.options.workDir, { recursive: true, force: true });
-    for (const dir of ['upper', 'work', 'root']) await mkdir(path.join(this.options.workDir, dir), { recursive: true });
-    await run('mount', ['-t', 'overlay', `lab-${this.node.name}`, '-o', `lowerdir=${this.options.tree},upperdir=${path.join(this.options.workDir, 'upper')},workdir=${path.join(this.options.workDir, 'work')}`, this.root]);
-    cleanup.add(`${this.node.name}'s root`, () => this.unmount());
-  }
-
-  private async unmount(): Promise<void> {
-    if (!(await tryRun('mountpoint', ['-q', this.root])).ok) return;
-    // A container's processes die a moment after its init: the root stays busy until they are gone.
-    const done = await waitFor(async () => ((await tryRun('umount', [this.root])).ok ? true : undefined), 15_000, 500);
-    if (!done) await run('umount', ['-l', this.root]);
+    await mkdir(this.options.workDir, { recursive: true });
   }
 
   /** Boots the node; returns once its systemd (the container's PID 1) runs. */
@@ -147,9 +137,9 @@ export class Machine {
     return tryRun('nsenter', ['-t', String(this.leader), '-m', '-u', '-i', '-n', '-p', '-r', '-w', '--', ...inside], options);
   }
 
-  /** The last lines a unit logged, for a failure's detail. */
-  async journal(unit: string, lines = 8): Promise<string> {
-    const result = await this.exec('journalctl', ['--no-pager', '-o', 'cat', '-b', '0', '-n', String(lines), '-u', unit], { timeoutMs: 10_000 });
+  /** The unit's last lines of this boot; with `grep`, its last lines that match it (journalctl's PCRE2 --grep). */
+  async journal(unit: string, lines = 8, grep?: string): Promise<string> {
+    const result = await this.exec('journalctl', ['--no-pager', '-o', 'cat', '-b', '0', '-n', String(lines), '-u', unit, ...(grep ? [`--grep=${grep}`] : [])], { timeoutMs: 10_000 });
     return result.stdout.trim();
   }
 

@@ -52,7 +52,7 @@ async function staysAlone(ctx: LabContext, machine: Machine, says: RegExp, settl
 }
 
 /** `count` rows of `phase` through the VIP, the last one alone (the "last row written"). */
-async function writeRows(ctx: LabContext, phase: string, count: number): Promise<string | undefined> {
+export async function writeRows(ctx: LabContext, phase: string, count: number): Promise<string | undefined> {
   const created = await sqlThroughVip(ctx.topology, ctx.datastore, `CREATE TABLE IF NOT EXISTS ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, phase VARCHAR(64) NOT NULL)`);
   if (!created.ok) return `could not create ${TABLE} through the VIP: ${created.stderr.trim()}`;
   if (count > 1) {
@@ -70,7 +70,7 @@ async function writeRows(ctx: LabContext, phase: string, count: number): Promise
  * (bounded) like any statement through the VIP: right after a recovery the VIP may still move (the
  * first server takes it back once its health check passes), which resets a connection in flight.
  */
-async function rowsThroughVip(ctx: LabContext, phase: string): Promise<{ count: number; last: boolean } | string> {
+export async function rowsThroughVip(ctx: LabContext, phase: string): Promise<{ count: number; last: boolean } | string> {
   const rows = await sqlWithin(ctx, `SELECT COUNT(*), SUM(phase = '${phase}-last') FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`, 60_000, 1_000);
   if (!rows.ok) return `reading ${TABLE} through the VIP failed: ${rows.stderr.trim()}`;
   const [count, last] = rows.stdout.trim().split('\t').map(Number);
@@ -94,12 +94,27 @@ async function powerOnAll(ctx: LabContext, machines: Machine[]): Promise<string[
   return order.map((m) => m.node.name);
 }
 
+/**
+ * What a server left out of the primary component said: mariadbd's errors and
+ * the recovery's decisions, which the journal's last lines (often systemd's
+ * own) do not show.
+ */
+async function whyOut(ctx: LabContext, names: string[]): Promise<string> {
+  const parts: string[] = [];
+  for (const machine of ctx.machines.filter((m) => names.includes(m.node.name))) {
+    const said = await machine.journal('mariadb', 10, `\\[ERROR\\]|^${machine.node.name}: `).catch(() => '');
+    if (said) parts.push(`errors and decisions of mariadb on ${machine.node.name}: ${said.split('\n').join(' / ')}`);
+  }
+  return parts.join('\n');
+}
+
 /** After an outage: a primary component of all servers within the bound, and the rows written before it. */
 async function recovered(ctx: LabContext, s: ReturnType<typeof scenario>, poweredOn: number, phase: string, rows: number, story: string): Promise<ScenarioResult> {
   const galera = await galeraFullWithin(ctx, ctx.bounds.recoverySeconds * 1000);
   if (!galera.ok) {
     const names = servers(ctx).map((m) => m.node.name);
-    return s.result(false, `${story}; no primary component of all ${names.length} servers within ${ctx.bounds.recoverySeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, names, 'mariadb', 6)}`);
+    const out = [...galera.seen].filter(([, seen]) => !seen || seen.size !== names.length).map(([name]) => name);
+    return s.result(false, `${story}; no primary component of all ${names.length} servers within ${ctx.bounds.recoverySeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, names, 'mariadb', 6)}\n${await whyOut(ctx, out)}`);
   }
   const primaryAfter = elapsed(poweredOn);
   s.primary(primaryAfter);

@@ -10,6 +10,7 @@ import { unplug } from './network.js';
 import { datastoreTls, galeraProviderOptions, galeraTlsProblems, nameProblem, systemState, type SystemState } from './node-checks.js';
 import { describeGalera, galeraStatus, sqlThroughVip, standinReady, vipHolders, type Datastore, type GaleraStatus } from './probes.js';
 import { waitFor, type CommandResult } from './run-command.js';
+import type { LabDeployment } from './rolling-redeploy.js';
 import type { LabTopology } from './topology.js';
 
 export const SCENARIOS = [
@@ -25,6 +26,7 @@ export const SCENARIOS = [
   'power-one-survivor',
   'bootstrap-datadir-lost',
   'rogue-galera-node',
+  'rolling-redeploy',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** Scenarios on emulated boards (a profile with board: qemu-virt-arm64); each runs on its own. */
@@ -108,6 +110,8 @@ export interface LabContext {
   runDir: string;
   /** Undoes what a scenario started, should the lab be stopped in the middle of it. */
   cleanup: Cleanup;
+  /** How to build and deploy again onto the export root the nodes run from (rolling-redeploy). */
+  deployment?: LabDeployment;
 }
 
 export const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;

@@ -14,6 +14,8 @@ export const LOCAL_STORAGE_MOUNT = '/var/lib/netroot/local';
 export const LOCAL_STORAGE_IMAGE = '/var/lib/netroot/local-storage.ext4';
 /** A server's TLS files: the cluster CA, its certificate and key (read by MariaDB, Galera, stunnel and k3s). */
 export const TLS_DIR = '/etc/mysql/netroot-tls';
+/** Where MariaDB's TLS key lives while it runs: a copy owned by mysql, made at each start. */
+export const RUN_TLS_DIR = '/run/netroot-tls';
 /** k3s needs the memory cgroup; Armbian adds it through a boot script that PXE never runs. */
 export const K3S_KERNEL_ARGS = ['cgroup_enable=memory', 'cgroup_memory=1'];
 
@@ -261,7 +263,11 @@ export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secret
           key: identity.tls.key.trimEnd(),
           caFile: `${TLS_DIR}/ca.pem`,
           certFile: `${TLS_DIR}/server.pem`,
-          keyFile: `${TLS_DIR}/server-key.pem`,
+          // The image's key stays root's: each start of MariaDB hands mysql a copy in /run (netroot-tls.conf),
+          // so a deploy that rewrites the image's file never takes the key away from a running server.
+          imageKeyFile: `${TLS_DIR}/server-key.pem`,
+          keyFile: `${RUN_TLS_DIR}/server-key.pem`,
+          runDir: RUN_TLS_DIR,
         }
       : null;
     context.k3s = {

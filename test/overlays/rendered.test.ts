@@ -198,8 +198,9 @@ for (const profileName of PROFILES) {
       // TLS for clients (k3s) and for Galera's group communication and IST.
       assert.is(options.get('ssl-ca'), '/etc/mysql/netroot-tls/ca.pem');
       assert.is(options.get('ssl-cert'), '/etc/mysql/netroot-tls/server.pem');
-      assert.is(options.get('ssl-key'), '/etc/mysql/netroot-tls/server-key.pem');
-      assert.is(options.get('wsrep-provider-options'), 'socket.ssl_ca=/etc/mysql/netroot-tls/ca.pem;socket.ssl_cert=/etc/mysql/netroot-tls/server.pem;socket.ssl_key=/etc/mysql/netroot-tls/server-key.pem');
+      // The key as mysql's copy in /run, made at each start (netroot-tls.conf).
+      assert.is(options.get('ssl-key'), '/run/netroot-tls/server-key.pem');
+      assert.is(options.get('wsrep-provider-options'), 'socket.ssl_ca=/etc/mysql/netroot-tls/ca.pem;socket.ssl_cert=/etc/mysql/netroot-tls/server.pem;socket.ssl_key=/run/netroot-tls/server-key.pem');
     }
   });
 
@@ -223,12 +224,17 @@ for (const profileName of PROFILES) {
       // wsrep_sst_rsync reads [sst] tca/tcert/tkey and ssl-mode: VERIFY_CA makes it use stunnel or refuse.
       const cnf = await read(path.join(b.nodeRoot(server.name), 'etc/mysql/mariadb.conf.d/72-netroot-tls.cnf'));
       const sst = cnf.split(/^\[sst\]$/m)[1]!;
-      for (const line of ['tca=/etc/mysql/netroot-tls/ca.pem', 'tcert=/etc/mysql/netroot-tls/server.pem', 'tkey=/etc/mysql/netroot-tls/server-key.pem', 'ssl-mode=VERIFY_CA']) assert.match(sst, new RegExp(`^${line}$`, 'm'));
+      for (const line of ['tca=/etc/mysql/netroot-tls/ca.pem', 'tcert=/etc/mysql/netroot-tls/server.pem', 'tkey=/run/netroot-tls/server-key.pem', 'ssl-mode=VERIFY_CA']) assert.match(sst, new RegExp(`^${line}$`, 'm'));
       const sql = await read(path.join(b.nodeRoot(server.name), 'etc/netroot/k3s-datastore.sql'));
       assert.match(sql, new RegExp(`^CREATE USER IF NOT EXISTS '${profile.k3s.user}'@'%' IDENTIFIED BY '[^']+' REQUIRE SSL;$`, 'm'));
       assert.match(sql, new RegExp(`^ALTER USER '${profile.k3s.user}'@'%' IDENTIFIED BY '[^']+' REQUIRE SSL;$`, 'm'));
       const dropIn = await read(path.join(b.nodeRoot(server.name), 'etc/systemd/system/mariadb.service.d/netroot-tls.conf'));
-      assert.match(dropIn, /^ExecStartPre=\+\/bin\/chown mysql:mysql \/etc\/mysql\/netroot-tls\/server-key\.pem$/m);
+      // The image's key stays root's (a deploy may rewrite it while MariaDB runs); each start copies it for mysql.
+      const starts = dropIn.split('\n').filter((l) => l.startsWith('ExecStartPre='));
+      assert.equal(starts, [
+        'ExecStartPre=+/usr/bin/install -d -m 0700 -o mysql -g mysql /run/netroot-tls',
+        'ExecStartPre=+/usr/bin/install -m 0600 -o mysql -g mysql /etc/mysql/netroot-tls/server-key.pem /run/netroot-tls/server-key.pem',
+      ]);
     }
     assert.is(cas.size, 1, 'one CA for the cluster');
     for (const agent of b.plan.cluster.agents) assert.not.ok(existsSync(path.join(b.nodeRoot(agent.name), 'etc/mysql/netroot-tls')));
