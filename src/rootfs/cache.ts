@@ -48,15 +48,46 @@ export function temporaryName(final: string): string {
   return path.join(path.dirname(final), `.${path.basename(final)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
+/** The pid of another live process building `final` now (its temporary sits beside it), if any. */
+async function otherBuilder(final: string): Promise<number | undefined> {
+  for (const name of await readdir(path.dirname(final)).catch(() => [] as string[])) {
+    const match = TEMP.exec(name);
+    const pid = Number(match?.[2]);
+    if (match && match[1] === path.basename(final) && pid !== process.pid && alive(pid)) return pid;
+  }
+  return undefined;
+}
+
+export interface CachedFileOptions {
+  /** Told when another process is building the same file and this one waits for it instead. */
+  onWait?: (pid: number) => void;
+  /** How long to wait for that process (default 2 hours); then this one builds. */
+  waitMs?: number;
+  pollMs?: number;
+}
+
 /**
  * The cached file at `final`, building it first when absent. `build` writes
  * to the path it is given; if it throws, the temporary is removed and the
- * error propagates.
+ * error propagates. While another process builds the same file (a CI job that
+ * prepared the base in the background, a second terminal), this one waits for
+ * its result rather than spend the same half hour; if that process dies
+ * without one, this one builds.
  */
-export async function cachedFile(final: string, build: (temporary: string) => Promise<void>): Promise<{ path: string; built: boolean }> {
-  if (await stat(final).then((s) => s.isFile(), () => false)) return { path: final, built: false };
+export async function cachedFile(final: string, build: (temporary: string) => Promise<void>, options: CachedFileOptions = {}): Promise<{ path: string; built: boolean }> {
+  const exists = (): Promise<boolean> => stat(final).then((s) => s.isFile(), () => false);
+  if (await exists()) return { path: final, built: false };
   await mkdir(path.dirname(final), { recursive: true });
   await sweepStaleTemporaries(path.dirname(final));
+  const other = await otherBuilder(final);
+  if (other !== undefined) {
+    options.onWait?.(other);
+    const until = Date.now() + (options.waitMs ?? 2 * 3600_000);
+    while (Date.now() < until && (await otherBuilder(final)) !== undefined) {
+      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 2_000));
+    }
+    if (await exists()) return { path: final, built: false };
+  }
   const temporary = temporaryName(final);
   try {
     await build(temporary);

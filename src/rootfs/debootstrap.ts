@@ -93,7 +93,7 @@ export async function buildDebootstrapBase(spec: string | DebootstrapSpec, optio
     const started = Date.now();
     await runMmdebstrap(parsed, temporary, sources, options.timeoutMs ?? TIMEOUT, log);
     log(`built ${name} in ${Math.round((Date.now() - started) / 1000)} s`);
-  });
+  }, { onWait: (pid) => log(`process ${pid} is building ${name} into ${path.dirname(final)} now: waiting for it instead of building it again`) });
   if (!built) log(`using ${final}, built earlier for ${name}`);
   return final;
 }
@@ -218,13 +218,31 @@ const NETBOOT_HOOK =
   'mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/usr/share/initramfs-tools/modules.d" && ' +
   'printf "# Written by netroot: nodes mount their root over NFS from the initrd.\\nMODULES=netboot\\n" > "$1/etc/initramfs-tools/conf.d/netroot-netboot.conf" && ' +
   `printf "# Written by netroot: the virtual NIC of an emulated board.\\n${VIRTUAL_NIC_MODULES.join('\\n')}\\n" > "$1/usr/share/initramfs-tools/modules.d/netroot-netboot"`;
+/**
+ * One initramfs per kernel, made once at the end. During the install the
+ * kernel's postinst makes one and initramfs-tools' trigger (set off by every
+ * package that ships a hook) makes it again: each takes minutes under
+ * qemu-user. update-initramfs is diverted to a no-op once the essential
+ * packages are in, and put back before the one real run.
+ */
+const DIVERTED = '/usr/sbin/update-initramfs.netroot-build';
+const DEFER_INITRAMFS_HOOK =
+  `chroot "$1" dpkg-divert --quiet --local --rename --divert ${DIVERTED} --add /usr/sbin/update-initramfs && ` +
+  'printf "#!/bin/sh\n# netroot: the initramfs is made once, at the end of the build\nexit 0\n" > "$1/usr/sbin/update-initramfs" && ' +
+  'chmod 755 "$1/usr/sbin/update-initramfs"';
+const INITRAMFS_ONCE_HOOK =
+  'rm -f "$1/usr/sbin/update-initramfs" && ' +
+  `chroot "$1" dpkg-divert --quiet --local --rename --divert ${DIVERTED} --remove /usr/sbin/update-initramfs && ` +
+  'for k in "$1"/lib/modules/*; do [ -d "$k" ] || continue; [ -x "$1/usr/sbin/update-initramfs" ] || break; chroot "$1" update-initramfs -c -k "${k##*/}" || exit 1; done';
 /** Changes whenever what is built for a spec changes, so cached tarballs of an older recipe are not reused. */
-export const RECIPE = 'netboot-2';
+export const RECIPE = 'netboot-3';
 
 export function mmdebstrapArgs(spec: DebootstrapSpec, output: string, sources: string[]): string[] {
   return [
     '--variant=minbase',
     `--setup-hook=${NETBOOT_HOOK}`,
+    `--essential-hook=${DEFER_INITRAMFS_HOOK}`,
+    `--customize-hook=${INITRAMFS_ONCE_HOOK}`,
     `--architectures=${spec.arch}`,
     // The temporary output name does not end in .tar, so the format is not left to be guessed from it.
     '--format=tar',

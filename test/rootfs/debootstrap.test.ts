@@ -86,10 +86,16 @@ test('the cache key is the normalised spec: package order and repeats do not mat
   assert.is(formatDebootstrapSpec(parseDebootstrapSpec('debootstrap:bookworm:arm64')), 'debootstrap:bookworm:arm64');
 });
 
-test('mmdebstrap is asked for minbase, the architecture, the packages and a tarball, with initramfs set to netboot first', async () => {
+test('mmdebstrap is asked for minbase, the architecture, the packages and a tarball, with initramfs set to netboot first and made once', async () => {
   const args = mmdebstrapArgs(parseDebootstrapSpec('debootstrap:bookworm:arm64:netbase,curl'), '/c/x.tmp', ['deb URI bookworm main']);
   const hook = args.find((a) => a.startsWith('--setup-hook='));
-  assert.equal(args.filter((a) => a !== hook), ['--variant=minbase', '--architectures=arm64', '--format=tar', '--include=curl,netbase', '--', 'bookworm', '/c/x.tmp', 'deb URI bookworm main']);
+  // update-initramfs is a no-op during the install and runs once at the end (test/build/debootstrap.test.ts
+  // boots-checks the initrd that run makes).
+  const once = args.filter((a) => a.startsWith('--essential-hook=') || a.startsWith('--customize-hook='));
+  assert.equal(once.length, 2);
+  assert.match(once[0]!, /^--essential-hook=.*dpkg-divert .*--add \/usr\/sbin\/update-initramfs/);
+  assert.match(once[1]!, /^--customize-hook=.*dpkg-divert .*--remove \/usr\/sbin\/update-initramfs.*update-initramfs -c -k/);
+  assert.equal(args.filter((a) => a !== hook && !once.includes(a)), ['--variant=minbase', '--architectures=arm64', '--format=tar', '--include=curl,netbase', '--', 'bookworm', '/c/x.tmp', 'deb URI bookworm main']);
   // mmdebstrap runs a setup hook as `sh -c HOOK exec CHROOT` before any package is installed.
   const root = await mkdtemp(path.join(os.tmpdir(), 'netroot-hook-'));
   try {
@@ -193,6 +199,37 @@ test('cache files: concurrent builds of one key both succeed, temporaries of dea
     throw new Error('boom');
   }), /boom/);
   assert.not.ok((await readdir(dir)).some((n) => n.includes('z.tar')));
+});
+
+test('cache files: a build that another live process is making is waited for, and made here if that process dies without it', async () => {
+  const dir = path.join(tmp, 'cache-wait');
+  await mkdir(dir, { recursive: true });
+  const final = path.join(dir, 'w.tar');
+  const builder = execa('sleep', ['30'], { reject: false });
+  const theirs = path.join(dir, `.w.tar.tmp-${builder.pid}-abcd`);
+  await writeFile(theirs, 'in progress');
+  let builtHere = 0;
+  const build = async (temporary: string) => {
+    builtHere++;
+    await writeFile(temporary, 'mine');
+  };
+  const waited: number[] = [];
+  setTimeout(() => void writeFile(final, 'theirs').then(() => rm(theirs)), 300);
+  const result = await cachedFile(final, build, { pollMs: 50, onWait: (pid) => waited.push(pid) });
+  assert.equal(waited, [builder.pid]);
+  assert.is(result.built, false);
+  assert.is(builtHere, 0);
+  assert.is(await readFile(final, 'utf8'), 'theirs');
+
+  // Killed before it renamed its file into place: this run builds it.
+  const other = path.join(dir, 'v.tar');
+  await writeFile(path.join(dir, `.v.tar.tmp-${builder.pid}-abcd`), 'half');
+  setTimeout(() => builder.kill('SIGKILL'), 300);
+  const again = await cachedFile(other, build, { pollMs: 50 });
+  await builder;
+  assert.is(again.built, true);
+  assert.is(builtHere, 1);
+  assert.is(await readFile(other, 'utf8'), 'mine');
 });
 
 test.run();
