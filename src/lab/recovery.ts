@@ -99,7 +99,7 @@ async function powerOnAll(ctx: LabContext, machines: Machine[]): Promise<string[
  * the recovery's decisions, which the journal's last lines (often systemd's
  * own) do not show.
  */
-async function whyOut(ctx: LabContext, names: string[]): Promise<string> {
+export async function whyOut(ctx: LabContext, names: string[]): Promise<string> {
   const parts: string[] = [];
   for (const machine of ctx.machines.filter((m) => names.includes(m.node.name))) {
     const said = await machine.journal('mariadb', 10, `\\[ERROR\\]|^${machine.node.name}: `).catch(() => '');

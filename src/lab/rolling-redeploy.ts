@@ -16,7 +16,7 @@ import { deploy, type DeployResult } from '../deploy/index.js';
 import { BUNDLED_OVERLAYS_DIR } from '../overlays/load.js';
 import type { Machine } from './machine.js';
 import { sqlThroughVip } from './probes.js';
-import { rowsThroughVip, writeRows } from './recovery.js';
+import { rowsThroughVip, whyOut, writeRows } from './recovery.js';
 import { elapsed, ensureWhole, galeraFullWithin, journals, scenario, servers, settledVipHolder, showGalera, sqlWithin, vipProblem, type LabContext, type ScenarioResult } from './scenarios.js';
 
 const TABLE = 'netroot_lab_writes';
@@ -172,7 +172,7 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
         await ctx.powerOn(machine);
         const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
         if (!galera.ok) {
-          return s.result(false, `${machine.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of its reboot (${showGalera(galera.seen)})\n${await journals(ctx, [machine.node.name], 'mariadb', 8)}`);
+          return s.result(false, `${machine.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of its reboot (${showGalera(galera.seen)})\n${await journals(ctx, [machine.node.name], 'mariadb', 8)}\n${await whyOut(ctx, [machine.node.name])}`);
         }
         const holders = await settledVipHolder(ctx, 6_000, ctx.bounds.vipSettleSeconds * 1000);
         if (holders.length !== 1) return s.result(false, `after ${machine.node.name}'s reboot: ${vipProblem(ctx, holders)}`);

@@ -184,4 +184,42 @@ test('an answer signed with another key is not believed, and a stranger gets no 
   assert.is(stranger.stdout.trim(), "b''", stranger.stderr);
 });
 
+test("the watchdog restarts a MariaDB Galera left out for good, and leaves one that is still joining alone", async () => {
+  // systemctl and journalctl stand-ins: mariadb.service's main PID is 4242, and its journal holds Galera's
+  // "node restart required" when LOGGED is set. Each call is recorded.
+  const bin = path.join(tmp, 'watchdog-bin');
+  await mkdir(bin, { recursive: true });
+  const calls = path.join(tmp, 'watchdog-calls');
+  await writeFile(path.join(bin, 'systemctl'), `#!/bin/sh\necho "systemctl $*" >> ${calls}\necho 4242\n`, { mode: 0o755 });
+  await writeFile(path.join(bin, 'journalctl'), `#!/bin/sh\necho "journalctl $*" >> ${calls}\n[ -n "$LOGGED" ] && echo "[ERROR] WSREP: Receiving IST failed, node restart required: IST didn't contain all write sets"\nexit 0\n`, { mode: 0o755 });
+  const cases = [
+    { name: 'disconnected', live: { status: 'Disconnected', state: 0 }, logged: false, peerPrimary: false, out: true },
+    { name: 'joining in the primary component after a failed IST', live: { status: 'Primary', state: 1 }, logged: true, peerPrimary: true, out: true },
+    { name: 'joining in the primary component (a state transfer under way)', live: { status: 'Primary', state: 1 }, logged: false, peerPrimary: true, out: false },
+    { name: 'synced again after the message', live: { status: 'Primary', state: 4 }, logged: true, peerPrimary: true, out: false },
+    { name: 'non-primary while a peer is primary', live: { status: 'non-Primary', state: 1 }, logged: false, peerPrimary: true, out: true },
+    { name: 'non-primary with no primary anywhere (waiting for pc.recovery)', live: { status: 'non-Primary', state: 0 }, logged: false, peerPrimary: false, out: false },
+  ];
+  const program = [
+    'import importlib.machinery, importlib.util, json, sys',
+    `loader = importlib.machinery.SourceFileLoader("galera_recovery", ${JSON.stringify(script)})`,
+    'spec = importlib.util.spec_from_loader("galera_recovery", loader)',
+    'gr = importlib.util.module_from_spec(spec); loader.exec_module(gr)',
+    'case = json.loads(sys.argv[1])',
+    'gr.ask_all = lambda config: {"peer": {"primary": case["peerPrimary"]}}',
+    'print(json.dumps(gr.left_out({}, dict(case["live"], uuid="", seqno=0, size=3))))',
+  ].join('\n');
+  for (const c of cases) {
+    await rm(calls, { force: true });
+    const env = { PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`, ...(c.logged ? { LOGGED: '1' } : {}) };
+    const result = await execa('python3', ['-c', program, JSON.stringify(c)], { env, extendEnv: false, reject: false, timeout: 20_000 });
+    assert.is(result.exitCode, 0, `${c.name}: ${result.stderr}`);
+    assert.is(JSON.parse(result.stdout), c.out, c.name);
+    if (c.live.state !== 4 && c.live.status !== 'Disconnected') {
+      // The message is looked for in this mariadbd's own lines only (a restarted one starts clean).
+      assert.match(await readFile(calls, 'utf8'), /^journalctl _PID=4242 --grep=node restart required /m, c.name);
+    }
+  }
+});
+
 test.run();
