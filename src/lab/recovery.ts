@@ -19,11 +19,11 @@ import {
   servers,
   showGalera,
   sqlWithin,
+  TABLE,
   type LabContext,
   type ScenarioResult,
 } from './scenarios.js';
 
-const TABLE = 'netroot_lab_writes';
 
 /** A scenario's start from a whole cluster, with `rows` rows written through the VIP under a fresh phase. */
 async function begin(ctx: LabContext, name: string, rows: number): Promise<{ s: ReturnType<typeof scenario>; phase: string } | ScenarioResult> {

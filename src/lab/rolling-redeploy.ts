@@ -17,9 +17,8 @@ import { BUNDLED_OVERLAYS_DIR } from '../overlays/load.js';
 import type { Machine } from './machine.js';
 import { sqlThroughVip } from './probes.js';
 import { rowsThroughVip, whyOut, writeRows } from './recovery.js';
-import { elapsed, ensureWhole, galeraFullWithin, journals, scenario, servers, settledVipHolder, showGalera, sqlWithin, vipProblem, type LabContext, type ScenarioResult } from './scenarios.js';
+import { elapsed, ensureWhole, galeraFullWithin, journals, scenario, servers, settledVipHolder, showGalera, sqlWithin, TABLE, vipProblem, type LabContext, type ScenarioResult } from './scenarios.js';
 
-const TABLE = 'netroot_lab_writes';
 /** The template the rebuild changes: every node has /etc/hosts, and any program that resolves a name reads it. */
 const TEMPLATE = 'base/etc/hosts.hbs';
 const CHANGED_FILE = 'etc/hosts';
@@ -42,7 +41,6 @@ export interface LabDeployment {
 /** Inserts a row through the VIP every `everyMs` until stopped; the longest time without an accepted write. */
 class Writer {
   accepted = 0;
-  failed = 0;
   longestGapMs = 0;
   private lastOk: number;
   private stopped = false;
@@ -61,7 +59,7 @@ class Writer {
         this.accepted++;
         this.longestGapMs = Math.max(this.longestGapMs, Date.now() - this.lastOk);
         this.lastOk = Date.now();
-      } else this.failed++;
+      }
       await new Promise((r) => setTimeout(r, Math.max(0, everyMs - (Date.now() - t))));
     }
   }
@@ -78,8 +76,9 @@ async function readInside(machine: Machine, file: string): Promise<string | unde
   return result.ok ? result.stdout : undefined;
 }
 
-function deployTo(d: LabDeployment, out: string, runDir: string, overlays?: string): Promise<DeployResult> {
-  const boot = path.join(runDir, 'redeploy', 'boot-server');
+/** Deploys the build in `out` onto the export root; the boot server's files go under `work`. */
+function deployTo(d: LabDeployment, out: string, work: string, overlays?: string): Promise<DeployResult> {
+  const boot = path.join(work, 'boot-server');
   return deploy({
     profile: d.profile,
     cwd: d.cwd,
@@ -121,7 +120,7 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
     // The nodes run what the lab built: that becomes generation 1, as if the operator had deployed it.
     // Its plan lists every file as changed (netroot never deployed there); rsync's checksums skip the equal ones.
     let t = Date.now();
-    const first = await deployTo(d, d.buildOut, ctx.runDir);
+    const first = await deployTo(d, d.buildOut, work);
     ctx.log(`rolling-redeploy: the running export root became generation ${first.nodes[0]?.generation} in ${elapsed(t)} s; rebuilding with a changed ${TEMPLATE}`);
 
     // The rebuild: the bundled overlays with one template changed, into an output of its own
@@ -153,7 +152,7 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
     try {
       t = Date.now();
       try {
-        second = await deployTo(d, out, ctx.runDir, overlays);
+        second = await deployTo(d, out, work, overlays);
       } catch (error) {
         return s.result(false, `deploying the rebuild onto the running export root failed: ${(error as Error).message}`);
       }

@@ -35,12 +35,20 @@ export function alive(pid: number): boolean {
   }
 }
 
+/** The `.NAME.tmp-PID-…` temporaries in `dir`: what each is for (NAME) and which process writes it. */
+async function temporariesIn(dir: string): Promise<{ entry: string; target: string; pid: number }[]> {
+  const found: { entry: string; target: string; pid: number }[] = [];
+  for (const entry of await readdir(dir).catch(() => [] as string[])) {
+    const match = TEMP.exec(entry);
+    if (match) found.push({ entry, target: match[1]!, pid: Number(match[2]) });
+  }
+  return found;
+}
+
 /** Removes `.NAME.tmp-PID-…` entries whose process is gone; a live build's temporary is left alone. */
 export async function sweepStaleTemporaries(dir: string): Promise<void> {
-  const names = await readdir(dir).catch(() => [] as string[]);
-  for (const name of names) {
-    const match = TEMP.exec(name);
-    if (match && !alive(Number(match[2]))) await rm(path.join(dir, name), { recursive: true, force: true });
+  for (const { entry, pid } of await temporariesIn(dir)) {
+    if (!alive(pid)) await rm(path.join(dir, entry), { recursive: true, force: true });
   }
 }
 
@@ -50,12 +58,8 @@ export function temporaryName(final: string): string {
 
 /** The pid of another live process building `final` now (its temporary sits beside it), if any. */
 async function otherBuilder(final: string): Promise<number | undefined> {
-  for (const name of await readdir(path.dirname(final)).catch(() => [] as string[])) {
-    const match = TEMP.exec(name);
-    const pid = Number(match?.[2]);
-    if (match && match[1] === path.basename(final) && pid !== process.pid && alive(pid)) return pid;
-  }
-  return undefined;
+  const other = (await temporariesIn(path.dirname(final))).find((t) => t.target === path.basename(final) && t.pid !== process.pid && alive(t.pid));
+  return other?.pid;
 }
 
 export interface CachedFileOptions {

@@ -228,7 +228,7 @@ const NETBOOT_HOOK =
 const DIVERTED = '/usr/sbin/update-initramfs.netroot-build';
 const DEFER_INITRAMFS_HOOK =
   `chroot "$1" dpkg-divert --quiet --local --rename --divert ${DIVERTED} --add /usr/sbin/update-initramfs && ` +
-  'printf "#!/bin/sh\n# netroot: the initramfs is made once, at the end of the build\nexit 0\n" > "$1/usr/sbin/update-initramfs" && ' +
+  'printf "#!/bin/sh\\n# netroot: the initramfs is made once, at the end of the build\\nexit 0\\n" > "$1/usr/sbin/update-initramfs" && ' +
   'chmod 755 "$1/usr/sbin/update-initramfs"';
 const INITRAMFS_ONCE_HOOK =
   'rm -f "$1/usr/sbin/update-initramfs" && ' +
