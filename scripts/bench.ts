@@ -86,7 +86,7 @@ async function profileText(servers: number, agents: number, allowUnsafe = false)
   const seed = await readFile(path.join(ROOT, 'profiles/opz3.yaml'), 'utf8');
   return seed
     .replace(/^cluster: .*$/m, 'cluster: { name: bench }')
-    .replace(/^nodes:\n(  - .*\n)+/m, `nodes:\n${nodes.join('\n')}\n`)
+    .replace(/^nodes:\n( {2}- .*\n)+/m, `nodes:\n${nodes.join('\n')}\n`)
     .replace(/^galera: .*$/m, `galera: { clusterName: bench, bootstrapNode: node-1, allowUnsafeClusterSize: ${allowUnsafe} }`);
 }
 

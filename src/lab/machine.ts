@@ -10,7 +10,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { LabError } from './errors.js';
-import { endWithin, netnsPath, run, tryRun, waitFor, type CommandResult, type RunOptions } from './run-command.js';
+import { endWithin, netnsPath, tryRun, waitFor, type CommandResult, type RunOptions } from './run-command.js';
 import type { LabNode } from './topology.js';
 
 export interface MachineOptions {

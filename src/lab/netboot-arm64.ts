@@ -13,6 +13,7 @@
  * last lines.
  */
 import path from 'node:path';
+import { stripVTControlCharacters } from 'node:util';
 import type { Cluster } from '../profile/resolve.js';
 import type { EmulatedBoard } from './board.js';
 import type { Cleanup } from './cleanup.js';
@@ -187,7 +188,7 @@ export async function bootBoard(board: EmulatedBoard, ctx: { cluster: Cluster; c
     stages.nfsRootToMultiUser = seconds(multiUser.line.at - mounted.line.at);
     stages.powerOnToMultiUser = seconds(multiUser.line.at);
   }
-  const failed = board.lines.slice(mounted.index, multiUser.index).filter((l) => /\[FAILED\]/.test(l.text)).map((l) => l.text.replace(/\x1b\[[0-9;]*m/g, '').trim());
+  const failed = board.lines.slice(mounted.index, multiUser.index).filter((l) => /\[FAILED\]/.test(l.text)).map((l) => stripVTControlCharacters(l.text).trim());
   if (failed.length) return result('unit', `failed while booting: ${failed.join('; ')}`);
   // Its hostname, systemd's final state and its units are read from the node itself once the
   // cluster runs (unitProblems): the serial getty's greeting is no witness on an emulated CPU,

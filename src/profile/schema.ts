@@ -247,7 +247,7 @@ export const profileSchema = z
     longhorn,
     storage: storage.default({ enabled: true, imageSize: '16G', label: 'netroot-local' }),
     persist: z
-      .array(z.string().regex(/^\/(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._@+\/-]+$/, 'must be an absolute path without "." or ".." parts, such as /var/lib/myapp'))
+      .array(z.string().regex(/^\/(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._@+/-]+$/, 'must be an absolute path without "." or ".." parts, such as /var/lib/myapp'))
       .default([])
       .describe('Paths in every node\'s root that a deploy never overwrites or deletes (seeded from the image once), besides /var/lib/mysql, /var/lib/rancher, /etc/rancher/node, /var/lib/longhorn, /var/lib/netroot and /var/log.'),
   })

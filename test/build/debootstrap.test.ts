@@ -6,7 +6,7 @@
  * emulated board's virtio NIC. The lab's netboot-arm64 scenario boots the
  * same base, so it is built once for both.
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { existsSync, readFileSync, readlinkSync, statSync } from 'node:fs';
@@ -70,4 +70,3 @@ test('opz3-netboot (debootstrap:bookworm:arm64): bootable-looking trees and arti
   assert.ok(readFileSync(path.join(tmp, 'out/opz3-netboot/artifacts/SHA256SUMS'), 'utf8').includes('opz3-4-top.tar.gz'));
 });
 
-test.run();

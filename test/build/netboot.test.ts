@@ -7,7 +7,7 @@
  * of what neither the check nor update-initramfs needs, so the test stays in
  * about a minute on a native amd64 chroot.
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -109,4 +109,3 @@ test('a tarball base whose initrd cannot mount NFS is regenerated once, in a cop
   assert.is(third.base?.reused, true);
 });
 
-test.run();

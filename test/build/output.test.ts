@@ -10,7 +10,7 @@
 import { chmod, copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { OPZ3, tempDir } from '../profile/helpers.js';
@@ -132,4 +132,3 @@ Output('--out on a read-only filesystem: one line, exit 2', async () => {
   }
 });
 
-Output.run();

@@ -4,11 +4,11 @@
  * there, what it must not share is gone, artifacts are reproducible, and bad
  * or hostile bases fail before anything is written.
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { build, type BuildOptions } from '../../src/build.js';
@@ -354,4 +354,3 @@ test('--format without a base is a usage error', async () => {
   await failsCleanly({ ...rest, base: undefined as unknown as string } as Partial<BuildOptions>, /needs a base root filesystem/, 'out-nobase');
 });
 
-test.run();

@@ -10,7 +10,7 @@ import { execa } from 'execa';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { deploy, planDeploy, rollback } from '../../src/deploy/index.js';
 import { readManifest, type Manifest } from '../../src/deploy/manifest.js';
@@ -173,7 +173,6 @@ Local('a deploy running elsewhere holds the export root: refused, naming it', as
   assert.not.ok(existsSync(path.join(root, '.netroot/lock')), 'released');
 });
 
-Local.run();
 
 const Ssh = suite('deploy: root@127.0.0.1 through a real sshd');
 let g: Fixture;
@@ -212,7 +211,6 @@ Ssh('deploy, redeploy of a changed build keeping state, plan and rollback over s
   await assertState(root, 'rolled back over ssh');
 });
 
-Ssh.run();
 
 const Kill = suite('deploy: SIGKILL at any moment, then deploy again');
 let h: Fixture;
@@ -279,4 +277,3 @@ Kill('a rollback killed halfway leaves every file old or new, and the next rollb
   await assertState(root, 'rollback finished');
 });
 
-Kill.run();

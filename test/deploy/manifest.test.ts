@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm, stat, symlink, utimes, writeFile } from 'node:fs/pr
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { readManifest, type HashCache } from '../../src/deploy/manifest.js';
 
@@ -52,4 +52,3 @@ Manifest('a cached digest is used for an unchanged file, never for a rewritten o
   assert.is((await readManifest(dir, [], cache))['f']!.h, sha('bbbb'));
 });
 
-Manifest.run();

@@ -4,7 +4,7 @@
  * removed; a rollback needs the kept files; boot server files an earlier
  * deploy wrote are the only ones ever removed.
  */
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import type { Manifest, ManifestEntry } from '../../src/deploy/manifest.js';
 import { diffBootFiles, diffNode, planRollback, STATE_PATHS, statePaths, type NodeTarget } from '../../src/deploy/plan.js';
@@ -91,4 +91,3 @@ Plan('boot server files: added, changed, unchanged; only files an earlier deploy
   ]);
 });
 
-Plan.run();

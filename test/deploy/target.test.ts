@@ -5,7 +5,7 @@
 import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { openTarget, parseTarget, requireTools } from '../../src/deploy/target.js';
 import { UsageError } from '../../src/errors.js';
@@ -54,4 +54,3 @@ Target('no rsync on the target host: named with its package, before any work', a
   }
 });
 
-Target.run();

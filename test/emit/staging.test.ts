@@ -1,7 +1,7 @@
 /**
  * Outputs appear whole or not at all, and writers never leave their root.
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile, lstat, readlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -137,4 +137,3 @@ test('writeTree refuses paths that leave the root, and never writes through an e
   assert.is(await readFile(outside, 'utf8'), 'keep');
 });
 
-test.run();

@@ -3,7 +3,7 @@
  * against the published sha256, cached, refused when it does not match, and a
  * clear message when offline.
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
@@ -105,4 +105,3 @@ test('a given program must run on the base: another architecture or a file that 
   await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: text }), /is neither a program \(ELF\) nor a script/);
 });
 
-test.run();

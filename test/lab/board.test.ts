@@ -3,7 +3,7 @@
  * pxelinux file name, and what a node's own report must say to pass.
  */
 import path from 'node:path';
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { cableMac } from '../../src/lab/board.js';
 import { pxelinuxName, unitProblems, type NodeFacts } from '../../src/lab/netboot-arm64.js';
@@ -68,4 +68,3 @@ test('each way a node can be wrong is named', () => {
   ]);
 });
 
-test.run();

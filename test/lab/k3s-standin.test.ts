@@ -8,7 +8,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { K3S_STANDIN } from '../../src/lab/lab.js';
 import { buildToTemp, type TempBuild } from '../support/build.js';
@@ -119,4 +119,3 @@ test('a datastore that does not answer fails the server with the endpoint in the
   assert.not.match(result.output, 'x@', 'the password is not printed');
 });
 
-test.run();

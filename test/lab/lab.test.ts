@@ -9,7 +9,7 @@ import { chown, copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile 
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { build } from '../../src/build.js';
 import { execa } from 'execa';
@@ -167,4 +167,3 @@ Lab('nothing of the lab is left behind', async () => {
   assert.equal(mounts, [], 'overlay mounts');
 });
 
-Lab.run();

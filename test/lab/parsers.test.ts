@@ -4,7 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { baseForArch } from '../../src/lab/lab.js';
 import { parseLease, parsePxelinux, pxelinuxName } from '../../src/lab/netboot.js';
@@ -165,4 +165,3 @@ test("the stranger's log: what it tried, why it got nowhere, and a join when the
   assert.is(readRogueLog('').tried, undefined);
 });
 
-test.run();

@@ -1,5 +1,5 @@
 /** The lab's network plan: names, addresses and the refusal of anything outside the documentation ranges. */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { loadProfile } from '../../src/profile/load.js';
 import { inDocumentationRange, labTopology } from '../../src/lab/topology.js';
@@ -82,4 +82,3 @@ test('a profile on a real network is refused, naming every address outside the r
   }
 });
 
-test.run();

@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { buildToTemp, type TempBuild } from '../support/build.js';
 
@@ -222,4 +222,3 @@ test("the watchdog restarts a MariaDB Galera left out for good, and leaves one t
   }
 });
 
-test.run();

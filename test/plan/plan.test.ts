@@ -2,7 +2,7 @@
  * The plan: strict templates (a missing variable is an error naming template
  * and variable, never an empty string), declared modes, role-specific files.
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { cp, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
@@ -179,4 +179,3 @@ test('innodb_snapshot_isolation is turned off as the base\'s MariaDB spells it, 
   assert.match(cnf(bookworm), /^# Every write reaches one server, the VIP's holder/m);
 });
 
-test.run();

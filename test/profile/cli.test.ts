@@ -8,7 +8,7 @@ import { execFile } from 'node:child_process';
 import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { FIXTURES, OPZ3, OPZ3_FILE, REPO, opz3With, position, tempDir, type Edit, type Where } from './helpers.js';
 
@@ -140,7 +140,6 @@ Cli('render shows the boot server files by their short names', async () => {
   }
 });
 
-Cli.run();
 
 const Validate = suite('cli: validate');
 
@@ -173,4 +172,3 @@ Validate('a profile name that does not exist exits 2', async () => {
   assert.equal(await tree(dir), ['profiles']);
 });
 
-Validate.run();

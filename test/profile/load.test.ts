@@ -5,7 +5,7 @@
  */
 import { copyFile, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { loadProfile } from '../../src/profile/load.js';
 import {
@@ -403,7 +403,6 @@ Invalid('a profile that is not a mapping', async () => {
   ]);
 });
 
-Invalid.run();
 
 // ------------------------------------------------------------------ extends: errors
 
@@ -532,7 +531,6 @@ Extends('the child overrides scalars, merges nodes by name and appends new ones'
   assert.equal(loaded.locate(['nodes', 1, 'mac']), { file: 'opz3.yaml', ...position(OPZ3, { line: 'opz3-2-midden', col: 'mac:' }) });
 });
 
-Extends.run();
 
 // ------------------------------------------------------------------ valid profiles
 
@@ -649,4 +647,3 @@ Valid('opz3-netboot: opz3 on the emulated arm64 board, from a Debian arm64 base 
   assert.equal(loaded.cluster.nodes.map((n) => [n.name, n.ip, n.interface]), (await loadProfile('opz3', { cwd: REPO_DIR })).cluster.nodes.map((n) => [n.name, n.ip, 'eth0']));
 });
 
-Valid.run();

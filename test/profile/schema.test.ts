@@ -3,7 +3,7 @@
  * a standard validator accepts every bundled profile and rejects a typo, and
  * the copy committed beside the profiles is current.
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
@@ -74,4 +74,3 @@ test('every bundled profile points editors at the schema on its first line', asy
   }
 });
 
-test.run();

@@ -5,7 +5,7 @@
 import { chmod, readFile, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { parse } from 'yaml';
 import { ProfileError } from '../../src/errors.js';
@@ -212,4 +212,3 @@ Secrets('TLS: a CA and a certificate per server are kept with the secrets (0600)
   assert.match(changes[0]!, "the cluster's TLS CA (servers a)");
 });
 
-Secrets.run();

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import tarStream from 'tar-stream';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { buildArtifacts, epochFromEnv, type ArtifactOptions } from '../../src/rootfs/artifact.js';
 import { openBase, type BaseIndex } from '../../src/rootfs/base.js';
@@ -207,4 +207,3 @@ test('an overlay file where the base has a directory, a bad node name and a dupl
   assert.match(String(unsafe), /not a plain relative path/);
 });
 
-test.run();

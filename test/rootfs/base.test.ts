@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { defaultCacheDir, directoryIdentity, openBase, type BaseIndex } from '../../src/rootfs/base.js';
 import { BaseArchiveError } from '../../src/rootfs/errors.js';
@@ -275,4 +275,3 @@ test('truncated archives are clear errors: plain, gzip, xz and zstd', async () =
   assert.match(String(error), /truncated/);
 });
 
-test.run();

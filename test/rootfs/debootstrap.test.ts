@@ -8,7 +8,7 @@
  * about 60 s here (2 cores). Needs
  * mmdebstrap (root mode: run as root) and tar.
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -232,4 +232,3 @@ test('cache files: a build that another live process is making is waited for, an
   assert.is(await readFile(other, 'utf8'), 'mine');
 });
 
-test.run();

@@ -2,7 +2,7 @@
  * dpkg's status file: only `install ok installed` counts, versions and
  * architectures come through, multiarch pairs are both visible.
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -71,4 +71,3 @@ test('a root without a dpkg database is an error naming the root', async () => {
   assert.match(error.message, empty);
 });
 
-test.run();

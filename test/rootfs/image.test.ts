@@ -6,7 +6,7 @@
  * mknod, setcap); needs e2fsprogs, fdisk, xz-utils, libcap2-bin, attr, and
  * fuse2fs for the fuse2fs method (skipped without /dev/fuse).
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { requires } from '../support/requires.js';
 import { existsSync } from 'node:fs';
@@ -253,4 +253,3 @@ test('debugfs listings are parsed exactly', () => {
   });
 });
 
-test.run();

@@ -4,7 +4,7 @@
  * verdict names what is missing. Needs cpio, gzip, xz-utils, zstd, lz4 and
  * u-boot-tools (mkimage, dumpimage).
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -199,4 +199,3 @@ test('crc32 is the zlib one U-Boot uses', () => {
   assert.is(crc32(Buffer.from('123456789')), 0xcbf43926);
 });
 
-test.run();

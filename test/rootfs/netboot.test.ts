@@ -3,7 +3,7 @@
  * chroot runs (the uInitrd remake, a base that cannot be regenerated, a build
  * without root). The regeneration itself runs in test/build/netboot.test.ts.
  */
-import { test } from 'uvu';
+import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -100,4 +100,3 @@ test('a base whose initrd can mount an NFS root is used as it is', async () => {
   assert.is(result.regenerated, false);
 });
 
-test.run();

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { execa } from 'execa';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { buildArtifacts } from '../../src/rootfs/artifact.js';
 import { openBase } from '../../src/rootfs/base.js';
@@ -104,4 +104,3 @@ test('a corrupt header is reported with its offset', async () => {
   assert.match(String(error), /corrupt tar header at byte 0/);
 });
 
-test.run();

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { suite } from 'uvu';
+import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { requires } from '../support/requires.js';
 import { openBase } from '../../src/rootfs/base.js';
@@ -156,4 +156,3 @@ test('a tree revised in place equals one built afresh, and its journal puts the 
   assert.not.ok(exists(`${t}/aside`));
 });
 
-test.run();

@@ -1,19 +1,19 @@
 /**
- * A test that can run only where `ok` holds (root, a kernel feature): elsewhere
- * uvu reports it as skipped, never as passed; under CI, where every test must
- * run, it fails and says what is missing.
+ * A test that can run only where `ok` holds (root, a kernel feature, a
+ * program): elsewhere the runner reports it as skipped, never as passed; under
+ * CI, where every test must run, it fails and says what is missing.
  */
-import { test } from 'uvu';
+import { test, type TestOptions } from './test.js';
 
-type Handler = Parameters<typeof test>[1];
+type Body = () => unknown;
 
-export function requires(ok: boolean, why: string): (name: string, handler: Handler) => void {
-  if (ok) return (name, handler) => test(name, handler);
+export function requires(ok: boolean, why: string): (name: string, a: TestOptions | Body, b?: Body) => void {
+  if (ok) return (name, a, b) => (typeof a === 'function' ? test(name, a) : test(name, a, b!));
   if (process.env.CI) {
     return (name) =>
       test(name, () => {
         throw new Error(`cannot run here, and CI runs every test: ${why}`);
       });
   }
-  return (name, handler) => test.skip(name, handler);
+  return (name) => test.skip(`${name} (skipped: ${why})`);
 }

@@ -1,0 +1,100 @@
+/**
+ * Runs a tier of the tests with node:test (test/support/test.ts says why):
+ *
+ *   npm test                  fast: unit tests, rendered files checked by the
+ *                             real programs, small bases (*.test.ts)
+ *   npm run test:slow         slow: real-base builds, the arm64 base, initrd
+ *                             regeneration, lab boots (*.slow.test.ts)
+ *   npm run test:all          both
+ *   npm test -- FILE…         only these files (any tier)
+ *
+ * Each file runs in its own process, two at a time, each test bounded by the
+ * tier's timeout unless it sets its own, and the whole tier by a deadline
+ * after which every process left is killed. The last line is the count,
+ * "N passed, N failed, N skipped", which .ci/run reads.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+interface Tier {
+  /** Which files under test/ it runs. */
+  matches: (file: string) => boolean;
+  /** Default per-test timeout. */
+  testTimeoutMs: number;
+  /** The whole tier, after which everything still running is killed. */
+  deadlineMs: number;
+}
+
+const slow = (file: string) => file.endsWith('.slow.test.ts');
+const TIERS: Record<string, Tier> = {
+  fast: { matches: (f) => f.endsWith('.test.ts') && !slow(f), testTimeoutMs: 90_000, deadlineMs: 10 * 60_000 },
+  // The arm64 base (debootstrap under qemu-user) takes ~25 min with an empty cache; a test waits for it.
+  slow: { matches: slow, testTimeoutMs: 40 * 60_000, deadlineMs: 75 * 60_000 },
+  all: { matches: (f) => f.endsWith('.test.ts'), testTimeoutMs: 40 * 60_000, deadlineMs: 85 * 60_000 },
+};
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function testFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? testFiles(path.join(dir, e.name)) : [path.join(dir, e.name)]))
+    .sort();
+}
+
+const args = process.argv.slice(2);
+const tierArg = args.find((a) => a.startsWith('--tier='))?.slice('--tier='.length);
+const named = args.filter((a) => !a.startsWith('--'));
+const tier = TIERS[tierArg ?? (named.length ? 'all' : 'fast')];
+if (!tier) {
+  process.stderr.write(`scripts/test.ts: unknown tier ${tierArg}; use one of ${Object.keys(TIERS).join(', ')}\n`);
+  process.exit(2);
+}
+const files = named.length ? named.map((f) => path.resolve(f)) : testFiles(path.join(root, 'test')).filter(tier.matches);
+
+// Secrets of this run only: what an earlier build stored for the same cluster names must not decide an outcome.
+const env = { ...process.env, NETROOT_SECRETS_DIR: process.env.NETROOT_SECRETS_DIR ?? mkdtempSync(path.join(os.tmpdir(), 'netroot-test-secrets-')) };
+
+const child = spawn(
+  process.execPath,
+  ['--import', 'tsx', '--test', '--test-force-exit', '--test-concurrency=2', `--test-timeout=${tier.testTimeoutMs}`, '--test-reporter=spec', ...files],
+  { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'], detached: true },
+);
+
+// Count from the reporter's own summary lines while passing its output through.
+const counts: Record<string, number> = {};
+let pending = '';
+child.stdout.on('data', (chunk: Buffer) => {
+  process.stdout.write(chunk);
+  pending += chunk.toString();
+  const lines = pending.split('\n');
+  pending = lines.pop() ?? '';
+  for (const line of lines) {
+    const m = /^ℹ (tests|pass|fail|cancelled|skipped|todo) (\d+)$/.exec(line.trim());
+    if (m) counts[m[1]!] = Number(m[2]);
+  }
+});
+
+let timedOut = false;
+const deadline = setTimeout(() => {
+  timedOut = true;
+  process.stderr.write(`scripts/test.ts: the tier is still running after ${tier.deadlineMs / 60_000} min; killing it\n`);
+  try {
+    process.kill(-child.pid!, 'SIGKILL');
+  } catch {
+    /* already gone */
+  }
+}, tier.deadlineMs);
+
+child.on('close', (code) => {
+  clearTimeout(deadline);
+  const passed = counts.pass ?? 0;
+  // A timed-out test is "cancelled"; a runner that died before its summary failed.
+  let failed = (counts.fail ?? 0) + (counts.cancelled ?? 0);
+  if ((code !== 0 || timedOut || counts.tests === undefined) && failed === 0) failed = 1;
+  const skipped = (counts.skipped ?? 0) + (counts.todo ?? 0);
+  process.stdout.write(`${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+  process.exit(failed ? 1 : 0);
+});
