@@ -6,7 +6,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { build, findPlannedFile, parseCompress, parseFormats, prepare, VERSION, type CommonOptions } from './build.js';
 import { defaultReporter } from './progress.js';
-import { NetrootError, UsageError, EXIT_USAGE } from './errors.js';
+import { NetrootError, UsageError, type ErrorReport } from './errors.js';
 import { profileJsonSchema } from './profile/schema.js';
 import { deploy, planDeploy, rollback, type TargetOptions } from './deploy/index.js';
 import { formatDeploy, formatPlan, formatRollback } from './deploy/report.js';
@@ -173,15 +173,22 @@ export async function main(args: string[]): Promise<void> {
     .parseAsync();
 }
 
+/** Whether the command asked for JSON (read from the words themselves: the error may be yargs' own). */
+const wantsJson = (args: string[]): boolean => {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--json' || a === '--json=true');
+};
+
 main(hideBin(process.argv)).catch((error: unknown) => {
+  let report: ErrorReport;
   if (error instanceof NetrootError) {
     process.stderr.write(`build-images: ${error.message}\n`);
-    process.exitCode = error.exitCode;
-    // A script that asked for JSON gets its error as JSON too, on stdout where it reads the result.
-    if (process.argv.includes('--json')) out(JSON.stringify({ error: { message: error.message, exitCode: error.exitCode } }, null, 2));
+    report = error.toJSON();
   } else {
     process.stderr.write(`build-images: internal error (please report it): ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
-    process.exitCode = 1;
+    report = { message: `internal error (please report it): ${error instanceof Error ? error.message : String(error)}`, exitCode: 1 };
   }
-  if (error instanceof UsageError && process.exitCode !== EXIT_USAGE) process.exitCode = EXIT_USAGE;
+  process.exitCode = report.exitCode;
+  // A script that asked for JSON gets its error as JSON too, on stdout where it reads the result.
+  if (wantsJson(hideBin(process.argv))) out(JSON.stringify({ error: report }, null, 2));
 });
