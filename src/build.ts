@@ -108,8 +108,11 @@ export interface BuildResult {
   /** Set when the secrets were copied from the file beside the profile into the cluster's file. */
   secretsMigrated?: { from: string; to: string };
   secretsFile: string;
-  /** `reused`: nothing about the base or any node changed since the previous build; the base was not read. */
-  base?: { source: string; kind: string; arch: string; entries: number; reused: boolean; initrdRegenerated?: 'now' | 'cached' };
+  /**
+   * `reused`: nothing about the base or any node changed since the previous build; the base was not read, and
+   * `entries` is what the previous build counted (absent when its state did not record it).
+   */
+  base?: { source: string; kind: string; arch: string; entries?: number; reused: boolean; initrdRegenerated?: 'now' | 'cached' };
   /** Nodes taken unchanged from the previous build, and nodes built anew. */
   reused?: string[];
   rebuilt?: string[];
@@ -266,7 +269,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
       inputs: { ...common, layerFiles: [] },
       bootFiles: [],
       reuseBootFiles: { dir: clusterDir, paths: neededBoot },
-      facts: { source: spec, kind: source.kind, arch: arch!, entries: 0, reused: true },
+      facts: { source: spec, kind: source.kind, arch: arch!, ...(prevState!.baseEntries !== undefined ? { entries: prevState!.baseEntries } : {}), reused: true },
       k3s: k3sFacts,
       notes: baseNotes(baseFacts),
     };
@@ -318,6 +321,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     secrets: fingerprint(secrets.secrets, secrets.identities, nodeNames),
     ...(rootfs ? { rootfs: rootfs.inputs, bootFiles: rootfs.bootFiles } : {}),
     ...(rootfs?.reuseBootFiles ? { reuseBootFiles: rootfs.reuseBootFiles } : {}),
+    ...(rootfs?.facts.entries !== undefined ? { baseEntries: rootfs.facts.entries } : {}),
   });
   const artifacts = emitted.rootfs?.artifacts;
   return {

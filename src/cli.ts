@@ -6,7 +6,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { build, findPlannedFile, parseCompress, parseFormats, prepare, VERSION, type CommonOptions } from './build.js';
 import { defaultReporter } from './progress.js';
-import { NetrootError, UsageError, EXIT_USAGE } from './errors.js';
+import { NetrootError, UsageError, type ErrorReport } from './errors.js';
 import { profileJsonSchema } from './profile/schema.js';
 import { deploy, planDeploy, rollback, type TargetOptions } from './deploy/index.js';
 import { formatDeploy, formatPlan, formatRollback } from './deploy/report.js';
@@ -97,7 +97,7 @@ export async function main(args: string[]): Promise<void> {
         const servers = result.nodes.filter((n) => n.roles.includes('server')).length;
         out(`built ${result.dir}: ${result.nodes.length} nodes (${servers} servers, ${result.nodes.length - servers} agent${result.nodes.length - servers === 1 ? '' : 's'}), ${result.files} files`);
         if (result.base?.initrdRegenerated) out(`the base's initrd could not mount an NFS root: ${result.base.initrdRegenerated === 'now' ? 'regenerated it with MODULES=netboot in a copy of the base (cached)' : 'using the copy of the base regenerated with MODULES=netboot earlier'}`);
-        if (result.base) out(`base ${result.base.source} (${result.base.kind}, ${result.base.arch}, ${result.base.entries} entries); k3s ${result.k3s!.source === 'given' ? result.k3s!.path : `${result.k3s!.source}, sha256 ${result.k3s!.sha256.slice(0, 12)}…`}; wrote ${result.formats.join(' and ')}${result.reused?.length ? `; ${result.reused.length} node(s) unchanged since the last build` : ''}`);
+        if (result.base) out(`base ${result.base.source} (${result.base.kind}, ${result.base.arch}${result.base.entries !== undefined ? `, ${result.base.entries} entries` : ''}${result.base.reused ? ', unchanged since the last build: not read' : ''}); k3s ${result.k3s!.source === 'given' ? result.k3s!.path : `${result.k3s!.source}, sha256 ${result.k3s!.sha256.slice(0, 12)}…`}; wrote ${result.formats.join(' and ')}${result.reused?.length ? `; ${result.reused.length} node(s) unchanged since the last build` : ''}`);
         if (result.secretsMigrated) out(`copied the cluster's secrets from ${result.secretsMigrated.from} to ${result.secretsMigrated.to}, where every profile of this cluster finds them; the old file is no longer read`);
         for (const note of result.notes) out(note);
         if (result.secretsCreated) out(`generated the cluster's secrets in ${result.secretsCreated} (mode 0600): keep it, back it up, never commit it`);
@@ -173,15 +173,22 @@ export async function main(args: string[]): Promise<void> {
     .parseAsync();
 }
 
+/** Whether the command asked for JSON (read from the words themselves: the error may be yargs' own). */
+const wantsJson = (args: string[]): boolean => {
+  const end = args.indexOf('--');
+  return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--json' || a === '--json=true');
+};
+
 main(hideBin(process.argv)).catch((error: unknown) => {
+  let report: ErrorReport;
   if (error instanceof NetrootError) {
     process.stderr.write(`build-images: ${error.message}\n`);
-    process.exitCode = error.exitCode;
-    // A script that asked for JSON gets its error as JSON too, on stdout where it reads the result.
-    if (process.argv.includes('--json')) out(JSON.stringify({ error: { message: error.message, exitCode: error.exitCode } }, null, 2));
+    report = error.toJSON();
   } else {
     process.stderr.write(`build-images: internal error (please report it): ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
-    process.exitCode = 1;
+    report = { message: `internal error (please report it): ${error instanceof Error ? error.message : String(error)}`, exitCode: 1 };
   }
-  if (error instanceof UsageError && process.exitCode !== EXIT_USAGE) process.exitCode = EXIT_USAGE;
+  process.exitCode = report.exitCode;
+  // A script that asked for JSON gets its error as JSON too, on stdout where it reads the result.
+  if (wantsJson(hideBin(process.argv))) out(JSON.stringify({ error: report }, null, 2));
 });

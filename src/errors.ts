@@ -24,6 +24,22 @@ export class NetrootError extends Error {
     this.name = new.target.name;
     this.exitCode = exitCode;
   }
+
+  /** The error as a script reads it under --json: the message and exit code, and where it is (file, line, key) when known. */
+  toJSON(): ErrorReport {
+    return { message: this.message, exitCode: this.exitCode };
+  }
+}
+
+export interface ErrorReport {
+  message: string;
+  exitCode: number;
+  /** A file at fault as a whole (a template), with the line and column when known. */
+  file?: string;
+  line?: number;
+  column?: number;
+  /** A profile's problems, each with its place and key. */
+  issues?: { file?: string; line?: number; column?: number; key: string; message: string }[];
 }
 
 /** One problem found in a profile: where it is, which key, and what to do. */
@@ -48,6 +64,10 @@ export class ProfileError extends NetrootError {
     super(`${head}\n${lines.map((l) => `  ${l}`).join('\n')}`, EXIT_USAGE);
     this.issues = issues;
   }
+
+  override toJSON(): ErrorReport {
+    return { ...super.toJSON(), issues: this.issues.map((i) => ({ ...(i.location ?? {}), key: i.key, message: i.message })) };
+  }
 }
 
 /** Wrong command-line usage or a missing input file. Exit 2. */
@@ -63,6 +83,12 @@ export class TemplateError extends NetrootError {
   constructor(template: string, message: string, options?: { cause?: unknown }) {
     super(`${template}: ${message}`, EXIT_USAGE, options);
     this.template = template;
+  }
+
+  override toJSON(): ErrorReport {
+    // `template` is the file, or FILE:LINE:COLUMN where the template uses a value the node lacks.
+    const at = /^(.*):(\d+):(\d+)$/.exec(this.template);
+    return { ...super.toJSON(), ...(at ? { file: at[1]!, line: Number(at[2]), column: Number(at[3]) } : { file: this.template }) };
   }
 }
 

@@ -30,6 +30,8 @@ export interface EmitOptions {
   reporter?: Reporter;
   /** The fingerprint of the secrets the build was made with, kept in its owner record. */
   secrets?: SecretsFingerprint;
+  /** How many entries the base has, kept in the state for a rebuild that does not read it. */
+  baseEntries?: number;
 }
 
 export async function emitCluster(plan: BuildPlan, outDir: string, generator: string, options: EmitOptions = {}): Promise<EmitResult> {
@@ -56,6 +58,8 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
       await mkdir(path.dirname(path.join(staging, p)), { recursive: true });
       await link(path.join(options.reuseBootFiles!.dir, p), path.join(staging, p));
     }
+    // Kept from the previous build, they are in this output as much as written ones: a no-op rebuild counts what a build counts.
+    files += reused.length;
     if (options.rootfs) {
       const inputs = options.rootfs;
       rootfs = await emitRootfs(staging, plan, inputs, reporter, rollback);
@@ -69,6 +73,7 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
         chrony: inputs.chrony,
         timesyncd: inputs.timesyncd,
         formats: inputs.formats,
+        ...(options.baseEntries !== undefined ? { baseEntries: options.baseEntries } : {}),
         sourceDateEpoch: inputs.sourceDateEpoch,
         nodes: rootfs.state.nodes,
         bootFiles: [...(options.bootFiles ?? []).map((f) => f.path), ...reused].sort(),

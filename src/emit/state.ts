@@ -32,6 +32,8 @@ export interface BuildState {
   chrony?: boolean;
   timesyncd?: boolean;
   formats: string[];
+  /** How many entries the base has: a rebuild that does not read it reports this again. Absent in older states. */
+  baseEntries?: number;
   sourceDateEpoch: number;
   /** Per node: the key of its inputs, and the artifact files made from them. */
   nodes: Record<string, { key: string; artifacts: ArtifactRecord[]; tree?: { overlay: string[]; removed: string[] } }>;

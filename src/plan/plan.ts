@@ -193,8 +193,10 @@ export interface ManifestEntry {
   target?: string;
 }
 
-// A digest of a file only its owner may read (one that holds a secret) would let anyone
-// who reads the manifest brute-force the secret offline: such files are listed without one.
+// A digest of a file only its owner may read (one that holds a secret) would let anyone who reads the
+// manifest brute-force the secret offline. Generated secrets are too long for that, but a password given
+// in the environment or the secrets file may be 12 guessable characters, and the rest of such a file is
+// public template text: such files are listed without a digest or a size.
 const manifestEntry = (f: PlannedFile): ManifestEntry =>
   f.type === 'file'
     ? f.mode & 0o077

@@ -9,10 +9,29 @@ const hostname = z
   .string()
   .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a host name: lower-case letters, digits and "-", not starting or ending with "-", at most 63 characters');
 const ipv4 = z.ipv4({ message: 'must be an IPv4 address such as 192.0.2.60' });
-/** Written with ":" or "-" (as Windows and some switches print it); always kept with ":". */
+/**
+ * What is wrong with a MAC address as the user wrote it, or their own value as it should be written: a fixed
+ * example would read like a correction of their address.
+ */
+export function macHint(input: unknown): string {
+  const text = String(input);
+  const what = 'must be a MAC address, six pairs of hex digits separated by ":" or "-"';
+  const stray = /[^0-9A-Fa-f:.\s-]/.exec(text);
+  if (stray) return `${what}: "${stray[0]}" is not a hex digit`;
+  // The same address without separators (0200c000023c) or in Cisco's dotted form (0200.c000.023c).
+  const digits = text.replace(/[.\s]/g, '');
+  if (/^[0-9A-Fa-f]{12}$/.test(digits)) return `${what}: write it as ${digits.toLowerCase().match(/../g)!.join(':')}`;
+  const groups = text.split(/[:-]/);
+  if (groups.length < 2) return what;
+  const odd = groups.find((g) => !/^[0-9A-Fa-f]{2}$/.test(g));
+  if (groups.length === 6 && odd !== undefined) return `${what}: "${odd}" is not a pair`;
+  return `${what}; this has ${groups.length} parts`;
+}
+
+/** Written with ":" or "-" (as Windows and some switches print it), in either case; always kept with ":". */
 const mac = z
   .string()
-  .regex(/^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/, 'must be a MAC address: six pairs of hex digits separated by ":" or "-", such as 02:00:c0:00:02:3c')
+  .regex(/^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/, { error: (issue) => macHint(issue.input) })
   .transform((value) => value.replace(/-/g, ':'));
 const absPath = z.string().regex(/^\/(?!.*(^|\/)\.\.(\/|$)).*$/, 'must be an absolute path without ".."');
 const ifname = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a network interface name such as end0 or eth0 (at most 15 characters)');

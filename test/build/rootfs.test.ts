@@ -165,6 +165,10 @@ test('incremental: an unchanged rebuild reuses every node and does not read the 
   assert.is(second.base?.reused, true);
   assert.equal(second.reused, NODES);
   assert.equal(second.rebuilt, []);
+  // It reports what the first build reported: the boot files it kept count, and the base it did not read has the entries it had.
+  assert.is(second.files, first.files);
+  assert.ok(first.base!.entries! > 0, `the base was counted: ${first.base!.entries}`);
+  assert.is(second.base?.entries, first.base!.entries);
   assert.equal(await readdir(path.join(tmp, 'cache/bases')), [], 'the base was not extracted again');
   assert.is(sums('out-incr'), before);
   assert.ok(existsSync(path.join(tmp, 'out-incr/opz3/tftp/boot/orangepi-zero3/Image')), 'boot files kept');

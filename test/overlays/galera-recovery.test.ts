@@ -2,7 +2,8 @@
  * The Galera recovery decision, run for real: the rendered galera-recovery
  * script and its rendered configuration, against fabricated grastate.dat and
  * gvwstate.dat files of three servers whose exchanges answer on loopback
- * addresses (127.0.0.x), each with its own datadir and run directory.
+ * addresses (127.0.0.x), each with its own datadir and run directory; a peer
+ * whose MariaDB runs is a `mariadb` client stand-in answering its status query.
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -107,6 +108,38 @@ test('after a power cut without a common view, the highest seqno bootstraps, mar
   for (const other of ['opz3-1-onder', 'opz3-3-boven']) {
     assert.match(all[other]!.log, `${other}: waiting for opz3-2-midden to bootstrap, highest seqno 1843 of 3 servers seen`);
     assert.not.ok(await bootstraps(s.run(other)));
+  }
+});
+
+test('a peer in a primary component is joined, even by a server with safe_to_bootstrap: 1 and the highest seqno, and by a stale one', async () => {
+  const s = await setUp('primary', { 'opz3-1-onder': { grastate: { uuid: UUID, seqno: 20, safe: true } }, 'opz3-2-midden': crashed(15), 'opz3-3-boven': crashed(3) }, { attemptSeconds: 20 });
+  // opz3-2-midden's MariaDB runs in the primary component: a mariadb client stand-in answers its status query.
+  const bin = path.join(tmp, 'primary-bin');
+  await mkdir(bin, { recursive: true });
+  const status = ['wsrep_cluster_status\tPrimary', 'wsrep_local_state\t4', `wsrep_cluster_state_uuid\t${UUID}`, 'wsrep_last_committed\t15', 'wsrep_cluster_size\t1'];
+  await writeFile(path.join(bin, 'mariadb'), `#!/bin/sh\nprintf '${status.join('\\n')}\\n'\n`, { mode: 0o755 });
+  const midden = { ...s.env['opz3-2-midden']!, PATH: `${bin}:${s.env['opz3-2-midden']!.PATH}` };
+  const serve = execa(script, ['serve'], { env: midden, extendEnv: false, reject: false, stdin: 'ignore' });
+  running.push(serve);
+  // It answers before anyone decides: a server that found nobody would bootstrap from its safe_to_bootstrap at once.
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('opz3-2-midden did not start answering within 20 s')), 20_000);
+    serve.stdout.on('data', (chunk: Buffer) => {
+      if (chunk.toString().includes('answering')) resolve(clearTimeout(timer));
+    });
+  });
+  const joiners = ['opz3-1-onder', 'opz3-3-boven'];
+  const decisions = await Promise.all(
+    joiners.map((name) => {
+      const d = execa(script, ['decide'], { env: s.env[name], extendEnv: false, reject: false, all: true, stdin: 'ignore', timeout: 40_000 });
+      running.push(d);
+      return d;
+    }),
+  );
+  for (const [i, name] of joiners.entries()) {
+    assert.is(decisions[i]!.exitCode, 0, String(decisions[i]!.all));
+    assert.ok(String(decisions[i]!.all).includes(`${name}: joining the primary component of opz3-2-midden`), String(decisions[i]!.all));
+    assert.not.ok(await bootstraps(s.run(name)), `${name} does not bootstrap`);
   }
 });
 

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { build, prepare } from '../../src/build.js';
 import { hasSnapshotIsolation, snapshotIsolationOption } from '../../src/plan/context.js';
-import { planCluster } from '../../src/plan/plan.js';
+import { manifest, planCluster } from '../../src/plan/plan.js';
 import { NetrootError, TemplateError } from '../../src/errors.js';
 
 let tmp: string;
@@ -128,6 +128,29 @@ test('declared modes: secret-bearing files are 0600, scripts 0755, machine-id 04
       else assert.is(f.mode, 0o644, f.path);
     }
   }
+});
+
+test('manifest.json: a digest for every file others may read; none for a file only its owner reads, even with a weak given password', async () => {
+  const weak = 'password1234';
+  const { plan } = await prepare({ ...options(), env: { NETROOT_MARIADB_ROOT_PASSWORD: weak } });
+  const listed = manifest(plan, 'test') as { nodes: Record<string, { files: { path: string; sha256?: string; size?: number; private?: true }[] }> };
+  const { createHash } = await import('node:crypto');
+  let privateFiles = 0;
+  for (const { node, files } of plan.nodes) {
+    const entries = new Map(listed.nodes[node.name]!.files.map((e) => [e.path, e]));
+    for (const f of files.filter((x) => x.type === 'file')) {
+      const entry = entries.get(f.path)!;
+      const digest = createHash('sha256').update(f.content!).digest('hex');
+      if (f.mode & 0o077) assert.equal([entry.sha256, entry.size], [digest, f.content!.length], f.path);
+      else {
+        privateFiles++;
+        assert.equal([entry.private, entry.sha256, entry.size], [true, undefined, undefined], f.path);
+        assert.not.ok(JSON.stringify(listed).includes(digest), `${f.path}: its digest is nowhere in the manifest`);
+      }
+    }
+  }
+  assert.ok(plan.nodes.some(({ files }) => files.some((f) => f.mode === 0o600 && f.content?.includes(weak))), 'the weak password is in a private file');
+  assert.ok(privateFiles > 0);
 });
 
 test('the plan is deterministic: the same inputs and saved secrets give the same files, wherever the overlays sit', async () => {

@@ -5,7 +5,7 @@
  * of a good profile exits 0 and writes nothing.
  */
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { suite } from '../support/test.js';
@@ -104,9 +104,14 @@ for (const c of bad) {
     assert.is(run.code, 2, `exit code; stderr:\n${run.stderr}`);
     assert.ok(run.stderr.includes(`profiles/bad.yaml:${line}:${column} ${c.shows}`), `stderr names the place and key:\n${run.stderr}`);
     assert.not.match(run.stderr, /internal error/);
-    // Under --json the error is also on stdout, as JSON; otherwise stdout stays empty.
-    if (c.args.includes('--json')) assert.is((JSON.parse(run.stdout) as { error: { exitCode: number } }).error.exitCode, 2);
-    else assert.is(run.stdout, '');
+    // Under --json the error is also on stdout, as JSON, with the same place and key; otherwise stdout stays empty.
+    if (c.args.includes('--json')) {
+      const { error } = JSON.parse(run.stdout) as { error: { exitCode: number; issues: { message: string }[] } };
+      assert.is(error.exitCode, 2);
+      const [key, ...message] = c.shows.split(': ');
+      assert.equal(error.issues.map(({ message: _m, ...where }) => where), [{ file: 'profiles/bad.yaml', line, column, key }]);
+      assert.ok(error.issues[0]!.message.startsWith(message.join(': ')), error.issues[0]!.message);
+    } else assert.is(run.stdout, '');
     assert.equal(await tree(dir), before, 'no out/ directory and no secrets file');
   });
 }
@@ -129,6 +134,32 @@ Cli('build --json: the error is JSON on stdout as well, with its exit code', asy
   const parsed = JSON.parse(run.stdout) as { error: { message: string; exitCode: number } };
   assert.match(parsed.error.message, /no profile named nosuch/);
   assert.is(parsed.error.exitCode, 2);
+});
+
+Cli('build --json: a template error is JSON with the template\'s file, line and column', async () => {
+  const dir = await workspace({ good: OPZ3 });
+  await cp(path.join(REPO, 'overlays'), path.join(dir, 'overlays'), { recursive: true });
+  await writeFile(path.join(dir, 'overlays/base/etc/hosts.hbs'), 'first line\n{{no.such.value}}\n');
+  const run = await cli(dir, ['build', '--profile', 'good', '--overlays', 'overlays', '--json']);
+  assert.is(run.code, 2, run.stderr);
+  const { error } = JSON.parse(run.stdout) as { error: { file: string; line: number; column: number; exitCode: number } };
+  assert.equal([error.file, error.line, error.column, error.exitCode], ['overlays/base/etc/hosts.hbs', 2, 3, 2]);
+});
+
+Cli('build --format tar without a base exits 2 and says a base is needed; nothing is written', async () => {
+  const dir = await workspace({ good: OPZ3 });
+  const before = await tree(dir);
+  const run = await cli(dir, ['build', '--profile', 'good', '--format', 'tar', '--json']);
+  assert.is(run.code, 2, run.stderr);
+  assert.match((JSON.parse(run.stdout) as { error: { message: string } }).error.message, '--format tar needs a base root filesystem: give --base or base: in the profile');
+  assert.equal(await tree(dir), before);
+});
+
+Cli('an unknown option under --json: yargs\' own error is JSON too, exit 2', async () => {
+  const dir = await workspace({});
+  const run = await cli(dir, ['build', '--profile', 'good', '--json', '--bogus']);
+  assert.is(run.code, 2, run.stderr);
+  assert.match((JSON.parse(run.stdout) as { error: { message: string } }).error.message, /Unknown argument: bogus/);
 });
 
 Cli('render shows the boot server files by their short names', async () => {

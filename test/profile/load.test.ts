@@ -127,7 +127,18 @@ const invalid: InvalidCase[] = [
   {
     name: 'MAC with five pairs',
     edits: [['"02:00:c0:00:02:3d"', '"02:00:c0:00:02"']],
-    issues: [{ at: { line: 'opz3-2-midden', col: '"02:00' }, key: 'nodes[1].mac', message: '"02:00:c0:00:02" must be a MAC address: six pairs of hex digits separated by ":" or "-", such as 02:00:c0:00:02:3c' }],
+    issues: [{ at: { line: 'opz3-2-midden', col: '"02:00' }, key: 'nodes[1].mac', message: '"02:00:c0:00:02" must be a MAC address, six pairs of hex digits separated by ":" or "-"; this has 5 parts' }],
+  },
+  // The hint speaks of the user's own value, never of a fixed example that would read like a correction.
+  {
+    name: 'MAC with a letter that is not a hex digit',
+    edits: [['"02:00:c0:00:02:3d"', '"02:00:c0:00:02:3g"']],
+    issues: [{ at: { line: 'opz3-2-midden', col: '"02:00' }, key: 'nodes[1].mac', message: '"02:00:c0:00:02:3g" must be a MAC address, six pairs of hex digits separated by ":" or "-": "g" is not a hex digit' }],
+  },
+  {
+    name: 'MAC without separators: the hint is the same address, written as a MAC',
+    edits: [['"02:00:c0:00:02:3d"', '"0200C000023D"']],
+    issues: [{ at: { line: 'opz3-2-midden', col: '"0200' }, key: 'nodes[1].mac', message: '"0200C000023D" must be a MAC address, six pairs of hex digits separated by ":" or "-": write it as 02:00:c0:00:02:3d' }],
   },
   {
     name: 'node IP with an octet above 255',
@@ -462,7 +473,7 @@ const extendsInvalid: ExtendsCase[] = [
       {
         at: { file: 'opz3.yaml', line: 'opz3-4-top', col: '"02:00' },
         key: 'nodes[3].mac',
-        message: '"02:00:c0:00:02:3" must be a MAC address: six pairs of hex digits separated by ":" or "-", such as 02:00:c0:00:02:3c',
+        message: '"02:00:c0:00:02:3" must be a MAC address, six pairs of hex digits separated by ":" or "-": "3" is not a pair',
       },
     ],
   },
