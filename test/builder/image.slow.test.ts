@@ -37,11 +37,9 @@ const it = requires(
 let tmp = '';
 let inputs = '';
 
-/** A child that logs to a file (a podman build prints thousands of lines) and is bounded by a timeout. */
-async function run(file: string, args: string[], options: Options & { log: string; timeout: number }): Promise<string> {
-  const { log, ...rest } = options;
-  const child = await execa(file, args, { reject: false, stdin: 'ignore', all: true, ...rest });
-  await writeFile(path.join(tmp, `${log}.log`), String(child.all ?? ''));
+/** A child bounded by a timeout; a failure shows the end of its output (a podman build prints thousands of lines). */
+async function run(file: string, args: string[], options: Options & { timeout: number }): Promise<string> {
+  const child = await execa(file, args, { reject: false, stdin: 'ignore', all: true, ...options });
   if (child.exitCode !== 0) {
     const tail = String(child.all ?? '').split('\n').slice(-40).join('\n');
     throw new Error(`${file} ${args.join(' ')} failed (${child.timedOut ? 'timed out' : `exit ${child.exitCode}`}):\n${tail}`);
@@ -71,7 +69,7 @@ it('build-images inside the builder image writes the SHA256SUMS of the same buil
     await mkdir(inputs);
     const base = path.join(tmp, 'armbian');
     await makeArmbianBase(base, path.join(tmp, 'work'));
-    await run('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', base, '-cf', path.join(inputs, 'base.tar'), '.'], { log: 'base-tar', timeout: 2 * MINUTE });
+    await run('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', base, '-cf', path.join(inputs, 'base.tar'), '.'], { timeout: 2 * MINUTE });
     await writeFile(path.join(inputs, 'k3s'), '#!/bin/sh\necho k3s stand-in for tests\n', { mode: 0o755 });
     const secretsDir = path.join(tmp, 'secrets');
     await mkdir(secretsDir, { mode: 0o700 });
@@ -82,14 +80,14 @@ it('build-images inside the builder image writes the SHA256SUMS of the same buil
     const outside = path.join(tmp, 'outside');
     await run(process.execPath, ['--import', TSX, path.join(REPO, 'src/cli.ts'), 'build', '--profile', 'opz3', '--format', 'tar', '--compress', 'gz,zst',
       '--base', path.join(inputs, 'base.tar'), '--k3s-binary', path.join(inputs, 'k3s'), '--secrets', secrets,
-      '--cache-dir', path.join(tmp, 'cache'), '--out', outside], { cwd: tmp, env, extendEnv: false, log: 'outside', timeout: 10 * MINUTE });
+      '--cache-dir', path.join(tmp, 'cache'), '--out', outside], { cwd: tmp, env, extendEnv: false, timeout: 10 * MINUTE });
     assert.ok(existsSync(secrets), 'the outside build generated the secrets');
 
     // The base image is made once and cached (~/.cache/netroot/builder); podman's layer cache keeps the rest.
-    const from = (await run(path.join(REPO, 'scripts/builder-base.sh'), [], { log: 'builder-base', timeout: 20 * MINUTE })).trim();
+    const from = (await run(path.join(REPO, 'scripts/builder-base.sh'), [], { timeout: 20 * MINUTE })).trim();
     assert.match(from, /^localhost\/netroot-node-bookworm:/);
     await run('podman', ['build', '--isolation', 'chroot', '--network', 'host', '--from', from, '-f', 'Dockerfile.builder', '-t', BUILDER, '.'],
-      { cwd: REPO, log: 'builder', timeout: 30 * MINUTE });
+      { cwd: REPO, timeout: 30 * MINUTE });
 
     // Inside: --layers=false, because a layer cache keyed by the RUN line would hand back an earlier
     // run's artifacts for other inputs (bind-mounted files are not part of the key); and no stage
@@ -99,7 +97,7 @@ it('build-images inside the builder image writes the SHA256SUMS of the same buil
     try {
       await run('podman', ['build', '--isolation', 'chroot', '--network', 'host', '--layers=false', '--iidfile', iid, '-f', path.join(REPO, 'Dockerfile.artifacts'),
         '--build-arg', `BUILDER=${BUILDER}`, '--secret', `id=netroot-secrets,src=${secrets}`, '--output', `type=local,dest=${inside}`, inputs],
-        { log: 'artifacts', timeout: 10 * MINUTE });
+        { timeout: 10 * MINUTE });
     } finally {
       if (existsSync(iid)) await execa('podman', ['rmi', readFileSync(iid, 'utf8').trim()], { reject: false, timeout: MINUTE });
     }
