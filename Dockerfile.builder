@@ -1,6 +1,11 @@
 # netroot builder image: Node 20 and the tools build-images calls.
 #   docker build -f Dockerfile.builder -t netroot .
 #   docker run --rm -v "$PWD:/work" netroot --profile opz3
+# Where no image registry is reachable (podman; README, "The builder image in CI"), FROM is
+# replaced by a Debian base with this machine's Node, imported from the cache:
+#   podman build --isolation chroot --network host --from "$(scripts/builder-base.sh)" \
+#     -f Dockerfile.builder -t localhost/netroot-builder .
+# Dockerfile.artifacts then builds a profile's artifacts inside it.
 FROM node:20-bookworm-slim
 
 RUN apt-get update \
@@ -17,6 +22,7 @@ COPY src ./src
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev && npm cache clean --force
 COPY overlays ./overlays
 COPY profiles/*.yaml profiles/profile.schema.json ./profiles/
+RUN ln -s /opt/netroot/bin/build-images.js /usr/local/bin/build-images
 
 WORKDIR /work
 ENTRYPOINT ["node", "/opt/netroot/bin/build-images.js"]
