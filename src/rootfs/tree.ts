@@ -23,7 +23,7 @@ import { OverlayConflictError, RootfsError } from './errors.js';
 import { writeAll } from './io.js';
 import { mergeOverlay, type NodeEntry } from './overlay.js';
 import { ancestors } from './paths.js';
-import { applyXattrs, xattrToolsAvailable, type Xattrs } from './xattr.js';
+import { applyXattrs, requireXattrTools, type Xattrs } from './xattr.js';
 
 export interface TreeOptions {
   /** mtime of the overlay's files and new directories; default $SOURCE_DATE_EPOCH, else 0. */
@@ -204,10 +204,8 @@ export async function reconcile(base: BaseIndex, dest: string, replaced: Set<str
     }
   }
   const withXattrs = base.entries.some((e) => e.xattrs);
-  if (withXattrs && !(await xattrToolsAvailable())) {
-    throw new RootfsError(`the base holds xattrs (file capabilities) that ${dest} needs, and setfattr is missing: install the Debian package attr (apt-get install attr)`);
-  }
   if (withXattrs) {
+    await requireXattrTools('setfattr', `the base holds file capabilities and other xattrs that ${dest} needs`);
     const items: [string, Xattrs][] = base.entries.filter((e) => e.xattrs && !replaced.has(e.path)).map((e) => [abs(e.path), e.xattrs!]);
     await applyXattrs(items).catch((error: Error) => {
       throw new RootfsError(`the base's xattrs (file capabilities) cannot be set in ${dest}: ${error.message}`);
@@ -270,7 +268,7 @@ async function restoreFromBase(base: BaseIndex, dest: string, relative: string, 
   const copiedAs = fsSync.lstatSync(target);
   if (isRoot()) fsSync.lchownSync(target, entry.uid, entry.gid);
   if (copiedAs.isFile() && !copiedAs.isSymbolicLink()) fsSync.chmodSync(target, entry.mode);
-  if (entry.xattrs && copiedAs.isFile() && (await xattrToolsAvailable())) await applyXattrs([[target, entry.xattrs]]);
+  if (entry.xattrs && copiedAs.isFile()) await applyXattrs([[target, entry.xattrs]]);
 }
 
 /**

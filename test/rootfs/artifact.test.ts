@@ -9,6 +9,7 @@ import { openBase, type BaseIndex } from '../../src/rootfs/base.js';
 import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
 import { writeNodeTree } from '../../src/rootfs/tree.js';
 import { cleanup, exists, extract, file, isRoot, makeBase, overlay, snapshot, tarOf, tempDir } from './support.js';
+import { requires } from '../support/requires.js';
 
 const test = suite('rootfs/artifact');
 test.after(cleanup);
@@ -106,6 +107,33 @@ test('extracting the artifact with GNU tar gives the same tree as writeNodeTree,
     if (isRoot) assert.is(fromTar['dev/null']!.type, 'char');
   }
   assert.equal(fs.readdirSync(sentinel), []);
+});
+
+/** The raw value of a pax record `LEN KEY=VALUE\n` for one member, found in the uncompressed tar bytes. */
+function paxRecord(tar: Buffer, member: string, key: string): Buffer | undefined {
+  // A member's pax header comes in the 512-byte blocks just before its own header block.
+  const named = tar.indexOf(Buffer.from(`${member}\0`));
+  if (named < 0) return undefined;
+  const needle = Buffer.from(` ${key}=`);
+  const at = tar.lastIndexOf(needle, named);
+  if (at < 0 || named - at > 4 * 512) return undefined;
+  let start = at;
+  while (start > 0 && tar[start - 1]! >= 0x30 && tar[start - 1]! <= 0x39) start--;
+  const length = Number(tar.toString('latin1', start, at));
+  return tar.subarray(at + needle.length, start + length - 1);
+}
+
+requires(isRoot, 'setcap needs root')('a directory base\'s file capability is in the artifact as pax SCHILY.xattr.security.capability, byte for byte', async () => {
+  const { t, dir } = await fixture('capability');
+  const capability = (await execa('getfattr', ['--only-values', '-n', 'security.capability', '--absolute-names', `${t}/base/usr/bin/ping`], { encoding: 'buffer' })).stdout;
+  assert.ok(Buffer.from(capability).length >= 20, 'the base carries a capability');
+  await buildArtifacts(dir, [{ name: 'n1', files: [] }], `${t}/out`, { sourceDateEpoch: EPOCH, formats: ['gz'] });
+  const tar = gunzipSync(fs.readFileSync(`${t}/out/n1.tar.gz`));
+  const record = paxRecord(tar, './usr/bin/ping', 'SCHILY.xattr.security.capability');
+  assert.ok(record, 'ping has a SCHILY.xattr.security.capability record');
+  assert.ok(record!.equals(Buffer.from(capability)), `${record!.toString('hex')} != ${Buffer.from(capability).toString('hex')}`);
+  // GNU tar reads it back as an xattr of that member.
+  assert.match((await execa('tar', ['--xattrs', '--xattrs-include=*', '-tvvf', `${t}/out/n1.tar.gz`, './usr/bin/ping'])).stdout, /x: +20 security\.capability/);
 });
 
 test('a node without an overlay is the base: GNU tar extraction equals the base directory', async () => {
