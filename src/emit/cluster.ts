@@ -70,6 +70,7 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
         timesyncd: inputs.timesyncd,
         formats: inputs.formats,
         sourceDateEpoch: inputs.sourceDateEpoch,
+        baseNewestMtime: inputs.baseNewestMtime,
         nodes: rootfs.state.nodes,
         bootFiles: [...(options.bootFiles ?? []).map((f) => f.path), ...reused].sort(),
         bootSources: inputs.bootSources,

@@ -17,7 +17,7 @@ import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { PlannedFile } from '../plan/plan.js';
-import { epochFromEnv } from './artifact.js';
+import { sourceDateEpoch } from './artifact.js';
 import { isRoot, type BaseIndex } from './base.js';
 import { OverlayConflictError, RootfsError } from './errors.js';
 import { writeAll } from './io.js';
@@ -26,7 +26,7 @@ import { ancestors } from './paths.js';
 import { applyXattrs, requireXattrTools, type Xattrs } from './xattr.js';
 
 export interface TreeOptions {
-  /** mtime of the overlay's files and new directories; default $SOURCE_DATE_EPOCH, else 0. */
+  /** mtime of the overlay's files and new directories; default $SOURCE_DATE_EPOCH, else the base's newest mtime. */
   sourceDateEpoch?: number;
   /** Base paths the node must not have (patterns, see matchRemovals). */
   removes?: readonly string[];
@@ -220,7 +220,7 @@ export async function reconcile(base: BaseIndex, dest: string, replaced: Set<str
  * writeAtomically) for all-or-nothing.
  */
 export async function writeNodeTree(base: BaseIndex, files: readonly PlannedFile[], dest: string, options: TreeOptions = {}): Promise<TreeResult> {
-  const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? epochFromEnv(), removes: options.removes ?? [] });
+  const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? sourceDateEpoch(base), removes: options.removes ?? [] });
   dest = path.resolve(dest);
   await prepareDest(dest);
   const copied = await execa('cp', ['-a', '--reflink=auto', '-T', '--', base.root, dest], { reject: false });
@@ -287,7 +287,7 @@ export async function reviseNodeTree(
   previous: PreviousTree,
   options: TreeOptions & { journal?: TreeJournal } = {},
 ): Promise<TreeResult> {
-  const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? epochFromEnv(), removes: options.removes ?? [] });
+  const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? sourceDateEpoch(base), removes: options.removes ?? [] });
   const journal = options.journal;
   dest = path.resolve(dest);
   if (!journal) {
