@@ -27,7 +27,7 @@ import { allRequiredPackages, checkBase } from './rootfs/requirements.js';
 import { clusterWarnings } from './profile/rules.js';
 import { clusterFile, K3S_PATH, planBootFiles } from './rootfs/boot-files.js';
 import { defaultCacheDir } from './rootfs/base.js';
-import { epochFromEnv, resolveFormats } from './rootfs/artifact.js';
+import { ARCHIVE_LAYOUT, epochFromEnv, newestMtime, resolveFormats } from './rootfs/artifact.js';
 import { resolveK3sBinary } from './k3s/binary.js';
 import { withClusterLayer } from './rootfs/layer.js';
 import { mergeOverlay } from './rootfs/overlay.js';
@@ -177,7 +177,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const env = options.env ?? process.env;
   const cacheDir = options.cacheDir ?? defaultCacheDir(env);
   const formats = options.formats ?? ['tar'];
-  const sourceDateEpoch = epochFromEnv(env);
+  const explicitEpoch = epochFromEnv(env);
   const packages = allRequiredPackages(cluster);
   const source = classifyBase(spec, relativeTo);
   const clusterDir = path.join(outDir, cluster.name);
@@ -215,6 +215,11 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     return base;
   };
   if (!arch || !facts) await readBase();
+  // Without SOURCE_DATE_EPOCH, what netroot writes is dated like the base's newest file: known from the
+  // previous build's state when the base is the same, else from the base.
+  if (explicitEpoch === undefined && !(sameBase && prevState.baseNewestMtime !== undefined)) await readBase();
+  const baseNewestMtime = base ? newestMtime(base) : prevState!.baseNewestMtime!;
+  const sourceDateEpoch = explicitEpoch ?? baseNewestMtime;
   const baseFacts = facts!;
   const plan = planCluster(cluster, prepared.secrets.secrets, prepared.overlays, prepared.secrets.identities, baseFacts);
 
@@ -228,7 +233,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const compress = formats.includes('tar') ? (await resolveFormats(options.compress)).join(',') : '';
   const nodeKeys = new Map(plan.nodes.map((n) => [n.node.name, nodeKey(n, {
     baseIdentity,
-    generator: GENERATOR,
+    generator: `${GENERATOR} ${ARCHIVE_LAYOUT}`,
     sourceDateEpoch,
     compress,
     // A tree made without root lacks owners, devices and capabilities: never reuse it for a root build.
@@ -255,6 +260,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     formats,
     ...(options.compress ? { compress: options.compress } : {}),
     sourceDateEpoch,
+    baseNewestMtime,
     cacheDir,
     baseIdentity,
     arch: arch!,

@@ -3,7 +3,7 @@
  * files, size and sha256. A deploy compares the new build's manifest with the
  * one recorded on the target at the last deploy, so nothing on the target is
  * read back or hashed, and a file is counted as changed by its content, never
- * by an mtime (a build clamps every mtime to SOURCE_DATE_EPOCH).
+ * by an mtime (base files keep the base's, netroot's own get SOURCE_DATE_EPOCH).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';

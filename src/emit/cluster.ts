@@ -75,6 +75,7 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
         formats: inputs.formats,
         ...(options.baseEntries !== undefined ? { baseEntries: options.baseEntries } : {}),
         sourceDateEpoch: inputs.sourceDateEpoch,
+        baseNewestMtime: inputs.baseNewestMtime,
         nodes: rootfs.state.nodes,
         bootFiles: [...(options.bootFiles ?? []).map((f) => f.path), ...reused].sort(),
         bootSources: inputs.bootSources,

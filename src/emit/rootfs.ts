@@ -28,6 +28,8 @@ export interface RootfsInputs {
   /** Archive compressions (default: gz, plus zst where the zstd program is installed). */
   compress?: Format[];
   sourceDateEpoch: number;
+  /** The base's newest mtime (SOURCE_DATE_EPOCH's default), kept so a rebuild from the same base need not read it. */
+  baseNewestMtime: number;
   cacheDir: string;
   baseIdentity: string;
   arch: string;

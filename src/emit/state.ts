@@ -35,6 +35,8 @@ export interface BuildState {
   /** How many entries the base has: a rebuild that does not read it reports this again. Absent in older states. */
   baseEntries?: number;
   sourceDateEpoch: number;
+  /** The base's newest mtime, SOURCE_DATE_EPOCH's default; absent in a state written before it was recorded. */
+  baseNewestMtime?: number;
   /** Per node: the key of its inputs, and the artifact files made from them. */
   nodes: Record<string, { key: string; artifacts: ArtifactRecord[]; tree?: { overlay: string[]; removed: string[] } }>;
   /** tftp/ files taken from the base, and the board paths they were taken from. */

@@ -66,36 +66,46 @@ function publishedSum(sums: string, asset: string): string | undefined {
   return undefined;
 }
 
-/** ELF e_machine values and the Debian architectures they run on. */
-const ELF_MACHINES: Record<number, { name: string; arches: string[] }> = {
-  3: { name: 'i386', arches: ['i386'] },
-  40: { name: '32-bit ARM', arches: ['armhf', 'armel'] },
-  62: { name: 'x86-64', arches: ['amd64'] },
-  183: { name: 'arm64 (AArch64)', arches: ['arm64'] },
-  243: { name: 'RISC-V', arches: ['riscv64'] },
+/** ELF e_machine values, the word size (e_ident class: 1 = 32-bit, 2 = 64-bit) they run with, and the Debian architectures that run them. */
+const ELF_MACHINES: Record<number, { name: string; bits: 32 | 64; arches: string[] }> = {
+  3: { name: 'i386', bits: 32, arches: ['i386'] },
+  40: { name: '32-bit ARM', bits: 32, arches: ['armhf', 'armel'] },
+  62: { name: 'x86-64', bits: 64, arches: ['amd64'] },
+  183: { name: 'arm64 (AArch64)', bits: 64, arches: ['arm64'] },
+  243: { name: 'RISC-V', bits: 64, arches: ['riscv64'] },
 };
+
+/** e_ident (16 bytes) and e_type (2) come before e_machine (2). */
+const ELF_HEADER = 20;
 
 /**
  * What a given k3s file is: an ELF program must be built for the base's
- * architecture; a script (#!) is taken as a stand-in, as the lab's and the
- * tests' are; anything else is not a program at all.
+ * architecture (its e_machine and word size); a script (#!) is taken as a
+ * stand-in, as the lab's and the tests' are; anything else is not a program
+ * at all.
  */
 export async function checkK3sProgram(file: string, arch: string): Promise<void> {
   const handle = await open(file, 'r');
-  const header = Buffer.alloc(20);
+  const header = Buffer.alloc(ELF_HEADER);
+  let size: number;
   try {
-    await handle.read(header, 0, 20, 0);
+    size = (await handle.read(header, 0, ELF_HEADER, 0)).bytesRead;
   } finally {
     await handle.close();
   }
+  const wanted = `give the k3s release's binary for ${arch} (k3s${arch === 'amd64' ? '' : `-${arch}`})`;
   if (header.subarray(0, 2).toString('latin1') === '#!') return;
-  if (header.readUInt32BE(0) !== 0x7f454c46) {
-    throw new UsageError(`the k3s binary ${file} is neither a program (ELF) nor a script (#!); give the k3s release's binary for ${arch} (k3s${arch === 'amd64' ? '' : `-${arch}`})`);
+  if (size < 4 || header.readUInt32BE(0) !== 0x7f454c46) {
+    const text = !header.subarray(0, size).some((b) => b < 0x09 || (b > 0x0d && b < 0x20));
+    throw new UsageError(`the k3s binary ${file} is neither a program (ELF) nor a script (#!): it is ${size < ELF_HEADER ? `${size} bytes of ` : ''}${text ? 'text' : 'data'} with no ELF header, and the base is ${arch}; ${wanted}`);
   }
+  if (size < ELF_HEADER) throw new UsageError(`the k3s binary ${file} is a truncated ELF file (${size} bytes), not a program the nodes (${arch}) can run; ${wanted}`);
+  const bits = header[4] === 1 ? 32 : header[4] === 2 ? 64 : undefined;
   const machine = header[5] === 2 ? header.readUInt16BE(18) : header.readUInt16LE(18);
   const known = ELF_MACHINES[machine];
-  if (!known?.arches.includes(arch)) {
-    throw new UsageError(`the k3s binary ${file} is a program for ${known?.name ?? `ELF machine ${machine}`}, but the base is ${arch}: the nodes could not run it; give the k3s release's binary for ${arch}`);
+  const what = `a ${bits ? `${bits}-bit ` : ''}ELF program for ${known?.name ?? `machine ${machine}`}`;
+  if (!known?.arches.includes(arch) || bits !== known.bits) {
+    throw new UsageError(`the k3s binary ${file} is ${what}, but the base is ${arch}: the nodes could not run it; ${wanted}`);
   }
 }
 

@@ -11,6 +11,7 @@ import { parse } from 'yaml';
 import { z } from 'zod';
 import { NetrootError } from '../errors.js';
 import { ROLES } from '../profile/schema.js';
+import { FILE_FORMATS } from './formats.js';
 import { compileTemplate, type Template } from './templates.js';
 import { displayPath } from '../profile/load.js';
 
@@ -24,7 +25,7 @@ const fileMeta = z.strictObject({
   mode: z.string().regex(/^0[0-7]{3}$/).default('0644'),
   /** Numeric uid:gid: names differ between bases, numbers are what a tar and an NFS export store. */
   owner: z.string().regex(/^[0-9]+:[0-9]+$/).default('0:0'),
-  format: z.enum(['text', 'ini', 'yaml']).default('text'),
+  format: z.enum(FILE_FORMATS).default('text'),
   roles: z.array(z.enum(ROLES)).optional(),
   if: condition.optional(),
 });

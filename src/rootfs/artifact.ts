@@ -27,8 +27,9 @@
  *   concurrency.
  *
  * Entries: names `./path` (`./` for the root), numeric uid/gid with empty
- * uname/gname, mtime clamped to min(mtime, SOURCE_DATE_EPOCH), no atime or
- * ctime, xattrs (file capabilities) as pax `SCHILY.xattr.*` records, hard
+ * uname/gname; a base file's own mtime (an input like its bytes), and
+ * SOURCE_DATE_EPOCH for what netroot writes (default: the base's newest
+ * mtime, see sourceDateEpoch()); no atime or ctime, xattrs (file capabilities) as pax `SCHILY.xattr.*` records, hard
  * links as hard links, device nodes and fifos as such. Extract with
  *   tar --xattrs --xattrs-include='*' --numeric-owner -xpf NODE.tar.gz -C DEST
  * (GNU tar restores only user.* xattrs without --xattrs-include).
@@ -54,8 +55,14 @@ import { BLOCK, encodeHeader, END_OF_ARCHIVE, padding, type TarHeader } from './
 
 export type Format = 'gz' | 'zst';
 
+/**
+ * Bumped whenever the same inputs give other archive bytes (2: base mtimes kept, no longer clamped), so packed
+ * chunks and nodes reused from an earlier build made the old way are made again.
+ */
+export const ARCHIVE_LAYOUT = 'archive-2';
+
 export interface ArtifactOptions {
-  /** mtimes are clamped to this; default $SOURCE_DATE_EPOCH, else 0. */
+  /** mtime of what netroot writes (overlay files, new directories); default sourceDateEpoch(base). */
   sourceDateEpoch?: number;
   /** Default: gz, plus zst when the zstd CLI is installed. */
   formats?: Format[];
@@ -119,11 +126,28 @@ export interface SharedBase {
   concurrency: number;
 }
 
-export function epochFromEnv(env: NodeJS.ProcessEnv = process.env): number {
+/** $SOURCE_DATE_EPOCH when it is set. */
+export function epochFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
   const raw = env.SOURCE_DATE_EPOCH;
-  if (raw === undefined || raw === '') return 0;
+  if (raw === undefined || raw === '') return undefined;
   if (!/^\d+$/.test(raw)) throw new RootfsError(`SOURCE_DATE_EPOCH must be a number of seconds, not ${JSON.stringify(raw)}`);
   return Number(raw);
+}
+
+/** The mtime of the base's newest entry (0 for an empty base). */
+export function newestMtime(base: Pick<BaseIndex, 'entries'>): number {
+  let newest = 0;
+  for (const entry of base.entries) if (entry.mtime > newest) newest = entry.mtime;
+  return newest;
+}
+
+/**
+ * The date of the files netroot writes: $SOURCE_DATE_EPOCH, else the base's
+ * newest mtime. Both are inputs, so the same inputs give the same bytes, and a
+ * node's files are never dated 1970 nor before the base they were written for.
+ */
+export function sourceDateEpoch(base: Pick<BaseIndex, 'entries'>, env: NodeJS.ProcessEnv = process.env): number {
+  return epochFromEnv(env) ?? newestMtime(base);
 }
 
 let zstdPresent: Promise<boolean> | undefined;
@@ -138,7 +162,8 @@ export function zstdAvailable(): Promise<boolean> {
 // ---------------------------------------------------------------------------
 // Tar bytes
 
-function tarHeader(entry: BaseEntry, epoch: number): TarHeader {
+/** Every entry keeps the mtime the index gives it: the base's own, or SOURCE_DATE_EPOCH for an overlay entry (mergeOverlay). */
+function tarHeader(entry: BaseEntry): TarHeader {
   return {
     path: entry.path,
     type: entry.type,
@@ -146,7 +171,7 @@ function tarHeader(entry: BaseEntry, epoch: number): TarHeader {
     uid: entry.uid,
     gid: entry.gid,
     size: entry.type === 'file' ? entry.size : 0,
-    mtime: Math.max(0, Math.min(entry.mtime, epoch)),
+    mtime: Math.max(0, entry.mtime),
     linkname: entry.linkname,
     devmajor: entry.devmajor,
     devminor: entry.devminor,
@@ -182,7 +207,7 @@ function* fileContent(entry: BaseEntry): Generator<Buffer> {
  * reads on purpose: files come from the page cache, and the compressor works
  * on the thread pool meanwhile.
  */
-function* tarBytes(entries: Iterable<NodeEntry>, epoch: number): Generator<Buffer> {
+function* tarBytes(entries: Iterable<NodeEntry>): Generator<Buffer> {
   let batch: Buffer[] = [];
   let size = 0;
   const push = function* (b: Buffer): Generator<Buffer> {
@@ -195,7 +220,7 @@ function* tarBytes(entries: Iterable<NodeEntry>, epoch: number): Generator<Buffe
     }
   };
   for (const entry of entries) {
-    yield* push(encodeHeader(tarHeader(entry, epoch)));
+    yield* push(encodeHeader(tarHeader(entry)));
     if (entry.type !== 'file') continue;
     if (entry.data) yield* push(entry.data);
     else for (const piece of fileContent(entry)) yield* push(piece);
@@ -267,7 +292,7 @@ export async function resolveFormats(requested: Format[] | undefined): Promise<F
 
 /** Compresses every chunk of the base once, into `workDir`. */
 export async function prepareSharedBase(base: BaseIndex, workDir: string, options: ArtifactOptions = {}): Promise<SharedBase> {
-  const epoch = options.sourceDateEpoch ?? epochFromEnv();
+  const epoch = options.sourceDateEpoch ?? sourceDateEpoch(base);
   const formats = await resolveFormats(options.formats);
   const levels = { gz: options.gzipLevel ?? 6, zst: options.zstdLevel ?? 3 };
   const chunks = planChunks(base.entries, options.chunkBytes ?? 4 << 20);
@@ -279,7 +304,7 @@ export async function prepareSharedBase(base: BaseIndex, workDir: string, option
     const file = path.join(workDir, `chunk-${String(i).padStart(6, '0')}.${format}`);
     const out = fsSync.openSync(file, 'w', 0o600);
     try {
-      await compress(format, levels[format], tarBytes(base.entries.slice(chunk.start, chunk.end), epoch), (piece) => writeAll(out, piece));
+      await compress(format, levels[format], tarBytes(base.entries.slice(chunk.start, chunk.end)), (piece) => writeAll(out, piece));
     } finally {
       fsSync.closeSync(out);
     }
@@ -388,7 +413,7 @@ async function rebuildChunks(shared: SharedBase, touched: Map<number, NodeEntry[
   await mapLimit(jobs, concurrency, async ({ format, i }) => {
     const pieces: Buffer[] = [];
     const entries = nodeChunkEntries(shared, shared.chunks[i]!, touched.get(i)!, merge);
-    await compress(format, shared.levels[format], tarBytes(entries, shared.epoch), (piece) => pieces.push(piece));
+    await compress(format, shared.levels[format], tarBytes(entries), (piece) => pieces.push(piece));
     rebuilt.set(`${format}:${i}`, Buffer.concat(pieces));
   });
   return rebuilt;

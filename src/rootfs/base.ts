@@ -29,7 +29,7 @@ import { BaseArchiveError, RootfsError } from './errors.js';
 import { writeAll } from './io.js';
 import { ancestors, comparePaths, normalise, unsafeReason } from './paths.js';
 import { readTar, TarReadError, type TarMember, type TarMemberHeader } from './tarformat.js';
-import { applyXattrs, readTreeXattrs, xattrToolsAvailable, type Xattrs } from './xattr.js';
+import { applyXattrs, readTreeXattrs, requireXattrTools, type Xattrs } from './xattr.js';
 import { isRoot } from '../privileges.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
@@ -194,15 +194,12 @@ async function indexDirectory(root: string): Promise<BaseIndex> {
   };
   visit('');
   const applied = { owners: true, devices: true, xattrs: true };
-  if (await xattrToolsAvailable()) {
-    const byAbsolute = new Map(entries.map((e) => [e.path === '' ? root : path.join(root, e.path), e]));
-    for (const [file, attrs] of await readTreeXattrs(root)) {
-      const entry = byAbsolute.get(file);
-      if (entry && Object.keys(attrs).length) entry.xattrs = attrs;
-    }
-  } else {
-    // Without them the artifacts would silently lose file capabilities (ping, for one) that the base holds.
-    throw new RootfsError(`reading the directory base ${root} needs getfattr for its file capabilities and other xattrs: install the Debian package attr (apt-get install attr)`);
+  // Without getfattr the artifacts would lose file capabilities (ping, for one) that the tree keeps: the build stops instead.
+  await requireXattrTools('getfattr', `reading the directory base ${root} needs getfattr for its file capabilities and other xattrs`);
+  const byAbsolute = new Map(entries.map((e) => [e.path === '' ? root : path.join(root, e.path), e]));
+  for (const [file, attrs] of await readTreeXattrs(root)) {
+    const entry = byAbsolute.get(file);
+    if (entry && Object.keys(attrs).length) entry.xattrs = attrs;
   }
   canonicaliseLinks(inodes.values());
   return finishIndex({ kind: 'directory', source: root, root, entries, applied, warnings });
@@ -414,8 +411,8 @@ class Extractor {
     const applied = { owners: this.privileged, devices: this.privileged, xattrs: false };
     if (this.xattrs.length) {
       if (!this.privileged) this.warnings.push('xattrs (file capabilities) are recorded in the index but were not applied: not running as root');
-      else if (!(await xattrToolsAvailable())) throw new RootfsError('the base holds xattrs (file capabilities) that need setfattr to be written: install the Debian package attr (apt-get install attr)');
       else {
+        await requireXattrTools('setfattr', 'the base holds file capabilities and other xattrs that its extracted copy needs');
         await applyXattrs(this.xattrs).catch((error: Error) => this.fail('(xattrs)', error.message));
         applied.xattrs = true;
       }

@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { prepareSharedBase, resolveFormats, type ArtifactOptions, type Chunk, type Format, type SharedBase } from './artifact.js';
+import { ARCHIVE_LAYOUT, prepareSharedBase, resolveFormats, type ArtifactOptions, type Chunk, type Format, type SharedBase } from './artifact.js';
 import type { BaseIndex } from './base.js';
 import { sweepStaleTemporaries, temporaryName } from './cache.js';
 
@@ -26,7 +26,7 @@ interface Stored {
 export async function packedBase(base: BaseIndex, identity: string, cacheDir: string, options: ArtifactOptions): Promise<{ shared: SharedBase; hit: boolean }> {
   const formats = await resolveFormats(options.formats);
   const key = createHash('sha256')
-    .update(JSON.stringify({ PACKING, identity, formats, epoch: options.sourceDateEpoch, gz: options.gzipLevel ?? 6, zst: options.zstdLevel ?? 3, chunk: options.chunkBytes ?? 4 << 20, node: process.versions.zlib }))
+    .update(JSON.stringify({ PACKING, ARCHIVE_LAYOUT, identity, formats, epoch: options.sourceDateEpoch, gz: options.gzipLevel ?? 6, zst: options.zstdLevel ?? 3, chunk: options.chunkBytes ?? 4 << 20, node: process.versions.zlib }))
     .digest('hex');
   const packs = path.join(cacheDir, 'packed');
   const dir = path.join(packs, key);

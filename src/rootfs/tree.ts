@@ -17,16 +17,16 @@ import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { PlannedFile } from '../plan/plan.js';
-import { epochFromEnv } from './artifact.js';
+import { sourceDateEpoch } from './artifact.js';
 import { isRoot, type BaseIndex } from './base.js';
 import { OverlayConflictError, RootfsError } from './errors.js';
 import { writeAll } from './io.js';
 import { mergeOverlay, type NodeEntry } from './overlay.js';
 import { ancestors } from './paths.js';
-import { applyXattrs, xattrToolsAvailable, type Xattrs } from './xattr.js';
+import { applyXattrs, requireXattrTools, type Xattrs } from './xattr.js';
 
 export interface TreeOptions {
-  /** mtime of the overlay's files and new directories; default $SOURCE_DATE_EPOCH, else 0. */
+  /** mtime of the overlay's files and new directories; default $SOURCE_DATE_EPOCH, else the base's newest mtime. */
   sourceDateEpoch?: number;
   /** Base paths the node must not have (patterns, see matchRemovals). */
   removes?: readonly string[];
@@ -204,10 +204,8 @@ export async function reconcile(base: BaseIndex, dest: string, replaced: Set<str
     }
   }
   const withXattrs = base.entries.some((e) => e.xattrs);
-  if (withXattrs && !(await xattrToolsAvailable())) {
-    throw new RootfsError(`the base holds xattrs (file capabilities) that ${dest} needs, and setfattr is missing: install the Debian package attr (apt-get install attr)`);
-  }
   if (withXattrs) {
+    await requireXattrTools('setfattr', `the base holds file capabilities and other xattrs that ${dest} needs`);
     const items: [string, Xattrs][] = base.entries.filter((e) => e.xattrs && !replaced.has(e.path)).map((e) => [abs(e.path), e.xattrs!]);
     await applyXattrs(items).catch((error: Error) => {
       throw new RootfsError(`the base's xattrs (file capabilities) cannot be set in ${dest}: ${error.message}`);
@@ -222,7 +220,7 @@ export async function reconcile(base: BaseIndex, dest: string, replaced: Set<str
  * writeAtomically) for all-or-nothing.
  */
 export async function writeNodeTree(base: BaseIndex, files: readonly PlannedFile[], dest: string, options: TreeOptions = {}): Promise<TreeResult> {
-  const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? epochFromEnv(), removes: options.removes ?? [] });
+  const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? sourceDateEpoch(base), removes: options.removes ?? [] });
   dest = path.resolve(dest);
   await prepareDest(dest);
   const copied = await execa('cp', ['-a', '--reflink=auto', '-T', '--', base.root, dest], { reject: false });
@@ -270,7 +268,7 @@ async function restoreFromBase(base: BaseIndex, dest: string, relative: string, 
   const copiedAs = fsSync.lstatSync(target);
   if (isRoot()) fsSync.lchownSync(target, entry.uid, entry.gid);
   if (copiedAs.isFile() && !copiedAs.isSymbolicLink()) fsSync.chmodSync(target, entry.mode);
-  if (entry.xattrs && copiedAs.isFile() && (await xattrToolsAvailable())) await applyXattrs([[target, entry.xattrs]]);
+  if (entry.xattrs && copiedAs.isFile()) await applyXattrs([[target, entry.xattrs]]);
 }
 
 /**
@@ -289,7 +287,7 @@ export async function reviseNodeTree(
   previous: PreviousTree,
   options: TreeOptions & { journal?: TreeJournal } = {},
 ): Promise<TreeResult> {
-  const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? epochFromEnv(), removes: options.removes ?? [] });
+  const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? sourceDateEpoch(base), removes: options.removes ?? [] });
   const journal = options.journal;
   dest = path.resolve(dest);
   if (!journal) {

@@ -6,6 +6,7 @@
  * escape unusual bytes as `\ooo`.
  */
 import { execa } from 'execa';
+import { MissingProgramError } from '../errors.js';
 
 export type Xattrs = Record<string, Buffer>;
 
@@ -18,6 +19,19 @@ export function xattrToolsAvailable(): Promise<boolean> {
     () => false,
   );
   return available;
+}
+
+/**
+ * The one check before xattrs are read or written: without the attr tools a
+ * base's file capabilities would be lost from the outputs in silence (ping:
+ * Operation not permitted, on the node), so the build stops and names the
+ * package. `why` says what needed the program.
+ */
+export async function requireXattrTools(program: 'getfattr' | 'setfattr', why: string): Promise<void> {
+  if (await xattrToolsAvailable()) return;
+  const error = new MissingProgramError(program, 'attr');
+  error.message = `${why}; ${error.message}`;
+  throw error;
 }
 
 /** getfattr escapes `\`, newlines and other unprintable bytes as `\ooo`. */
@@ -72,6 +86,7 @@ export function parseDump(dump: string): Map<string, Xattrs> {
  * capability and an absolute link would read the build host's files.
  */
 export async function readTreeXattrs(root: string): Promise<Map<string, Xattrs>> {
+  await requireXattrTools('getfattr', `reading the file capabilities and other xattrs of ${root} needs getfattr`);
   const result = await execa('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], {
     reject: false,
     maxBuffer: 1 << 30,
@@ -95,6 +110,7 @@ export async function applyXattrs(items: Iterable<[string, Xattrs]>): Promise<vo
     dump += '\n';
   }
   if (dump === '') return;
+  await requireXattrTools('setfattr', 'writing the base\'s file capabilities and other xattrs needs setfattr');
   const result = await execa('setfattr', ['-h', '--restore=-'], { input: dump, reject: false });
   if (result.exitCode !== 0) throw new Error(`setfattr failed: ${String(result.stderr).trim()}`);
 }

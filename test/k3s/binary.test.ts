@@ -99,9 +99,57 @@ test('a given program must run on the base: another architecture or a file that 
   const other = machine === 'amd64' ? 'arm64' : 'amd64';
   const ok = await resolveK3sBinary({ version: VERSION, arch: machine!, cacheDir: tmp, binary: '/bin/true' });
   assert.is(ok.source, 'given');
-  await rejects(() => resolveK3sBinary({ version: VERSION, arch: other, cacheDir: tmp, binary: '/bin/true' }), new RegExp(`is a program for .*, but the base is ${other}: the nodes could not run it`));
+  await rejects(() => resolveK3sBinary({ version: VERSION, arch: other, cacheDir: tmp, binary: '/bin/true' }), new RegExp(`^the k3s binary /bin/true is a 64-bit ELF program for .*, but the base is ${other}: the nodes could not run it`));
   const text = path.join(tmp, 'eight-bytes');
   await writeFile(text, 'not k3s\n');
-  await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: text }), /is neither a program \(ELF\) nor a script/);
+  const error = await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: text }), /is neither a program \(ELF\) nor a script \(#!\): it is 8 bytes of text with no ELF header, and the base is arm64/);
+  assert.match(error.message, text);
+  assert.is((error as { exitCode?: number }).exitCode, 2);
+});
+
+/** The first 20 bytes of an ELF file: e_ident (magic, class, data, version), e_type, e_machine. */
+function elfHeader(bits: 32 | 64, machine: number, endian: 'le' | 'be' = 'le'): Buffer {
+  const b = Buffer.alloc(64);
+  b.write('\x7fELF', 0, 'latin1');
+  b[4] = bits === 32 ? 1 : 2;
+  b[5] = endian === 'le' ? 1 : 2;
+  b[6] = 1;
+  if (endian === 'le') {
+    b.writeUInt16LE(2, 16);
+    b.writeUInt16LE(machine, 18);
+  } else {
+    b.writeUInt16BE(2, 16);
+    b.writeUInt16BE(machine, 18);
+  }
+  return b;
+}
+
+test('the ELF header decides: machine and word size must be the base\'s, a truncated header is refused; each error names the file, what it is and the base', async () => {
+  const cases: { name: string; bytes: Buffer; arch: string; error?: RegExp }[] = [
+    { name: 'aarch64', bytes: elfHeader(64, 183), arch: 'arm64' },
+    { name: 'arm32', bytes: elfHeader(32, 40), arch: 'armhf' },
+    { name: 'x86-64', bytes: elfHeader(64, 62), arch: 'amd64' },
+    { name: 'x86-64-on-arm64', bytes: elfHeader(64, 62), arch: 'arm64', error: /is a 64-bit ELF program for x86-64, but the base is arm64: the nodes could not run it; give the k3s release's binary for arm64 \(k3s-arm64\)/ },
+    { name: 'arm32-on-arm64', bytes: elfHeader(32, 40), arch: 'arm64', error: /is a 32-bit ELF program for 32-bit ARM, but the base is arm64/ },
+    { name: 'aarch64-on-armhf', bytes: elfHeader(64, 183), arch: 'armhf', error: /is a 64-bit ELF program for arm64 \(AArch64\), but the base is armhf/ },
+    // x32: x86-64's machine with 32-bit words, which amd64 k3s is not.
+    { name: 'x32', bytes: elfHeader(32, 62), arch: 'amd64', error: /is a 32-bit ELF program for x86-64, but the base is amd64/ },
+    { name: 'big-endian-s390', bytes: elfHeader(64, 22, 'be'), arch: 'arm64', error: /is a 64-bit ELF program for machine 22, but the base is arm64/ },
+    { name: 'truncated', bytes: elfHeader(64, 183).subarray(0, 8), arch: 'arm64', error: /is a truncated ELF file \(8 bytes\), not a program the nodes \(arm64\) can run/ },
+    { name: 'binary-data', bytes: Buffer.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]), arch: 'arm64', error: /it is data with no ELF header, and the base is arm64/ },
+    { name: 'empty', bytes: Buffer.alloc(0), arch: 'arm64', error: /it is 0 bytes of text with no ELF header/ },
+  ];
+  for (const c of cases) {
+    const given = path.join(tmp, c.name);
+    await writeFile(given, c.bytes);
+    const run = () => resolveK3sBinary({ version: VERSION, arch: c.arch, cacheDir: tmp, binary: given, releaseUrl: 'http://127.0.0.1:1' });
+    if (!c.error) {
+      assert.is((await run()).source, 'given', c.name);
+      continue;
+    }
+    const error = await rejects(run, c.error);
+    assert.ok(error.message.includes(`the k3s binary ${given} `), c.name);
+    assert.is((error as { exitCode?: number }).exitCode, 2, c.name);
+  }
 });
 

@@ -4,11 +4,12 @@ import { execa } from 'execa';
 import tarStream from 'tar-stream';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { buildArtifacts, epochFromEnv, type ArtifactOptions } from '../../src/rootfs/artifact.js';
+import { buildArtifacts, epochFromEnv, sourceDateEpoch, type ArtifactOptions } from '../../src/rootfs/artifact.js';
 import { openBase, type BaseIndex } from '../../src/rootfs/base.js';
 import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
 import { writeNodeTree } from '../../src/rootfs/tree.js';
 import { cleanup, exists, extract, file, isRoot, makeBase, overlay, snapshot, tarOf, tempDir } from './support.js';
+import { requires } from '../support/requires.js';
 
 const test = suite('rootfs/artifact');
 test.after(cleanup);
@@ -56,13 +57,53 @@ async function fixture(label: string): Promise<{ t: string; sentinel: string; di
   return { t, sentinel, dir, tarball };
 }
 
-test('SOURCE_DATE_EPOCH comes from the environment, defaults to 0, and must be a number', () => {
-  assert.is(epochFromEnv({}), 0);
+/** Every entry of a tree dated `seconds`, symlinks included: a base whose mtimes are known. */
+async function dateTree(root: string, seconds: number): Promise<void> {
+  await execa('find', [root, '-exec', 'touch', '-h', '-d', `@${seconds}`, '{}', '+']);
+}
+
+test('SOURCE_DATE_EPOCH comes from the environment and must be a number; unset, it is the base\'s newest mtime', () => {
+  assert.is(epochFromEnv({}), undefined);
   assert.is(epochFromEnv({ SOURCE_DATE_EPOCH: '1700000000' }), EPOCH);
   assert.throws(() => epochFromEnv({ SOURCE_DATE_EPOCH: 'yesterday' }), /SOURCE_DATE_EPOCH/);
+  const entries = [{ mtime: 5 }, { mtime: 1_600_000_123 }, { mtime: 7 }] as never[];
+  assert.is(sourceDateEpoch({ entries }, {}), 1_600_000_123);
+  assert.is(sourceDateEpoch({ entries }, { SOURCE_DATE_EPOCH: '1700000000' }), EPOCH);
+  assert.is(sourceDateEpoch({ entries: [] }, {}), 0);
 });
 
-test('the archive is sorted, lists each path once, with numeric owners, no user names and clamped mtimes', async () => {
+test('base files keep their own mtimes; files and directories netroot writes get SOURCE_DATE_EPOCH, by default the base\'s newest mtime', async () => {
+  const { t } = await fixture('mtimes');
+  await dateTree(`${t}/base`, 1_500_000_000);
+  await execa('touch', ['-d', '@1600000000', `${t}/base/etc/passwd`]); // the newest
+  await execa('touch', ['-h', '-d', '@1400000000', `${t}/base/usr/bin/python3`]); // a symlink's own date
+  const dir = await openBase(`${t}/base`);
+  const tarball = await openBase(await tarOf(`${t}/base`, `${t}/dated.tar.gz`), { cacheDir: `${t}/cache` });
+  const written = ['./etc/hostname', './etc/netroot/secret', './etc/netroot/', './etc/rancher/k3s/config.yaml', './etc/resolv.conf', './etc/systemd/system/multi-user.target.wants/k3s.service'];
+  for (const [label, base, options, epoch] of [
+    ['directory, no SOURCE_DATE_EPOCH', dir, {}, 1_600_000_000],
+    ['tarball, no SOURCE_DATE_EPOCH', tarball, {}, 1_600_000_000],
+    ['directory, SOURCE_DATE_EPOCH older than the base', dir, { sourceDateEpoch: 1_000_000_000 }, 1_000_000_000],
+    ['tarball, SOURCE_DATE_EPOCH newer than the base', tarball, { sourceDateEpoch: EPOCH }, EPOCH],
+  ] as const) {
+    // No SOURCE_DATE_EPOCH in the environment: what the default is must not depend on this shell.
+    const chosen = 'sourceDateEpoch' in options ? options : { sourceDateEpoch: sourceDateEpoch(base, {}) };
+    await buildArtifacts(base, nodes('n1'), `${t}/out-${label}`, { ...chosen, formats: ['gz'] });
+    const at = new Map((await headers(`${t}/out-${label}/n1.tar.gz`)).map((h) => [h.name, h.mtime]));
+    assert.is(at.get('./etc/passwd'), 1_600_000_000, `${label}: a base file`);
+    assert.is(at.get('./usr/bin/ping'), 1_500_000_000, `${label}: a base file`);
+    assert.is(at.get('./usr/bin/python3'), 1_400_000_000, `${label}: a base symlink`);
+    assert.is(at.get('./usr/bin/perl5.36'), 1_500_000_000, `${label}: a base hard link whose holder the overlay replaced`);
+    assert.is(at.get('./tmp/'), 1_500_000_000, `${label}: a base directory`);
+    for (const name of written) assert.is(at.get(name), epoch, `${label}: ${name}, written by netroot`);
+    // GNU tar agrees.
+    const listing = (await execa('tar', ['--full-time', '--utc', '-tvf', `${t}/out-${label}/n1.tar.gz`, './etc/passwd', './etc/hostname'])).stdout;
+    assert.match(listing, /2020-09-13 12:26:40 \.\/etc\/passwd$/m);
+    assert.match(listing, new RegExp(`${new Date(epoch * 1000).toISOString().slice(0, 19).replace('T', ' ')} \\./etc/hostname$`, 'm'));
+  }
+});
+
+test('the archive is sorted, lists each path once, with numeric owners and no user names', async () => {
   const { t, tarball } = await fixture('headers');
   const result = await buildArtifacts(tarball, nodes('n1'), `${t}/out`, { sourceDateEpoch: EPOCH });
   const list = await headers(`${t}/out/n1.tar.gz`);
@@ -74,7 +115,6 @@ test('the archive is sorted, lists each path once, with numeric owners, no user 
   for (const h of list) {
     assert.is(h.uname, '');
     assert.is(h.gname, '');
-    assert.ok(h.mtime <= EPOCH, h.name);
   }
   const at = (name: string) => list.find((h) => h.name === name)!;
   assert.equal([at('./etc/netroot/secret').mode, at('./etc/netroot/secret').uid, at('./etc/netroot/secret').gid], [0o600, 0, 0]);
@@ -108,6 +148,33 @@ test('extracting the artifact with GNU tar gives the same tree as writeNodeTree,
   assert.equal(fs.readdirSync(sentinel), []);
 });
 
+/** The raw value of a pax record `LEN KEY=VALUE\n` for one member, found in the uncompressed tar bytes. */
+function paxRecord(tar: Buffer, member: string, key: string): Buffer | undefined {
+  // A member's pax header comes in the 512-byte blocks just before its own header block.
+  const named = tar.indexOf(Buffer.from(`${member}\0`));
+  if (named < 0) return undefined;
+  const needle = Buffer.from(` ${key}=`);
+  const at = tar.lastIndexOf(needle, named);
+  if (at < 0 || named - at > 4 * 512) return undefined;
+  let start = at;
+  while (start > 0 && tar[start - 1]! >= 0x30 && tar[start - 1]! <= 0x39) start--;
+  const length = Number(tar.toString('latin1', start, at));
+  return tar.subarray(at + needle.length, start + length - 1);
+}
+
+requires(isRoot, 'setcap needs root')('a directory base\'s file capability is in the artifact as pax SCHILY.xattr.security.capability, byte for byte', async () => {
+  const { t, dir } = await fixture('capability');
+  const capability = (await execa('getfattr', ['--only-values', '-n', 'security.capability', '--absolute-names', `${t}/base/usr/bin/ping`], { encoding: 'buffer' })).stdout;
+  assert.ok(Buffer.from(capability).length >= 20, 'the base carries a capability');
+  await buildArtifacts(dir, [{ name: 'n1', files: [] }], `${t}/out`, { sourceDateEpoch: EPOCH, formats: ['gz'] });
+  const tar = gunzipSync(fs.readFileSync(`${t}/out/n1.tar.gz`));
+  const record = paxRecord(tar, './usr/bin/ping', 'SCHILY.xattr.security.capability');
+  assert.ok(record, 'ping has a SCHILY.xattr.security.capability record');
+  assert.ok(record!.equals(Buffer.from(capability)), `${record!.toString('hex')} != ${Buffer.from(capability).toString('hex')}`);
+  // GNU tar reads it back as an xattr of that member.
+  assert.match((await execa('tar', ['--xattrs', '--xattrs-include=*', '-tvvf', `${t}/out/n1.tar.gz`, './usr/bin/ping'])).stdout, /x: +20 security\.capability/);
+});
+
 test('a node without an overlay is the base: GNU tar extraction equals the base directory', async () => {
   const { t, dir } = await fixture('plain');
   await buildArtifacts(dir, [{ name: 'bare', files: [] }], `${t}/out`, { sourceDateEpoch: EPOCH });
@@ -119,7 +186,7 @@ test('a node without an overlay is the base: GNU tar extraction equals the base 
   assert.match(listing, /^-rwxr-xr-x 0\/0 .* \.\/usr\/bin\/ping$/m);
 });
 
-test('two builds at different times, from bases made at different times, in different directories, are byte-identical', async () => {
+test('two builds at different times, from two copies of a base made at different times, in different directories, are byte-identical', async () => {
   const a = await fixture('repro-a');
   await new Promise((r) => setTimeout(r, 1100));
   const b = await fixture('repro-b');
@@ -129,16 +196,24 @@ test('two builds at different times, from bases made at different times, in diff
       fs.unlinkSync(`${f.t}/base/${p}`);
       fs.symlinkSync(`/srv/${p}`, `${f.t}/base/${p}`);
     }
+    // The same base holds the same dates (they are part of it, like its bytes).
+    await dateTree(`${f.t}/base`, 1_650_000_000);
   }
-  const options: ArtifactOptions = { sourceDateEpoch: EPOCH };
-  const ra = await buildArtifacts(await openBase(`${a.t}/base`), nodes('n1', 'n2'), `${a.t}/out`, options);
-  const rb = await buildArtifacts(await openBase(`${b.t}/base`), nodes('n1', 'n2'), `${b.t}/elsewhere/out`, options);
-  assert.is(ra.sha256sums, rb.sha256sums);
-  for (const name of fs.readdirSync(`${a.t}/out`)) assert.ok(fs.readFileSync(`${a.t}/out/${name}`).equals(fs.readFileSync(`${b.t}/elsewhere/out/${name}`)), name);
-  // A directory base and a tarball of it give the same artifact too.
-  const tarball = await openBase(await tarOf(`${a.t}/base`, `${a.t}/again.tar.xz`), { cacheDir: `${a.t}/cache2` });
-  const rc = await buildArtifacts(tarball, nodes('n1', 'n2'), `${a.t}/out3`, options);
-  assert.is(rc.nodes[0]!.files[0]!.sha256, ra.nodes[0]!.files[0]!.sha256);
+  for (const options of [{ sourceDateEpoch: EPOCH }, {}] as ArtifactOptions[]) {
+    const label = options.sourceDateEpoch ? 'SOURCE_DATE_EPOCH' : 'default epoch';
+    const baseA = await openBase(`${a.t}/base`);
+    const baseB = await openBase(`${b.t}/base`);
+    const at = (base: BaseIndex): ArtifactOptions => ({ sourceDateEpoch: options.sourceDateEpoch ?? sourceDateEpoch(base, {}) });
+    const ra = await buildArtifacts(baseA, nodes('n1', 'n2'), `${a.t}/out-${label}`, at(baseA));
+    await new Promise((r) => setTimeout(r, 1100));
+    const rb = await buildArtifacts(baseB, nodes('n1', 'n2'), `${b.t}/elsewhere/out-${label}`, at(baseB));
+    assert.is(ra.sha256sums, rb.sha256sums, label);
+    for (const name of fs.readdirSync(`${a.t}/out-${label}`)) assert.ok(fs.readFileSync(`${a.t}/out-${label}/${name}`).equals(fs.readFileSync(`${b.t}/elsewhere/out-${label}/${name}`)), `${label}: ${name}`);
+    // A directory base and a tarball of it give the same artifact too.
+    const tarball = await openBase(await tarOf(`${a.t}/base`, `${a.t}/again-${label}.tar.xz`), { cacheDir: `${a.t}/cache-${label}` });
+    const rc = await buildArtifacts(tarball, nodes('n1', 'n2'), `${a.t}/out3-${label}`, at(tarball));
+    assert.is(rc.nodes[0]!.files[0]!.sha256, ra.nodes[0]!.files[0]!.sha256, label);
+  }
 });
 
 test('SHA256SUMS verifies with sha256sum -c, and zstd and gzip hold the same tar', async () => {
