@@ -62,7 +62,7 @@ Plan('rollback: files back from undo, new ones removed, mode-only changes set in
   const current: Manifest = { ...B, 'etc/same': file('s', 0o600) };
   const r = planRollback('n', target({ generation: 2, current, previous: A }), ['etc/hostname', 'etc/old'], STATE);
   assert.ok(!('problem' in r));
-  if ('problem' in r) throw new Error(r.problem);
+  if ('problem' in r) throw new Error(String(r.problem));
   assert.equal(r.restore.sort(), ['etc/hostname', 'etc/old']);
   assert.equal(r.attrs.map((a) => [a.path, a.m]), [['etc/same', 0o644]]);
   assert.equal(r.removed, ['etc/new']);
