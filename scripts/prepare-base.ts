@@ -11,10 +11,10 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_FAILURE, NetrootError } from '../src/errors.js';
 import { loadProfile } from '../src/profile/load.js';
-import { defaultCacheDir } from '../src/rootfs/base.js';
-import { buildDebootstrapBase } from '../src/rootfs/debootstrap.js';
-import { allRequiredPackages } from '../src/rootfs/requirements.js';
-import { classifyBase, debootstrapWithPackages } from '../src/rootfs/source.js';
+import { defaultCacheDir } from '../src/base/open.js';
+import { buildDebootstrapBase } from '../src/base/debootstrap.js';
+import { allRequiredPackages } from '../src/base/check/requirements.js';
+import { classifyBase, debootstrapWithPackages } from '../src/base/source.js';
 
 const argv = await yargs(hideBin(process.argv))
   .scriptName('npm run prepare-base --')

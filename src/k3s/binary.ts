@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NetrootError, UsageError } from '../errors.js';
-import { rememberedDigest } from '../rootfs/cache.js';
+import { rememberedDigest } from '../cache.js';
 
 export const DEFAULT_RELEASE_URL = 'https://github.com/k3s-io/k3s/releases/download';
 

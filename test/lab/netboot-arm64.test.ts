@@ -23,7 +23,7 @@ import { K3S_STANDIN, runLab } from '../../src/lab/lab.js';
 import { pxelinuxName } from '../../src/lab/netboot-arm64.js';
 import { silentReporter } from '../../src/progress.js';
 import { loadProfile } from '../../src/profile/load.js';
-import { inspectInitrd } from '../../src/rootfs/initrd.js';
+import { inspectInitrd } from '../../src/base/check/initrd.js';
 import { requires } from '../support/requires.js';
 
 const PROFILE = path.resolve('profiles/opz3-netboot.yaml');

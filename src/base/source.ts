@@ -7,10 +7,10 @@ import { existsSync } from 'node:fs';
 import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
-import { openBase, type BaseIndex } from './base.js';
-import { rememberedDigest, sweepStaleTemporaries, temporaryName } from './cache.js';
+import { openBase, type BaseIndex } from './open.js';
+import { rememberedDigest, sweepStaleTemporaries, temporaryName } from '../cache.js';
 import { buildDebootstrapBase, formatDebootstrapSpec, parseDebootstrapSpec } from './debootstrap.js';
-import { extractDiskImage } from './image.js';
+import { extractDiskImage } from './disk-image.js';
 
 export type BaseKind = 'directory' | 'tarball' | 'image' | 'debootstrap';
 

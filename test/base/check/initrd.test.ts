@@ -10,9 +10,9 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { canBootFromNfs, crc32, inspectInitrd, type InitrdInfo } from '../../src/rootfs/initrd.js';
-import { RootfsError } from '../../src/rootfs/errors.js';
-import { rejects } from '../support/assert.js';
+import { canBootFromNfs, crc32, inspectInitrd, type InitrdInfo } from '../../../src/base/check/initrd.js';
+import { RootfsError } from '../../../src/rootfs/errors.js';
+import { rejects } from '../../support/assert.js';
 
 const KVER = '6.1.0-netroot-arm64';
 const MOD = `lib/modules/${KVER}`;

@@ -24,12 +24,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
-import { sha256, sha256File, sweepStaleTemporaries, temporaryName } from './cache.js';
-import { BaseArchiveError, RootfsError } from './errors.js';
-import { writeAll } from './io.js';
-import { ancestors, comparePaths, normalise, unsafeReason } from './paths.js';
-import { readTar, TarReadError, type TarMember, type TarMemberHeader } from './tarformat.js';
-import { applyXattrs, readTreeXattrs, xattrToolsAvailable, type Xattrs } from './xattr.js';
+import { sha256, sha256File, sweepStaleTemporaries, temporaryName } from '../cache.js';
+import { BaseArchiveError, RootfsError } from '../rootfs/errors.js';
+import { writeAll } from '../rootfs/io.js';
+import { ancestors, comparePaths, normalise, unsafeReason } from '../rootfs/paths.js';
+import { readTar, TarReadError, type TarMember, type TarMemberHeader } from '../rootfs/tarformat.js';
+import { applyXattrs, readTreeXattrs, xattrToolsAvailable, type Xattrs } from '../rootfs/xattr.js';
 import { isRoot } from '../privileges.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';

@@ -9,8 +9,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { prepareSharedBase, resolveFormats, type ArtifactOptions, type Chunk, type Format, type SharedBase } from './artifact.js';
-import type { BaseIndex } from './base.js';
-import { sweepStaleTemporaries, temporaryName } from './cache.js';
+import type { BaseIndex } from '../base/open.js';
+import { sweepStaleTemporaries, temporaryName } from '../cache.js';
 
 /** Bumped whenever the packing changes what bytes a chunk holds. */
 const PACKING = 'chunks-1';

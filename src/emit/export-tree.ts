@@ -18,12 +18,12 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { PlannedFile } from '../plan/plan.js';
 import { epochFromEnv } from './artifact.js';
-import { isRoot, type BaseIndex } from './base.js';
-import { OverlayConflictError, RootfsError } from './errors.js';
-import { writeAll } from './io.js';
+import { isRoot, type BaseIndex } from '../base/open.js';
+import { OverlayConflictError, RootfsError } from '../rootfs/errors.js';
+import { writeAll } from '../rootfs/io.js';
 import { mergeOverlay, type NodeEntry } from './overlay.js';
-import { ancestors } from './paths.js';
-import { applyXattrs, xattrToolsAvailable, type Xattrs } from './xattr.js';
+import { ancestors } from '../rootfs/paths.js';
+import { applyXattrs, xattrToolsAvailable, type Xattrs } from '../rootfs/xattr.js';
 
 export interface TreeOptions {
   /** mtime of the overlay's files and new directories; default $SOURCE_DATE_EPOCH, else 0. */

@@ -19,15 +19,15 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { NetrootError } from '../errors.js';
 import type { Cluster } from '../profile/resolve.js';
-import { isRoot, loadStored, openBase, storeIndex, type BaseIndex } from './base.js';
+import { isRoot, loadStored, openBase, storeIndex, type BaseIndex } from './open.js';
 import { fileInBase } from './boot-files.js';
-import { sha256, sweepStaleTemporaries, temporaryName } from './cache.js';
+import { sha256, sweepStaleTemporaries, temporaryName } from '../cache.js';
 import { checkEmulation } from './debootstrap.js';
-import { RootfsError } from './errors.js';
-import { canBootFromNfs, inspectInitrd, isUImage } from './initrd.js';
-import type { NodeEntry } from './overlay.js';
-import { resolveInRoot } from './overlay.js';
-import { layOverlay, reconcile, safeParent } from './tree.js';
+import { RootfsError } from '../rootfs/errors.js';
+import { canBootFromNfs, inspectInitrd, isUImage } from './check/initrd.js';
+import type { NodeEntry } from '../emit/overlay.js';
+import { resolveInRoot } from '../emit/overlay.js';
+import { layOverlay, reconcile, safeParent } from '../emit/export-tree.js';
 
 /** Changes whenever what a regeneration makes changes, so older copies are not reused. */
 export const NETBOOT_RECIPE = 'netboot-initrd-1';

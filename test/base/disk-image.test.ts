@@ -16,7 +16,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { UsageError } from '../../src/errors.js';
 import { RootfsError } from '../../src/rootfs/errors.js';
-import { extractDiskImage, findRootPartition, parseLsP, parseStat, type ExtractMethod } from '../../src/rootfs/image.js';
+import { extractDiskImage, findRootPartition, parseLsP, parseStat, type ExtractMethod } from '../../src/base/disk-image.js';
 import { rejects } from '../support/assert.js';
 
 const MiB = 1024 * 1024;
