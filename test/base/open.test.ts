@@ -7,7 +7,7 @@ import { defaultCacheDir, directoryIdentity, openBase, type BaseIndex } from '..
 import { BaseArchiveError } from '../../src/rootfs/errors.js';
 import { cleanup, isRoot, LONG_PATH, makeBase, tarOf, tempDir } from '../support/rootfs.js';
 
-const test = suite('rootfs/base');
+const test = suite('base/open');
 test.after(cleanup);
 
 /** The index minus where content lives, which differs between a directory and its extraction. */

@@ -10,7 +10,7 @@ import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
 import { writeNodeTree } from '../../src/emit/export-tree.js';
 import { cleanup, exists, extract, file, isRoot, makeBase, overlay, snapshot, tarOf, tempDir } from '../support/rootfs.js';
 
-const test = suite('rootfs/artifact');
+const test = suite('emit/artifact');
 test.after(cleanup);
 
 const EPOCH = 1_700_000_000;

@@ -10,7 +10,7 @@ import { mergeOverlay, resolveInRoot } from '../../src/emit/overlay.js';
 import { layOverlay, overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from '../../src/emit/export-tree.js';
 import { cleanup, exists, file, isRoot, link, makeBase, overlay, snapshot, tarOf, tempDir } from '../support/rootfs.js';
 
-const test = suite('rootfs/tree');
+const test = suite('emit/export-tree');
 test.after(cleanup);
 
 const EPOCH = 1_700_000_000;
