@@ -22,7 +22,8 @@ import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './ba
 import { nodeKey } from './emit/state.js';
 import { decideRebuild, readPreviousOutput } from './emit/rebuild.js';
 import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
-import { directoryIdentity, isRoot, type BaseIndex } from './base/open.js';
+import { directoryIdentity, type BaseIndex } from './base/open.js';
+import { isRoot } from './privileges.js';
 import { existsSync } from 'node:fs';
 import { allRequiredPackages, checkBase } from './base/check/requirements.js';
 import { clusterWarnings } from './profile/rules.js';

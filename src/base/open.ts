@@ -90,7 +90,6 @@ export interface OpenBaseOptions {
 }
 
 // One place decides whether this runs as root; re-exported for the callers that already import it from here.
-export { isRoot } from '../privileges.js';
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_CACHE_HOME;
