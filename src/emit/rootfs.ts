@@ -86,10 +86,16 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
     if (!decided) throw new RootfsError(`internal: no rebuild decision for node ${node}`);
     return decided;
   };
-  const previousNode = (node: string) => {
-    const prev = inputs.previous?.state.nodes[node];
-    if (!prevDir || !prev) throw new RootfsError(`internal: node ${node} is taken from a previous build that has no record of it`);
-    return { ...prev, tree: path.join(prevDir, 'rootfs', node), treeRecord: prev.tree };
+  /** What the previous build made of a node the decision takes from it. */
+  const previousNode = (node: string): { dir: string; record: BuildState['nodes'][string] } => {
+    const record = inputs.previous?.state.nodes[node];
+    if (!prevDir || !record) throw new RootfsError(`internal: node ${node} is taken from a previous build that has no record of it`);
+    return { dir: prevDir, record };
+  };
+  const previousTree = (node: string): { dir: string; overlay: string[]; removed: string[] } => {
+    const { dir, record } = previousNode(node);
+    if (!record.tree) throw new RootfsError(`internal: the tree of node ${node} is taken from a previous build that has no record of it`);
+    return { dir: path.join(dir, 'rootfs', node), ...record.tree };
   };
 
   const trees: Record<string, { overlay: string[]; removed: string[] }> = {};
@@ -99,9 +105,9 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
       const dest = path.join(staging, 'rootfs', node.name);
       const action = decision(node.name).tree;
       if (action === 'move') {
-        const prev = previousNode(node.name);
-        await moveTree(prev.tree, dest, rollback);
-        trees[node.name] = prev.treeRecord!;
+        const { dir, ...record } = previousTree(node.name);
+        await moveTree(dir, dest, rollback);
+        trees[node.name] = record;
       } else {
         const all = [...inputs.layerFiles, ...files];
         const options = { sourceDateEpoch: inputs.sourceDateEpoch, removes };
@@ -109,11 +115,11 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
         if (action === 'revise') {
           // Same base as last time: the previous tree is moved here and only what this node's overlay
           // changed is written; the journal keeps what it replaced, so a failed build can put it back.
-          const prev = previousNode(node.name);
-          await moveTree(prev.tree, dest, rollback);
+          const prev = previousTree(node.name);
+          await moveTree(prev.dir, dest, rollback);
           const journal = new TreeJournal(path.join(prevDir!, `.netroot-undo-${node.name}`));
           rollback.add(async () => journal.undo());
-          written = await reviseNodeTree(needBase('copy'), all, dest, { dir: dest, overlay: prev.treeRecord!.overlay, removes: prev.treeRecord!.removed }, { ...options, journal });
+          written = await reviseNodeTree(needBase('copy'), all, dest, { dir: dest, overlay: prev.overlay, removes: prev.removed }, { ...options, journal });
         } else {
           written = await writeNodeTree(needBase('copy'), all, dest, options);
         }
@@ -133,7 +139,7 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
     for (const [i, { node, files, removes }] of plan.nodes.entries()) {
       let records: ArtifactRecord[];
       if (decision(node.name).artifacts === 'link') {
-        records = previousNode(node.name).artifacts;
+        records = previousNode(node.name).record.artifacts;
         for (const r of records) await link(path.join(prevDir!, 'artifacts', r.name), path.join(artifactsDir, r.name));
       } else {
         if (!shared) {
