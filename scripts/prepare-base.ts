@@ -5,7 +5,7 @@
  * prints its path. .ci/run starts it in the background so that the half hour
  * an arm64 base takes under qemu-user overlaps with work that does not need
  * it; a build or a test that needs the base meanwhile waits for this process
- * instead of building it a second time (rootfs/cache.ts).
+ * instead of building it a second time (src/cache.ts).
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
