@@ -5,16 +5,16 @@
  * prints its path. .ci/run starts it in the background so that the half hour
  * an arm64 base takes under qemu-user overlaps with work that does not need
  * it; a build or a test that needs the base meanwhile waits for this process
- * instead of building it a second time (rootfs/cache.ts).
+ * instead of building it a second time (src/cache.ts).
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_FAILURE, NetrootError } from '../src/errors.js';
 import { loadProfile } from '../src/profile/load.js';
-import { defaultCacheDir } from '../src/rootfs/base.js';
-import { buildDebootstrapBase } from '../src/rootfs/debootstrap.js';
-import { allRequiredPackages } from '../src/rootfs/requirements.js';
-import { classifyBase, debootstrapWithPackages } from '../src/rootfs/source.js';
+import { defaultCacheDir } from '../src/base/open.js';
+import { buildDebootstrapBase } from '../src/base/debootstrap.js';
+import { allRequiredPackages } from '../src/base/check/requirements.js';
+import { classifyBase, debootstrapWithPackages } from '../src/base/source.js';
 
 const argv = await yargs(hideBin(process.argv))
   .scriptName('npm run prepare-base --')

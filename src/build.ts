@@ -15,22 +15,24 @@ import { planCluster, type BuildPlan, type PlannedFile } from './plan/plan.js';
 import { emitCluster } from './emit/cluster.js';
 import { OUTPUT_FORMATS, type OutputFormat, type RootfsInputs } from './emit/rootfs.js';
 import { defaultReporter, type Reporter } from './progress.js';
-import { classifyBase, debootstrapWithPackages, openBaseSource, type BaseSource } from './rootfs/source.js';
-import { debootstrapCachePath, parseDebootstrapSpec } from './rootfs/debootstrap.js';
-import { rememberedDigest } from './rootfs/cache.js';
-import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './rootfs/netboot.js';
-import { nodeKey, readState } from './emit/state.js';
+import { classifyBase, debootstrapWithPackages, openBaseSource, type BaseSource } from './base/source.js';
+import { debootstrapCachePath, parseDebootstrapSpec } from './base/debootstrap.js';
+import { rememberedDigest } from './cache.js';
+import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './base/netboot.js';
+import { nodeKey } from './emit/state.js';
+import { decideRebuild, readPreviousOutput } from './emit/rebuild.js';
 import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
-import { directoryIdentity, isRoot, type BaseIndex } from './rootfs/base.js';
+import { directoryIdentity, type BaseIndex } from './base/open.js';
+import { isRoot } from './privileges.js';
 import { existsSync } from 'node:fs';
-import { allRequiredPackages, checkBase } from './rootfs/requirements.js';
+import { allRequiredPackages, checkBase } from './base/check/requirements.js';
 import { clusterWarnings } from './profile/rules.js';
-import { clusterFile, K3S_PATH, planBootFiles } from './rootfs/boot-files.js';
-import { defaultCacheDir } from './rootfs/base.js';
-import { ARCHIVE_LAYOUT, epochFromEnv, newestMtime, resolveFormats } from './rootfs/artifact.js';
+import { clusterFile, K3S_PATH, planBootFiles } from './base/boot-files.js';
+import { defaultCacheDir } from './base/open.js';
+import { ARCHIVE_LAYOUT, epochFromEnv, newestMtime, resolveFormats } from './emit/artifact.js';
 import { resolveK3sBinary } from './k3s/binary.js';
-import { withClusterLayer } from './rootfs/layer.js';
-import { mergeOverlay } from './rootfs/overlay.js';
+import { withClusterLayer } from './emit/layer.js';
+import { mergeOverlay } from './emit/overlay.js';
 import { readFile } from 'node:fs/promises';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
@@ -154,6 +156,15 @@ async function quickIdentity(source: BaseSource, cacheDir: string, packages: str
   return `directory:${await directoryIdentity(source.path!)}`;
 }
 
+/** A base read, checked and given an initrd that boots from NFS. */
+interface ReadBase {
+  index: BaseIndex;
+  arch: string;
+  facts: BaseFacts;
+  identity: string;
+  regenerated?: 'now' | 'cached';
+}
+
 interface RootfsPrepared {
   /** The plan made with what the base holds. */
   plan: BuildPlan;
@@ -181,79 +192,64 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const packages = allRequiredPackages(cluster);
   const source = classifyBase(spec, relativeTo);
   const clusterDir = path.join(outDir, cluster.name);
-  const prevState = await readState(clusterDir);
+  const neededBoot = [...new Set(cluster.nodes.flatMap((n) => Object.values(bootFiles(n)).map((f) => `tftp/${f}`)))];
+  const previous = await readPreviousOutput(clusterDir, cluster.nodes.map((n) => n.name), neededBoot);
+  const prevState = previous?.state;
 
   const quick = await quickIdentity(source, cacheDir, packages);
   // A base whose initrd an earlier build regenerated is known by its regenerated copy.
   const modules = boardModules(cluster);
-  let sourceId = quick && hasNetbootCopy(cacheDir, quick, modules) ? netbootIdentity(quick, modules) : quick;
-  const sameBase = sourceId !== undefined && prevState !== undefined && prevState.baseIdentity.startsWith(`${sourceId}|`);
-  let arch = sameBase ? prevState.arch : undefined;
+  const knownId = quick && hasNetbootCopy(cacheDir, quick, modules) ? netbootIdentity(quick, modules) : quick;
+  const sameBase = knownId !== undefined && prevState !== undefined && prevState.baseIdentity.startsWith(`${knownId}|`);
   // What rendered files depend on in the base; a state that lacks any of it means reading the base again.
   const recorded = sameBase && prevState.mariadbVersion !== undefined && prevState.systemdResolved !== undefined && prevState.chrony !== undefined && prevState.timesyncd !== undefined;
-  let facts: BaseFacts | undefined = recorded
-    ? { mariadbVersion: prevState.mariadbVersion!, systemdResolved: prevState.systemdResolved!, chrony: prevState.chrony!, timesyncd: prevState.timesyncd! }
+  const known = recorded
+    ? { arch: prevState.arch, facts: { mariadbVersion: prevState.mariadbVersion!, systemdResolved: prevState.systemdResolved!, chrony: prevState.chrony!, timesyncd: prevState.timesyncd! } }
     : undefined;
-  let base: BaseIndex | undefined;
-  let regenerated: 'now' | 'cached' | undefined;
-  const readBase = async (): Promise<BaseIndex> => {
-    if (base) return base;
+  const readBase = async (): Promise<ReadBase> => {
     const log = (line: string): void => reporter.info(line);
     const reading = reporter.step(`reading base ${spec}`);
     const identity = source.kind === 'directory' ? quick!.slice('directory:'.length) : undefined;
     const opened = await openBaseSource(source, { cacheDir, packages, log, ...(identity ? { identity } : {}) });
     reading.finish(`${opened.entries.length} entries`);
     const checked = await checkBase(opened, cluster);
-    arch = checked.arch;
-    facts = { mariadbVersion: checked.mariadbVersion, systemdResolved: checked.systemdResolved, chrony: checked.chrony, timesyncd: checked.timesyncd };
+    const facts = { mariadbVersion: checked.mariadbVersion, systemdResolved: checked.systemdResolved, chrony: checked.chrony, timesyncd: checked.timesyncd };
     // A debootstrap base's identity is known once it is built.
     const plain = quick ?? (await quickIdentity(source, cacheDir, packages))!;
-    const netboot = await netbootBase(opened, cluster, { cacheDir, identity: plain, arch, log });
-    base = netboot.base;
-    sourceId = netboot.identity;
-    if (netboot.regenerated) regenerated = netboot.regenerated;
-    return base;
+    const netboot = await netbootBase(opened, cluster, { cacheDir, identity: plain, arch: checked.arch, log });
+    return { index: netboot.base, arch: checked.arch, facts, identity: netboot.identity, ...(netboot.regenerated ? { regenerated: netboot.regenerated } : {}) };
   };
-  if (!arch || !facts) await readBase();
-  // Without SOURCE_DATE_EPOCH, what netroot writes is dated like the base's newest file: known from the
-  // previous build's state when the base is the same, else from the base.
-  if (explicitEpoch === undefined && !(sameBase && prevState.baseNewestMtime !== undefined)) await readBase();
-  const baseNewestMtime = base ? newestMtime(base) : prevState!.baseNewestMtime!;
-  const sourceDateEpoch = explicitEpoch ?? baseNewestMtime;
-  const baseFacts = facts!;
+  // Read now only when the previous build did not record what the plan needs of this base, or (without
+  // SOURCE_DATE_EPOCH) the base's newest mtime, which dates what netroot writes.
+  const epochKnown = explicitEpoch !== undefined || (sameBase && prevState.baseNewestMtime !== undefined);
+  const early = known && epochKnown ? undefined : await readBase();
+  const arch = known?.arch ?? early!.arch;
+  const sourceId = early?.identity ?? knownId!;
+  const baseFacts = known?.facts ?? early!.facts;
+  const baseNewestMtime = early ? newestMtime(early.index) : prevState?.baseNewestMtime;
+  const sourceDateEpoch = explicitEpoch ?? baseNewestMtime!;
   const plan = planCluster(cluster, prepared.secrets.secrets, prepared.overlays, prepared.secrets.identities, baseFacts);
 
   const profileDir = path.dirname(prepared.loaded.file);
   const given = options.k3sBinary ? path.resolve(options.cwd ?? process.cwd(), options.k3sBinary) : profile.k3s.binary ? path.resolve(profileDir, profile.k3s.binary) : undefined;
   const releaseUrl = options.k3sReleaseUrl ?? env.NETROOT_K3S_RELEASE_URL;
-  const k3s = await resolveK3sBinary({ version: profile.k3s.version, arch: arch!, cacheDir, ...(given ? { binary: given } : {}), ...(releaseUrl ? { releaseUrl } : {}) });
+  const k3s = await resolveK3sBinary({ version: profile.k3s.version, arch, cacheDir, ...(given ? { binary: given } : {}), ...(releaseUrl ? { releaseUrl } : {}) });
 
   const baseIdentity = `${sourceId}|k3s:${k3s.sha256}`;
   // What "gz, plus zst where installed" means on this machine today: installing or removing zstd changes the artifacts.
   const compress = formats.includes('tar') ? (await resolveFormats(options.compress)).join(',') : '';
+  const privileged = isRoot();
   const nodeKeys = new Map(plan.nodes.map((n) => [n.node.name, nodeKey(n, {
     baseIdentity,
     generator: `${GENERATOR} ${ARCHIVE_LAYOUT}`,
     sourceDateEpoch,
     compress,
     // A tree made without root lacks owners, devices and capabilities: never reuse it for a root build.
-    privileged: isRoot(),
+    privileged,
   })]));
-  const neededBoot = [...new Set(cluster.nodes.flatMap((n) => Object.values(bootFiles(n)).map((f) => `tftp/${f}`)))];
   // Which base files the boot files come from: another kernel path with the same name is another kernel.
   const bootSources = JSON.stringify([...new Set(cluster.nodes.map((n) => JSON.stringify([n.board.name, n.board.kernel, n.board.initrd, n.board.fdt ?? null])))].sort());
-  const reuseEverything =
-    prevState !== undefined &&
-    prevState.baseIdentity === baseIdentity &&
-    prevState.bootSources === bootSources &&
-    formats.every((f) => prevState.formats.includes(f)) &&
-    neededBoot.every((f) => prevState.bootFiles.includes(f) && existsSync(path.join(clusterDir, f))) &&
-    plan.nodes.every(({ node }) => {
-      const prev = prevState.nodes[node.name];
-      if (prev?.key !== nodeKeys.get(node.name)) return false;
-      if (formats.includes('tree') && !existsSync(path.join(clusterDir, 'rootfs', node.name))) return false;
-      return !formats.includes('tar') || prev!.artifacts.every((a) => existsSync(path.join(clusterDir, 'artifacts', a.name)));
-    });
+  const { nodes: decisions, reuseEverything } = decideRebuild(previous, { formats, baseIdentity, bootSources, bootFiles: neededBoot, nodeKeys, privileged });
 
   const common = {
     bootSources,
@@ -263,9 +259,10 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     baseNewestMtime,
     cacheDir,
     baseIdentity,
-    arch: arch!,
+    arch,
     ...baseFacts,
     nodeKeys,
+    decisions,
     ...(prevState ? { previous: { dir: clusterDir, state: prevState } } : {}),
   };
   const k3sFacts = { path: displayPath(k3s.path, options.cwd ?? process.cwd()), sha256: k3s.sha256, source: k3s.source };
@@ -275,12 +272,13 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
       inputs: { ...common, layerFiles: [] },
       bootFiles: [],
       reuseBootFiles: { dir: clusterDir, paths: neededBoot },
-      facts: { source: spec, kind: source.kind, arch: arch!, ...(prevState!.baseEntries !== undefined ? { entries: prevState!.baseEntries } : {}), reused: true },
+      facts: { source: spec, kind: source.kind, arch, ...(prevState?.baseEntries !== undefined ? { entries: prevState.baseEntries } : {}), reused: true },
       k3s: k3sFacts,
       notes: baseNotes(baseFacts),
     };
   }
-  const index = await readBase();
+  const read = early ?? (await readBase());
+  const index = read.index;
   const boot = await planBootFiles(index, cluster);
   const layered = await withClusterLayer(index, [{ path: K3S_PATH, content: k3s.path, mode: 0o755 }], sourceDateEpoch);
   // Every node's overlay must fit the base (no write through a base symlink, no file over a directory)
@@ -291,7 +289,7 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     plan,
     inputs: { ...common, base: index, layered, layerFiles },
     bootFiles: boot,
-    facts: { source: spec, kind: source.kind, arch: arch!, entries: index.entries.length, reused: false, ...(regenerated ? { initrdRegenerated: regenerated } : {}) },
+    facts: { source: spec, kind: source.kind, arch, entries: index.entries.length, reused: false, ...(read.regenerated ? { initrdRegenerated: read.regenerated } : {}) },
     k3s: k3sFacts,
     notes: baseNotes(baseFacts),
   };

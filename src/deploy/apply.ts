@@ -18,7 +18,7 @@
  */
 import os from 'node:os';
 import { TargetError } from '../errors.js';
-import { alive } from '../rootfs/cache.js';
+import { alive } from '../cache.js';
 import type { Manifest } from './manifest.js';
 import type { NodeChanges, NodeRollback, NodeTarget } from './plan.js';
 import { rsync, type Target } from './target.js';

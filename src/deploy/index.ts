@@ -18,7 +18,7 @@ import { displayPath } from '../profile/load.js';
 import { fingerprint, secretChanges, type SecretsFingerprint } from '../profile/store.js';
 import { silentReporter, type Reporter } from '../progress.js';
 import { loadHashCache, readManifest, saveHashCache, type Manifest } from './manifest.js';
-import { defaultCacheDir } from '../rootfs/base.js';
+import { defaultCacheDir } from '../base/open.js';
 import { diffBootFiles, diffNode, planRollback, statePaths, type BootFile, type BootFileChange, type NodeChanges, type NodeRollback, type NodeTarget } from './plan.js';
 import { applyNode, applyRollback, existingPaths, lockTarget, META, readNodeTarget, readTargetFile, undoList, writeTargetFile } from './apply.js';
 import { openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';

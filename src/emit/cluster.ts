@@ -11,7 +11,7 @@ import { writeAtomically } from './staging.js';
 import { writeTree } from './tree.js';
 import { emitRootfs, type RootfsInputs, type RootfsResult } from './rootfs.js';
 import { STATE_FILE, type BuildState } from './state.js';
-import { isRoot } from '../rootfs/base.js';
+import { isRoot } from '../privileges.js';
 import { OWNER_FILE, readOutputRecord, type OutputRecord } from './owner.js';
 import type { SecretsFingerprint } from '../profile/store.js';
 

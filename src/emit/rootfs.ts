@@ -9,14 +9,15 @@ import { existsSync } from 'node:fs';
 import { link, mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BuildPlan, PlannedFile } from '../plan/plan.js';
-import { isRoot, type BaseIndex } from '../rootfs/base.js';
-import { sha256sums, writeNodeArtifact, type Format, type SharedBase } from '../rootfs/artifact.js';
-import { packedBase } from '../rootfs/packed.js';
-import { overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from '../rootfs/tree.js';
+import type { BaseIndex } from '../base/open.js';
+import { sha256sums, writeNodeArtifact, type Format, type SharedBase } from './artifact.js';
+import { packedBase } from './packed.js';
+import { overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from './export-tree.js';
 import { RootfsError } from '../rootfs/errors.js';
 import type { Reporter } from '../progress.js';
 import type { ArtifactRecord, BuildState } from './state.js';
 import { Rollback } from './staging.js';
+import type { NodeDecision } from './rebuild.js';
 
 export const OUTPUT_FORMATS = ['tree', 'tar'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
@@ -29,7 +30,7 @@ export interface RootfsInputs {
   compress?: Format[];
   sourceDateEpoch: number;
   /** The base's newest mtime (SOURCE_DATE_EPOCH's default), kept so a rebuild from the same base need not read it. */
-  baseNewestMtime: number;
+  baseNewestMtime?: number;
   cacheDir: string;
   baseIdentity: string;
   arch: string;
@@ -41,6 +42,8 @@ export interface RootfsInputs {
   timesyncd: boolean;
   /** Per node, the key of its inputs (see state.ts). */
   nodeKeys: Map<string, string>;
+  /** Per node, whether its outputs are moved, revised, linked or made anew (see rebuild.ts). */
+  decisions: ReadonlyMap<string, NodeDecision>;
   /** The base; absent when every node is reused from the previous build. */
   base?: BaseIndex;
   /** The base with the files every node gets the same (the k3s binary), for artifacts: packed once. */
@@ -57,11 +60,6 @@ export interface RootfsResult {
   reused: string[];
   rebuilt: string[];
   state: Pick<BuildState, 'nodes'>;
-}
-
-function reusable(inputs: RootfsInputs, node: string): boolean {
-  const prev = inputs.previous?.state.nodes[node];
-  return prev !== undefined && prev.key === inputs.nodeKeys.get(node);
 }
 
 /**
@@ -85,38 +83,45 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
     if (!inputs.base || !inputs.layered) throw new RootfsError(`internal: the base is needed to ${what} but was not read`);
     return what === 'pack' ? inputs.layered : inputs.base;
   };
-  const reusedNodes = new Set<string>();
-  for (const { node } of plan.nodes) {
-    const prevTree = prevDir && path.join(prevDir, 'rootfs', node.name);
-    const prevArtifacts = inputs.previous?.state.nodes[node.name]?.artifacts ?? [];
-    const treeOk = !inputs.formats.includes('tree') || (prevTree && existsSync(prevTree));
-    const tarOk = !inputs.formats.includes('tar') || (prevArtifacts.length > 0 && prevArtifacts.every((a) => existsSync(path.join(prevDir!, 'artifacts', a.name))));
-    if (prevDir && reusable(inputs, node.name) && treeOk && tarOk) reusedNodes.add(node.name);
-  }
+  const decision = (node: string): NodeDecision => {
+    const decided = inputs.decisions.get(node);
+    if (!decided) throw new RootfsError(`internal: no rebuild decision for node ${node}`);
+    return decided;
+  };
+  /** What the previous build made of a node the decision takes from it. */
+  const previousNode = (node: string): { dir: string; record: BuildState['nodes'][string] } => {
+    const record = inputs.previous?.state.nodes[node];
+    if (!prevDir || !record) throw new RootfsError(`internal: node ${node} is taken from a previous build that has no record of it`);
+    return { dir: prevDir, record };
+  };
+  const previousTree = (node: string): { dir: string; overlay: string[]; removed: string[] } => {
+    const { dir, record } = previousNode(node);
+    if (!record.tree) throw new RootfsError(`internal: the tree of node ${node} is taken from a previous build that has no record of it`);
+    return { dir: path.join(dir, 'rootfs', node), ...record.tree };
+  };
 
   const trees: Record<string, { overlay: string[]; removed: string[] }> = {};
   if (inputs.formats.includes('tree')) {
     const step = reporter.step('writing node trees', plan.nodes.length, 'nodes');
-    // Revising a tree is only right when it was made from the same base, with the same privileges.
-    const sameBase = inputs.previous?.state.baseIdentity === inputs.baseIdentity && inputs.previous?.state.privileged === isRoot();
     for (const [i, { node, files, removes }] of plan.nodes.entries()) {
       const dest = path.join(staging, 'rootfs', node.name);
-      const prevTree = prevDir ? path.join(prevDir, 'rootfs', node.name) : undefined;
-      const prevRecord = inputs.previous?.state.nodes[node.name]?.tree;
-      if (reusedNodes.has(node.name) && prevRecord) {
-        await moveTree(prevTree!, dest, rollback);
-        trees[node.name] = prevRecord;
+      const action = decision(node.name).tree;
+      if (action === 'move') {
+        const { dir, ...record } = previousTree(node.name);
+        await moveTree(dir, dest, rollback);
+        trees[node.name] = record;
       } else {
         const all = [...inputs.layerFiles, ...files];
         const options = { sourceDateEpoch: inputs.sourceDateEpoch, removes };
         let written;
-        if (sameBase && prevRecord && prevTree && existsSync(prevTree)) {
+        if (action === 'revise') {
           // Same base as last time: the previous tree is moved here and only what this node's overlay
           // changed is written; the journal keeps what it replaced, so a failed build can put it back.
-          await moveTree(prevTree, dest, rollback);
+          const prev = previousTree(node.name);
+          await moveTree(prev.dir, dest, rollback);
           const journal = new TreeJournal(path.join(prevDir!, `.netroot-undo-${node.name}`));
           rollback.add(async () => journal.undo());
-          written = await reviseNodeTree(needBase('copy'), all, dest, { dir: dest, overlay: prevRecord.overlay, removes: prevRecord.removed }, { ...options, journal });
+          written = await reviseNodeTree(needBase('copy'), all, dest, { dir: dest, overlay: prev.overlay, removes: prev.removed }, { ...options, journal });
         } else {
           written = await writeNodeTree(needBase('copy'), all, dest, options);
         }
@@ -135,8 +140,8 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
     await mkdir(artifactsDir, { recursive: true });
     for (const [i, { node, files, removes }] of plan.nodes.entries()) {
       let records: ArtifactRecord[];
-      if (reusedNodes.has(node.name)) {
-        records = inputs.previous!.state.nodes[node.name]!.artifacts;
+      if (decision(node.name).artifacts === 'link') {
+        records = previousNode(node.name).record.artifacts;
         for (const r of records) await link(path.join(prevDir!, 'artifacts', r.name), path.join(artifactsDir, r.name));
       } else {
         if (!shared) {
@@ -160,7 +165,7 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
   for (const { node } of plan.nodes) {
     result.state.nodes[node.name] ??= { key: inputs.nodeKeys.get(node.name)!, artifacts: [] };
     if (trees[node.name]) result.state.nodes[node.name]!.tree = trees[node.name]!;
-    (reusedNodes.has(node.name) ? result.reused : result.rebuilt).push(node.name);
+    (decision(node.name).reused ? result.reused : result.rebuilt).push(node.name);
   }
   return result;
 }

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { alive } from '../rootfs/cache.js';
+import { alive } from '../cache.js';
 
 /** Remove staging directories left by killed runs for the same target. */
 async function removeStale(parent: string, base: string): Promise<void> {

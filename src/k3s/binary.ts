@@ -3,12 +3,12 @@
  * `--k3s-binary`, or downloaded once for `k3s.version` with the sha256 the
  * release publishes checked, and cached. Nodes never run an install script.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NetrootError, UsageError } from '../errors.js';
-import { rememberedDigest } from '../rootfs/cache.js';
+import { rememberedDigest, stageIntoCache } from '../cache.js';
 
 export const DEFAULT_RELEASE_URL = 'https://github.com/k3s-io/k3s/releases/download';
 
@@ -134,9 +134,7 @@ export async function resolveK3sBinary(options: K3sBinaryOptions): Promise<K3sBi
   const expected = publishedSum(sums, asset);
   if (!expected) throw new NetrootError(`${base}/${sumsName} lists no sha256 for ${asset}; refusing an unchecked binary`, 1);
 
-  await mkdir(dir, { recursive: true });
-  const tmp = path.join(dir, `.${asset}.${process.pid}-${randomBytes(4).toString('hex')}`);
-  try {
+  const actual = await stageIntoCache(cached, async (tmp) => {
     const response = await fetchOk(`${base}/${asset}`, timeout);
     const hash = createHash('sha256');
     const handle = await open(tmp, 'wx', 0o755);
@@ -153,10 +151,8 @@ export async function resolveK3sBinary(options: K3sBinaryOptions): Promise<K3sBi
       throw new NetrootError(`the downloaded ${asset} ${options.version} has sha256 ${actual}, but the release publishes ${expected}; not using it`, 1);
     }
     await chmod(tmp, 0o755);
-    await rename(tmp, cached);
-    await writeFile(sumFile, `${actual}\n`);
-    return { path: cached, sha256: actual, source: 'download' };
-  } finally {
-    await rm(tmp, { force: true });
-  }
+    return actual;
+  });
+  await writeFile(sumFile, `${actual}\n`);
+  return { path: cached, sha256: actual, source: 'download' };
 }

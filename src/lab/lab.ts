@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from '../build.js';
 import { loadProfile } from '../profile/load.js';
 import { UsageError } from '../errors.js';
+import { isRoot } from '../privileges.js';
 import { startBootServer } from './boot-server.js';
 import { Cleanup } from './cleanup.js';
 import { startLabDns } from './dns.js';
@@ -89,7 +90,7 @@ export interface LabReport {
 const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;
 
 async function checkHost(emulated: boolean): Promise<void> {
-  if (process.getuid?.() !== 0) throw new UsageError('the lab needs root: it creates network namespaces, mounts and containers. Run it as root (sudo npm run lab -- …)');
+  if (!isRoot()) throw new UsageError('the lab needs root: it creates network namespaces, mounts and containers. Run it as root (sudo npm run lab -- …)');
   const missing: string[] = [];
   for (const program of [...PROGRAMS, ...(emulated ? ['qemu-system-aarch64'] : [])]) if (!(await tryRun('sh', ['-c', `command -v ${program}`])).ok) missing.push(program);
   if (missing.length) throw new UsageError(`the lab needs ${missing.join(', ')}: install its packages with scripts/install-lab-deps.sh`);

@@ -6,7 +6,7 @@ import { existsSync, statSync } from 'node:fs';
 import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ProfileError, UsageError, type ProfileIssue, type SourceLocation } from '../errors.js';
 import { formatPath, locate, mergeLocated, parseLocated, toPlain, type Located, type PathSegment } from './located.js';
 import { expandBoardPresets } from './boards.js';
@@ -88,22 +88,19 @@ async function readChain(file: string, cwd: string, chain: string[]): Promise<Lo
 
 /** Walk the zod schema to the object at `path`, to suggest keys for a typo. */
 function knownKeys(path: readonly PathSegment[]): string[] {
-  let schema: z.ZodType | undefined = profileSchema;
   const unwrap = (t: z.ZodType): z.ZodType => {
-    for (;;) {
-      const def = (t as unknown as { _zod: { def: { type: string; innerType?: z.ZodType } } })._zod.def;
-      if (['optional', 'default', 'nullable', 'prefault'].includes(def.type) && def.innerType) t = def.innerType;
-      else return t;
-    }
+    while (t instanceof z.ZodOptional || t instanceof z.ZodDefault || t instanceof z.ZodNullable || t instanceof z.ZodPrefault) t = t.unwrap() as z.ZodType;
+    return t;
   };
+  let schema: z.ZodType | undefined = profileSchema;
   for (const seg of path) {
     if (!schema) return [];
-    const t = unwrap(schema) as unknown as { _zod: { def: { type: string; element?: z.ZodType } }; shape?: Record<string, z.ZodType> };
-    if (typeof seg === 'number') schema = t._zod.def.type === 'array' ? t._zod.def.element : undefined;
-    else schema = t.shape?.[seg];
+    const t = unwrap(schema);
+    if (typeof seg === 'number') schema = t instanceof z.ZodArray ? (t.element as z.ZodType) : undefined;
+    else schema = t instanceof z.ZodObject ? (t.shape[seg] as z.ZodType | undefined) : undefined;
   }
-  const t = schema && (unwrap(schema) as unknown as { shape?: Record<string, unknown> });
-  return t?.shape ? Object.keys(t.shape) : [];
+  const t = schema && unwrap(schema);
+  return t instanceof z.ZodObject ? Object.keys(t.shape) : [];
 }
 
 function editDistance(a: string, b: string): number {

@@ -15,8 +15,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { build } from '../../src/build.js';
 import { silentReporter } from '../../src/progress.js';
-import { defaultCacheDir } from '../../src/rootfs/base.js';
-import { canBootFromNfs, inspectInitrd } from '../../src/rootfs/initrd.js';
+import { defaultCacheDir } from '../../src/base/open.js';
+import { canBootFromNfs, inspectInitrd } from '../../src/base/check/initrd.js';
 
 const PROFILE = path.resolve('profiles/opz3-netboot.yaml');
 let tmp: string;

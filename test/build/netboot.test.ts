@@ -16,9 +16,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { build, type BuildOptions } from '../../src/build.js';
 import { silentReporter } from '../../src/progress.js';
-import { defaultCacheDir } from '../../src/rootfs/base.js';
-import { buildDebootstrapBase } from '../../src/rootfs/debootstrap.js';
-import { canBootFromNfs, inspectInitrd } from '../../src/rootfs/initrd.js';
+import { defaultCacheDir } from '../../src/base/open.js';
+import { buildDebootstrapBase } from '../../src/base/debootstrap.js';
+import { canBootFromNfs, inspectInitrd } from '../../src/base/check/initrd.js';
 
 const SPEC = 'debootstrap:bookworm:amd64:dbus,e2fsprogs,galera-4,iproute2,keepalived,linux-image-amd64,mariadb-server,nfs-common,python3,rsync,stunnel4,systemd-sysv';
 /** Not read by the NFS check or update-initramfs; dropping them halves the base. */

@@ -14,7 +14,7 @@ import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { deploy, planDeploy, rollback } from '../../src/deploy/index.js';
 import { readManifest, type Manifest } from '../../src/deploy/manifest.js';
-import { isRoot } from '../rootfs/support.js';
+import { isRoot } from '../support/rootfs.js';
 import { startSshd, type Sshd } from '../support/sshd.js';
 import { rejects } from '../support/assert.js';
 import { assertOldOrNew, assertSameTree, built, cli, fixture, killAt, live, NODES, STATE, type Fixture } from './support.js';

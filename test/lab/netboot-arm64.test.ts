@@ -22,12 +22,13 @@ import { K3S_STANDIN, runLab } from '../../src/lab/lab.js';
 import { pxelinuxName } from '../../src/lab/netboot-arm64.js';
 import { silentReporter } from '../../src/progress.js';
 import { loadProfile } from '../../src/profile/load.js';
-import { inspectInitrd } from '../../src/rootfs/initrd.js';
+import { inspectInitrd } from '../../src/base/check/initrd.js';
 import { requires } from '../support/requires.js';
+import { isRoot } from '../../src/privileges.js';
 
 const PROFILE = path.resolve('profiles/opz3-netboot.yaml');
 const qemu = (await execa('sh', ['-c', 'command -v qemu-system-aarch64'], { reject: false })).exitCode === 0;
-const it = requires(process.getuid?.() === 0 && qemu && existsSync(UBOOT_ARM64), 'root, qemu-system-aarch64 and u-boot-qemu (scripts/install-lab-deps.sh)');
+const it = requires(isRoot() && qemu && existsSync(UBOOT_ARM64), 'root, qemu-system-aarch64 and u-boot-qemu (scripts/install-lab-deps.sh)');
 
 /** The initrd without the named modules' files: unpacked, pruned and packed again as one newc archive. */
 async function initrdWithout(source: string, target: string, modules: string[], work: string): Promise<void> {

@@ -3,10 +3,10 @@ import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { buildArtifacts } from '../../src/rootfs/artifact.js';
-import { openBase } from '../../src/rootfs/base.js';
+import { buildArtifacts } from '../../src/emit/artifact.js';
+import { openBase } from '../../src/base/open.js';
 import { encodeHeader, END_OF_ARCHIVE, padding, readTar, type TarHeader } from '../../src/rootfs/tarformat.js';
-import { cleanup, extract, isRoot, snapshot, tempDir } from './support.js';
+import { cleanup, extract, isRoot, snapshot, tempDir } from '../support/rootfs.js';
 
 const test = suite('rootfs/tarformat');
 test.after(cleanup);

@@ -4,14 +4,14 @@ import { execa } from 'execa';
 import tarStream from 'tar-stream';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { buildArtifacts, epochFromEnv, sourceDateEpoch, type ArtifactOptions } from '../../src/rootfs/artifact.js';
-import { openBase, type BaseIndex } from '../../src/rootfs/base.js';
+import { buildArtifacts, epochFromEnv, sourceDateEpoch, type ArtifactOptions } from '../../src/emit/artifact.js';
+import { openBase, type BaseIndex } from '../../src/base/open.js';
 import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
-import { writeNodeTree } from '../../src/rootfs/tree.js';
-import { cleanup, exists, extract, file, isRoot, makeBase, overlay, snapshot, tarOf, tempDir } from './support.js';
+import { writeNodeTree } from '../../src/emit/export-tree.js';
+import { cleanup, exists, extract, file, isRoot, makeBase, overlay, snapshot, tarOf, tempDir } from '../support/rootfs.js';
 import { requires } from '../support/requires.js';
 
-const test = suite('rootfs/artifact');
+const test = suite('emit/artifact');
 test.after(cleanup);
 
 const EPOCH = 1_700_000_000;

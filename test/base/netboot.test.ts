@@ -10,8 +10,8 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Cluster } from '../../src/profile/resolve.js';
-import { openBase } from '../../src/rootfs/base.js';
-import { kernelVersions, netbootBase, uInitrdPlan } from '../../src/rootfs/netboot.js';
+import { openBase } from '../../src/base/open.js';
+import { kernelVersions, netbootBase, uInitrdPlan } from '../../src/base/netboot.js';
 import { makeArmbianBase } from '../support/armbian-base.js';
 import { rejects } from '../support/assert.js';
 

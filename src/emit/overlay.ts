@@ -20,9 +20,9 @@
  *   the holder (`relinked`).
  */
 import type { PlannedFile } from '../plan/plan.js';
-import type { BaseEntry, BaseIndex } from './base.js';
-import { OverlayConflictError } from './errors.js';
-import { ancestors, comparePaths, normalise, unsafeReason } from './paths.js';
+import type { BaseEntry, BaseIndex } from '../base/open.js';
+import { OverlayConflictError } from '../rootfs/errors.js';
+import { ancestors, comparePaths, normalise, unsafeReason } from '../rootfs/paths.js';
 
 /** An entry of a node's root: a base entry, or one the overlay makes (with its bytes in memory). */
 export interface NodeEntry extends BaseEntry {

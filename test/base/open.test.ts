@@ -3,11 +3,11 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { defaultCacheDir, directoryIdentity, openBase, type BaseIndex } from '../../src/rootfs/base.js';
+import { defaultCacheDir, directoryIdentity, openBase, type BaseIndex } from '../../src/base/open.js';
 import { BaseArchiveError } from '../../src/rootfs/errors.js';
-import { cleanup, isRoot, LONG_PATH, makeBase, tarOf, tempDir } from './support.js';
+import { cleanup, isRoot, LONG_PATH, makeBase, tarOf, tempDir } from '../support/rootfs.js';
 
-const test = suite('rootfs/base');
+const test = suite('base/open');
 test.after(cleanup);
 
 /** The index minus where content lives, which differs between a directory and its extraction. */

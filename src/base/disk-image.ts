@@ -31,9 +31,9 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { NetrootError, UsageError } from '../errors.js';
 import { isRoot } from '../privileges.js';
-import { cachedFile, sha256File } from './cache.js';
-import { RootfsError } from './errors.js';
-import { applyXattrs, type Xattrs } from './xattr.js';
+import { cachedFile, sha256File } from '../cache.js';
+import { RootfsError } from '../rootfs/errors.js';
+import { applyXattrs, type Xattrs } from '../rootfs/xattr.js';
 
 export type ExtractMethod = 'debugfs' | 'fuse2fs';
 

@@ -4,15 +4,15 @@
  * verdict names what is missing. Needs cpio, gzip, xz-utils, zstd, lz4 and
  * u-boot-tools (mkimage, dumpimage).
  */
-import { test } from '../support/test.js';
+import { test } from '../../support/test.js';
 import * as assert from 'uvu/assert';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
-import { canBootFromNfs, crc32, inspectInitrd, type InitrdInfo } from '../../src/rootfs/initrd.js';
-import { RootfsError } from '../../src/rootfs/errors.js';
-import { rejects } from '../support/assert.js';
+import { canBootFromNfs, crc32, inspectInitrd, type InitrdInfo } from '../../../src/base/check/initrd.js';
+import { RootfsError } from '../../../src/rootfs/errors.js';
+import { rejects } from '../../support/assert.js';
 
 const KVER = '6.1.0-netroot-arm64';
 const MOD = `lib/modules/${KVER}`;

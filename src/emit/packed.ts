@@ -6,11 +6,11 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ARCHIVE_LAYOUT, prepareSharedBase, resolveFormats, type ArtifactOptions, type Chunk, type Format, type SharedBase } from './artifact.js';
-import type { BaseIndex } from './base.js';
-import { sweepStaleTemporaries, temporaryName } from './cache.js';
+import type { BaseIndex } from '../base/open.js';
+import { stageIntoCache } from '../cache.js';
 
 /** Bumped whenever the packing changes what bytes a chunk holds. */
 const PACKING = 'chunks-1';
@@ -38,10 +38,7 @@ export async function packedBase(base: BaseIndex, identity: string, cacheDir: st
     const concurrency = options.concurrency ?? 3;
     return { shared: { base, epoch: stored.epoch, formats: stored.formats, chunks, endOfArchive, levels: stored.levels, concurrency }, hit: true };
   }
-  await mkdir(packs, { recursive: true, mode: 0o700 });
-  await sweepStaleTemporaries(packs);
-  const staging = temporaryName(dir);
-  try {
+  await stageIntoCache(dir, async (staging) => {
     const shared = await prepareSharedBase(base, staging, { ...options, formats });
     const stored: Stored = {
       formats: shared.formats,
@@ -51,10 +48,6 @@ export async function packedBase(base: BaseIndex, identity: string, cacheDir: st
       endOfArchive: Object.fromEntries(Object.entries(shared.endOfArchive).map(([f, b]) => [f, b!.toString('base64')])),
     };
     await writeFile(path.join(staging, 'chunks.json'), JSON.stringify(stored));
-    await rename(staging, dir).catch(async () => rm(staging, { recursive: true, force: true }));
-  } catch (error) {
-    await rm(staging, { recursive: true, force: true });
-    throw error;
-  }
+  }, { parentMode: 0o700 });
   return packedBase(base, identity, cacheDir, options).then((r) => ({ ...r, hit: false }));
 }

@@ -14,20 +14,21 @@
  */
 import { existsSync } from 'node:fs';
 import * as fsSync from 'node:fs';
-import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { NetrootError } from '../errors.js';
 import type { Cluster } from '../profile/resolve.js';
-import { isRoot, loadStored, openBase, storeIndex, type BaseIndex } from './base.js';
+import { isRoot } from '../privileges.js';
+import { loadStored, openBase, storeIndex, type BaseIndex } from './open.js';
 import { fileInBase } from './boot-files.js';
-import { sha256, sweepStaleTemporaries, temporaryName } from './cache.js';
+import { sha256, stageIntoCache } from '../cache.js';
 import { checkEmulation } from './debootstrap.js';
-import { RootfsError } from './errors.js';
-import { canBootFromNfs, inspectInitrd, isUImage } from './initrd.js';
-import type { NodeEntry } from './overlay.js';
-import { resolveInRoot } from './overlay.js';
-import { layOverlay, reconcile, safeParent } from './tree.js';
+import { RootfsError } from '../rootfs/errors.js';
+import { canBootFromNfs, inspectInitrd, isUImage } from './check/initrd.js';
+import type { NodeEntry } from '../emit/overlay.js';
+import { resolveInRoot } from '../emit/overlay.js';
+import { layOverlay, reconcile, safeParent } from '../emit/export-tree.js';
 
 /** Changes whenever what a regeneration makes changes, so older copies are not reused. */
 export const NETBOOT_RECIPE = 'netboot-initrd-1';
@@ -130,13 +131,10 @@ export async function netbootBase(base: BaseIndex, cluster: Cluster, options: Ne
   const log = options.log ?? (() => undefined);
   log(`regenerating the initramfs of ${base.source} with MODULES=netboot${modules.length ? ` and ${modules.join(', ')}` : ''} (kernel ${versions.join(', ')}); done once, then cached`);
   const started = Date.now();
-  const parent = path.dirname(dir);
-  await mkdir(parent, { recursive: true, mode: 0o700 });
-  await sweepStaleTemporaries(parent);
-  const staging = temporaryName(dir);
   // Kept private: the copy holds setuid binaries and device nodes, like the extraction cache.
-  await mkdir(staging, { mode: 0o700 });
-  try {
+  // The mounts of the chroot were in its own namespace and are gone when the staging copy is removed.
+  await stageIntoCache(dir, async (staging) => {
+    await mkdir(staging, { mode: 0o700 });
     const tree = path.join(staging, 'tree');
     const copied = await execa('cp', ['-a', '--reflink=auto', '-T', '--', base.root, tree], { reject: false });
     if (copied.exitCode !== 0) throw new NetrootError(`copying the base ${base.root} to ${tree} failed: ${String(copied.stderr).trim()}`);
@@ -156,14 +154,7 @@ export async function netbootBase(base: BaseIndex, cluster: Cluster, options: Ne
       throw new RootfsError(`${why}\nnetroot regenerated the initramfs with MODULES=netboot, and it still cannot mount an NFS root:\n${describeProblems(still)}`);
     }
     await storeIndex(staging, regenerated);
-    await rename(staging, dir).catch(async (error: NodeJS.ErrnoException) => {
-      // Another build regenerated the same base first: use theirs.
-      if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
-    });
-  } finally {
-    // rm does not follow symlinks; the mounts were in the chroot's own namespace and are gone.
-    await rm(staging, { recursive: true, force: true });
-  }
+  }, { parentMode: 0o700 });
   log(`regenerated the initramfs in ${Math.round((Date.now() - started) / 1000)} s`);
   const stored = await loadStored(dir, base.source, base.kind);
   if (!stored) throw new RootfsError(`the regenerated base at ${dir} has no readable index`);

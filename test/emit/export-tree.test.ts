@@ -4,13 +4,13 @@ import { execa } from 'execa';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { requires } from '../support/requires.js';
-import { openBase } from '../../src/rootfs/base.js';
+import { openBase } from '../../src/base/open.js';
 import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
-import { mergeOverlay, resolveInRoot } from '../../src/rootfs/overlay.js';
-import { layOverlay, overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from '../../src/rootfs/tree.js';
-import { cleanup, exists, file, isRoot, link, makeBase, overlay, snapshot, tarOf, tempDir } from './support.js';
+import { mergeOverlay, resolveInRoot } from '../../src/emit/overlay.js';
+import { layOverlay, overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from '../../src/emit/export-tree.js';
+import { cleanup, exists, file, isRoot, link, makeBase, overlay, snapshot, tarOf, tempDir } from '../support/rootfs.js';
 
-const test = suite('rootfs/tree');
+const test = suite('emit/export-tree');
 test.after(cleanup);
 
 const EPOCH = 1_700_000_000;

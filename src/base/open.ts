@@ -19,17 +19,17 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, constants, type BigIntStats } from 'node:fs';
 import * as fsSync from 'node:fs';
-import { mkdir, open, readFile, rename, rm, stat, realpath, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, stat, realpath, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
 import { execa } from 'execa';
-import { sha256, sha256File, sweepStaleTemporaries, temporaryName } from './cache.js';
-import { BaseArchiveError, RootfsError } from './errors.js';
-import { writeAll } from './io.js';
-import { ancestors, comparePaths, normalise, unsafeReason } from './paths.js';
-import { readTar, TarReadError, type TarMember, type TarMemberHeader } from './tarformat.js';
-import { applyXattrs, readTreeXattrs, requireXattrTools, type Xattrs } from './xattr.js';
+import { sha256, sha256File, stageIntoCache } from '../cache.js';
+import { BaseArchiveError, RootfsError } from '../rootfs/errors.js';
+import { writeAll } from '../rootfs/io.js';
+import { ancestors, comparePaths, normalise, unsafeReason } from '../rootfs/paths.js';
+import { readTar, TarReadError, type TarMember, type TarMemberHeader } from '../rootfs/tarformat.js';
+import { applyXattrs, readTreeXattrs, requireXattrTools, type Xattrs } from '../rootfs/xattr.js';
 import { isRoot } from '../privileges.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
@@ -90,7 +90,6 @@ export interface OpenBaseOptions {
 }
 
 // One place decides whether this runs as root; re-exported for the callers that already import it from here.
-export { isRoot } from '../privileges.js';
 
 export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_CACHE_HOME;
@@ -523,10 +522,8 @@ async function indexDirectoryCached(root: string, cacheDir: string, identity: st
     if (index) return index;
   }
   const index = await indexDirectory(root);
-  await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  const temporary = temporaryName(file);
-  await writeFile(temporary, JSON.stringify({ ...toStored('', index.entries, index.applied, index.warnings), identity }), { mode: 0o600 });
-  await rename(temporary, file);
+  const stored = JSON.stringify({ ...toStored('', index.entries, index.applied, index.warnings), identity });
+  await stageIntoCache(file, (temporary) => writeFile(temporary, stored, { mode: 0o600 }), { parentMode: 0o700 });
   return index;
 }
 
@@ -536,29 +533,21 @@ async function openTarball(file: string, cacheDir: string, privileged: boolean, 
   const dir = path.join(bases, digest);
   const cached = await loadStored(dir, file);
   if (cached) return cached;
-  // The cache holds setuid binaries and device nodes owned by root: keep it private.
-  await mkdir(bases, { recursive: true, mode: 0o700 });
   await rm(dir, { recursive: true, force: true }); // an index of another version
-  await sweepStaleTemporaries(bases); // left by killed runs
-  const staging = temporaryName(dir);
-  await mkdir(staging, { mode: 0o700 });
   try {
-    const tree = path.join(staging, 'tree');
-    await mkdir(tree, { mode: 0o700 });
-    const extractor = new Extractor(file, tree, privileged);
-    await withDecompressed(file, async (bytes) => {
-      for await (const member of readTar(bytes)) await extractor.add(member);
-    });
-    const { entries, applied, warnings } = await extractor.finish();
-    await writeFile(path.join(staging, 'index.json'), JSON.stringify(toStored(digest, entries, applied, warnings)));
-    await rename(staging, dir).catch(async (error: NodeJS.ErrnoException) => {
-      // Another run extracted the same tarball first: use theirs.
-      if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
-      await rm(staging, { recursive: true, force: true });
-    });
+    // The cache holds setuid binaries and device nodes owned by root: keep it private.
+    await stageIntoCache(dir, async (staging) => {
+      await mkdir(staging, { mode: 0o700 });
+      const tree = path.join(staging, 'tree');
+      await mkdir(tree, { mode: 0o700 });
+      const extractor = new Extractor(file, tree, privileged);
+      await withDecompressed(file, async (bytes) => {
+        for await (const member of readTar(bytes)) await extractor.add(member);
+      });
+      const { entries, applied, warnings } = await extractor.finish();
+      await writeFile(path.join(staging, 'index.json'), JSON.stringify(toStored(digest, entries, applied, warnings)));
+    }, { parentMode: 0o700 });
   } catch (error) {
-    // rm does not follow symlinks, so a hostile `etc -> /` in the staging tree is removed, not its target.
-    await rm(staging, { recursive: true, force: true });
     if (error instanceof TarReadError) throw new BaseArchiveError(file, error.member, error.message, { cause: error });
     throw error;
   }

@@ -25,9 +25,9 @@ import {
   parseDebootstrapSpec,
   parseIndexTargets,
   sourcesForSuite,
-} from '../../src/rootfs/debootstrap.js';
-import { cachedFile } from '../../src/rootfs/cache.js';
-import { parseDpkgStatus } from '../../src/rootfs/dpkg.js';
+} from '../../src/base/debootstrap.js';
+import { cachedFile } from '../../src/cache.js';
+import { parseDpkgStatus } from '../../src/base/dpkg.js';
 import { rejects } from '../support/assert.js';
 
 let tmp: string;

@@ -20,7 +20,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import { NetrootError, UsageError } from '../errors.js';
-import { cachedFile, sha256 } from './cache.js';
+import { cachedFile, sha256 } from '../cache.js';
 
 export interface DebootstrapSpec {
   suite: string;

@@ -16,11 +16,11 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { UsageError } from '../../src/errors.js';
 import { RootfsError } from '../../src/rootfs/errors.js';
-import { extractDiskImage, findRootPartition, parseLsP, parseStat, type ExtractMethod } from '../../src/rootfs/image.js';
+import { extractDiskImage, findRootPartition, parseLsP, parseStat, type ExtractMethod } from '../../src/base/disk-image.js';
 import { rejects } from '../support/assert.js';
+import { isRoot } from '../support/rootfs.js';
 
 const MiB = 1024 * 1024;
-const isRoot = process.getuid?.() === 0;
 /** What fuse2fs needs here; whether mounting with it really works is checked once the image exists. */
 const fusePresent = existsSync('/dev/fuse') && ['/usr/bin/fuse2fs', '/sbin/fuse2fs', '/usr/sbin/fuse2fs'].some((p) => existsSync(p));
 

@@ -4,9 +4,9 @@
  * than once per node.
  */
 import { stat } from 'node:fs/promises';
-import type { BaseEntry, BaseIndex } from './base.js';
-import { RootfsError } from './errors.js';
-import { ancestors, comparePaths } from './paths.js';
+import type { BaseEntry, BaseIndex } from '../base/open.js';
+import { RootfsError } from '../rootfs/errors.js';
+import { ancestors, comparePaths } from '../rootfs/paths.js';
 
 export interface LayerFile {
   path: string;

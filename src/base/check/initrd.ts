@@ -21,8 +21,8 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { execa } from 'execa';
-import { NetrootError } from '../errors.js';
-import { RootfsError } from './errors.js';
+import { NetrootError } from '../../errors.js';
+import { RootfsError } from '../../rootfs/errors.js';
 
 export type Compression = 'none' | 'gzip' | 'xz' | 'lzma' | 'zstd' | 'lz4' | 'bzip2' | 'lzop';
 

@@ -45,13 +45,13 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip, gzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { sha256, type PlannedFile } from '../plan/plan.js';
-import type { BaseEntry, BaseIndex } from './base.js';
-import { sweepStaleTemporaries, temporaryName } from './cache.js';
-import { RootfsError } from './errors.js';
-import { writeAll } from './io.js';
+import type { BaseEntry, BaseIndex } from '../base/open.js';
+import { sweepStaleTemporaries, temporaryName } from '../cache.js';
+import { RootfsError } from '../rootfs/errors.js';
+import { writeAll } from '../rootfs/io.js';
 import { mergeOverlay, type NodeEntry, type OverlayMerge } from './overlay.js';
-import { comparePaths } from './paths.js';
-import { BLOCK, encodeHeader, END_OF_ARCHIVE, padding, type TarHeader } from './tarformat.js';
+import { comparePaths } from '../rootfs/paths.js';
+import { BLOCK, encodeHeader, END_OF_ARCHIVE, padding, type TarHeader } from '../rootfs/tarformat.js';
 
 export type Format = 'gz' | 'zst';
 

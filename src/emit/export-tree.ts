@@ -18,12 +18,13 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { PlannedFile } from '../plan/plan.js';
 import { sourceDateEpoch } from './artifact.js';
-import { isRoot, type BaseIndex } from './base.js';
-import { OverlayConflictError, RootfsError } from './errors.js';
-import { writeAll } from './io.js';
+import type { BaseIndex } from '../base/open.js';
+import { isRoot } from '../privileges.js';
+import { OverlayConflictError, RootfsError } from '../rootfs/errors.js';
+import { writeAll } from '../rootfs/io.js';
 import { mergeOverlay, type NodeEntry } from './overlay.js';
-import { ancestors } from './paths.js';
-import { applyXattrs, requireXattrTools, type Xattrs } from './xattr.js';
+import { ancestors } from '../rootfs/paths.js';
+import { applyXattrs, requireXattrTools, type Xattrs } from '../rootfs/xattr.js';
 
 export interface TreeOptions {
   /** mtime of the overlay's files and new directories; default $SOURCE_DATE_EPOCH, else the base's newest mtime. */

@@ -2,10 +2,10 @@
  * What a base must hold for the cluster's nodes, read from its dpkg database
  * (var/lib/dpkg/status), and the architecture it is built for.
  */
-import type { Cluster } from '../profile/resolve.js';
-import type { BaseIndex } from './base.js';
-import { readInstalledPackages } from './dpkg.js';
-import { RootfsError } from './errors.js';
+import type { Cluster } from '../../profile/resolve.js';
+import type { BaseIndex } from '../open.js';
+import { readInstalledPackages } from '../dpkg.js';
+import { RootfsError } from '../../rootfs/errors.js';
 
 /** Packages every node runs, and those only servers run. */
 export function requiredPackages(cluster: Cluster): { all: string[]; servers: string[] } {

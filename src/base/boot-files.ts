@@ -7,9 +7,9 @@ import { readFile } from 'node:fs/promises';
 import type { Cluster } from '../profile/resolve.js';
 import type { PlannedFile } from '../plan/plan.js';
 import { bootFiles } from '../plan/context.js';
-import type { BaseEntry, BaseIndex } from './base.js';
-import { RootfsError } from './errors.js';
-import { resolveInRoot } from './overlay.js';
+import type { BaseEntry, BaseIndex } from './open.js';
+import { RootfsError } from '../rootfs/errors.js';
+import { resolveInRoot } from '../emit/overlay.js';
 
 /** The regular file a path names inside the base, links followed within it. */
 export function fileInBase(base: BaseIndex, absolutePath: string, what: string): BaseEntry {

@@ -8,7 +8,7 @@ import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { missingPackages, parseDpkgStatus, parseParagraphs, readInstalledPackages } from '../../src/rootfs/dpkg.js';
+import { missingPackages, parseDpkgStatus, parseParagraphs, readInstalledPackages } from '../../src/base/dpkg.js';
 import { RootfsError } from '../../src/rootfs/errors.js';
 import { rejects } from '../support/assert.js';
 

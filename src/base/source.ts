@@ -4,13 +4,12 @@
  * once and cached by content; the result is always a BaseIndex.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
-import { openBase, type BaseIndex } from './base.js';
-import { rememberedDigest, sweepStaleTemporaries, temporaryName } from './cache.js';
+import { openBase, type BaseIndex } from './open.js';
+import { rememberedDigest, stageIntoCache } from '../cache.js';
 import { buildDebootstrapBase, formatDebootstrapSpec, parseDebootstrapSpec } from './debootstrap.js';
-import { extractDiskImage } from './image.js';
+import { extractDiskImage } from './disk-image.js';
 
 export type BaseKind = 'directory' | 'tarball' | 'image' | 'debootstrap';
 
@@ -59,16 +58,9 @@ async function openImage(image: string, options: OpenSourceOptions): Promise<Bas
   const roots = path.join(options.cacheDir, 'image-roots');
   const root = path.join(roots, digest);
   if (!existsSync(root)) {
-    await mkdir(roots, { recursive: true, mode: 0o700 });
-    await sweepStaleTemporaries(roots);
-    const staging = temporaryName(root);
-    try {
+    await stageIntoCache(root, async (staging) => {
       await extractDiskImage(image, staging, { cacheDir: options.cacheDir, ...(options.log ? { log: options.log } : {}) });
-      await rename(staging, root);
-    } catch (error) {
-      await rm(staging, { recursive: true, force: true });
-      throw error;
-    }
+    }, { parentMode: 0o700 });
   }
   return openBase(root);
 }

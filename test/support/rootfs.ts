@@ -9,8 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { PlannedFile } from '../../src/plan/plan.js';
+import { isRoot as runningAsRoot } from '../../src/privileges.js';
 
-export const isRoot = process.getuid?.() === 0;
+export const isRoot = runningAsRoot();
 
 const made: string[] = [];
 

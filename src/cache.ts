@@ -1,10 +1,10 @@
 /**
- * Build-once cache files: a decompressed disk image, a debootstrapped base
- * tarball. Each lives at a path derived from a key; it is produced under a
- * temporary name in the same directory and renamed into place, so a reader
- * never sees half a file and two concurrent builds of the same key both
- * succeed (the second rename replaces an identical file). Temporaries left by
- * a killed run are removed by the next run that finds them.
+ * The cache (~/.cache/netroot): extracted bases, decompressed disk images,
+ * debootstrapped tarballs, packed chunks, k3s binaries. Each entry lives at a
+ * path derived from a key; it is produced under a temporary name in the same
+ * directory and renamed into place (stageIntoCache), so a reader never sees
+ * half an entry and two concurrent builds of the same key both succeed.
+ * Temporaries left by a killed run are removed by the next run that finds them.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -56,6 +56,35 @@ export function temporaryName(final: string): string {
   return path.join(path.dirname(final), `.${path.basename(final)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
+export interface StageOptions {
+  /** Mode of the directories made above the entry (0o700 where it holds a base's setuid files and devices). */
+  parentMode?: number;
+}
+
+/**
+ * Makes the cache entry `final` (a file or a directory): `build` writes it at
+ * the temporary path it is given, which is then renamed into place. When
+ * another process put the same entry there first, theirs is kept. Whatever
+ * happens, the temporary is gone afterwards. Returns what `build` returns.
+ */
+export async function stageIntoCache<T>(final: string, build: (staging: string) => Promise<T>, options: StageOptions = {}): Promise<T> {
+  const parent = path.dirname(final);
+  await mkdir(parent, { recursive: true, ...(options.parentMode !== undefined ? { mode: options.parentMode } : {}) });
+  await sweepStaleTemporaries(parent); // left by killed runs
+  const staging = temporaryName(final);
+  try {
+    const built = await build(staging);
+    await rename(staging, final).catch((error: NodeJS.ErrnoException) => {
+      // A directory cannot be renamed over another: the same entry, made by another process first.
+      if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+    });
+    return built;
+  } finally {
+    // rm does not follow symlinks: a hostile `etc -> /` in a staged base is removed, not its target.
+    await rm(staging, { recursive: true, force: true });
+  }
+}
+
 /** The pid of another live process building `final` now (its temporary sits beside it), if any. */
 async function otherBuilder(final: string): Promise<number | undefined> {
   const other = (await temporariesIn(path.dirname(final))).find((t) => t.target === path.basename(final) && t.pid !== process.pid && alive(t.pid));
@@ -92,13 +121,7 @@ export async function cachedFile(final: string, build: (temporary: string) => Pr
     }
     if (await exists()) return { path: final, built: false };
   }
-  const temporary = temporaryName(final);
-  try {
-    await build(temporary);
-    await rename(temporary, final);
-  } finally {
-    await rm(temporary, { recursive: true, force: true });
-  }
+  await stageIntoCache(final, build);
   return { path: final, built: true };
 }
 
@@ -117,9 +140,6 @@ export async function rememberedDigest(file: string, cacheDir: string): Promise<
   if (hit && /^[0-9a-f]{64}$/.test(hit)) return hit;
   const digest = await sha256File(file);
   known[key] = digest;
-  await mkdir(cacheDir, { recursive: true });
-  const temporary = temporaryName(store);
-  await writeFile(temporary, JSON.stringify(known));
-  await rename(temporary, store);
+  await stageIntoCache(store, (temporary) => writeFile(temporary, JSON.stringify(known)));
   return digest;
 }

@@ -1,0 +1,135 @@
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { suite } from '../support/test.js';
+import * as assert from 'uvu/assert';
+import { decideRebuild, readPreviousOutput, type PreviousOutput, type Wanted } from '../../src/emit/rebuild.js';
+import type { BuildState } from '../../src/emit/state.js';
+
+const test = suite('emit/rebuild');
+
+const TREE = { overlay: [['etc/hostname', 'file', '420', '0:0', 'abc'].join('\0')], removed: [] };
+
+/** The previous build: nodes a and b, both formats, from base `base-1` as root, everything still on disk. */
+function previous(change: (p: PreviousOutput) => void = () => {}): PreviousOutput {
+  const state: BuildState = {
+    version: 1,
+    generator: 'netroot test',
+    baseIdentity: 'base-1',
+    arch: 'arm64',
+    formats: ['tree', 'tar'],
+    sourceDateEpoch: 0,
+    nodes: {
+      a: { key: 'key-a', artifacts: [{ name: 'a.tar.gz', sha256: '0', bytes: 1 }], tree: TREE },
+      b: { key: 'key-b', artifacts: [{ name: 'b.tar.gz', sha256: '0', bytes: 1 }], tree: TREE },
+    },
+    bootFiles: ['tftp/Image'],
+    bootSources: 'boards-1',
+    privileged: true,
+  };
+  const p = { state, trees: new Set(['a', 'b']), artifacts: new Set(['a.tar.gz', 'b.tar.gz']), bootFiles: new Set(['tftp/Image']) };
+  change(p);
+  return p;
+}
+
+function wanted(change: Partial<Wanted> = {}): Wanted {
+  return {
+    formats: ['tree', 'tar'],
+    baseIdentity: 'base-1',
+    bootSources: 'boards-1',
+    bootFiles: ['tftp/Image'],
+    nodeKeys: new Map([['a', 'key-a'], ['b', 'key-b']]),
+    privileged: true,
+    ...change,
+  };
+}
+
+const node = (d: ReturnType<typeof decideRebuild>, name: string) => d.nodes.get(name);
+
+test('nothing changed: every tree moved, every archive linked, the base is not read', () => {
+  const d = decideRebuild(previous(), wanted());
+  assert.equal(node(d, 'a'), { tree: 'move', artifacts: 'link', reused: true });
+  assert.equal(node(d, 'b'), { tree: 'move', artifacts: 'link', reused: true });
+  assert.ok(d.reuseEverything);
+});
+
+test('no previous build: every node rebuilt and packed', () => {
+  const d = decideRebuild(undefined, wanted());
+  assert.equal(node(d, 'a'), { tree: 'rebuild', artifacts: 'pack', reused: false });
+  assert.not.ok(d.reuseEverything);
+});
+
+test("one node's files changed on the same base: its tree is revised and repacked, the other moved", () => {
+  const d = decideRebuild(previous(), wanted({ nodeKeys: new Map([['a', 'key-a2'], ['b', 'key-b']]) }));
+  assert.equal(node(d, 'a'), { tree: 'revise', artifacts: 'pack', reused: false });
+  assert.equal(node(d, 'b'), { tree: 'move', artifacts: 'link', reused: true });
+  assert.not.ok(d.reuseEverything);
+});
+
+test('another base: every tree rebuilt, none revised', () => {
+  const d = decideRebuild(previous(), wanted({ baseIdentity: 'base-2', nodeKeys: new Map([['a', 'key-a2'], ['b', 'key-b2']]) }));
+  assert.equal(node(d, 'a'), { tree: 'rebuild', artifacts: 'pack', reused: false });
+  assert.equal(node(d, 'b'), { tree: 'rebuild', artifacts: 'pack', reused: false });
+});
+
+test('a tree made without root is never revised by a root build', () => {
+  const d = decideRebuild(previous((p) => (p.state.privileged = false)), wanted({ nodeKeys: new Map([['a', 'key-a2'], ['b', 'key-b2']]) }));
+  assert.is(node(d, 'a')?.tree, 'rebuild');
+});
+
+test('a previous tree that is gone is rebuilt, and the node is not reused even with the same key', () => {
+  const d = decideRebuild(previous((p) => (p.trees as Set<string>).delete('a')), wanted());
+  assert.equal(node(d, 'a'), { tree: 'rebuild', artifacts: 'pack', reused: false });
+  assert.not.ok(d.reuseEverything);
+});
+
+test('a tree with no record of its overlay cannot be moved or revised', () => {
+  const d = decideRebuild(previous((p) => delete p.state.nodes.a!.tree), wanted());
+  assert.equal(node(d, 'a'), { tree: 'rebuild', artifacts: 'pack', reused: false });
+});
+
+test('a missing archive repacks the node and its tree is revised, not moved', () => {
+  const d = decideRebuild(previous((p) => (p.artifacts as Set<string>).delete('a.tar.gz')), wanted());
+  assert.equal(node(d, 'a'), { tree: 'revise', artifacts: 'pack', reused: false });
+});
+
+test('a previous build without archives cannot lend them', () => {
+  const d = decideRebuild(previous((p) => (p.state.nodes.a!.artifacts = [])), wanted());
+  assert.is(node(d, 'a')?.artifacts, 'pack');
+});
+
+test('only the formats asked for are decided', () => {
+  const d = decideRebuild(previous(), wanted({ formats: ['tar'] }));
+  assert.equal(node(d, 'a'), { artifacts: 'link', reused: true });
+  const trees = decideRebuild(previous(), wanted({ formats: ['tree'] }));
+  assert.equal(node(trees, 'a'), { tree: 'move', reused: true });
+});
+
+test('every node reused, yet the base is read when a boot file or its source changed', () => {
+  assert.not.ok(decideRebuild(previous((p) => (p.bootFiles as Set<string>).clear()), wanted()).reuseEverything);
+  assert.not.ok(decideRebuild(previous(), wanted({ bootFiles: ['tftp/Image', 'tftp/uInitrd'] })).reuseEverything);
+  assert.not.ok(decideRebuild(previous(), wanted({ bootSources: 'boards-2' })).reuseEverything);
+  assert.not.ok(decideRebuild(previous((p) => (p.state.formats = ['tar'])), wanted()).reuseEverything);
+});
+
+test('readPreviousOutput finds which trees, archives and boot files are still there', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'netroot-rebuild-'));
+  try {
+    assert.is(await readPreviousOutput(dir, ['a'], []), undefined);
+    const state = previous().state;
+    writeFileSync(path.join(dir, '.build-state.json'), JSON.stringify(state));
+    mkdirSync(path.join(dir, 'rootfs/b'), { recursive: true });
+    mkdirSync(path.join(dir, 'artifacts'));
+    writeFileSync(path.join(dir, 'artifacts/a.tar.gz'), '');
+    mkdirSync(path.join(dir, 'tftp'));
+    writeFileSync(path.join(dir, 'tftp/Image'), '');
+    const found = (await readPreviousOutput(dir, ['a', 'b'], ['tftp/Image', 'tftp/uInitrd']))!;
+    assert.equal([...found.trees], ['b']);
+    assert.equal([...found.artifacts], ['a.tar.gz']);
+    assert.equal([...found.bootFiles], ['tftp/Image']);
+    assert.is(found.state.baseIdentity, 'base-1');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
