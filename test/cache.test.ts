@@ -1,13 +1,14 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { suite } from './support/test.js';
 import * as assert from 'uvu/assert';
-import { stageIntoCache } from '../src/cache.js';
+import { execa } from 'execa';
+import { cachedFile, stageIntoCache } from '../src/cache.js';
 import { rejects } from './support/assert.js';
 
-const test = suite('cache/stageIntoCache');
+const test = suite('cache');
 let dir = '';
 test.before.each(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'netroot-cache-'));
@@ -70,3 +71,52 @@ test('a file entry replaces an older file; a killed run\'s temporary is swept, a
   assert.ok(existsSync(live));
 });
 
+test('cachedFile: concurrent builds of one key both succeed, temporaries of dead runs are swept', async () => {
+  const stale = path.join(dir, '.x.tar.tmp-999999999-abcd');
+  const live = path.join(dir, `.y.tar.tmp-${process.pid}-beef`);
+  await writeFile(stale, 'half');
+  await writeFile(live, 'in progress');
+  const final = path.join(dir, 'x.tar');
+  const build = (content: string) => async (temporary: string) => {
+    await writeFile(temporary, content);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  };
+  const [a, b] = await Promise.all([cachedFile(final, build('same')), cachedFile(final, build('same'))]);
+  assert.ok(a.built && b.built);
+  assert.equal((await readdir(dir)).sort(), ['.y.tar.tmp-' + process.pid + '-beef', 'x.tar']);
+  assert.is((await cachedFile(final, build('other'))).built, false);
+  await rejects(() => cachedFile(path.join(dir, 'z.tar'), async (t) => {
+    await writeFile(t, 'partial');
+    throw new Error('boom');
+  }), /boom/);
+  assert.not.ok((await readdir(dir)).some((n) => n.includes('z.tar')));
+});
+
+test('cachedFile: a build that another live process is making is waited for, and made here if that process dies without it', async () => {
+  const final = path.join(dir, 'w.tar');
+  const builder = execa('sleep', ['30'], { reject: false });
+  const theirs = path.join(dir, `.w.tar.tmp-${builder.pid}-abcd`);
+  await writeFile(theirs, 'in progress');
+  let builtHere = 0;
+  const build = async (temporary: string) => {
+    builtHere++;
+    await writeFile(temporary, 'mine');
+  };
+  const waited: number[] = [];
+  setTimeout(() => void writeFile(final, 'theirs').then(() => rm(theirs)), 300);
+  const result = await cachedFile(final, build, { pollMs: 50, onWait: (pid) => waited.push(pid) });
+  assert.equal(waited, [builder.pid]);
+  assert.is(result.built, false);
+  assert.is(builtHere, 0);
+  assert.is(await readFile(final, 'utf8'), 'theirs');
+
+  // Killed before it renamed its file into place: this run builds it.
+  const other = path.join(dir, 'v.tar');
+  await writeFile(path.join(dir, `.v.tar.tmp-${builder.pid}-abcd`), 'half');
+  setTimeout(() => builder.kill('SIGKILL'), 300);
+  const again = await cachedFile(other, build, { pollMs: 50 });
+  await builder;
+  assert.is(again.built, true);
+  assert.is(builtHere, 1);
+  assert.is(await readFile(other, 'utf8'), 'mine');
+});

@@ -1,22 +1,17 @@
 /**
  * `debootstrap:SUITE:ARCH[:PKG,…]` bases: the spec is parsed strictly, the
  * cache key ignores package order, apt sources follow the host's, foreign
- * architectures need qemu-user registered, and one real mmdebstrap build for
- * the host's architecture is made once and then reused.
- *
- * The real build downloads about 70 MB from the host's Debian mirror and took
- * about 60 s here (2 cores). Needs
- * mmdebstrap (root mode: run as root) and tar.
+ * architectures need qemu-user registered. The real mmdebstrap builds are in
+ * debootstrap.slow.test.ts.
  */
 import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { NetrootError, UsageError } from '../../src/errors.js';
 import {
-  buildDebootstrapBase,
   checkEmulation,
   debootstrapCachePath,
   formatDebootstrapSpec,
@@ -26,8 +21,6 @@ import {
   parseIndexTargets,
   sourcesForSuite,
 } from '../../src/base/debootstrap.js';
-import { cachedFile } from '../../src/cache.js';
-import { parseDpkgStatus } from '../../src/base/dpkg.js';
 import { rejects } from '../support/assert.js';
 
 let tmp: string;
@@ -145,90 +138,3 @@ test('a foreign architecture without qemu-user registered is refused with what t
   await checkEmulation(foreign, binfmt);
   await checkEmulation(hostArchitecture(), path.join(tmp, 'nowhere'));
 });
-
-test('a real minbase build for the host architecture is made once and reused', async () => {
-  const cacheDir = path.join(tmp, 'cache');
-  const spec = `debootstrap:bookworm:${hostArchitecture()}:netbase`;
-  const logs: string[] = [];
-  const started = Date.now();
-  const tarball = await buildDebootstrapBase(spec, { cacheDir, log: (l) => logs.push(l) });
-  console.log(`  mmdebstrap ${spec}: ${Math.round((Date.now() - started) / 1000)} s`);
-  assert.is(tarball, debootstrapCachePath(cacheDir, parseDebootstrapSpec(spec)));
-  assert.equal(await readdir(path.dirname(tarball)), [path.basename(tarball)], 'no temporaries left');
-  const status = await execa('tar', ['-xOf', tarball, './var/lib/dpkg/status'], { timeout: 60_000 });
-  const installed = parseDpkgStatus(status.stdout);
-  assert.ok(installed.has('netbase'));
-  assert.is(installed.get('base-files')?.architecture, hostArchitecture());
-  assert.not.ok(installed.has('systemd'), 'minbase');
-  const first = await stat(tarball);
-  const again = Date.now();
-  assert.is(await buildDebootstrapBase('debootstrap:bookworm:' + hostArchitecture() + ':netbase,netbase', { cacheDir, log: (l) => logs.push(l) }), tarball);
-  assert.ok(Date.now() - again < 5_000, 'the second call does not rebuild');
-  assert.is((await stat(tarball)).mtimeMs, first.mtimeMs);
-  assert.ok(logs.some((l) => l.includes('built earlier')));
-  assert.ok(logs.some((l) => l.startsWith('mmdebstrap: I: ')), 'mmdebstrap progress reaches the log');
-});
-
-test('a failed build leaves nothing in the cache and shows the end of mmdebstrap\'s output', async () => {
-  const cacheDir = path.join(tmp, 'cache-fail');
-  const spec = `debootstrap:bookworm:${hostArchitecture()}:netroot-no-such-package`;
-  const error = await rejects(() => buildDebootstrapBase(spec, { cacheDir }), /mmdebstrap could not build/);
-  assert.instance(error, NetrootError);
-  assert.match(error.message, /netroot-no-such-package/);
-  assert.equal(await readdir(path.join(cacheDir, 'debootstrap')), []);
-});
-
-test('cache files: concurrent builds of one key both succeed, temporaries of dead runs are swept', async () => {
-  const dir = path.join(tmp, 'cache-unit');
-  await mkdir(dir, { recursive: true });
-  const stale = path.join(dir, '.x.tar.tmp-999999999-abcd');
-  const live = path.join(dir, `.y.tar.tmp-${process.pid}-beef`);
-  await writeFile(stale, 'half');
-  await writeFile(live, 'in progress');
-  const final = path.join(dir, 'x.tar');
-  const build = (content: string) => async (temporary: string) => {
-    await writeFile(temporary, content);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  };
-  const [a, b] = await Promise.all([cachedFile(final, build('same')), cachedFile(final, build('same'))]);
-  assert.ok(a.built && b.built);
-  assert.equal((await readdir(dir)).sort(), ['.y.tar.tmp-' + process.pid + '-beef', 'x.tar']);
-  assert.is((await cachedFile(final, build('other'))).built, false);
-  await rejects(() => cachedFile(path.join(dir, 'z.tar'), async (t) => {
-    await writeFile(t, 'partial');
-    throw new Error('boom');
-  }), /boom/);
-  assert.not.ok((await readdir(dir)).some((n) => n.includes('z.tar')));
-});
-
-test('cache files: a build that another live process is making is waited for, and made here if that process dies without it', async () => {
-  const dir = path.join(tmp, 'cache-wait');
-  await mkdir(dir, { recursive: true });
-  const final = path.join(dir, 'w.tar');
-  const builder = execa('sleep', ['30'], { reject: false });
-  const theirs = path.join(dir, `.w.tar.tmp-${builder.pid}-abcd`);
-  await writeFile(theirs, 'in progress');
-  let builtHere = 0;
-  const build = async (temporary: string) => {
-    builtHere++;
-    await writeFile(temporary, 'mine');
-  };
-  const waited: number[] = [];
-  setTimeout(() => void writeFile(final, 'theirs').then(() => rm(theirs)), 300);
-  const result = await cachedFile(final, build, { pollMs: 50, onWait: (pid) => waited.push(pid) });
-  assert.equal(waited, [builder.pid]);
-  assert.is(result.built, false);
-  assert.is(builtHere, 0);
-  assert.is(await readFile(final, 'utf8'), 'theirs');
-
-  // Killed before it renamed its file into place: this run builds it.
-  const other = path.join(dir, 'v.tar');
-  await writeFile(path.join(dir, `.v.tar.tmp-${builder.pid}-abcd`), 'half');
-  setTimeout(() => builder.kill('SIGKILL'), 300);
-  const again = await cachedFile(other, build, { pollMs: 50 });
-  await builder;
-  assert.is(again.built, true);
-  assert.is(builtHere, 1);
-  assert.is(await readFile(other, 'utf8'), 'mine');
-});
-
