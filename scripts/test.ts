@@ -55,11 +55,16 @@ if (!tier) {
 const files = named.length ? named.map((f) => path.resolve(f)) : testFiles(path.join(root, 'test')).filter(tier.matches);
 
 // Secrets of this run only: what an earlier build stored for the same cluster names must not decide an outcome.
-const env = { ...process.env, NETROOT_SECRETS_DIR: process.env.NETROOT_SECRETS_DIR ?? mkdtempSync(path.join(os.tmpdir(), 'netroot-test-secrets-')) };
+const env = {
+  ...process.env,
+  NETROOT_SECRETS_DIR: process.env.NETROOT_SECRETS_DIR ?? mkdtempSync(path.join(os.tmpdir(), 'netroot-test-secrets-')),
+  // Read by test/support/test.ts for every test that does not set its own.
+  NETROOT_TEST_TIMEOUT_MS: String(tier.testTimeoutMs),
+};
 
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-force-exit', '--test-concurrency=2', `--test-timeout=${tier.testTimeoutMs}`, '--test-reporter=spec', ...files],
+  ['--import', 'tsx', '--test', '--test-force-exit', '--test-concurrency=2', '--test-reporter=spec', ...files],
   { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'], detached: true },
 );
 

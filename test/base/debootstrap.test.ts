@@ -82,7 +82,7 @@ test('the cache key is the normalised spec: package order and repeats do not mat
 test('mmdebstrap is asked for minbase, the architecture, the packages and a tarball, with initramfs set to netboot first and made once', async () => {
   const args = mmdebstrapArgs(parseDebootstrapSpec('debootstrap:bookworm:arm64:netbase,curl'), '/c/x.tmp', ['deb URI bookworm main']);
   const hook = args.find((a) => a.startsWith('--setup-hook='));
-  // update-initramfs is a no-op during the install and runs once at the end (test/build/debootstrap.test.ts
+  // update-initramfs is a no-op during the install and runs once at the end (test/build/debootstrap.slow.test.ts
   // boots-checks the initrd that run makes).
   const once = args.filter((a) => a.startsWith('--essential-hook=') || a.startsWith('--customize-hook='));
   assert.equal(once.length, 2);

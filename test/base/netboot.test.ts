@@ -1,7 +1,7 @@
 /**
  * When a base's initrd cannot mount an NFS root: what is decided before any
  * chroot runs (the uInitrd remake, a base that cannot be regenerated, a build
- * without root). The regeneration itself runs in test/build/netboot.test.ts.
+ * without root). The regeneration itself runs in test/build/netboot.slow.test.ts.
  */
 import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';

@@ -9,13 +9,15 @@
  * test as skipped. uvu has none of these. Its shape is kept so a test reads the
  * same as before, and its assertions (`uvu/assert`) are still used.
  *
- * A test's timeout is the runner's default (scripts/test.ts sets one per tier)
- * unless it passes its own: `test(name, { timeout: ms }, fn)`. A suite's
+ * A test's timeout is its tier's (NETROOT_TEST_TIMEOUT_MS, which scripts/test.ts
+ * sets) unless it passes its own: `test(name, { timeout: ms }, fn)`. (Not
+ * node's --test-timeout: that one bounds each whole file too.) A suite's
  * `before` hooks run inside its first test, so they are bounded by that test's
  * timeout; its `after` hooks run when the file's tests are done, bounded by
  * AFTER_TIMEOUT_MS.
  */
-import { after as nodeAfter, test as nodeTest } from 'node:test';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { after as nodeAfter, test as nodeTest, type TestContext } from 'node:test';
 
 type Hook<C> = (context: C) => unknown;
 type Body<C> = (context: C) => unknown;
@@ -34,6 +36,11 @@ export interface Suite<C> {
 }
 
 const AFTER_TIMEOUT_MS = 120_000;
+/** A test's timeout unless it sets its own; scripts/test.ts sets one per tier. */
+const DEFAULT_TIMEOUT_MS = Number(process.env.NETROOT_TEST_TIMEOUT_MS) || 90_000;
+
+/** The node:test context of the test running now, for requires.ts's `canCheck`. */
+export const runningTest = new AsyncLocalStorage<TestContext>();
 
 export function suite<C extends object = Record<string, never>>(name?: string, context: C = {} as C): Suite<C> {
   const before: Hook<C>[] = [];
@@ -44,21 +51,23 @@ export function suite<C extends object = Record<string, never>>(name?: string, c
   const title = (t: string) => (name ? `${name}: ${t}` : t);
 
   const register = (testName: string, a: TestOptions | Body<C>, b?: Body<C>) => {
-    const options = typeof a === 'function' ? {} : a;
+    const options = { timeout: DEFAULT_TIMEOUT_MS, ...(typeof a === 'function' ? {} : a) };
     const body = (typeof a === 'function' ? a : b) as Body<C>;
-    nodeTest(title(testName), options, async () => {
-      // Once per suite, before its first test, as uvu does; a failed setup fails every test of the suite.
-      started ??= (async () => {
-        for (const hook of before) await hook(context);
-      })();
-      await started;
-      for (const hook of beforeEach) await hook(context);
-      try {
-        await body(context);
-      } finally {
-        for (const hook of afterEach) await hook(context);
-      }
-    });
+    nodeTest(title(testName), options, (t) =>
+      runningTest.run(t, async () => {
+        // Once per suite, before its first test, as uvu does; a failed setup fails every test of the suite.
+        started ??= (async () => {
+          for (const hook of before) await hook(context);
+        })();
+        await started;
+        for (const hook of beforeEach) await hook(context);
+        try {
+          await body(context);
+        } finally {
+          for (const hook of afterEach) await hook(context);
+        }
+      }),
+    );
   };
   const s = register as Suite<C>;
   s.skip = (testName) => {
