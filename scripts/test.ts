@@ -8,8 +8,8 @@
  *   npm run test:all          both
  *   npm test -- FILE…         only these files (any tier)
  *
- * Each file runs in its own process, two at a time, each test bounded by the
- * tier's timeout unless it sets its own, and the whole tier by a deadline
+ * Each file runs in its own process (two at a time in the fast tier), each
+ * test bounded by the tier's timeout unless it sets its own, and the whole tier by a deadline
  * after which every process left is killed. The last line is the count,
  * "N passed, N failed, N skipped", which .ci/run reads.
  */
@@ -26,14 +26,17 @@ interface Tier {
   testTimeoutMs: number;
   /** The whole tier, after which everything still running is killed. */
   deadlineMs: number;
+  /** Files run side by side. */
+  concurrency: number;
 }
 
 const slow = (file: string) => file.endsWith('.slow.test.ts');
 const TIERS: Record<string, Tier> = {
-  fast: { matches: (f) => f.endsWith('.test.ts') && !slow(f), testTimeoutMs: 90_000, deadlineMs: 10 * 60_000 },
-  // The arm64 base (debootstrap under qemu-user) takes ~25 min with an empty cache; a test waits for it.
-  slow: { matches: slow, testTimeoutMs: 40 * 60_000, deadlineMs: 75 * 60_000 },
-  all: { matches: (f) => f.endsWith('.test.ts'), testTimeoutMs: 40 * 60_000, deadlineMs: 85 * 60_000 },
+  fast: { matches: (f) => f.endsWith('.test.ts') && !slow(f), testTimeoutMs: 90_000, deadlineMs: 10 * 60_000, concurrency: 2 },
+  // One file at a time: the lab's tests each take the lab's network and boot server. The arm64 base
+  // (debootstrap under qemu-user) takes ~25 min with an empty cache; a test waits for it.
+  slow: { matches: slow, testTimeoutMs: 40 * 60_000, deadlineMs: 75 * 60_000, concurrency: 1 },
+  all: { matches: (f) => f.endsWith('.test.ts'), testTimeoutMs: 40 * 60_000, deadlineMs: 85 * 60_000, concurrency: 1 },
 };
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -64,7 +67,7 @@ const env = {
 
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-force-exit', '--test-concurrency=2', '--test-reporter=spec', ...files],
+  ['--import', 'tsx', '--test', '--test-force-exit', `--test-concurrency=${tier.concurrency}`, '--test-reporter=spec', ...files],
   { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'], detached: true },
 );
 
