@@ -12,6 +12,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { build, GENERATOR, prepare, type BuildOptions, type CommonOptions, type Prepared } from '../build.js';
 import { MissingProgramError, SecretsChangedError, TargetError, UsageError } from '../errors.js';
+import { debianPackage } from '../tools.js';
 import { readOutputRecord } from '../emit/owner.js';
 import { checkWritableDir } from '../paths.js';
 import { displayPath } from '../profile/load.js';
@@ -128,7 +129,7 @@ async function open(options: TargetOptions, prepared: Prepared): Promise<Context
   const target = openTarget(spec, options.ssh);
   let record: ClusterRecord | undefined;
   try {
-    await requireTools(target);
+    await requireTools(target, options.ssh);
     const text = await readTargetFile(target, recordFile(root, cluster));
     if (text !== undefined) record = parseRecord(text, `${target.shown}/${META}/clusters/${cluster}.json`);
   } catch (error) {
@@ -323,7 +324,7 @@ async function deployLocked(ctx: Context, prepared: Prepared, options: DeployOpt
     const { code } = await target.sh('command -v exportfs >/dev/null || exit 3; exportfs -ra');
     if (code === 0) exportfs = 'ran';
     // Ganesha reads its own file; the kernel server's exportfs is not needed there.
-    else if (!planned.files.some((f) => f.what === 'ganesha')) throw new MissingProgramError('exportfs', 'nfs-kernel-server', target.spec.kind === 'ssh' ? target.spec.host : 'this machine');
+    else if (!planned.files.some((f) => f.what === 'ganesha')) throw new MissingProgramError([{ program: 'exportfs', package: debianPackage('exportfs') }], target.spec.kind === 'ssh' ? target.spec.host : 'this machine');
     else exportfs = 'skipped';
   }
   const { secrets, identities } = prepared.secrets;
