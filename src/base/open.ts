@@ -230,7 +230,7 @@ const INDEX_VERSION = 1;
 
 type Compression = 'gzip' | 'xz' | 'zstd' | 'none';
 
-async function sniff(file: string): Promise<Compression | 'bzip2'> {
+export async function sniff(file: string): Promise<Compression | 'bzip2'> {
   const handle = await open(file, 'r');
   try {
     const { buffer, bytesRead } = await handle.read(Buffer.alloc(6), 0, 6, 0);
