@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { test } from 'uvu';
+import { test } from './support/test.js';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { EXIT_MISSING_PROGRAM } from '../src/errors.js';
@@ -53,9 +53,12 @@ test('which programs follow from the base, the formats, the compressions and roo
 async function binWithout(missing: string[]): Promise<string> {
   const bin = path.join(tmp, `bin-without-${missing.join('-')}`);
   await mkdir(bin);
+  const linked = new Set(missing);
   for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
     for (const program of await readdir(dir).catch(() => [] as string[])) {
-      if (!missing.includes(program) && !existsSync(path.join(bin, program))) await symlink(path.join(dir, program), path.join(bin, program));
+      if (linked.has(program)) continue;
+      linked.add(program);
+      await symlink(path.join(dir, program), path.join(bin, program));
     }
   }
   return bin;
@@ -87,4 +90,26 @@ test('a build on a machine without attr and zstd fails before any work: exit 3, 
   assert.not.ok(existsSync(secrets), 'no secrets saved');
 });
 
-test.run();
+test('a deploy that must build first checks its own programs and the build\'s together, before any work', async () => {
+  const base = path.join(tmp, 'directory-base');
+  await mkdir(base, { recursive: true });
+  const out = path.join(tmp, 'out-deploy');
+  const exportRoot = path.join(tmp, 'export');
+  const run = await execa(
+    process.execPath,
+    ['--import', 'tsx', path.resolve('src/cli.ts'), 'deploy', '--profile', path.resolve('profiles/opz3.yaml'), '--to', exportRoot, '--base', base, '--out', out],
+    {
+      env: { PATH: await binWithout(['getfattr', 'setfattr', 'rsync']), HOME: tmp, NETROOT_SECRETS_DIR: path.join(tmp, 'secrets-deploy') },
+      extendEnv: false,
+      reject: false,
+      timeout: 60_000,
+      cwd: path.resolve('.'),
+    },
+  );
+  assert.is(run.exitCode, EXIT_MISSING_PROGRAM, run.stderr);
+  assert.match(run.stderr, /rsync \(Debian package rsync\), for deploying/);
+  assert.match(run.stderr, /getfattr \(Debian package attr\)/);
+  assert.match(run.stderr, /Install them \(apt-get install attr rsync\)\./);
+  assert.not.ok(existsSync(out), 'no build output');
+  assert.not.ok(existsSync(exportRoot), 'nothing on the target');
+});
