@@ -84,6 +84,8 @@ function missingProgram(program: string, why: string | undefined, PATH?: string)
 export interface ProgramNeed {
   program: string;
   why: string;
+  /** Looked up in this PATH rather than the process's (a program run with its own environment). */
+  PATH?: string;
 }
 
 /**
@@ -93,8 +95,11 @@ export interface ProgramNeed {
  */
 export function requirePrograms(needs: readonly ProgramNeed[], PATH: string = process.env.PATH ?? ''): void {
   const whys = new Map<string, string[]>();
-  for (const { program, why } of needs) whys.set(program, [...new Set([...(whys.get(program) ?? []), why])]);
-  const missing = [...whys].filter(([program]) => !findProgram(program, PATH)).map(([program, why]) => missingProgram(program, why.join(', '), PATH));
+  for (const need of needs) {
+    if (findProgram(need.program, need.PATH ?? PATH)) continue;
+    whys.set(need.program, [...new Set([...(whys.get(need.program) ?? []), need.why])]);
+  }
+  const missing = [...whys].map(([program, why]) => missingProgram(program, why.join(', '), PATH));
   if (missing.length) throw new MissingProgramError(missing);
 }
 

@@ -128,7 +128,7 @@ export async function netbootBase(base: BaseIndex, cluster: Cluster, options: Ne
   await checkEmulation(options.arch);
   // Known only now that the initrds were read: the programs a regeneration runs, all checked before the copy starts.
   const uInitrds = await Promise.all(problems.map(async ({ initrd }) => startsWithUImage(fileInBase(base, initrd, 'initrd').content!)));
-  requirePrograms(regenerationPrograms(uInitrds.some(Boolean)), `${process.env.PATH ?? ''}:${REGENERATION_PATH}`);
+  requirePrograms(regenerationPrograms(uInitrds.some(Boolean)));
 
   const log = options.log ?? (() => undefined);
   log(`regenerating the initramfs of ${base.source} with MODULES=netboot${modules.length ? ` and ${modules.join(', ')}` : ''} (kernel ${versions.join(', ')}); done once, then cached`);
@@ -202,7 +202,9 @@ const REGENERATION_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 export function regenerationPrograms(uInitrd: boolean): ProgramNeed[] {
   const why = "regenerating the base's initrd";
   return [
-    ...['cp', 'find', 'touch', 'unshare', 'sh', 'mount', 'umount', 'chroot'].map((program) => ({ program, why })),
+    ...['cp', 'find', 'touch'].map((program) => ({ program, why })),
+    // unshare and what its script runs get a PATH of their own.
+    ...['unshare', 'sh', 'mount', 'umount', 'chroot'].map((program) => ({ program, why, PATH: REGENERATION_PATH })),
     ...(uInitrd ? [{ program: 'mkimage', why: "remaking the board's uInitrd" }] : []),
   ];
 }
