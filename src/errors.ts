@@ -143,7 +143,11 @@ export class ToolError extends NetrootError {
     message: string,
     details: { status?: number; signal?: string; stderrTail?: string[]; exitCode?: number; cause?: unknown } = {},
   ) {
-    super(message, details.exitCode ?? (failure === 'missing' ? EXIT_MISSING_PROGRAM : EXIT_FAILURE), details.cause === undefined ? undefined : { cause: details.cause });
+    super(
+      message,
+      details.exitCode ?? (failure === 'missing' ? EXIT_MISSING_PROGRAM : EXIT_FAILURE),
+      details.cause === undefined ? undefined : { cause: details.cause },
+    );
     this.failure = failure;
     this.program = program;
     this.status = details.status;
@@ -177,15 +181,22 @@ function missingMessage(missing: MissingProgram[], where: string): string {
   const packages = [...new Set(missing.filter((m) => !m.elsewhere).map((m) => m.package))].sort();
   const pathDirs = [...new Set(missing.flatMap((m) => (m.elsewhere ? [m.elsewhere.slice(0, m.elsewhere.lastIndexOf('/')) || '/'] : [])))];
   const fix = [
-    ...(packages.length ? [`install ${packages.length === 1 ? `the Debian package ${packages[0]}` : 'them'} (apt-get install ${packages.join(' ')})`] : []),
+    ...(packages.length
+      ? [`install ${packages.length === 1 ? `the Debian package ${packages[0]}` : 'them'} (apt-get install ${packages.join(' ')})`]
+      : []),
     ...(pathDirs.length ? [`add ${pathDirs.join(' and ')} to PATH`] : []),
   ].join('; ');
   if (missing.length === 1) {
     const m = missing[0]!;
     const why = m.why ? ` (needed for ${m.why})` : '';
-    return m.elsewhere ? `${m.program} is not on PATH${why}, though it is installed at ${m.elsewhere}: ${fix}` : `${m.program} is not installed on ${where}${why}: ${fix}`;
+    return m.elsewhere
+      ? `${m.program} is not on PATH${why}, though it is installed at ${m.elsewhere}: ${fix}`
+      : `${m.program} is not installed on ${where}${why}: ${fix}`;
   }
-  const lines = missing.map((m) => `  - ${m.program} (Debian package ${m.package})${m.why ? `, for ${m.why}` : ''}${m.elsewhere ? `: installed at ${m.elsewhere}, not on PATH` : ''}`);
+  const lines = missing.map(
+    (m) =>
+      `  - ${m.program} (Debian package ${m.package})${m.why ? `, for ${m.why}` : ''}${m.elsewhere ? `: installed at ${m.elsewhere}, not on PATH` : ''}`,
+  );
   return `${missing.length} programs netroot needs are not installed on ${where}:\n${lines.join('\n')}\n${fix.charAt(0).toUpperCase()}${fix.slice(1)}.`;
 }
 

@@ -76,7 +76,9 @@ export function findProgram(program: string, PATH: string = process.env.PATH ?? 
 const SBIN = ['/usr/local/sbin', '/usr/sbin', '/sbin'];
 
 function missingProgram(program: string, why: string | undefined, PATH?: string): MissingProgram {
-  const elsewhere = program.includes('/') ? undefined : SBIN.map((dir) => path.join(dir, program)).find((f) => isExecutable(f) && findProgram(program, PATH) === undefined);
+  const elsewhere = program.includes('/')
+    ? undefined
+    : SBIN.map((dir) => path.join(dir, program)).find((f) => isExecutable(f) && findProgram(program, PATH) === undefined);
   return { program, package: debianPackage(program), ...(why ? { why } : {}), ...(elsewhere ? { elsewhere } : {}) };
 }
 
@@ -160,7 +162,13 @@ function execaOptions(options: ToolOptions, extra: Options = {}): Options {
 }
 
 const text = (value: unknown): string =>
-  value === undefined || value === null ? '' : typeof value === 'string' ? value : value instanceof Uint8Array ? Buffer.from(value).toString('utf8') : String(value);
+  value === undefined || value === null
+    ? ''
+    : typeof value === 'string'
+      ? value
+      : value instanceof Uint8Array
+        ? Buffer.from(value).toString('utf8')
+        : String(value);
 
 /** The last lines a program wrote, without blank lines and the progress lines some redraw with \r. */
 export function stderrTail(stderr: string, lines = 8): string[] {
@@ -184,13 +192,23 @@ function settle(program: string, args: readonly string[], options: ToolOptions, 
     throw new MissingProgramError([missingProgram(program, options.why, options.env?.PATH)]);
   }
   if (result.timedOut) {
-    throw new ToolError('timeout', program, `${what} did not finish within ${duration(options.timeout ?? 0)} and was stopped (${path.basename(program)})`, { stderrTail: tail });
+    throw new ToolError(
+      'timeout',
+      program,
+      `${what} did not finish within ${duration(options.timeout ?? 0)} and was stopped (${path.basename(program)})`,
+      { stderrTail: tail },
+    );
   }
   const status = result.exitCode;
   const signal = result.signal ?? undefined;
   const accepted = options.accept === 'any' || (status !== undefined && (options.accept ?? [0]).includes(status));
   if (!accepted) {
-    const how = status !== undefined ? `exit ${status}` : signal ? `killed by ${signal}` : (result as { shortMessage?: string }).shortMessage ?? 'did not start';
+    const how =
+      status !== undefined
+        ? `exit ${status}`
+        : signal
+          ? `killed by ${signal}`
+          : ((result as { shortMessage?: string }).shortMessage ?? 'did not start');
     const said = tail.length === 0 ? ': no message' : tail.length === 1 ? `: ${tail[0]!.trim()}` : `:\n  ${tail.join('\n  ')}`;
     throw new ToolError('failed', program, `${what} failed (${path.basename(program)} ${how})${said}`, {
       ...(status !== undefined ? { status } : {}),

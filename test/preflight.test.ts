@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { EXIT_MISSING_PROGRAM } from '../src/errors.js';
 import { buildPrograms } from '../src/preflight.js';
-import type { BaseSource } from '../src/rootfs/source.js';
+import type { BaseSource } from '../src/base/source.js';
 
 let tmp = '';
 test.before(async () => {
@@ -28,8 +28,17 @@ test('which programs follow from the base, the formats, the compressions and roo
   const dir = path.join(tmp, 'base');
   await mkdir(dir, { recursive: true });
   assert.equal(await programs({ kind: 'directory', spec: dir, path: dir }), ['find', 'getfattr']);
-  assert.equal(await programs({ kind: 'directory', spec: dir, path: dir }, { privileged: true }), ['find', 'getfattr'], 'a directory base is not extracted');
-  assert.equal(await programs({ kind: 'directory', spec: dir, path: dir }, { privileged: true, formats: ['tree', 'tar'] }), ['find', 'getfattr', 'setfattr', 'cp']);
+  assert.equal(
+    await programs({ kind: 'directory', spec: dir, path: dir }, { privileged: true }),
+    ['find', 'getfattr'],
+    'a directory base is not extracted',
+  );
+  assert.equal(await programs({ kind: 'directory', spec: dir, path: dir }, { privileged: true, formats: ['tree', 'tar'] }), [
+    'find',
+    'getfattr',
+    'setfattr',
+    'cp',
+  ]);
   assert.equal(await programs({ kind: 'directory', spec: dir, path: dir }, { compress: ['gz', 'zst'] }), ['find', 'getfattr', 'zstd']);
 
   // Compression by magic bytes, not by name.
@@ -46,7 +55,11 @@ test('which programs follow from the base, the formats, the compressions and roo
   assert.equal(await programs({ kind: 'image', spec: 'armbian.img.xz', path: image }), ['xz', 'sfdisk', 'debugfs']);
 
   assert.equal(await programs({ kind: 'debootstrap', spec: 'debootstrap:bookworm:arm64' }), ['mmdebstrap']);
-  assert.equal(await programs({ kind: 'debootstrap', spec: 'debootstrap:bookworm:arm64' }, { debootstrapCached: true }), [], 'built before: mmdebstrap does not run');
+  assert.equal(
+    await programs({ kind: 'debootstrap', spec: 'debootstrap:bookworm:arm64' }, { debootstrapCached: true }),
+    [],
+    'built before: mmdebstrap does not run',
+  );
 });
 
 /** A PATH directory with every program of this machine's but `missing`: a machine without those packages. */
@@ -72,7 +85,23 @@ test('a build on a machine without attr and zstd fails before any work: exit 3, 
   const secrets = path.join(tmp, 'secrets');
   const run = await execa(
     process.execPath,
-    ['--import', 'tsx', path.resolve('src/cli.ts'), '--profile', path.resolve('profiles/opz3.yaml'), '--cache-dir', cache, '--base', base, '--format', 'tree,tar', '--compress', 'gz,zst', '--out', out],
+    [
+      '--import',
+      'tsx',
+      path.resolve('src/cli.ts'),
+      '--profile',
+      path.resolve('profiles/opz3.yaml'),
+      '--cache-dir',
+      cache,
+      '--base',
+      base,
+      '--format',
+      'tree,tar',
+      '--compress',
+      'gz,zst',
+      '--out',
+      out,
+    ],
     {
       env: { PATH: await binWithout(['getfattr', 'setfattr', 'zstd']), HOME: tmp, NETROOT_SECRETS_DIR: secrets },
       extendEnv: false,
@@ -90,14 +119,27 @@ test('a build on a machine without attr and zstd fails before any work: exit 3, 
   assert.not.ok(existsSync(secrets), 'no secrets saved');
 });
 
-test('a deploy that must build first checks its own programs and the build\'s together, before any work', async () => {
+test("a deploy that must build first checks its own programs and the build's together, before any work", async () => {
   const base = path.join(tmp, 'directory-base');
   await mkdir(base, { recursive: true });
   const out = path.join(tmp, 'out-deploy');
   const exportRoot = path.join(tmp, 'export');
   const run = await execa(
     process.execPath,
-    ['--import', 'tsx', path.resolve('src/cli.ts'), 'deploy', '--profile', path.resolve('profiles/opz3.yaml'), '--to', exportRoot, '--base', base, '--out', out],
+    [
+      '--import',
+      'tsx',
+      path.resolve('src/cli.ts'),
+      'deploy',
+      '--profile',
+      path.resolve('profiles/opz3.yaml'),
+      '--to',
+      exportRoot,
+      '--base',
+      base,
+      '--out',
+      out,
+    ],
     {
       env: { PATH: await binWithout(['getfattr', 'setfattr', 'rsync']), HOME: tmp, NETROOT_SECRETS_DIR: path.join(tmp, 'secrets-deploy') },
       extendEnv: false,

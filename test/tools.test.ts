@@ -37,15 +37,24 @@ test('not installed: a MissingProgramError naming the Debian package, exit 3', a
   assert.is(e.failure, 'missing');
   assert.is(e.exitCode, EXIT_MISSING_PROGRAM);
   assert.is(e.program, 'getfattr');
-  assert.equal(e.missing.map((m) => m.package), ['attr']);
-  assert.is(e.message, 'getfattr is not installed on this machine (needed for reading file capabilities): install the Debian package attr (apt-get install attr)');
+  assert.equal(
+    e.missing.map((m) => m.package),
+    ['attr'],
+  );
+  assert.is(
+    e.message,
+    'getfattr is not installed on this machine (needed for reading file capabilities): install the Debian package attr (apt-get install attr)',
+  );
 });
 
 test('not installed: a program no table knows is named as its own package', async () => {
   const error = (await rejects(() => runTool('netroot-no-such-program', []))) as MissingProgramError;
   assert.is(error.failure, 'missing');
   assert.is(error.exitCode, EXIT_MISSING_PROGRAM);
-  assert.match(error.message, /^netroot-no-such-program is not installed on this machine: install the Debian package netroot-no-such-program/);
+  assert.match(
+    error.message,
+    /^netroot-no-such-program is not installed on this machine: install the Debian package netroot-no-such-program/,
+  );
 });
 
 test('a non-zero exit: a ToolError with the status and the end of stderr, exit 1', async () => {
@@ -56,7 +65,7 @@ test('a non-zero exit: a ToolError with the status and the end of stderr, exit 1
   assert.is(error.exitCode, EXIT_FAILURE);
   assert.is(error.status, 3);
   assert.equal(error.stderrTail, ['line 5', 'line 6', 'line 7', 'line 8', 'line 9', 'line 10', 'line 11', 'line 12']);
-  assert.match(error.message, /^complaining failed \(complains exit 3\):\n  line 5\n/);
+  assert.match(error.message, /^complaining failed \(complains exit 3\):\n {2}line 5\n/);
   assert.match(error.message, /line 12$/);
 });
 
@@ -122,7 +131,10 @@ test('requirePrograms: every missing program in one error, with one apt-get inst
   assert.instance(error, MissingProgramError);
   const e = error as MissingProgramError;
   assert.is(e.exitCode, EXIT_MISSING_PROGRAM);
-  assert.equal(e.missing.map((m) => m.program), ['getfattr', 'setfattr', 'mkimage', 'zstd']);
+  assert.equal(
+    e.missing.map((m) => m.program),
+    ['getfattr', 'setfattr', 'mkimage', 'zstd'],
+  );
   assert.is(
     e.message,
     [
@@ -146,7 +158,10 @@ requires(existsSync('/usr/sbin/debugfs'), 'needs /usr/sbin/debugfs (Debian packa
       error = caught;
     }
     assert.instance(error, MissingProgramError);
-    assert.is((error as Error).message, 'debugfs is not on PATH (needed for reading a disk image), though it is installed at /usr/sbin/debugfs: add /usr/sbin to PATH');
+    assert.is(
+      (error as Error).message,
+      'debugfs is not on PATH (needed for reading a disk image), though it is installed at /usr/sbin/debugfs: add /usr/sbin to PATH',
+    );
   },
 );
 
