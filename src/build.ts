@@ -34,6 +34,8 @@ import { resolveK3sBinary } from './k3s/binary.js';
 import { withClusterLayer } from './emit/layer.js';
 import { mergeOverlay } from './emit/overlay.js';
 import { readFile } from 'node:fs/promises';
+import { buildPrograms } from './preflight.js';
+import { requirePrograms, type ProgramNeed } from './tools.js';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 export const GENERATOR = `netroot ${VERSION}`;
@@ -295,6 +297,18 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   };
 }
 
+/** The programs a build with these options will run (src/preflight.ts); none without a base. */
+export async function programsForBuild(options: BuildOptions, loaded: LoadedProfile): Promise<ProgramNeed[]> {
+  const spec = options.base ?? loaded.profile.base;
+  if (!spec) return [];
+  const source = classifyBase(spec, options.base ? (options.cwd ?? process.cwd()) : path.dirname(loaded.file));
+  const cacheDir = options.cacheDir ?? defaultCacheDir(options.env ?? process.env);
+  const debootstrapCached =
+    source.kind === 'debootstrap' &&
+    existsSync(debootstrapCachePath(cacheDir, parseDebootstrapSpec(debootstrapWithPackages(source.spec, allRequiredPackages(loaded.cluster)))));
+  return buildPrograms({ source, formats: options.formats ?? ['tar'], ...(options.compress ? { compress: options.compress } : {}), privileged: isRoot(), debootstrapCached });
+}
+
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const cwd = options.cwd ?? process.cwd();
   const reporter = options.reporter ?? defaultReporter();
@@ -315,6 +329,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   if (!spec && options.formats?.length) {
     throw new UsageError(`--format ${options.formats.join(',')} needs a base root filesystem: give --base or base: in the profile`);
   }
+  // Every program the build will run, checked before any work: one error names all that are missing.
+  requirePrograms(await programsForBuild(options, loaded));
   const rootfs = spec ? await prepareRootfs(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), outDir, reporter) : undefined;
   const plan = rootfs?.plan ?? prepared.plan;
   // Secrets are saved only once the profile, every template and the base proved good.

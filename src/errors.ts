@@ -5,6 +5,13 @@
 
 export const EXIT_USAGE = 2;
 export const EXIT_FAILURE = 1;
+/**
+ * A program netroot runs is not installed (here, or on a deploy's target host). Its own code, the
+ * same wherever the program is missing: neither the input's fault (2) nor a build that broke (1),
+ * but the machine's, and a CI job or a builder image can act on it (install the packages the message
+ * lists, run again). Not 127, which a shell returns when build-images itself is not found.
+ */
+export const EXIT_MISSING_PROGRAM = 3;
 
 /** Where in a profile a value came from, for messages like `profiles/opz3.yaml:14:5`. */
 export interface SourceLocation {
@@ -113,11 +120,84 @@ export class SecretsChangedError extends NetrootError {
   }
 }
 
-/** A program this needs is not installed here or on the target host. Exit 1. */
-export class MissingProgramError extends NetrootError {
-  constructor(program: string, pkg: string, where = 'this machine') {
-    super(`${program} is not installed on ${where}: install the Debian package ${pkg} (apt-get install ${pkg})`, EXIT_FAILURE);
+/** How an external program let netroot down. */
+export type ToolFailure = 'missing' | 'failed' | 'timeout';
+
+/**
+ * An external program could not do its part (src/tools.ts runs them all): it is not installed
+ * (exit 3, MissingProgramError), it exited non-zero (exit 1; `status`, and the end of its stderr in
+ * `stderrTail`), or it ran out of time and was stopped (exit 1).
+ */
+export class ToolError extends NetrootError {
+  readonly failure: ToolFailure;
+  /** The program as it was called (`zstd`, `/usr/bin/ssh`). */
+  readonly program: string;
+  /** Its exit status; undefined when it was missing, timed out or ended by a signal. */
+  readonly status: number | undefined;
+  readonly signal: string | undefined;
+  /** The last lines it wrote to stderr. */
+  readonly stderrTail: string[];
+  constructor(
+    failure: ToolFailure,
+    program: string,
+    message: string,
+    details: { status?: number; signal?: string; stderrTail?: string[]; exitCode?: number; cause?: unknown } = {},
+  ) {
+    super(
+      message,
+      details.exitCode ?? (failure === 'missing' ? EXIT_MISSING_PROGRAM : EXIT_FAILURE),
+      details.cause === undefined ? undefined : { cause: details.cause },
+    );
+    this.failure = failure;
+    this.program = program;
+    this.status = details.status;
+    this.signal = details.signal;
+    this.stderrTail = details.stderrTail ?? [];
   }
+}
+
+/** A program that is not installed, the Debian package that provides it, and what it is needed for. */
+export interface MissingProgram {
+  program: string;
+  package: string;
+  /** What needs it: `reading the directory base's file capabilities`. */
+  why?: string;
+  /** Installed, but in a directory not on PATH (a user's PATH without /usr/sbin). */
+  elsewhere?: string;
+}
+
+/** Programs this needs are not installed here or on the target host: all of them, with one `apt-get install` line. Exit 3. */
+export class MissingProgramError extends ToolError {
+  readonly missing: MissingProgram[];
+  readonly where: string;
+  constructor(missing: MissingProgram[], where = 'this machine') {
+    super('missing', missing[0]!.program, missingMessage(missing, where));
+    this.missing = missing;
+    this.where = where;
+  }
+}
+
+function missingMessage(missing: MissingProgram[], where: string): string {
+  const packages = [...new Set(missing.filter((m) => !m.elsewhere).map((m) => m.package))].sort();
+  const pathDirs = [...new Set(missing.flatMap((m) => (m.elsewhere ? [m.elsewhere.slice(0, m.elsewhere.lastIndexOf('/')) || '/'] : [])))];
+  const fix = [
+    ...(packages.length
+      ? [`install ${packages.length === 1 ? `the Debian package ${packages[0]}` : 'them'} (apt-get install ${packages.join(' ')})`]
+      : []),
+    ...(pathDirs.length ? [`add ${pathDirs.join(' and ')} to PATH`] : []),
+  ].join('; ');
+  if (missing.length === 1) {
+    const m = missing[0]!;
+    const why = m.why ? ` (needed for ${m.why})` : '';
+    return m.elsewhere
+      ? `${m.program} is not on PATH${why}, though it is installed at ${m.elsewhere}: ${fix}`
+      : `${m.program} is not installed on ${where}${why}: ${fix}`;
+  }
+  const lines = missing.map(
+    (m) =>
+      `  - ${m.program} (Debian package ${m.package})${m.why ? `, for ${m.why}` : ''}${m.elsewhere ? `: installed at ${m.elsewhere}, not on PATH` : ''}`,
+  );
+  return `${missing.length} programs netroot needs are not installed on ${where}:\n${lines.join('\n')}\n${fix.charAt(0).toUpperCase()}${fix.slice(1)}.`;
 }
 
 /** A command on a deploy's target failed (ssh, rsync, a file operation). Exit 1. */

@@ -18,7 +18,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
+import { runTool, startTool } from '../tools.js';
 import { NetrootError, UsageError } from '../errors.js';
 import { cachedFile, sha256 } from '../cache.js';
 
@@ -187,12 +187,12 @@ async function hostCodename(): Promise<string | undefined> {
 
 async function hostSources(suite: string, log: (line: string) => void): Promise<string[]> {
   const codename = await hostCodename();
-  const result = await execa('apt-get', ['indextargets', '--no-release-info', '--format', '$(REPO_URI)\t$(RELEASE)\t$(COMPONENT)\t$(TARGET_OF)'], {
-    reject: false,
+  // Without apt (or its answer) mmdebstrap falls back to its own default mirror: not a reason to stop.
+  const result = await runTool('apt-get', ['indextargets', '--no-release-info', '--format', '$(REPO_URI)\t$(RELEASE)\t$(COMPONENT)\t$(TARGET_OF)'], {
+    accept: 'any',
     timeout: 60_000,
-    stdin: 'ignore',
-  });
-  const lines = codename && result.exitCode === 0 ? sourcesForSuite(parseIndexTargets(String(result.stdout)), codename, suite) : undefined;
+  }).catch(() => undefined);
+  const lines = codename && result?.status === 0 ? sourcesForSuite(parseIndexTargets(result.stdout), codename, suite) : undefined;
   if (!lines) {
     log("this machine's apt sources name no Debian suite to follow; mmdebstrap will use its built-in default mirror");
     return [];
@@ -255,13 +255,12 @@ export function mmdebstrapArgs(spec: DebootstrapSpec, output: string, sources: s
 }
 
 async function runMmdebstrap(spec: DebootstrapSpec, output: string, sources: string[], timeout: number, log: (line: string) => void): Promise<void> {
-  const child = execa('mmdebstrap', mmdebstrapArgs(spec, output, sources), {
+  const { child, done } = startTool('mmdebstrap', mmdebstrapArgs(spec, output, sources), {
     timeout,
     // On SIGTERM mmdebstrap unmounts /proc, /sys and /dev from its chroot and removes its temporary directory; give it time.
     forceKillAfterDelay: 60_000,
-    reject: false,
-    stdin: 'ignore',
-    lines: true,
+    what: `building ${formatDebootstrapSpec(spec)}`,
+    why: `building the base ${formatDebootstrapSpec(spec)}`,
   });
   // Progress goes to the log line by line as it comes; a chunk may end mid-line.
   let pending = '';
@@ -273,11 +272,9 @@ async function runMmdebstrap(spec: DebootstrapSpec, output: string, sources: str
     pending = lines.pop() ?? '';
     lines.forEach(emit);
   });
-  const result = await child;
-  emit(pending);
-  if (!result.failed) return;
-  if (result.code === 'ENOENT') throw new NetrootError('mmdebstrap is not installed: install the Debian package mmdebstrap');
-  if (result.timedOut) throw new NetrootError(`mmdebstrap took longer than ${Math.round(timeout / 60_000)} minutes building ${formatDebootstrapSpec(spec)} and was stopped`);
-  const tail = (result.stderr as unknown as string[]).slice(-8).join('\n  ');
-  throw new NetrootError(`mmdebstrap could not build ${formatDebootstrapSpec(spec)} (exit ${result.exitCode ?? '?'}):\n  ${tail}`);
+  try {
+    await done();
+  } finally {
+    emit(pending);
+  }
 }

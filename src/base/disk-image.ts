@@ -28,7 +28,7 @@ import { constants } from 'node:fs';
 import { access, chmod, lchown, link, lstat, lutimes, mkdir, mkdtemp, open, readdir, readFile, rm, rmdir, stat, unlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
+import { runTool as run } from '../tools.js';
 import { NetrootError, UsageError } from '../errors.js';
 import { isRoot } from '../privileges.js';
 import { cachedFile, sha256File } from '../cache.js';
@@ -265,27 +265,14 @@ interface RunOptions {
   stdout?: string;
 }
 
+/** The shared runner (src/tools.ts); `reject: false` hands any exit status back to the caller. */
 async function runTool(command: string, args: string[], options: RunOptions): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const result = await execa(command, args, {
+  const result = await run(command, args, {
     timeout: options.timeout,
-    forceKillAfterDelay: 5_000,
-    reject: false,
-    stdin: 'ignore',
-    maxBuffer: 1 << 30,
-    ...(options.stdout ? { stdout: { file: options.stdout } } : {}),
+    accept: options.reject === false ? 'any' : [0],
+    ...(options.stdout ? { stdoutFile: options.stdout } : {}),
   });
-  const out = { exitCode: result.exitCode ?? -1, stdout: String(result.stdout ?? ''), stderr: String(result.stderr ?? '') };
-  if (result.failed && (options.reject !== false || result.timedOut || out.exitCode === -1)) throw toolError(command, result);
-  return out;
-}
-
-function toolError(command: string, result: { timedOut?: boolean; stderr?: unknown; code?: string; shortMessage?: string }): NetrootError {
-  if (result.code === 'ENOENT') {
-    const pkg: Record<string, string> = { debugfs: 'e2fsprogs', sfdisk: 'fdisk', fuse2fs: 'fuse2fs', xz: 'xz-utils', mknod: 'coreutils', cp: 'coreutils' };
-    return new NetrootError(`${command} is not installed: install the Debian package ${pkg[command] ?? command}`);
-  }
-  if (result.timedOut) return new NetrootError(`${command} did not finish in time and was stopped`);
-  return new NetrootError(`${command} failed: ${lastLine(String(result.stderr ?? '')) || result.shortMessage || 'no message'}`);
+  return { exitCode: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 
 function lastLine(text: string): string {

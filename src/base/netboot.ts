@@ -16,8 +16,7 @@ import { existsSync } from 'node:fs';
 import * as fsSync from 'node:fs';
 import { mkdir, open, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
-import { NetrootError } from '../errors.js';
+import { requirePrograms, runTool, type ProgramNeed } from '../tools.js';
 import type { Cluster } from '../profile/resolve.js';
 import { isRoot } from '../privileges.js';
 import { loadStored, openBase, storeIndex, type BaseIndex } from './open.js';
@@ -127,6 +126,9 @@ export async function netbootBase(base: BaseIndex, cluster: Cluster, options: Ne
     throw new RootfsError(`${why}\nnetroot can regenerate it (update-initramfs in a chroot of a copy of the base), but that needs root: run build-images as root (e.g. with sudo), ${BY_HAND}`);
   }
   await checkEmulation(options.arch);
+  // Known only now that the initrds were read: the programs a regeneration runs, all checked before the copy starts.
+  const uInitrds = await Promise.all(problems.map(async ({ initrd }) => startsWithUImage(fileInBase(base, initrd, 'initrd').content!)));
+  requirePrograms(regenerationPrograms(uInitrds.some(Boolean)));
 
   const log = options.log ?? (() => undefined);
   log(`regenerating the initramfs of ${base.source} with MODULES=netboot${modules.length ? ` and ${modules.join(', ')}` : ''} (kernel ${versions.join(', ')}); done once, then cached`);
@@ -136,8 +138,7 @@ export async function netbootBase(base: BaseIndex, cluster: Cluster, options: Ne
   await stageIntoCache(dir, async (staging) => {
     await mkdir(staging, { mode: 0o700 });
     const tree = path.join(staging, 'tree');
-    const copied = await execa('cp', ['-a', '--reflink=auto', '-T', '--', base.root, tree], { reject: false });
-    if (copied.exitCode !== 0) throw new NetrootError(`copying the base ${base.root} to ${tree} failed: ${String(copied.stderr).trim()}`);
+    await runTool('cp', ['-a', '--reflink=auto', '-T', '--', base.root, tree], { what: `copying the base ${base.root} to ${tree}` });
     await reconcile(base, tree, new Set()); // owners and devices a non-root extraction lacked
     // Reproducible: what the regeneration changes gets the time of the initrd it replaces, not the build's.
     const epoch = fileInBase(base, problems[0]!.initrd, 'initrd').mtime;
@@ -146,7 +147,7 @@ export async function netbootBase(base: BaseIndex, cluster: Cluster, options: Ne
     layOverlay(tree, netbootConf(epoch, modules));
     await runUpdateInitramfs(tree, epoch, options.timeoutMs ?? TIMEOUT);
     for (const { initrd } of problems) await remakeUInitrd(base, tree, initrd, options.arch, epoch);
-    await execa('find', [tree, '-newer', marker, '-exec', 'touch', '-h', '-d', `@${epoch}`, '{}', '+']);
+    await runTool('find', [tree, '-newer', marker, '-exec', 'touch', '-h', '-d', `@${epoch}`, '{}', '+'], { what: 'dating what the regeneration changed' });
     const opened = await openBase(tree);
     const regenerated: BaseIndex = { ...opened, kind: base.kind, source: base.source, ...(base.digest ? { digest: base.digest } : {}), netboot: NETBOOT_RECIPE };
     const still = await initrdProblems(regenerated, cluster);
@@ -194,6 +195,20 @@ function mountPoint(tree: string, name: string): void {
   else if (!st.isDirectory()) throw new RootfsError(`the base's /${name} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}; refusing to mount over it to regenerate the initrd`);
 }
 
+/** Where the chroot's helpers are looked up (the user's PATH plays no part inside the base). */
+const REGENERATION_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** What regenerating an initrd runs on this machine (update-initramfs itself is the base's). */
+export function regenerationPrograms(uInitrd: boolean): ProgramNeed[] {
+  const why = "regenerating the base's initrd";
+  return [
+    ...['cp', 'find', 'touch'].map((program) => ({ program, why })),
+    // unshare and what its script runs get a PATH of their own.
+    ...['unshare', 'sh', 'mount', 'umount', 'chroot'].map((program) => ({ program, why, PATH: REGENERATION_PATH })),
+    ...(uInitrd ? [{ program: 'mkimage', why: "remaking the board's uInitrd" }] : []),
+  ];
+}
+
 const CHROOT_SCRIPT = [
   'set -e',
   'root=$1; shift',
@@ -206,20 +221,18 @@ const CHROOT_SCRIPT = [
 
 async function runUpdateInitramfs(tree: string, epoch: number, timeout: number): Promise<void> {
   for (const name of ['proc', 'sys', 'dev']) mountPoint(tree, name);
-  const result = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', CHROOT_SCRIPT, 'sh', tree, 'update-initramfs', '-u', '-k', 'all'], {
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', SOURCE_DATE_EPOCH: String(epoch) },
+  const result = await runTool('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', CHROOT_SCRIPT, 'sh', tree, 'update-initramfs', '-u', '-k', 'all'], {
+    env: { PATH: REGENERATION_PATH, LANG: 'C.UTF-8', SOURCE_DATE_EPOCH: String(epoch) },
     extendEnv: false,
-    stdin: 'ignore',
-    reject: false,
     timeout,
     killSignal: 'SIGKILL', // the namespace, and with it the mounts, goes with the process
     all: true,
+    what: 'update-initramfs in the base',
+    accept: 'any', // a failure is the base's: reported below as such
   });
-  if (result.code === 'ENOENT') throw new NetrootError('unshare is not installed: install the Debian package util-linux');
-  if (result.timedOut) throw new NetrootError(`update-initramfs in the base did not finish within ${Math.round(timeout / 60_000)} minutes and was stopped`);
-  if (result.exitCode !== 0) {
-    const tail = String(result.all ?? '').trim().split('\n').slice(-8).join('\n  ');
-    throw new RootfsError(`update-initramfs -u -k all in a chroot of the base failed (exit ${result.exitCode}):\n  ${tail}`);
+  if (result.status !== 0) {
+    const tail = result.all.trim().split('\n').slice(-8).join('\n  ');
+    throw new RootfsError(`update-initramfs -u -k all in a chroot of the base failed (exit ${result.status ?? result.signal}):\n  ${tail}`);
   }
 }
 
@@ -270,9 +283,7 @@ async function remakeUInitrd(base: BaseIndex, tree: string, initrd: string, arch
   const to = path.join(safeParent(tree, plan.to), path.posix.basename(plan.to));
   const temporary = path.join(path.dirname(to), `.${path.basename(to)}.netroot-tmp`);
   // mkimage stamps the header with SOURCE_DATE_EPOCH when it is set.
-  const made = await execa('mkimage', [...plan.args, from, temporary], { env: { SOURCE_DATE_EPOCH: String(epoch) }, reject: false, stdin: 'ignore' });
-  if (made.code === 'ENOENT') throw new NetrootError('mkimage is not installed, and the board boots a uInitrd: install the Debian package u-boot-tools');
-  if (made.exitCode !== 0) throw new NetrootError(`mkimage could not make /${plan.to}: ${String(made.stderr).trim()}`);
+  await runTool('mkimage', [...plan.args, from, temporary], { env: { SOURCE_DATE_EPOCH: String(epoch) }, what: `making /${plan.to}`, why: 'remaking the board\'s uInitrd' });
   // rename replaces the entry itself, never what a symlink there points at.
   await rename(temporary, to);
 }

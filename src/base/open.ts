@@ -23,13 +23,13 @@ import { mkdir, open, readFile, rm, stat, realpath, writeFile } from 'node:fs/pr
 import os from 'node:os';
 import path from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { execa } from 'execa';
 import { sha256, sha256File, stageIntoCache } from '../cache.js';
 import { BaseArchiveError, RootfsError } from '../rootfs/errors.js';
 import { writeAll } from '../rootfs/io.js';
 import { ancestors, comparePaths, normalise, unsafeReason } from '../rootfs/paths.js';
 import { readTar, TarReadError, type TarMember, type TarMemberHeader } from '../rootfs/tarformat.js';
 import { applyXattrs, readTreeXattrs, requireXattrTools, type Xattrs } from '../rootfs/xattr.js';
+import { runTool, startTool } from '../tools.js';
 import { isRoot } from '../privileges.js';
 
 export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
@@ -194,7 +194,7 @@ async function indexDirectory(root: string): Promise<BaseIndex> {
   visit('');
   const applied = { owners: true, devices: true, xattrs: true };
   // Without getfattr the artifacts would lose file capabilities (ping, for one) that the tree keeps: the build stops instead.
-  await requireXattrTools('getfattr', `reading the directory base ${root} needs getfattr for its file capabilities and other xattrs`);
+  await requireXattrTools('getfattr', `the file capabilities and other xattrs of the directory base ${root}`);
   const byAbsolute = new Map(entries.map((e) => [e.path === '' ? root : path.join(root, e.path), e]));
   for (const [file, attrs] of await readTreeXattrs(root)) {
     const entry = byAbsolute.get(file);
@@ -216,11 +216,10 @@ async function indexDirectory(root: string): Promise<BaseIndex> {
 export async function directoryIdentity(root: string): Promise<string> {
   const real = await realpath(root);
   const hash = createHash('sha256').update(`${real}\0`);
-  const child = execa('find', ['-P', real, '-printf', '%P\\0%y %m %U %G %s %T@ %C@ %D %i %n\\0%l\\0'], { buffer: { stdout: false }, stdin: 'ignore', reject: false });
-  for await (const chunk of child.stdout as AsyncIterable<Buffer>) hash.update(chunk);
-  const result = await child;
-  if (result.code === 'ENOENT') throw new RootfsError('find is not installed: install the Debian package findutils');
-  if (result.exitCode !== 0) throw new RootfsError(`base ${root} cannot be read whole: ${String(result.stderr).trim().split('\n').slice(-3).join('; ')}`);
+  const find = startTool('find', ['-P', real, '-printf', '%P\\0%y %m %U %G %s %T@ %C@ %D %i %n\\0%l\\0'], { streamStdout: true, accept: 'any' });
+  for await (const chunk of find.child.stdout as AsyncIterable<Buffer>) hash.update(chunk);
+  const result = await find.done();
+  if (result.status !== 0) throw new RootfsError(`base ${root} cannot be read whole: ${String(result.stderr).trim().split('\n').slice(-3).join('; ')}`);
   return hash.digest('hex');
 }
 
@@ -231,7 +230,7 @@ const INDEX_VERSION = 1;
 
 type Compression = 'gzip' | 'xz' | 'zstd' | 'none';
 
-async function sniff(file: string): Promise<Compression | 'bzip2'> {
+export async function sniff(file: string): Promise<Compression | 'bzip2'> {
   const handle = await open(file, 'r');
   try {
     const { buffer, bytesRead } = await handle.read(Buffer.alloc(6), 0, 6, 0);
@@ -271,7 +270,7 @@ async function withDecompressed(file: string, consume: (bytes: AsyncIterable<Buf
     }
     return;
   }
-  const child = execa(compression, ['-dc', '--', file], { buffer: { stdout: false }, stdin: 'ignore', reject: false });
+  const { child, done } = startTool(compression, ['-dc', '--', file], { streamStdout: true, accept: 'any', why: `reading the ${compression}-compressed base ${file}` });
   let failure: unknown;
   try {
     await consume(child.stdout as AsyncIterable<Buffer>);
@@ -280,10 +279,10 @@ async function withDecompressed(file: string, consume: (bytes: AsyncIterable<Buf
     // Output ended: the decompressor is exiting by itself, and its status says why. Otherwise stop it.
     if (!child.stdout?.readableEnded) child.kill();
   }
-  const result = await child;
-  if (result.exitCode !== 0 && !result.isTerminated) {
+  const result = await done();
+  if (result.status !== 0 && result.signal === undefined) {
     // The last line of stderr, without the progress lines zstd overwrites with \r, and without the file name.
-    const last = String(result.stderr).split(/[\r\n]/).filter((l) => l.trim()).pop() ?? `exit ${result.exitCode}`;
+    const last = String(result.stderr).split(/[\r\n]/).filter((l) => l.trim()).pop() ?? `exit ${result.status}`;
     let why = last.trim();
     for (const prefix of [`${compression}: `, `${file}: `]) if (why.startsWith(prefix)) why = why.slice(prefix.length);
     if (compression === 'zstd') why = why.replace(/^.*? : /, ''); // zstd shortens the name it prints: "…e.tar.zst : Read error".
@@ -411,7 +410,7 @@ class Extractor {
     if (this.xattrs.length) {
       if (!this.privileged) this.warnings.push('xattrs (file capabilities) are recorded in the index but were not applied: not running as root');
       else {
-        await requireXattrTools('setfattr', 'the base holds file capabilities and other xattrs that its extracted copy needs');
+        await requireXattrTools('setfattr', 'writing the file capabilities and other xattrs the base holds into its extracted copy');
         await applyXattrs(this.xattrs).catch((error: Error) => this.fail('(xattrs)', error.message));
         applied.xattrs = true;
       }
@@ -451,7 +450,7 @@ async function writeContent(target: string, body: AsyncIterable<Buffer>): Promis
 
 async function makeNode(target: string, h: TarMemberHeader): Promise<void> {
   const args = h.type === 'fifo' ? [target, 'p'] : [target, h.type === 'char' ? 'c' : 'b', String(h.devmajor), String(h.devminor)];
-  await execa('mknod', ['-m', '0600', ...args]);
+  await runTool('mknod', ['-m', '0600', ...args], { what: `creating the device node ${target}` });
 }
 
 interface StoredIndex {

@@ -10,8 +10,9 @@ import { createHash } from 'node:crypto';
 import { existsSync, lstatSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { build, GENERATOR, prepare, type BuildOptions, type CommonOptions, type Prepared } from '../build.js';
+import { build, GENERATOR, prepare, programsForBuild, type BuildOptions, type CommonOptions, type Prepared } from '../build.js';
 import { MissingProgramError, SecretsChangedError, TargetError, UsageError } from '../errors.js';
+import { debianPackage, requirePrograms } from '../tools.js';
 import { readOutputRecord } from '../emit/owner.js';
 import { checkWritableDir } from '../paths.js';
 import { displayPath } from '../profile/load.js';
@@ -21,7 +22,7 @@ import { loadHashCache, readManifest, saveHashCache, type Manifest } from './man
 import { defaultCacheDir } from '../base/open.js';
 import { diffBootFiles, diffNode, planRollback, statePaths, type BootFile, type BootFileChange, type NodeChanges, type NodeRollback, type NodeTarget } from './plan.js';
 import { applyNode, applyRollback, existingPaths, lockTarget, META, readNodeTarget, readTargetFile, undoList, writeTargetFile } from './apply.js';
-import { openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
+import { deployPrograms, openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
 
 export { STATE_PATHS, statePaths, type NodeChanges, type BootFileChange } from './plan.js';
 
@@ -128,7 +129,7 @@ async function open(options: TargetOptions, prepared: Prepared): Promise<Context
   const target = openTarget(spec, options.ssh);
   let record: ClusterRecord | undefined;
   try {
-    await requireTools(target);
+    await requireTools(target, options.ssh);
     const text = await readTargetFile(target, recordFile(root, cluster));
     if (text !== undefined) record = parseRecord(text, `${target.shown}/${META}/clusters/${cluster}.json`);
   } catch (error) {
@@ -274,16 +275,22 @@ export async function deploy(options: DeployOptions): Promise<DeployResult> {
 async function deployWith(options: DeployOptions, targets: Target[]): Promise<DeployResult> {
   const reporter = options.reporter ?? silentReporter;
   let prepared = await prepare(options);
+  const cwd = options.cwd ?? process.cwd();
+  const clusterDir = path.join(path.resolve(cwd, options.out ?? 'out'), prepared.loaded.cluster.name);
+  const { formats, ...rest } = options.build ?? {};
+  // Node trees need a base; without one the build writes the overlays alone.
+  const hasBase = Boolean(rest.base ?? prepared.loaded.profile.base);
+  const buildOptions: BuildOptions = { ...options, ...rest, ...(formats && hasBase ? { formats } : {}), ...(options.out ? { out: options.out } : {}), reporter };
+  const mustBuild = !(await readOutputRecord(clusterDir, clusterDir));
+  // What the deploy and the build it may need run here, checked together before any work.
+  requirePrograms([...deployPrograms(parseTarget(options.to, cwd), options.ssh), ...(mustBuild ? await programsForBuild(buildOptions, prepared.loaded) : [])]);
   let ctx = await open(options, prepared);
   targets.push(ctx.target);
   checkSecrets(ctx, options);
   let built = false;
-  if (!(await readOutputRecord(ctx.clusterDir, ctx.clusterDir))) {
+  if (mustBuild) {
     const step = reporter.step(`building ${prepared.loaded.cluster.name} (there is no build to deploy yet)`);
-    const { formats, ...rest } = options.build ?? {};
-    // Node trees need a base; without one the build writes the overlays alone.
-    const hasBase = Boolean(rest.base ?? prepared.loaded.profile.base);
-    await build({ ...options, ...rest, ...(formats && hasBase ? { formats } : {}), ...(options.out ? { out: options.out } : {}), reporter });
+    await build(buildOptions);
     step.finish();
     built = true;
     // The build may have generated the secrets (and saved them): read them as saved.
@@ -323,7 +330,7 @@ async function deployLocked(ctx: Context, prepared: Prepared, options: DeployOpt
     const { code } = await target.sh('command -v exportfs >/dev/null || exit 3; exportfs -ra');
     if (code === 0) exportfs = 'ran';
     // Ganesha reads its own file; the kernel server's exportfs is not needed there.
-    else if (!planned.files.some((f) => f.what === 'ganesha')) throw new MissingProgramError('exportfs', 'nfs-kernel-server', target.spec.kind === 'ssh' ? target.spec.host : 'this machine');
+    else if (!planned.files.some((f) => f.what === 'ganesha')) throw new MissingProgramError([{ program: 'exportfs', package: debianPackage('exportfs') }], target.spec.kind === 'ssh' ? target.spec.host : 'this machine');
     else exportfs = 'skipped';
   }
   const { secrets, identities } = prepared.secrets;

@@ -7,8 +7,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
 import { MissingProgramError, TargetError, UsageError } from '../errors.js';
+import { debianPackage, requirePrograms, runTool, type ProgramNeed } from '../tools.js';
 
 export type TargetSpec = { kind: 'local'; dir: string } | { kind: 'ssh'; host: string; dir: string };
 
@@ -22,8 +22,6 @@ export function parseTarget(spec: string, cwd: string): TargetSpec {
   }
   return { kind: 'local', dir: path.resolve(cwd, spec) };
 }
-
-const PACKAGES: Record<string, string> = { rsync: 'rsync', ssh: 'openssh-client', sh: 'dash', exportfs: 'nfs-kernel-server' };
 
 /** A shell word: single-quoted. */
 export const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -43,11 +41,11 @@ export interface Target {
 }
 
 async function run(file: string, args: string[], input: string | Buffer | undefined, what: string): Promise<{ stdout: string; code: number }> {
-  const result = await execa(file, args, { reject: false, stripFinalNewline: false, ...(input !== undefined ? { input } : { stdin: 'ignore' }), maxBuffer: 1 << 30 });
-  if ((result as { code?: string }).code === 'ENOENT') throw new MissingProgramError(file, PACKAGES[path.basename(file)] ?? file);
-  const code = result.exitCode ?? 1;
-  if (code !== 0 && code !== 3) throw new TargetError(`${what} failed (exit ${code}${result.signal ? `, ${result.signal}` : ''}): ${String(result.stderr).trim().split('\n').slice(-3).join(' / ') || 'no message'}`);
-  return { stdout: String(result.stdout), code };
+  // Any status comes back: a failure here is the target's (TargetError); a missing program is a MissingProgramError.
+  const result = await runTool(file, args, { accept: 'any', stripFinalNewline: false, ...(input !== undefined ? { input } : {}), what });
+  const code = result.status ?? 1;
+  if (code !== 0 && code !== 3) throw new TargetError(`${what} failed (exit ${code}${result.signal ? `, ${result.signal}` : ''}): ${result.stderr.trim().split('\n').slice(-3).join(' / ') || 'no message'}`);
+  return { stdout: result.stdout, code };
 }
 
 /** `ssh` argv (default: plain `ssh`, with the user's ~/.ssh/config), never asking for a password. */
@@ -78,7 +76,7 @@ export function openTarget(spec: TargetSpec, ssh: string[] = ['ssh']): Target {
     rsyncPath: (p) => `${spec.host}:${p}`,
     rsyncOptions: ['-e', [program!, ...options].map(q).join(' ')],
     async close() {
-      await execa(program!, [...options, '-O', 'exit', spec.host], { reject: false, stdin: 'ignore', timeout: 10_000 });
+      await runTool(program!, [...options, '-O', 'exit', spec.host], { accept: 'any', timeout: 10_000 }).catch(() => undefined);
       rmSync(control, { recursive: true, force: true });
     },
   };
@@ -89,19 +87,25 @@ export function openTarget(spec: TargetSpec, ssh: string[] = ['ssh']): Target {
  * Exit 24 ("some files vanished before they could be transferred") is not an error.
  */
 export async function rsync(target: Target | undefined, args: string[], input?: string): Promise<void> {
-  const result = await execa('rsync', [...(target?.rsyncOptions ?? []), ...args], { reject: false, ...(input !== undefined ? { input } : { stdin: 'ignore' }) });
-  if ((result as { code?: string }).code === 'ENOENT') throw new MissingProgramError('rsync', 'rsync');
-  if (result.exitCode === 0 || result.exitCode === 24) return;
-  const stderr = String(result.stderr);
-  if (/rsync: (command )?not found|rsync: No such file/.test(stderr)) throw new MissingProgramError('rsync', 'rsync', target?.spec.kind === 'ssh' ? target.spec.host : 'the target');
-  throw new TargetError(`rsync to ${target?.shown ?? 'the target'} failed (exit ${result.exitCode ?? result.signal}): ${stderr.trim().split('\n').slice(-3).join(' / ')}`);
+  const result = await runTool('rsync', [...(target?.rsyncOptions ?? []), ...args], { accept: 'any', ...(input !== undefined ? { input } : {}), why: 'deploying' });
+  if (result.status === 0 || result.status === 24) return;
+  const stderr = result.stderr;
+  if (/rsync: (command )?not found|rsync: No such file/.test(stderr)) throw new MissingProgramError([{ program: 'rsync', package: 'rsync' }], target?.spec.kind === 'ssh' ? target.spec.host : 'the target');
+  throw new TargetError(`rsync to ${target?.shown ?? 'the target'} failed (exit ${result.status ?? result.signal}): ${stderr.trim().split('\n').slice(-3).join(' / ')}`);
 }
 
-/** rsync here and on the target host, checked before any work: a missing one is named with its package. */
-export async function requireTools(target: Target): Promise<void> {
-  const here = await execa('sh', ['-c', 'command -v rsync'], { reject: false, stdin: 'ignore' });
-  if (here.exitCode !== 0) throw new MissingProgramError('rsync', 'rsync');
+/** What a deploy runs on this machine: rsync, and ssh for a remote target. */
+export function deployPrograms(spec: TargetSpec, ssh: string[] = ['ssh']): ProgramNeed[] {
+  return [
+    { program: 'rsync', why: 'deploying' },
+    ...(spec.kind === 'ssh' ? [{ program: ssh[0]!, why: `reaching ${spec.host}` }] : [{ program: 'sh', why: 'deploying' }]),
+  ];
+}
+
+/** rsync (and ssh) here and rsync on the target host, checked before any work: a missing one is named with its package. */
+export async function requireTools(target: Target, ssh?: string[]): Promise<void> {
+  requirePrograms(deployPrograms(target.spec, ssh));
   if (target.spec.kind === 'ssh' && (await target.sh('command -v rsync >/dev/null || exit 3')).code === 3) {
-    throw new MissingProgramError('rsync', 'rsync', target.spec.host);
+    throw new MissingProgramError([{ program: 'rsync', package: debianPackage('rsync') }], target.spec.host);
   }
 }

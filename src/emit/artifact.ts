@@ -43,7 +43,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip, gzipSync } from 'node:zlib';
-import { execa } from 'execa';
+import { findProgram, requirePrograms, startTool } from '../tools.js';
 import { sha256, type PlannedFile } from '../plan/plan.js';
 import type { BaseEntry, BaseIndex } from '../base/open.js';
 import { sweepStaleTemporaries, temporaryName } from '../cache.js';
@@ -150,13 +150,8 @@ export function sourceDateEpoch(base: Pick<BaseIndex, 'entries'>, env: NodeJS.Pr
   return epochFromEnv(env) ?? newestMtime(base);
 }
 
-let zstdPresent: Promise<boolean> | undefined;
-export function zstdAvailable(): Promise<boolean> {
-  zstdPresent ??= execa('zstd', ['--version'], { reject: false }).then(
-    (r) => r.exitCode === 0,
-    () => false,
-  );
-  return zstdPresent;
+export async function zstdAvailable(): Promise<boolean> {
+  return findProgram('zstd') !== undefined;
 }
 
 // ---------------------------------------------------------------------------
@@ -239,14 +234,13 @@ async function compress(format: Format, level: number, bytes: Iterable<Buffer>, 
     });
     return;
   }
-  const child = execa('zstd', ['-q', '-c', `-${level}`], { buffer: { stdout: false }, reject: false });
+  const { child, done } = startTool('zstd', ['-q', '-c', `-${level}`], { stdin: 'pipe', streamStdout: true, what: 'compressing an artifact with zstd', why: '.tar.zst artifacts' });
   const feed = pipeline(Readable.from(bytes), child.stdin!);
   const drain = (async () => {
     for await (const piece of child.stdout as AsyncIterable<Buffer>) sink(piece);
   })();
   const [fed] = await Promise.allSettled([feed, drain]);
-  const result = await child;
-  if (result.exitCode !== 0) throw new RootfsError(`zstd failed: ${String(result.stderr).trim() || `exit ${result.exitCode}`}`);
+  await done();
   if (fed.status === 'rejected') throw fed.reason;
   await drain;
 }
@@ -284,7 +278,7 @@ async function mapLimit<T>(items: readonly T[], limit: number, work: (item: T) =
 
 export async function resolveFormats(requested: Format[] | undefined): Promise<Format[]> {
   if (requested) {
-    if (requested.includes('zst') && !(await zstdAvailable())) throw new RootfsError('.tar.zst artifacts need the zstd command (Debian package zstd)');
+    if (requested.includes('zst')) requirePrograms([{ program: 'zstd', why: '.tar.zst artifacts (--compress zst)' }]);
     return [...new Set(requested)];
   }
   return (await zstdAvailable()) ? ['gz', 'zst'] : ['gz'];

@@ -15,7 +15,7 @@ import * as fsSync from 'node:fs';
 import { constants } from 'node:fs';
 import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
+import { runTool } from '../tools.js';
 import type { PlannedFile } from '../plan/plan.js';
 import { sourceDateEpoch } from './artifact.js';
 import type { BaseIndex } from '../base/open.js';
@@ -197,7 +197,7 @@ export async function reconcile(base: BaseIndex, dest: string, replaced: Set<str
       const target = abs(entry.path);
       if ((entry.type === 'char' || entry.type === 'block' || entry.type === 'fifo') && !lstatOrUndefined(target)) {
         const kind = entry.type === 'fifo' ? ['p'] : [entry.type === 'char' ? 'c' : 'b', String(entry.devmajor), String(entry.devminor)];
-        await execa('mknod', [target, ...kind]);
+        await runTool('mknod', [target, ...kind], { what: `creating the device node ${target}` });
       }
       if (entry.type === 'hardlink') continue;
       fsSync.lchownSync(target, entry.uid, entry.gid);
@@ -206,7 +206,7 @@ export async function reconcile(base: BaseIndex, dest: string, replaced: Set<str
   }
   const withXattrs = base.entries.some((e) => e.xattrs);
   if (withXattrs) {
-    await requireXattrTools('setfattr', `the base holds file capabilities and other xattrs that ${dest} needs`);
+    await requireXattrTools('setfattr', `the file capabilities and other xattrs ${dest} must hold`);
     const items: [string, Xattrs][] = base.entries.filter((e) => e.xattrs && !replaced.has(e.path)).map((e) => [abs(e.path), e.xattrs!]);
     await applyXattrs(items).catch((error: Error) => {
       throw new RootfsError(`the base's xattrs (file capabilities) cannot be set in ${dest}: ${error.message}`);
@@ -224,8 +224,7 @@ export async function writeNodeTree(base: BaseIndex, files: readonly PlannedFile
   const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? sourceDateEpoch(base), removes: options.removes ?? [] });
   dest = path.resolve(dest);
   await prepareDest(dest);
-  const copied = await execa('cp', ['-a', '--reflink=auto', '-T', '--', base.root, dest], { reject: false });
-  if (copied.exitCode !== 0) throw new RootfsError(`copying the base ${base.root} to ${dest} failed: ${String(copied.stderr).trim()}`);
+  await runTool('cp', ['-a', '--reflink=auto', '-T', '--', base.root, dest], { what: `copying the base ${base.root} to ${dest}` });
   await reconcile(base, dest, merge.replaced);
   layOverlay(dest, merge.entries);
   for (const removed of merge.removed) {
@@ -262,9 +261,9 @@ async function restoreFromBase(base: BaseIndex, dest: string, relative: string, 
   const entry = base.byPath.get(relative);
   if (!entry || entry.type === 'dir') return;
   const source = entry.type === 'hardlink' ? entry.linkname! : relative;
-  const copied = await execa('cp', ['-a', '--', path.join(base.root, source), target], { reject: false });
+  const copied = await runTool('cp', ['-a', '--', path.join(base.root, source), target], { accept: 'any' });
   if (lstatOrUndefined(target)) journal?.created(target);
-  if (copied.exitCode !== 0) throw new RootfsError(`restoring /${relative} from the base failed: ${String(copied.stderr).trim()}`);
+  if (copied.status !== 0) throw new RootfsError(`restoring /${relative} from the base failed: ${String(copied.stderr).trim()}`);
   // What was copied decides, not the index: a base changed since it was indexed must not make chmod follow a link.
   const copiedAs = fsSync.lstatSync(target);
   if (isRoot()) fsSync.lchownSync(target, entry.uid, entry.gid);
@@ -293,8 +292,7 @@ export async function reviseNodeTree(
   dest = path.resolve(dest);
   if (!journal) {
     await fsSync.promises.mkdir(path.dirname(dest), { recursive: true });
-    const linked = await execa('cp', ['-al', '--', previous.dir, dest], { reject: false });
-    if (linked.exitCode !== 0) throw new RootfsError(`reusing ${previous.dir} failed: ${String(linked.stderr).trim()}`);
+    await runTool('cp', ['-al', '--', previous.dir, dest], { what: `reusing ${previous.dir}` });
   }
   const before = new Set(previous.overlay);
   const now = new Map(files.map((f) => [f.path, overlayRecord(f)]));

@@ -12,9 +12,8 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { execa } from 'execa';
+import { runTool } from '../tools.js';
 import { z } from 'zod';
-import { NetrootError } from '../errors.js';
 
 const certificate = z.string().regex(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/, 'must be a PEM certificate');
 const key = z.string().regex(/^-----BEGIN (EC )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END (EC )?PRIVATE KEY-----\n?$/, 'must be a PEM private key');
@@ -27,8 +26,6 @@ export type ServerTls = z.output<typeof serverTlsSchema>;
 
 const NOT_BEFORE = '20200101000000Z';
 const NOT_AFTER = '20991231235959Z';
-
-class TlsError extends NetrootError {}
 
 /** The addresses a server's certificate names: its own IP (peers, state transfers) and the VIP (k3s connects through it). */
 export function serverNames(server: { name: string; ip: string }, vip: string): string[] {
@@ -67,11 +64,7 @@ subjectKeyIdentifier = hash
 `;
 
 async function openssl(args: string[], cwd: string): Promise<void> {
-  const result = await execa('openssl', args, { cwd, reject: false, timeout: 60_000 }).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') throw new TlsError('the openssl program is missing (Debian package openssl): it makes the cluster\'s TLS certificates');
-    throw error;
-  });
-  if (result.exitCode !== 0) throw new TlsError(`openssl ${args[0]} failed while making the cluster's TLS certificates: ${String(result.stderr).trim()}`);
+  await runTool('openssl', args, { cwd, timeout: 60_000, what: `making the cluster's TLS certificates (openssl ${args[0]})`, why: "making the cluster's TLS certificates" });
 }
 
 async function sign(dir: string, name: string, subject: string, extensions: string, ca?: ClusterCa): Promise<{ cert: string; key: string }> {

@@ -5,20 +5,13 @@
  * one per file. Both use the `getfattr --dump` text format, whose names
  * escape unusual bytes as `\ooo`.
  */
-import { execa } from 'execa';
-import { MissingProgramError } from '../errors.js';
+import { findProgram, requirePrograms, runTool } from '../tools.js';
 
 export type Xattrs = Record<string, Buffer>;
 
-let available: Promise<boolean> | undefined;
-
 /** Whether getfattr and setfattr are installed (Debian: `attr`). */
-export function xattrToolsAvailable(): Promise<boolean> {
-  available ??= execa('getfattr', ['--version'], { reject: false }).then(
-    (r) => r.exitCode === 0,
-    () => false,
-  );
-  return available;
+export async function xattrToolsAvailable(): Promise<boolean> {
+  return findProgram('getfattr') !== undefined && findProgram('setfattr') !== undefined;
 }
 
 /**
@@ -28,10 +21,7 @@ export function xattrToolsAvailable(): Promise<boolean> {
  * package. `why` says what needed the program.
  */
 export async function requireXattrTools(program: 'getfattr' | 'setfattr', why: string): Promise<void> {
-  if (await xattrToolsAvailable()) return;
-  const error = new MissingProgramError(program, 'attr');
-  error.message = `${why}; ${error.message}`;
-  throw error;
+  requirePrograms([{ program, why }]);
 }
 
 /** getfattr escapes `\`, newlines and other unprintable bytes as `\ooo`. */
@@ -86,12 +76,12 @@ export function parseDump(dump: string): Map<string, Xattrs> {
  * capability and an absolute link would read the build host's files.
  */
 export async function readTreeXattrs(root: string): Promise<Map<string, Xattrs>> {
-  await requireXattrTools('getfattr', `reading the file capabilities and other xattrs of ${root} needs getfattr`);
-  const result = await execa('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], {
-    reject: false,
-    maxBuffer: 1 << 30,
-  });
+  await requireXattrTools('getfattr', `the file capabilities and other xattrs of ${root}`);
   // getfattr exits 1 when some file could not be read but still dumps the rest.
+  const result = await runTool('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], {
+    accept: [0, 1],
+    what: `reading the xattrs of ${root}`,
+  });
   return parseDump(result.stdout);
 }
 
@@ -110,7 +100,6 @@ export async function applyXattrs(items: Iterable<[string, Xattrs]>): Promise<vo
     dump += '\n';
   }
   if (dump === '') return;
-  await requireXattrTools('setfattr', 'writing the base\'s file capabilities and other xattrs needs setfattr');
-  const result = await execa('setfattr', ['-h', '--restore=-'], { input: dump, reject: false });
-  if (result.exitCode !== 0) throw new Error(`setfattr failed: ${String(result.stderr).trim()}`);
+  await requireXattrTools('setfattr', "writing the base's file capabilities and other xattrs");
+  await runTool('setfattr', ['-h', '--restore=-'], { input: dump, what: 'setfattr --restore' });
 }

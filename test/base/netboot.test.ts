@@ -6,12 +6,14 @@
 import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { EXIT_MISSING_PROGRAM, MissingProgramError } from '../../src/errors.js';
 import type { Cluster } from '../../src/profile/resolve.js';
 import { openBase } from '../../src/base/open.js';
 import { kernelVersions, netbootBase, uInitrdPlan } from '../../src/base/netboot.js';
+import { hostArchitecture } from '../../src/base/debootstrap.js';
 import { makeArmbianBase } from '../support/armbian-base.js';
 import { rejects } from '../support/assert.js';
 
@@ -100,3 +102,34 @@ test('a base whose initrd can mount an NFS root is used as it is', async () => {
   assert.is(result.regenerated, false);
 });
 
+test('a regeneration checks the programs it runs before copying anything: without mkimage, a uInitrd cannot be remade', async () => {
+  const root = await nonfsBase('no-mkimage', async (r) => {
+    await withInitramfsTools(r);
+    await withModules(r);
+  });
+  const cacheDir = path.join(tmp, 'cache-no-mkimage');
+  const base = await openBase(root, { cacheDir });
+  // This machine without u-boot-tools: a PATH of every program here but mkimage.
+  const bin = path.join(tmp, 'bin-without-mkimage');
+  await mkdir(bin);
+  const linked = new Set(['mkimage']);
+  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
+    for (const program of await readdir(dir).catch(() => [] as string[])) {
+      if (linked.has(program)) continue;
+      linked.add(program);
+      await symlink(path.join(dir, program), path.join(bin, program));
+    }
+  }
+  const saved = process.env.PATH;
+  process.env.PATH = bin;
+  try {
+    // The host's own architecture: no qemu-user needed, so the program check is what stops it.
+    const error = await rejects(() => netbootBase(base, cluster, { cacheDir, identity: 'no-mkimage', arch: hostArchitecture(), privileged: true }));
+    assert.instance(error, MissingProgramError);
+    assert.is((error as MissingProgramError).exitCode, EXIT_MISSING_PROGRAM);
+    assert.match(error.message, /^mkimage is not installed on this machine \(needed for remaking the board's uInitrd\): install the Debian package u-boot-tools/);
+  } finally {
+    process.env.PATH = saved;
+  }
+  assert.not.ok(existsSync(path.join(cacheDir, 'netboot')), 'nothing was copied');
+});

@@ -121,14 +121,14 @@ test('a directory identity does not follow symlinks out of the base', async () =
   assert.is(await directoryIdentity(`${t}/base`), first);
 });
 
-test('without getfattr a directory base is not read: the error names the attr package, exit 1 (a missing program)', async () => {
+test('without getfattr a directory base is not read: the error names the attr package, exit 3 (a missing program)', async () => {
   const t = await tempDir('no-attr');
   await makeBase(`${t}/base`, `${t}/sentinel`);
   fs.mkdirSync(`${t}/empty-bin`);
   // A PATH without the attr tools (nor anything else): openBase of a directory needs no other program.
   const script = `import('${path.resolve('src/base/open.ts')}').then((m) => m.openBase(process.argv[1])).then(() => console.log('opened'), (e) => { console.log(e.name, e.exitCode, e.message); })`;
   const run = await execa(process.execPath, ['--import', 'tsx', '-e', script, `${t}/base`], { env: { PATH: `${t}/empty-bin` }, extendEnv: false, timeout: 60_000 });
-  assert.match(run.stdout, /^MissingProgramError 1 reading the directory base .* needs getfattr for its file capabilities and other xattrs; getfattr is not installed on this machine: install the Debian package attr \(apt-get install attr\)$/);
+  assert.match(run.stdout, /^MissingProgramError 3 getfattr is not installed on this machine \(needed for the file capabilities and other xattrs of the directory base .*\): install the Debian package attr \(apt-get install attr\)$/);
 });
 
 test('a tarball is extracted once: the second open reuses the cache', async () => {

@@ -20,8 +20,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 as zlibCrc32 } from 'node:zlib';
-import { execa } from 'execa';
-import { NetrootError } from '../../errors.js';
+import { runToolBytes } from '../../tools.js';
 import { RootfsError } from '../../rootfs/errors.js';
 
 export type Compression = 'none' | 'gzip' | 'xz' | 'lzma' | 'zstd' | 'lz4' | 'bzip2' | 'lzop';
@@ -184,14 +183,14 @@ export function detectCompression(bytes: Buffer, offset = 0): Compressed | undef
   return MAGIC.find(([, magic]) => magic.every((b, i) => bytes[offset + i] === b))?.[0];
 }
 
-const DECOMPRESSOR: Record<Compressed, { command: string; args: string[]; pkg: string }> = {
-  gzip: { command: 'gzip', args: ['-dc'], pkg: 'gzip' },
-  xz: { command: 'xz', args: ['-dc'], pkg: 'xz-utils' },
-  lzma: { command: 'xz', args: ['--format=lzma', '-dc'], pkg: 'xz-utils' },
-  zstd: { command: 'zstd', args: ['-dcq'], pkg: 'zstd' },
-  lz4: { command: 'lz4', args: ['-dc'], pkg: 'lz4' },
-  bzip2: { command: 'bzip2', args: ['-dc'], pkg: 'bzip2' },
-  lzop: { command: 'lzop', args: ['-dc'], pkg: 'lzop' },
+const DECOMPRESSOR: Record<Compressed, { command: string; args: string[] }> = {
+  gzip: { command: 'gzip', args: ['-dc'] },
+  xz: { command: 'xz', args: ['-dc'] },
+  lzma: { command: 'xz', args: ['--format=lzma', '-dc'] },
+  zstd: { command: 'zstd', args: ['-dcq'] },
+  lz4: { command: 'lz4', args: ['-dc'] },
+  bzip2: { command: 'bzip2', args: ['-dc'] },
+  lzop: { command: 'lzop', args: ['-dc'] },
 };
 
 /**
@@ -201,11 +200,9 @@ const DECOMPRESSOR: Record<Compressed, { command: string; args: string[]; pkg: s
  */
 async function decompress(kind: Compressed, data: Buffer, file: string): Promise<{ out: Buffer; complaint: string }> {
   const tool = DECOMPRESSOR[kind];
-  const result = await execa(tool.command, tool.args, { input: data, encoding: 'buffer', reject: false, timeout: TIMEOUT, maxBuffer: 2 ** 31 - 1 });
-  if (result.code === 'ENOENT') throw new NetrootError(`${tool.command} is not installed, and initrd ${file} is ${kind}-compressed: install the Debian package ${tool.pkg}`);
-  if (result.timedOut) throw new NetrootError(`${tool.command} did not finish decompressing initrd ${file} in time`);
-  const out = Buffer.from(result.stdout as Uint8Array);
-  const complaint = result.failed ? Buffer.from((result.stderr as Uint8Array) ?? []).toString('utf8').trim() : '';
+  const result = await runToolBytes(tool.command, tool.args, { input: data, timeout: TIMEOUT, accept: 'any', what: `decompressing initrd ${file}`, why: `reading the ${kind}-compressed initrd ${file}` });
+  const out = result.stdout;
+  const complaint = result.status !== 0 ? result.stderr.trim() : '';
   if (out.length === 0) throw new RootfsError(`initrd ${file}: the ${kind} data does not decompress${complaint ? ` (${complaint})` : ''}`);
   return { out, complaint };
 }
