@@ -127,11 +127,13 @@ const seconds = (runs: Run[]): string => `${runs.map((r) => r.seconds.toFixed(1)
 
 async function netroot(work: string, argv: string[]): Promise<Run> {
   const rssFile = path.join(work, 'rss');
-  const run = await time(process.execPath, ['--import', path.join(ROOT, 'scripts/rss-report.mjs'), path.join(ROOT, 'bin/build-images.js'), ...argv], {
+  // GNU time reports its child's peak RSS. The child's own resourceUsage() would not do: a child forked
+  // from this process starts with this process's resident size as its high-water mark, which execve keeps.
+  const run = await time('/usr/bin/time', ['-o', rssFile, '-f', '%M', process.execPath, path.join(ROOT, 'bin/build-images.js'), ...argv], {
     cwd: work,
-    env: { ...process.env, NETROOT_RSS_FILE: rssFile, SOURCE_DATE_EPOCH: EPOCH, CI: '1' },
+    env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH, CI: '1' },
   });
-  return { ...run, rssMiB: Number(await readFile(rssFile, 'utf8')) / 1024 };
+  return { ...run, rssMiB: Number((await readFile(rssFile, 'utf8')).trim().split('\n').pop()) / 1024 };
 }
 
 async function machine(): Promise<string> {

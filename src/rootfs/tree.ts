@@ -225,8 +225,8 @@ export async function writeNodeTree(base: BaseIndex, files: readonly PlannedFile
   const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? epochFromEnv(), removes: options.removes ?? [] });
   dest = path.resolve(dest);
   await prepareDest(dest);
-  // cp makes DEST itself, as `cp -a base copy` does: into a directory that already exists, cp checks every
-  // entry for one already there, and the same copy took 1.3-1.8x the time (BENCHMARKS.md).
+  // cp makes DEST itself: the same command as the `cp -a` the bench compares trees with (into an existing
+  // directory cp treats every entry as possibly there; in 3 of 3 back-to-back pairs that copy was slower).
   await rmdir(dest);
   const copied = await execa('cp', ['-a', '--reflink=auto', '-T', '--', base.root, dest], { reject: false });
   if (copied.exitCode !== 0) throw new RootfsError(`copying the base ${base.root} to ${dest} failed: ${String(copied.stderr).trim()}`);
