@@ -62,9 +62,30 @@ async function makeSyntheticBase(root: string, work: string, FILES: number, SIZE
   const POOL = 32 << 20;
   const random = Buffer.alloc(POOL);
   for (let i = 0; i < POOL; i += 4) random.writeUInt32LE(next(), i);
-  const words = ['kernel', 'module', 'systemd', 'service', 'config', 'the', 'and', 'of', 'libc', 'share', 'doc', 'license', 'GNU', 'Debian', 'netroot', 'cluster', '\n', '=', '/usr/lib/', '0x00'];
+  const words = [
+    'kernel',
+    'module',
+    'systemd',
+    'service',
+    'config',
+    'the',
+    'and',
+    'of',
+    'libc',
+    'share',
+    'doc',
+    'license',
+    'GNU',
+    'Debian',
+    'netroot',
+    'cluster',
+    '\n',
+    '=',
+    '/usr/lib/',
+    '0x00',
+  ];
   const text = Buffer.alloc(POOL);
-  for (let i = 0; i < POOL; ) {
+  for (let i = 0; i < POOL;) {
     const w = Buffer.from(`${words[next() % words.length]} `);
     w.copy(text, i);
     i += w.length;
@@ -91,7 +112,9 @@ async function profileText(servers: number, agents: number, allowUnsafe = false)
   const nodes = [];
   for (let i = 0; i < servers + agents; i++) {
     const hex = (0x3c + i).toString(16).padStart(2, '0');
-    nodes.push(`  - { name: node-${i + 1}, mac: "02:00:c0:00:02:${hex}", ip: 192.0.2.${60 + i}, roles: [${i < servers ? 'server' : 'agent'}] }`);
+    nodes.push(
+      `  - { name: node-${i + 1}, mac: "02:00:c0:00:02:${hex}", ip: 192.0.2.${60 + i}, roles: [${i < servers ? 'server' : 'agent'}] }`,
+    );
   }
   const seed = await readFile(path.join(ROOT, 'profiles/opz3.yaml'), 'utf8');
   return seed
@@ -160,7 +183,10 @@ async function main(): Promise<void> {
     await writeFile(path.join(work, 'thirtytwo.yaml'), await profileText(3, 29));
     await writeFile(path.join(work, 'four-changed.yaml'), `extends: ./four.yaml\nnodes:\n  - { name: node-4, interface: eth1 }\n`);
     // One template's output changes on every server: keepalived.conf.
-    await writeFile(path.join(work, 'four-keepalived.yaml'), `extends: ./four.yaml\nkeepalived: { virtualRouterId: 51, advertInterval: 2 }\n`);
+    await writeFile(
+      path.join(work, 'four-keepalived.yaml'),
+      `extends: ./four.yaml\nkeepalived: { virtualRouterId: 51, advertInterval: 2 }\n`,
+    );
     // Warm the page cache the same way for everyone.
     await execa('tar', ['-cf', '/dev/null', '-C', base, '.']);
 
@@ -171,47 +197,88 @@ async function main(): Promise<void> {
       process.stderr.write(`${what}: ${run.seconds.toFixed(1)} s${run.rssMiB ? `, ${run.rssMiB.toFixed(0)} MiB` : ''}\n`);
     };
     const common = (profile: string, out: string, cache: string, format: string, secrets = profile) => [
-      '--profile', path.join(work, profile), '--base', base, '--k3s-binary', path.join(work, 'k3s'), '--format', format,
-      '--out', path.join(work, out), '--cache-dir', path.join(work, cache), '--secrets', path.join(work, `${secrets}.secrets.yaml`), '--compress', 'gz',
+      '--profile',
+      path.join(work, profile),
+      '--base',
+      base,
+      '--k3s-binary',
+      path.join(work, 'k3s'),
+      '--format',
+      format,
+      '--out',
+      path.join(work, out),
+      '--cache-dir',
+      path.join(work, cache),
+      '--secrets',
+      path.join(work, `${secrets}.secrets.yaml`),
+      '--compress',
+      'gz',
     ];
 
     if (ONLY.has('tar')) {
-    add('GNU tar -cf (one tree)', await time('tar', ['-cf', path.join(work, 'gnu.tar'), '-C', base, '.']));
-    add('GNU tar -czf (one tree)', await time('tar', ['-czf', path.join(work, 'gnu.tar.gz'), '-C', base, '.']));
-    await rm(path.join(work, 'gnu.tar'));
-    add('netroot tar.gz, 1 node', await netroot(work, common('one.yaml', 'out-1', 'cache-1', 'tar')), 'base packed once, cold cache');
-    add('netroot tar.gz, 4 nodes', await netroot(work, common('four.yaml', 'out-4', 'cache-4', 'tar')), 'cold cache');
-    add('netroot tar.gz, 32 nodes', await netroot(work, common('thirtytwo.yaml', 'out-32', 'cache-32', 'tar')), 'cold cache');
-    await rm(path.join(work, 'out-32'), { recursive: true });
+      add('GNU tar -cf (one tree)', await time('tar', ['-cf', path.join(work, 'gnu.tar'), '-C', base, '.']));
+      add('GNU tar -czf (one tree)', await time('tar', ['-czf', path.join(work, 'gnu.tar.gz'), '-C', base, '.']));
+      await rm(path.join(work, 'gnu.tar'));
+      add('netroot tar.gz, 1 node', await netroot(work, common('one.yaml', 'out-1', 'cache-1', 'tar')), 'base packed once, cold cache');
+      add('netroot tar.gz, 4 nodes', await netroot(work, common('four.yaml', 'out-4', 'cache-4', 'tar')), 'cold cache');
+      add('netroot tar.gz, 32 nodes', await netroot(work, common('thirtytwo.yaml', 'out-32', 'cache-32', 'tar')), 'cold cache');
+      await rm(path.join(work, 'out-32'), { recursive: true });
     }
     if (ONLY.has('tree')) {
-    // Four copies in one run, like netroot's four trees, so both pay for the writeback of 4 GiB. The machine
-    // is shared, so a single run can be off by 2x: each pair runs back to back, REPEAT times, and the medians
-    // are compared.
-    const copies: Run[] = [];
-    const trees: Run[] = [];
-    for (let r = 0; r < REPEAT; r++) {
-      copies.push(await time('sh', ['-c', 'for i in 1 2 3 4; do cp -a "$1" "$2-$i"; done', 'sh', base, path.join(work, 'cp')]));
-      for (let i = 1; i <= 4; i++) await rm(path.join(work, `cp-${i}`), { recursive: true });
-      await rm(path.join(work, 'out-tree'), { recursive: true, force: true });
-      trees.push(await netroot(work, common('four.yaml', 'out-tree', 'cache-4', 'tree')));
-    }
-    const [cp, tree] = [median(copies), median(trees)];
-    add('cp -a base, 4 times', cp, `median of ${seconds(copies)}`);
-    add('netroot trees, 4 nodes', tree, `median of ${seconds(trees)}; ${(tree.seconds / cp.seconds).toFixed(2)}x cp -a (goal: at most 1.2x); cp -a --reflink=auto + overlay, k3s 64 MiB each`);
-    add('netroot trees, 4 nodes, one node changed', await netroot(work, common('four-changed.yaml', 'out-tree', 'cache-4', 'tree', 'four.yaml')), 'tree revised in place');
-    await rm(path.join(work, 'out-tree'), { recursive: true });
+      // Four copies in one run, like netroot's four trees, so both pay for the writeback of 4 GiB. The machine
+      // is shared, so a single run can be off by 2x: each pair runs back to back, REPEAT times, and the medians
+      // are compared.
+      const copies: Run[] = [];
+      const trees: Run[] = [];
+      for (let r = 0; r < REPEAT; r++) {
+        copies.push(await time('sh', ['-c', 'for i in 1 2 3 4; do cp -a "$1" "$2-$i"; done', 'sh', base, path.join(work, 'cp')]));
+        for (let i = 1; i <= 4; i++) await rm(path.join(work, `cp-${i}`), { recursive: true });
+        await rm(path.join(work, 'out-tree'), { recursive: true, force: true });
+        trees.push(await netroot(work, common('four.yaml', 'out-tree', 'cache-4', 'tree')));
+      }
+      const [cp, tree] = [median(copies), median(trees)];
+      add('cp -a base, 4 times', cp, `median of ${seconds(copies)}`);
+      add(
+        'netroot trees, 4 nodes',
+        tree,
+        `median of ${seconds(trees)}; ${(tree.seconds / cp.seconds).toFixed(2)}x cp -a (goal: at most 1.2x); cp -a --reflink=auto + overlay, k3s 64 MiB each`,
+      );
+      add(
+        'netroot trees, 4 nodes, one node changed',
+        await netroot(work, common('four-changed.yaml', 'out-tree', 'cache-4', 'tree', 'four.yaml')),
+        'tree revised in place',
+      );
+      await rm(path.join(work, 'out-tree'), { recursive: true });
     }
     if (ONLY.has('rebuild')) {
-    add('netroot tree+tar, 4 nodes, first build', await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')), 'packed chunks cached by the run above');
-    add('netroot tree+tar, 4 nodes, unchanged rebuild', await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')), 'base not read (one find for its identity), trees moved');
-    add('netroot tree+tar, 4 nodes, one node changed', await netroot(work, common('four-changed.yaml', 'out-incr', 'cache-4', 'tree,tar', 'four.yaml')), 'index from the cache; one tree revised, one artifact re-packed');
-    // Back to four.yaml (not timed), so that what follows changes the 3 servers and nothing else; then the
-    // template change is made and undone, REPEAT times: each run is a one-template change on 3 nodes.
-    await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar'));
-    const toggles: Run[] = [];
-    for (let r = 0; r < REPEAT; r++) toggles.push(await netroot(work, common(r % 2 === 0 ? 'four-keepalived.yaml' : 'four.yaml', 'out-incr', 'cache-4', 'tree,tar', 'four.yaml')));
-    add('netroot tree+tar, 4 nodes, one template on 3 nodes', median(toggles), `median of ${seconds(toggles)}; keepalived.conf of the 3 servers changed and back: 3 trees revised, 3 artifacts (goal: under 6 s)`);
+      add(
+        'netroot tree+tar, 4 nodes, first build',
+        await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')),
+        'packed chunks cached by the run above',
+      );
+      add(
+        'netroot tree+tar, 4 nodes, unchanged rebuild',
+        await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar')),
+        'base not read (one find for its identity), trees moved',
+      );
+      add(
+        'netroot tree+tar, 4 nodes, one node changed',
+        await netroot(work, common('four-changed.yaml', 'out-incr', 'cache-4', 'tree,tar', 'four.yaml')),
+        'index from the cache; one tree revised, one artifact re-packed',
+      );
+      // Back to four.yaml (not timed), so that what follows changes the 3 servers and nothing else; then the
+      // template change is made and undone, REPEAT times: each run is a one-template change on 3 nodes.
+      await netroot(work, common('four.yaml', 'out-incr', 'cache-4', 'tree,tar'));
+      const toggles: Run[] = [];
+      for (let r = 0; r < REPEAT; r++)
+        toggles.push(
+          await netroot(work, common(r % 2 === 0 ? 'four-keepalived.yaml' : 'four.yaml', 'out-incr', 'cache-4', 'tree,tar', 'four.yaml')),
+        );
+      add(
+        'netroot tree+tar, 4 nodes, one template on 3 nodes',
+        median(toggles),
+        `median of ${seconds(toggles)}; keepalived.conf of the 3 servers changed and back: 3 trees revised, 3 artifacts (goal: under 6 s)`,
+      );
     }
     if (ONLY.has('memory')) {
       // Kept between runs: writing 300 000 files takes minutes; its name says what it holds.
@@ -226,7 +293,11 @@ async function main(): Promise<void> {
       const argv = common('one.yaml', 'out-large', 'cache-large', 'tar');
       argv[argv.indexOf('--base') + 1] = large;
       const run = await netroot(work, argv);
-      add(`netroot tar.gz, 1 node, base of ${entries} entries, ${(largeBytes / 1024 ** 3).toFixed(2)} GiB`, run, `peak memory, no heap cap, cold cache (goal: under 250 MB = ${(250e6 / 1024 ** 2).toFixed(0)} MiB)`);
+      add(
+        `netroot tar.gz, 1 node, base of ${entries} entries, ${(largeBytes / 1024 ** 3).toFixed(2)} GiB`,
+        run,
+        `peak memory, no heap cap, cold cache (goal: under 250 MB = ${(250e6 / 1024 ** 2).toFixed(0)} MiB)`,
+      );
       await rm(path.join(work, 'out-large'), { recursive: true, force: true });
     }
 

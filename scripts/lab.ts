@@ -17,8 +17,14 @@ import { EMULATED_SCENARIOS, SCENARIOS, type LabScenario } from '../src/lab/scen
 const argv = await yargs(hideBin(process.argv))
   .scriptName('npm run lab --')
   .option('profile', { type: 'string', default: 'opz3-lab', describe: 'Profile to boot (name in profiles/ or a path)' })
-  .option('scenario', { type: 'string', describe: `Run only these scenarios, comma-separated (after the cold start they need): ${SCENARIOS.join(', ')}; or, on its own with a profile of emulated boards (opz3-netboot): ${EMULATED_SCENARIOS.join(', ')}` })
-  .option('node', { type: 'string', describe: 'netboot-arm64: boot only these nodes, comma-separated (the cluster is checked only when all boot)' })
+  .option('scenario', {
+    type: 'string',
+    describe: `Run only these scenarios, comma-separated (after the cold start they need): ${SCENARIOS.join(', ')}; or, on its own with a profile of emulated boards (opz3-netboot): ${EMULATED_SCENARIOS.join(', ')}`,
+  })
+  .option('node', {
+    type: 'string',
+    describe: 'netboot-arm64: boot only these nodes, comma-separated (the cluster is checked only when all boot)',
+  })
   .option('seed', { type: 'number', describe: 'Repeat the order of scenarios and power-ons of an earlier run (its report says its seed)' })
   .option('out', { type: 'string', default: 'out/lab', describe: 'Lab directory: build/, run/ and report.json' })
   .option('arch', { type: 'string', describe: 'Boot nodes of this architecture (arm64 runs under qemu-user; slow)' })
@@ -28,7 +34,10 @@ const argv = await yargs(hideBin(process.argv))
   .help()
   .parse();
 
-const scenarios = argv.scenario?.split(',').map((name) => name.trim()).filter(Boolean);
+const scenarios = argv.scenario
+  ?.split(',')
+  .map((name) => name.trim())
+  .filter(Boolean);
 const known: readonly string[] = [...SCENARIOS, ...EMULATED_SCENARIOS];
 const unknown = scenarios?.filter((name) => !known.includes(name)) ?? [];
 if (unknown.length) {
@@ -42,7 +51,14 @@ try {
     out: argv.out,
     skipBuild: argv['skip-build'],
     ...(scenarios ? { scenarios: scenarios as LabScenario[] } : {}),
-    ...(argv.node ? { nodes: argv.node.split(',').map((n) => n.trim()).filter(Boolean) } : {}),
+    ...(argv.node
+      ? {
+          nodes: argv.node
+            .split(',')
+            .map((n) => n.trim())
+            .filter(Boolean),
+        }
+      : {}),
     ...(argv.seed !== undefined ? { seed: argv.seed } : {}),
     ...(argv.arch ? { arch: argv.arch } : {}),
   });

@@ -28,7 +28,8 @@ try {
   const { cluster, profile, file } = await loadProfile(argv.profile);
   if (!profile.base) throw new NetrootError(`${file} names no base`);
   const source = classifyBase(profile.base, process.cwd());
-  if (source.kind !== 'debootstrap') throw new NetrootError(`${file}: the base ${profile.base} is not built (only debootstrap: bases are); nothing to prepare`);
+  if (source.kind !== 'debootstrap')
+    throw new NetrootError(`${file}: the base ${profile.base} is not built (only debootstrap: bases are); nothing to prepare`);
   const started = Date.now();
   const tarball = await buildDebootstrapBase(debootstrapWithPackages(source.spec, allRequiredPackages(cluster)), {
     cacheDir: argv['cache-dir'] ?? defaultCacheDir(),

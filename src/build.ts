@@ -75,7 +75,11 @@ export async function prepare(options: CommonOptions): Promise<Prepared> {
     env,
     cwd,
     nodes: loaded.cluster.nodes.map((n) => n.name),
-    tls: { cluster: loaded.cluster.name, vip: loaded.cluster.profile.network.vip, servers: loaded.cluster.servers.map((s) => ({ name: s.name, ip: s.ip })) },
+    tls: {
+      cluster: loaded.cluster.name,
+      vip: loaded.cluster.profile.network.vip,
+      servers: loaded.cluster.servers.map((s) => ({ name: s.name, ip: s.ip })),
+    },
   });
   const overlays = await loadOverlays(options.overlays ? path.resolve(cwd, options.overlays) : BUNDLED_OVERLAYS_DIR);
   const plan = planCluster(loaded.cluster, secrets.secrets, overlays, secrets.identities);
@@ -131,14 +135,24 @@ export interface BuildResult {
 
 export function parseCompress(value: string | undefined): ('gz' | 'zst')[] | undefined {
   if (value === undefined) return undefined;
-  const items = [...new Set(value.split(',').map((v) => v.trim()).filter(Boolean))];
+  const items = [
+    ...new Set(
+      value
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean),
+    ),
+  ];
   for (const item of items) if (item !== 'gz' && item !== 'zst') throw new UsageError(`--compress ${item}: use gz, zst or gz,zst`);
   return items as ('gz' | 'zst')[];
 }
 
 export function parseFormats(value: string | string[] | undefined): OutputFormat[] | undefined {
   if (value === undefined) return undefined;
-  const items = (Array.isArray(value) ? value : [value]).flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+  const items = (Array.isArray(value) ? value : [value])
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter(Boolean);
   for (const item of items) {
     if (!(OUTPUT_FORMATS as readonly string[]).includes(item)) throw new UsageError(`--format ${item}: use tree, tar or tree,tar`);
   }
@@ -185,7 +199,14 @@ interface RootfsPrepared {
  * made from the same base and nothing a node depends on changed, the base is
  * not read at all.
  */
-async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: string, relativeTo: string, outDir: string, reporter: Reporter): Promise<RootfsPrepared> {
+async function prepareRootfs(
+  options: BuildOptions,
+  prepared: Prepared,
+  spec: string,
+  relativeTo: string,
+  outDir: string,
+  reporter: Reporter,
+): Promise<RootfsPrepared> {
   const { cluster, profile } = prepared.loaded;
   const env = options.env ?? process.env;
   const cacheDir = options.cacheDir ?? defaultCacheDir(env);
@@ -195,7 +216,11 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const source = classifyBase(spec, relativeTo);
   const clusterDir = path.join(outDir, cluster.name);
   const neededBoot = [...new Set(cluster.nodes.flatMap((n) => Object.values(bootFiles(n)).map((f) => `tftp/${f}`)))];
-  const previous = await readPreviousOutput(clusterDir, cluster.nodes.map((n) => n.name), neededBoot);
+  const previous = await readPreviousOutput(
+    clusterDir,
+    cluster.nodes.map((n) => n.name),
+    neededBoot,
+  );
   const prevState = previous?.state;
 
   const quick = await quickIdentity(source, cacheDir, packages);
@@ -204,9 +229,22 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const knownId = quick && hasNetbootCopy(cacheDir, quick, modules) ? netbootIdentity(quick, modules) : quick;
   const sameBase = knownId !== undefined && prevState !== undefined && prevState.baseIdentity.startsWith(`${knownId}|`);
   // What rendered files depend on in the base; a state that lacks any of it means reading the base again.
-  const recorded = sameBase && prevState.mariadbVersion !== undefined && prevState.systemdResolved !== undefined && prevState.chrony !== undefined && prevState.timesyncd !== undefined;
+  const recorded =
+    sameBase &&
+    prevState.mariadbVersion !== undefined &&
+    prevState.systemdResolved !== undefined &&
+    prevState.chrony !== undefined &&
+    prevState.timesyncd !== undefined;
   const known = recorded
-    ? { arch: prevState.arch, facts: { mariadbVersion: prevState.mariadbVersion!, systemdResolved: prevState.systemdResolved!, chrony: prevState.chrony!, timesyncd: prevState.timesyncd! } }
+    ? {
+        arch: prevState.arch,
+        facts: {
+          mariadbVersion: prevState.mariadbVersion!,
+          systemdResolved: prevState.systemdResolved!,
+          chrony: prevState.chrony!,
+          timesyncd: prevState.timesyncd!,
+        },
+      }
     : undefined;
   const readBase = async (): Promise<ReadBase> => {
     const log = (line: string): void => reporter.info(line);
@@ -215,11 +253,22 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     const opened = await openBaseSource(source, { cacheDir, packages, log, ...(identity ? { identity } : {}) });
     reading.finish(`${opened.entries.length} entries`);
     const checked = await checkBase(opened, cluster);
-    const facts = { mariadbVersion: checked.mariadbVersion, systemdResolved: checked.systemdResolved, chrony: checked.chrony, timesyncd: checked.timesyncd };
+    const facts = {
+      mariadbVersion: checked.mariadbVersion,
+      systemdResolved: checked.systemdResolved,
+      chrony: checked.chrony,
+      timesyncd: checked.timesyncd,
+    };
     // A debootstrap base's identity is known once it is built.
     const plain = quick ?? (await quickIdentity(source, cacheDir, packages))!;
     const netboot = await netbootBase(opened, cluster, { cacheDir, identity: plain, arch: checked.arch, log });
-    return { index: netboot.base, arch: checked.arch, facts, identity: netboot.identity, ...(netboot.regenerated ? { regenerated: netboot.regenerated } : {}) };
+    return {
+      index: netboot.base,
+      arch: checked.arch,
+      facts,
+      identity: netboot.identity,
+      ...(netboot.regenerated ? { regenerated: netboot.regenerated } : {}),
+    };
   };
   // Read now only when the previous build did not record what the plan needs of this base, or (without
   // SOURCE_DATE_EPOCH) the base's newest mtime, which dates what netroot writes.
@@ -233,25 +282,49 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
   const plan = planCluster(cluster, prepared.secrets.secrets, prepared.overlays, prepared.secrets.identities, baseFacts);
 
   const profileDir = path.dirname(prepared.loaded.file);
-  const given = options.k3sBinary ? path.resolve(options.cwd ?? process.cwd(), options.k3sBinary) : profile.k3s.binary ? path.resolve(profileDir, profile.k3s.binary) : undefined;
+  const given = options.k3sBinary
+    ? path.resolve(options.cwd ?? process.cwd(), options.k3sBinary)
+    : profile.k3s.binary
+      ? path.resolve(profileDir, profile.k3s.binary)
+      : undefined;
   const releaseUrl = options.k3sReleaseUrl ?? env.NETROOT_K3S_RELEASE_URL;
-  const k3s = await resolveK3sBinary({ version: profile.k3s.version, arch, cacheDir, ...(given ? { binary: given } : {}), ...(releaseUrl ? { releaseUrl } : {}) });
+  const k3s = await resolveK3sBinary({
+    version: profile.k3s.version,
+    arch,
+    cacheDir,
+    ...(given ? { binary: given } : {}),
+    ...(releaseUrl ? { releaseUrl } : {}),
+  });
 
   const baseIdentity = `${sourceId}|k3s:${k3s.sha256}`;
   // What "gz, plus zst where installed" means on this machine today: installing or removing zstd changes the artifacts.
   const compress = formats.includes('tar') ? (await resolveFormats(options.compress)).join(',') : '';
   const privileged = isRoot();
-  const nodeKeys = new Map(plan.nodes.map((n) => [n.node.name, nodeKey(n, {
-    baseIdentity,
-    generator: `${GENERATOR} ${ARCHIVE_LAYOUT}`,
-    sourceDateEpoch,
-    compress,
-    // A tree made without root lacks owners, devices and capabilities: never reuse it for a root build.
-    privileged,
-  })]));
+  const nodeKeys = new Map(
+    plan.nodes.map((n) => [
+      n.node.name,
+      nodeKey(n, {
+        baseIdentity,
+        generator: `${GENERATOR} ${ARCHIVE_LAYOUT}`,
+        sourceDateEpoch,
+        compress,
+        // A tree made without root lacks owners, devices and capabilities: never reuse it for a root build.
+        privileged,
+      }),
+    ]),
+  );
   // Which base files the boot files come from: another kernel path with the same name is another kernel.
-  const bootSources = JSON.stringify([...new Set(cluster.nodes.map((n) => JSON.stringify([n.board.name, n.board.kernel, n.board.initrd, n.board.fdt ?? null])))].sort());
-  const { nodes: decisions, reuseEverything } = decideRebuild(previous, { formats, baseIdentity, bootSources, bootFiles: neededBoot, nodeKeys, privileged });
+  const bootSources = JSON.stringify(
+    [...new Set(cluster.nodes.map((n) => JSON.stringify([n.board.name, n.board.kernel, n.board.initrd, n.board.fdt ?? null])))].sort(),
+  );
+  const { nodes: decisions, reuseEverything } = decideRebuild(previous, {
+    formats,
+    baseIdentity,
+    bootSources,
+    bootFiles: neededBoot,
+    nodeKeys,
+    privileged,
+  });
 
   const common = {
     bootSources,
@@ -274,7 +347,13 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
       inputs: { ...common, layerFiles: [] },
       bootFiles: [],
       reuseBootFiles: { dir: clusterDir, paths: neededBoot },
-      facts: { source: spec, kind: source.kind, arch, ...(prevState?.baseEntries !== undefined ? { entries: prevState.baseEntries } : {}), reused: true },
+      facts: {
+        source: spec,
+        kind: source.kind,
+        arch,
+        ...(prevState?.baseEntries !== undefined ? { entries: prevState.baseEntries } : {}),
+        reused: true,
+      },
       k3s: k3sFacts,
       notes: baseNotes(baseFacts),
     };
@@ -291,7 +370,14 @@ async function prepareRootfs(options: BuildOptions, prepared: Prepared, spec: st
     plan,
     inputs: { ...common, base: index, layered, layerFiles },
     bootFiles: boot,
-    facts: { source: spec, kind: source.kind, arch, entries: index.entries.length, reused: false, ...(read.regenerated ? { initrdRegenerated: read.regenerated } : {}) },
+    facts: {
+      source: spec,
+      kind: source.kind,
+      arch,
+      entries: index.entries.length,
+      reused: false,
+      ...(read.regenerated ? { initrdRegenerated: read.regenerated } : {}),
+    },
     k3s: k3sFacts,
     notes: baseNotes(baseFacts),
   };
@@ -305,8 +391,16 @@ export async function programsForBuild(options: BuildOptions, loaded: LoadedProf
   const cacheDir = options.cacheDir ?? defaultCacheDir(options.env ?? process.env);
   const debootstrapCached =
     source.kind === 'debootstrap' &&
-    existsSync(debootstrapCachePath(cacheDir, parseDebootstrapSpec(debootstrapWithPackages(source.spec, allRequiredPackages(loaded.cluster)))));
-  return buildPrograms({ source, formats: options.formats ?? ['tar'], ...(options.compress ? { compress: options.compress } : {}), privileged: isRoot(), debootstrapCached });
+    existsSync(
+      debootstrapCachePath(cacheDir, parseDebootstrapSpec(debootstrapWithPackages(source.spec, allRequiredPackages(loaded.cluster)))),
+    );
+  return buildPrograms({
+    source,
+    formats: options.formats ?? ['tar'],
+    ...(options.compress ? { compress: options.compress } : {}),
+    privileged: isRoot(),
+    debootstrapCached,
+  });
 }
 
 export async function build(options: BuildOptions): Promise<BuildResult> {
@@ -331,7 +425,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   }
   // Every program the build will run, checked before any work: one error names all that are missing.
   requirePrograms(await programsForBuild(options, loaded));
-  const rootfs = spec ? await prepareRootfs(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), outDir, reporter) : undefined;
+  const rootfs = spec
+    ? await prepareRootfs(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), outDir, reporter)
+    : undefined;
   const plan = rootfs?.plan ?? prepared.plan;
   // Secrets are saved only once the profile, every template and the base proved good.
   const saved = await secrets.save();
@@ -350,7 +446,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     nodes: plan.nodes.map(({ node, files }) => ({ name: node.name, roles: node.roles, files: files.length })),
     files: emitted.files,
     ...(secretsCreated ? { secretsCreated: displayPath(secretsCreated, cwd) } : {}),
-    ...(saved && secrets.migratedFrom ? { secretsMigrated: { from: displayPath(secrets.migratedFrom, cwd), to: displayPath(saved, cwd) } } : {}),
+    ...(saved && secrets.migratedFrom
+      ? { secretsMigrated: { from: displayPath(secrets.migratedFrom, cwd), to: displayPath(saved, cwd) } }
+      : {}),
     secretsFile: displayPath(secretsFile, cwd),
     formats: rootfs?.inputs.formats ?? [],
     warnings: [...prepared.warnings, ...(rootfs ?? { notes: baseNotes(undefined) }).notes.warnings],
@@ -377,6 +475,9 @@ export function findPlannedFile(plan: BuildPlan, nodeName: string, filePath?: st
   };
   const boot = plan.bootServer.filter((f) => f.path === wanted || shortNames[wanted]?.(f.path));
   const found = [...node, ...boot];
-  if (found.length === 0) throw new UsageError(`${nodeName} has no file ${filePath}; run without a path to list its files, or name a boot server file: ${Object.keys(shortNames).join(', ')}`);
+  if (found.length === 0)
+    throw new UsageError(
+      `${nodeName} has no file ${filePath}; run without a path to list its files, or name a boot server file: ${Object.keys(shortNames).join(', ')}`,
+    );
   return { node: nodeName, files: found };
 }

@@ -87,7 +87,9 @@ export async function stageIntoCache<T>(final: string, build: (staging: string) 
 
 /** The pid of another live process building `final` now (its temporary sits beside it), if any. */
 async function otherBuilder(final: string): Promise<number | undefined> {
-  const other = (await temporariesIn(path.dirname(final))).find((t) => t.target === path.basename(final) && t.pid !== process.pid && alive(t.pid));
+  const other = (await temporariesIn(path.dirname(final))).find(
+    (t) => t.target === path.basename(final) && t.pid !== process.pid && alive(t.pid),
+  );
   return other?.pid;
 }
 
@@ -107,8 +109,16 @@ export interface CachedFileOptions {
  * its result rather than spend the same half hour; if that process dies
  * without one, this one builds.
  */
-export async function cachedFile(final: string, build: (temporary: string) => Promise<void>, options: CachedFileOptions = {}): Promise<{ path: string; built: boolean }> {
-  const exists = (): Promise<boolean> => stat(final).then((s) => s.isFile(), () => false);
+export async function cachedFile(
+  final: string,
+  build: (temporary: string) => Promise<void>,
+  options: CachedFileOptions = {},
+): Promise<{ path: string; built: boolean }> {
+  const exists = (): Promise<boolean> =>
+    stat(final).then(
+      (s) => s.isFile(),
+      () => false,
+    );
   if (await exists()) return { path: final, built: false };
   await mkdir(path.dirname(final), { recursive: true });
   await sweepStaleTemporaries(path.dirname(final));
@@ -135,7 +145,10 @@ export async function rememberedDigest(file: string, cacheDir: string): Promise<
   const info = await stat(file, { bigint: true });
   const key = `${path.resolve(file)}|${info.dev}|${info.ino}|${info.size}|${info.mtimeNs}|${info.ctimeNs}`;
   const store = path.join(cacheDir, 'digests.json');
-  const known = (await readFile(store, 'utf8').then((t) => JSON.parse(t) as Record<string, string>, () => ({}))) as Record<string, string>;
+  const known = (await readFile(store, 'utf8').then(
+    (t) => JSON.parse(t) as Record<string, string>,
+    () => ({}),
+  )) as Record<string, string>;
   const hit = known[key];
   if (hit && /^[0-9a-f]{64}$/.test(hit)) return hit;
   const digest = await sha256File(file);

@@ -13,19 +13,43 @@ import { formatDeploy, formatPlan, formatRollback } from './deploy/report.js';
 
 function targetFlags(y: Argv) {
   return common(y)
-    .option('to', { type: 'string', demandOption: true, describe: 'Export root: a directory, or [user@]host:/dir over ssh; each node is TO/<node>' })
+    .option('to', {
+      type: 'string',
+      demandOption: true,
+      describe: 'Export root: a directory, or [user@]host:/dir over ssh; each node is TO/<node>',
+    })
     .option('out', { alias: 'o', type: 'string', default: 'out', describe: 'Output directory of the build (OUT/<cluster>)' })
     .option('tftp', { type: 'string', describe: 'TFTP root on the target host (default: exports.tftpRoot)' })
     .option('dnsmasq', { type: 'string', describe: 'dnsmasq configuration directory on the target host (default: /etc/dnsmasq.d)' })
     .option('exports-dir', { type: 'string', describe: 'Directory for CLUSTER.exports on the target host (default: /etc/exports.d)' })
-    .option('ganesha-dir', { type: 'string', describe: 'Directory for the nfs-ganesha export file (default: /etc/ganesha where the nfs-ganesha service runs)' })
+    .option('ganesha-dir', {
+      type: 'string',
+      describe: 'Directory for the nfs-ganesha export file (default: /etc/ganesha where the nfs-ganesha service runs)',
+    })
     .option('exportfs', { type: 'boolean', default: true, describe: 'Run exportfs -ra on the target host (--no-exportfs: do not)' })
-    .option('rotate-secrets', { type: 'boolean', default: false, describe: 'Deploy even though the secrets differ from the ones the target holds' })
+    .option('rotate-secrets', {
+      type: 'boolean',
+      default: false,
+      describe: 'Deploy even though the secrets differ from the ones the target holds',
+    })
     .option('ssh', { type: 'string', describe: 'ssh command for a remote target, e.g. "ssh -p 2222 -i key" (default: ssh)' })
     .option('json', { type: 'boolean', default: false, describe: 'Print the plan or result as JSON' });
 }
 
-function targetOptions(argv: Parameters<typeof commonOptions>[0] & { to: string; out: string; tftp?: string | undefined; dnsmasq?: string | undefined; exportsDir?: string | undefined; ganeshaDir?: string | undefined; exportfs: boolean; rotateSecrets: boolean; ssh?: string | undefined; json: boolean }): TargetOptions {
+function targetOptions(
+  argv: Parameters<typeof commonOptions>[0] & {
+    to: string;
+    out: string;
+    tftp?: string | undefined;
+    dnsmasq?: string | undefined;
+    exportsDir?: string | undefined;
+    ganeshaDir?: string | undefined;
+    exportfs: boolean;
+    rotateSecrets: boolean;
+    ssh?: string | undefined;
+    json: boolean;
+  },
+): TargetOptions {
   return {
     ...commonOptions(argv),
     to: argv.to,
@@ -43,16 +67,28 @@ function targetOptions(argv: Parameters<typeof commonOptions>[0] & { to: string;
 
 function common(y: Argv) {
   return y
-    .option('profile', { alias: 'p', type: 'string', demandOption: true, describe: 'Profile name (profiles/NAME.yaml) or path to a profile file' })
-    .option('secrets', { type: 'string', describe: 'Secrets file (default: CLUSTER.secrets.yaml in $NETROOT_SECRETS_DIR or ~/.local/state/netroot/secrets)' })
+    .option('profile', {
+      alias: 'p',
+      type: 'string',
+      demandOption: true,
+      describe: 'Profile name (profiles/NAME.yaml) or path to a profile file',
+    })
+    .option('secrets', {
+      type: 'string',
+      describe: 'Secrets file (default: CLUSTER.secrets.yaml in $NETROOT_SECRETS_DIR or ~/.local/state/netroot/secrets)',
+    })
     .option('overlays', { type: 'string', describe: 'Overlay template directory (default: the bundled overlays)' });
 }
 
 function commonOptions(argv: { profile: string; secrets?: string | undefined; overlays?: string | undefined }): CommonOptions {
-  return { profile: argv.profile, ...(argv.secrets ? { secrets: argv.secrets } : {}), ...(argv.overlays ? { overlays: argv.overlays } : {}) };
+  return {
+    profile: argv.profile,
+    ...(argv.secrets ? { secrets: argv.secrets } : {}),
+    ...(argv.overlays ? { overlays: argv.overlays } : {}),
+  };
 }
 
-const out = (text: string): void => void process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);
+const out = (text: string): void => void process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
 
 /** `plan`, and `deploy --dry-run`: what a deploy would change, as text or JSON. */
 async function showPlan(options: Parameters<typeof planDeploy>[0], json: boolean): Promise<void> {
@@ -67,16 +103,36 @@ export async function main(args: string[]): Promise<void> {
     .strict()
     .command(
       ['$0', 'build'],
-      'Validate a profile and build every node\'s overlay, PXE, DHCP and NFS export files',
+      "Validate a profile and build every node's overlay, PXE, DHCP and NFS export files",
       (y) =>
         common(y)
           .option('out', { alias: 'o', type: 'string', default: 'out', describe: 'Output directory; the build goes to OUT/<cluster>' })
-          .option('base', { alias: 'b', type: 'string', describe: 'Base root filesystem: a directory, a .tar[.gz|.xz|.zst], an .img[.xz], or debootstrap:SUITE:ARCH[:pkg,…] (default: the profile\'s base:)' })
-          .option('format', { alias: 'f', type: 'string', describe: 'With a base, what to write per node: tree, tar or tree,tar (default: tar)' })
-          .option('compress', { type: 'string', describe: 'Artifact compressions: gz, zst or gz,zst (default: gz, plus zst where zstd is installed)' })
-          .option('k3s-binary', { type: 'string', describe: 'k3s binary to install (default: the profile\'s k3s.binary, else the release of k3s.version, downloaded once and checked)' })
+          .option('base', {
+            alias: 'b',
+            type: 'string',
+            describe:
+              "Base root filesystem: a directory, a .tar[.gz|.xz|.zst], an .img[.xz], or debootstrap:SUITE:ARCH[:pkg,…] (default: the profile's base:)",
+          })
+          .option('format', {
+            alias: 'f',
+            type: 'string',
+            describe: 'With a base, what to write per node: tree, tar or tree,tar (default: tar)',
+          })
+          .option('compress', {
+            type: 'string',
+            describe: 'Artifact compressions: gz, zst or gz,zst (default: gz, plus zst where zstd is installed)',
+          })
+          .option('k3s-binary', {
+            type: 'string',
+            describe:
+              "k3s binary to install (default: the profile's k3s.binary, else the release of k3s.version, downloaded once and checked)",
+          })
           .option('cache-dir', { type: 'string', describe: 'Cache for bases, images and k3s downloads (default: $XDG_CACHE_HOME/netroot)' })
-          .option('rotate-secrets', { type: 'boolean', default: false, describe: 'Build even though the secrets differ from the ones the previous build was made with' })
+          .option('rotate-secrets', {
+            type: 'boolean',
+            default: false,
+            describe: 'Build even though the secrets differ from the ones the previous build was made with',
+          })
           .option('json', { type: 'boolean', default: false, describe: 'Print a machine-readable summary' }),
       async (argv) => {
         const formats = parseFormats(argv.format);
@@ -95,12 +151,24 @@ export async function main(args: string[]): Promise<void> {
         if (argv.json) return out(JSON.stringify(result, null, 2));
         for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
         const servers = result.nodes.filter((n) => n.roles.includes('server')).length;
-        out(`built ${result.dir}: ${result.nodes.length} nodes (${servers} servers, ${result.nodes.length - servers} agent${result.nodes.length - servers === 1 ? '' : 's'}), ${result.files} files`);
-        if (result.base?.initrdRegenerated) out(`the base's initrd could not mount an NFS root: ${result.base.initrdRegenerated === 'now' ? 'regenerated it with MODULES=netboot in a copy of the base (cached)' : 'using the copy of the base regenerated with MODULES=netboot earlier'}`);
-        if (result.base) out(`base ${result.base.source} (${result.base.kind}, ${result.base.arch}${result.base.entries !== undefined ? `, ${result.base.entries} entries` : ''}${result.base.reused ? ', unchanged since the last build: not read' : ''}); k3s ${result.k3s!.source === 'given' ? result.k3s!.path : `${result.k3s!.source}, sha256 ${result.k3s!.sha256.slice(0, 12)}…`}; wrote ${result.formats.join(' and ')}${result.reused?.length ? `; ${result.reused.length} node(s) unchanged since the last build` : ''}`);
-        if (result.secretsMigrated) out(`copied the cluster's secrets from ${result.secretsMigrated.from} to ${result.secretsMigrated.to}, where every profile of this cluster finds them; the old file is no longer read`);
+        out(
+          `built ${result.dir}: ${result.nodes.length} nodes (${servers} servers, ${result.nodes.length - servers} agent${result.nodes.length - servers === 1 ? '' : 's'}), ${result.files} files`,
+        );
+        if (result.base?.initrdRegenerated)
+          out(
+            `the base's initrd could not mount an NFS root: ${result.base.initrdRegenerated === 'now' ? 'regenerated it with MODULES=netboot in a copy of the base (cached)' : 'using the copy of the base regenerated with MODULES=netboot earlier'}`,
+          );
+        if (result.base)
+          out(
+            `base ${result.base.source} (${result.base.kind}, ${result.base.arch}${result.base.entries !== undefined ? `, ${result.base.entries} entries` : ''}${result.base.reused ? ', unchanged since the last build: not read' : ''}); k3s ${result.k3s!.source === 'given' ? result.k3s!.path : `${result.k3s!.source}, sha256 ${result.k3s!.sha256.slice(0, 12)}…`}; wrote ${result.formats.join(' and ')}${result.reused?.length ? `; ${result.reused.length} node(s) unchanged since the last build` : ''}`,
+          );
+        if (result.secretsMigrated)
+          out(
+            `copied the cluster's secrets from ${result.secretsMigrated.from} to ${result.secretsMigrated.to}, where every profile of this cluster finds them; the old file is no longer read`,
+          );
         for (const note of result.notes) out(note);
-        if (result.secretsCreated) out(`generated the cluster's secrets in ${result.secretsCreated} (mode 0600): keep it, back it up, never commit it`);
+        if (result.secretsCreated)
+          out(`generated the cluster's secrets in ${result.secretsCreated} (mode 0600): keep it, back it up, never commit it`);
       },
     )
     .command(
@@ -109,7 +177,8 @@ export async function main(args: string[]): Promise<void> {
       (y) => common(y),
       async (argv) => {
         const { loaded, plan, warnings } = await prepare(commonOptions(argv));
-        for (const warning of warnings) process.stderr.write(`warning: ${warning}
+        for (const warning of warnings)
+          process.stderr.write(`warning: ${warning}
 `);
         out(`${loaded.name}: valid, cluster ${plan.cluster.name} (${plan.nodes.length} nodes, ${plan.cluster.servers.length} servers)`);
       },
@@ -118,15 +187,27 @@ export async function main(args: string[]): Promise<void> {
       'render [path]',
       'Print one rendered file of a node (or list its files) for review; writes nothing',
       (y) =>
-        common(y)
-          .option('node', { alias: 'n', type: 'string', demandOption: true, describe: 'Node name' })
-          .positional('path', { type: 'string', describe: 'File path in the node\'s root, e.g. /etc/keepalived/keepalived.conf, or a boot server file: pxelinux.cfg, dnsmasq, exports, ganesha' }),
+        common(y).option('node', { alias: 'n', type: 'string', demandOption: true, describe: 'Node name' }).positional('path', {
+          type: 'string',
+          describe:
+            "File path in the node's root, e.g. /etc/keepalived/keepalived.conf, or a boot server file: pxelinux.cfg, dnsmasq, exports, ganesha",
+        }),
       async (argv) => {
         const { secrets, plan } = await prepare(commonOptions(argv));
         const { files } = findPlannedFile(plan, argv.node, argv.path);
-        if (secrets.generated.length) process.stderr.write(`note: no saved secrets yet; ${secrets.generated.join(', ')} shown here are placeholders until the first build\n`);
+        if (secrets.generated.length)
+          process.stderr.write(
+            `note: no saved secrets yet; ${secrets.generated.join(', ')} shown here are placeholders until the first build\n`,
+          );
         if (argv.path === undefined) {
-          return out(files.map((f) => `${f.type === 'symlink' ? 'l' : '-'}${f.mode.toString(8).padStart(4, '0')} ${f.uid}:${f.gid} /${f.path}${f.type === 'symlink' ? ` -> ${f.target}` : ''}`).join('\n'));
+          return out(
+            files
+              .map(
+                (f) =>
+                  `${f.type === 'symlink' ? 'l' : '-'}${f.mode.toString(8).padStart(4, '0')} ${f.uid}:${f.gid} /${f.path}${f.type === 'symlink' ? ` -> ${f.target}` : ''}`,
+              )
+              .join('\n'),
+          );
         }
         for (const f of files) out(f.type === 'symlink' ? `/${f.path} -> ${f.target}` : f.content!.toString());
       },
@@ -155,14 +236,14 @@ export async function main(args: string[]): Promise<void> {
     )
     .command(
       'rollback',
-      'Put back every node\'s previous generation on the export root (node state untouched)',
+      "Put back every node's previous generation on the export root (node state untouched)",
       (y) => targetFlags(y),
       async (argv) => {
         const result = await rollback(targetOptions(argv));
         out(argv.json ? JSON.stringify(result, null, 2) : formatRollback(result));
       },
     )
-    .command('schema', 'Print the profile\'s JSON Schema (for editors and validators)', {}, () => {
+    .command('schema', "Print the profile's JSON Schema (for editors and validators)", {}, () => {
       out(JSON.stringify(profileJsonSchema(), null, 2));
     })
     .fail((message, error) => {
@@ -185,7 +266,9 @@ main(hideBin(process.argv)).catch((error: unknown) => {
     process.stderr.write(`build-images: ${error.message}\n`);
     report = error.toJSON();
   } else {
-    process.stderr.write(`build-images: internal error (please report it): ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+    process.stderr.write(
+      `build-images: internal error (please report it): ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
     report = { message: `internal error (please report it): ${error instanceof Error ? error.message : String(error)}`, exitCode: 1 };
   }
   process.exitCode = report.exitCode;

@@ -6,5 +6,16 @@ export { loadOverlays } from './overlays/load.js';
 export { planCluster, manifest, type BuildPlan, type PlannedFile } from './plan/plan.js';
 export { emitCluster } from './emit/cluster.js';
 export { NetrootError, ProfileError, TemplateError, UsageError } from './errors.js';
-export { deploy, planDeploy, rollback, STATE_PATHS, statePaths, type DeployOptions, type DeployPlan, type DeployResult, type RollbackResult, type TargetOptions } from './deploy/index.js';
+export {
+  deploy,
+  planDeploy,
+  rollback,
+  STATE_PATHS,
+  statePaths,
+  type DeployOptions,
+  type DeployPlan,
+  type DeployResult,
+  type RollbackResult,
+  type TargetOptions,
+} from './deploy/index.js';
 export { clusterSecretsFile, secretsDir } from './profile/store.js';

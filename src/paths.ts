@@ -18,7 +18,8 @@ export async function checkWritableDir(dir: string, what: string): Promise<void>
       throw new UsageError(`${what}: ${e.message}`);
     });
     if (info) {
-      if (!info.isDirectory()) throw new UsageError(`${what}: ${at === path.resolve(dir) ? 'is a file' : `${at} is a file`}, not a directory`);
+      if (!info.isDirectory())
+        throw new UsageError(`${what}: ${at === path.resolve(dir) ? 'is a file' : `${at} is a file`}, not a directory`);
       await access(at, constants.W_OK | constants.X_OK).catch(() => {
         throw new UsageError(`${what}: ${at} is not writable${at === path.resolve(dir) ? '' : ' (the directory would be made there)'}`);
       });

@@ -19,12 +19,16 @@ test.after.each(async () => {
 
 test('a directory entry appears whole under its name, made private parents, with what build returned', async () => {
   const final = path.join(dir, 'bases/abc');
-  const returned = await stageIntoCache(final, async (staging) => {
-    assert.not.ok(existsSync(final), 'not visible while it is built');
-    await mkdir(staging);
-    await writeFile(path.join(staging, 'index.json'), '{}');
-    return 42;
-  }, { parentMode: 0o700 });
+  const returned = await stageIntoCache(
+    final,
+    async (staging) => {
+      assert.not.ok(existsSync(final), 'not visible while it is built');
+      await mkdir(staging);
+      await writeFile(path.join(staging, 'index.json'), '{}');
+      return 42;
+    },
+    { parentMode: 0o700 },
+  );
   assert.is(returned, 42);
   assert.is(readFileSync(path.join(final, 'index.json'), 'utf8'), '{}');
   assert.is(statSync(path.join(dir, 'bases')).mode & 0o777, 0o700);
@@ -36,12 +40,16 @@ test('a failed build leaves neither the entry nor its temporary, and the error p
   const outside = path.join(dir, 'outside');
   mkdirSync(outside);
   writeFileSync(path.join(outside, 'keep'), '');
-  await rejects(() => stageIntoCache(final, async (staging) => {
-    await mkdir(staging);
-    // rm must not follow a symlink the staged base holds.
-    symlinkSync(outside, path.join(staging, 'etc'));
-    throw new Error('extraction failed');
-  }), /extraction failed/);
+  await rejects(
+    () =>
+      stageIntoCache(final, async (staging) => {
+        await mkdir(staging);
+        // rm must not follow a symlink the staged base holds.
+        symlinkSync(outside, path.join(staging, 'etc'));
+        throw new Error('extraction failed');
+      }),
+    /extraction failed/,
+  );
   assert.equal(readdirSync(path.join(dir, 'packed')), []);
   assert.ok(existsSync(path.join(outside, 'keep')), 'what the symlink points at is untouched');
 });
@@ -58,7 +66,7 @@ test("another process's entry, there first, is kept", async () => {
   assert.equal(readdirSync(path.dirname(final)), ['d']);
 });
 
-test('a file entry replaces an older file; a killed run\'s temporary is swept, a live one is not', async () => {
+test("a file entry replaces an older file; a killed run's temporary is swept, a live one is not", async () => {
   const final = path.join(dir, 'digests.json');
   writeFileSync(final, 'old');
   const dead = path.join(dir, '.digests.json.tmp-999999999-00000000');
@@ -85,10 +93,14 @@ test('cachedFile: concurrent builds of one key both succeed, temporaries of dead
   assert.ok(a.built && b.built);
   assert.equal((await readdir(dir)).sort(), ['.y.tar.tmp-' + process.pid + '-beef', 'x.tar']);
   assert.is((await cachedFile(final, build('other'))).built, false);
-  await rejects(() => cachedFile(path.join(dir, 'z.tar'), async (t) => {
-    await writeFile(t, 'partial');
-    throw new Error('boom');
-  }), /boom/);
+  await rejects(
+    () =>
+      cachedFile(path.join(dir, 'z.tar'), async (t) => {
+        await writeFile(t, 'partial');
+        throw new Error('boom');
+      }),
+    /boom/,
+  );
   assert.not.ok((await readdir(dir)).some((n) => n.includes('z.tar')));
 });
 

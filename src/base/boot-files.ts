@@ -18,7 +18,9 @@ export function fileInBase(base: BaseIndex, absolutePath: string, what: string):
   if (entry?.type === 'hardlink') entry = base.byPath.get(entry.linkname!);
   if (!entry || entry.type !== 'file' || !entry.content) {
     const where = real !== undefined && real !== absolutePath.replace(/^\/+/, '') ? ` (it leads to /${real})` : '';
-    throw new RootfsError(`the board's ${what} ${absolutePath} is not a file in the base ${base.source}${where}; check board.${what} in the profile`);
+    throw new RootfsError(
+      `the board's ${what} ${absolutePath} is not a file in the base ${base.source}${where}; check board.${what} in the profile`,
+    );
   }
   return entry;
 }
@@ -34,7 +36,15 @@ export async function planBootFiles(base: BaseIndex, cluster: Cluster): Promise<
       const target = `tftp/${targets[what]}`;
       if (out.has(target)) continue;
       const entry = fileInBase(base, wanted, what);
-      out.set(target, { path: target, type: 'file', mode: 0o644, uid: 0, gid: 0, content: await readFile(entry.content!), source: `base ${wanted}` });
+      out.set(target, {
+        path: target,
+        type: 'file',
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        content: await readFile(entry.content!),
+        source: `base ${wanted}`,
+      });
     }
   }
   return [...out.values()].sort((a, b) => (a.path < b.path ? -1 : 1));

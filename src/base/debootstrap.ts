@@ -42,7 +42,16 @@ export interface BuildOptions {
 
 const FORM = 'debootstrap:SUITE:ARCH[:PACKAGE,PACKAGE…], e.g. debootstrap:bookworm:arm64:netbase,openssh-server';
 const DEBIAN_ARCHES = ['amd64', 'arm64', 'armel', 'armhf', 'i386', 'mips64el', 'ppc64el', 'riscv64', 's390x', 'loong64'];
-const ALIASES: Record<string, string> = { aarch64: 'arm64', x86_64: 'amd64', x64: 'amd64', arm: 'armhf', armv7: 'armhf', armv7l: 'armhf', i686: 'i386', ppc64le: 'ppc64el' };
+const ALIASES: Record<string, string> = {
+  aarch64: 'arm64',
+  x86_64: 'amd64',
+  x64: 'amd64',
+  arm: 'armhf',
+  armv7: 'armhf',
+  armv7l: 'armhf',
+  i686: 'i386',
+  ppc64le: 'ppc64el',
+};
 /** Debian policy 5.6.7: lower case letters, digits, + - . ; at least two characters, starting alphanumeric. */
 const PACKAGE = /^[a-z0-9][a-z0-9+.-]+$/;
 const SUITE = /^[a-z][a-z0-9-]*$/;
@@ -52,7 +61,8 @@ export function parseDebootstrapSpec(spec: string): DebootstrapSpec {
   const bad = (why: string): UsageError => new UsageError(`base ${JSON.stringify(spec)}: ${why}; expected ${FORM}`);
   const parts = spec.split(':');
   if (parts[0] !== 'debootstrap') throw bad('it does not start with "debootstrap:"');
-  if (parts.length < 3 || parts.length > 4) throw bad(`it has ${parts.length - 1} field${parts.length === 2 ? '' : 's'} after "debootstrap:", not 2 or 3`);
+  if (parts.length < 3 || parts.length > 4)
+    throw bad(`it has ${parts.length - 1} field${parts.length === 2 ? '' : 's'} after "debootstrap:", not 2 or 3`);
   const [, suite = '', arch = '', list] = parts;
   if (!SUITE.test(suite)) throw bad(`${JSON.stringify(suite)} is not a Debian suite name (bookworm, trixie, stable, …)`);
   if (!DEBIAN_ARCHES.includes(arch)) {
@@ -61,7 +71,8 @@ export function parseDebootstrapSpec(spec: string): DebootstrapSpec {
   }
   const packages = list === undefined ? [] : list.split(',');
   for (const name of packages) {
-    if (!PACKAGE.test(name)) throw bad(`${JSON.stringify(name)} is not a Debian package name${name === '' ? ' (an empty entry in the list)' : ''}`);
+    if (!PACKAGE.test(name))
+      throw bad(`${JSON.stringify(name)} is not a Debian package name${name === '' ? ' (an empty entry in the list)' : ''}`);
   }
   return { suite, arch, packages: [...new Set(packages)].sort() };
 }
@@ -82,18 +93,25 @@ export async function buildDebootstrapBase(spec: string | DebootstrapSpec, optio
   const log = options.log ?? (() => undefined);
   const name = formatDebootstrapSpec(parsed);
   const final = debootstrapCachePath(options.cacheDir, parsed);
-  const { built } = await cachedFile(final, async (temporary) => {
-    await checkEmulation(parsed.arch);
-    const sources = options.sources ?? (await hostSources(parsed.suite, log));
-    const emulated = !runsNatively(hostArchitecture(), parsed.arch);
-    log(
-      `building ${name} with mmdebstrap, once: ${emulated ? `its programs run under qemu-user, so this takes about 30 minutes on 2 cores` : 'this takes minutes'}; ` +
-        `the result is cached in ${path.dirname(final)}. mmdebstrap's progress follows`,
-    );
-    const started = Date.now();
-    await runMmdebstrap(parsed, temporary, sources, options.timeoutMs ?? TIMEOUT, log);
-    log(`built ${name} in ${Math.round((Date.now() - started) / 1000)} s`);
-  }, { onWait: (pid) => log(`process ${pid} is building ${name} into ${path.dirname(final)} now: waiting for it instead of building it again`) });
+  const { built } = await cachedFile(
+    final,
+    async (temporary) => {
+      await checkEmulation(parsed.arch);
+      const sources = options.sources ?? (await hostSources(parsed.suite, log));
+      const emulated = !runsNatively(hostArchitecture(), parsed.arch);
+      log(
+        `building ${name} with mmdebstrap, once: ${emulated ? `its programs run under qemu-user, so this takes about 30 minutes on 2 cores` : 'this takes minutes'}; ` +
+          `the result is cached in ${path.dirname(final)}. mmdebstrap's progress follows`,
+      );
+      const started = Date.now();
+      await runMmdebstrap(parsed, temporary, sources, options.timeoutMs ?? TIMEOUT, log);
+      log(`built ${name} in ${Math.round((Date.now() - started) / 1000)} s`);
+    },
+    {
+      onWait: (pid) =>
+        log(`process ${pid} is building ${name} into ${path.dirname(final)} now: waiting for it instead of building it again`),
+    },
+  );
   if (!built) log(`using ${final}, built earlier for ${name}`);
   return final;
 }
@@ -101,9 +119,29 @@ export async function buildDebootstrapBase(spec: string | DebootstrapSpec, optio
 // ---------------------------------------------------------------------------
 // Architecture and emulation
 
-const NODE_TO_DEBIAN: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'armhf', ia32: 'i386', riscv64: 'riscv64', ppc64: 'ppc64el', s390x: 's390x', loong64: 'loong64' };
+const NODE_TO_DEBIAN: Record<string, string> = {
+  x64: 'amd64',
+  arm64: 'arm64',
+  arm: 'armhf',
+  ia32: 'i386',
+  riscv64: 'riscv64',
+  ppc64: 'ppc64el',
+  s390x: 's390x',
+  loong64: 'loong64',
+};
 /** binfmt_misc entry names registered by Debian's qemu-user-static / qemu-user-binfmt. */
-const QEMU_NAME: Record<string, string> = { amd64: 'x86_64', arm64: 'aarch64', armel: 'arm', armhf: 'arm', i386: 'i386', mips64el: 'mips64el', ppc64el: 'ppc64le', riscv64: 'riscv64', s390x: 's390x', loong64: 'loongarch64' };
+const QEMU_NAME: Record<string, string> = {
+  amd64: 'x86_64',
+  arm64: 'aarch64',
+  armel: 'arm',
+  armhf: 'arm',
+  i386: 'i386',
+  mips64el: 'mips64el',
+  ppc64el: 'ppc64le',
+  riscv64: 'riscv64',
+  s390x: 's390x',
+  loong64: 'loongarch64',
+};
 
 export function hostArchitecture(): string {
   return NODE_TO_DEBIAN[process.arch] ?? process.arch;
@@ -188,10 +226,14 @@ async function hostCodename(): Promise<string | undefined> {
 async function hostSources(suite: string, log: (line: string) => void): Promise<string[]> {
   const codename = await hostCodename();
   // Without apt (or its answer) mmdebstrap falls back to its own default mirror: not a reason to stop.
-  const result = await runTool('apt-get', ['indextargets', '--no-release-info', '--format', '$(REPO_URI)\t$(RELEASE)\t$(COMPONENT)\t$(TARGET_OF)'], {
-    accept: 'any',
-    timeout: 60_000,
-  }).catch(() => undefined);
+  const result = await runTool(
+    'apt-get',
+    ['indextargets', '--no-release-info', '--format', '$(REPO_URI)\t$(RELEASE)\t$(COMPONENT)\t$(TARGET_OF)'],
+    {
+      accept: 'any',
+      timeout: 60_000,
+    },
+  ).catch(() => undefined);
   const lines = codename && result?.status === 0 ? sourcesForSuite(parseIndexTargets(result.stdout), codename, suite) : undefined;
   if (!lines) {
     log("this machine's apt sources name no Debian suite to follow; mmdebstrap will use its built-in default mirror");
@@ -254,7 +296,13 @@ export function mmdebstrapArgs(spec: DebootstrapSpec, output: string, sources: s
   ];
 }
 
-async function runMmdebstrap(spec: DebootstrapSpec, output: string, sources: string[], timeout: number, log: (line: string) => void): Promise<void> {
+async function runMmdebstrap(
+  spec: DebootstrapSpec,
+  output: string,
+  sources: string[],
+  timeout: number,
+  log: (line: string) => void,
+): Promise<void> {
   const { child, done } = startTool('mmdebstrap', mmdebstrapArgs(spec, output, sources), {
     timeout,
     // On SIGTERM mmdebstrap unmounts /proc, /sys and /dev from its chroot and removes its temporary directory; give it time.

@@ -25,7 +25,25 @@
  * cp 66–81 s, so `auto` is debugfs: faster, and it works everywhere.
  */
 import { constants } from 'node:fs';
-import { access, chmod, lchown, link, lstat, lutimes, mkdir, mkdtemp, open, readdir, readFile, rm, rmdir, stat, unlink, utimes, writeFile } from 'node:fs/promises';
+import {
+  access,
+  chmod,
+  lchown,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  mkdtemp,
+  open,
+  readdir,
+  readFile,
+  rm,
+  rmdir,
+  stat,
+  unlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { runTool as run } from '../tools.js';
@@ -82,7 +100,6 @@ interface Job {
   warnings: string[];
 }
 
-
 const SHORT = 60_000;
 const LONG = 30 * 60_000;
 const ROOT_INODE = 2;
@@ -110,7 +127,14 @@ export async function extractDiskImage(image: string, dest: string, opts: Extrac
     const method = opts.method === 'fuse2fs' ? 'fuse2fs' : 'debugfs';
     log(`extracting partition ${partition.index} of ${image} (${partition.size} bytes at ${partition.start}) with ${method}`);
     const created = await prepareDest(dest);
-    const job: Job = { image: opened.path, partition, dest: path.resolve(dest), timeout, privileged: opts.privileged ?? isRoot(), warnings: [] };
+    const job: Job = {
+      image: opened.path,
+      partition,
+      dest: path.resolve(dest),
+      timeout,
+      privileged: opts.privileged ?? isRoot(),
+      warnings: [],
+    };
     try {
       await (method === 'fuse2fs' ? extractWithFuse2fs(job) : extractWithDebugfs(job));
     } catch (error) {
@@ -125,9 +149,14 @@ export async function extractDiskImage(image: string, dest: string, opts: Extrac
 }
 
 async function checkImageFile(image: string): Promise<void> {
-  const readable = await access(image, constants.R_OK).then(() => stat(image), () => undefined);
+  const readable = await access(image, constants.R_OK).then(
+    () => stat(image),
+    () => undefined,
+  );
   if (!readable?.isFile()) {
-    throw new UsageError(`disk image ${image} cannot be read${readable ? ' (it is not a file)' : ''}: check the path (an Armbian .img or .img.xz)`);
+    throw new UsageError(
+      `disk image ${image} cannot be read${readable ? ' (it is not a file)' : ''}: check the path (an Armbian .img or .img.xz)`,
+    );
   }
 }
 
@@ -209,7 +238,9 @@ interface SfdiskJson {
 export async function readPartitions(image: string, shownAs: string = image): Promise<DiskPartition[]> {
   const result = await runTool('sfdisk', ['--json', image], { timeout: SHORT, reject: false });
   if (result.exitCode !== 0 || !result.stdout.trim()) {
-    throw new RootfsError(`${shownAs} has no partition table sfdisk can read (${lastLine(result.stderr) || 'no output'}); expected a whole-disk image (MBR or GPT) such as an Armbian .img`);
+    throw new RootfsError(
+      `${shownAs} has no partition table sfdisk can read (${lastLine(result.stderr) || 'no output'}); expected a whole-disk image (MBR or GPT) such as an Armbian .img`,
+    );
   }
   const table = (JSON.parse(result.stdout) as SfdiskJson).partitiontable;
   const sector = table?.sectorsize ?? 512;
@@ -239,19 +270,24 @@ export async function findRootPartition(image: string, shownAs: string = image):
   const linux = partitions.filter((p) => isLinuxPartitionType(p.type));
   if (linux.length === 0) {
     const found = partitions.map((p) => `${p.index}: type ${p.type}`).join(', ') || 'none';
-    throw new RootfsError(`${shownAs} has no Linux partition (MBR type 83 or GPT Linux filesystem) to take the root filesystem from; partitions found: ${found}`);
+    throw new RootfsError(
+      `${shownAs} has no Linux partition (MBR type 83 or GPT Linux filesystem) to take the root filesystem from; partitions found: ${found}`,
+    );
   }
   const probes = await Promise.all(linux.map(async (p) => ({ p, kind: await probePartition(image, p) })));
   const withOsRelease = probes.find((x) => x.kind === 'os-release');
   if (withOsRelease) return withOsRelease.p;
   const ext = probes.filter((x) => x.kind === 'ext').sort((a, b) => b.p.size - a.p.size)[0];
   if (ext) return ext.p;
-  throw new RootfsError(`${shownAs}: no Linux partition holds an ext2/3/4 filesystem (partitions ${linux.map((p) => p.index).join(', ')}); netroot reads ext4 roots only`);
+  throw new RootfsError(
+    `${shownAs}: no Linux partition holds an ext2/3/4 filesystem (partitions ${linux.map((p) => p.index).join(', ')}); netroot reads ext4 roots only`,
+  );
 }
 
 /** e2fsprogs opens `FILE?offset=BYTES` as the filesystem starting at that byte (unix_io's `offset` option). */
 function deviceSpec(image: string, partition: DiskPartition): string {
-  if (image.includes('?')) throw new UsageError(`${image}: the path contains "?", which e2fsprogs reads as options; rename or move the image`);
+  if (image.includes('?'))
+    throw new UsageError(`${image}: the path contains "?", which e2fsprogs reads as options; rename or move the image`);
   return `${image}?offset=${partition.start}`;
 }
 
@@ -266,7 +302,11 @@ interface RunOptions {
 }
 
 /** The shared runner (src/tools.ts); `reject: false` hands any exit status back to the caller. */
-async function runTool(command: string, args: string[], options: RunOptions): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+async function runTool(
+  command: string,
+  args: string[],
+  options: RunOptions,
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
   const result = await run(command, args, {
     timeout: options.timeout,
     accept: options.reject === false ? 'any' : [0],
@@ -276,7 +316,13 @@ async function runTool(command: string, args: string[], options: RunOptions): Pr
 }
 
 function lastLine(text: string): string {
-  return text.trim().split('\n').filter((l) => !/^debugfs [\d.]+ \(/.test(l)).pop() ?? '';
+  return (
+    text
+      .trim()
+      .split('\n')
+      .filter((l) => !/^debugfs [\d.]+ \(/.test(l))
+      .pop() ?? ''
+  );
 }
 
 /**
@@ -292,7 +338,8 @@ async function debugfsBatch(spec: string, commands: string[], timeout: number): 
     await writeFile(file, commands.join('\n') + '\n');
     const { stdout } = await runTool('debugfs', ['-f', file, spec], { timeout });
     const blocks = stdout.split(/^debugfs: .*\n?/m).slice(1);
-    if (blocks.length !== commands.length) throw new NetrootError(`debugfs answered ${blocks.length} of ${commands.length} commands on ${spec}`);
+    if (blocks.length !== commands.length)
+      throw new NetrootError(`debugfs answered ${blocks.length} of ${commands.length} commands on ${spec}`);
     return blocks;
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -382,7 +429,11 @@ async function listTree(spec: string, timeout: number): Promise<ListedNode[]> {
   const all: ListedNode[] = [];
   let level: ListedNode[] = [{ path: '', ino: ROOT_INODE, mode: 0o040000, uid: 0, gid: 0 }];
   while (level.length > 0) {
-    const outputs = await debugfsBatch(spec, level.map((d) => `ls -p <${d.ino}>`), timeout);
+    const outputs = await debugfsBatch(
+      spec,
+      level.map((d) => `ls -p <${d.ino}>`),
+      timeout,
+    );
     const next: ListedNode[] = [];
     level.forEach((dir, i) => {
       for (const node of parseLsP(outputs[i]!, dir.path)) {
@@ -405,7 +456,8 @@ interface DebugfsJob extends Job {
 async function extractWithDebugfs(job: Job): Promise<void> {
   const spec = deviceSpec(job.image, job.partition);
   const dump = await runTool('debugfs', ['-R', `rdump / ${quoteDebugfs(job.dest)}`, spec], { timeout: job.timeout, reject: false });
-  if (dump.exitCode !== 0 || /rdump: /.test(dump.stderr)) throw new NetrootError(`debugfs could not dump ${spec}: ${lastLine(dump.stderr)}`);
+  if (dump.exitCode !== 0 || /rdump: /.test(dump.stderr))
+    throw new NetrootError(`debugfs could not dump ${spec}: ${lastLine(dump.stderr)}`);
   const j: DebugfsJob = { ...job, spec, nodes: await listTree(spec, job.timeout) };
   const touchedDirs = await recordDirTimes(j);
   await createSpecialFiles(j);
@@ -467,11 +519,17 @@ export function parseStat(text: string): { major?: number; minor?: number; mtime
 
 /** rdump writes no device nodes, FIFOs or sockets; device nodes and FIFOs are made here with mknod. */
 async function createSpecialFiles({ spec, dest, nodes, warnings, timeout, privileged }: DebugfsJob): Promise<void> {
-  for (const socket of nodes.filter((n) => nodeType(n) === 'socket')) warnings.push(`/${socket.path}: a socket, not extracted (a running service makes its own)`);
+  for (const socket of nodes.filter((n) => nodeType(n) === 'socket'))
+    warnings.push(`/${socket.path}: a socket, not extracted (a running service makes its own)`);
   const devices = nodes.filter((n) => ['char', 'block'].includes(nodeType(n)));
-  if (!privileged && devices.length > 0) warnings.push(`${devices.length} device node(s) not created: only root may (first: /${devices[0]!.path})`);
+  if (!privileged && devices.length > 0)
+    warnings.push(`${devices.length} device node(s) not created: only root may (first: /${devices[0]!.path})`);
   const special = nodes.filter((n) => nodeType(n) === 'fifo' || (privileged && devices.includes(n)));
-  const stats = await debugfsBatch(spec, special.map((n) => `stat <${n.ino}>`), timeout);
+  const stats = await debugfsBatch(
+    spec,
+    special.map((n) => `stat <${n.ino}>`),
+    timeout,
+  );
   for (const [i, node] of special.entries()) {
     const info = parseStat(stats[i]!);
     const target = destPath(dest, node.path);
@@ -485,7 +543,11 @@ async function createSpecialFiles({ spec, dest, nodes, warnings, timeout, privil
 /** rdump gives symlinks the time of extraction; their own mtime comes from `stat`. */
 async function restoreSymlinkTimes({ spec, dest, nodes, timeout }: DebugfsJob): Promise<void> {
   const links = nodes.filter((n) => nodeType(n) === 'symlink');
-  const stats = await debugfsBatch(spec, links.map((n) => `stat <${n.ino}>`), timeout);
+  const stats = await debugfsBatch(
+    spec,
+    links.map((n) => `stat <${n.ino}>`),
+    timeout,
+  );
   for (const [i, node] of links.entries()) {
     const { mtime } = parseStat(stats[i]!);
     if (mtime !== undefined) await lutimes(destPath(dest, node.path), mtime, mtime);
@@ -537,22 +599,34 @@ async function restoreXattrs({ spec, dest, nodes, warnings, timeout, privileged 
   const first = new Map<number, ListedNode>();
   for (const node of nodes) if (nodeType(node) !== 'socket' && !first.has(node.ino)) first.set(node.ino, node);
   const inodes = [...first.values()];
-  const lists = await debugfsBatch(spec, inodes.map((n) => `ea_list <${n.ino}>`), timeout);
+  const lists = await debugfsBatch(
+    spec,
+    inodes.map((n) => `ea_list <${n.ino}>`),
+    timeout,
+  );
   const wanted: { node: ListedNode; name: string }[] = [];
   const unprivileged: string[] = [];
   inodes.forEach((node, i) => {
     for (const name of parseEaList(lists[i]!)) {
       if (name === 'system.data') continue;
-      if (/["\\]/.test(name)) warnings.push(`/${node.path}: xattr ${JSON.stringify(name)} has a character debugfs cannot be asked for; skipped`);
+      if (/["\\]/.test(name))
+        warnings.push(`/${node.path}: xattr ${JSON.stringify(name)} has a character debugfs cannot be asked for; skipped`);
       else if (!privileged && !name.startsWith('user.')) unprivileged.push(`/${node.path} ${name}`);
       else wanted.push({ node, name });
     }
   });
-  if (unprivileged.length > 0) warnings.push(`${unprivileged.length} xattr(s) not applied, only root may set them: ${unprivileged.slice(0, 3).join(', ')}${unprivileged.length > 3 ? ', …' : ''}`);
+  if (unprivileged.length > 0)
+    warnings.push(
+      `${unprivileged.length} xattr(s) not applied, only root may set them: ${unprivileged.slice(0, 3).join(', ')}${unprivileged.length > 3 ? ', …' : ''}`,
+    );
   if (wanted.length === 0) return;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'netroot-xattr-'));
   try {
-    await debugfsBatch(spec, wanted.map((w, i) => `ea_get -f ${quoteDebugfs(path.join(dir, String(i)))} <${w.node.ino}> "${w.name}"`), timeout);
+    await debugfsBatch(
+      spec,
+      wanted.map((w, i) => `ea_get -f ${quoteDebugfs(path.join(dir, String(i)))} <${w.node.ino}> "${w.name}"`),
+      timeout,
+    );
     const byPath = new Map<string, Xattrs>();
     for (const [i, w] of wanted.entries()) {
       const target = destPath(dest, w.node.path);

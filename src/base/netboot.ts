@@ -93,7 +93,9 @@ async function initrdProblems(base: BaseIndex, cluster: Cluster): Promise<Proble
 }
 
 function describeProblems(problems: Problem[]): string {
-  return problems.map((p) => `the initrd ${p.initrd} in the base cannot mount an NFS root: it lacks\n  - ${p.missing.join('\n  - ')}`).join('\n');
+  return problems
+    .map((p) => `the initrd ${p.initrd} in the base cannot mount an NFS root: it lacks\n  - ${p.missing.join('\n  - ')}`)
+    .join('\n');
 }
 
 const BY_HAND =
@@ -117,13 +119,19 @@ export async function netbootBase(base: BaseIndex, cluster: Cluster, options: Ne
   const why = describeProblems(problems);
   const versions = kernelVersions(base);
   if (!resolvesToFile(base, 'usr/sbin/update-initramfs')) {
-    throw new RootfsError(`${why}\nnetroot regenerates such an initrd with initramfs-tools, but the base has none (no /usr/sbin/update-initramfs): install initramfs-tools in the base, ${BY_HAND}`);
+    throw new RootfsError(
+      `${why}\nnetroot regenerates such an initrd with initramfs-tools, but the base has none (no /usr/sbin/update-initramfs): install initramfs-tools in the base, ${BY_HAND}`,
+    );
   }
   if (versions.length === 0) {
-    throw new RootfsError(`${why}\nnetroot regenerates such an initrd from the base's kernel modules, but the base has none (no /lib/modules/VERSION/modules.dep): install the kernel's modules in the base`);
+    throw new RootfsError(
+      `${why}\nnetroot regenerates such an initrd from the base's kernel modules, but the base has none (no /lib/modules/VERSION/modules.dep): install the kernel's modules in the base`,
+    );
   }
   if (!(options.privileged ?? isRoot())) {
-    throw new RootfsError(`${why}\nnetroot can regenerate it (update-initramfs in a chroot of a copy of the base), but that needs root: run build-images as root (e.g. with sudo), ${BY_HAND}`);
+    throw new RootfsError(
+      `${why}\nnetroot can regenerate it (update-initramfs in a chroot of a copy of the base), but that needs root: run build-images as root (e.g. with sudo), ${BY_HAND}`,
+    );
   }
   await checkEmulation(options.arch);
   // Known only now that the initrds were read: the programs a regeneration runs, all checked before the copy starts.
@@ -131,31 +139,47 @@ export async function netbootBase(base: BaseIndex, cluster: Cluster, options: Ne
   requirePrograms(regenerationPrograms(uInitrds.some(Boolean)));
 
   const log = options.log ?? (() => undefined);
-  log(`regenerating the initramfs of ${base.source} with MODULES=netboot${modules.length ? ` and ${modules.join(', ')}` : ''} (kernel ${versions.join(', ')}); done once, then cached`);
+  log(
+    `regenerating the initramfs of ${base.source} with MODULES=netboot${modules.length ? ` and ${modules.join(', ')}` : ''} (kernel ${versions.join(', ')}); done once, then cached`,
+  );
   const started = Date.now();
   // Kept private: the copy holds setuid binaries and device nodes, like the extraction cache.
   // The mounts of the chroot were in its own namespace and are gone when the staging copy is removed.
-  await stageIntoCache(dir, async (staging) => {
-    await mkdir(staging, { mode: 0o700 });
-    const tree = path.join(staging, 'tree');
-    await runTool('cp', ['-a', '--reflink=auto', '-T', '--', base.root, tree], { what: `copying the base ${base.root} to ${tree}` });
-    await reconcile(base, tree, new Set()); // owners and devices a non-root extraction lacked
-    // Reproducible: what the regeneration changes gets the time of the initrd it replaces, not the build's.
-    const epoch = fileInBase(base, problems[0]!.initrd, 'initrd').mtime;
-    const marker = path.join(staging, 'started');
-    await writeFile(marker, '');
-    layOverlay(tree, netbootConf(epoch, modules));
-    await runUpdateInitramfs(tree, epoch, options.timeoutMs ?? TIMEOUT);
-    for (const { initrd } of problems) await remakeUInitrd(base, tree, initrd, options.arch, epoch);
-    await runTool('find', [tree, '-newer', marker, '-exec', 'touch', '-h', '-d', `@${epoch}`, '{}', '+'], { what: 'dating what the regeneration changed' });
-    const opened = await openBase(tree);
-    const regenerated: BaseIndex = { ...opened, kind: base.kind, source: base.source, ...(base.digest ? { digest: base.digest } : {}), netboot: NETBOOT_RECIPE };
-    const still = await initrdProblems(regenerated, cluster);
-    if (still.length) {
-      throw new RootfsError(`${why}\nnetroot regenerated the initramfs with MODULES=netboot, and it still cannot mount an NFS root:\n${describeProblems(still)}`);
-    }
-    await storeIndex(staging, regenerated);
-  }, { parentMode: 0o700 });
+  await stageIntoCache(
+    dir,
+    async (staging) => {
+      await mkdir(staging, { mode: 0o700 });
+      const tree = path.join(staging, 'tree');
+      await runTool('cp', ['-a', '--reflink=auto', '-T', '--', base.root, tree], { what: `copying the base ${base.root} to ${tree}` });
+      await reconcile(base, tree, new Set()); // owners and devices a non-root extraction lacked
+      // Reproducible: what the regeneration changes gets the time of the initrd it replaces, not the build's.
+      const epoch = fileInBase(base, problems[0]!.initrd, 'initrd').mtime;
+      const marker = path.join(staging, 'started');
+      await writeFile(marker, '');
+      layOverlay(tree, netbootConf(epoch, modules));
+      await runUpdateInitramfs(tree, epoch, options.timeoutMs ?? TIMEOUT);
+      for (const { initrd } of problems) await remakeUInitrd(base, tree, initrd, options.arch, epoch);
+      await runTool('find', [tree, '-newer', marker, '-exec', 'touch', '-h', '-d', `@${epoch}`, '{}', '+'], {
+        what: 'dating what the regeneration changed',
+      });
+      const opened = await openBase(tree);
+      const regenerated: BaseIndex = {
+        ...opened,
+        kind: base.kind,
+        source: base.source,
+        ...(base.digest ? { digest: base.digest } : {}),
+        netboot: NETBOOT_RECIPE,
+      };
+      const still = await initrdProblems(regenerated, cluster);
+      if (still.length) {
+        throw new RootfsError(
+          `${why}\nnetroot regenerated the initramfs with MODULES=netboot, and it still cannot mount an NFS root:\n${describeProblems(still)}`,
+        );
+      }
+      await storeIndex(staging, regenerated);
+    },
+    { parentMode: 0o700 },
+  );
   log(`regenerated the initramfs in ${Math.round((Date.now() - started) / 1000)} s`);
   const stored = await loadStored(dir, base.source, base.kind);
   if (!stored) throw new RootfsError(`the regenerated base at ${dir} has no readable index`);
@@ -173,18 +197,36 @@ export function kernelVersions(base: BaseIndex): string[] {
   if (modules === undefined) return [];
   const prefix = `${modules}/`;
   return base.entries
-    .filter((e) => e.path.startsWith(prefix) && e.path.endsWith('/modules.dep') && e.path.split('/').length === prefix.split('/').length + 1)
+    .filter(
+      (e) => e.path.startsWith(prefix) && e.path.endsWith('/modules.dep') && e.path.split('/').length === prefix.split('/').length + 1,
+    )
     .map((e) => e.path.slice(prefix.length, -'/modules.dep'.length))
     .sort();
 }
 
 function netbootConf(mtime: number, modules: string[]): NodeEntry[] {
   const dir = (p: string): NodeEntry => ({ path: p, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime });
-  const file = (p: string, text: string): NodeEntry => ({ path: p, type: 'file', mode: 0o644, uid: 0, gid: 0, size: Buffer.byteLength(text), mtime, data: Buffer.from(text) });
+  const file = (p: string, text: string): NodeEntry => ({
+    path: p,
+    type: 'file',
+    mode: 0o644,
+    uid: 0,
+    gid: 0,
+    size: Buffer.byteLength(text),
+    mtime,
+    data: Buffer.from(text),
+  });
   const entries = [dir('etc'), dir('etc/initramfs-tools'), dir('etc/initramfs-tools/conf.d'), file(NETBOOT_CONF, CONF_TEXT)];
   if (modules.length === 0) return entries;
   // mkinitramfs adds (and the initrd loads) what /usr/share/initramfs-tools/modules.d/* lists; a file of our own, not dpkg's conffile.
-  return [...entries, dir('usr'), dir('usr/share'), dir('usr/share/initramfs-tools'), dir('usr/share/initramfs-tools/modules.d'), file(NETBOOT_MODULES, `# Written by netroot: board.modules.\n${modules.join('\n')}\n`)];
+  return [
+    ...entries,
+    dir('usr'),
+    dir('usr/share'),
+    dir('usr/share/initramfs-tools'),
+    dir('usr/share/initramfs-tools/modules.d'),
+    file(NETBOOT_MODULES, `# Written by netroot: board.modules.\n${modules.join('\n')}\n`),
+  ];
 }
 
 /** Mount points must be the copy's own directories: a base's `proc -> /` would otherwise put a mount over the host's root. */
@@ -192,7 +234,10 @@ function mountPoint(tree: string, name: string): void {
   const target = path.join(tree, name);
   const st = fsSync.lstatSync(target, { throwIfNoEntry: false });
   if (!st) fsSync.mkdirSync(target, { mode: 0o755 });
-  else if (!st.isDirectory()) throw new RootfsError(`the base's /${name} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}; refusing to mount over it to regenerate the initrd`);
+  else if (!st.isDirectory())
+    throw new RootfsError(
+      `the base's /${name} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}; refusing to mount over it to regenerate the initrd`,
+    );
 }
 
 /** Where the chroot's helpers are looked up (the user's PATH plays no part inside the base). */
@@ -221,15 +266,19 @@ const CHROOT_SCRIPT = [
 
 async function runUpdateInitramfs(tree: string, epoch: number, timeout: number): Promise<void> {
   for (const name of ['proc', 'sys', 'dev']) mountPoint(tree, name);
-  const result = await runTool('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', CHROOT_SCRIPT, 'sh', tree, 'update-initramfs', '-u', '-k', 'all'], {
-    env: { PATH: REGENERATION_PATH, LANG: 'C.UTF-8', SOURCE_DATE_EPOCH: String(epoch) },
-    extendEnv: false,
-    timeout,
-    killSignal: 'SIGKILL', // the namespace, and with it the mounts, goes with the process
-    all: true,
-    what: 'update-initramfs in the base',
-    accept: 'any', // a failure is the base's: reported below as such
-  });
+  const result = await runTool(
+    'unshare',
+    ['--mount', '--propagation', 'private', 'sh', '-c', CHROOT_SCRIPT, 'sh', tree, 'update-initramfs', '-u', '-k', 'all'],
+    {
+      env: { PATH: REGENERATION_PATH, LANG: 'C.UTF-8', SOURCE_DATE_EPOCH: String(epoch) },
+      extendEnv: false,
+      timeout,
+      killSignal: 'SIGKILL', // the namespace, and with it the mounts, goes with the process
+      all: true,
+      what: 'update-initramfs in the base',
+      accept: 'any', // a failure is the base's: reported below as such
+    },
+  );
   if (result.status !== 0) {
     const tail = result.all.trim().split('\n').slice(-8).join('\n  ');
     throw new RootfsError(`update-initramfs -u -k all in a chroot of the base failed (exit ${result.status ?? result.signal}):\n  ${tail}`);
@@ -255,7 +304,10 @@ export function uInitrdPlan(real: string, isUImageFile: boolean, arch: string): 
   if (!isUImageFile) return undefined;
   const dir = path.posix.dirname(real);
   const match = /^uInitrd-(.+)$/.exec(path.posix.basename(real));
-  if (!match) throw new RootfsError(`the initrd /${real} is a U-Boot image but not named uInitrd-VERSION, so it is not known which kernel's initramfs it wraps; point board.initrd at /boot/uInitrd-VERSION`);
+  if (!match)
+    throw new RootfsError(
+      `the initrd /${real} is a U-Boot image but not named uInitrd-VERSION, so it is not known which kernel's initramfs it wraps; point board.initrd at /boot/uInitrd-VERSION`,
+    );
   const from = path.posix.join(dir, `initrd.img-${match[1]}`);
   const uArch = MKIMAGE_ARCH[arch];
   if (!uArch) throw new RootfsError(`mkimage has no architecture for ${arch}; cannot remake /${real}`);
@@ -278,12 +330,18 @@ async function remakeUInitrd(base: BaseIndex, tree: string, initrd: string, arch
   if (!plan) return;
   const from = path.join(safeParent(tree, plan.from), path.posix.basename(plan.from));
   if (!fsSync.lstatSync(from, { throwIfNoEntry: false })?.isFile()) {
-    throw new RootfsError(`update-initramfs wrote no /${plan.from} in the base, so /${plan.to} cannot be remade from it; does the base's kernel match ${initrd}?`);
+    throw new RootfsError(
+      `update-initramfs wrote no /${plan.from} in the base, so /${plan.to} cannot be remade from it; does the base's kernel match ${initrd}?`,
+    );
   }
   const to = path.join(safeParent(tree, plan.to), path.posix.basename(plan.to));
   const temporary = path.join(path.dirname(to), `.${path.basename(to)}.netroot-tmp`);
   // mkimage stamps the header with SOURCE_DATE_EPOCH when it is set.
-  await runTool('mkimage', [...plan.args, from, temporary], { env: { SOURCE_DATE_EPOCH: String(epoch) }, what: `making /${plan.to}`, why: 'remaking the board\'s uInitrd' });
+  await runTool('mkimage', [...plan.args, from, temporary], {
+    env: { SOURCE_DATE_EPOCH: String(epoch) },
+    what: `making /${plan.to}`,
+    why: "remaking the board's uInitrd",
+  });
   // rename replaces the entry itself, never what a symlink there points at.
   await rename(temporary, to);
 }

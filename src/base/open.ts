@@ -101,7 +101,10 @@ export async function openBase(source: string, options: OpenBaseOptions = {}): P
   const info = await stat(absolute).catch((error: NodeJS.ErrnoException) => {
     throw new RootfsError(`base ${source} cannot be opened: ${error.code === 'ENOENT' ? 'it does not exist' : error.message}`);
   });
-  if (info.isDirectory()) return options.identity && options.cacheDir ? indexDirectoryCached(absolute, options.cacheDir, options.identity) : indexDirectory(absolute);
+  if (info.isDirectory())
+    return options.identity && options.cacheDir
+      ? indexDirectoryCached(absolute, options.cacheDir, options.identity)
+      : indexDirectory(absolute);
   if (!info.isFile()) throw new RootfsError(`base ${source} is neither a directory nor a tarball`);
   return openTarball(absolute, options.cacheDir ?? defaultCacheDir(), options.privileged ?? isRoot(), options.digest);
 }
@@ -152,7 +155,14 @@ function deviceNumbers(rdev: bigint): { devmajor: number; devminor: number } {
 }
 
 function entryFromStat(relative: string, absolute: string, st: BigIntStats): BaseEntry | undefined {
-  const common = { path: relative, mode: Number(st.mode) & 0o7777, uid: Number(st.uid), gid: Number(st.gid), size: 0, mtime: Number(st.mtimeMs / 1000n) };
+  const common = {
+    path: relative,
+    mode: Number(st.mode) & 0o7777,
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: 0,
+    mtime: Number(st.mtimeMs / 1000n),
+  };
   if (st.isFile()) return { ...common, type: 'file', size: Number(st.size) };
   if (st.isDirectory()) return { ...common, type: 'dir' };
   if (st.isSymbolicLink()) return { ...common, type: 'symlink', linkname: fsSync.readlinkSync(absolute, 'utf8') };
@@ -216,10 +226,14 @@ async function indexDirectory(root: string): Promise<BaseIndex> {
 export async function directoryIdentity(root: string): Promise<string> {
   const real = await realpath(root);
   const hash = createHash('sha256').update(`${real}\0`);
-  const find = startTool('find', ['-P', real, '-printf', '%P\\0%y %m %U %G %s %T@ %C@ %D %i %n\\0%l\\0'], { streamStdout: true, accept: 'any' });
+  const find = startTool('find', ['-P', real, '-printf', '%P\\0%y %m %U %G %s %T@ %C@ %D %i %n\\0%l\\0'], {
+    streamStdout: true,
+    accept: 'any',
+  });
   for await (const chunk of find.child.stdout as AsyncIterable<Buffer>) hash.update(chunk);
   const result = await find.done();
-  if (result.status !== 0) throw new RootfsError(`base ${root} cannot be read whole: ${String(result.stderr).trim().split('\n').slice(-3).join('; ')}`);
+  if (result.status !== 0)
+    throw new RootfsError(`base ${root} cannot be read whole: ${String(result.stderr).trim().split('\n').slice(-3).join('; ')}`);
   return hash.digest('hex');
 }
 
@@ -264,13 +278,19 @@ async function withDecompressed(file: string, consume: (bytes: AsyncIterable<Buf
     } catch (error) {
       // zlib's errors (Z_BUF_ERROR: unexpected end of file, Z_DATA_ERROR) are the archive's fault; the rest are not.
       if (!String((error as NodeJS.ErrnoException).code).startsWith('Z_')) throw error;
-      throw new BaseArchiveError(file, undefined, `the archive is truncated or corrupt (gzip: ${(error as Error).message})`, { cause: error });
+      throw new BaseArchiveError(file, undefined, `the archive is truncated or corrupt (gzip: ${(error as Error).message})`, {
+        cause: error,
+      });
     } finally {
       input.destroy();
     }
     return;
   }
-  const { child, done } = startTool(compression, ['-dc', '--', file], { streamStdout: true, accept: 'any', why: `reading the ${compression}-compressed base ${file}` });
+  const { child, done } = startTool(compression, ['-dc', '--', file], {
+    streamStdout: true,
+    accept: 'any',
+    why: `reading the ${compression}-compressed base ${file}`,
+  });
   let failure: unknown;
   try {
     await consume(child.stdout as AsyncIterable<Buffer>);
@@ -282,7 +302,11 @@ async function withDecompressed(file: string, consume: (bytes: AsyncIterable<Buf
   const result = await done();
   if (result.status !== 0 && result.signal === undefined) {
     // The last line of stderr, without the progress lines zstd overwrites with \r, and without the file name.
-    const last = String(result.stderr).split(/[\r\n]/).filter((l) => l.trim()).pop() ?? `exit ${result.status}`;
+    const last =
+      String(result.stderr)
+        .split(/[\r\n]/)
+        .filter((l) => l.trim())
+        .pop() ?? `exit ${result.status}`;
     let why = last.trim();
     for (const prefix of [`${compression}: `, `${file}: `]) if (why.startsWith(prefix)) why = why.slice(prefix.length);
     if (compression === 'zstd') why = why.replace(/^.*? : /, ''); // zstd shortens the name it prints: "…e.tar.zst : Read error".
@@ -327,7 +351,10 @@ class Extractor {
         fsSync.mkdirSync(this.abs(dir), { mode: 0o700 });
         this.entries.set(dir, { path: dir, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 });
       } else if (existing.type === 'symlink') {
-        this.fail(member, `its parent ${JSON.stringify(dir)} is a symbolic link (-> ${existing.linkname}) made by an earlier member; refusing to write through it`);
+        this.fail(
+          member,
+          `its parent ${JSON.stringify(dir)} is a symbolic link (-> ${existing.linkname}) made by an earlier member; refusing to write through it`,
+        );
       } else if (existing.type !== 'dir') {
         this.fail(member, `its parent ${JSON.stringify(dir)} is not a directory`);
       }
@@ -343,7 +370,10 @@ class Extractor {
     if (existing) {
       // A directory may be listed again (its metadata is updated); anything else twice is ambiguous.
       if (existing.type === 'dir' && h.type === 'dir') return void this.setMeta(existing, h);
-      this.fail(h.name, `appears twice in the archive (as ${existing.type} and ${h.type}); netroot does not extract archives with duplicate members`);
+      this.fail(
+        h.name,
+        `appears twice in the archive (as ${existing.type} and ${h.type}); netroot does not extract archives with duplicate members`,
+      );
     }
     this.ensureParents(relative, h.name);
     const entry: BaseEntry = { path: relative, type: h.type, mode: h.mode, uid: h.uid, gid: h.gid, size: 0, mtime: h.mtime };
@@ -375,16 +405,21 @@ class Extractor {
       entry.xattrs = h.xattrs;
       this.xattrs.push([target, h.xattrs]);
     }
-    if (h.type !== 'dir' && h.type !== 'hardlink' && (this.privileged || h.type === 'file' || h.type === 'symlink' || h.type === 'fifo')) this.applyMeta(target, entry);
+    if (h.type !== 'dir' && h.type !== 'hardlink' && (this.privileged || h.type === 'file' || h.type === 'symlink' || h.type === 'fifo'))
+      this.applyMeta(target, entry);
   }
 
   private hardlink(entry: BaseEntry, h: TarMemberHeader): void {
     const why = unsafeReason(h.linkname);
-    if (why || normalise(h.linkname) === '') this.fail(h.name, `is a hard link to ${JSON.stringify(h.linkname)}, outside the archive; refusing to extract it`);
+    if (why || normalise(h.linkname) === '')
+      this.fail(h.name, `is a hard link to ${JSON.stringify(h.linkname)}, outside the archive; refusing to extract it`);
     const holder = this.entries.get(normalise(h.linkname));
     const group = holder && this.links.get(holder.type === 'hardlink' ? holder.linkname! : holder.path);
     if (!holder || !group) {
-      this.fail(h.name, `is a hard link to ${JSON.stringify(h.linkname)}, which is not an earlier regular file of the archive; refusing to extract it`);
+      this.fail(
+        h.name,
+        `is a hard link to ${JSON.stringify(h.linkname)}, which is not an earlier regular file of the archive; refusing to extract it`,
+      );
     }
     entry.linkname = group[0]!.path;
     // link(2) does not follow a symlink at its source, and the source's parents are directories we made.
@@ -408,7 +443,8 @@ class Extractor {
     canonicaliseLinks(this.links.values());
     const applied = { owners: this.privileged, devices: this.privileged, xattrs: false };
     if (this.xattrs.length) {
-      if (!this.privileged) this.warnings.push('xattrs (file capabilities) are recorded in the index but were not applied: not running as root');
+      if (!this.privileged)
+        this.warnings.push('xattrs (file capabilities) are recorded in the index but were not applied: not running as root');
       else {
         await requireXattrTools('setfattr', 'writing the file capabilities and other xattrs the base holds into its extracted copy');
         await applyXattrs(this.xattrs).catch((error: Error) => this.fail('(xattrs)', error.message));
@@ -479,7 +515,10 @@ function toStored(digest: string, entries: BaseEntry[], applied: BaseIndex['appl
 
 /** Writes DIR/index.json for the tree at DIR/tree, so loadStored can open it without walking it. */
 export async function storeIndex(dir: string, index: BaseIndex): Promise<void> {
-  await writeFile(path.join(dir, 'index.json'), JSON.stringify(toStored(index.digest ?? '', index.entries, index.applied, index.warnings, index.netboot)));
+  await writeFile(
+    path.join(dir, 'index.json'),
+    JSON.stringify(toStored(index.digest ?? '', index.entries, index.applied, index.warnings, index.netboot)),
+  );
 }
 
 /** The index stored at DIR/index.json for the tree at DIR/tree, or undefined when there is none of this version. */
@@ -535,17 +574,21 @@ async function openTarball(file: string, cacheDir: string, privileged: boolean, 
   await rm(dir, { recursive: true, force: true }); // an index of another version
   try {
     // The cache holds setuid binaries and device nodes owned by root: keep it private.
-    await stageIntoCache(dir, async (staging) => {
-      await mkdir(staging, { mode: 0o700 });
-      const tree = path.join(staging, 'tree');
-      await mkdir(tree, { mode: 0o700 });
-      const extractor = new Extractor(file, tree, privileged);
-      await withDecompressed(file, async (bytes) => {
-        for await (const member of readTar(bytes)) await extractor.add(member);
-      });
-      const { entries, applied, warnings } = await extractor.finish();
-      await writeFile(path.join(staging, 'index.json'), JSON.stringify(toStored(digest, entries, applied, warnings)));
-    }, { parentMode: 0o700 });
+    await stageIntoCache(
+      dir,
+      async (staging) => {
+        await mkdir(staging, { mode: 0o700 });
+        const tree = path.join(staging, 'tree');
+        await mkdir(tree, { mode: 0o700 });
+        const extractor = new Extractor(file, tree, privileged);
+        await withDecompressed(file, async (bytes) => {
+          for await (const member of readTar(bytes)) await extractor.add(member);
+        });
+        const { entries, applied, warnings } = await extractor.finish();
+        await writeFile(path.join(staging, 'index.json'), JSON.stringify(toStored(digest, entries, applied, warnings)));
+      },
+      { parentMode: 0o700 },
+    );
   } catch (error) {
     if (error instanceof TarReadError) throw new BaseArchiveError(file, error.member, error.message, { cause: error });
     throw error;

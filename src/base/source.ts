@@ -58,9 +58,13 @@ async function openImage(image: string, options: OpenSourceOptions): Promise<Bas
   const roots = path.join(options.cacheDir, 'image-roots');
   const root = path.join(roots, digest);
   if (!existsSync(root)) {
-    await stageIntoCache(root, async (staging) => {
-      await extractDiskImage(image, staging, { cacheDir: options.cacheDir, ...(options.log ? { log: options.log } : {}) });
-    }, { parentMode: 0o700 });
+    await stageIntoCache(
+      root,
+      async (staging) => {
+        await extractDiskImage(image, staging, { cacheDir: options.cacheDir, ...(options.log ? { log: options.log } : {}) });
+      },
+      { parentMode: 0o700 },
+    );
   }
   return openBase(root);
 }

@@ -45,7 +45,11 @@ const sorted = (list: readonly string[]): string[] => [...list].sort();
 
 /** Write a file on the target by rename: a reader sees the old or the new one. */
 export async function writeTargetFile(target: Target, file: string, content: string, mode = '600'): Promise<void> {
-  await target.sh('set -e; umask 077; mkdir -p -- "$(dirname -- "$1")"; t="$1.tmp-$$"; cat > "$t"; chmod "$2" "$t"; mv -f -- "$t" "$1"', [file, mode], content);
+  await target.sh(
+    'set -e; umask 077; mkdir -p -- "$(dirname -- "$1")"; t="$1.tmp-$$"; cat > "$t"; chmod "$2" "$t"; mv -f -- "$t" "$1"',
+    [file, mode],
+    content,
+  );
 }
 
 export async function readTargetFile(target: Target, file: string): Promise<string | undefined> {
@@ -80,11 +84,19 @@ export async function readNodeTarget(target: Target, root: string, node: string,
   const pending = Number(/^pending (\d+)$/m.exec(stdout)?.[1] ?? 0);
   // The manifests of the live, the previous and a pending generation, in one round trip.
   const wanted = [generation, generation - 1, pending].filter((g) => g > 0);
-  const { stdout: texts } = await target.sh('meta=$1; shift; for g in "$@"; do printf "\\036%s\\n" "$g"; cat -- "$meta/gen/$g/manifest.json" 2>/dev/null; done; exit 0', [meta, ...wanted.map(String)]);
-  const byGeneration = new Map(texts.split('\x1e').filter(Boolean).map((chunk) => {
-    const newline = chunk.indexOf('\n');
-    return [Number(chunk.slice(0, newline)), chunk.slice(newline + 1)] as const;
-  }));
+  const { stdout: texts } = await target.sh(
+    'meta=$1; shift; for g in "$@"; do printf "\\036%s\\n" "$g"; cat -- "$meta/gen/$g/manifest.json" 2>/dev/null; done; exit 0',
+    [meta, ...wanted.map(String)],
+  );
+  const byGeneration = new Map(
+    texts
+      .split('\x1e')
+      .filter(Boolean)
+      .map((chunk) => {
+        const newline = chunk.indexOf('\n');
+        return [Number(chunk.slice(0, newline)), chunk.slice(newline + 1)] as const;
+      }),
+  );
   const manifest = (g: number): Manifest | undefined => {
     const text = byGeneration.get(g);
     return g > 0 && text ? parseJson<Manifest>(text, `${node}'s generation ${g}`) : undefined;
@@ -105,21 +117,30 @@ export async function readNodeTarget(target: Target, root: string, node: string,
 /** Of `paths`, those that exist in the node's live tree (for a tree netroot never deployed: copied by hand). */
 export async function existingPaths(target: Target, root: string, node: string, paths: string[]): Promise<string[]> {
   const { live } = nodePaths(root, node);
-  const { stdout } = await target.sh('while IFS= read -r p; do if [ -e "$1/$p" ] || [ -L "$1/$p" ]; then printf "%s\\n" "$p"; fi; done', [live], lines(paths));
+  const { stdout } = await target.sh(
+    'while IFS= read -r p; do if [ -e "$1/$p" ] || [ -L "$1/$p" ]; then printf "%s\\n" "$p"; fi; done',
+    [live],
+    lines(paths),
+  );
   return stdout.split('\n').filter(Boolean);
 }
 
 /** Files kept in generation G's undo/ (what deploying G replaced). */
 export async function undoList(target: Target, root: string, node: string, generation: number): Promise<string[]> {
   const { meta } = nodePaths(root, node);
-  const { stdout } = await target.sh('cd "$1" 2>/dev/null || exit 0; find . ! -type d | sed "s|^\\./||"', [`${meta}/gen/${generation}/undo`]);
+  const { stdout } = await target.sh('cd "$1" 2>/dev/null || exit 0; find . ! -type d | sed "s|^\\./||"', [
+    `${meta}/gen/${generation}/undo`,
+  ]);
   return stdout.split('\n').filter(Boolean);
 }
 
 /** Move `paths` out of the live tree into undo/ (or drop them when undo/ already holds their old copy); then the emptied directories. */
 async function removeLive(target: Target, paths: NodePaths, undo: string, removed: string[], dirs: Set<string>): Promise<void> {
   const files = removed.filter((p) => !dirs.has(p));
-  const emptied = removed.filter((p) => dirs.has(p)).sort().reverse();
+  const emptied = removed
+    .filter((p) => dirs.has(p))
+    .sort()
+    .reverse();
   const script = [
     'live=$1; undo=$2',
     'while IFS= read -r p; do',
@@ -151,7 +172,12 @@ async function commit(target: Target, paths: NodePaths, generation: number): Pro
 async function begin(target: Target, paths: NodePaths, generation: number, manifest: Manifest, orphans: string[]): Promise<string> {
   const gen = `${paths.meta}/gen/${generation}`;
   // Written by the deploy that was cut short, and wanted by neither generation.
-  if (orphans.length) await target.sh('while IFS= read -r p; do if [ -d "$1/$p" ] && [ ! -L "$1/$p" ]; then rmdir -- "$1/$p" 2>/dev/null || true; else rm -f -- "$1/$p"; fi; done', [paths.live], lines(orphans.sort().reverse()));
+  if (orphans.length)
+    await target.sh(
+      'while IFS= read -r p; do if [ -d "$1/$p" ] && [ ! -L "$1/$p" ]; then rmdir -- "$1/$p" 2>/dev/null || true; else rm -f -- "$1/$p"; fi; done',
+      [paths.live],
+      lines(orphans.sort().reverse()),
+    );
   const script = [
     'set -e; umask 077',
     'mkdir -p -- "$1" "$2/undo"; rm -rf -- "$3"; mkdir -p -- "$3/rsync" "$3/seed"',
@@ -181,7 +207,14 @@ export async function applyNode(target: Target, a: ApplyNode): Promise<void> {
   const { changes } = a;
   const gen = await begin(target, paths, changes.generation, a.manifest, changes.orphans);
   const undo = `${gen}/undo`;
-  const common = [...KEEP, '--checksum', '--files-from=-', `--temp-dir=${paths.tmp}/rsync`, `${a.source}/`, target.rsyncPath(`${paths.live}/`)];
+  const common = [
+    ...KEEP,
+    '--checksum',
+    '--files-from=-',
+    `--temp-dir=${paths.tmp}/rsync`,
+    `${a.source}/`,
+    target.rsyncPath(`${paths.live}/`),
+  ];
   const transfer = sorted([...changes.added, ...changes.changed]);
   const kept = new Set(a.undone);
   // A file whose old copy a cut-short run already kept must not be kept again: the copy would be the new file.
@@ -192,17 +225,30 @@ export async function applyNode(target: Target, a: ApplyNode): Promise<void> {
   if (changes.seeded.length) {
     // State is seeded whole into a temporary directory and renamed in: a node never sees half of it.
     await rsync(target, [...KEEP, '-r', '--files-from=-', `${a.source}/`, target.rsyncPath(`${paths.tmp}/seed/`)], lines(changes.seeded));
-    const script = 'seed=$1; live=$2; shift 2; for s in "$@"; do [ -e "$live/$s" ] || [ -L "$live/$s" ] && continue; mkdir -p -- "$(dirname -- "$live/$s")"; mv -- "$seed/$s" "$live/$s"; done';
+    const script =
+      'seed=$1; live=$2; shift 2; for s in "$@"; do [ -e "$live/$s" ] || [ -L "$live/$s" ] && continue; mkdir -p -- "$(dirname -- "$live/$s")"; mv -- "$seed/$s" "$live/$s"; done';
     await target.sh(script, [`${paths.tmp}/seed`, paths.live, ...changes.seeded]);
   }
   await removeLive(target, paths, undo, changes.removed, dirsOf(a.current));
   await commit(target, paths, changes.generation);
 }
 
-const dirsOf = (m: Manifest | undefined): Set<string> => new Set(Object.entries(m ?? {}).filter(([, e]) => e.t === 'd').map(([p]) => p));
+const dirsOf = (m: Manifest | undefined): Set<string> =>
+  new Set(
+    Object.entries(m ?? {})
+      .filter(([, e]) => e.t === 'd')
+      .map(([p]) => p),
+  );
 
 /** Put the previous generation back: its files from the live generation's undo/, state untouched. */
-export async function applyRollback(target: Target, root: string, node: string, r: NodeRollback, previous: Manifest, current: Manifest): Promise<void> {
+export async function applyRollback(
+  target: Target,
+  root: string,
+  node: string,
+  r: NodeRollback,
+  previous: Manifest,
+  current: Manifest,
+): Promise<void> {
   const paths = nodePaths(root, node);
   const from = `${paths.meta}/gen/${r.generation - 1}/undo`;
   const gen = await begin(target, paths, r.generation, previous, []);
@@ -228,7 +274,6 @@ export async function applyRollback(target: Target, root: string, node: string, 
   await commit(target, paths, r.generation);
 }
 
-
 /**
  * One deploy or rollback at a time per export root: ROOT/.netroot/lock names
  * its holder (host and pid), made whole by a rename. A holder on this host
@@ -246,14 +291,18 @@ export async function lockTarget(target: Target, root: string): Promise<() => Pr
   ].join('\n');
   for (let attempt = 0; attempt < 2; attempt++) {
     const { stdout, code } = await target.sh(script, [dir, me]);
-    if (code === 0) return async () => void (await target.sh('[ "$(cat -- "$1/lock/owner" 2>/dev/null)" = "$2" ] && rm -rf -- "$1/lock"; exit 0', [dir, me]));
+    if (code === 0)
+      return async () =>
+        void (await target.sh('[ "$(cat -- "$1/lock/owner" 2>/dev/null)" = "$2" ] && rm -rf -- "$1/lock"; exit 0', [dir, me]));
     const [host, pid] = stdout.trim().split(' ');
     if (attempt === 0 && host === os.hostname() && pid && !alive(Number(pid))) {
       // Its holder was killed: the deploy it ran is finished by this one.
       await target.sh('[ "$(cat -- "$1/lock/owner" 2>/dev/null)" = "$2" ] && rm -rf -- "$1/lock"; exit 0', [dir, stdout.trim()]);
       continue;
     }
-    throw new TargetError(`another deploy or rollback (${stdout.trim() || 'unknown holder'}) is running on ${target.shown}; if none is, remove ${dir}/lock`);
+    throw new TargetError(
+      `another deploy or rollback (${stdout.trim() || 'unknown holder'}) is running on ${target.shown}; if none is, remove ${dir}/lock`,
+    );
   }
   throw new TargetError(`cannot take ${dir}/lock`);
 }

@@ -20,8 +20,28 @@ import { fingerprint, secretChanges, type SecretsFingerprint } from '../profile/
 import { silentReporter, type Reporter } from '../progress.js';
 import { loadHashCache, readManifest, saveHashCache, type Manifest } from './manifest.js';
 import { defaultCacheDir } from '../base/open.js';
-import { diffBootFiles, diffNode, planRollback, statePaths, type BootFile, type BootFileChange, type NodeChanges, type NodeRollback, type NodeTarget } from './plan.js';
-import { applyNode, applyRollback, existingPaths, lockTarget, META, readNodeTarget, readTargetFile, undoList, writeTargetFile } from './apply.js';
+import {
+  diffBootFiles,
+  diffNode,
+  planRollback,
+  statePaths,
+  type BootFile,
+  type BootFileChange,
+  type NodeChanges,
+  type NodeRollback,
+  type NodeTarget,
+} from './plan.js';
+import {
+  applyNode,
+  applyRollback,
+  existingPaths,
+  lockTarget,
+  META,
+  readNodeTarget,
+  readTargetFile,
+  undoList,
+  writeTargetFile,
+} from './apply.js';
 import { deployPrograms, openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
 
 export { STATE_PATHS, statePaths, type NodeChanges, type BootFileChange } from './plan.js';
@@ -138,7 +158,15 @@ async function open(options: TargetOptions, prepared: Prepared): Promise<Context
   }
   const persist = prepared.loaded.profile.persist;
   const tftpDir = options.tftp ?? prepared.loaded.profile.exports.tftpRoot;
-  return { prepared, target, root, tftpDir, clusterDir: path.join(path.resolve(cwd, options.out ?? 'out'), cluster), state: statePaths(persist), ...(record ? { record } : {}) };
+  return {
+    prepared,
+    target,
+    root,
+    tftpDir,
+    clusterDir: path.join(path.resolve(cwd, options.out ?? 'out'), cluster),
+    state: statePaths(persist),
+    ...(record ? { record } : {}),
+  };
 }
 
 /** Refuse secrets that differ from the ones the target's nodes run with. */
@@ -158,8 +186,13 @@ async function bootFiles(ctx: Context, options: TargetOptions): Promise<(BootFil
   const add = async (what: BootFile['what'], source: string, dest: string): Promise<void> => {
     if (existsSync(source)) files.push({ what, path: dest, source, sha256: sha256(await readFile(source)) });
   };
-  for (const rel of await walkFiles(path.join(ctx.clusterDir, 'tftp'))) await add('tftp', path.join(ctx.clusterDir, 'tftp', rel), `${tftp}/${rel}`);
-  await add('exports', path.join(ctx.clusterDir, 'exports', `${name}.exports`), `${options.exportsDir ?? '/etc/exports.d'}/${name}.exports`);
+  for (const rel of await walkFiles(path.join(ctx.clusterDir, 'tftp')))
+    await add('tftp', path.join(ctx.clusterDir, 'tftp', rel), `${tftp}/${rel}`);
+  await add(
+    'exports',
+    path.join(ctx.clusterDir, 'exports', `${name}.exports`),
+    `${options.exportsDir ?? '/etc/exports.d'}/${name}.exports`,
+  );
   // The Ganesha file only where Ganesha is what the server runs (or a directory for it is given).
   const ganesha = options.ganeshaDir ?? ((await ganeshaRuns(ctx.target)) ? '/etc/ganesha' : false);
   if (ganesha) await add('ganesha', path.join(ctx.clusterDir, 'exports', `${name}.ganesha.conf`), `${ganesha}/${name}.ganesha.conf`);
@@ -173,7 +206,11 @@ async function ganeshaRuns(target: Target): Promise<boolean> {
 }
 
 async function digestsOnTarget(target: Target, paths: string[]): Promise<Record<string, string>> {
-  const { stdout } = await target.sh('while IFS= read -r p; do [ -f "$p" ] && sha256sum -- "$p"; done; exit 0', [], paths.map((p) => `${p}\n`).join(''));
+  const { stdout } = await target.sh(
+    'while IFS= read -r p; do [ -f "$p" ] && sha256sum -- "$p"; done; exit 0',
+    [],
+    paths.map((p) => `${p}\n`).join(''),
+  );
   const found: Record<string, string> = {};
   for (const line of stdout.split('\n')) {
     const m = /^([0-9a-f]{64}) [ *](.*)$/.exec(line);
@@ -207,12 +244,16 @@ async function planWith(ctx: Context, options: TargetOptions, remember: boolean)
   const notes: string[] = [];
   if (trees === 'overlay') notes.push(`${shownDir} has no node trees (built without a base): only each node's overlay files are deployed`);
   const exportRoot = ctx.prepared.loaded.profile.exports.root;
-  if (ctx.root !== exportRoot) notes.push(`the exports and PXE files name ${exportRoot}/NODE, not ${ctx.root}/NODE (exports.root in the profile)`);
+  if (ctx.root !== exportRoot)
+    notes.push(`the exports and PXE files name ${exportRoot}/NODE, not ${ctx.root}/NODE (exports.root in the profile)`);
 
   // A node taken out of the profile keeps its tree: deleting a root is never a deploy's to do.
   const { stdout: deployedNodes } = await ctx.target.sh('ls -1 -- "$1" 2>/dev/null; exit 0', [`${ctx.root}/${META}/nodes`]);
   const gone = deployedNodes.split('\n').filter((n) => n && !plan.nodes.some((p) => p.node.name === n));
-  if (gone.length) notes.push(`${gone.join(', ')} ${gone.length === 1 ? 'was' : 'were'} deployed here before but ${gone.length === 1 ? 'is' : 'are'} no longer in the profile: left as ${gone.length === 1 ? 'it is' : 'they are'}`);
+  if (gone.length)
+    notes.push(
+      `${gone.join(', ')} ${gone.length === 1 ? 'was' : 'were'} deployed here before but ${gone.length === 1 ? 'is' : 'are'} no longer in the profile: left as ${gone.length === 1 ? 'it is' : 'they are'}`,
+    );
   const files = await bootFiles(ctx, options);
   const found = await digestsOnTarget(ctx.target, [...files.map((f) => f.path), ...(ctx.record?.bootFiles ?? []).map((f) => f.path)]);
   const boot = diffBootFiles(files, found, ctx.record?.bootFiles ?? []);
@@ -222,7 +263,12 @@ async function planWith(ctx: Context, options: TargetOptions, remember: boolean)
     const dir = path.join(ctx.clusterDir, trees === 'rootfs' ? 'rootfs' : 'nodes', node.name);
     if (!existsSync(dir)) throw new UsageError(`${displayPath(dir, cwd)} is missing: rebuild ${shownDir}`);
     // Digests of the files a rebuild left as they were are not computed again.
-    const cacheFile = path.join(options.cacheDir ?? defaultCacheDir(options.env ?? process.env), 'deploy', createHash('sha256').update(ctx.clusterDir).digest('hex').slice(0, 16), `${node.name}.json`);
+    const cacheFile = path.join(
+      options.cacheDir ?? defaultCacheDir(options.env ?? process.env),
+      'deploy',
+      createHash('sha256').update(ctx.clusterDir).digest('hex').slice(0, 16),
+      `${node.name}.json`,
+    );
     const cache = await loadHashCache(cacheFile);
     const manifest = await readManifest(dir, ctx.state, cache);
     if (remember) await saveHashCache(cacheFile, cache);
@@ -231,7 +277,10 @@ async function planWith(ctx: Context, options: TargetOptions, remember: boolean)
     if (!target.current && !target.existing) target.existing = await existingPaths(ctx.target, ctx.root, node.name, Object.keys(manifest));
     const undone = target.pending ? await undoList(ctx.target, ctx.root, node.name, target.pending.generation) : [];
     const mac = node.mac.replace(/:/g, '-');
-    const bootChanged = boot.some((b) => b.status !== 'unchanged' && b.what === 'tftp' && (b.path.endsWith(`01-${mac}`) || b.path.includes(`/boot/${node.board.name}/`)));
+    const bootChanged = boot.some(
+      (b) =>
+        b.status !== 'unchanged' && b.what === 'tftp' && (b.path.endsWith(`01-${mac}`) || b.path.includes(`/boot/${node.board.name}/`)),
+    );
     nodes.push(diffNode(node.name, manifest, sourceState, target, ctx.state, bootChanged));
     sources[node.name] = { dir, manifest, target, undone };
   }
@@ -249,7 +298,14 @@ async function planWith(ctx: Context, options: TargetOptions, remember: boolean)
   };
 }
 
-const publicPlan = (p: Planned): DeployPlan => ({ cluster: p.cluster, target: p.target, build: p.build, nodes: p.nodes, boot: p.boot, notes: p.notes });
+const publicPlan = (p: Planned): DeployPlan => ({
+  cluster: p.cluster,
+  target: p.target,
+  build: p.build,
+  nodes: p.nodes,
+  boot: p.boot,
+  notes: p.notes,
+});
 
 /** What a deploy would do, per node and for the boot server's files; writes nothing. */
 export async function planDeploy(options: TargetOptions): Promise<DeployPlan> {
@@ -280,10 +336,19 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
   const { formats, ...rest } = options.build ?? {};
   // Node trees need a base; without one the build writes the overlays alone.
   const hasBase = Boolean(rest.base ?? prepared.loaded.profile.base);
-  const buildOptions: BuildOptions = { ...options, ...rest, ...(formats && hasBase ? { formats } : {}), ...(options.out ? { out: options.out } : {}), reporter };
+  const buildOptions: BuildOptions = {
+    ...options,
+    ...rest,
+    ...(formats && hasBase ? { formats } : {}),
+    ...(options.out ? { out: options.out } : {}),
+    reporter,
+  };
   const mustBuild = !(await readOutputRecord(clusterDir, clusterDir));
   // What the deploy and the build it may need run here, checked together before any work.
-  requirePrograms([...deployPrograms(parseTarget(options.to, cwd), options.ssh), ...(mustBuild ? await programsForBuild(buildOptions, prepared.loaded) : [])]);
+  requirePrograms([
+    ...deployPrograms(parseTarget(options.to, cwd), options.ssh),
+    ...(mustBuild ? await programsForBuild(buildOptions, prepared.loaded) : []),
+  ]);
   let ctx = await open(options, prepared);
   targets.push(ctx.target);
   checkSecrets(ctx, options);
@@ -306,7 +371,13 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
   }
 }
 
-async function deployLocked(ctx: Context, prepared: Prepared, options: DeployOptions, reporter: Reporter, built: boolean): Promise<DeployResult> {
+async function deployLocked(
+  ctx: Context,
+  prepared: Prepared,
+  options: DeployOptions,
+  reporter: Reporter,
+  built: boolean,
+): Promise<DeployResult> {
   const planned = await planWith(ctx, options, true);
   const { target, root } = ctx;
   const deployed: string[] = [];
@@ -315,22 +386,36 @@ async function deployLocked(ctx: Context, prepared: Prepared, options: DeployOpt
     const work = changes.added.length + changes.changed.length + changes.removed.length + changes.seeded.length + changes.orphans.length;
     // An unchanged node is left alone, unless a deploy cut short left its generation unfinished.
     if (work === 0 && !s.target.pending && s.target.current) continue;
-    const step = reporter.step(`deploying ${changes.node}: ${changes.added.length} added, ${changes.changed.length} changed, ${changes.removed.length} removed`);
-    await applyNode(target, { root, node: changes.node, source: s.dir, manifest: s.manifest, ...(s.target.current ? { current: s.target.current } : {}), changes, undone: s.undone });
+    const step = reporter.step(
+      `deploying ${changes.node}: ${changes.added.length} added, ${changes.changed.length} changed, ${changes.removed.length} removed`,
+    );
+    await applyNode(target, {
+      root,
+      node: changes.node,
+      source: s.dir,
+      manifest: s.manifest,
+      ...(s.target.current ? { current: s.target.current } : {}),
+      changes,
+      undone: s.undone,
+    });
     step.finish();
     deployed.push(changes.node);
   }
   // Every node now holds this build: a rollback that was cut short is superseded.
   await target.sh('rm -f -- "$1"', [rollbackJournal(root, planned.cluster)]);
   await applyBootFiles(target, planned);
-  const exportsTouched = planned.boot.some((b) => (b.what === 'exports') && b.status !== 'unchanged') || deployed.length > 0;
+  const exportsTouched = planned.boot.some((b) => b.what === 'exports' && b.status !== 'unchanged') || deployed.length > 0;
   let exportfs: DeployResult['exportfs'] = 'not needed';
   if (options.exportfs === false) exportfs = 'skipped';
   else if (exportsTouched) {
     const { code } = await target.sh('command -v exportfs >/dev/null || exit 3; exportfs -ra');
     if (code === 0) exportfs = 'ran';
     // Ganesha reads its own file; the kernel server's exportfs is not needed there.
-    else if (!planned.files.some((f) => f.what === 'ganesha')) throw new MissingProgramError([{ program: 'exportfs', package: debianPackage('exportfs') }], target.spec.kind === 'ssh' ? target.spec.host : 'this machine');
+    else if (!planned.files.some((f) => f.what === 'ganesha'))
+      throw new MissingProgramError(
+        [{ program: 'exportfs', package: debianPackage('exportfs') }],
+        target.spec.kind === 'ssh' ? target.spec.host : 'this machine',
+      );
     else exportfs = 'skipped';
   }
   const { secrets, identities } = prepared.secrets;
@@ -341,7 +426,13 @@ async function deployLocked(ctx: Context, prepared: Prepared, options: DeployOpt
     deployedAt: new Date().toISOString(),
     nodes: planned.nodes.map((n) => n.node),
     // What the deployed files hold: the build's own record, when it has one.
-    secrets: planned.secrets ?? fingerprint(secrets, identities, planned.nodes.map((n) => n.node)),
+    secrets:
+      planned.secrets ??
+      fingerprint(
+        secrets,
+        identities,
+        planned.nodes.map((n) => n.node),
+      ),
     bootFiles: planned.files.map(({ what, path: p, sha256: h }) => ({ what, path: p, sha256: h })),
   };
   await writeTargetFile(target, recordFile(root, planned.cluster), `${JSON.stringify(record, null, 2)}\n`);
@@ -349,18 +440,27 @@ async function deployLocked(ctx: Context, prepared: Prepared, options: DeployOpt
 }
 
 async function applyBootFiles(target: Target, planned: Planned): Promise<void> {
-  const changed = planned.boot.filter((b) => b.status === 'added' || b.status === 'changed').map((b) => planned.files.find((f) => f.path === b.path)!);
+  const changed = planned.boot
+    .filter((b) => b.status === 'added' || b.status === 'changed')
+    .map((b) => planned.files.find((f) => f.path === b.path)!);
   const removed = planned.boot.filter((b) => b.status === 'removed').map((b) => b.path);
   if (changed.length + removed.length === 0) return;
   const dirs = [...new Set(changed.map((f) => path.posix.dirname(f.path)))];
-  await target.sh('n=$1; shift; i=0; for p in "$@"; do i=$((i + 1)); if [ $i -le "$n" ]; then mkdir -p -- "$p"; else rm -f -- "$p"; fi; done', [String(dirs.length), ...dirs, ...removed]);
+  await target.sh(
+    'n=$1; shift; i=0; for p in "$@"; do i=$((i + 1)); if [ $i -le "$n" ]; then mkdir -p -- "$p"; else rm -f -- "$p"; fi; done',
+    [String(dirs.length), ...dirs, ...removed],
+  );
   // rsync writes a temporary file beside each and renames it: dnsmasq, exportfs and TFTP clients see the old or the new file.
   const options = ['--checksum', '--perms', '--chmod=D755,F644', '--times'];
   const tftp = changed.filter((f) => f.what === 'tftp');
   if (tftp.length) {
     const from = path.join(planned.ctx.clusterDir, 'tftp');
     const to = planned.ctx.tftpDir;
-    await rsync(target, [...options, '--files-from=-', `${from}/`, target.rsyncPath(`${to}/`)], tftp.map((f) => `${path.relative(from, f.source)}\n`).join(''));
+    await rsync(
+      target,
+      [...options, '--files-from=-', `${from}/`, target.rsyncPath(`${to}/`)],
+      tftp.map((f) => `${path.relative(from, f.source)}\n`).join(''),
+    );
   }
   for (const file of changed.filter((f) => f.what !== 'tftp')) await rsync(target, [...options, file.source, target.rsyncPath(file.path)]);
 }
@@ -414,8 +514,10 @@ async function rollbackWith(ctx: Context, prepared: Prepared, reporter: Reporter
     if ('problem' in r) problems.push(`${node.name}: ${r.problem}`);
     else planned.push({ r, t });
   }
-  if (problems.length) throw new UsageError(`cannot roll back ${ctx.target.shown}; nothing was changed:\n${problems.map((p) => `  ${p}`).join('\n')}`);
-  if (!journal) await writeTargetFile(ctx.target, journalFile, JSON.stringify(Object.fromEntries(planned.map(({ r }) => [r.node, r.generation]))));
+  if (problems.length)
+    throw new UsageError(`cannot roll back ${ctx.target.shown}; nothing was changed:\n${problems.map((p) => `  ${p}`).join('\n')}`);
+  if (!journal)
+    await writeTargetFile(ctx.target, journalFile, JSON.stringify(Object.fromEntries(planned.map(({ r }) => [r.node, r.generation]))));
   for (const { r, t } of planned) {
     const step = reporter.step(`rolling back ${r.node} to its generation ${t.generation - 1}`);
     await applyRollback(ctx.target, ctx.root, r.node, r, t.previous!, t.current!);
@@ -424,4 +526,3 @@ async function rollbackWith(ctx: Context, prepared: Prepared, reporter: Reporter
   await ctx.target.sh('rm -f -- "$1"', [journalFile]);
   return { cluster, target: ctx.target.shown, nodes: planned.map((p) => p.r) };
 }
-

@@ -45,7 +45,8 @@ export function under(p: string, roots: readonly string[]): boolean {
  */
 export type HashCache = Map<string, string>;
 
-const cacheKey = (p: string, info: { ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): string => `${p}\0${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
+const cacheKey = (p: string, info: { ino: bigint; size: bigint; mtimeNs: bigint; ctimeNs: bigint }): string =>
+  `${p}\0${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
 
 export async function loadHashCache(file: string): Promise<HashCache> {
   try {

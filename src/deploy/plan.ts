@@ -12,7 +12,14 @@ import { sameEntry, under, type Manifest, type ManifestEntry } from './manifest.
  * or delete: the Galera datadir, k3s's state and node password, Longhorn's
  * replicas, the local-storage image, logs. Seeded from the image once.
  */
-export const STATE_PATHS = ['var/lib/mysql', 'var/lib/rancher', 'etc/rancher/node', 'var/lib/longhorn', 'var/lib/netroot', 'var/log'] as const;
+export const STATE_PATHS = [
+  'var/lib/mysql',
+  'var/lib/rancher',
+  'etc/rancher/node',
+  'var/lib/longhorn',
+  'var/lib/netroot',
+  'var/log',
+] as const;
 
 /** The state paths plus the profile's `persist:` list (absolute paths), relative and without duplicates. */
 export function statePaths(persist: readonly string[] = []): string[] {
@@ -54,7 +61,14 @@ export interface NodeChanges {
   reboot?: string;
 }
 
-export function diffNode(node: string, source: Manifest, sourceState: string[], target: NodeTarget, state: string[], bootChanged: boolean): NodeChanges {
+export function diffNode(
+  node: string,
+  source: Manifest,
+  sourceState: string[],
+  target: NodeTarget,
+  state: string[],
+  bootChanged: boolean,
+): NodeChanges {
   const current = target.current ?? {};
   const existing = new Set(target.existing ?? []);
   const added: string[] = [];
@@ -97,10 +111,17 @@ export interface NodeRollback extends NodeChanges {
   attrs: { path: string; t: ManifestEntry['t']; m: number; u: number; g: number }[];
 }
 
-export function planRollback(node: string, target: NodeTarget, undo: readonly string[], state: string[]): NodeRollback | { node: string; problem: string } {
+export function planRollback(
+  node: string,
+  target: NodeTarget,
+  undo: readonly string[],
+  state: string[],
+): NodeRollback | { node: string; problem: string } {
   if (!target.current || target.generation === 0) return { node, problem: 'it was never deployed by netroot' };
-  if (target.pending) return { node, problem: `a deploy of generation ${target.pending.generation} was cut short; run deploy again to finish it first` };
-  if (!target.previous) return { node, problem: `generation ${target.generation} is the first one netroot deployed there; there is nothing before it` };
+  if (target.pending)
+    return { node, problem: `a deploy of generation ${target.pending.generation} was cut short; run deploy again to finish it first` };
+  if (!target.previous)
+    return { node, problem: `generation ${target.generation} is the first one netroot deployed there; there is nothing before it` };
   const { current, previous } = target;
   const kept = new Set(undo);
   const restore: string[] = [];
@@ -115,7 +136,14 @@ export function planRollback(node: string, target: NodeTarget, undo: readonly st
     else if (kept.has(p)) restore.push(p);
     else missing.push(p);
   }
-  if (missing.length) return { node, problem: `the previous generation's ${missing.slice(0, 3).map((p) => `/${p}`).join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''} were not kept` };
+  if (missing.length)
+    return {
+      node,
+      problem: `the previous generation's ${missing
+        .slice(0, 3)
+        .map((p) => `/${p}`)
+        .join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''} were not kept`,
+    };
   const removed = Object.keys(current).filter((p) => !previous[p] && !under(p, state));
   const count = restore.length + attrs.length + removed.length;
   return {
@@ -149,10 +177,20 @@ export interface BootFileChange extends Omit<BootFile, 'sha256'> {
  * Each desired file against the digest found on the target; files an earlier
  * deploy wrote that are no longer wanted are removed (never any other file).
  */
-export function diffBootFiles(desired: BootFile[], found: Record<string, string | undefined>, deployedBefore: BootFile[]): BootFileChange[] {
+export function diffBootFiles(
+  desired: BootFile[],
+  found: Record<string, string | undefined>,
+  deployedBefore: BootFile[],
+): BootFileChange[] {
   const wanted = new Set(desired.map((f) => f.path));
   return [
-    ...desired.map((f): BootFileChange => ({ what: f.what, path: f.path, status: found[f.path] === undefined ? 'added' : found[f.path] === f.sha256 ? 'unchanged' : 'changed' })),
-    ...deployedBefore.filter((f) => !wanted.has(f.path) && found[f.path] !== undefined).map((f): BootFileChange => ({ what: f.what, path: f.path, status: 'removed' })),
+    ...desired.map((f): BootFileChange => ({
+      what: f.what,
+      path: f.path,
+      status: found[f.path] === undefined ? 'added' : found[f.path] === f.sha256 ? 'unchanged' : 'changed',
+    })),
+    ...deployedBefore
+      .filter((f) => !wanted.has(f.path) && found[f.path] !== undefined)
+      .map((f): BootFileChange => ({ what: f.what, path: f.path, status: 'removed' })),
   ];
 }

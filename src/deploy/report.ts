@@ -36,15 +36,24 @@ export function formatPlan(plan: DeployPlan, limit = 50): string {
 
 export function formatDeploy(result: DeployResult): string {
   const out = [formatPlan(result, 0)];
-  out.push(result.deployed.length ? `deployed ${result.deployed.join(', ')}; the previous generation is kept (build-images rollback)` : 'every node was already up to date');
+  out.push(
+    result.deployed.length
+      ? `deployed ${result.deployed.join(', ')}; the previous generation is kept (build-images rollback)`
+      : 'every node was already up to date',
+  );
   if (result.exportfs === 'ran') out.push('exportfs -ra: done');
-  if (result.boot.some((b) => b.what === 'dnsmasq' && b.status !== 'unchanged')) out.push('dnsmasq reads its files at start: restart it (systemctl restart dnsmasq)');
-  if (result.boot.some((b) => b.what === 'ganesha' && b.status !== 'unchanged')) out.push('nfs-ganesha: %include the file from ganesha.conf and reload it');
+  if (result.boot.some((b) => b.what === 'dnsmasq' && b.status !== 'unchanged'))
+    out.push('dnsmasq reads its files at start: restart it (systemctl restart dnsmasq)');
+  if (result.boot.some((b) => b.what === 'ganesha' && b.status !== 'unchanged'))
+    out.push('nfs-ganesha: %include the file from ganesha.conf and reload it');
   const reboot = result.nodes.filter((n) => n.reboot).map((n) => n.node);
   if (reboot.length) out.push(`reboot ${reboot.join(', ')}, one at a time, to run what was deployed`);
   return out.join('\n');
 }
 
 export function formatRollback(result: RollbackResult): string {
-  return [...formatNodes(result.nodes, 0), `rolled ${result.target} back to each node's previous generation; reboot the nodes that changed`].join('\n');
+  return [
+    ...formatNodes(result.nodes, 0),
+    `rolled ${result.target} back to each node's previous generation; reboot the nodes that changed`,
+  ].join('\n');
 }

@@ -17,7 +17,8 @@ export function parseTarget(spec: string, cwd: string): TargetSpec {
   const remote = /^((?:[A-Za-z0-9._-]+@)?(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])):(.*)$/.exec(spec);
   if (remote && !spec.startsWith('/') && !spec.startsWith('.')) {
     const dir = remote[2]!;
-    if (!dir.startsWith('/')) throw new UsageError(`--to ${spec}: give an absolute directory on ${remote[1]}, such as ${remote[1]}:/srv/nfs/CLUSTER`);
+    if (!dir.startsWith('/'))
+      throw new UsageError(`--to ${spec}: give an absolute directory on ${remote[1]}, such as ${remote[1]}:/srv/nfs/CLUSTER`);
     return { kind: 'ssh', host: remote[1]!, dir: path.posix.normalize(dir).replace(/\/+$/, '') || '/' };
   }
   return { kind: 'local', dir: path.resolve(cwd, spec) };
@@ -40,11 +41,19 @@ export interface Target {
   close(): Promise<void>;
 }
 
-async function run(file: string, args: string[], input: string | Buffer | undefined, what: string): Promise<{ stdout: string; code: number }> {
+async function run(
+  file: string,
+  args: string[],
+  input: string | Buffer | undefined,
+  what: string,
+): Promise<{ stdout: string; code: number }> {
   // Any status comes back: a failure here is the target's (TargetError); a missing program is a MissingProgramError.
   const result = await runTool(file, args, { accept: 'any', stripFinalNewline: false, ...(input !== undefined ? { input } : {}), what });
   const code = result.status ?? 1;
-  if (code !== 0 && code !== 3) throw new TargetError(`${what} failed (exit ${code}${result.signal ? `, ${result.signal}` : ''}): ${result.stderr.trim().split('\n').slice(-3).join(' / ') || 'no message'}`);
+  if (code !== 0 && code !== 3)
+    throw new TargetError(
+      `${what} failed (exit ${code}${result.signal ? `, ${result.signal}` : ''}): ${result.stderr.trim().split('\n').slice(-3).join(' / ') || 'no message'}`,
+    );
   return { stdout: result.stdout, code };
 }
 
@@ -63,7 +72,19 @@ export function openTarget(spec: TargetSpec, ssh: string[] = ['ssh']): Target {
   const [program, ...given] = ssh;
   // A deploy runs dozens of short commands: one connection, shared by all of them (and rsync), ended by close().
   const control = mkdtempSync(path.join(os.tmpdir(), 'netroot-ssh-'));
-  const options = [...given, '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=20', '-o', 'ControlMaster=auto', '-o', `ControlPath=${control}/%C`, '-o', 'ControlPersist=60'];
+  const options = [
+    ...given,
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'ConnectTimeout=20',
+    '-o',
+    'ControlMaster=auto',
+    '-o',
+    `ControlPath=${control}/%C`,
+    '-o',
+    'ControlPersist=60',
+  ];
   const base = [...options, spec.host];
   const shown = `${spec.host}:${spec.dir}`;
   return {
@@ -87,11 +108,18 @@ export function openTarget(spec: TargetSpec, ssh: string[] = ['ssh']): Target {
  * Exit 24 ("some files vanished before they could be transferred") is not an error.
  */
 export async function rsync(target: Target | undefined, args: string[], input?: string): Promise<void> {
-  const result = await runTool('rsync', [...(target?.rsyncOptions ?? []), ...args], { accept: 'any', ...(input !== undefined ? { input } : {}), why: 'deploying' });
+  const result = await runTool('rsync', [...(target?.rsyncOptions ?? []), ...args], {
+    accept: 'any',
+    ...(input !== undefined ? { input } : {}),
+    why: 'deploying',
+  });
   if (result.status === 0 || result.status === 24) return;
   const stderr = result.stderr;
-  if (/rsync: (command )?not found|rsync: No such file/.test(stderr)) throw new MissingProgramError([{ program: 'rsync', package: 'rsync' }], target?.spec.kind === 'ssh' ? target.spec.host : 'the target');
-  throw new TargetError(`rsync to ${target?.shown ?? 'the target'} failed (exit ${result.status ?? result.signal}): ${stderr.trim().split('\n').slice(-3).join(' / ')}`);
+  if (/rsync: (command )?not found|rsync: No such file/.test(stderr))
+    throw new MissingProgramError([{ program: 'rsync', package: 'rsync' }], target?.spec.kind === 'ssh' ? target.spec.host : 'the target');
+  throw new TargetError(
+    `rsync to ${target?.shown ?? 'the target'} failed (exit ${result.status ?? result.signal}): ${stderr.trim().split('\n').slice(-3).join(' / ')}`,
+  );
 }
 
 /** What a deploy runs on this machine: rsync, and ssh for a remote target. */

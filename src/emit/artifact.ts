@@ -234,7 +234,12 @@ async function compress(format: Format, level: number, bytes: Iterable<Buffer>, 
     });
     return;
   }
-  const { child, done } = startTool('zstd', ['-q', '-c', `-${level}`], { stdin: 'pipe', streamStdout: true, what: 'compressing an artifact with zstd', why: '.tar.zst artifacts' });
+  const { child, done } = startTool('zstd', ['-q', '-c', `-${level}`], {
+    stdin: 'pipe',
+    streamStdout: true,
+    what: 'compressing an artifact with zstd',
+    why: '.tar.zst artifacts',
+  });
   const feed = pipeline(Readable.from(bytes), child.stdin!);
   const drain = (async () => {
     for await (const piece of child.stdout as AsyncIterable<Buffer>) sink(piece);
@@ -394,14 +399,19 @@ const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 function copyInto(out: Output, file: string, buffer: Buffer): void {
   const fd = fsSync.openSync(file, 'r');
   try {
-    for (let read; (read = fsSync.readSync(fd, buffer, 0, buffer.length, null)) > 0; ) out.write(buffer.subarray(0, read));
+    for (let read; (read = fsSync.readSync(fd, buffer, 0, buffer.length, null)) > 0;) out.write(buffer.subarray(0, read));
   } finally {
     fsSync.closeSync(fd);
   }
 }
 
 /** Compresses the node's touched chunks, all formats, concurrently; keyed `format:index`. */
-async function rebuildChunks(shared: SharedBase, touched: Map<number, NodeEntry[]>, merge: OverlayMerge, concurrency: number): Promise<Map<string, Buffer>> {
+async function rebuildChunks(
+  shared: SharedBase,
+  touched: Map<number, NodeEntry[]>,
+  merge: OverlayMerge,
+  concurrency: number,
+): Promise<Map<string, Buffer>> {
   const rebuilt = new Map<string, Buffer>();
   const jobs = shared.formats.flatMap((format) => [...touched.keys()].map((i) => ({ format, i })));
   await mapLimit(jobs, concurrency, async ({ format, i }) => {
@@ -450,7 +460,8 @@ export async function writeNodeArtifact(shared: SharedBase, node: ArtifactNode, 
   const touched = touchedChunks(shared, merge);
   const rebuilt = await rebuildChunks(shared, touched, merge, shared.concurrency);
   const files: ArtifactFile[] = [];
-  for (const format of shared.formats) files.push(await writeFormat(shared, format, path.join(outDir, `${node.name}.tar.${format}`), rebuilt));
+  for (const format of shared.formats)
+    files.push(await writeFormat(shared, format, path.join(outDir, `${node.name}.tar.${format}`), rebuilt));
   const added = merge.entries.filter((e) => !merge.replaced.has(e.path)).length;
   const entries = shared.base.entries.length + added - merge.removed.length;
   const manifest = {
@@ -485,7 +496,12 @@ export function sha256sums(files: readonly ArtifactFile[]): string {
 }
 
 /** Everything for a cluster: the base compressed once, then each node, then SHA256SUMS. */
-export async function buildArtifacts(base: BaseIndex, nodes: readonly ArtifactNode[], outDir: string, options: ArtifactOptions = {}): Promise<ArtifactsResult> {
+export async function buildArtifacts(
+  base: BaseIndex,
+  nodes: readonly ArtifactNode[],
+  outDir: string,
+  options: ArtifactOptions = {},
+): Promise<ArtifactsResult> {
   const names = new Set<string>();
   for (const node of nodes) {
     if (names.has(node.name)) throw new RootfsError(`node ${node.name} is listed twice`);

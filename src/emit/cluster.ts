@@ -49,7 +49,13 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
     const boot = [...plan.bootServer, ...(options.bootFiles ?? [])];
     await writeTree(staging, boot);
     files += boot.length;
-    const record: OutputRecord = { kind: 'netroot-output', generator, cluster: plan.cluster.name, builtAt: new Date().toISOString(), ...(options.secrets ? { secrets: options.secrets } : {}) };
+    const record: OutputRecord = {
+      kind: 'netroot-output',
+      generator,
+      cluster: plan.cluster.name,
+      builtAt: new Date().toISOString(),
+      ...(options.secrets ? { secrets: options.secrets } : {}),
+    };
     // Fingerprints only, no secret: still owner-only, like the state file.
     await writeFile(path.join(staging, OWNER_FILE), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
     await writeFile(path.join(staging, 'manifest.json'), `${JSON.stringify(manifest(plan, generator), null, 2)}\n`, { mode: 0o644 });

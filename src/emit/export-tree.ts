@@ -56,7 +56,8 @@ function lstatOrUndefined(p: string): fsSync.Stats | undefined {
 async function prepareDest(dest: string): Promise<void> {
   const st = lstatOrUndefined(dest);
   if (!st) return void (await mkdir(dest, { recursive: true, mode: 0o755 }));
-  if (!st.isDirectory() || (await readdir(dest)).length > 0) throw new RootfsError(`tree destination ${dest} exists and is not an empty directory`);
+  if (!st.isDirectory() || (await readdir(dest)).length > 0)
+    throw new RootfsError(`tree destination ${dest} exists and is not an empty directory`);
 }
 
 /**
@@ -136,7 +137,10 @@ export function safeParent(dest: string, relative: string, journal?: TreeJournal
 function notADirectory(dest: string, relative: string, at: string, st: fsSync.Stats): never {
   if (st.isSymbolicLink()) {
     const target = fsSync.readlinkSync(path.join(dest, at));
-    throw new OverlayConflictError(relative, `${JSON.stringify(at)} in ${dest} is a symbolic link (-> ${target}); refusing to write through it`);
+    throw new OverlayConflictError(
+      relative,
+      `${JSON.stringify(at)} in ${dest} is a symbolic link (-> ${target}); refusing to write through it`,
+    );
   }
   throw new OverlayConflictError(relative, `${JSON.stringify(at)} in ${dest} is not a directory`);
 }
@@ -169,7 +173,8 @@ export function layOverlay(dest: string, entries: readonly NodeEntry[], journal?
       }
       continue;
     }
-    if (st?.isDirectory()) throw new OverlayConflictError(entry.path, `${dest} has a directory there; an overlay file cannot replace a directory`);
+    if (st?.isDirectory())
+      throw new OverlayConflictError(entry.path, `${dest} has a directory there; an overlay file cannot replace a directory`);
     // Unlink, then create: replacing a symlink replaces the link, and a hard link's other paths keep the base content.
     if (st) remove(target, journal);
     if (entry.type === 'file') writeFile(target, entry);
@@ -220,7 +225,12 @@ export async function reconcile(base: BaseIndex, dest: string, replaced: Set<str
  * `dest` half-written: write into a staging directory (emit/staging.ts
  * writeAtomically) for all-or-nothing.
  */
-export async function writeNodeTree(base: BaseIndex, files: readonly PlannedFile[], dest: string, options: TreeOptions = {}): Promise<TreeResult> {
+export async function writeNodeTree(
+  base: BaseIndex,
+  files: readonly PlannedFile[],
+  dest: string,
+  options: TreeOptions = {},
+): Promise<TreeResult> {
   const merge = mergeOverlay(base, files, { mtime: options.sourceDateEpoch ?? sourceDateEpoch(base), removes: options.removes ?? [] });
   dest = path.resolve(dest);
   await prepareDest(dest);
@@ -311,7 +321,11 @@ export async function reviseNodeTree(
     if (journal) journal.displace(target);
     else fsSync.rmdirSync(target);
   }
-  layOverlay(dest, merge.entries.filter((e) => e.type === 'dir' || changed.has(e.path)), journal);
+  layOverlay(
+    dest,
+    merge.entries.filter((e) => e.type === 'dir' || changed.has(e.path)),
+    journal,
+  );
   const removedBefore = new Set(previous.removes);
   for (const p of merge.removed) {
     if (removedBefore.has(p)) continue;

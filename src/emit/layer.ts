@@ -21,12 +21,22 @@ export async function withClusterLayer(base: BaseIndex, files: readonly LayerFil
   for (const file of files) {
     for (const dir of ancestors(file.path)) {
       const entry = byPath.get(dir);
-      if (entry && entry.type !== 'dir') throw new RootfsError(`cannot add /${file.path} to the base: /${dir} is a ${entry.type} there, not a directory`);
+      if (entry && entry.type !== 'dir')
+        throw new RootfsError(`cannot add /${file.path} to the base: /${dir} is a ${entry.type} there, not a directory`);
       if (!entry) byPath.set(dir, { path: dir, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime });
     }
     const existing = byPath.get(file.path);
     if (existing?.type === 'dir') throw new RootfsError(`cannot add /${file.path} to the base: it is a directory there`);
-    const entry: BaseEntry = { path: file.path, type: 'file', mode: file.mode, uid: 0, gid: 0, size: (await stat(file.content)).size, mtime, content: file.content };
+    const entry: BaseEntry = {
+      path: file.path,
+      type: 'file',
+      mode: file.mode,
+      uid: 0,
+      gid: 0,
+      size: (await stat(file.content)).size,
+      mtime,
+      content: file.content,
+    };
     byPath.set(file.path, entry);
   }
   // A base hard link to a replaced file would now point at the new content; such bases are refused.

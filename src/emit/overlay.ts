@@ -65,7 +65,12 @@ function matchPattern(base: BaseIndex, pattern: string): string[] {
   const dir = slash < 0 ? '' : pattern.slice(0, slash);
   const last = slash < 0 ? pattern : pattern.slice(slash + 1);
   if (!dir || ancestors(`${dir}/x`).every((d) => base.byPath.get(d)?.type === 'dir')) {
-    const re = new RegExp(`^${last.split('*').map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*')}$`);
+    const re = new RegExp(
+      `^${last
+        .split('*')
+        .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+        .join('[^/]*')}$`,
+    );
     // Entries are sorted, so everything below dir/ is one run of them, found by bisection.
     const prefix = dir ? `${dir}/` : '';
     for (let i = firstAtOrAfter(base.entries, prefix); i < base.entries.length; i++) {
@@ -117,7 +122,7 @@ function groupsOf(base: BaseIndex): Map<string, BaseEntry[]> {
 export function resolveInRoot(base: BaseIndex, relative: string): string | undefined {
   let pending = relative.split('/');
   const done: string[] = [];
-  for (let hops = 0; pending.length; ) {
+  for (let hops = 0; pending.length;) {
     const part = pending.shift()!;
     if (part === '' || part === '.') continue;
     if (part === '..') {
@@ -149,7 +154,13 @@ function checkPath(file: PlannedFile): void {
   if (file.type === 'symlink' && !file.target) throw new OverlayConflictError(file.path, 'is a symbolic link without a target');
 }
 
-function checkParents(base: BaseIndex, file: PlannedFile, overlay: Map<string, PlannedFile>, parents: Map<string, NodeEntry>, mtime: number): void {
+function checkParents(
+  base: BaseIndex,
+  file: PlannedFile,
+  overlay: Map<string, PlannedFile>,
+  parents: Map<string, NodeEntry>,
+  mtime: number,
+): void {
   for (const dir of ancestors(file.path)) {
     const mine = overlay.get(dir);
     if (mine) throw new OverlayConflictError(file.path, `its parent ${JSON.stringify(dir)} is a ${mine.type} of the overlay itself`);
@@ -161,7 +172,8 @@ function checkParents(base: BaseIndex, file: PlannedFile, overlay: Map<string, P
     if (entry.type === 'dir') continue;
     if (entry.type === 'symlink') {
       const real = resolveInRoot(base, file.path);
-      const hint = real !== undefined && real !== file.path ? ` Inside the root it resolves to ${JSON.stringify(real)}: write that path instead.` : '';
+      const hint =
+        real !== undefined && real !== file.path ? ` Inside the root it resolves to ${JSON.stringify(real)}: write that path instead.` : '';
       throw new OverlayConflictError(
         file.path,
         `its parent ${JSON.stringify(dir)} is ${describe(entry)} in the base; netroot never writes through a base symlink, which could lead outside the root.${hint}`,
@@ -187,7 +199,11 @@ function relink(base: BaseIndex, holder: BaseEntry, replaced: Set<string>, relin
 }
 
 /** Checks the overlay against the base and says exactly what changes. Throws OverlayConflictError. */
-export function mergeOverlay(base: BaseIndex, files: readonly PlannedFile[], options: { mtime: number; removes?: readonly string[] }): OverlayMerge {
+export function mergeOverlay(
+  base: BaseIndex,
+  files: readonly PlannedFile[],
+  options: { mtime: number; removes?: readonly string[] },
+): OverlayMerge {
   const overlay = new Map<string, PlannedFile>();
   for (const file of files) {
     checkPath(file);

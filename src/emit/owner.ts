@@ -31,7 +31,10 @@ export async function readOutputRecord(dir: string, shown: string): Promise<Outp
   } catch {
     return undefined;
   }
-  if (!info.isDirectory()) throw new NotOwnedError(`${shown} is not a directory; netroot writes its output there and will not replace it. Move it away or choose another --out`);
+  if (!info.isDirectory())
+    throw new NotOwnedError(
+      `${shown} is not a directory; netroot writes its output there and will not replace it. Move it away or choose another --out`,
+    );
   const record = path.join(dir, OWNER_FILE);
   if (existsSync(record)) {
     try {

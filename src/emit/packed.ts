@@ -8,7 +8,15 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ARCHIVE_LAYOUT, prepareSharedBase, resolveFormats, type ArtifactOptions, type Chunk, type Format, type SharedBase } from './artifact.js';
+import {
+  ARCHIVE_LAYOUT,
+  prepareSharedBase,
+  resolveFormats,
+  type ArtifactOptions,
+  type Chunk,
+  type Format,
+  type SharedBase,
+} from './artifact.js';
 import type { BaseIndex } from '../base/open.js';
 import { stageIntoCache } from '../cache.js';
 
@@ -23,31 +31,63 @@ interface Stored {
   endOfArchive: Partial<Record<Format, string>>;
 }
 
-export async function packedBase(base: BaseIndex, identity: string, cacheDir: string, options: ArtifactOptions): Promise<{ shared: SharedBase; hit: boolean }> {
+export async function packedBase(
+  base: BaseIndex,
+  identity: string,
+  cacheDir: string,
+  options: ArtifactOptions,
+): Promise<{ shared: SharedBase; hit: boolean }> {
   const formats = await resolveFormats(options.formats);
   const key = createHash('sha256')
-    .update(JSON.stringify({ PACKING, ARCHIVE_LAYOUT, identity, formats, epoch: options.sourceDateEpoch, gz: options.gzipLevel ?? 6, zst: options.zstdLevel ?? 3, chunk: options.chunkBytes ?? 4 << 20, node: process.versions.zlib }))
+    .update(
+      JSON.stringify({
+        PACKING,
+        ARCHIVE_LAYOUT,
+        identity,
+        formats,
+        epoch: options.sourceDateEpoch,
+        gz: options.gzipLevel ?? 6,
+        zst: options.zstdLevel ?? 3,
+        chunk: options.chunkBytes ?? 4 << 20,
+        node: process.versions.zlib,
+      }),
+    )
     .digest('hex');
   const packs = path.join(cacheDir, 'packed');
   const dir = path.join(packs, key);
   const index = path.join(dir, 'chunks.json');
   if (existsSync(index)) {
     const stored = JSON.parse(await readFile(index, 'utf8')) as Stored;
-    const chunks: Chunk[] = stored.chunks.map((c) => ({ ...c, files: Object.fromEntries(Object.entries(c.files).map(([f, name]) => [f, path.join(dir, name!)])) }));
+    const chunks: Chunk[] = stored.chunks.map((c) => ({
+      ...c,
+      files: Object.fromEntries(Object.entries(c.files).map(([f, name]) => [f, path.join(dir, name!)])),
+    }));
     const endOfArchive = Object.fromEntries(Object.entries(stored.endOfArchive).map(([f, b64]) => [f, Buffer.from(b64!, 'base64')]));
     const concurrency = options.concurrency ?? 3;
-    return { shared: { base, epoch: stored.epoch, formats: stored.formats, chunks, endOfArchive, levels: stored.levels, concurrency }, hit: true };
-  }
-  await stageIntoCache(dir, async (staging) => {
-    const shared = await prepareSharedBase(base, staging, { ...options, formats });
-    const stored: Stored = {
-      formats: shared.formats,
-      epoch: shared.epoch,
-      levels: shared.levels,
-      chunks: shared.chunks.map((c) => ({ start: c.start, end: c.end, firstPath: c.firstPath, files: Object.fromEntries(Object.entries(c.files).map(([f, file]) => [f, path.basename(file!)])) })),
-      endOfArchive: Object.fromEntries(Object.entries(shared.endOfArchive).map(([f, b]) => [f, b!.toString('base64')])),
+    return {
+      shared: { base, epoch: stored.epoch, formats: stored.formats, chunks, endOfArchive, levels: stored.levels, concurrency },
+      hit: true,
     };
-    await writeFile(path.join(staging, 'chunks.json'), JSON.stringify(stored));
-  }, { parentMode: 0o700 });
+  }
+  await stageIntoCache(
+    dir,
+    async (staging) => {
+      const shared = await prepareSharedBase(base, staging, { ...options, formats });
+      const stored: Stored = {
+        formats: shared.formats,
+        epoch: shared.epoch,
+        levels: shared.levels,
+        chunks: shared.chunks.map((c) => ({
+          start: c.start,
+          end: c.end,
+          firstPath: c.firstPath,
+          files: Object.fromEntries(Object.entries(c.files).map(([f, file]) => [f, path.basename(file!)])),
+        })),
+        endOfArchive: Object.fromEntries(Object.entries(shared.endOfArchive).map(([f, b]) => [f, b!.toString('base64')])),
+      };
+      await writeFile(path.join(staging, 'chunks.json'), JSON.stringify(stored));
+    },
+    { parentMode: 0o700 },
+  );
   return packedBase(base, identity, cacheDir, options).then((r) => ({ ...r, hit: false }));
 }

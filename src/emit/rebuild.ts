@@ -66,7 +66,8 @@ export function decideRebuild(previous: PreviousOutput | undefined, wanted: Want
   const tree = wanted.formats.includes('tree');
   const tar = wanted.formats.includes('tar');
   // Revising a tree is only right when it was made from the same base, with the same privileges.
-  const sameBase = previous !== undefined && previous.state.baseIdentity === wanted.baseIdentity && previous.state.privileged === wanted.privileged;
+  const sameBase =
+    previous !== undefined && previous.state.baseIdentity === wanted.baseIdentity && previous.state.privileged === wanted.privileged;
   const nodes = new Map<string, NodeDecision>();
   for (const [name, key] of wanted.nodeKeys) {
     const prev = previous?.state.nodes[name];
@@ -90,7 +91,11 @@ export function decideRebuild(previous: PreviousOutput | undefined, wanted: Want
 }
 
 /** What the previous build of the cluster in `clusterDir` left there, for decideRebuild. */
-export async function readPreviousOutput(clusterDir: string, nodes: readonly string[], bootFiles: readonly string[]): Promise<PreviousOutput | undefined> {
+export async function readPreviousOutput(
+  clusterDir: string,
+  nodes: readonly string[],
+  bootFiles: readonly string[],
+): Promise<PreviousOutput | undefined> {
   const state = await readState(clusterDir);
   if (!state) return undefined;
   const there = (relative: string): boolean => existsSync(path.join(clusterDir, relative));

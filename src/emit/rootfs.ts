@@ -76,7 +76,13 @@ async function moveTree(from: string, to: string, rollback: Rollback): Promise<v
   });
 }
 
-export async function emitRootfs(staging: string, plan: BuildPlan, inputs: RootfsInputs, reporter: Reporter, rollback: Rollback = new Rollback()): Promise<RootfsResult> {
+export async function emitRootfs(
+  staging: string,
+  plan: BuildPlan,
+  inputs: RootfsInputs,
+  reporter: Reporter,
+  rollback: Rollback = new Rollback(),
+): Promise<RootfsResult> {
   const result: RootfsResult = { trees: [], artifacts: [], reused: [], rebuilt: [], state: { nodes: {} } };
   const prevDir = inputs.previous?.dir;
   const needBase = (what: string): BaseIndex => {
@@ -121,7 +127,13 @@ export async function emitRootfs(staging: string, plan: BuildPlan, inputs: Rootf
           await moveTree(prev.dir, dest, rollback);
           const journal = new TreeJournal(path.join(prevDir!, `.netroot-undo-${node.name}`));
           rollback.add(async () => journal.undo());
-          written = await reviseNodeTree(needBase('copy'), all, dest, { dir: dest, overlay: prev.overlay, removes: prev.removed }, { ...options, journal });
+          written = await reviseNodeTree(
+            needBase('copy'),
+            all,
+            dest,
+            { dir: dest, overlay: prev.overlay, removes: prev.removed },
+            { ...options, journal },
+          );
         } else {
           written = await writeNodeTree(needBase('copy'), all, dest, options);
         }

@@ -19,7 +19,10 @@ async function removeStale(parent: string, base: string): Promise<void> {
   const target = path.join(parent, base);
   if (!existsSync(target)) {
     const names = await readdir(parent).catch(() => [] as string[]);
-    const old = names.find((n) => { const m = pattern.exec(n); return m && n.includes('.old-') && !alive(Number(m[1])); });
+    const old = names.find((n) => {
+      const m = pattern.exec(n);
+      return m && n.includes('.old-') && !alive(Number(m[1]));
+    });
     if (old) await rename(path.join(parent, old), target);
   }
   for (const name of await readdir(parent).catch(() => [] as string[])) {

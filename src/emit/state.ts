@@ -58,7 +58,10 @@ export async function readState(clusterDir: string): Promise<BuildState | undefi
 }
 
 /** Everything a node's root depends on besides the base: its planned files and removals. */
-export function nodeKey(node: NodePlan, context: { baseIdentity: string; generator: string; sourceDateEpoch: number; compress: string; privileged: boolean }): string {
+export function nodeKey(
+  node: NodePlan,
+  context: { baseIdentity: string; generator: string; sourceDateEpoch: number; compress: string; privileged: boolean },
+): string {
   const files = node.files.map((f) => [f.path, f.type, f.mode, f.uid, f.gid, f.target ?? '', f.content ? sha256(f.content) : '']);
   return createHash('sha256')
     .update(JSON.stringify({ ...context, files, removes: node.removes }))

@@ -8,7 +8,6 @@ import path from 'node:path';
 import type { PlannedFile } from '../plan/plan.js';
 import { isRoot } from '../privileges.js';
 
-
 export function assertInside(root: string, relative: string): string {
   if (relative === '' || path.posix.isAbsolute(relative) || relative.split('/').some((p) => p === '..' || p === '')) {
     throw new Error(`refusing to write ${JSON.stringify(relative)}: not a plain relative path`);

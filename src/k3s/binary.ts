@@ -51,7 +51,7 @@ class DownloadError extends NetrootError {
   constructor(url: string, what: string) {
     super(
       `the k3s release ${url} ${what}. Without network access give the binary yourself: ` +
-        'k3s.binary: PATH in the profile or --k3s-binary PATH (the release asset for the nodes\' architecture)',
+        "k3s.binary: PATH in the profile or --k3s-binary PATH (the release asset for the nodes' architecture)",
       2,
     );
   }
@@ -97,9 +97,14 @@ export async function checkK3sProgram(file: string, arch: string): Promise<void>
   if (header.subarray(0, 2).toString('latin1') === '#!') return;
   if (size < 4 || header.readUInt32BE(0) !== 0x7f454c46) {
     const text = !header.subarray(0, size).some((b) => b < 0x09 || (b > 0x0d && b < 0x20));
-    throw new UsageError(`the k3s binary ${file} is neither a program (ELF) nor a script (#!): it is ${size < ELF_HEADER ? `${size} bytes of ` : ''}${text ? 'text' : 'data'} with no ELF header, and the base is ${arch}; ${wanted}`);
+    throw new UsageError(
+      `the k3s binary ${file} is neither a program (ELF) nor a script (#!): it is ${size < ELF_HEADER ? `${size} bytes of ` : ''}${text ? 'text' : 'data'} with no ELF header, and the base is ${arch}; ${wanted}`,
+    );
   }
-  if (size < ELF_HEADER) throw new UsageError(`the k3s binary ${file} is a truncated ELF file (${size} bytes), not a program the nodes (${arch}) can run; ${wanted}`);
+  if (size < ELF_HEADER)
+    throw new UsageError(
+      `the k3s binary ${file} is a truncated ELF file (${size} bytes), not a program the nodes (${arch}) can run; ${wanted}`,
+    );
   const bits = header[4] === 1 ? 32 : header[4] === 2 ? 64 : undefined;
   const machine = header[5] === 2 ? header.readUInt16BE(18) : header.readUInt16LE(18);
   const known = ELF_MACHINES[machine];
@@ -148,7 +153,10 @@ export async function resolveK3sBinary(options: K3sBinaryOptions): Promise<K3sBi
     }
     const actual = hash.digest('hex');
     if (actual !== expected) {
-      throw new NetrootError(`the downloaded ${asset} ${options.version} has sha256 ${actual}, but the release publishes ${expected}; not using it`, 1);
+      throw new NetrootError(
+        `the downloaded ${asset} ${options.version} has sha256 ${actual}, but the release publishes ${expected}; not using it`,
+        1,
+      );
     }
     await chmod(tmp, 0o755);
     return actual;

@@ -34,7 +34,9 @@ export interface ConsoleLine {
 }
 
 /** What a wait on the console found: the line that matched, or why it stopped. */
-export type ConsoleMatch = { ok: true; line: ConsoleLine; match: RegExpExecArray } | { ok: false; reason: 'timeout' | 'failure' | 'powered off'; line?: ConsoleLine };
+export type ConsoleMatch =
+  | { ok: true; line: ConsoleLine; match: RegExpExecArray }
+  | { ok: false; reason: 'timeout' | 'failure' | 'powered off'; line?: ConsoleLine };
 
 const TAP = 'tap0';
 const NODE_BRIDGE = 'board0';
@@ -101,23 +103,40 @@ export class EmulatedBoard {
     this.log = createWriteStream(this.consoleLog);
     this.poweredOnAt = Date.now();
     const args = [
-      '-M', 'virt',
-      '-cpu', 'cortex-a57',
-      '-smp', '1',
-      '-m', String(this.options.memoryMb),
+      '-M',
+      'virt',
+      '-cpu',
+      'cortex-a57',
+      '-smp',
+      '1',
+      '-m',
+      String(this.options.memoryMb),
       '-nodefaults',
-      '-display', 'none',
-      '-serial', 'stdio',
-      '-monitor', 'none',
-      '-bios', UBOOT_ARM64,
-      '-netdev', `tap,id=net0,ifname=${TAP},script=no,downscript=no`,
-      '-device', `virtio-net-device,netdev=net0,mac=${this.node.mac}`,
+      '-display',
+      'none',
+      '-serial',
+      'stdio',
+      '-monitor',
+      'none',
+      '-bios',
+      UBOOT_ARM64,
+      '-netdev',
+      `tap,id=net0,ifname=${TAP},script=no,downscript=no`,
+      '-device',
+      `virtio-net-device,netdev=net0,mac=${this.node.mac}`,
       // Entropy for the kernel's random pool: without it sshd and MariaDB may wait minutes on an emulated CPU.
-      '-device', 'virtio-rng-device',
+      '-device',
+      'virtio-rng-device',
       // A panic ends the board (panic=N would reboot it): the lab sees it stop instead of looping.
       '-no-reboot',
     ];
-    const qemu = execa('nsenter', inNetArgs(this.node.ns, 'qemu-system-aarch64', args), { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe', reject: false, buffer: false });
+    const qemu = execa('nsenter', inNetArgs(this.node.ns, 'qemu-system-aarch64', args), {
+      stdin: 'pipe',
+      stdout: 'pipe',
+      stderr: 'pipe',
+      reject: false,
+      buffer: false,
+    });
     this.qemu = qemu;
     const onData = (chunk: Buffer): void => this.receive(chunk.toString('utf8'));
     qemu.stdout?.on('data', onData);
@@ -169,7 +188,10 @@ export class EmulatedBoard {
    * line `from` on; a line that matches a `failure` pattern first ends the
    * wait, as does the board stopping.
    */
-  async waitFor(pattern: RegExp, options: { from?: number; timeoutMs: number; failures?: RegExp[]; partial?: boolean }): Promise<ConsoleMatch & { index: number }> {
+  async waitFor(
+    pattern: RegExp,
+    options: { from?: number; timeoutMs: number; failures?: RegExp[]; partial?: boolean },
+  ): Promise<ConsoleMatch & { index: number }> {
     const deadline = Date.now() + options.timeoutMs;
     let index = options.from ?? 0;
     for (;;) {

@@ -57,7 +57,12 @@ function ganeshaConfig(cluster: Cluster, exportsFile: string): string {
   ].join('\n');
 }
 
-export async function startBootServer(cluster: Cluster, topology: LabTopology, files: BootServerFiles, cleanup: Cleanup): Promise<BootServer> {
+export async function startBootServer(
+  cluster: Cluster,
+  topology: LabTopology,
+  files: BootServerFiles,
+  cleanup: Cleanup,
+): Promise<BootServer> {
   const { exports } = cluster.profile;
   const buildDir = path.resolve(files.buildDir);
   const workDir = path.resolve(files.workDir, 'boot-server');
@@ -65,17 +70,23 @@ export async function startBootServer(cluster: Cluster, topology: LabTopology, f
   const covered = [...new Set([topDirectory(exports.root), topDirectory(exports.tftpRoot)])];
   for (const top of covered) {
     if (buildDir.startsWith(`${top}/`) || workDir.startsWith(`${top}/`)) {
-      throw new LabError(`the lab serves ${exports.root} and ${exports.tftpRoot} by covering ${top} in a private mount namespace, but the lab's own files are under ${top}; run the lab with --out outside ${top}`);
+      throw new LabError(
+        `the lab serves ${exports.root} and ${exports.tftpRoot} by covering ${top} in a private mount namespace, but the lab's own files are under ${top}; run the lab with --out outside ${top}`,
+      );
     }
   }
 
   // A process that holds the boot server's mount namespace; every daemon joins it.
-  const holder = execa('nsenter', [`--net=/run/netns/${topology.boot.ns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'], {
-    stdin: 'ignore',
-    stdout: 'ignore',
-    stderr: 'ignore',
-    reject: false,
-  });
+  const holder = execa(
+    'nsenter',
+    [`--net=/run/netns/${topology.boot.ns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'],
+    {
+      stdin: 'ignore',
+      stdout: 'ignore',
+      stderr: 'ignore',
+      reject: false,
+    },
+  );
   cleanup.add('boot server mount namespace', async () => {
     holder.kill('SIGKILL');
     await holder;
@@ -84,7 +95,11 @@ export async function startBootServer(cluster: Cluster, topology: LabTopology, f
   if (!pid) throw new LabError('could not start the boot server namespace');
   const inBoot = (command: string, args: string[]): string[] => ['-t', String(pid), '-m', '-n', '--', command, ...args];
   // unshare execs sleep once the mount namespace exists; wait until /proc shows it.
-  const ready = await waitFor(async () => ((await tryRun('readlink', [`/proc/${pid}/exe`])).stdout.endsWith('/sleep') ? true : undefined), 5_000, 100);
+  const ready = await waitFor(
+    async () => ((await tryRun('readlink', [`/proc/${pid}/exe`])).stdout.endsWith('/sleep') ? true : undefined),
+    5_000,
+    100,
+  );
   if (!ready) throw new LabError('the boot server mount namespace did not come up');
 
   // A top directory the host lacks (/export on most machines) cannot be covered in place, and the
@@ -124,9 +139,18 @@ export async function startBootServer(cluster: Cluster, topology: LabTopology, f
   ];
   await run('nsenter', inBoot('sh', ['-euc', mounts.join('\n')]));
 
-  const logs = { dnsmasq: path.join(workDir, 'dnsmasq.log'), ganesha: path.join(workDir, 'ganesha.log'), rpcbind: path.join(workDir, 'rpcbind.log') };
+  const logs = {
+    dnsmasq: path.join(workDir, 'dnsmasq.log'),
+    ganesha: path.join(workDir, 'ganesha.log'),
+    rpcbind: path.join(workDir, 'rpcbind.log'),
+  };
   const daemon = (name: string, command: string, args: string[], log: string): void => {
-    const child = execa('nsenter', inBoot(command, args), { stdin: 'ignore', stdout: { file: log }, stderr: { file: `${log}.err` }, reject: false });
+    const child = execa('nsenter', inBoot(command, args), {
+      stdin: 'ignore',
+      stdout: { file: log },
+      stderr: { file: `${log}.err` },
+      reject: false,
+    });
     cleanup.add(name, async () => {
       child.kill('SIGTERM');
       await endWithin(child, 5_000);
@@ -137,7 +161,12 @@ export async function startBootServer(cluster: Cluster, topology: LabTopology, f
   daemon('rpcbind', 'rpcbind', ['-f'], logs.rpcbind);
   const conf = path.join(workDir, 'ganesha.conf');
   await writeFile(conf, ganeshaConfig(cluster, path.join(buildDir, 'exports', `${cluster.name}.ganesha.conf`)), { mode: 0o600 });
-  daemon('nfs-ganesha', 'ganesha.nfsd', ['-F', '-f', conf, '-L', logs.ganesha, '-p', '/run/ganesha.pid', '-N', 'NIV_EVENT'], path.join(workDir, 'ganesha.stdout'));
+  daemon(
+    'nfs-ganesha',
+    'ganesha.nfsd',
+    ['-F', '-f', conf, '-L', logs.ganesha, '-p', '/run/ganesha.pid', '-N', 'NIV_EVENT'],
+    path.join(workDir, 'ganesha.stdout'),
+  );
   daemon(
     'dnsmasq',
     'dnsmasq',

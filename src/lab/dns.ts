@@ -90,6 +90,9 @@ export async function startLabDns(topology: LabTopology, runDir: string, cleanup
     15_000,
     250,
   );
-  if (!answered) throw new LabError(`the lab's DNS server on ${topology.gateway} does not answer ${record.name} within 15 s: ${last.split('\n').slice(-3).join(' | ')}; see ${log}`);
+  if (!answered)
+    throw new LabError(
+      `the lab's DNS server on ${topology.gateway} does not answer ${record.name} within 15 s: ${last.split('\n').slice(-3).join(' | ')}; see ${log}`,
+    );
   return { address: topology.gateway, record, log };
 }

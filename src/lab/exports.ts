@@ -37,7 +37,13 @@ export class ExportRoot {
     await this.unmount();
     await rm(this.dir, { recursive: true, force: true });
     for (const sub of ['upper', 'work', 'root']) await mkdir(path.join(this.dir, sub), { recursive: true });
-    const options = [`lowerdir=${this.trees}`, `upperdir=${path.join(this.dir, 'upper')}`, `workdir=${path.join(this.dir, 'work')}`, 'index=on', 'nfs_export=on'];
+    const options = [
+      `lowerdir=${this.trees}`,
+      `upperdir=${path.join(this.dir, 'upper')}`,
+      `workdir=${path.join(this.dir, 'work')}`,
+      'index=on',
+      'nfs_export=on',
+    ];
     await run('mount', ['-t', 'overlay', 'lab-exports', '-o', options.join(','), this.root]);
     cleanup.add('the export root', () => this.unmount());
   }

@@ -8,10 +8,25 @@
  */
 import type { Machine } from './machine.js';
 import { sqlThroughVip, vipHolders } from './probes.js';
-import { elapsed, ensureWhole, galeraFullWithin, scenario, settledVipHolder, sqlWithin, type LabContext, type ScenarioResult } from './scenarios.js';
+import {
+  elapsed,
+  ensureWhole,
+  galeraFullWithin,
+  scenario,
+  settledVipHolder,
+  sqlWithin,
+  type LabContext,
+  type ScenarioResult,
+} from './scenarios.js';
 
 /** The indexes kine creates on its table. */
-export const KINE_INDEXES = ['kine_name_index', 'kine_name_id_index', 'kine_id_deleted_index', 'kine_prev_revision_index', 'kine_name_prev_revision_uindex'];
+export const KINE_INDEXES = [
+  'kine_name_index',
+  'kine_name_id_index',
+  'kine_id_deleted_index',
+  'kine_prev_revision_index',
+  'kine_name_prev_revision_uindex',
+];
 
 /** kine's compaction: rows superseded by a later revision, and deleted rows, up to a revision. */
 export const KINE_COMPACT = (revision: number): string => `DELETE kv FROM kine AS kv
@@ -43,14 +58,34 @@ export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
   const whole = await ensureWhole(ctx);
   if (whole) return result(false, whole);
 
-  const indexes = await sqlThroughVip(ctx.topology, ctx.datastore, "SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'kine'");
-  const found = indexes.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const indexes = await sqlThroughVip(
+    ctx.topology,
+    ctx.datastore,
+    "SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = DATABASE() AND table_name = 'kine'",
+  );
+  const found = indexes.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const missing = KINE_INDEXES.filter((i) => !found.includes(i));
-  if (!indexes.ok || missing.length) return result(false, `kine's table through the VIP lacks ${missing.join(', ') || 'everything'} (the k3s stand-ins create it as kine does): ${indexes.stderr.trim()}`);
-  const column = await sqlThroughVip(ctx.topology, ctx.datastore, "SELECT column_type, extra FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'kine' AND column_name = 'id'");
-  if (!/bigint\(20\) unsigned\tauto_increment/.test(column.stdout)) return result(false, `kine.id is not BIGINT UNSIGNED AUTO_INCREMENT: ${column.stdout.trim()}`);
+  if (!indexes.ok || missing.length)
+    return result(
+      false,
+      `kine's table through the VIP lacks ${missing.join(', ') || 'everything'} (the k3s stand-ins create it as kine does): ${indexes.stderr.trim()}`,
+    );
+  const column = await sqlThroughVip(
+    ctx.topology,
+    ctx.datastore,
+    "SELECT column_type, extra FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'kine' AND column_name = 'id'",
+  );
+  if (!/bigint\(20\) unsigned\tauto_increment/.test(column.stdout))
+    return result(false, `kine.id is not BIGINT UNSIGNED AUTO_INCREMENT: ${column.stdout.trim()}`);
   const increment = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT @@auto_increment_increment');
-  if (increment.stdout.trim() !== '1') return result(false, `auto_increment_increment is ${increment.stdout.trim()} through the VIP; kine needs 1 (wsrep_auto_increment_control=OFF)`);
+  if (increment.stdout.trim() !== '1')
+    return result(
+      false,
+      `auto_increment_increment is ${increment.stdout.trim()} through the VIP; kine needs 1 (wsrep_auto_increment_control=OFF)`,
+    );
 
   const run = `/registry/netroot-lab/${Date.now()}`;
   const latest = new Map<string, number>();
@@ -82,13 +117,27 @@ export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
     for (const h of await vipHolders(ctx.topology, ctx.machines)) holdersSeen.add(h);
   }
   if (moved && (await moved.unitState('keepalived')) !== 'active') await keepalived(moved, 'start');
-  const gaps = ids.slice(1).map((id, i) => [ids[i]!, id] as const).filter(([a, b]) => b !== a + 1);
-  if (gaps.length) return result(false, `ids through the VIP are not consecutive: ${gaps.slice(0, 5).map(([a, b]) => `${a} → ${b}`).join(', ')} (VIP held by ${[...holdersSeen].join(', ')})`);
+  const gaps = ids
+    .slice(1)
+    .map((id, i) => [ids[i]!, id] as const)
+    .filter(([a, b]) => b !== a + 1);
+  if (gaps.length)
+    return result(
+      false,
+      `ids through the VIP are not consecutive: ${gaps
+        .slice(0, 5)
+        .map(([a, b]) => `${a} → ${b}`)
+        .join(', ')} (VIP held by ${[...holdersSeen].join(', ')})`,
+    );
   if (holdersSeen.size < 2) return result(false, `the VIP never moved during the writes (held by ${[...holdersSeen].join(', ')})`);
 
   const stored = await sqlThroughVip(ctx.topology, ctx.datastore, `SELECT COUNT(*), MIN(id), MAX(id) FROM kine WHERE name LIKE '${run}/%'`);
   const [count, min, max] = stored.stdout.trim().split('\t').map(Number);
-  if (count !== ROWS || min !== ids[0] || max !== ids[ids.length - 1]) return result(false, `the datastore holds ${stored.stdout.trim()} (count, min, max) for this run, not ${ROWS} rows ${ids[0]}..${ids[ids.length - 1]}`);
+  if (count !== ROWS || min !== ids[0] || max !== ids[ids.length - 1])
+    return result(
+      false,
+      `the datastore holds ${stored.stdout.trim()} (count, min, max) for this run, not ${ROWS} rows ${ids[0]}..${ids[ids.length - 1]}`,
+    );
 
   // Superseded revisions and deleted keys go; the latest revision of every live key stays.
   const superseded = new Set<number>();

@@ -28,14 +28,28 @@ import { kineSequence } from './kine.js';
 import { bootstrapDatadirLost, mariadbRestartBootstrap, powerCut, powerOneSurvivor, powerOrderly, powerStaleNode } from './recovery.js';
 import { rogueGaleraNode } from './rogue-galera.js';
 import { rollingRedeploy } from './rolling-redeploy.js';
-import { boundsFor, coldStart, galeraNodeLoss, mariadbDown, SCENARIOS, vipFailover, type LabBounds, type LabContext, type LabScenario, type ScenarioName, type ScenarioResult } from './scenarios.js';
+import {
+  boundsFor,
+  coldStart,
+  galeraNodeLoss,
+  mariadbDown,
+  SCENARIOS,
+  vipFailover,
+  type LabBounds,
+  type LabContext,
+  type LabScenario,
+  type ScenarioName,
+  type ScenarioResult,
+} from './scenarios.js';
 import { labTopology } from './topology.js';
 
 export const LAB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const K3S_STANDIN = path.join(LAB_DIR, 'scripts/lab/k3s-standin');
 
 /** What a container cannot do, switched off by the lab profile (never by patching the trees). */
-export const SWITCHED_OFF_EMULATED = ['k3s itself: a stand-in (scripts/lab/k3s-standin) at /usr/local/bin/k3s checks its config, token and datastore instead'];
+export const SWITCHED_OFF_EMULATED = [
+  'k3s itself: a stand-in (scripts/lab/k3s-standin) at /usr/local/bin/k3s checks its config, token and datastore instead',
+];
 export const SWITCHED_OFF = [
   'local storage for /var/lib/rancher (storage.enabled: false): a container cannot loop-mount the ext4 image',
   'Longhorn and iscsid (longhorn.enabled: false): they need kernel modules a container cannot load',
@@ -44,7 +58,25 @@ export const SWITCHED_OFF = [
   "the rpc_pipefs mount of nfs-common (board.append: systemd.mask=run-rpc_pipefs.mount): this host's kernel has no SUNRPC, and a container cannot load it; a board's NFS-root kernel has it",
 ];
 
-const PROGRAMS = ['ip', 'nsenter', 'unshare', 'systemd-nspawn', 'dnsmasq', 'ganesha.nfsd', 'rpcbind', 'rpcinfo', 'nfs-ls', 'busybox', 'mariadb', 'mariadbd', 'mariadb-install-db', 'openssl', 'curl', 'ss', 'mount'];
+const PROGRAMS = [
+  'ip',
+  'nsenter',
+  'unshare',
+  'systemd-nspawn',
+  'dnsmasq',
+  'ganesha.nfsd',
+  'rpcbind',
+  'rpcinfo',
+  'nfs-ls',
+  'busybox',
+  'mariadb',
+  'mariadbd',
+  'mariadb-install-db',
+  'openssl',
+  'curl',
+  'ss',
+  'mount',
+];
 
 export interface LabOptions {
   profile: string;
@@ -90,19 +122,28 @@ export interface LabReport {
 const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;
 
 async function checkHost(emulated: boolean): Promise<void> {
-  if (!isRoot()) throw new UsageError('the lab needs root: it creates network namespaces, mounts and containers. Run it as root (sudo npm run lab -- …)');
+  if (!isRoot())
+    throw new UsageError(
+      'the lab needs root: it creates network namespaces, mounts and containers. Run it as root (sudo npm run lab -- …)',
+    );
   const missing: string[] = [];
-  for (const program of [...PROGRAMS, ...(emulated ? ['qemu-system-aarch64'] : [])]) if (!(await tryRun('sh', ['-c', `command -v ${program}`])).ok) missing.push(program);
+  for (const program of [...PROGRAMS, ...(emulated ? ['qemu-system-aarch64'] : [])])
+    if (!(await tryRun('sh', ['-c', `command -v ${program}`])).ok) missing.push(program);
   if (missing.length) throw new UsageError(`the lab needs ${missing.join(', ')}: install its packages with scripts/install-lab-deps.sh`);
 }
 
 /** The base for another architecture: the profile's debootstrap spec with the arch swapped, its kernel package too. */
 export function baseForArch(spec: string | undefined, arch: string): string {
   const parts = spec?.split(':') ?? [];
-  if (parts[0] !== 'debootstrap' || parts.length < 3) throw new UsageError(`--arch needs a profile whose base is debootstrap:SUITE:ARCH[:pkgs], not ${spec ?? 'none'}`);
+  if (parts[0] !== 'debootstrap' || parts.length < 3)
+    throw new UsageError(`--arch needs a profile whose base is debootstrap:SUITE:ARCH[:pkgs], not ${spec ?? 'none'}`);
   const from = parts[2];
   parts[2] = arch;
-  if (parts[3]) parts[3] = parts[3].split(',').map((p) => (p === `linux-image-${from}` ? `linux-image-${arch}` : p)).join(',');
+  if (parts[3])
+    parts[3] = parts[3]
+      .split(',')
+      .map((p) => (p === `linux-image-${from}` ? `linux-image-${arch}` : p))
+      .join(',');
   return parts.join(':');
 }
 
@@ -156,7 +197,8 @@ export async function containerProcesses(runDir: string): Promise<number[]> {
     if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
     const mounts = await readFile(`/proc/${entry}/mountinfo`, 'utf8').catch(() => '');
     // mountinfo: id parent dev root mountpoint options … - fstype source superoptions
-    if (mounts.split('\n').some((line) => line.split(' ')[4] === '/' && line.includes(' - overlay ') && line.includes(upper))) pids.push(Number(entry));
+    if (mounts.split('\n').some((line) => line.split(' ')[4] === '/' && line.includes(' - overlay ') && line.includes(upper)))
+      pids.push(Number(entry));
   }
   return pids;
 }
@@ -196,7 +238,9 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   const runDir = path.join(labDir, 'run');
   const emulated = options.scenarios?.includes('netboot-arm64') ?? false;
   if (emulated && options.scenarios!.length > 1) {
-    throw new UsageError('netboot-arm64 runs on its own: it boots emulated boards, the other scenarios containers (run them in another lab run)');
+    throw new UsageError(
+      'netboot-arm64 runs on its own: it boots emulated boards, the other scenarios containers (run them in another lab run)',
+    );
   }
   if (options.nodes && !emulated) throw new UsageError('--node is for --scenario netboot-arm64');
   await checkHost(emulated);
@@ -218,7 +262,8 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     });
   }
   const buildDir = path.join(buildOut, cluster.name);
-  if (!existsSync(path.join(buildDir, 'rootfs'))) throw new UsageError(`${buildDir}/rootfs does not exist: run the lab without --skip-build first`);
+  if (!existsSync(path.join(buildDir, 'rootfs')))
+    throw new UsageError(`${buildDir}/rootfs does not exist: run the lab without --skip-build first`);
 
   await mkdir(runDir, { recursive: true });
   await clearLeftovers(runDir, log);
@@ -226,7 +271,9 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const random = seededRandom(seed);
   const bounds: LabBounds = { ...boundsFor(profile, cluster.servers.length), ...options.bounds };
-  log(`seed ${seed} (--seed ${seed} repeats this order); bounds from the profile: cold start ${bounds.coldStartSeconds} s, systemd running ${bounds.systemRunningSeconds} s, VIP failover ${bounds.failoverSeconds} s, rejoin ${bounds.rejoinSeconds} s, recovery ${bounds.recoverySeconds} s`);
+  log(
+    `seed ${seed} (--seed ${seed} repeats this order); bounds from the profile: cold start ${bounds.coldStartSeconds} s, systemd running ${bounds.systemRunningSeconds} s, VIP failover ${bounds.failoverSeconds} s, rejoin ${bounds.rejoinSeconds} s, recovery ${bounds.recoverySeconds} s`,
+  );
   const cleanup = new Cleanup();
   let stopping: NodeJS.Signals | undefined;
   const interrupted = (signal: NodeJS.Signals): void => {
@@ -244,18 +291,26 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   let netboot: NetbootResult[] = [];
   let boards: BoardReport | undefined;
   try {
-    log(`network: bridge, boot server at ${topology.boot.addresses.join(', ')}, ${topology.nodes.length} nodes (namespaces ${topology.prefix}-*)`);
+    log(
+      `network: bridge, boot server at ${topology.boot.addresses.join(', ')}, ${topology.nodes.length} nodes (namespaces ${topology.prefix}-*)`,
+    );
     await createLabNetwork(topology, cleanup);
     const dns = await startLabDns(topology, runDir, cleanup);
     log(`DNS: ${dns.record.name} served on ${dns.address} (the nodes' network.dns)`);
     // Containers run from the lab's export root, which the boot server serves too; emulated boards write the build's trees over NFS.
     const exportRoot = emulated ? undefined : new ExportRoot(path.join(buildDir, 'rootfs'), path.join(runDir, 'exports'));
     await exportRoot?.mount(cleanup);
-    await startBootServer(cluster, topology, { buildDir, workDir: runDir, ...(exportRoot ? { exportRoot: exportRoot.root } : {}) }, cleanup);
+    await startBootServer(
+      cluster,
+      topology,
+      { buildDir, workDir: runDir, ...(exportRoot ? { exportRoot: exportRoot.root } : {}) },
+      cleanup,
+    );
 
     if (emulated) {
       const unknown = (options.nodes ?? []).filter((name) => !topology.nodes.some((n) => n.name === name));
-      if (unknown.length) throw new UsageError(`--node ${unknown.join(', ')}: ${cluster.name} has the nodes ${topology.nodes.map((n) => n.name).join(', ')}`);
+      if (unknown.length)
+        throw new UsageError(`--node ${unknown.join(', ')}: ${cluster.name} has the nodes ${topology.nodes.map((n) => n.name).join(', ')}`);
       const picked = options.nodes ? topology.nodes.filter((n) => options.nodes!.includes(n.name)) : topology.nodes;
       const firstServer = cluster.servers[0];
       if (!firstServer) throw new LabError(`${cluster.name} has no server to test`);
@@ -281,11 +336,20 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       name: 'netboot',
       pass: bad.length === 0,
       seconds: elapsed(netbootStart),
-      detail: bad.length ? bad.map((r) => `${r.node}: ${r.problems.join('; ')}`).join('\n') : `${netboot.length} nodes: DHCP lease, pxelinux file, kernel and initrd over TFTP, own NFS root served and another node's refused`,
+      detail: bad.length
+        ? bad.map((r) => `${r.node}: ${r.problems.join('; ')}`).join('\n')
+        : `${netboot.length} nodes: DHCP lease, pxelinux file, kernel and initrd over TFTP, own NFS root served and another node's refused`,
     });
     if (bad.length) return await finish();
 
-    const machines = topology.nodes.map((node) => new Machine(node, { tree: path.join(buildDir, 'rootfs', node.name), root: exportRoot!.node(node.name), workDir: path.join(runDir, 'nodes', node.name) }));
+    const machines = topology.nodes.map(
+      (node) =>
+        new Machine(node, {
+          tree: path.join(buildDir, 'rootfs', node.name),
+          root: exportRoot!.node(node.name),
+          workDir: path.join(runDir, 'nodes', node.name),
+        }),
+    );
     cleanup.add('nodes', async () => {
       for (const machine of machines) await machine.powerOff();
     });
@@ -331,7 +395,9 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     const cold = await coldStart(ctx, coldStarted);
     scenarios.push(cold);
     log(`cold-start: ${cold.pass ? 'pass' : 'FAIL'} (${cold.seconds} s) ${cold.detail}`);
-    const wanted = (options.scenarios ?? [...SCENARIOS]).filter((name): name is Exclude<ScenarioName, 'cold-start'> => name !== 'cold-start' && name !== 'netboot-arm64');
+    const wanted = (options.scenarios ?? [...SCENARIOS]).filter(
+      (name): name is Exclude<ScenarioName, 'cold-start'> => name !== 'cold-start' && name !== 'netboot-arm64',
+    );
     if (!cold.pass || wanted.length === 0) return await finish();
 
     // Each scenario starts from a whole cluster, so any order must pass: a shuffled one proves it.
@@ -357,7 +423,13 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   }
 
   async function finish(): Promise<LabReport> {
-    if (stopping) scenarios.push({ name: 'interrupted', pass: false, seconds: elapsed(started), detail: `${stopping} arrived: the lab was stopped, and results after it are not meaningful` });
+    if (stopping)
+      scenarios.push({
+        name: 'interrupted',
+        pass: false,
+        seconds: elapsed(started),
+        detail: `${stopping} arrived: the lab was stopped, and results after it are not meaningful`,
+      });
     const report: LabReport = {
       profile: options.profile,
       cluster: cluster.name,
@@ -381,7 +453,9 @@ export function summary(report: LabReport): string {
   const lines = [`lab ${report.cluster}: ${report.pass ? 'PASS' : 'FAIL'} in ${report.seconds} s (seed ${report.seed})`];
   for (const s of report.scenarios) {
     const primary = s.primarySeconds !== undefined ? `  [primary of all servers after ${s.primarySeconds} s]` : '';
-    lines.push(`  ${s.pass ? 'pass' : 'FAIL'}  ${s.name.padEnd(25)} ${String(s.seconds).padStart(6)} s  ${s.detail.split('\n').join('\n' + ' '.repeat(43))}${primary}`);
+    lines.push(
+      `  ${s.pass ? 'pass' : 'FAIL'}  ${s.name.padEnd(25)} ${String(s.seconds).padStart(6)} s  ${s.detail.split('\n').join('\n' + ' '.repeat(43))}${primary}`,
+    );
   }
   lines.push('  switched off in containers:', ...report.switchedOff.map((s) => `    - ${s}`));
   return lines.join('\n');

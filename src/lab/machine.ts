@@ -86,7 +86,13 @@ export class Machine {
         '--timezone=off',
         ...systemdArguments(this.kernelArgs),
       ],
-      { stdin: 'ignore', stdout: { file: this.consoleLog }, stderr: { file: `${this.consoleLog}.err` }, reject: false, env: { SYSTEMD_COLORS: '0' } },
+      {
+        stdin: 'ignore',
+        stdout: { file: this.consoleLog },
+        stderr: { file: `${this.consoleLog}.err` },
+        reject: false,
+        env: { SYSTEMD_COLORS: '0' },
+      },
     );
     const nspawnPid = this.nspawn.pid;
     if (!nspawnPid) throw new LabError(`systemd-nspawn did not start for ${this.node.name}`);
@@ -94,7 +100,9 @@ export class Machine {
     if (!this.leader) {
       const why = await readFile(`${this.consoleLog}.err`, 'utf8').catch(() => '');
       this.nspawn.kill('SIGKILL');
-      throw new LabError(`${this.node.name} did not boot: systemd-nspawn ${why.trim().split('\n').slice(-4).join(' | ') || 'started no init'}`);
+      throw new LabError(
+        `${this.node.name} did not boot: systemd-nspawn ${why.trim().split('\n').slice(-4).join(' | ') || 'started no init'}`,
+      );
     }
   }
 
@@ -139,7 +147,11 @@ export class Machine {
 
   /** The unit's last lines of this boot; with `grep`, its last lines that match it (journalctl's PCRE2 --grep). */
   async journal(unit: string, lines = 8, grep?: string): Promise<string> {
-    const result = await this.exec('journalctl', ['--no-pager', '-o', 'cat', '-b', '0', '-n', String(lines), '-u', unit, ...(grep ? [`--grep=${grep}`] : [])], { timeoutMs: 10_000 });
+    const result = await this.exec(
+      'journalctl',
+      ['--no-pager', '-o', 'cat', '-b', '0', '-n', String(lines), '-u', unit, ...(grep ? [`--grep=${grep}`] : [])],
+      { timeoutMs: 10_000 },
+    );
     return result.stdout.trim();
   }
 

@@ -60,7 +60,13 @@ export interface BoardBoot {
   failedStage?: Stage;
   detail: string;
   /** Seconds: power-on to U-Boot's "Starting kernel", kernel to the NFS root mounted (systemd's banner), root to multi-user.target. */
-  stages: { ubootToKernel?: number; kernelToNfsRoot?: number; nfsRootToMultiUser?: number; powerOnToMultiUser?: number; kernelToMultiUser?: number };
+  stages: {
+    ubootToKernel?: number;
+    kernelToNfsRoot?: number;
+    nfsRootToMultiUser?: number;
+    powerOnToMultiUser?: number;
+    kernelToMultiUser?: number;
+  };
   console: string;
 }
 
@@ -103,7 +109,11 @@ export const pxelinuxName = (mac: string): string => `01-${mac.toLowerCase().rep
  * One boot of one board, from power-on to its login prompt, stage by stage.
  * Fails at the first stage that does not complete within its bound.
  */
-export async function bootBoard(board: EmulatedBoard, ctx: { cluster: Cluster; cleanup: Cleanup; bounds: BoardBounds }, boot: number): Promise<BoardBoot> {
+export async function bootBoard(
+  board: EmulatedBoard,
+  ctx: { cluster: Cluster; cleanup: Cleanup; bounds: BoardBounds },
+  boot: number,
+): Promise<BoardBoot> {
   const { node } = board;
   const { cluster, bounds } = ctx;
   const stages: BoardBoot['stages'] = {};
@@ -117,7 +127,11 @@ export async function bootBoard(board: EmulatedBoard, ctx: { cluster: Cluster; c
     console: board.consoleLog,
   });
   const why = (m: { ok: false; reason: string; line?: { text: string } }, what: string, bound: number): string =>
-    m.reason === 'timeout' ? `waited ${bound} s for ${what} in vain` : m.reason === 'powered off' ? `the board stopped before ${what}` : `"${m.line?.text.trim()}" before ${what}`;
+    m.reason === 'timeout'
+      ? `waited ${bound} s for ${what} in vain`
+      : m.reason === 'powered off'
+        ? `the board stopped before ${what}`
+        : `"${m.line?.text.trim()}" before ${what}`;
 
   await board.powerOn(ctx.cleanup);
   // U-Boot: stop its autoboot (which tries disks, then a boot script) and ask for a PXE boot, as a board's bootcmd would.
@@ -128,19 +142,37 @@ export async function bootBoard(board: EmulatedBoard, ctx: { cluster: Cluster; c
   if (!ready.ok) return result('DHCP', why(ready, "U-Boot's command prompt", 20));
   board.send('setenv autoload no; dhcp && pxe get && pxe boot\r');
 
-  const lease = await board.waitFor(/DHCP client bound to address ([0-9.]+)/, { from: ready.index, timeoutMs: bounds.dhcpSeconds * 1000, failures: [/Retry (count|time) exceeded|No ethernet found|TIMEOUT/] });
+  const lease = await board.waitFor(/DHCP client bound to address ([0-9.]+)/, {
+    from: ready.index,
+    timeoutMs: bounds.dhcpSeconds * 1000,
+    failures: [/Retry (count|time) exceeded|No ethernet found|TIMEOUT/],
+  });
   if (!lease.ok) return result('DHCP', why(lease, 'a DHCP lease', bounds.dhcpSeconds));
   if (lease.match[1] !== node.ip) return result('DHCP', `U-Boot was given ${lease.match[1]}, not the node's address ${node.ip}`);
 
   const file = `pxelinux.cfg/${pxelinuxName(node.mac)}`;
-  const tftpFailures = [/Config file not found|Error reading config file|Couldn't retrieve|Skipping \S+ for failure|Wrong Image|Bad Linux ARM64 Image|[Nn]o label/];
-  const config = await board.waitFor(new RegExp(`Retrieving file: ${file.replace(/\./g, '\\.')}`), { from: lease.index, timeoutMs: bounds.tftpSeconds * 1000, failures: tftpFailures });
+  const tftpFailures = [
+    /Config file not found|Error reading config file|Couldn't retrieve|Skipping \S+ for failure|Wrong Image|Bad Linux ARM64 Image|[Nn]o label/,
+  ];
+  const config = await board.waitFor(new RegExp(`Retrieving file: ${file.replace(/\./g, '\\.')}`), {
+    from: lease.index,
+    timeoutMs: bounds.tftpSeconds * 1000,
+    failures: tftpFailures,
+  });
   if (!config.ok) return result('TFTP file', why(config, `a fetch of ${file}`, bounds.tftpSeconds));
-  const kernelStart = await board.waitFor(/Starting kernel \.\.\./, { from: config.index, timeoutMs: bounds.tftpSeconds * 1000, failures: [...tftpFailures, /TFTP error/] });
+  const kernelStart = await board.waitFor(/Starting kernel \.\.\./, {
+    from: config.index,
+    timeoutMs: bounds.tftpSeconds * 1000,
+    failures: [...tftpFailures, /TFTP error/],
+  });
   if (!kernelStart.ok) return result('TFTP file', why(kernelStart, 'the kernel and initrd from TFTP', bounds.tftpSeconds));
   stages.ubootToKernel = seconds(kernelStart.line.at);
 
-  const kernel = await board.waitFor(/Booting Linux on physical CPU/, { from: kernelStart.index, timeoutMs: bounds.kernelSeconds * 1000, failures: [/Kernel panic/] });
+  const kernel = await board.waitFor(/Booting Linux on physical CPU/, {
+    from: kernelStart.index,
+    timeoutMs: bounds.kernelSeconds * 1000,
+    failures: [/Kernel panic/],
+  });
   if (!kernel.ok) return result('kernel', why(kernel, "the kernel's first words", bounds.kernelSeconds));
 
   const root = `${cluster.profile.network.nfsServer}:${cluster.profile.exports.root}/${node.name}`;
@@ -155,13 +187,28 @@ export async function bootBoard(board: EmulatedBoard, ctx: { cluster: Cluster; c
   if (!network.ok) {
     // "Begin: Waiting up to 180 secs for any network device to become available ... " ends in "done." once one appears.
     const said = [...board.lines.slice(kernel.index).map((l) => l.text), board.partial];
-    const waiting = said.some((t) => (/Waiting up to \d+ secs for .*network device/.test(t) && !/done\./.test(t)) || /Network device did not appear in time/.test(t));
-    return result('NFS mount', waiting ? `the initrd found no network device: the NIC's driver is not in it (board.modules)` : why(network, "the initrd's network (IP-Config: … complete)", bounds.networkSeconds));
+    const waiting = said.some(
+      (t) =>
+        (/Waiting up to \d+ secs for .*network device/.test(t) && !/done\./.test(t)) || /Network device did not appear in time/.test(t),
+    );
+    return result(
+      'NFS mount',
+      waiting
+        ? `the initrd found no network device: the NIC's driver is not in it (board.modules)`
+        : why(network, "the initrd's network (IP-Config: … complete)", bounds.networkSeconds),
+    );
   }
   const mounted = await board.waitFor(/Welcome to .*Debian/, {
     from: network.index,
     timeoutMs: bounds.nfsSeconds * 1000,
-    failures: [/Kernel panic/, /Retrying nfs mount/, /Network device did not appear in time/, /\(initramfs\)/, /ALERT!/, /Gave up waiting for root/],
+    failures: [
+      /Kernel panic/,
+      /Retrying nfs mount/,
+      /Network device did not appear in time/,
+      /\(initramfs\)/,
+      /ALERT!/,
+      /Gave up waiting for root/,
+    ],
   });
   if (!mounted.ok) {
     const lines = board.lines.slice(kernel.index).map((l) => l.text);
@@ -188,18 +235,28 @@ export async function bootBoard(board: EmulatedBoard, ctx: { cluster: Cluster; c
     stages.nfsRootToMultiUser = seconds(multiUser.line.at - mounted.line.at);
     stages.powerOnToMultiUser = seconds(multiUser.line.at);
   }
-  const failed = board.lines.slice(mounted.index, multiUser.index).filter((l) => /\[FAILED\]/.test(l.text)).map((l) => stripVTControlCharacters(l.text).trim());
+  const failed = board.lines
+    .slice(mounted.index, multiUser.index)
+    .filter((l) => /\[FAILED\]/.test(l.text))
+    .map((l) => stripVTControlCharacters(l.text).trim());
   if (failed.length) return result('unit', `failed while booting: ${failed.join('; ')}`);
   // Its hostname, systemd's final state and its units are read from the node itself once the
   // cluster runs (unitProblems): the serial getty's greeting is no witness on an emulated CPU,
   // where udev may announce /dev/ttyAMA0 after systemd gave up waiting for it.
-  return result(undefined, `U-Boot to kernel ${stages.ubootToKernel} s, kernel to NFS root ${stages.kernelToNfsRoot} s, on the console ${/Reached target/.test(multiUser.line.text) ? `multi-user.target ${stages.nfsRootToMultiUser} s later` : `the login prompt ${seconds(multiUser.line.at - mounted.line.at)} s later`}`);
+  return result(
+    undefined,
+    `U-Boot to kernel ${stages.ubootToKernel} s, kernel to NFS root ${stages.kernelToNfsRoot} s, on the console ${/Reached target/.test(multiUser.line.text) ? `multi-user.target ${stages.nfsRootToMultiUser} s later` : `the login prompt ${seconds(multiUser.line.at - mounted.line.at)} s later`}`,
+  );
 }
 
 /** Why the initrd's NFS mount failed: what it tried (the kernel command line's nfsroot=) and what it was told. */
 function nfsProblem(lines: string[], root: string): string {
   const tried = lines.map((l) => /Kernel command line:.*\bnfsroot=([^\s,]+)/.exec(l)?.[1]).find(Boolean) ?? root;
-  const said = lines.filter((l) => /nfsmount|mount:|Permission denied|No such file|denied|refused/i.test(l) && !/Retrying/.test(l)).slice(-2).map((l) => l.trim()).join(' / ');
+  const said = lines
+    .filter((l) => /nfsmount|mount:|Permission denied|No such file|denied|refused/i.test(l) && !/Retrying/.test(l))
+    .slice(-2)
+    .map((l) => l.trim())
+    .join(' / ');
   const wrongPath = tried !== root ? ` (nfsroot= on the kernel command line names ${tried}; the node's export is ${root})` : '';
   return `the initrd could not mount ${tried} as /${wrongPath}: ${said || 'see the console'}`;
 }
@@ -218,8 +275,18 @@ export async function nodeFacts(topology: LabTopology, node: { ip: string; isSer
 }
 
 /** wsrep status of one server, over the network with the k3s user (status needs no privilege). */
-async function galeraOf(topology: LabTopology, datastore: Datastore & { optionsFile: string }, ip: string): Promise<{ size: number; status: string } | undefined> {
-  const got = await sqlAt(topology, datastore, ip, "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status')", { database: false });
+async function galeraOf(
+  topology: LabTopology,
+  datastore: Datastore & { optionsFile: string },
+  ip: string,
+): Promise<{ size: number; status: string } | undefined> {
+  const got = await sqlAt(
+    topology,
+    datastore,
+    ip,
+    "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status')",
+    { database: false },
+  );
   if (!got.ok) return undefined;
   const values = Object.fromEntries(got.stdout.split('\n').map((l) => l.split('\t') as [string, string]));
   return { size: Number(values.wsrep_cluster_size ?? 0), status: values.wsrep_cluster_status ?? '?' };
@@ -230,13 +297,17 @@ export function unitProblems(facts: NodeFacts, node: { name: string; isServer: b
   const problems: string[] = [];
   const { profile } = cluster;
   if (facts.hostname !== node.name) problems.push(`hostname ${facts.hostname}, not ${node.name}`);
-  if (facts.system !== 'running') problems.push(`systemd says ${facts.system}${facts.failed.length ? `; failed: ${facts.failed.join(', ')}` : ''}`);
+  if (facts.system !== 'running')
+    problems.push(`systemd says ${facts.system}${facts.failed.length ? `; failed: ${facts.failed.join(', ')}` : ''}`);
   const root = `${profile.network.nfsServer}:${profile.exports.root}/${node.name}`;
-  if (facts.root.source !== root || !/^nfs/.test(facts.root.fstype ?? '')) problems.push(`/ is ${facts.root.source ?? '?'} (${facts.root.fstype ?? '?'}), not ${root} over NFS`);
+  if (facts.root.source !== root || !/^nfs/.test(facts.root.fstype ?? ''))
+    problems.push(`/ is ${facts.root.source ?? '?'} (${facts.root.fstype ?? '?'}), not ${root} over NFS`);
   if (profile.storage.enabled) {
     const r = facts.rancher;
     if (r.fstype !== 'ext4' || !/^\/dev\/loop/.test(r.source ?? '') || r.label !== profile.storage.label) {
-      problems.push(`/var/lib/rancher is ${r.source ?? '?'} (${r.fstype ?? '?'}, label ${r.label ?? 'none'}), not the ext4 loop image labelled ${profile.storage.label}`);
+      problems.push(
+        `/var/lib/rancher is ${r.source ?? '?'} (${r.fstype ?? '?'}, label ${r.label ?? 'none'}), not the ext4 loop image labelled ${profile.storage.label}`,
+      );
     }
   }
   const wanted = [
@@ -259,14 +330,21 @@ export async function netbootArm64(ctx: NetbootArm64Context): Promise<{ result: 
     report,
   });
 
-  log(`netboot-arm64: powering on ${boards.length} emulated arm64 board${boards.length === 1 ? '' : 's'}; each console goes to console-1.log in ${boards.map((b) => path.dirname(b.consoleLog)).join(', ')}`);
+  log(
+    `netboot-arm64: powering on ${boards.length} emulated arm64 board${boards.length === 1 ? '' : 's'}; each console goes to console-1.log in ${boards.map((b) => path.dirname(b.consoleLog)).join(', ')}`,
+  );
   const boots = await Promise.all(boards.map((board) => bootBoard(board, { cluster, cleanup: ctx.cleanup, bounds }, 1)));
   report.boots.push(...boots);
   for (const b of boots) log(`netboot-arm64: ${b.node}: ${b.pass ? 'booted' : 'FAILED'}: ${b.detail.split('\n')[0]}`);
   const broken = boots.filter((b) => !b.pass);
   if (broken.length) {
     return {
-      result: { name: 'netboot-arm64', pass: false, seconds: seconds(Date.now() - started), detail: broken.map((b) => `${b.node}: ${b.detail}`).join('\n') },
+      result: {
+        name: 'netboot-arm64',
+        pass: false,
+        seconds: seconds(Date.now() - started),
+        detail: broken.map((b) => `${b.node}: ${b.detail}`).join('\n'),
+      },
       report,
     };
   }
@@ -276,7 +354,15 @@ export async function netbootArm64(ctx: NetbootArm64Context): Promise<{ result: 
   const whole = servers.length === topology.nodes.filter((n) => n.isServer).length && booted.length === topology.nodes.length;
   if (!whole) {
     // One board alone (--node): it boots, but a cluster of one server does not form (it waits for the others, by design).
-    return { result: { name: 'netboot-arm64', pass: true, seconds: seconds(Date.now() - started), detail: `${booted.map((n) => n.name).join(', ')} booted to multi-user.target; the cluster is checked only when every node boots` }, report };
+    return {
+      result: {
+        name: 'netboot-arm64',
+        pass: true,
+        seconds: seconds(Date.now() - started),
+        detail: `${booted.map((n) => n.name).join(', ')} booted to multi-user.target; the cluster is checked only when every node boots`,
+      },
+      report,
+    };
   }
 
   // The cluster: every server in one primary component, one VIP holder, the k3s database through the VIP.
@@ -288,7 +374,11 @@ export async function netbootArm64(ctx: NetbootArm64Context): Promise<{ result: 
       const holders = booted.filter((n, i) => facts[i]?.addresses.includes(topology.vip)).map((n) => n.name);
       const through = await sqlThroughVip(topology, datastore, 'SELECT 1', 10_000);
       lastState = `Galera ${servers.map((n, i) => `${n.name}: ${galera[i] ? `size ${galera[i]!.size}, ${galera[i]!.status}` : 'not answering'}`).join('; ')}; VIP on ${holders.join(', ') || 'nobody'}; stand-ins answering on ${booted.filter((_, i) => facts[i]).length} of ${booted.length}; datastore through the VIP: ${through.ok ? 'answers' : 'no answer'}`;
-      const ok = galera.every((g) => g && g.size === servers.length && g.status === 'Primary') && holders.length === 1 && through.ok && facts.every(Boolean);
+      const ok =
+        galera.every((g) => g && g.size === servers.length && g.status === 'Primary') &&
+        holders.length === 1 &&
+        through.ok &&
+        facts.every(Boolean);
       return ok ? { holders, facts: facts as NodeFacts[] } : undefined;
     },
     bounds.clusterSeconds * 1000,
@@ -320,13 +410,27 @@ export async function netbootArm64(ctx: NetbootArm64Context): Promise<{ result: 
   const again = boards.filter((b) => b.node.isServer && b.node.name !== cluster.bootstrapNode).at(-1) ?? boards[0]!;
   const before = await nodeFacts(topology, again.node);
   const marker = `boot-${Date.now()}`;
-  const wrote = await sqlThroughVip(topology, datastore, `CREATE TABLE IF NOT EXISTS netroot_lab_netboot (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(64)); INSERT INTO netroot_lab_netboot (note) VALUES ('${marker}')`);
-  if (!before || !wrote.ok) return fail('Galera', `before the second boot of ${again.node.name}: ${wrote.ok ? 'its stand-in did not answer' : wrote.stderr}`);
+  const wrote = await sqlThroughVip(
+    topology,
+    datastore,
+    `CREATE TABLE IF NOT EXISTS netroot_lab_netboot (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(64)); INSERT INTO netroot_lab_netboot (note) VALUES ('${marker}')`,
+  );
+  if (!before || !wrote.ok)
+    return fail('Galera', `before the second boot of ${again.node.name}: ${wrote.ok ? 'its stand-in did not answer' : wrote.stderr}`);
   log(`netboot-arm64: pulling the power of ${again.node.name}, then booting it again`);
   await again.powerOff();
   const second = await bootBoard(again, { cluster, cleanup: ctx.cleanup, bounds }, 2);
   report.boots.push(second);
-  if (!second.pass) return { result: { name: 'netboot-arm64', pass: false, seconds: seconds(Date.now() - started), detail: `${again.node.name}, second boot: ${second.detail}` }, report };
+  if (!second.pass)
+    return {
+      result: {
+        name: 'netboot-arm64',
+        pass: false,
+        seconds: seconds(Date.now() - started),
+        detail: `${again.node.name}, second boot: ${second.detail}`,
+      },
+      report,
+    };
   let secondState = '';
   const back = await waitFor(
     async () => {
@@ -342,14 +446,21 @@ export async function netbootArm64(ctx: NetbootArm64Context): Promise<{ result: 
   if (!back) return fail('Galera', `${again.node.name} after its second boot: ${secondState}`);
   const kept: string[] = [];
   if (typeof back.multiUserSeconds === 'number') second.stages.kernelToMultiUser = back.multiUserSeconds;
-  if (back.bootId === before.bootId) return fail('systemd', `${again.node.name} reports the same boot id after a power cut: it did not boot again`);
+  if (back.bootId === before.bootId)
+    return fail('systemd', `${again.node.name} reports the same boot id after a power cut: it did not boot again`);
   if (cluster.profile.storage.enabled) {
-    if (back.rancher.uuid !== before.rancher.uuid) return fail('unit', `${again.node.name}'s local storage is a new filesystem (${back.rancher.uuid ?? '?'}, was ${before.rancher.uuid ?? '?'}): its loop image was not kept`);
+    if (back.rancher.uuid !== before.rancher.uuid)
+      return fail(
+        'unit',
+        `${again.node.name}'s local storage is a new filesystem (${back.rancher.uuid ?? '?'}, was ${before.rancher.uuid ?? '?'}): its loop image was not kept`,
+      );
     kept.push(`its local storage (ext4 ${before.rancher.uuid})`);
   }
   kept.push('its Galera data (the row written before the power cut, read from it directly)');
 
-  const stageLine = boots.map((b) => `${b.node} ${b.stages.ubootToKernel} + ${b.stages.kernelToNfsRoot} + ${b.stages.kernelToMultiUser ?? '?'} s`).join(', ');
+  const stageLine = boots
+    .map((b) => `${b.node} ${b.stages.ubootToKernel} + ${b.stages.kernelToNfsRoot} + ${b.stages.kernelToMultiUser ?? '?'} s`)
+    .join(', ');
   return {
     result: {
       name: 'netboot-arm64',

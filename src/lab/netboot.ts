@@ -91,7 +91,12 @@ export async function requestLease(topology: LabTopology, node: LabNode, workDir
   await writeFile(script, LEASE_SCRIPT);
   await chmod(script, 0o755);
   // -n: give up after the tries instead of going to the background; -q: quit once bound.
-  const result = await tryInNet(node.ns, 'busybox', ['udhcpc', '-f', '-q', '-n', '-t', '5', '-T', '2', '-i', node.interface, '-s', script, '-O', 'hostname'], { timeoutMs: 30_000 });
+  const result = await tryInNet(
+    node.ns,
+    'busybox',
+    ['udhcpc', '-f', '-q', '-n', '-t', '5', '-T', '2', '-i', node.interface, '-s', script, '-O', 'hostname'],
+    { timeoutMs: 30_000 },
+  );
   const output = `${result.stdout}\n${result.stderr}`.trim();
   const lease = parseLease(result.stdout);
   if (lease) await configureNodeAddress(topology, node, lease.ip, lease.router);
@@ -99,7 +104,9 @@ export async function requestLease(topology: LabTopology, node: LabNode, workDir
 }
 
 async function tftpGet(node: LabNode, server: string, remote: string, local: string): Promise<string | undefined> {
-  const result = await tryInNet(node.ns, 'busybox', ['tftp', '-g', '-b', '1468', '-r', remote.replace(/^\//, ''), '-l', local, server], { timeoutMs: 60_000 });
+  const result = await tryInNet(node.ns, 'busybox', ['tftp', '-g', '-b', '1468', '-r', remote.replace(/^\//, ''), '-l', local, server], {
+    timeoutMs: 60_000,
+  });
   return result.ok ? undefined : (result.stderr || result.stdout || `exit ${result.exitCode}`).trim();
 }
 
@@ -108,7 +115,13 @@ async function nfsList(node: LabNode, server: string, exportPath: string): Promi
   return { ok: result.ok, listing: result.stdout, output: (result.stderr || result.stdout).trim() };
 }
 
-export async function netbootNode(cluster: Cluster, topology: LabTopology, node: LabNode, buildDir: string, workDir: string): Promise<NetbootResult> {
+export async function netbootNode(
+  cluster: Cluster,
+  topology: LabTopology,
+  node: LabNode,
+  buildDir: string,
+  workDir: string,
+): Promise<NetbootResult> {
   const dir = path.join(workDir, 'netboot', node.name);
   await mkdir(dir, { recursive: true });
   const problems: string[] = [];
@@ -116,7 +129,13 @@ export async function netbootNode(cluster: Cluster, topology: LabTopology, node:
   const { network } = cluster.profile;
 
   const { lease, output } = await requestLease(topology, node, dir);
-  if (!lease) return { node: node.name, pass: false, problems: [`DHCP: no lease for ${node.mac} from dnsmasq: ${output.split('\n').slice(-3).join(' | ')}`], checks };
+  if (!lease)
+    return {
+      node: node.name,
+      pass: false,
+      problems: [`DHCP: no lease for ${node.mac} from dnsmasq: ${output.split('\n').slice(-3).join(' | ')}`],
+      checks,
+    };
   const expect = (what: string, got: string | undefined, want: string): void => {
     if (got === want) checks.push(`${what} ${got}`);
     else problems.push(`${what} is ${got ?? '(none)'}, expected ${want}`);
@@ -152,16 +171,28 @@ export async function netbootNode(cluster: Cluster, topology: LabTopology, node:
   }
   const own = await nfsList(node, entry.nfsServer, entry.nfsPath);
   if (own.ok && /\betc\b/.test(own.listing)) checks.push(`NFS ${entry.nfsServer}:${entry.nfsPath} served to ${node.ip}`);
-  else problems.push(`NFS ${entry.nfsServer}:${entry.nfsPath} is not served to its own node ${node.ip}: ${own.output.split('\n').slice(-2).join(' | ')}`);
+  else
+    problems.push(
+      `NFS ${entry.nfsServer}:${entry.nfsPath} is not served to its own node ${node.ip}: ${own.output.split('\n').slice(-2).join(' | ')}`,
+    );
 
   // Another node's root must be closed to this one.
   const other = topology.nodes.find((n) => n.name !== node.name);
   if (other) {
     const otherPath = path.posix.join(cluster.profile.exports.root, other.name);
     const foreign = await nfsList(node, entry.nfsServer, otherPath);
-    if (foreign.ok) problems.push(`NFS ${otherPath} (the root of ${other.name}) is served to ${node.name} at ${node.ip}; each root must be open to its own node only`);
+    if (foreign.ok)
+      problems.push(
+        `NFS ${otherPath} (the root of ${other.name}) is served to ${node.name} at ${node.ip}; each root must be open to its own node only`,
+      );
     else checks.push(`NFS ${otherPath} refused to ${node.ip}`);
   }
-  return { node: node.name, pass: problems.length === 0, problems, checks, lease, kernelArgs: (entry.append ?? '').split(/\s+/).filter(Boolean) };
+  return {
+    node: node.name,
+    pass: problems.length === 0,
+    problems,
+    checks,
+    lease,
+    kernelArgs: (entry.append ?? '').split(/\s+/).filter(Boolean),
+  };
 }
-

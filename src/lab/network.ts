@@ -60,7 +60,8 @@ export async function createLabNetwork(topology: LabTopology, cleanup: Cleanup):
   const { boot } = topology;
   await addNamespace(boot.ns, cleanup);
   await cable(topology, boot.port, boot.ns, boot.interface);
-  for (const address of boot.addresses) await ip(['-n', boot.ns, 'addr', 'add', `${address}/${topology.prefixLength}`, 'dev', boot.interface]);
+  for (const address of boot.addresses)
+    await ip(['-n', boot.ns, 'addr', 'add', `${address}/${topology.prefixLength}`, 'dev', boot.interface]);
   await ip(['-n', boot.ns, 'link', 'set', boot.interface, 'up']);
 
   for (const node of topology.nodes) {
@@ -75,7 +76,11 @@ export async function createLabNetwork(topology: LabTopology, cleanup: Cleanup):
  * profile): a namespace of its own cabled to the bridge, with `address` on its `eth0`.
  * Removed by the cleanup, or earlier by `deleteNamespace`.
  */
-export async function addLabMachine(topology: LabTopology, machine: { ns: string; port: string; address: string }, cleanup: Cleanup): Promise<void> {
+export async function addLabMachine(
+  topology: LabTopology,
+  machine: { ns: string; port: string; address: string },
+  cleanup: Cleanup,
+): Promise<void> {
   await addNamespace(machine.ns, cleanup);
   await cable(topology, machine.port, machine.ns, 'eth0');
   await ip(['-n', machine.ns, 'addr', 'add', `${machine.address}/${topology.prefixLength}`, 'dev', 'eth0']);
@@ -83,7 +88,12 @@ export async function addLabMachine(topology: LabTopology, machine: { ns: string
 }
 
 /** What the kernel's ip=dhcp leaves behind: the leased address and the default route. */
-export async function configureNodeAddress(topology: LabTopology, node: LabNode, address: string, router: string | undefined): Promise<void> {
+export async function configureNodeAddress(
+  topology: LabTopology,
+  node: LabNode,
+  address: string,
+  router: string | undefined,
+): Promise<void> {
   await ip(['-n', node.ns, 'addr', 'replace', `${address}/${topology.prefixLength}`, 'dev', node.interface]);
   if (router) await ip(['-n', node.ns, 'route', 'replace', 'default', 'via', router, 'dev', node.interface]);
 }

@@ -23,8 +23,12 @@ export async function nameProblem(machine: Machine, name: string, address: strin
   const result = await machine.exec('getent', ['hosts', name], { timeoutMs: 20_000 });
   const got = parseGetentHosts(result.stdout);
   if (got.includes(address)) return undefined;
-  const how = got.length ? `gave ${got.join(', ')}` : `found nothing (exit ${result.exitCode ?? '?'}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ''})`;
-  const servers = machine.node.dns.includes(server) ? '' : `; its DNS servers are ${machine.node.dns.join(', ')} (network.dns), not the lab's`;
+  const how = got.length
+    ? `gave ${got.join(', ')}`
+    : `found nothing (exit ${result.exitCode ?? '?'}${result.stderr.trim() ? `: ${result.stderr.trim()}` : ''})`;
+  const servers = machine.node.dns.includes(server)
+    ? ''
+    : `; its DNS servers are ${machine.node.dns.join(', ')} (network.dns), not the lab's`;
   return `${machine.node.name}: getent hosts ${name} ${how}, expected ${address} from the lab's DNS server on ${server}${servers}`;
 }
 
@@ -32,7 +36,13 @@ export async function nameProblem(machine: Machine, name: string, address: strin
 export function parseFailedUnits(output: string): string[] {
   return output
     .split('\n')
-    .map((line) => line.replace(/^[●*]\s*/, '').trim().split(/\s+/)[0] ?? '')
+    .map(
+      (line) =>
+        line
+          .replace(/^[●*]\s*/, '')
+          .trim()
+          .split(/\s+/)[0] ?? '',
+    )
     .filter(Boolean);
 }
 
@@ -68,13 +78,29 @@ export interface SystemState {
 /** Waits (at most `timeoutMs`) for the node's startup to end, and reads what systemd says about it. */
 export async function systemState(machine: Machine, timeoutMs: number): Promise<SystemState> {
   const waited = await machine.exec('systemctl', ['is-system-running', '--wait'], { timeoutMs });
-  const state = waited.stdout.trim().split('\n').pop() || (waited.exitCode === undefined || waited.exitCode === 124 ? 'starting' : 'unknown');
-  const show = await machine.exec('systemctl', ['show', '--property=UserspaceTimestampMonotonic', '--property=FinishTimestampMonotonic'], { timeoutMs: 10_000 });
+  const state =
+    waited.stdout.trim().split('\n').pop() || (waited.exitCode === undefined || waited.exitCode === 124 ? 'starting' : 'unknown');
+  const show = await machine.exec('systemctl', ['show', '--property=UserspaceTimestampMonotonic', '--property=FinishTimestampMonotonic'], {
+    timeoutMs: 10_000,
+  });
   const failed = parseFailedUnits((await machine.exec('systemctl', ['--failed', '--no-legend', '--plain'], { timeoutMs: 10_000 })).stdout);
-  const jobs = state === 'starting' ? (await machine.exec('systemctl', ['list-jobs', '--no-legend', '--plain'], { timeoutMs: 10_000 })).stdout.trim().split('\n').filter(Boolean) : [];
+  const jobs =
+    state === 'starting'
+      ? (await machine.exec('systemctl', ['list-jobs', '--no-legend', '--plain'], { timeoutMs: 10_000 })).stdout
+          .trim()
+          .split('\n')
+          .filter(Boolean)
+      : [];
   const journal = await machine.exec('journalctl', ['--no-pager', '-o', 'cat', '-b', '0', '_PID=1'], { timeoutMs: 15_000 });
   const seconds = startupSeconds(show.stdout);
-  return { node: machine.node.name, state, ...(seconds !== undefined ? { seconds } : {}), failed, jobs, timedOut: timeoutLines(journal.stdout) };
+  return {
+    node: machine.node.name,
+    state,
+    ...(seconds !== undefined ? { seconds } : {}),
+    failed,
+    jobs,
+    timedOut: timeoutLines(journal.stdout),
+  };
 }
 
 /** Galera's provider options as the server reports them: "key = value; key = value; …". */
@@ -99,14 +125,21 @@ export function galeraTlsProblems(options: Map<string, string>): string[] {
 
 /** wsrep_provider_options read inside the server, as root over MariaDB's socket. */
 export async function galeraProviderOptions(machine: Machine): Promise<Map<string, string> | string> {
-  const result = await machine.exec('mariadb', ['--batch', '--skip-column-names', '--connect-timeout=3', '-e', "SHOW GLOBAL VARIABLES LIKE 'wsrep_provider_options'"], { timeoutMs: 10_000 });
+  const result = await machine.exec(
+    'mariadb',
+    ['--batch', '--skip-column-names', '--connect-timeout=3', '-e', "SHOW GLOBAL VARIABLES LIKE 'wsrep_provider_options'"],
+    { timeoutMs: 10_000 },
+  );
   if (!result.ok) return `MariaDB does not answer: ${result.stderr.trim()}`;
   const value = result.stdout.split('\t').slice(1).join('\t');
   return parseProviderOptions(value);
 }
 
 /** The TLS session of the k3s user's connection through the VIP (Ssl_version, Ssl_cipher), or why there is none. */
-export async function datastoreTls(topology: LabTopology, datastore: Datastore & { optionsFile: string }): Promise<{ version: string; cipher: string } | string> {
+export async function datastoreTls(
+  topology: LabTopology,
+  datastore: Datastore & { optionsFile: string },
+): Promise<{ version: string; cipher: string } | string> {
   const result = await sqlThroughVip(topology, datastore, "SHOW SESSION STATUS WHERE Variable_name IN ('Ssl_version', 'Ssl_cipher')");
   if (!result.ok) return `the k3s user's connection through the VIP failed: ${result.stderr.trim()}`;
   const values = Object.fromEntries(result.stdout.split('\n').map((line) => line.split('\t') as [string, string]));

@@ -41,7 +41,12 @@ export async function readDatastore(tree: string, workDir: string): Promise<Data
 }
 
 /** A statement against the k3s database through the VIP, as k3s sends it. */
-export function sqlThroughVip(topology: LabTopology, datastore: Datastore & { optionsFile: string }, statement: string, timeoutMs = 15_000): Promise<CommandResult> {
+export function sqlThroughVip(
+  topology: LabTopology,
+  datastore: Datastore & { optionsFile: string },
+  statement: string,
+  timeoutMs = 15_000,
+): Promise<CommandResult> {
   return sqlAt(topology, datastore, datastore.host, statement, { timeoutMs });
 }
 
@@ -59,7 +64,17 @@ export function sqlAt(
   return tryInNet(
     topology.bridgeNs,
     'mariadb',
-    [`--defaults-extra-file=${datastore.optionsFile}`, `--host=${host}`, `--port=${datastore.port}`, '--connect-timeout=3', '--batch', '--skip-column-names', ...(database ? [datastore.database] : []), '-e', statement],
+    [
+      `--defaults-extra-file=${datastore.optionsFile}`,
+      `--host=${host}`,
+      `--port=${datastore.port}`,
+      '--connect-timeout=3',
+      '--batch',
+      '--skip-column-names',
+      ...(database ? [datastore.database] : []),
+      '-e',
+      statement,
+    ],
     { timeoutMs },
   );
 }
@@ -83,15 +98,26 @@ export interface GaleraStatus {
 export async function galeraStatus(machine: Machine): Promise<GaleraStatus | undefined> {
   const result = await machine.exec(
     'mariadb',
-    ['--batch', '--skip-column-names', '--connect-timeout=3', '-e', "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status', 'wsrep_local_state_comment')"],
+    [
+      '--batch',
+      '--skip-column-names',
+      '--connect-timeout=3',
+      '-e',
+      "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status', 'wsrep_local_state_comment')",
+    ],
     { timeoutMs: 10_000 },
   );
   if (!result.ok) return undefined;
   const values = Object.fromEntries(result.stdout.split('\n').map((line) => line.split('\t') as [string, string]));
-  return { size: Number(values.wsrep_cluster_size ?? 0), status: values.wsrep_cluster_status ?? '?', state: values.wsrep_local_state_comment ?? '?' };
+  return {
+    size: Number(values.wsrep_cluster_size ?? 0),
+    status: values.wsrep_cluster_status ?? '?',
+    state: values.wsrep_local_state_comment ?? '?',
+  };
 }
 
-export const describeGalera = (s: GaleraStatus | undefined): string => (s ? `size ${s.size}, ${s.status}, ${s.state}` : 'MariaDB not answering');
+export const describeGalera = (s: GaleraStatus | undefined): string =>
+  s ? `size ${s.size}, ${s.status}, ${s.state}` : 'MariaDB not answering';
 
 /** The stand-in's readiness endpoint: servers on 6443, agents on 10250 (where the kubelet would be). */
 export async function standinReady(topology: LabTopology, machine: Machine): Promise<boolean> {

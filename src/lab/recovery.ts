@@ -24,9 +24,12 @@ import {
   type ScenarioResult,
 } from './scenarios.js';
 
-
 /** A scenario's start from a whole cluster, with `rows` rows written through the VIP under a fresh phase. */
-async function begin(ctx: LabContext, name: string, rows: number): Promise<{ s: ReturnType<typeof scenario>; phase: string } | ScenarioResult> {
+async function begin(
+  ctx: LabContext,
+  name: string,
+  rows: number,
+): Promise<{ s: ReturnType<typeof scenario>; phase: string } | ScenarioResult> {
   const s = scenario(name, Date.now());
   const whole = await ensureWhole(ctx);
   if (whole) return s.result(false, whole);
@@ -40,20 +43,40 @@ async function begin(ctx: LabContext, name: string, rows: number): Promise<{ s: 
  * A server powered on alone must stay out of any primary component and say why: the journal line
  * matching `says` (within 90 s), then `settleMs` more for a bootstrap that would come late.
  */
-async function staysAlone(ctx: LabContext, machine: Machine, says: RegExp, settleMs: number): Promise<{ said: string } | { problem: string }> {
-  const log = await waitFor(async () => {
-    const text = await machine.journal('mariadb', 50);
-    return says.test(text) ? text : undefined;
-  }, 90_000, 2_000);
+async function staysAlone(
+  ctx: LabContext,
+  machine: Machine,
+  says: RegExp,
+  settleMs: number,
+): Promise<{ said: string } | { problem: string }> {
+  const log = await waitFor(
+    async () => {
+      const text = await machine.journal('mariadb', 50);
+      return says.test(text) ? text : undefined;
+    },
+    90_000,
+    2_000,
+  );
   await new Promise((r) => setTimeout(r, settleMs));
   if ((await galeraStatus(machine))?.status === 'Primary') return { problem: `${machine.node.name} alone became primary` };
-  if (!log) return { problem: `${machine.node.name} alone does not say why it waits\n${await journals(ctx, [machine.node.name], 'mariadb')}` };
-  return { said: log.split('\n').filter((l) => says.test(l)).pop()!.trim() };
+  if (!log)
+    return { problem: `${machine.node.name} alone does not say why it waits\n${await journals(ctx, [machine.node.name], 'mariadb')}` };
+  return {
+    said: log
+      .split('\n')
+      .filter((l) => says.test(l))
+      .pop()!
+      .trim(),
+  };
 }
 
 /** `count` rows of `phase` through the VIP, the last one alone (the "last row written"). */
 export async function writeRows(ctx: LabContext, phase: string, count: number): Promise<string | undefined> {
-  const created = await sqlThroughVip(ctx.topology, ctx.datastore, `CREATE TABLE IF NOT EXISTS ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, phase VARCHAR(64) NOT NULL)`);
+  const created = await sqlThroughVip(
+    ctx.topology,
+    ctx.datastore,
+    `CREATE TABLE IF NOT EXISTS ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, phase VARCHAR(64) NOT NULL)`,
+  );
   if (!created.ok) return `could not create ${TABLE} through the VIP: ${created.stderr.trim()}`;
   if (count > 1) {
     const values = Array.from({ length: count - 1 }, () => `('${phase}')`).join(',');
@@ -71,7 +94,12 @@ export async function writeRows(ctx: LabContext, phase: string, count: number): 
  * first server takes it back once its health check passes), which resets a connection in flight.
  */
 export async function rowsThroughVip(ctx: LabContext, phase: string): Promise<{ count: number; last: boolean } | string> {
-  const rows = await sqlWithin(ctx, `SELECT COUNT(*), SUM(phase = '${phase}-last') FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`, 60_000, 1_000);
+  const rows = await sqlWithin(
+    ctx,
+    `SELECT COUNT(*), SUM(phase = '${phase}-last') FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`,
+    60_000,
+    1_000,
+  );
   if (!rows.ok) return `reading ${TABLE} through the VIP failed: ${rows.stderr.trim()}`;
   const [count, last] = rows.stdout.trim().split('\t').map(Number);
   return { count: count ?? 0, last: last === 1 };
@@ -109,20 +137,37 @@ export async function whyOut(ctx: LabContext, names: string[]): Promise<string> 
 }
 
 /** After an outage: a primary component of all servers within the bound, and the rows written before it. */
-async function recovered(ctx: LabContext, s: ReturnType<typeof scenario>, poweredOn: number, phase: string, rows: number, story: string): Promise<ScenarioResult> {
+async function recovered(
+  ctx: LabContext,
+  s: ReturnType<typeof scenario>,
+  poweredOn: number,
+  phase: string,
+  rows: number,
+  story: string,
+): Promise<ScenarioResult> {
   const galera = await galeraFullWithin(ctx, ctx.bounds.recoverySeconds * 1000);
   if (!galera.ok) {
     const names = servers(ctx).map((m) => m.node.name);
     const out = [...galera.seen].filter(([, seen]) => !seen || seen.size !== names.length).map(([name]) => name);
-    return s.result(false, `${story}; no primary component of all ${names.length} servers within ${ctx.bounds.recoverySeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, names, 'mariadb', 6)}\n${await whyOut(ctx, out)}`);
+    return s.result(
+      false,
+      `${story}; no primary component of all ${names.length} servers within ${ctx.bounds.recoverySeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, names, 'mariadb', 6)}\n${await whyOut(ctx, out)}`,
+    );
   }
   const primaryAfter = elapsed(poweredOn);
   s.primary(primaryAfter);
   const seen = await rowsThroughVip(ctx, phase);
   if (typeof seen === 'string') return s.result(false, `${story}; ${seen}`);
-  if (seen.count !== rows || !seen.last) return s.result(false, `${story}; only ${seen.count} of the ${rows} rows written before are there${seen.last ? '' : ', and the last one is lost'}`);
+  if (seen.count !== rows || !seen.last)
+    return s.result(
+      false,
+      `${story}; only ${seen.count} of the ${rows} rows written before are there${seen.last ? '' : ', and the last one is lost'}`,
+    );
   const kept = rows === 1 ? 'the row written last is there' : `all ${rows} rows there, the last one too`;
-  return s.result(true, `${story}; primary component of all servers ${primaryAfter} s after power-on (bound ${ctx.bounds.recoverySeconds} s); ${kept}`);
+  return s.result(
+    true,
+    `${story}; primary component of all servers ${primaryAfter} s after power-on (bound ${ctx.bounds.recoverySeconds} s); ${kept}`,
+  );
 }
 
 /**
@@ -136,20 +181,40 @@ export async function mariadbRestartBootstrap(ctx: LabContext): Promise<Scenario
   if (whole) return s.result(false, whole);
   const named = await bootstrappers(ctx);
   const victim = servers(ctx).find((m) => m.node.name === (named[0] ?? ctx.bootstrapNode))!;
-  const why = named.length ? 'which bootstrapped the cluster in this boot' : `the bootstrap node (the cluster formed through pc.recovery in this boot, so none bootstrapped)`;
+  const why = named.length
+    ? 'which bootstrapped the cluster in this boot'
+    : `the bootstrap node (the cluster formed through pc.recovery in this boot, so none bootstrapped)`;
   ctx.log(`mariadb-restart-bootstrap: killing MariaDB on ${victim.node.name}, ${why}`);
-  const killed = await victim.exec('bash', ['-c', 'pid=$(systemctl show --property=MainPID --value mariadb.service) && [ "$pid" -gt 0 ] && kill -KILL "$pid"'], { timeoutMs: 10_000 });
+  const killed = await victim.exec(
+    'bash',
+    ['-c', 'pid=$(systemctl show --property=MainPID --value mariadb.service) && [ "$pid" -gt 0 ] && kill -KILL "$pid"'],
+    { timeoutMs: 10_000 },
+  );
   if (!killed.ok) return s.result(false, `could not kill MariaDB on ${victim.node.name}: ${killed.stderr.trim()}`);
   const cut = Date.now();
   // Wait until it is really gone from the cluster, then for its return.
   await waitFor(async () => ((await galeraStatus(victim)) === undefined ? true : undefined), 20_000, 250);
   const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
   const log = await victim.journal('mariadb', 60);
-  if (!galera.ok) return s.result(false, `MariaDB on ${victim.node.name} did not come back into the cluster within ${ctx.bounds.rejoinSeconds} s (${showGalera(galera.seen)})\n${log.split('\n').slice(-8).join(' / ')}`);
+  if (!galera.ok)
+    return s.result(
+      false,
+      `MariaDB on ${victim.node.name} did not come back into the cluster within ${ctx.bounds.rejoinSeconds} s (${showGalera(galera.seen)})\n${log.split('\n').slice(-8).join(' / ')}`,
+    );
   s.primary(elapsed(cut));
-  if (/may not be safe to bootstrap/i.test(log)) return s.result(false, `${victim.node.name} tried to bootstrap again: ${log.split('\n').filter((l) => /safe to bootstrap/i.test(l))[0]}`);
-  const joined = log.split('\n').filter((l) => l.includes('joining the primary component')).pop();
-  return s.result(true, `MariaDB killed on ${victim.node.name} (${why}) restarted by itself${joined ? ` ("${joined.trim()}")` : ''}; all servers primary again ${elapsed(cut)} s after the kill (bound ${ctx.bounds.rejoinSeconds} s)`);
+  if (/may not be safe to bootstrap/i.test(log))
+    return s.result(
+      false,
+      `${victim.node.name} tried to bootstrap again: ${log.split('\n').filter((l) => /safe to bootstrap/i.test(l))[0]}`,
+    );
+  const joined = log
+    .split('\n')
+    .filter((l) => l.includes('joining the primary component'))
+    .pop();
+  return s.result(
+    true,
+    `MariaDB killed on ${victim.node.name} (${why}) restarted by itself${joined ? ` ("${joined.trim()}")` : ''}; all servers primary again ${elapsed(cut)} s after the kill (bound ${ctx.bounds.rejoinSeconds} s)`,
+  );
 }
 
 /** The seed's daily power-off: two servers, a pause, the last; then every node on at once in random order. */
@@ -176,9 +241,14 @@ export async function powerOrderly(ctx: LabContext): Promise<ScenarioResult> {
   const result = await recovered(ctx, s, poweredOn, `${phase}-alone`, 1, story);
   if (!result.pass) return result;
   const earlier = await rowsThroughVip(ctx, phase);
-  if (typeof earlier === 'string' || earlier.count !== 20) return s.result(false, `${story}; the 20 rows written before the power-off are not all there`);
+  if (typeof earlier === 'string' || earlier.count !== 20)
+    return s.result(false, `${story}; the 20 rows written before the power-off are not all there`);
   const who = await bootstrappers(ctx);
-  if (who.join(',') !== lastOne.node.name) return s.result(false, `${story}; expected ${lastOne.node.name} (safe_to_bootstrap) to bootstrap, but ${who.length ? who.join(', ') : 'none'} did`);
+  if (who.join(',') !== lastOne.node.name)
+    return s.result(
+      false,
+      `${story}; expected ${lastOne.node.name} (safe_to_bootstrap) to bootstrap, but ${who.length ? who.join(', ') : 'none'} did`,
+    );
   return s.result(true, `${result.detail}; ${lastOne.node.name}, the last to leave, bootstrapped`);
 }
 
@@ -194,7 +264,10 @@ export async function powerCut(ctx: LabContext): Promise<ScenarioResult> {
   const result = await recovered(ctx, s, poweredOn, phase, 50, `all servers cut at once; powered on in the order ${order.join(', ')}`);
   if (!result.pass) return result;
   const who = await bootstrappers(ctx);
-  return s.result(true, `${result.detail}; ${who.length ? `${who.join(', ')} bootstrapped` : "nobody bootstrapped: Galera's pc.recovery restored the last view"}`);
+  return s.result(
+    true,
+    `${result.detail}; ${who.length ? `${who.join(', ')} bootstrapped` : "nobody bootstrapped: Galera's pc.recovery restored the last view"}`,
+  );
 }
 
 /** One server is down while rows are written; then all are cut and all come back: the stale one must not bootstrap. */
@@ -215,7 +288,14 @@ export async function powerStaleNode(ctx: LabContext): Promise<ScenarioResult> {
   await Promise.all(holders.filter((m) => m.running).map((m) => powerLoss(m)));
   const poweredOn = Date.now();
   const order = await powerOnAll(ctx, holders);
-  const result = await recovered(ctx, s, poweredOn, phase, 30, `${stale.node.name} down while 30 rows were written, then every server cut; powered on in the order ${order.join(', ')}`);
+  const result = await recovered(
+    ctx,
+    s,
+    poweredOn,
+    phase,
+    30,
+    `${stale.node.name} down while 30 rows were written, then every server cut; powered on in the order ${order.join(', ')}`,
+  );
   if (!result.pass) return result;
   const who = await bootstrappers(ctx);
   if (who.includes(stale.node.name)) return s.result(false, `${result.detail}; but the stale ${stale.node.name} bootstrapped`);
@@ -245,10 +325,22 @@ export async function powerOneSurvivor(ctx: LabContext): Promise<ScenarioResult>
     story = `${survivor!.node.name} alone stayed out of any primary component and said "${alone.said}"`;
   } else {
     const bound = ctx.bounds.survivorAfterSeconds + 120;
-    const primary = await waitFor(async () => ((await galeraStatus(survivor!))?.status === 'Primary' ? true : undefined), bound * 1000, 2_000);
-    if (!primary) return s.result(false, `policy survivor: ${survivor!.node.name} alone did not bootstrap within ${bound} s\n${await journals(ctx, [survivor!.node.name], 'mariadb')}`);
+    const primary = await waitFor(
+      async () => ((await galeraStatus(survivor!))?.status === 'Primary' ? true : undefined),
+      bound * 1000,
+      2_000,
+    );
+    if (!primary)
+      return s.result(
+        false,
+        `policy survivor: ${survivor!.node.name} alone did not bootstrap within ${bound} s\n${await journals(ctx, [survivor!.node.name], 'mariadb')}`,
+      );
     const after = elapsed(poweredOn);
-    if (after < ctx.bounds.survivorAfterSeconds) return s.result(false, `policy survivor: ${survivor!.node.name} bootstrapped after ${after} s, before survivorAfter (${ctx.bounds.survivorAfterSeconds} s)`);
+    if (after < ctx.bounds.survivorAfterSeconds)
+      return s.result(
+        false,
+        `policy survivor: ${survivor!.node.name} bootstrapped after ${after} s, before survivorAfter (${ctx.bounds.survivorAfterSeconds} s)`,
+      );
     story = `policy survivor: ${survivor!.node.name} alone bootstrapped ${after} s after power-on (survivorAfter ${ctx.bounds.survivorAfterSeconds} s)`;
   }
   const othersOn = Date.now();
@@ -271,11 +363,32 @@ export async function bootstrapDatadirLost(ctx: LabContext): Promise<ScenarioRes
   if ('problem' in alone) return s.result(false, `${alone.problem} (its datadir empty)`);
   const { said } = alone;
   const othersOn = Date.now();
-  const order = await powerOnAll(ctx, servers(ctx).filter((m) => m !== node));
-  const result = await recovered(ctx, s, othersOn, phase, 25, `${node.node.name} booted alone with an empty datadir and waited ("${said}"); then ${order.join(', ')} powered on`);
+  const order = await powerOnAll(
+    ctx,
+    servers(ctx).filter((m) => m !== node),
+  );
+  const result = await recovered(
+    ctx,
+    s,
+    othersOn,
+    phase,
+    25,
+    `${node.node.name} booted alone with an empty datadir and waited ("${said}"); then ${order.join(', ')} powered on`,
+  );
   if (!result.pass) return result;
   if ((await bootstrappers(ctx, [node])).length) return s.result(false, `${result.detail}; but ${node.node.name} bootstrapped`);
-  const there = await node.exec('mariadb', ['--batch', '--skip-column-names', ctx.datastore.database, '-e', `SELECT COUNT(*) FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`], { timeoutMs: 10_000 });
-  if (there.stdout.trim() !== '25') return s.result(false, `${result.detail}; but ${node.node.name} itself holds ${there.stdout.trim() || 'none'} of the 25 rows`);
+  const there = await node.exec(
+    'mariadb',
+    [
+      '--batch',
+      '--skip-column-names',
+      ctx.datastore.database,
+      '-e',
+      `SELECT COUNT(*) FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`,
+    ],
+    { timeoutMs: 10_000 },
+  );
+  if (there.stdout.trim() !== '25')
+    return s.result(false, `${result.detail}; but ${node.node.name} itself holds ${there.stdout.trim() || 'none'} of the 25 rows`);
   return s.result(true, `${result.detail}; ${node.node.name} joined with a state transfer and holds all 25`);
 }

@@ -17,7 +17,16 @@ import type { Machine } from './machine.js';
 import { addLabMachine } from './network.js';
 import { galeraStatus } from './probes.js';
 import { endWithin, run, tryRun } from './run-command.js';
-import { elapsed, ensureWhole, galeraFullWithin, scenario, servers, showGalera, type LabContext, type ScenarioResult } from './scenarios.js';
+import {
+  elapsed,
+  ensureWhole,
+  galeraFullWithin,
+  scenario,
+  servers,
+  showGalera,
+  type LabContext,
+  type ScenarioResult,
+} from './scenarios.js';
 
 /** Where the build puts the Galera settings and the cluster's CA certificate on a server. */
 export const GALERA_CNF = 'etc/mysql/mariadb.conf.d/70-netroot-galera.cnf';
@@ -45,7 +54,10 @@ export type RogueKind = 'plain' | 'forged';
 
 /** The stranger's my.cnf: the cluster's name and peers, the Galera provider, and TLS as `kind` says. */
 export function rogueCnf(o: { dir: string; address: string; galera: GaleraSettings; kind: RogueKind; clusterCa: string }): string {
-  const tls = o.kind === 'forged' ? `;socket.ssl_ca=${o.clusterCa};socket.ssl_cert=${path.join(o.dir, 'tls/cert.pem')};socket.ssl_key=${path.join(o.dir, 'tls/key.pem')}` : '';
+  const tls =
+    o.kind === 'forged'
+      ? `;socket.ssl_ca=${o.clusterCa};socket.ssl_cert=${path.join(o.dir, 'tls/cert.pem')};socket.ssl_key=${path.join(o.dir, 'tls/key.pem')}`
+      : '';
   return [
     '# Written by the netroot lab: a stranger asking to join the cluster (rogue-galera-node).',
     '[mysqld]',
@@ -103,12 +115,21 @@ export function readRogueLog(text: string): RogueLog {
     }
     const size = /members\((\d+)\)|number of nodes: (\d+)/.exec(line);
     if (size) members = Math.max(members, Number(size[1] ?? size[2]));
-    if (/view_id\(PRIM,|view#\s*\d+: Primary|Shifting \w+ -> (JOINER|JOINED|SYNCED)|Server status change \w+ -> (joiner|joined|synced)/.test(line)) primary = true;
+    if (
+      /view_id\(PRIM,|view#\s*\d+: Primary|Shifting \w+ -> (JOINER|JOINED|SYNCED)|Server status change \w+ -> (joiner|joined|synced)/.test(
+        line,
+      )
+    )
+      primary = true;
   }
   const refusals = [
     ...new Set(
       lines
-        .map((l) => /(Failed to establish connection: .*|read_handler\(\): .*?(?= \(\d+:|$)|handshake failed.*|No nodes coming from primary view.*|failed to reach primary view)/.exec(l)?.[1]?.trim())
+        .map((l) =>
+          /(Failed to establish connection: .*|read_handler\(\): .*?(?= \(\d+:|$)|handshake failed.*|No nodes coming from primary view.*|failed to reach primary view)/
+            .exec(l)?.[1]
+            ?.trim(),
+        )
         .filter((l): l is string => Boolean(l)),
     ),
   ];
@@ -138,8 +159,10 @@ export async function rogueGaleraNode(ctx: LabContext): Promise<ScenarioResult> 
   const galera = parseGaleraCnf(await readFile(cnfFile, 'utf8').catch(() => ''));
   if (!galera) return s.result(false, `${cnfFile} has no wsrep_cluster_name, wsrep_cluster_address=gcomm://… and wsrep_provider`);
   const clusterCa = path.join(server.tree, CLUSTER_CA);
-  if (!existsSync(clusterCa)) return s.result(false, `${clusterCa} does not exist: the build gave the servers no cluster CA, so Galera does not run over TLS`);
-  if (!existsSync(GALERA_PROVIDER)) return s.result(false, `${GALERA_PROVIDER} is not on this host: install galera-4 (scripts/install-lab-deps.sh)`);
+  if (!existsSync(clusterCa))
+    return s.result(false, `${clusterCa} does not exist: the build gave the servers no cluster CA, so Galera does not run over TLS`);
+  if (!existsSync(GALERA_PROVIDER))
+    return s.result(false, `${GALERA_PROVIDER} is not on this host: install galera-4 (scripts/install-lab-deps.sh)`);
 
   const dir = path.resolve(ctx.runDir, 'rogue');
   const ns = `${ctx.topology.prefix}-rogue`;
@@ -152,7 +175,20 @@ export async function rogueGaleraNode(ctx: LabContext): Promise<ScenarioResult> 
     await mkdir(path.join(dir, 'tls'), { recursive: true });
     await addLabMachine(ctx.topology, { ns, port: 'rogue', address }, undo);
     await makeCertificate(dir, address);
-    await run('mariadb-install-db', ['--no-defaults', `--datadir=${path.join(dir, 'data')}`, '--user=root', '--auth-root-authentication-method=socket', '--skip-test-db', '--skip-name-resolve', '--innodb-log-file-size=8M', '--innodb-buffer-pool-size=32M'], { timeoutMs: 120_000 });
+    await run(
+      'mariadb-install-db',
+      [
+        '--no-defaults',
+        `--datadir=${path.join(dir, 'data')}`,
+        '--user=root',
+        '--auth-root-authentication-method=socket',
+        '--skip-test-db',
+        '--skip-name-resolve',
+        '--innodb-log-file-size=8M',
+        '--innodb-buffer-pool-size=32M',
+      ],
+      { timeoutMs: 120_000 },
+    );
 
     const size = servers(ctx).length;
     const attempts: Attempt[] = [];
@@ -164,7 +200,11 @@ export async function rogueGaleraNode(ctx: LabContext): Promise<ScenarioResult> 
     const failed = attempts.find((a) => !a.pass);
     if (failed) return s.result(false, attempts.map((a) => a.story).join('\n'));
     const after = await galeraFullWithin(ctx, 30_000);
-    if (!after.ok) return s.result(false, `${attempts.map((a) => a.story).join('; ')}; but afterwards the cluster is not whole (${showGalera(after.seen)})`);
+    if (!after.ok)
+      return s.result(
+        false,
+        `${attempts.map((a) => a.story).join('; ')}; but afterwards the cluster is not whole (${showGalera(after.seen)})`,
+      );
     return s.result(true, attempts.map((a) => a.story).join('; '));
   } catch (error) {
     return s.result(false, `could not run the stranger's MariaDB: ${(error as Error).message}`);
@@ -177,12 +217,46 @@ export async function rogueGaleraNode(ctx: LabContext): Promise<ScenarioResult> 
 async function makeCertificate(dir: string, address: string): Promise<void> {
   const tls = path.join(dir, 'tls');
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  await run('openssl', ['req', '-x509', ...ec, '-keyout', path.join(tls, 'ca-key.pem'), '-out', path.join(tls, 'ca.pem'), '-days', '2', '-subj', '/CN=netroot lab rogue CA'], { timeoutMs: 30_000 });
-  await run('openssl', ['req', ...ec, '-keyout', path.join(tls, 'key.pem'), '-out', path.join(tls, 'req.pem'), '-subj', '/CN=rogue'], { timeoutMs: 30_000 });
+  await run(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      ...ec,
+      '-keyout',
+      path.join(tls, 'ca-key.pem'),
+      '-out',
+      path.join(tls, 'ca.pem'),
+      '-days',
+      '2',
+      '-subj',
+      '/CN=netroot lab rogue CA',
+    ],
+    { timeoutMs: 30_000 },
+  );
+  await run('openssl', ['req', ...ec, '-keyout', path.join(tls, 'key.pem'), '-out', path.join(tls, 'req.pem'), '-subj', '/CN=rogue'], {
+    timeoutMs: 30_000,
+  });
   await writeFile(path.join(tls, 'ext.cnf'), `subjectAltName=IP:${address}\n`);
   await run(
     'openssl',
-    ['x509', '-req', '-in', path.join(tls, 'req.pem'), '-CA', path.join(tls, 'ca.pem'), '-CAkey', path.join(tls, 'ca-key.pem'), '-CAcreateserial', '-out', path.join(tls, 'cert.pem'), '-days', '2', '-extfile', path.join(tls, 'ext.cnf')],
+    [
+      'x509',
+      '-req',
+      '-in',
+      path.join(tls, 'req.pem'),
+      '-CA',
+      path.join(tls, 'ca.pem'),
+      '-CAkey',
+      path.join(tls, 'ca-key.pem'),
+      '-CAcreateserial',
+      '-out',
+      path.join(tls, 'cert.pem'),
+      '-days',
+      '2',
+      '-extfile',
+      path.join(tls, 'ext.cnf'),
+    ],
     { timeoutMs: 30_000 },
   );
 }
@@ -191,9 +265,13 @@ async function makeCertificate(dir: string, address: string): Promise<void> {
 async function serversSaid(machines: Machine[], since: number): Promise<string[]> {
   const said = new Map<string, string[]>();
   for (const machine of machines) {
-    const journal = await machine.exec('journalctl', ['--no-pager', '-o', 'cat', '-u', 'mariadb', `--since=@${since}`], { timeoutMs: 15_000 });
+    const journal = await machine.exec('journalctl', ['--no-pager', '-o', 'cat', '-u', 'mariadb', `--since=@${since}`], {
+      timeoutMs: 15_000,
+    });
     for (const line of journal.stdout.split('\n')) {
-      const message = /(Failed to establish connection: .*|read_handler\(\): .*?(?= \(\d+:|$)|handshake .*failed.*)/.exec(line)?.[1]?.trim();
+      const message = /(Failed to establish connection: .*|read_handler\(\): .*?(?= \(\d+:|$)|handshake .*failed.*)/
+        .exec(line)?.[1]
+        ?.trim();
       if (!message) continue;
       const names = said.get(message) ?? [];
       if (!names.includes(machine.node.name)) said.set(message, [...names, machine.node.name]);
@@ -240,13 +318,29 @@ async function attempt(
         const status = await galeraStatus(machine);
         reads++;
         if (!status || status.size !== o.size || status.status !== 'Primary') {
-          wrong.push(`${machine.node.name} at ${elapsed(start)} s: ${status ? `size ${status.size}, ${status.status}` : 'MariaDB not answering'}`);
+          wrong.push(
+            `${machine.node.name} at ${elapsed(start)} s: ${status ? `size ${status.size}, ${status.status}` : 'MariaDB not answering'}`,
+          );
         }
       }
-      const own = await tryRun('mariadb', ['--no-defaults', `--socket=${path.join(o.dir, 'mysqld.sock')}`, '--user=root', '--connect-timeout=2', '--batch', '--skip-column-names', '-e', "SHOW STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status')"], { timeoutMs: 5_000 });
+      const own = await tryRun(
+        'mariadb',
+        [
+          '--no-defaults',
+          `--socket=${path.join(o.dir, 'mysqld.sock')}`,
+          '--user=root',
+          '--connect-timeout=2',
+          '--batch',
+          '--skip-column-names',
+          '-e',
+          "SHOW STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status')",
+        ],
+        { timeoutMs: 5_000 },
+      );
       if (own.ok) {
         const values = Object.fromEntries(own.stdout.split('\n').map((line) => line.split('\t') as [string, string]));
-        if (Number(values.wsrep_cluster_size) > 1 || values.wsrep_cluster_status === 'Primary') joined = `its wsrep_cluster_size is ${values.wsrep_cluster_size}, ${values.wsrep_cluster_status}`;
+        if (Number(values.wsrep_cluster_size) > 1 || values.wsrep_cluster_status === 'Primary')
+          joined = `its wsrep_cluster_size is ${values.wsrep_cluster_size}, ${values.wsrep_cluster_status}`;
       }
       const log = readRogueLog(await readFile(errorLog, 'utf8').catch(() => ''));
       if (log.primary || log.members > 1) joined = `its log shows a view of ${log.members} members${log.primary ? ', primary' : ''}`;
@@ -261,13 +355,30 @@ async function attempt(
     const theySaid = refusedBy.length ? `; the servers: ${refusedBy.slice(0, 3).join(', ')}` : '';
     const head = `${o.kind === 'plain' ? 'Without TLS' : "With its own CA's certificate"} (at ${o.address})`;
     if (joined) return { kind: o.kind, pass: false, story: `${head} the stranger got in: ${joined}; ${said}` };
-    if (wrong.length) return { kind: o.kind, pass: false, story: `${head}, while the stranger asked to join, the servers were not all at size ${o.size} and primary: ${wrong.slice(0, 3).join('; ')}; ${said}` };
+    if (wrong.length)
+      return {
+        kind: o.kind,
+        pass: false,
+        story: `${head}, while the stranger asked to join, the servers were not all at size ${o.size} and primary: ${wrong.slice(0, 3).join('; ')}; ${said}`,
+      };
     if (!log.tried) {
       const tail = (await readFile(errorLog, 'utf8').catch(() => '')).trim().split('\n').slice(-4).join(' / ');
-      return { kind: o.kind, pass: false, story: `${head} the stranger's MariaDB never asked the cluster to let it in: ${tail || 'no log'}` };
+      return {
+        kind: o.kind,
+        pass: false,
+        story: `${head} the stranger's MariaDB never asked the cluster to let it in: ${tail || 'no log'}`,
+      };
     }
-    if (o.kind === 'forged' && !log.refusals.some((r) => /unknown ca|certificate/i.test(r)) && !refusedBy.some((r) => /certificate|unknown ca/i.test(r))) {
-      return { kind: o.kind, pass: false, story: `${head} the stranger was kept out, but neither it nor the servers logged a refused certificate: ${said}` };
+    if (
+      o.kind === 'forged' &&
+      !log.refusals.some((r) => /unknown ca|certificate/i.test(r)) &&
+      !refusedBy.some((r) => /certificate|unknown ca/i.test(r))
+    ) {
+      return {
+        kind: o.kind,
+        pass: false,
+        story: `${head} the stranger was kept out, but neither it nor the servers logged a refused certificate: ${said}`,
+      };
     }
     return {
       kind: o.kind,

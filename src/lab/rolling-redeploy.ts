@@ -17,7 +17,21 @@ import { BUNDLED_OVERLAYS_DIR } from '../overlays/load.js';
 import type { Machine } from './machine.js';
 import { sqlThroughVip } from './probes.js';
 import { rowsThroughVip, whyOut, writeRows } from './recovery.js';
-import { elapsed, ensureWhole, galeraFullWithin, journals, scenario, servers, settledVipHolder, showGalera, sqlWithin, TABLE, vipProblem, type LabContext, type ScenarioResult } from './scenarios.js';
+import {
+  elapsed,
+  ensureWhole,
+  galeraFullWithin,
+  journals,
+  scenario,
+  servers,
+  settledVipHolder,
+  showGalera,
+  sqlWithin,
+  TABLE,
+  vipProblem,
+  type LabContext,
+  type ScenarioResult,
+} from './scenarios.js';
 
 /** The template the rebuild changes: every node has /etc/hosts, and any program that resolves a name reads it. */
 const TEMPLATE = 'base/etc/hosts.hbs';
@@ -46,7 +60,11 @@ class Writer {
   private stopped = false;
   private readonly done: Promise<void>;
 
-  constructor(private readonly ctx: LabContext, private readonly phase: string, everyMs: number) {
+  constructor(
+    private readonly ctx: LabContext,
+    private readonly phase: string,
+    everyMs: number,
+  ) {
     this.lastOk = Date.now();
     this.done = this.loop(everyMs);
   }
@@ -54,7 +72,12 @@ class Writer {
   private async loop(everyMs: number): Promise<void> {
     while (!this.stopped) {
       const t = Date.now();
-      const insert = await sqlThroughVip(this.ctx.topology, this.ctx.datastore, `INSERT INTO ${TABLE} (phase) VALUES ('${this.phase}')`, 5_000);
+      const insert = await sqlThroughVip(
+        this.ctx.topology,
+        this.ctx.datastore,
+        `INSERT INTO ${TABLE} (phase) VALUES ('${this.phase}')`,
+        5_000,
+      );
       if (insert.ok) {
         this.accepted++;
         this.longestGapMs = Math.max(this.longestGapMs, Date.now() - this.lastOk);
@@ -121,7 +144,9 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
     // Its plan lists every file as changed (netroot never deployed there); rsync's checksums skip the equal ones.
     let t = Date.now();
     const first = await deployTo(d, d.buildOut, work);
-    ctx.log(`rolling-redeploy: the running export root became generation ${first.nodes[0]?.generation} in ${elapsed(t)} s; rebuilding with a changed ${TEMPLATE}`);
+    ctx.log(
+      `rolling-redeploy: the running export root became generation ${first.nodes[0]?.generation} in ${elapsed(t)} s; rebuilding with a changed ${TEMPLATE}`,
+    );
 
     // The rebuild: the bundled overlays with one template changed, into an output of its own
     // (the lab's build is the export root's lower layer and is never written while it is mounted).
@@ -158,11 +183,18 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
       }
       deploySeconds = elapsed(t);
       const missed = second.nodes.filter((n) => !n.changed.includes(CHANGED_FILE));
-      if (missed.length) return s.result(false, `the rebuild's deploy did not change /${CHANGED_FILE} on ${missed.map((n) => n.node).join(', ')}`);
+      if (missed.length)
+        return s.result(false, `the rebuild's deploy did not change /${CHANGED_FILE} on ${missed.map((n) => n.node).join(', ')}`);
       const seeded = second.nodes.filter((n) => n.seeded.length);
-      if (seeded.length) return s.result(false, `the redeploy seeded state that the nodes already hold: ${seeded.map((n) => `${n.node}: ${n.seeded.join(', ')}`).join('; ')}`);
+      if (seeded.length)
+        return s.result(
+          false,
+          `the redeploy seeded state that the nodes already hold: ${seeded.map((n) => `${n.node}: ${n.seeded.join(', ')}`).join('; ')}`,
+        );
       const counts = [...new Set(second.nodes.map((n) => n.changed.length + n.added.length + n.removed.length))].join('/');
-      ctx.log(`rolling-redeploy: generation ${second.nodes[0]?.generation} deployed in ${deploySeconds} s (${counts} files a node); rebooting the servers one at a time`);
+      ctx.log(
+        `rolling-redeploy: generation ${second.nodes[0]?.generation} deployed in ${deploySeconds} s (${counts} files a node); rebooting the servers one at a time`,
+      );
 
       // Each server back in a whole Galera cluster, with one VIP holder, before the next goes down.
       for (const machine of ctx.shuffle(servers(ctx))) {
@@ -171,7 +203,10 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
         await ctx.powerOn(machine);
         const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
         if (!galera.ok) {
-          return s.result(false, `${machine.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of its reboot (${showGalera(galera.seen)})\n${await journals(ctx, [machine.node.name], 'mariadb', 8)}\n${await whyOut(ctx, [machine.node.name])}`);
+          return s.result(
+            false,
+            `${machine.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of its reboot (${showGalera(galera.seen)})\n${await journals(ctx, [machine.node.name], 'mariadb', 8)}\n${await whyOut(ctx, [machine.node.name])}`,
+          );
         }
         const holders = await settledVipHolder(ctx, 6_000, ctx.bounds.vipSettleSeconds * 1000);
         if (holders.length !== 1) return s.result(false, `after ${machine.node.name}'s reboot: ${vipProblem(ctx, holders)}`);
@@ -185,14 +220,16 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
     const bound = ctx.bounds.healthFailoverSeconds;
     const problems: string[] = [];
     if (writer.accepted === 0) problems.push('no write through the VIP was accepted during the reboots');
-    if (gap > bound) problems.push(`the datastore took no write through the VIP for ${gap} s (bound ${bound} s: keepalived's health check and takeover)`);
+    if (gap > bound)
+      problems.push(`the datastore took no write through the VIP for ${gap} s (bound ${bound} s: keepalived's health check and takeover)`);
     const before = await rowsThroughVip(ctx, phase);
     if (typeof before === 'string') problems.push(before);
     else if (before.count !== 20 || !before.last) problems.push(`only ${before.count} of the 20 rows written before the deploy are there`);
     const during = await sqlWithin(ctx, `SELECT COUNT(*) FROM ${TABLE} WHERE phase = '${phase}-during'`, 60_000, 1_000);
     const duringCount = Number(during.stdout.trim());
     // A write whose answer was lost may have landed: more rows than accepted answers is fine, fewer is a loss.
-    if (!during.ok || duringCount < writer.accepted) problems.push(`${writer.accepted} writes were accepted during the reboots, but ${during.ok ? duringCount : 'none'} are there`);
+    if (!during.ok || duringCount < writer.accepted)
+      problems.push(`${writer.accepted} writes were accepted during the reboots, but ${during.ok ? duringCount : 'none'} are there`);
     for (const machine of ctx.machines) {
       const password = await readInside(machine, NODE_PASSWORD);
       if (password !== identities.get(machine.node.name)) problems.push(`${machine.node.name}'s k3s node password changed`);
@@ -203,7 +240,10 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
       `generation ${second.nodes[0]?.generation} (${TEMPLATE} changed; rebuilt in ${builtSeconds} s) deployed onto the running export root in ${deploySeconds} s; ` +
       `servers rebooted one at a time (${reboots.join(', ')}); ${writer.accepted} writes through the VIP accepted meanwhile, the longest gap ${gap} s (bound ${bound} s)`;
     if (problems.length) return s.result(false, `${story}; but ${problems.join('; ')}`);
-    return s.result(true, `${story}; all 20 rows written before and all ${writer.accepted} during are there; every node kept its k3s node password and reads the new /${CHANGED_FILE}`);
+    return s.result(
+      true,
+      `${story}; all 20 rows written before and all ${writer.accepted} during are there; every node kept its k3s node password and reads the new /${CHANGED_FILE}`,
+    );
   } finally {
     await rm(path.join(work, 'out'), { recursive: true, force: true });
   }

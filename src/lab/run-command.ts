@@ -35,7 +35,9 @@ export async function tryRun(command: string, args: string[], options: RunOption
     ok: !result.failed,
     exitCode: result.exitCode,
     stdout: String(result.stdout ?? ''),
-    stderr: result.timedOut ? `${String(result.stderr ?? '')}\n(stopped after ${Math.round((options.timeoutMs ?? DEFAULT_TIMEOUT) / 1000)} s)`.trim() : String(result.stderr ?? ''),
+    stderr: result.timedOut
+      ? `${String(result.stderr ?? '')}\n(stopped after ${Math.round((options.timeoutMs ?? DEFAULT_TIMEOUT) / 1000)} s)`.trim()
+      : String(result.stderr ?? ''),
   };
 }
 
@@ -43,7 +45,8 @@ export async function run(command: string, args: string[], options: RunOptions =
   const result = await tryRun(command, args, options);
   if (!result.ok) {
     const output = (result.stderr || result.stdout).trim().split('\n').slice(-6).join('\n  ');
-    if (result.exitCode === undefined && /ENOENT/.test(output)) throw new LabError(`${command} is not installed: run scripts/install-lab-deps.sh`);
+    if (result.exitCode === undefined && /ENOENT/.test(output))
+      throw new LabError(`${command} is not installed: run scripts/install-lab-deps.sh`);
     throw new LabError(`${[command, ...args].join(' ')} failed (exit ${result.exitCode ?? '?'}):\n  ${output}`);
   }
   return result.stdout;
@@ -54,8 +57,10 @@ export const netnsPath = (ns: string): string => `/run/netns/${ns}`;
 /** nsenter arguments that put a program into a lab namespace's network. */
 export const inNetArgs = (ns: string, command: string, args: string[]): string[] => [`--net=${netnsPath(ns)}`, '--', command, ...args];
 
-export const inNet = (ns: string, command: string, args: string[], options?: RunOptions): Promise<string> => run('nsenter', inNetArgs(ns, command, args), options);
-export const tryInNet = (ns: string, command: string, args: string[], options?: RunOptions): Promise<CommandResult> => tryRun('nsenter', inNetArgs(ns, command, args), options);
+export const inNet = (ns: string, command: string, args: string[], options?: RunOptions): Promise<string> =>
+  run('nsenter', inNetArgs(ns, command, args), options);
+export const tryInNet = (ns: string, command: string, args: string[], options?: RunOptions): Promise<CommandResult> =>
+  tryRun('nsenter', inNetArgs(ns, command, args), options);
 
 /** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes; undefined on timeout. */
 export async function waitFor<T>(check: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 1_000): Promise<T | undefined> {
@@ -71,7 +76,10 @@ export async function waitFor<T>(check: () => Promise<T | undefined>, timeoutMs:
 /** Waits up to `graceMs` for a child to end, then kills it outright; resolves once it is gone. */
 export async function endWithin(child: ResultPromise, graceMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
-  const ended = await Promise.race([child.then(() => true), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs)))]);
+  const ended = await Promise.race([
+    child.then(() => true),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
+  ]);
   clearTimeout(timer);
   if (!ended) child.kill('SIGKILL');
   await child;

@@ -74,7 +74,13 @@ const VIP_QUIET_MS = 12_000;
  * after three missed adverts, its health check fails after two 2-s intervals,
  * and every server more boots, recovers and transfers its state in turn.
  */
-export function boundsFor(profile: { keepalived: { advertInterval: number; checkInterval?: number }; galera: { recovery: { survivorAfter: number; waitForAll: number } } }, servers: number): LabBounds {
+export function boundsFor(
+  profile: {
+    keepalived: { advertInterval: number; checkInterval?: number };
+    galera: { recovery: { survivorAfter: number; waitForAll: number } };
+  },
+  servers: number,
+): LabBounds {
   const advert = profile.keepalived.advertInterval;
   const check = profile.keepalived.checkInterval ?? 2;
   return {
@@ -146,22 +152,42 @@ export function datastoreWithin(ctx: LabContext, timeoutMs: number, intervalMs: 
 }
 
 /** Retries a statement through the VIP until it succeeds (while the VIP moves, say); the last attempt either way. */
-export async function sqlWithin(ctx: LabContext, statement: string, timeoutMs: number, intervalMs: number, attemptMs = 15_000): Promise<CommandResult> {
+export async function sqlWithin(
+  ctx: LabContext,
+  statement: string,
+  timeoutMs: number,
+  intervalMs: number,
+  attemptMs = 15_000,
+): Promise<CommandResult> {
   let last: CommandResult | undefined;
-  await waitFor(async () => ((last = await sqlThroughVip(ctx.topology, ctx.datastore, statement, attemptMs)).ok ? true : undefined), timeoutMs, intervalMs);
+  await waitFor(
+    async () => ((last = await sqlThroughVip(ctx.topology, ctx.datastore, statement, attemptMs)).ok ? true : undefined),
+    timeoutMs,
+    intervalMs,
+  );
   return last!;
 }
 
 /** A scenario's result builder: its name, the seconds since `start`, and the time to a primary component once known. */
-export function scenario(name: string, start: number): { result: (pass: boolean, detail: string) => ScenarioResult; primary(seconds: number): void } {
+export function scenario(
+  name: string,
+  start: number,
+): { result: (pass: boolean, detail: string) => ScenarioResult; primary(seconds: number): void } {
   let primarySeconds: number | undefined;
   return {
-    result: (pass, detail) => ({ name, pass, seconds: elapsed(start), detail, ...(primarySeconds !== undefined ? { primarySeconds } : {}) }),
+    result: (pass, detail) => ({
+      name,
+      pass,
+      seconds: elapsed(start),
+      detail,
+      ...(primarySeconds !== undefined ? { primarySeconds } : {}),
+    }),
     primary: (seconds) => void (primarySeconds = seconds),
   };
 }
 
-export const showGalera = (seen: Map<string, GaleraStatus | undefined>): string => [...seen].map(([name, s]) => `${name}: ${describeGalera(s)}`).join('; ');
+export const showGalera = (seen: Map<string, GaleraStatus | undefined>): string =>
+  [...seen].map(([name, s]) => `${name}: ${describeGalera(s)}`).join('; ');
 
 /** Journal lines of `unit` on the named machines, for a failure's detail. */
 export async function journals(ctx: LabContext, names: string[], unit: string, lines = 4): Promise<string> {
@@ -207,13 +233,21 @@ export function vipProblem(ctx: LabContext, holders: string[]): string {
 export async function coldStart(ctx: LabContext, started: number): Promise<ScenarioResult> {
   const deadline = started + ctx.bounds.coldStartSeconds * 1000;
   const left = (): number => Math.max(0, deadline - Date.now());
-  const fail = async (what: string, more = ''): Promise<ScenarioResult> => ({ name: 'cold-start', pass: false, seconds: elapsed(started), detail: [what, more].filter(Boolean).join('\n') });
+  const fail = async (what: string, more = ''): Promise<ScenarioResult> => ({
+    name: 'cold-start',
+    pass: false,
+    seconds: elapsed(started),
+    detail: [what, more].filter(Boolean).join('\n'),
+  });
 
   const size = servers(ctx).length;
   const galera = await galeraFullWithin(ctx, left());
   if (!galera.ok) {
     const bad = [...galera.seen].filter(([, s]) => !s || s.size !== size).map(([name]) => name);
-    return fail(`Galera did not form within ${ctx.bounds.coldStartSeconds} s: wsrep_cluster_size is not ${size} on every server (${showGalera(galera.seen)})`, await journals(ctx, bad, 'mariadb'));
+    return fail(
+      `Galera did not form within ${ctx.bounds.coldStartSeconds} s: wsrep_cluster_size is not ${size} on every server (${showGalera(galera.seen)})`,
+      await journals(ctx, bad, 'mariadb'),
+    );
   }
   const galeraAt = elapsed(started);
 
@@ -221,11 +255,19 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
   // check has just passed waits rise × interval (4 s), then three missed adverts,
   // before it takes the VIP. One holder must stay the only one longer than that.
   const holders = await settledVipHolder(ctx, VIP_QUIET_MS, Math.min(left(), ctx.bounds.vipSettleSeconds * 1000));
-  if (holders.length !== 1) return fail(vipProblem(ctx, holders), await journals(ctx, holders.length ? holders : servers(ctx).map((m) => m.node.name), 'keepalived'));
+  if (holders.length !== 1)
+    return fail(
+      vipProblem(ctx, holders),
+      await journals(ctx, holders.length ? holders : servers(ctx).map((m) => m.node.name), 'keepalived'),
+    );
   const holder = holders[0]!;
 
   const sql = await datastoreWithin(ctx, left(), 2_000);
-  if (!sql.ok) return fail(`the k3s database ${ctx.datastore.database} does not answer through the VIP as ${ctx.datastore.user}: ${sql.stderr.trim()}`, await journals(ctx, [holder], 'netroot-k3s-datastore'));
+  if (!sql.ok)
+    return fail(
+      `the k3s database ${ctx.datastore.database} does not answer through the VIP as ${ctx.datastore.user}: ${sql.stderr.trim()}`,
+      await journals(ctx, [holder], 'netroot-k3s-datastore'),
+    );
 
   let notReady: string[] = [];
   const ready = await waitFor(
@@ -238,7 +280,11 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
     2_000,
   );
   if (!ready) {
-    const units = await Promise.all(notReady.map(async (name) => journals(ctx, [name], ctx.machines.find((m) => m.node.name === name)!.node.isServer ? 'k3s' : 'k3s-agent')));
+    const units = await Promise.all(
+      notReady.map(async (name) =>
+        journals(ctx, [name], ctx.machines.find((m) => m.node.name === name)!.node.isServer ? 'k3s' : 'k3s-agent'),
+      ),
+    );
     return fail(`k3s stand-in not ready on ${notReady.join(', ')}`, units.join('\n'));
   }
 
@@ -247,14 +293,18 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
   const problems: string[] = [];
   const more: string[] = [];
   const { record } = ctx.dns;
-  const names = (await Promise.all(ctx.machines.map((m) => nameProblem(m, record.name, record.address, ctx.dns.address)))).filter((p): p is string => p !== undefined);
+  const names = (await Promise.all(ctx.machines.map((m) => nameProblem(m, record.name, record.address, ctx.dns.address)))).filter(
+    (p): p is string => p !== undefined,
+  );
   if (names.length) {
     problems.push(`names: ${names.join('; ')}`);
     more.push(`the lab's DNS server logs every query it gets in ${ctx.dns.log}`);
   }
   const bootBound = ctx.bounds.systemRunningSeconds;
   const states = await Promise.all(ctx.machines.map((m) => systemState(m, Math.max(10_000, bootBound * 1000 - (Date.now() - started)))));
-  const badBoot = states.filter((st) => st.state !== 'running' || st.failed.length > 0 || st.timedOut.length > 0 || st.seconds === undefined || st.seconds > bootBound);
+  const badBoot = states.filter(
+    (st) => st.state !== 'running' || st.failed.length > 0 || st.timedOut.length > 0 || st.seconds === undefined || st.seconds > bootBound,
+  );
   if (badBoot.length) {
     problems.push(`systemd on ${badBoot.map((st) => describeBoot(st, bootBound)).join('; ')}`);
     for (const st of badBoot) for (const unit of st.failed) more.push(await journals(ctx, [st.node], unit, 3));
@@ -313,7 +363,10 @@ export async function ensureWhole(ctx: LabContext): Promise<string | undefined> 
 }
 
 /** Waits for the restarted node to be back in a full, synced Galera cluster. */
-async function rejoin(ctx: LabContext, machine: Machine): Promise<{ ok: boolean; seconds: number; seen: Map<string, GaleraStatus | undefined> }> {
+async function rejoin(
+  ctx: LabContext,
+  machine: Machine,
+): Promise<{ ok: boolean; seconds: number; seen: Map<string, GaleraStatus | undefined> }> {
   const start = Date.now();
   await ctx.powerOn(machine);
   const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
@@ -342,17 +395,30 @@ export async function vipFailover(ctx: LabContext): Promise<ScenarioResult> {
   if (after.length !== 1) return result(false, `after ${victim.node.name} lost power: ${vipProblem(ctx, after)}`);
   const moved = after[0]!;
   if (movedAfter > ctx.bounds.failoverSeconds) {
-    return result(false, `the VIP moved to ${moved} ${movedAfter} s after ${victim.node.name} lost power, more than ${ctx.bounds.failoverSeconds} s: check advert_int and the priorities in keepalived.conf`);
+    return result(
+      false,
+      `the VIP moved to ${moved} ${movedAfter} s after ${victim.node.name} lost power, more than ${ctx.bounds.failoverSeconds} s: check advert_int and the priorities in keepalived.conf`,
+    );
   }
   const sql = await datastoreWithin(ctx, 30_000, 1_000);
-  if (!sql.ok) return result(false, `the VIP moved to ${moved} after ${movedAfter} s, but the datastore does not answer through it: ${sql.stderr.trim()}`);
+  if (!sql.ok)
+    return result(
+      false,
+      `the VIP moved to ${moved} after ${movedAfter} s, but the datastore does not answer through it: ${sql.stderr.trim()}`,
+    );
   const answeredAfter = elapsed(cut);
   ctx.log(`vip-failover: VIP on ${moved} after ${movedAfter} s; powering ${victim.node.name} on again`);
   const back = await rejoin(ctx, victim);
   if (!back.ok) {
-    return result(false, `${victim.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of powering on (${showGalera(back.seen)})\n${await journals(ctx, [victim.node.name], 'mariadb')}`);
+    return result(
+      false,
+      `${victim.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of powering on (${showGalera(back.seen)})\n${await journals(ctx, [victim.node.name], 'mariadb')}`,
+    );
   }
-  return result(true, `VIP moved from ${victim.node.name} to ${moved} ${movedAfter} s after the power cut; the datastore answered through it after ${answeredAfter} s; ${victim.node.name} rejoined Galera (size 3) ${back.seconds} s after powering on`);
+  return result(
+    true,
+    `VIP moved from ${victim.node.name} to ${moved} ${movedAfter} s after the power cut; the datastore answered through it after ${answeredAfter} s; ${victim.node.name} rejoined Galera (size 3) ${back.seconds} s after powering on`,
+  );
 }
 
 export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
@@ -363,7 +429,11 @@ export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
   const holders = await settledVipHolder(ctx);
   const victim = runningServers(ctx).find((m) => !holders.includes(m.node.name));
   if (!victim) return result(false, 'no running server without the VIP to take down');
-  const created = await sqlThroughVip(ctx.topology, ctx.datastore, `CREATE TABLE IF NOT EXISTS ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, phase VARCHAR(64) NOT NULL)`);
+  const created = await sqlThroughVip(
+    ctx.topology,
+    ctx.datastore,
+    `CREATE TABLE IF NOT EXISTS ${TABLE} (id INT AUTO_INCREMENT PRIMARY KEY, phase VARCHAR(64) NOT NULL)`,
+  );
   if (!created.ok) return result(false, `could not create ${TABLE} through the VIP: ${created.stderr.trim()}`);
   const phase = `down-${Date.now()}`;
   ctx.log(`galera-node-loss: pulling the power of ${victim.node.name}; writing through the VIP meanwhile`);
@@ -374,18 +444,36 @@ export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
     const t = Date.now();
     const insert = await sqlThroughVip(ctx.topology, ctx.datastore, `INSERT INTO ${TABLE} (phase) VALUES ('${phase}')`, 60_000);
     slowest = Math.max(slowest, (Date.now() - t) / 1000);
-    if (!insert.ok) return result(false, `write ${i + 1} of ${writes} through the VIP failed while ${victim.node.name} was down: ${insert.stderr.trim()}`);
+    if (!insert.ok)
+      return result(
+        false,
+        `write ${i + 1} of ${writes} through the VIP failed while ${victim.node.name} was down: ${insert.stderr.trim()}`,
+      );
     await new Promise((r) => setTimeout(r, 500));
   }
   ctx.log(`galera-node-loss: ${writes} writes went through; powering ${victim.node.name} on again`);
   const back = await rejoin(ctx, victim);
   if (!back.ok) {
-    return result(false, `${victim.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of powering on (${showGalera(back.seen)})\n${await journals(ctx, [victim.node.name], 'mariadb')}`);
+    return result(
+      false,
+      `${victim.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of powering on (${showGalera(back.seen)})\n${await journals(ctx, [victim.node.name], 'mariadb')}`,
+    );
   }
-  const count = await victim.exec('mariadb', ['--batch', '--skip-column-names', ctx.datastore.database, '-e', `SELECT COUNT(*) FROM ${TABLE} WHERE phase = '${phase}'`], { timeoutMs: 10_000 });
+  const count = await victim.exec(
+    'mariadb',
+    ['--batch', '--skip-column-names', ctx.datastore.database, '-e', `SELECT COUNT(*) FROM ${TABLE} WHERE phase = '${phase}'`],
+    { timeoutMs: 10_000 },
+  );
   const seen = Number(count.stdout.trim());
-  if (!count.ok || seen !== writes) return result(false, `${victim.node.name} rejoined but holds ${count.ok ? seen : 'none'} of the ${writes} writes made while it was down${count.ok ? '' : `: ${count.stderr.trim()}`}`);
-  return result(true, `${writes} writes through the VIP while ${victim.node.name} was down (slowest ${slowest.toFixed(1)} s); it rejoined after ${back.seconds} s and holds all ${writes}`);
+  if (!count.ok || seen !== writes)
+    return result(
+      false,
+      `${victim.node.name} rejoined but holds ${count.ok ? seen : 'none'} of the ${writes} writes made while it was down${count.ok ? '' : `: ${count.stderr.trim()}`}`,
+    );
+  return result(
+    true,
+    `${writes} writes through the VIP while ${victim.node.name} was down (slowest ${slowest.toFixed(1)} s); it rejoined after ${back.seconds} s and holds all ${writes}`,
+  );
 }
 
 /**
@@ -403,7 +491,11 @@ export async function mariadbDown(ctx: LabContext): Promise<ScenarioResult> {
   ctx.log(`mariadb-down: killing MariaDB on ${holder.node.name}, which holds the VIP`);
   const cut = Date.now();
   // The main process only: systemd in a container cannot always signal a unit's whole cgroup.
-  const killed = await holder.exec('bash', ['-c', 'pid=$(systemctl show --property=MainPID --value mariadb.service) && [ "$pid" -gt 0 ] && kill -KILL "$pid"'], { timeoutMs: 10_000 });
+  const killed = await holder.exec(
+    'bash',
+    ['-c', 'pid=$(systemctl show --property=MainPID --value mariadb.service) && [ "$pid" -gt 0 ] && kill -KILL "$pid"'],
+    { timeoutMs: 10_000 },
+  );
   if (!killed.ok) return result(false, `could not kill MariaDB on ${holder.node.name}: ${killed.stderr.trim()}`);
   let holders: string[] = before;
   const moved = await waitFor(
@@ -416,13 +508,20 @@ export async function mariadbDown(ctx: LabContext): Promise<ScenarioResult> {
   );
   const movedAfter = elapsed(cut);
   if (!moved) {
-    return result(false, `the VIP stayed ${holders.length ? `on ${holders.join(', ')}` : 'nowhere'} for ${ctx.bounds.healthFailoverSeconds} s after MariaDB died on ${holder.node.name}: keepalived's galera_ready check must move it\n${await journals(ctx, [holder.node.name], 'keepalived')}`);
+    return result(
+      false,
+      `the VIP stayed ${holders.length ? `on ${holders.join(', ')}` : 'nowhere'} for ${ctx.bounds.healthFailoverSeconds} s after MariaDB died on ${holder.node.name}: keepalived's galera_ready check must move it\n${await journals(ctx, [holder.node.name], 'keepalived')}`,
+    );
   }
   const sql = await datastoreWithin(ctx, 30_000, 1_000);
   if (!sql.ok) return result(false, `the VIP moved to ${moved}, but the datastore does not answer through it: ${sql.stderr.trim()}`);
   const size = servers(ctx).length;
   const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
-  if (!galera.ok) return result(false, `MariaDB on ${holder.node.name} did not come back into Galera within ${ctx.bounds.rejoinSeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, [holder.node.name], 'mariadb')}`);
+  if (!galera.ok)
+    return result(
+      false,
+      `MariaDB on ${holder.node.name} did not come back into Galera within ${ctx.bounds.rejoinSeconds} s (${showGalera(galera.seen)})\n${await journals(ctx, [holder.node.name], 'mariadb')}`,
+    );
   primary(elapsed(cut));
   const returned = await settledVipHolder(ctx, 0, 30_000, 250);
   return result(

@@ -73,7 +73,10 @@ function identityContext(identity: NodeIdentity) {
   return {
     machineId: identity.machineId,
     sshHostKeys: Object.fromEntries(
-      SSH_HOST_KEY_TYPES.map((type) => [type, { private: identity.sshHostKeys[type].trimEnd(), public: publicKey(identity.sshHostKeys[type]) }]),
+      SSH_HOST_KEY_TYPES.map((type) => [
+        type,
+        { private: identity.sshHostKeys[type].trimEnd(), public: publicKey(identity.sshHostKeys[type]) },
+      ]),
     ),
   };
 }
@@ -96,7 +99,10 @@ export const TIME_SYNC_WAIT_SECONDS = 90;
  * How a node resolves names and sets its clock, decided from the base's packages. Without a base
  * (an overlay-only build), Armbian's: systemd-resolved and systemd-timesyncd.
  */
-export function baseServices(base: BaseFacts | undefined): { resolver: 'systemd-resolved' | 'static'; ntpClient: 'chrony' | 'systemd-timesyncd' | null } {
+export function baseServices(base: BaseFacts | undefined): {
+  resolver: 'systemd-resolved' | 'static';
+  ntpClient: 'chrony' | 'systemd-timesyncd' | null;
+} {
   return {
     resolver: !base || base.systemdResolved ? 'systemd-resolved' : 'static',
     ntpClient: !base ? 'systemd-timesyncd' : base.chrony ? 'chrony' : base.timesyncd ? 'systemd-timesyncd' : null,
@@ -107,7 +113,9 @@ export function baseServices(base: BaseFacts | undefined): { resolver: 'systemd-
 export function baseNotes(base: BaseFacts | undefined): { notes: string[]; warnings: string[] } {
   if (!base) {
     return {
-      notes: ['no base was read: assumed Armbian\'s systemd-resolved (names in /etc/systemd/resolved.conf.d) and systemd-timesyncd; a build with a base decides from its packages'],
+      notes: [
+        "no base was read: assumed Armbian's systemd-resolved (names in /etc/systemd/resolved.conf.d) and systemd-timesyncd; a build with a base decides from its packages",
+      ],
       warnings: [],
     };
   }
@@ -116,7 +124,9 @@ export function baseNotes(base: BaseFacts | undefined): { notes: string[]; warni
     notes: [],
     warnings: ntpClient
       ? []
-      : ['the base has no NTP client (chrony or systemd-timesyncd): nothing sets the nodes\' clocks, and k3s and Galera do not wait for a synchronized one. Install systemd-timesyncd in the base'],
+      : [
+          "the base has no NTP client (chrony or systemd-timesyncd): nothing sets the nodes' clocks, and k3s and Galera do not wait for a synchronized one. Install systemd-timesyncd in the base",
+        ],
   };
 }
 
@@ -180,13 +190,28 @@ function nameAndTimeContext(node: ClusterNode, base: BaseFacts | undefined) {
 /** One attempt of the recovery decision (a try of mariadb.service's start); MariaDB tries again after it. */
 export const GALERA_RECOVERY_ATTEMPT_SECONDS = 600;
 
-export function nodeContext(cluster: Cluster, node: ClusterNode, secrets: Secrets, identity?: NodeIdentity, base?: BaseFacts): Record<string, unknown> {
+export function nodeContext(
+  cluster: Cluster,
+  node: ClusterNode,
+  secrets: Secrets,
+  identity?: NodeIdentity,
+  base?: BaseFacts,
+): Record<string, unknown> {
   const { profile } = cluster;
   const longhornOn = profile.longhorn.enabled;
   const storage = node.storage;
   const context: Record<string, unknown> = {
     cluster: { name: cluster.name },
-    node: { name: node.name, ip: node.ip, mac: node.mac, interface: node.interface, gateway: node.gateway, dns: node.dns, isServer: node.isServer, roles: node.roles },
+    node: {
+      name: node.name,
+      ip: node.ip,
+      mac: node.mac,
+      interface: node.interface,
+      gateway: node.gateway,
+      dns: node.dns,
+      isServer: node.isServer,
+      roles: node.roles,
+    },
     network: networkContext(cluster),
     nodes: cluster.nodes.map((n) => ({ name: n.name, ip: n.ip })),
     ssh: sshContext(cluster, node),

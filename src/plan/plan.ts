@@ -48,10 +48,16 @@ export interface BuildPlan {
 }
 
 function lookup(context: Record<string, unknown>, dotted: string): unknown {
-  return dotted.split('.').reduce<unknown>((v, key) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined), context);
+  return dotted
+    .split('.')
+    .reduce<unknown>((v, key) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined), context);
 }
 
-function applies(node: ClusterNode, context: Record<string, unknown>, when: { roles?: readonly string[] | undefined; if?: string | undefined }): boolean {
+function applies(
+  node: ClusterNode,
+  context: Record<string, unknown>,
+  when: { roles?: readonly string[] | undefined; if?: string | undefined },
+): boolean {
   if (when.roles && !when.roles.some((r) => node.roles.includes(r as never))) return false;
   if (when.if && !lookup(context, when.if)) return false;
   return true;
@@ -69,7 +75,10 @@ function finish(text: string, meta: FileMeta, template: Template, subject: strin
   const content = meta.format === 'ini' ? GENERATED(template) + text : text;
   const problem = checkRendered(meta.format, content);
   if (problem) {
-    throw new TemplateError(template.name, `rendered ${meta.format.toUpperCase()} that does not parse, for ${subject}: line ${problem.line} of the file: ${problem.message}`);
+    throw new TemplateError(
+      template.name,
+      `rendered ${meta.format.toUpperCase()} that does not parse, for ${subject}: line ${problem.line} of the file: ${problem.message}`,
+    );
   }
   return content;
 }
@@ -104,7 +113,14 @@ function planOverlay(overlay: Overlay, node: ClusterNode, context: Record<string
   return out;
 }
 
-export function planNode(cluster: Cluster, node: ClusterNode, secrets: Secrets, overlays: OverlaySet, identity?: NodeIdentity, base?: BaseFacts): NodePlan {
+export function planNode(
+  cluster: Cluster,
+  node: ClusterNode,
+  secrets: Secrets,
+  overlays: OverlaySet,
+  identity?: NodeIdentity,
+  base?: BaseFacts,
+): NodePlan {
   const context = nodeContext(cluster, node, secrets, identity, base);
   const subject = `node ${node.name} (${node.isServer ? 'server' : 'agent'})`;
   const byPath = new Map<string, PlannedFile>();
@@ -114,7 +130,8 @@ export function planNode(cluster: Cluster, node: ClusterNode, secrets: Secrets, 
     for (const r of overlay.meta.removes) removes.add(r);
     for (const planned of planOverlay(overlay, node, context, subject)) {
       const earlier = byPath.get(planned.path);
-      if (earlier) throw new TemplateError(planned.source, `writes ${planned.path}, which ${earlier.source} writes too; one file has one owner`);
+      if (earlier)
+        throw new TemplateError(planned.source, `writes ${planned.path}, which ${earlier.source} writes too; one file has one owner`);
       byPath.set(planned.path, planned);
     }
   }
@@ -123,7 +140,8 @@ export function planNode(cluster: Cluster, node: ClusterNode, secrets: Secrets, 
     const parts = f.path.split('/');
     for (let i = 1; i < parts.length; i++) {
       const parent = byPath.get(parts.slice(0, i).join('/'));
-      if (parent?.type === 'symlink') throw new TemplateError(f.source, `writes ${f.path} below ${parent.path}, which ${parent.source} makes a symbolic link`);
+      if (parent?.type === 'symlink')
+        throw new TemplateError(f.source, `writes ${f.path} below ${parent.path}, which ${parent.source} makes a symbolic link`);
     }
   }
   // An enabled unit of ours must be in the plan, or systemd would be left a dangling link.
@@ -138,7 +156,8 @@ export function planNode(cluster: Cluster, node: ClusterNode, secrets: Secrets, 
 
 function bootTemplate(overlays: OverlaySet, name: string): Template {
   const template = overlays.bootServer.get(name);
-  if (!template) throw new TemplateError(`${overlays.dir}/boot-server/${name}.hbs`, 'is missing; the boot server files cannot be written without it');
+  if (!template)
+    throw new TemplateError(`${overlays.dir}/boot-server/${name}.hbs`, 'is missing; the boot server files cannot be written without it');
   return template;
 }
 
@@ -147,7 +166,9 @@ export function planBootServer(cluster: Cluster, overlays: OverlaySet): PlannedF
   const files: PlannedFile[] = [];
   const pxe = bootTemplate(overlays, 'pxelinux.cfg');
   for (const node of cluster.nodes) {
-    files.push(file(`tftp/pxelinux.cfg/${pxeConfigName(node)}`, pxe.render(pxeContext(cluster, node), `node ${node.name}`), plain, pxe.name));
+    files.push(
+      file(`tftp/pxelinux.cfg/${pxeConfigName(node)}`, pxe.render(pxeContext(cluster, node), `node ${node.name}`), plain, pxe.name),
+    );
   }
   const context = bootContext(cluster);
   const subject = `cluster ${cluster.name}`;
@@ -164,7 +185,13 @@ export function planBootServer(cluster: Cluster, overlays: OverlaySet): PlannedF
 }
 
 /** `base`: what the base root filesystem holds, when there is one (some files depend on its package versions). */
-export function planCluster(cluster: Cluster, secrets: Secrets, overlays: OverlaySet, identities: Record<string, NodeIdentity> = {}, base?: BaseFacts): BuildPlan {
+export function planCluster(
+  cluster: Cluster,
+  secrets: Secrets,
+  overlays: OverlaySet,
+  identities: Record<string, NodeIdentity> = {},
+  base?: BaseFacts,
+): BuildPlan {
   return {
     cluster,
     nodes: cluster.nodes.map((node) => planNode(cluster, node, secrets, overlays, identities[node.name], base)),
@@ -195,7 +222,14 @@ export interface ManifestEntry {
 const manifestEntry = (f: PlannedFile): ManifestEntry =>
   f.type === 'file'
     ? f.mode & 0o077
-      ? { path: f.path, type: f.type, mode: f.mode.toString(8).padStart(4, '0'), owner: `${f.uid}:${f.gid}`, size: f.content!.length, sha256: sha256(f.content!) }
+      ? {
+          path: f.path,
+          type: f.type,
+          mode: f.mode.toString(8).padStart(4, '0'),
+          owner: `${f.uid}:${f.gid}`,
+          size: f.content!.length,
+          sha256: sha256(f.content!),
+        }
       : { path: f.path, type: f.type, mode: f.mode.toString(8).padStart(4, '0'), owner: `${f.uid}:${f.gid}`, private: true }
     : { path: f.path, type: f.type, mode: '0777', owner: `${f.uid}:${f.gid}`, target: f.target! };
 
@@ -205,7 +239,10 @@ export function manifest(plan: BuildPlan, generator: string): Record<string, unk
     generator,
     cluster: plan.cluster.name,
     nodes: Object.fromEntries(
-      plan.nodes.map(({ node, files, removes }) => [node.name, { ip: node.ip, mac: node.mac, roles: node.roles, files: files.map(manifestEntry), removes }]),
+      plan.nodes.map(({ node, files, removes }) => [
+        node.name,
+        { ip: node.ip, mac: node.mac, roles: node.roles, files: files.map(manifestEntry), removes },
+      ]),
     ),
     bootServer: plan.bootServer.map(manifestEntry),
   };

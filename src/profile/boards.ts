@@ -82,13 +82,20 @@ export function expandBoardPresets(profile: Record<string, unknown>): PresetProb
   const board = profile.board;
   const known = BOARD_PRESET_NAMES.join(', ');
   if (typeof board === 'string') {
-    if (!isBoardPreset(board)) return [{ path: ['board'], message: `"${board}" is not a board netroot knows; use one of: ${known}, or write the board out as { name, kernel, initrd, fdt, console }` }];
+    if (!isBoardPreset(board))
+      return [
+        {
+          path: ['board'],
+          message: `"${board}" is not a board netroot knows; use one of: ${known}, or write the board out as { name, kernel, initrd, fdt, console }`,
+        },
+      ];
     profile.board = presetSettings(board);
     return [];
   }
   if (board && typeof board === 'object' && !Array.isArray(board) && 'preset' in board) {
     const { preset, ...own } = board as Record<string, unknown>;
-    if (!isBoardPreset(preset)) return [{ path: ['board', 'preset'], message: `${JSON.stringify(preset)} is not a board netroot knows; use one of: ${known}` }];
+    if (!isBoardPreset(preset))
+      return [{ path: ['board', 'preset'], message: `${JSON.stringify(preset)} is not a board netroot knows; use one of: ${known}` }];
     profile.board = { ...presetSettings(preset), ...own };
   }
   return [];

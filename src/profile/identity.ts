@@ -11,7 +11,9 @@ import { serverTlsSchema } from './tls.js';
 export const SSH_HOST_KEY_TYPES = ['ed25519', 'ecdsa'] as const;
 export type SshHostKeyType = (typeof SSH_HOST_KEY_TYPES)[number];
 
-const privateKey = z.string().regex(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n?$/, 'must be an OpenSSH private key');
+const privateKey = z
+  .string()
+  .regex(/^-----BEGIN OPENSSH PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END OPENSSH PRIVATE KEY-----\n?$/, 'must be an OpenSSH private key');
 
 export const nodeIdentitySchema = z.strictObject({
   machineId: z.string().regex(/^[0-9a-f]{32}$/, 'must be 32 lower-case hex digits, as in /etc/machine-id'),
@@ -23,8 +25,7 @@ export const nodeIdentitySchema = z.strictObject({
 export type NodeIdentity = z.output<typeof nodeIdentitySchema>;
 
 function sshKey(type: SshHostKeyType, comment: string): string {
-  const { privateKey: key } =
-    type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { privateKey: key } = type === 'ed25519' ? generateKeyPairSync('ed25519') : generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const parsed = sshpk.parsePrivateKey(key.export({ type: 'pkcs8', format: 'pem' }) as string, 'pem');
   parsed.comment = comment;
   return parsed.toString('openssh');

@@ -43,10 +43,12 @@ export function findProfile(ref: string, options: FindOptions = {}): string {
   if (isPathLike(ref)) {
     const file = path.resolve(cwd, ref);
     if (!existsSync(file)) throw new UsageError(`profile file ${ref} does not exist`);
-    if (statSync(file).isDirectory()) throw new UsageError(`profile ${ref} is a directory; give a profile file (such as ${path.join(ref, 'NAME.yaml')}) or a name`);
+    if (statSync(file).isDirectory())
+      throw new UsageError(`profile ${ref} is a directory; give a profile file (such as ${path.join(ref, 'NAME.yaml')}) or a name`);
     return file;
   }
-  if (!/^[A-Za-z0-9._-]+$/.test(ref)) throw new UsageError(`"${ref}" is not a profile name; give a name such as opz3 or a path to a .yaml file`);
+  if (!/^[A-Za-z0-9._-]+$/.test(ref))
+    throw new UsageError(`"${ref}" is not a profile name; give a name such as opz3 or a path to a .yaml file`);
   const dirs = [...new Set(options.searchDirs ?? [path.resolve(cwd, 'profiles'), BUNDLED_PROFILES_DIR])];
   for (const dir of dirs) {
     const file = path.join(dir, `${ref}.yaml`);
@@ -73,12 +75,20 @@ async function readChain(file: string, cwd: string, chain: string[]): Promise<Lo
   }
   if (chain.includes(real)) {
     const names = [...chain, real].map((f) => displayPath(f, cwd)).join(' → ');
-    throw new ProfileError([{ location: ext.keyLoc, key: 'extends', message: `profiles extend each other in a cycle (${names}); remove one of the extends` }]);
+    throw new ProfileError([
+      { location: ext.keyLoc, key: 'extends', message: `profiles extend each other in a cycle (${names}); remove one of the extends` },
+    ]);
   }
   const ref = ext.value;
   const parentFile = isPathLike(ref) ? path.resolve(path.dirname(file), ref) : path.join(path.dirname(file), `${ref}.yaml`);
   if (!existsSync(parentFile)) {
-    throw new ProfileError([{ location: ext.loc, key: 'extends', message: `${displayPath(parentFile, cwd)} does not exist; name a profile in the same directory or give a path` }]);
+    throw new ProfileError([
+      {
+        location: ext.loc,
+        key: 'extends',
+        message: `${displayPath(parentFile, cwd)} does not exist; name a profile in the same directory or give a path`,
+      },
+    ]);
   }
   const parent = await readChain(parentFile, cwd, [...chain, real]);
   const merged = mergeLocated(parent, tree);
@@ -89,7 +99,8 @@ async function readChain(file: string, cwd: string, chain: string[]): Promise<Lo
 /** Walk the zod schema to the object at `path`, to suggest keys for a typo. */
 function knownKeys(path: readonly PathSegment[]): string[] {
   const unwrap = (t: z.ZodType): z.ZodType => {
-    while (t instanceof z.ZodOptional || t instanceof z.ZodDefault || t instanceof z.ZodNullable || t instanceof z.ZodPrefault) t = t.unwrap() as z.ZodType;
+    while (t instanceof z.ZodOptional || t instanceof z.ZodDefault || t instanceof z.ZodNullable || t instanceof z.ZodPrefault)
+      t = t.unwrap() as z.ZodType;
     return t;
   };
   let schema: z.ZodType | undefined = profileSchema;
@@ -113,9 +124,7 @@ function editDistance(a: string, b: string): number {
 }
 
 function suggest(key: string, candidates: string[]): string {
-  const best = candidates
-    .map((c) => ({ c, d: editDistance(key.toLowerCase(), c.toLowerCase()) }))
-    .sort((x, y) => x.d - y.d)[0];
+  const best = candidates.map((c) => ({ c, d: editDistance(key.toLowerCase(), c.toLowerCase()) })).sort((x, y) => x.d - y.d)[0];
   if (best && best.d <= Math.max(2, Math.floor(key.length / 3))) return `; did you mean "${best.c}"?`;
   return candidates.length ? `; known keys here: ${candidates.join(', ')}` : '';
 }
@@ -155,7 +164,7 @@ function schemaIssues(error: z.ZodError, tree: Located): ProfileIssue[] {
     }
     let message: string;
     if (!complete || value === undefined) {
-      message = `is missing; add it (${issue.code === 'invalid_type' ? EXPECTED[issue.expected] ?? issue.expected : 'see build-images schema'})`;
+      message = `is missing; add it (${issue.code === 'invalid_type' ? (EXPECTED[issue.expected] ?? issue.expected) : 'see build-images schema'})`;
     } else if (issue.code === 'invalid_type') {
       message = `expected ${EXPECTED[issue.expected] ?? issue.expected}, got ${describeValue(value)}`;
     } else if (issue.code === 'invalid_value' && 'values' in issue) {
@@ -163,7 +172,7 @@ function schemaIssues(error: z.ZodError, tree: Located): ProfileIssue[] {
     } else {
       message = `${JSON.stringify(value)} ${issue.message.replace(/^Invalid input: /, '')}`;
     }
-    issues.push({ location: complete ? node.loc : node.keyLoc ?? node.loc, key: formatPath(issuePath), message });
+    issues.push({ location: complete ? node.loc : (node.keyLoc ?? node.loc), key: formatPath(issuePath), message });
   }
   return issues;
 }
@@ -176,7 +185,9 @@ export async function loadProfile(ref: string, options: FindOptions = {}): Promi
   delete plain.extends;
   const presetIssues = expandBoardPresets(plain);
   if (presetIssues.length) {
-    throw new ProfileError(presetIssues.map((i) => ({ location: locate(tree, i.path).node.loc, key: formatPath(i.path), message: i.message })));
+    throw new ProfileError(
+      presetIssues.map((i) => ({ location: locate(tree, i.path).node.loc, key: formatPath(i.path), message: i.message })),
+    );
   }
   const parsed = profileSchema.safeParse(plain);
   if (!parsed.success) throw new ProfileError(schemaIssues(parsed.error, tree));
@@ -184,7 +195,7 @@ export async function loadProfile(ref: string, options: FindOptions = {}): Promi
   const cluster = resolveCluster(profile);
   const where = (p: readonly PathSegment[]): SourceLocation | undefined => {
     const { node, complete } = locate(tree, p);
-    return complete ? node.keyLoc ?? node.loc : node.keyLoc ?? node.loc;
+    return complete ? (node.keyLoc ?? node.loc) : (node.keyLoc ?? node.loc);
   };
   const ruleIssues = checkRules(cluster);
   if (ruleIssues.length > 0) {

@@ -35,7 +35,11 @@ export function parseLocated(text: string, file: string, what: 'profile' | 'secr
           const key = /^\s*([^:\s]+)\s*:/.exec(text.slice(e.pos[0]))?.[1] ?? '';
           return { location: at(e.pos[0]), key, message: `this key appears twice in the same mapping; keep one` };
         }
-        return { location: at(e.pos[0]), key: '', message: `this is not valid YAML: ${e.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}` };
+        return {
+          location: at(e.pos[0]),
+          key: '',
+          message: `this is not valid YAML: ${e.message.split('\n')[0]?.replace(/ at line \d+, column \d+:?$/, '')}`,
+        };
       }),
     );
   }
@@ -124,6 +128,7 @@ export function mergeLocated(base: Located, override: Located, path: readonly Pa
     return { ...override, items };
   }
   // A mapping over a scalar (board: { … } over board: orangepi-zero3) replaces it; its `key: null` removes nothing.
-  if (override.kind === 'map') return { ...override, entries: new Map([...override.entries!].filter(([, v]) => !(v.kind === 'scalar' && v.value === null))) };
+  if (override.kind === 'map')
+    return { ...override, entries: new Map([...override.entries!].filter(([, v]) => !(v.kind === 'scalar' && v.value === null))) };
   return override;
 }

@@ -58,12 +58,19 @@ export const rules: Rule[] = [
       const where = `subnet ${profile.network.subnet}`;
       for (const node of nodes) {
         if (!inSubnet(node.ip, subnet)) issues.push({ path: nodePath(node, 'ip'), message: `${node.ip} is outside the ${where}` });
-        else if (!isHostAddress(node.ip, subnet)) issues.push({ path: nodePath(node, 'ip'), message: `${node.ip} is the network or broadcast address of the ${where}` });
+        else if (!isHostAddress(node.ip, subnet))
+          issues.push({ path: nodePath(node, 'ip'), message: `${node.ip} is the network or broadcast address of the ${where}` });
       }
       const vip = profile.network.vip;
-      if (!inSubnet(vip, subnet)) issues.push({ path: ['network', 'vip'], message: `the VIP ${vip} is outside the ${where}; keepalived can only hold an address on the nodes' own network` });
-      else if (!isHostAddress(vip, subnet)) issues.push({ path: ['network', 'vip'], message: `the VIP ${vip} is the network or broadcast address of the ${where}` });
-      if (!inSubnet(profile.network.gateway, subnet)) issues.push({ path: ['network', 'gateway'], message: `the gateway ${profile.network.gateway} is outside the ${where}` });
+      if (!inSubnet(vip, subnet))
+        issues.push({
+          path: ['network', 'vip'],
+          message: `the VIP ${vip} is outside the ${where}; keepalived can only hold an address on the nodes' own network`,
+        });
+      else if (!isHostAddress(vip, subnet))
+        issues.push({ path: ['network', 'vip'], message: `the VIP ${vip} is the network or broadcast address of the ${where}` });
+      if (!inSubnet(profile.network.gateway, subnet))
+        issues.push({ path: ['network', 'gateway'], message: `the gateway ${profile.network.gateway} is outside the ${where}` });
       return issues;
     },
   },
@@ -73,13 +80,19 @@ export const rules: Rule[] = [
       const vip = profile.network.vip;
       const issues: RuleIssue[] = nodes
         .filter((n) => n.ip === vip)
-        .map((n) => ({ path: ['network', 'vip'], message: `the VIP ${vip} is also the address of node ${n.name}{at}; the VIP must be an unused address that keepalived moves between servers`, related: nodePath(n, 'ip') }));
+        .map((n) => ({
+          path: ['network', 'vip'],
+          message: `the VIP ${vip} is also the address of node ${n.name}{at}; the VIP must be an unused address that keepalived moves between servers`,
+          related: nodePath(n, 'ip'),
+        }));
       for (const key of ['gateway', 'nfsServer', 'tftpServer'] as const) {
-        if (profile.network[key] === vip) issues.push({ path: ['network', 'vip'], message: `the VIP ${vip} is also network.${key}; pick an unused address` });
+        if (profile.network[key] === vip)
+          issues.push({ path: ['network', 'vip'], message: `the VIP ${vip} is also network.${key}; pick an unused address` });
       }
       for (const node of nodes) {
         for (const key of ['gateway', 'nfsServer', 'tftpServer'] as const) {
-          if (profile.network[key] === node.ip) issues.push({ path: nodePath(node, 'ip'), message: `${node.ip} is also network.${key}; a node needs an address of its own` });
+          if (profile.network[key] === node.ip)
+            issues.push({ path: nodePath(node, 'ip'), message: `${node.ip} is also network.${key}; a node needs an address of its own` });
         }
       }
       return issues;
@@ -90,7 +103,10 @@ export const rules: Rule[] = [
     check({ nodes }) {
       return nodes
         .filter((n) => n.roles.includes('server') && n.roles.includes('agent'))
-        .map((n) => ({ path: nodePath(n, 'roles'), message: 'a node is either a server or an agent: a k3s server already runs workloads, so write roles: [server]' }));
+        .map((n) => ({
+          path: nodePath(n, 'roles'),
+          message: 'a node is either a server or an agent: a k3s server already runs workloads, so write roles: [server]',
+        }));
     },
   },
   {
@@ -103,7 +119,12 @@ export const rules: Rule[] = [
         n < 3
           ? `there ${n === 1 ? 'is 1 server' : `are ${n} servers`}; Galera needs at least 3 so that the other two keep a majority when one fails`
           : `there are ${n} servers; with an even number a network split can leave two halves of ${n / 2} with no majority (split-brain), and the database stops on both`;
-      return [{ path: ['nodes'], message: `${why}. Use an odd number of servers (3, 5, 7), or set galera.allowUnsafeClusterSize: true to accept the risk` }];
+      return [
+        {
+          path: ['nodes'],
+          message: `${why}. Use an odd number of servers (3, 5, 7), or set galera.allowUnsafeClusterSize: true to accept the risk`,
+        },
+      ];
     },
   },
   {
@@ -112,8 +133,18 @@ export const rules: Rule[] = [
       const name = profile.galera.bootstrapNode;
       if (name === undefined) return [];
       const node = nodes.find((n) => n.name === name);
-      if (!node) return [{ path: ['galera', 'bootstrapNode'], message: `there is no node named ${name}; name one of the servers: ${serverNames(nodes)}` }];
-      if (!node.isServer) return [{ path: ['galera', 'bootstrapNode'], message: `${name}{at} is an agent; the Galera cluster can only be bootstrapped on a server: ${serverNames(nodes)}`, related: nodePath(node, 'roles') }];
+      if (!node)
+        return [
+          { path: ['galera', 'bootstrapNode'], message: `there is no node named ${name}; name one of the servers: ${serverNames(nodes)}` },
+        ];
+      if (!node.isServer)
+        return [
+          {
+            path: ['galera', 'bootstrapNode'],
+            message: `${name}{at} is an agent; the Galera cluster can only be bootstrapped on a server: ${serverNames(nodes)}`,
+            related: nodePath(node, 'roles'),
+          },
+        ];
       return [];
     },
   },
@@ -138,7 +169,11 @@ export const rules: Rule[] = [
             related: nodePath(other, other.keepalived!.explicit ? 'keepalived' : 'name'),
           });
         } else seen.set(priority, server);
-        if (priority < 1 || priority > 254) issues.push({ path: nodePath(server), message: `the keepalived priority would be ${priority}; set keepalived.priority (1–254) on this node` });
+        if (priority < 1 || priority > 254)
+          issues.push({
+            path: nodePath(server),
+            message: `the keepalived priority would be ${priority}; set keepalived.priority (1–254) on this node`,
+          });
       }
       return issues;
     },
@@ -148,7 +183,12 @@ export const rules: Rule[] = [
     check({ profile, nodes }) {
       const last = profile.exports.firstExportId + nodes.length - 1;
       if (last <= 65535) return [];
-      return [{ path: ['exports', 'firstExportId'], message: `the ${nodes.length} nodes would take Ganesha Export_Ids up to ${last}, past 65535; start lower` }];
+      return [
+        {
+          path: ['exports', 'firstExportId'],
+          message: `the ${nodes.length} nodes would take Ganesha Export_Ids up to ${last}, past 65535; start lower`,
+        },
+      ];
     },
   },
   {
@@ -156,19 +196,31 @@ export const rules: Rule[] = [
     check({ profile, nodes }) {
       if (!profile.longhorn.enabled) return [];
       // Longhorn's data path must be ext4 or XFS; on an NFS root it fails ("file extent is unsupported").
-      const why = 'Longhorn keeps its data in /var/lib/longhorn on local ext4 and cannot use the NFS root; set longhorn.enabled: false or turn local storage back on';
+      const why =
+        'Longhorn keeps its data in /var/lib/longhorn on local ext4 and cannot use the NFS root; set longhorn.enabled: false or turn local storage back on';
       const off = nodes.filter((node) => !node.storage.enabled);
       const ownSetting = (node: ClusterNode): boolean => profile.nodes[node.index]?.storage?.enabled === false;
-      const issues: RuleIssue[] = off.filter(ownSetting).map((node) => ({ path: nodePath(node, 'storage', 'enabled'), message: `local storage is off on ${node.name}, but ${why}` }));
+      const issues: RuleIssue[] = off
+        .filter(ownSetting)
+        .map((node) => ({ path: nodePath(node, 'storage', 'enabled'), message: `local storage is off on ${node.name}, but ${why}` }));
       const byCluster = off.filter((node) => !ownSetting(node));
-      if (byCluster.length) issues.push({ path: ['storage', 'enabled'], message: `local storage is off on ${byCluster.map((n) => n.name).join(', ')}, but ${why}` });
+      if (byCluster.length)
+        issues.push({
+          path: ['storage', 'enabled'],
+          message: `local storage is off on ${byCluster.map((n) => n.name).join(', ')}, but ${why}`,
+        });
       return issues;
     },
   },
 ];
 
 function serverNames(nodes: ClusterNode[]): string {
-  return nodes.filter((n) => n.isServer).map((n) => n.name).join(', ') || '(none)';
+  return (
+    nodes
+      .filter((n) => n.isServer)
+      .map((n) => n.name)
+      .join(', ') || '(none)'
+  );
 }
 
 export function checkRules(cluster: Cluster): RuleIssue[] {
@@ -184,6 +236,8 @@ export function clusterWarnings(cluster: Cluster): string[] {
   const keyless = cluster.nodes.filter((n) => n.authorizedKeys.length === 0).map((n) => n.name);
   if (keyless.length === 0) return [];
   const who = keyless.length === cluster.nodes.length ? 'any node' : keyless.join(', ');
-  const console = ssh.rootPasswordHash ? 'only root on the console, with ssh.rootPasswordHash' : 'nobody, not even on the console (root\'s password is locked)';
+  const console = ssh.rootPasswordHash
+    ? 'only root on the console, with ssh.rootPasswordHash'
+    : "nobody, not even on the console (root's password is locked)";
   return [`no ssh.authorizedKeys for ${who}: password logins are off, so nobody can log in over SSH as ${ssh.user}; ${console} can log in`];
 }

@@ -7,7 +7,10 @@ import { BOARD_PRESETS, BOARD_PRESET_NAMES } from './boards.js';
 
 const hostname = z
   .string()
-  .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a host name: lower-case letters, digits and "-", not starting or ending with "-", at most 63 characters');
+  .regex(
+    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
+    'must be a host name: lower-case letters, digits and "-", not starting or ending with "-", at most 63 characters',
+  );
 const ipv4 = z.ipv4({ message: 'must be an IPv4 address such as 192.0.2.60' });
 /**
  * What is wrong with a MAC address as the user wrote it, or their own value as it should be written: a fixed
@@ -37,7 +40,10 @@ const absPath = z.string().regex(/^\/(?!.*(^|\/)\.\.(\/|$)).*$/, 'must be an abs
 const ifname = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a network interface name such as end0 or eth0 (at most 15 characters)');
 const ntpServer = z
   .string()
-  .regex(/^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, 'must be an NTP server: an IPv4 address or a host name such as ntp.example.org');
+  .regex(
+    /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/,
+    'must be an NTP server: an IPv4 address or a host name such as ntp.example.org',
+  );
 /** One OpenSSH public key line (no options prefix: netroot writes the whole line into authorized_keys). */
 const sshPublicKey = z
   .string()
@@ -66,7 +72,9 @@ const network = z.strictObject({
     .array(ntpServer)
     .min(1, 'needs at least one NTP server (leave ntp out to use the gateway)')
     .optional()
-    .describe('NTP servers the nodes set their clocks from (default: the gateway). k3s and Galera start only once the clock is set, or after a bounded wait.'),
+    .describe(
+      'NTP servers the nodes set their clocks from (default: the gateway). k3s and Galera start only once the clock is set, or after a bounded wait.',
+    ),
   vip: ipv4.describe('The HA IP that keepalived moves between the servers; k3s and the datastore are reached through it.'),
   nfsServer: ipv4,
   tftpServer: ipv4,
@@ -76,27 +84,36 @@ const board = z.strictObject({
   preset: z
     .enum(BOARD_PRESET_NAMES)
     .optional()
-    .describe(`The board whose settings the other keys override: ${BOARD_PRESET_NAMES.map((n) => `${n} (${BOARD_PRESETS[n].about})`).join('; ')}. \`board: NAME\` alone takes the preset as it is.`),
+    .describe(
+      `The board whose settings the other keys override: ${BOARD_PRESET_NAMES.map((n) => `${n} (${BOARD_PRESETS[n].about})`).join('; ')}. \`board: NAME\` alone takes the preset as it is.`,
+    ),
   name: hostname.describe('Board name, used for the TFTP directory that holds its kernel, initrd and device tree.'),
   kernel: absPath.describe('Kernel image inside the root filesystem (Armbian: /boot/Image).'),
   initrd: absPath.describe('Initrd inside the root filesystem (Armbian: /boot/uInitrd).'),
   fdt: absPath.optional().describe('Device tree inside the root filesystem. Leave it out where U-Boot passes its own (QEMU virt).'),
-  console: z.string().regex(/^[A-Za-z0-9]+(,[0-9]+[a-z0-9]*)?$/, 'must be a console such as ttyS0,115200').default('ttyS0,115200'),
+  console: z
+    .string()
+    .regex(/^[A-Za-z0-9]+(,[0-9]+[a-z0-9]*)?$/, 'must be a console such as ttyS0,115200')
+    .default('ttyS0,115200'),
   modules: z
     .array(z.string().regex(/^[a-z0-9_-]+$/, 'must be a kernel module name such as virtio_net'))
     .default([])
-    .describe("Kernel modules the initrd must hold to reach the NFS server besides MODULES=netboot's Ethernet drivers (an emulated board's virtio NIC). The build checks the initrd for them and regenerates it with them where they are missing."),
+    .describe(
+      "Kernel modules the initrd must hold to reach the NFS server besides MODULES=netboot's Ethernet drivers (an emulated board's virtio NIC). The build checks the initrd for them and regenerates it with them where they are missing.",
+    ),
   panic: z
     .number()
     .int()
     .min(0)
     .max(3600)
     .default(10)
-    .describe('Seconds after a kernel panic before the board reboots (panic=N on the kernel command line); 0 waits forever. A panicked node with nobody at it would otherwise stay down.'),
+    .describe(
+      'Seconds after a kernel panic before the board reboots (panic=N on the kernel command line); 0 waits forever. A panicked node with nobody at it would otherwise stay down.',
+    ),
   append: z
     .array(z.string().regex(/^[^\s]+$/, 'must be one kernel argument without spaces'))
     .default([])
-    .describe('Extra kernel arguments. Armbian\'s boot script is not read on a PXE boot, so what armbianEnv.txt would add goes here.'),
+    .describe("Extra kernel arguments. Armbian's boot script is not read on a PXE boot, so what armbianEnv.txt would add goes here."),
 });
 
 const exportsSchema = z.strictObject({
@@ -105,10 +122,12 @@ const exportsSchema = z.strictObject({
   firstExportId: z
     .number()
     .int()
-    .min(1, 'must be between 1 and 65535 (0 is Ganesha\'s pseudo root)')
+    .min(1, "must be between 1 and 65535 (0 is Ganesha's pseudo root)")
     .max(65535, 'must be between 1 and 65535')
     .default(1)
-    .describe('Ganesha Export_Id of the first node; the others follow. Export_Ids must be unique on one NFS server: give each cluster that shares it its own range.'),
+    .describe(
+      'Ganesha Export_Id of the first node; the others follow. Export_Ids must be unique on one NFS server: give each cluster that shares it its own range.',
+    ),
 });
 
 const ssh = z.strictObject({
@@ -116,16 +135,23 @@ const ssh = z.strictObject({
     .string()
     .regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a user name: lower-case letters, digits, "_" or "-", starting with a letter or "_"')
     .default('root')
-    .describe('Who logs in with authorizedKeys: root (default) or another user, created on the node at boot (systemd-sysusers) in group sudo.'),
+    .describe(
+      'Who logs in with authorizedKeys: root (default) or another user, created on the node at boot (systemd-sysusers) in group sudo.',
+    ),
   authorizedKeys: z
     .array(sshPublicKey)
     .default([])
-    .describe('SSH public keys that may log in as `user`. Password logins are off: without a key nobody can log in over SSH (the build warns).'),
+    .describe(
+      'SSH public keys that may log in as `user`. Password logins are off: without a key nobody can log in over SSH (the build warns).',
+    ),
   rootPasswordHash: z
     .string()
-    .regex(/^\$(1|5|6|y|gy|2[aby]|7)\$[^:\s]+$/, 'must be a crypt(3) hash such as the output of `mkpasswd -m yescrypt` or `openssl passwd -6`')
+    .regex(
+      /^\$(1|5|6|y|gy|2[aby]|7)\$[^:\s]+$/,
+      'must be a crypt(3) hash such as the output of `mkpasswd -m yescrypt` or `openssl passwd -6`',
+    )
     .optional()
-    .describe('Root\'s password for the console, as a crypt(3) hash. Without it root\'s password is locked (Armbian\'s image has root:1234).'),
+    .describe("Root's password for the console, as a crypt(3) hash. Without it root's password is locked (Armbian's image has root:1234)."),
 });
 
 const keepalived = z.strictObject({
@@ -137,14 +163,18 @@ const keepalived = z.strictObject({
     .min(1)
     .max(60)
     .default(2)
-    .describe("Seconds between keepalived's checks that this server's MariaDB is a synced member of the primary Galera component (it holds the VIP only then); two failed checks in a row move the VIP."),
+    .describe(
+      "Seconds between keepalived's checks that this server's MariaDB is a synced member of the primary Galera component (it holds the VIP only then); two failed checks in a row move the VIP.",
+    ),
   checkTimeout: z
     .number()
     .int()
     .min(2)
     .max(120)
     .default(4)
-    .describe('Seconds one check may take before it counts as failed. Raise it on slow or emulated boards, where starting the MariaDB client alone can take seconds.'),
+    .describe(
+      'Seconds one check may take before it counts as failed. Raise it on slow or emulated boards, where starting the MariaDB client alone can take seconds.',
+    ),
 });
 
 const galera = z.strictObject({
@@ -164,15 +194,29 @@ const galera = z.strictObject({
           'After the whole cluster lost power: majority (default) bootstraps only once more than half of the servers answer; ' +
             'survivor also lets the servers that answer bootstrap alone after survivorAfter seconds, at the risk of losing the writes of a server that never came back.',
         ),
-      survivorAfter: z.number().int().min(30).max(86_400).default(600).describe('With policy survivor: seconds to wait for a majority before bootstrapping without one.'),
+      survivorAfter: z
+        .number()
+        .int()
+        .min(30)
+        .max(86_400)
+        .default(600)
+        .describe('With policy survivor: seconds to wait for a majority before bootstrapping without one.'),
       waitForAll: z
         .number()
         .int()
         .min(0)
         .max(86_400)
         .default(120)
-        .describe('Seconds a majority waits for the missing servers, which may hold newer writes, before it bootstraps from the most advanced server it sees.'),
-      port: z.number().int().min(1024).max(65_535).default(4570).describe('TCP port of the servers\' recovery exchange (authenticated with a generated key).'),
+        .describe(
+          'Seconds a majority waits for the missing servers, which may hold newer writes, before it bootstraps from the most advanced server it sees.',
+        ),
+      port: z
+        .number()
+        .int()
+        .min(1024)
+        .max(65_535)
+        .default(4570)
+        .describe("TCP port of the servers' recovery exchange (authenticated with a generated key)."),
     })
     .default({ policy: 'majority', survivorAfter: 600, waitForAll: 120, port: 4570 })
     .describe('How the servers recover the Galera cluster by themselves after a restart or a power cut.'),
@@ -182,8 +226,17 @@ const k3s = z.strictObject({
   version: z.string().regex(/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/, 'must be a k3s release such as v1.29.6+k3s1'),
   database: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, 'must be a MariaDB database name: letters, digits and "_"'),
   user: z.string().regex(/^[A-Za-z0-9_]{1,32}$/, 'must be a MariaDB user name: letters, digits and "_", at most 32 characters'),
-  disable: z.array(z.string().regex(/^[a-z0-9-]+$/)).default([]).describe('Packaged components to disable on every server (local-storage is added when Longhorn is on).'),
-  binary: z.string().min(1).optional().describe('A k3s binary to install at /usr/local/bin/k3s (relative to the profile); without it the release of `version` is downloaded once and checked against its published sha256.'),
+  disable: z
+    .array(z.string().regex(/^[a-z0-9-]+$/))
+    .default([])
+    .describe('Packaged components to disable on every server (local-storage is added when Longhorn is on).'),
+  binary: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'A k3s binary to install at /usr/local/bin/k3s (relative to the profile); without it the release of `version` is downloaded once and checked against its published sha256.',
+    ),
 });
 
 const longhorn = z.strictObject({
@@ -197,16 +250,23 @@ const storage = z.strictObject({
   enabled: z
     .boolean()
     .default(true)
-    .describe('Local ext4 storage for /var/lib/rancher (and /var/lib/longhorn). containerd and Longhorn cannot keep their data on NFS; switch it off only where nodes cannot mount it, such as the container lab.'),
+    .describe(
+      'Local ext4 storage for /var/lib/rancher (and /var/lib/longhorn). containerd and Longhorn cannot keep their data on NFS; switch it off only where nodes cannot mount it, such as the container lab.',
+    ),
   device: z
     .string()
     .regex(/^\/dev\/[A-Za-z0-9/_.-]+$/, 'must be a block device such as /dev/mmcblk0p3')
     .optional()
-    .describe('Local block device for /var/lib/rancher and /var/lib/longhorn. Formatted on first boot only if it holds no filesystem at all.'),
+    .describe(
+      'Local block device for /var/lib/rancher and /var/lib/longhorn. Formatted on first boot only if it holds no filesystem at all.',
+    ),
   imageSize: size
     .default('16G')
-    .describe('Without a device: size of the ext4 image file created on the node\'s own export and loop-mounted.'),
-  label: z.string().regex(/^[A-Za-z0-9_-]{1,16}$/, 'must be an ext4 label: at most 16 letters, digits, "_" or "-"').default('netroot-local'),
+    .describe("Without a device: size of the ext4 image file created on the node's own export and loop-mounted."),
+  label: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,16}$/, 'must be an ext4 label: at most 16 letters, digits, "_" or "-"')
+    .default('netroot-local'),
 });
 
 /**
@@ -233,13 +293,25 @@ const node = z.strictObject({
   roles: z.array(z.enum(ROLES)).min(1, 'needs at least one role: server or agent'),
   interface: ifname.optional().describe('Shorthand for network.interface on this node.'),
   network: z
-    .strictObject({ interface: ifname.optional(), gateway: ipv4.optional(), dns: z.array(ipv4).min(1).optional(), ntp: z.array(ntpServer).min(1).optional() })
+    .strictObject({
+      interface: ifname.optional(),
+      gateway: ipv4.optional(),
+      dns: z.array(ipv4).min(1).optional(),
+      ntp: z.array(ntpServer).min(1).optional(),
+    })
     .optional(),
-  ssh: z.strictObject({ authorizedKeys: z.array(sshPublicKey).optional() }).optional().describe('This node\'s own authorizedKeys, instead of the cluster\'s.'),
+  ssh: z
+    .strictObject({ authorizedKeys: z.array(sshPublicKey).optional() })
+    .optional()
+    .describe("This node's own authorizedKeys, instead of the cluster's."),
   board: overrides(board.omit({ preset: true })).optional(),
   keepalived: z
     .strictObject({
-      priority: z.number().int().min(1, 'must be between 1 and 254 (255 is reserved for the address owner)').max(254, 'must be between 1 and 254 (255 is reserved for the address owner)'),
+      priority: z
+        .number()
+        .int()
+        .min(1, 'must be between 1 and 254 (255 is reserved for the address owner)')
+        .max(254, 'must be between 1 and 254 (255 is reserved for the address owner)'),
     })
     .partial()
     .optional(),
@@ -254,9 +326,13 @@ export const profileSchema = z
       .string()
       .min(1)
       .optional()
-      .describe('Base root filesystem the node trees are laid over: a directory, a .tar/.tar.gz/.tar.xz/.tar.zst, an .img/.img.xz disk image, or debootstrap:SUITE:ARCH[:pkg,pkg] (paths relative to the profile).'),
+      .describe(
+        'Base root filesystem the node trees are laid over: a directory, a .tar/.tar.gz/.tar.xz/.tar.zst, an .img/.img.xz disk image, or debootstrap:SUITE:ARCH[:pkg,pkg] (paths relative to the profile).',
+      ),
     network,
-    board: board.describe('What the nodes are: a preset (board: orangepi-zero3), a preset with keys of its own (board: { preset: rock64, console: … }), or every key written out. board: NAME replaces an inherited board whole.'),
+    board: board.describe(
+      'What the nodes are: a preset (board: orangepi-zero3), a preset with keys of its own (board: { preset: rock64, console: … }), or every key written out. board: NAME replaces an inherited board whole.',
+    ),
     exports: exportsSchema,
     nodes: z.array(node).min(1, 'needs at least one node'),
     ssh: ssh.default({ user: 'root', authorizedKeys: [] }),
@@ -266,9 +342,18 @@ export const profileSchema = z
     longhorn,
     storage: storage.default({ enabled: true, imageSize: '16G', label: 'netroot-local' }),
     persist: z
-      .array(z.string().regex(/^\/(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._@+/-]+$/, 'must be an absolute path without "." or ".." parts, such as /var/lib/myapp'))
+      .array(
+        z
+          .string()
+          .regex(
+            /^\/(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._@+/-]+$/,
+            'must be an absolute path without "." or ".." parts, such as /var/lib/myapp',
+          ),
+      )
       .default([])
-      .describe('Paths in every node\'s root that a deploy never overwrites or deletes (seeded from the image once), besides /var/lib/mysql, /var/lib/rancher, /etc/rancher/node, /var/lib/longhorn, /var/lib/netroot and /var/log.'),
+      .describe(
+        "Paths in every node's root that a deploy never overwrites or deletes (seeded from the image once), besides /var/lib/mysql, /var/lib/rancher, /etc/rancher/node, /var/lib/longhorn, /var/lib/netroot and /var/log.",
+      ),
   })
   .describe('netroot cluster profile');
 
@@ -284,6 +369,9 @@ export function profileJsonSchema(): Record<string, unknown> {
   // editors should accept it too.
   const properties = schema.properties as Record<string, Record<string, unknown>>;
   const board = properties.board!;
-  properties.board = { description: board.description, anyOf: [{ type: 'string', enum: BOARD_PRESET_NAMES, description: 'A board preset, as it is' }, board] };
+  properties.board = {
+    description: board.description,
+    anyOf: [{ type: 'string', enum: BOARD_PRESET_NAMES, description: 'A board preset, as it is' }, board],
+  };
   return { ...schema, title: 'netroot profile' };
 }

@@ -16,7 +16,12 @@ import { generateNodeIdentity, nodeIdentitySchema, type NodeIdentity } from './i
 import { clusterCaSchema, ensureClusterTls } from './tls.js';
 
 /** Characters that survive a MySQL DSN (`user:pass@tcp(…)`), SQL quoting and YAML unquoted. */
-const password = z.string().regex(/^[A-Za-z0-9._~+=,%^*!-]{12,128}$/, 'must be 12–128 characters of letters, digits and ._~+=,%^*!- (no @ : / quotes or spaces: it goes into the k3s datastore URL)');
+const password = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9._~+=,%^*!-]{12,128}$/,
+    'must be 12–128 characters of letters, digits and ._~+=,%^*!- (no @ : / quotes or spaces: it goes into the k3s datastore URL)',
+  );
 
 export const secretsSchema = z.strictObject({
   keepalivedAuthPass: z
@@ -35,7 +40,9 @@ export const secretsSchema = z.strictObject({
 export type Secrets = z.output<typeof secretsSchema>;
 
 /** The file: the cluster's secrets and, per node, its identity (machine-id, SSH host keys). */
-const secretsFileSchema = secretsSchema.partial().extend({ clusterCa: clusterCaSchema.optional(), nodes: z.record(z.string(), nodeIdentitySchema).optional() });
+const secretsFileSchema = secretsSchema
+  .partial()
+  .extend({ clusterCa: clusterCaSchema.optional(), nodes: z.record(z.string(), nodeIdentitySchema).optional() });
 type SecretsFile = z.output<typeof secretsFileSchema>;
 type SecretName = keyof Secrets;
 
@@ -105,7 +112,13 @@ async function readSecretsFile(file: string, cwd: string): Promise<SecretsFile> 
   const shown = displayPath(file, cwd);
   const info = await stat(file);
   if ((info.mode & 0o077) !== 0) {
-    throw new ProfileError([{ location: { file: shown, line: 1, column: 1 }, key: '', message: `the secrets file can be read by other users (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${shown}` }]);
+    throw new ProfileError([
+      {
+        location: { file: shown, line: 1, column: 1 },
+        key: '',
+        message: `the secrets file can be read by other users (mode ${(info.mode & 0o777).toString(8)}); run: chmod 600 ${shown}`,
+      },
+    ]);
   }
   const tree = parseLocated(await readFile(file, 'utf8'), shown, 'secrets file');
   const parsed = secretsFileSchema.safeParse(toPlain(tree));
@@ -117,7 +130,11 @@ async function readSecretsFile(file: string, cwd: string): Promise<SecretsFile> 
       const known = issue.path.length === 0 ? [...Object.keys(SECRET_ENV), 'nodes'] : [];
       const message = keys.length ? `unknown key "${keys[0]}"${known.length ? `; known: ${known.join(', ')}` : ''}` : issue.message;
       // Never echo a secret's value into a message or a log.
-      return { location: keys.length ? at.keyLoc ?? at.loc : at.loc, key: formatPath([...(issue.path as string[]), ...keys.slice(0, 1)]), message };
+      return {
+        location: keys.length ? (at.keyLoc ?? at.loc) : at.loc,
+        key: formatPath([...(issue.path as string[]), ...keys.slice(0, 1)]),
+        message,
+      };
     }),
   );
 }
@@ -169,13 +186,18 @@ export async function loadSecrets(options: SecretsOptions): Promise<LoadedSecret
   for (const n of newNodes) identities[n] = generateNodeIdentity(n);
   const tlsGenerated: string[] = [];
   if (options.tls && options.tls.servers.length) {
-    const made = await ensureClusterTls({ ...options.tls, ...(caFromFile ? { ca: caFromFile } : {}), current: Object.fromEntries(options.tls.servers.map((s) => [s.name, identities[s.name]?.tls])) });
+    const made = await ensureClusterTls({
+      ...options.tls,
+      ...(caFromFile ? { ca: caFromFile } : {}),
+      current: Object.fromEntries(options.tls.servers.map((s) => [s.name, identities[s.name]?.tls])),
+    });
     for (const [name, tls] of Object.entries(made.servers)) identities[name] = { ...identities[name]!, tls };
     toSave.clusterCa = made.ca;
     tlsGenerated.push(...made.generated);
   } else if (caFromFile) toSave.clusterCa = caFromFile;
   toSave.nodes = identities;
-  const header = '# netroot cluster secrets, generated on the first build and reused by every later one.\n# Keep this file private (mode 0600) and out of version control; back it up with the cluster.\n';
+  const header =
+    '# netroot cluster secrets, generated on the first build and reused by every later one.\n# Keep this file private (mode 0600) and out of version control; back it up with the cluster.\n';
   const generated = [...missing, ...newNodes.map((n) => `node ${n} identity`), ...tlsGenerated];
   return {
     secrets: merged as Secrets,

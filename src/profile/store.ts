@@ -54,7 +54,12 @@ function nodeFingerprint(identity: NodeIdentity, salt: string): SecretsFingerpri
   };
 }
 
-export function fingerprint(secrets: Secrets, identities: Record<string, NodeIdentity>, nodes: string[], salt = randomBytes(12).toString('hex')): SecretsFingerprint {
+export function fingerprint(
+  secrets: Secrets,
+  identities: Record<string, NodeIdentity>,
+  nodes: string[],
+  salt = randomBytes(12).toString('hex'),
+): SecretsFingerprint {
   return {
     salt,
     secrets: Object.fromEntries(Object.entries(secrets).map(([name, value]) => [name, digest(String(value), salt)])),
@@ -64,11 +69,16 @@ export function fingerprint(secrets: Secrets, identities: Record<string, NodeIde
 
 /** What breaks when each secret changes under a running cluster. */
 const CONSEQUENCE: Record<string, string> = {
-  k3sAgentToken: 'the k3s agent token: servers started with the new one refuse agents that still hold the old one until every node is rebooted',
-  k3sToken: 'the k3s token: nodes with the new token refuse those still running with the old one, so the cluster splits until every node is rebooted',
-  k3sDatabasePassword: 'the k3s database password: MariaDB keeps the old one (the k3s user is created only if missing), so k3s on redeployed servers cannot reach its datastore',
-  mariadbRootPassword: 'the MariaDB root password: the Galera datadir keeps the old one, so the units that log in as root fail on redeployed servers',
-  keepalivedAuthPass: 'the keepalived auth_pass: servers with the old and the new one ignore each other\'s adverts, and more than one holds the VIP',
+  k3sAgentToken:
+    'the k3s agent token: servers started with the new one refuse agents that still hold the old one until every node is rebooted',
+  k3sToken:
+    'the k3s token: nodes with the new token refuse those still running with the old one, so the cluster splits until every node is rebooted',
+  k3sDatabasePassword:
+    'the k3s database password: MariaDB keeps the old one (the k3s user is created only if missing), so k3s on redeployed servers cannot reach its datastore',
+  mariadbRootPassword:
+    'the MariaDB root password: the Galera datadir keeps the old one, so the units that log in as root fail on redeployed servers',
+  keepalivedAuthPass:
+    "the keepalived auth_pass: servers with the old and the new one ignore each other's adverts, and more than one holds the VIP",
 };
 
 /** Each difference between a recorded fingerprint and the secrets at hand, as what it would break. */
@@ -87,12 +97,19 @@ export function secretChanges(recorded: SecretsFingerprint, secrets: Secrets, id
     const identity = identities[node];
     if (!identity) continue;
     const now = nodeFingerprint(identity, recorded.salt);
-    if (Object.entries(was.sshHostKeys).some(([type, fp]) => now.sshHostKeys[type] !== undefined && now.sshHostKeys[type] !== fp)) keys.push(node);
+    if (Object.entries(was.sshHostKeys).some(([type, fp]) => now.sshHostKeys[type] !== undefined && now.sshHostKeys[type] !== fp))
+      keys.push(node);
     if (was.machineId !== now.machineId) ids.push(node);
     if (was.tlsCa !== undefined && now.tlsCa !== undefined && was.tlsCa !== now.tlsCa) cas.push(node);
   }
-  if (cas.length) changes.push(`the cluster's TLS CA (servers ${cas.join(', ')}): Galera servers with certificates of the old and the new CA refuse each other, and k3s refuses a datastore whose certificate it cannot check, until every server is rebooted`);
-  if (keys.length) changes.push(`the SSH host keys of ${keys.join(', ')}: every SSH client that knows them refuses to connect (REMOTE HOST IDENTIFICATION HAS CHANGED) until its known_hosts is edited`);
+  if (cas.length)
+    changes.push(
+      `the cluster's TLS CA (servers ${cas.join(', ')}): Galera servers with certificates of the old and the new CA refuse each other, and k3s refuses a datastore whose certificate it cannot check, until every server is rebooted`,
+    );
+  if (keys.length)
+    changes.push(
+      `the SSH host keys of ${keys.join(', ')}: every SSH client that knows them refuses to connect (REMOTE HOST IDENTIFICATION HAS CHANGED) until its known_hosts is edited`,
+    );
   if (ids.length) changes.push(`the machine-id of ${ids.join(', ')}: journald, DHCP client IDs and k3s see a new machine`);
   return changes;
 }

@@ -15,8 +15,12 @@ import path from 'node:path';
 import { runTool } from '../tools.js';
 import { z } from 'zod';
 
-const certificate = z.string().regex(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/, 'must be a PEM certificate');
-const key = z.string().regex(/^-----BEGIN (EC )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END (EC )?PRIVATE KEY-----\n?$/, 'must be a PEM private key');
+const certificate = z
+  .string()
+  .regex(/^-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?$/, 'must be a PEM certificate');
+const key = z
+  .string()
+  .regex(/^-----BEGIN (EC )?PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END (EC )?PRIVATE KEY-----\n?$/, 'must be a PEM private key');
 
 export const clusterCaSchema = z.strictObject({ cert: certificate, key });
 /** A server's key and certificate, with the CA certificate that signed it. */
@@ -64,16 +68,49 @@ subjectKeyIdentifier = hash
 `;
 
 async function openssl(args: string[], cwd: string): Promise<void> {
-  await runTool('openssl', args, { cwd, timeout: 60_000, what: `making the cluster's TLS certificates (openssl ${args[0]})`, why: "making the cluster's TLS certificates" });
+  await runTool('openssl', args, {
+    cwd,
+    timeout: 60_000,
+    what: `making the cluster's TLS certificates (openssl ${args[0]})`,
+    why: "making the cluster's TLS certificates",
+  });
 }
 
-async function sign(dir: string, name: string, subject: string, extensions: string, ca?: ClusterCa): Promise<{ cert: string; key: string }> {
+async function sign(
+  dir: string,
+  name: string,
+  subject: string,
+  extensions: string,
+  ca?: ClusterCa,
+): Promise<{ cert: string; key: string }> {
   await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`], dir);
   await openssl(['req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`], dir);
   await openssl(['rand', '-hex', '-out', 'serial', '16'], dir);
   await writeFile(path.join(dir, `${name}.ext`), extensions);
   const signer = ca ? ['-cert', 'ca.pem', '-keyfile', 'ca.key'] : ['-selfsign', '-keyfile', `${name}.key`];
-  await openssl(['ca', '-batch', '-notext', '-config', 'ca.cnf', ...signer, '-in', `${name}.csr`, '-out', `${name}.pem`, '-startdate', NOT_BEFORE, '-enddate', NOT_AFTER, '-extfile', `${name}.ext`, '-extensions', 'ext'], dir);
+  await openssl(
+    [
+      'ca',
+      '-batch',
+      '-notext',
+      '-config',
+      'ca.cnf',
+      ...signer,
+      '-in',
+      `${name}.csr`,
+      '-out',
+      `${name}.pem`,
+      '-startdate',
+      NOT_BEFORE,
+      '-enddate',
+      NOT_AFTER,
+      '-extfile',
+      `${name}.ext`,
+      '-extensions',
+      'ext',
+    ],
+    dir,
+  );
   return { cert: await readFile(path.join(dir, `${name}.pem`), 'utf8'), key: await readFile(path.join(dir, `${name}.key`), 'utf8') };
 }
 
@@ -87,9 +124,13 @@ export interface TlsRequest {
 }
 
 /** The CA and every server's certificate, keeping what still fits; `generated` names what was made now. */
-export async function ensureClusterTls(request: TlsRequest): Promise<{ ca: ClusterCa; servers: Record<string, ServerTls>; generated: string[] }> {
+export async function ensureClusterTls(
+  request: TlsRequest,
+): Promise<{ ca: ClusterCa; servers: Record<string, ServerTls>; generated: string[] }> {
   const generated: string[] = [];
-  const needs = request.servers.filter((s) => !request.ca || !serverTlsFits(request.current[s.name], request.ca, serverNames(s, request.vip)));
+  const needs = request.servers.filter(
+    (s) => !request.ca || !serverTlsFits(request.current[s.name], request.ca, serverNames(s, request.vip)),
+  );
   if (request.ca && needs.length === 0) {
     return { ca: request.ca, servers: Object.fromEntries(request.servers.map((s) => [s.name, request.current[s.name]!])), generated };
   }
@@ -99,7 +140,12 @@ export async function ensureClusterTls(request: TlsRequest): Promise<{ ca: Clust
     await writeFile(path.join(dir, 'index.txt'), '');
     let ca = request.ca;
     if (!ca) {
-      ca = await sign(dir, 'ca', `/CN=netroot ${request.cluster} cluster CA`, `[ext]\nbasicConstraints = critical,CA:true\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n`);
+      ca = await sign(
+        dir,
+        'ca',
+        `/CN=netroot ${request.cluster} cluster CA`,
+        `[ext]\nbasicConstraints = critical,CA:true\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n`,
+      );
       generated.push('cluster TLS CA');
     }
     await writeFile(path.join(dir, 'ca.pem'), ca.cert);

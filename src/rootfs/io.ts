@@ -2,5 +2,5 @@
 import * as fs from 'node:fs';
 
 export function writeAll(fd: number, data: Buffer): void {
-  for (let offset = 0; offset < data.length; ) offset += fs.writeSync(fd, data, offset, data.length - offset);
+  for (let offset = 0; offset < data.length;) offset += fs.writeSync(fd, data, offset, data.length - offset);
 }

@@ -327,7 +327,8 @@ function applyPax(h: TarMemberHeader, records: Map<string, Buffer>): void {
     else if (key === 'gid') h.gid = Number(text);
     else if (key === 'mtime') h.mtime = Math.floor(Number(text));
     else if (key.startsWith('SCHILY.xattr.')) h.xattrs[key.slice('SCHILY.xattr.'.length)] = Buffer.from(value);
-    else if (key.startsWith('LIBARCHIVE.xattr.')) h.xattrs[decodeURIComponent(key.slice('LIBARCHIVE.xattr.'.length))] = Buffer.from(text, 'base64');
+    else if (key.startsWith('LIBARCHIVE.xattr.'))
+      h.xattrs[decodeURIComponent(key.slice('LIBARCHIVE.xattr.'.length))] = Buffer.from(text, 'base64');
     else if (key.startsWith('GNU.sparse.')) throw new Error('is a sparse file, which netroot does not extract');
   }
   for (const field of ['size', 'uid', 'gid', 'mtime'] as const) {
@@ -351,7 +352,10 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
     const offset = bytes.position;
     const block = await bytes.take(BLOCK);
     if (!block) {
-      throw new TarReadError(previous, offset === 0 ? 'the archive is empty' : 'the archive is truncated: it ends without an end-of-archive marker');
+      throw new TarReadError(
+        previous,
+        offset === 0 ? 'the archive is empty' : 'the archive is truncated: it ends without an end-of-archive marker',
+      );
     }
     // A zero block ends the archive (GNU tar stops there too); the rest is padding.
     if (block.every((byte) => byte === 0)) {
@@ -365,7 +369,10 @@ export async function* readTar(source: AsyncIterable<Buffer>): AsyncGenerator<Ta
       kind = TYPES[String.fromCharCode(block[156]!)];
       h = decodeUstar(block, offset);
     } catch (error) {
-      throw new TarReadError(previous, `corrupt tar header at byte ${offset} after this member (${(error as Error).message}); is this a tar archive?`);
+      throw new TarReadError(
+        previous,
+        `corrupt tar header at byte ${offset} after this member (${(error as Error).message}); is this a tar archive?`,
+      );
     }
     if (kind === undefined) throw new TarReadError(h.name, `has unsupported tar type ${JSON.stringify(String.fromCharCode(block[156]!))}`);
     if (kind === 'pax' || kind === 'global' || kind === 'longname' || kind === 'longlink') {

@@ -40,7 +40,8 @@ function unescape(text: string): string {
 function escape(text: string): string {
   let out = '';
   for (const byte of Buffer.from(text, 'utf8')) {
-    out += byte <= 0x20 || byte === 0x5c || byte === 0x3d || byte >= 0x7f ? `\\${byte.toString(8).padStart(3, '0')}` : String.fromCharCode(byte);
+    out +=
+      byte <= 0x20 || byte === 0x5c || byte === 0x3d || byte >= 0x7f ? `\\${byte.toString(8).padStart(3, '0')}` : String.fromCharCode(byte);
   }
   return out;
 }

@@ -40,14 +40,20 @@ test('a real minbase build for the host architecture is made once and reused', a
   assert.not.ok(installed.has('systemd'), 'minbase');
   const first = await stat(tarball);
   const again = Date.now();
-  assert.is(await buildDebootstrapBase('debootstrap:bookworm:' + hostArchitecture() + ':netbase,netbase', { cacheDir, log: (l) => logs.push(l) }), tarball);
+  assert.is(
+    await buildDebootstrapBase('debootstrap:bookworm:' + hostArchitecture() + ':netbase,netbase', { cacheDir, log: (l) => logs.push(l) }),
+    tarball,
+  );
   assert.ok(Date.now() - again < 5_000, 'the second call does not rebuild');
   assert.is((await stat(tarball)).mtimeMs, first.mtimeMs);
   assert.ok(logs.some((l) => l.includes('built earlier')));
-  assert.ok(logs.some((l) => l.startsWith('mmdebstrap: I: ')), 'mmdebstrap progress reaches the log');
+  assert.ok(
+    logs.some((l) => l.startsWith('mmdebstrap: I: ')),
+    'mmdebstrap progress reaches the log',
+  );
 });
 
-test('a failed build leaves nothing in the cache and shows the end of mmdebstrap\'s output', async () => {
+test("a failed build leaves nothing in the cache and shows the end of mmdebstrap's output", async () => {
   const cacheDir = path.join(tmp, 'cache-fail');
   const spec = `debootstrap:bookworm:${hostArchitecture()}:netroot-no-such-package`;
   const error = await rejects(() => buildDebootstrapBase(spec, { cacheDir }), /building debootstrap:\S+ failed \(mmdebstrap exit \d+\)/);

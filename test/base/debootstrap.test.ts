@@ -88,7 +88,19 @@ test('mmdebstrap is asked for minbase, the architecture, the packages and a tarb
   assert.equal(once.length, 2);
   assert.match(once[0]!, /^--essential-hook=.*dpkg-divert .*--add \/usr\/sbin\/update-initramfs/);
   assert.match(once[1]!, /^--customize-hook=.*dpkg-divert .*--remove \/usr\/sbin\/update-initramfs.*update-initramfs -c -k/);
-  assert.equal(args.filter((a) => a !== hook && !once.includes(a)), ['--variant=minbase', '--architectures=arm64', '--format=tar', '--include=curl,netbase', '--', 'bookworm', '/c/x.tmp', 'deb URI bookworm main']);
+  assert.equal(
+    args.filter((a) => a !== hook && !once.includes(a)),
+    [
+      '--variant=minbase',
+      '--architectures=arm64',
+      '--format=tar',
+      '--include=curl,netbase',
+      '--',
+      'bookworm',
+      '/c/x.tmp',
+      'deb URI bookworm main',
+    ],
+  );
   // mmdebstrap runs a setup hook as `sh -c HOOK exec CHROOT` before any package is installed.
   const root = await mkdtemp(path.join(os.tmpdir(), 'netroot-hook-'));
   try {

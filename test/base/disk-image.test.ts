@@ -31,7 +31,8 @@ let mbrDisk: string;
 let gptDiskXz: string;
 let fuseUsable = false;
 
-const run = (command: string, args: string[], options: { cwd?: string; input?: string } = {}) => execa(command, args, { ...options, timeout: 120_000 });
+const run = (command: string, args: string[], options: { cwd?: string; input?: string } = {}) =>
+  execa(command, args, { ...options, timeout: 120_000 });
 
 async function makeStaging(dir: string): Promise<void> {
   await mkdir(path.join(dir, 'etc'), { recursive: true });
@@ -64,7 +65,12 @@ async function mkfs(staging: string | undefined, file: string, size: number): Pr
 }
 
 /** A disk file with the given partitions (sfdisk script lines) and filesystems dd'ed into place at their starts. */
-async function makeDisk(file: string, size: number, label: 'dos' | 'gpt', parts: { line: string; start: number; fs?: string }[]): Promise<void> {
+async function makeDisk(
+  file: string,
+  size: number,
+  label: 'dos' | 'gpt',
+  parts: { line: string; start: number; fs?: string }[],
+): Promise<void> {
   await run('truncate', ['-s', String(size), file]);
   await run('sfdisk', ['-q', file], { input: `label: ${label}\n${parts.map((p) => p.line).join('\n')}\n` });
   for (const p of parts) {
@@ -164,14 +170,17 @@ async function listing(root: string): Promise<string> {
 
 const methods: ExtractMethod[] = ['debugfs', 'fuse2fs'];
 for (const method of methods) {
-  requires(isRoot && (method !== 'fuse2fs' || fusePresent), method === 'fuse2fs' ? 'needs root, fuse2fs and /dev/fuse' : 'needs root')(`${method}: the root partition of an MBR image, with everything a root needs kept`, async () => {
-    if (method === 'fuse2fs') assert.ok(fuseUsable, 'fuse2fs is installed and /dev/fuse exists, but mounting with it failed');
-    const dest = path.join(tmp, `out-${method}`);
-    const result = await extractDiskImage(mbrDisk, dest, { method });
-    assert.is(result.method, method);
-    assert.equal(result.partition, { index: 3, start: 88064 * 512, size: 65536 * 512, type: '83' });
-    await assertFaithful(dest);
-  });
+  requires(isRoot && (method !== 'fuse2fs' || fusePresent), method === 'fuse2fs' ? 'needs root, fuse2fs and /dev/fuse' : 'needs root')(
+    `${method}: the root partition of an MBR image, with everything a root needs kept`,
+    async () => {
+      if (method === 'fuse2fs') assert.ok(fuseUsable, 'fuse2fs is installed and /dev/fuse exists, but mounting with it failed');
+      const dest = path.join(tmp, `out-${method}`);
+      const result = await extractDiskImage(mbrDisk, dest, { method });
+      assert.is(result.method, method);
+      assert.equal(result.partition, { index: 3, start: 88064 * 512, size: 65536 * 512, type: '83' });
+      await assertFaithful(dest);
+    },
+  );
 }
 
 requires(isRoot && fusePresent, 'needs root, fuse2fs and /dev/fuse')('both methods give the same tree', async () => {
@@ -179,17 +188,20 @@ requires(isRoot && fusePresent, 'needs root, fuse2fs and /dev/fuse')('both metho
   assert.fixture(await listing(path.join(tmp, 'out-debugfs')), await listing(path.join(tmp, 'out-fuse2fs')));
 });
 
-requires(isRoot, 'needs root to build the image')('unprivileged: device nodes and capabilities are skipped with warnings, the rest is extracted', async () => {
-  const dest = path.join(tmp, 'out-unprivileged');
-  const result = await extractDiskImage(mbrDisk, dest, { privileged: false });
-  assert.not.ok(existsSync(path.join(dest, 'dev/null')));
-  assert.ok((await lstat(path.join(dest, 'dev/initctl'))).isFIFO());
-  assert.is(await inode(path.join(dest, 'usr/bin/perl')), await inode(path.join(dest, 'usr/bin/perl5.36.0')));
-  const warnings = result.warnings.join('\n');
-  assert.match(warnings, /1 device node\(s\) not created: only root may \(first: \/dev\/null\)/);
-  assert.match(warnings, /1 xattr\(s\) not applied, only root may set them: \/usr\/bin\/ping security.capability/);
-  assert.match(warnings, /owners not applied/);
-});
+requires(isRoot, 'needs root to build the image')(
+  'unprivileged: device nodes and capabilities are skipped with warnings, the rest is extracted',
+  async () => {
+    const dest = path.join(tmp, 'out-unprivileged');
+    const result = await extractDiskImage(mbrDisk, dest, { privileged: false });
+    assert.not.ok(existsSync(path.join(dest, 'dev/null')));
+    assert.ok((await lstat(path.join(dest, 'dev/initctl'))).isFIFO());
+    assert.is(await inode(path.join(dest, 'usr/bin/perl')), await inode(path.join(dest, 'usr/bin/perl5.36.0')));
+    const warnings = result.warnings.join('\n');
+    assert.match(warnings, /1 device node\(s\) not created: only root may \(first: \/dev\/null\)/);
+    assert.match(warnings, /1 xattr\(s\) not applied, only root may set them: \/usr\/bin\/ping security.capability/);
+    assert.match(warnings, /owners not applied/);
+  },
+);
 
 requires(isRoot, 'needs root')('a GPT .img.xz is decompressed once into the cache and reused', async () => {
   const cacheDir = path.join(tmp, 'cache');
@@ -222,21 +234,24 @@ requires(isRoot, 'needs root')('an image with no Linux partition is refused, nam
   assert.not.ok(existsSync(dest), 'nothing left behind');
 });
 
-requires(isRoot, 'needs root')('a Linux partition without an ext filesystem, a file without a partition table, bad destinations', async () => {
-  const blank = path.join(tmp, 'blank-linux.img');
-  await makeDisk(blank, 8 * MiB, 'dos', [{ line: 'start=2048, type=83', start: 2048 }]);
-  await rejects(() => findRootPartition(blank), /no Linux partition holds an ext2\/3\/4 filesystem/);
-  const junk = path.join(tmp, 'junk.img');
-  await writeFile(junk, Buffer.alloc(64 * 1024, 7));
-  await rejects(() => extractDiskImage(junk, path.join(tmp, 'junk-out')), /no partition table/);
-  const missing = await rejects(() => extractDiskImage(path.join(tmp, 'nope.img'), path.join(tmp, 'x')), /cannot be read/);
-  assert.instance(missing, UsageError);
-  const full = path.join(tmp, 'full');
-  await mkdir(full);
-  await writeFile(path.join(full, 'keep'), '');
-  await rejects(() => extractDiskImage(mbrDisk, full), /is not empty/);
-  assert.equal(await readdir(full), ['keep']);
-});
+requires(isRoot, 'needs root')(
+  'a Linux partition without an ext filesystem, a file without a partition table, bad destinations',
+  async () => {
+    const blank = path.join(tmp, 'blank-linux.img');
+    await makeDisk(blank, 8 * MiB, 'dos', [{ line: 'start=2048, type=83', start: 2048 }]);
+    await rejects(() => findRootPartition(blank), /no Linux partition holds an ext2\/3\/4 filesystem/);
+    const junk = path.join(tmp, 'junk.img');
+    await writeFile(junk, Buffer.alloc(64 * 1024, 7));
+    await rejects(() => extractDiskImage(junk, path.join(tmp, 'junk-out')), /no partition table/);
+    const missing = await rejects(() => extractDiskImage(path.join(tmp, 'nope.img'), path.join(tmp, 'x')), /cannot be read/);
+    assert.instance(missing, UsageError);
+    const full = path.join(tmp, 'full');
+    await mkdir(full);
+    await writeFile(path.join(full, 'keep'), '');
+    await rejects(() => extractDiskImage(mbrDisk, full), /is not empty/);
+    assert.equal(await readdir(full), ['keep']);
+  },
+);
 
 test('debugfs listings are parsed exactly', () => {
   const ls = '/2/040755/0/0/.//\n/2/040755/0/0/..//\n/13/104755/0/0/su/6/\n/14/120777/1000/1000/a b/8/\n/0/000000/0/0//0/\n';
@@ -245,11 +260,15 @@ test('debugfs listings are parsed exactly', () => {
     { path: 'su', ino: 13, mode: 0o104755, uid: 0, gid: 0 },
     { path: 'a b', ino: 14, mode: 0o120777, uid: 1000, gid: 1000 },
   ]);
-  assert.equal(parseLsP('/15/040755/0/0/.//\n/16/020644/0/0/null/0/\n', 'dev'), [{ path: 'dev/null', ino: 16, mode: 0o20644, uid: 0, gid: 0 }]);
-  assert.equal(parseStat('Inode: 17   Type: character special\n mtime: 0x6b082c6d:00000000 -- Thu\nDevice major/minor number: 01:03 (hex 01:03)\n'), {
-    major: 1,
-    minor: 3,
-    mtime: 0x6b082c6d,
-  });
+  assert.equal(parseLsP('/15/040755/0/0/.//\n/16/020644/0/0/null/0/\n', 'dev'), [
+    { path: 'dev/null', ino: 16, mode: 0o20644, uid: 0, gid: 0 },
+  ]);
+  assert.equal(
+    parseStat('Inode: 17   Type: character special\n mtime: 0x6b082c6d:00000000 -- Thu\nDevice major/minor number: 01:03 (hex 01:03)\n'),
+    {
+      major: 1,
+      minor: 3,
+      mtime: 0x6b082c6d,
+    },
+  );
 });
-

@@ -34,7 +34,8 @@ test('installed packages with version and architecture; removed and half-configu
 });
 
 test('a multiarch package installed twice is found by name and by name:arch', () => {
-  const text = 'Package: libc6\nStatus: install ok installed\nArchitecture: arm64\nVersion: 2\n\nPackage: libc6\nStatus: install ok installed\nArchitecture: armhf\nVersion: 2\n';
+  const text =
+    'Package: libc6\nStatus: install ok installed\nArchitecture: arm64\nVersion: 2\n\nPackage: libc6\nStatus: install ok installed\nArchitecture: armhf\nVersion: 2\n';
   const installed = parseDpkgStatus(text);
   assert.is(installed.get('libc6')?.architecture, 'arm64');
   assert.ok(installed.has('libc6:arm64'));
@@ -49,7 +50,9 @@ test('continuation lines belong to their field and do not start fields of their 
 });
 
 test('CRLF line ends and extra blank lines are tolerated', () => {
-  const installed = parseDpkgStatus('\r\n\r\nPackage: a\r\nStatus: install ok installed\r\nVersion: 1\r\n\r\n\r\nPackage: b\r\nStatus: install ok installed\r\nVersion: 2\r\n');
+  const installed = parseDpkgStatus(
+    '\r\n\r\nPackage: a\r\nStatus: install ok installed\r\nVersion: 1\r\n\r\n\r\nPackage: b\r\nStatus: install ok installed\r\nVersion: 2\r\n',
+  );
   assert.equal([...installed.keys()], ['a', 'b']);
 });
 
@@ -70,4 +73,3 @@ test('a root without a dpkg database is an error naming the root', async () => {
   assert.instance(error, RootfsError);
   assert.match(error.message, empty);
 });
-

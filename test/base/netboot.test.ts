@@ -72,7 +72,10 @@ async function refused(root: string, pattern: RegExp, privileged = true): Promis
 }
 
 test('a base without initramfs-tools cannot be regenerated, and the error says what to do', async () => {
-  await refused(await nonfsBase('no-tools', withModules), /has none \(no \/usr\/sbin\/update-initramfs\): install initramfs-tools in the base, or regenerate it in the base yourself: MODULES=netboot/);
+  await refused(
+    await nonfsBase('no-tools', withModules),
+    /has none \(no \/usr\/sbin\/update-initramfs\): install initramfs-tools in the base, or regenerate it in the base yourself: MODULES=netboot/,
+  );
 });
 
 test('a base without kernel modules cannot be regenerated', async () => {
@@ -96,7 +99,12 @@ test('a base whose initrd can mount an NFS root is used as it is', async () => {
   const root = path.join(tmp, 'fine');
   await makeArmbianBase(root, path.join(tmp, 'work-fine'));
   const base = await openBase(root);
-  const result = await netbootBase(base, cluster, { cacheDir: path.join(tmp, 'cache-fine'), identity: 'fine', arch: 'arm64', privileged: false });
+  const result = await netbootBase(base, cluster, {
+    cacheDir: path.join(tmp, 'cache-fine'),
+    identity: 'fine',
+    arch: 'arm64',
+    privileged: false,
+  });
   assert.is(result.base, base);
   assert.is(result.identity, 'fine');
   assert.is(result.regenerated, false);
@@ -124,10 +132,15 @@ test('a regeneration checks the programs it runs before copying anything: withou
   process.env.PATH = bin;
   try {
     // The host's own architecture: no qemu-user needed, so the program check is what stops it.
-    const error = await rejects(() => netbootBase(base, cluster, { cacheDir, identity: 'no-mkimage', arch: hostArchitecture(), privileged: true }));
+    const error = await rejects(() =>
+      netbootBase(base, cluster, { cacheDir, identity: 'no-mkimage', arch: hostArchitecture(), privileged: true }),
+    );
     assert.instance(error, MissingProgramError);
     assert.is((error as MissingProgramError).exitCode, EXIT_MISSING_PROGRAM);
-    assert.match(error.message, /^mkimage is not installed on this machine \(needed for remaking the board's uInitrd\): install the Debian package u-boot-tools/);
+    assert.match(
+      error.message,
+      /^mkimage is not installed on this machine \(needed for remaking the board's uInitrd\): install the Debian package u-boot-tools/,
+    );
   } finally {
     process.env.PATH = saved;
   }

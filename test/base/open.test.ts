@@ -12,7 +12,11 @@ const test = suite('base/open');
 test.after(cleanup);
 
 /** The index minus where content lives, which differs between a directory and its extraction. */
-const comparable = (base: BaseIndex) => base.entries.map(({ content: _c, ...rest }) => ({ ...rest, xattrs: rest.xattrs && Object.fromEntries(Object.entries(rest.xattrs).map(([k, v]) => [k, v.toString('hex')])) }));
+const comparable = (base: BaseIndex) =>
+  base.entries.map(({ content: _c, ...rest }) => ({
+    ...rest,
+    xattrs: rest.xattrs && Object.fromEntries(Object.entries(rest.xattrs).map(([k, v]) => [k, v.toString('hex')])),
+  }));
 
 test('default cache dir follows XDG_CACHE_HOME, else ~/.cache', () => {
   assert.is(defaultCacheDir({ XDG_CACHE_HOME: '/x/cache' }), '/x/cache/netroot');
@@ -26,7 +30,10 @@ test('a directory base is indexed with types, owners, modes, links, hard links a
   const at = (p: string) => base.byPath.get(p)!;
   assert.is(base.kind, 'directory');
   assert.is(base.entries[0]!.path, '');
-  assert.equal(base.entries.map((e) => e.path), [...base.entries.map((e) => e.path)].sort());
+  assert.equal(
+    base.entries.map((e) => e.path),
+    [...base.entries.map((e) => e.path)].sort(),
+  );
   assert.is(at('etc/resolv.conf').type, 'symlink');
   assert.is(at('etc/resolv.conf').linkname, '/run/systemd/resolve/stub-resolv.conf');
   assert.is(at('usr/bin/perl').type, 'file');
@@ -127,8 +134,15 @@ test('without getfattr a directory base is not read: the error names the attr pa
   fs.mkdirSync(`${t}/empty-bin`);
   // A PATH without the attr tools (nor anything else): openBase of a directory needs no other program.
   const script = `import('${path.resolve('src/base/open.ts')}').then((m) => m.openBase(process.argv[1])).then(() => console.log('opened'), (e) => { console.log(e.name, e.exitCode, e.message); })`;
-  const run = await execa(process.execPath, ['--import', 'tsx', '-e', script, `${t}/base`], { env: { PATH: `${t}/empty-bin` }, extendEnv: false, timeout: 60_000 });
-  assert.match(run.stdout, /^MissingProgramError 3 getfattr is not installed on this machine \(needed for the file capabilities and other xattrs of the directory base .*\): install the Debian package attr \(apt-get install attr\)$/);
+  const run = await execa(process.execPath, ['--import', 'tsx', '-e', script, `${t}/base`], {
+    env: { PATH: `${t}/empty-bin` },
+    extendEnv: false,
+    timeout: 60_000,
+  });
+  assert.match(
+    run.stdout,
+    /^MissingProgramError 3 getfattr is not installed on this machine \(needed for the file capabilities and other xattrs of the directory base .*\): install the Debian package attr \(apt-get install attr\)$/,
+  );
 });
 
 test('a tarball is extracted once: the second open reuses the cache', async () => {
@@ -285,4 +299,3 @@ test('truncated archives are clear errors: plain, gzip, xz and zstd', async () =
   const error = await openBase(`${h.t}/cut.tar`, { cacheDir: h.cache }).catch((e: Error) => e);
   assert.match(String(error), /truncated/);
 });
-

@@ -48,7 +48,13 @@ test('opz3-netboot (debootstrap:bookworm:arm64): bootable-looking trees and arti
   // ELF header: magic, 64-bit class (2), little-endian (1), e_machine 183 = EM_AARCH64.
   const elf = readFileSync(path.join(root, 'usr/sbin/keepalived')).subarray(0, 20);
   assert.equal([elf.subarray(0, 4).toString('latin1'), elf[4], elf[5], elf.readUInt16LE(18)], ['\x7fELF', 2, 1, 183]);
-  for (const program of ['usr/sbin/keepalived', 'usr/sbin/mariadbd', 'usr/lib/galera/libgalera_smm.so', 'usr/sbin/iscsid', 'sbin/mount.nfs']) {
+  for (const program of [
+    'usr/sbin/keepalived',
+    'usr/sbin/mariadbd',
+    'usr/lib/galera/libgalera_smm.so',
+    'usr/sbin/iscsid',
+    'sbin/mount.nfs',
+  ]) {
     assert.ok(existsSync(path.join(root, program)), program);
   }
   for (const secret of ['etc/keepalived/keepalived.conf', 'etc/rancher/k3s/config.yaml', 'etc/netroot/k3s-datastore.sql']) {
@@ -64,10 +70,11 @@ test('opz3-netboot (debootstrap:bookworm:arm64): bootable-looking trees and arti
   const boot = path.join(tmp, 'out/opz3-netboot/tftp/boot/qemu-virt-arm64');
   assert.ok(statSync(path.join(boot, 'vmlinuz')).size > 1_000_000, 'kernel');
   // With the virtio NIC's modules (board.modules), so that no regeneration was needed.
-  const verdict = canBootFromNfs(await inspectInitrd(path.join(boot, 'initrd.img')), { modules: ['virtio_net', 'virtio_mmio', 'net_failover', 'failover'] });
+  const verdict = canBootFromNfs(await inspectInitrd(path.join(boot, 'initrd.img')), {
+    modules: ['virtio_net', 'virtio_mmio', 'net_failover', 'failover'],
+  });
   assert.ok(verdict.ok, verdict.missing.join('; '));
   const check = await execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(tmp, 'out/opz3-netboot/artifacts'), reject: false });
   assert.is(check.exitCode, 0, check.stdout);
   assert.ok(readFileSync(path.join(tmp, 'out/opz3-netboot/artifacts/SHA256SUMS'), 'utf8').includes('opz3-4-top.tar.gz'));
 });
-

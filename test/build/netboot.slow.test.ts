@@ -20,14 +20,17 @@ import { defaultCacheDir } from '../../src/base/open.js';
 import { buildDebootstrapBase } from '../../src/base/debootstrap.js';
 import { canBootFromNfs, inspectInitrd } from '../../src/base/check/initrd.js';
 
-const SPEC = 'debootstrap:bookworm:amd64:dbus,e2fsprogs,galera-4,iproute2,keepalived,linux-image-amd64,mariadb-server,nfs-common,python3,rsync,stunnel4,systemd-sysv';
+const SPEC =
+  'debootstrap:bookworm:amd64:dbus,e2fsprogs,galera-4,iproute2,keepalived,linux-image-amd64,mariadb-server,nfs-common,python3,rsync,stunnel4,systemd-sysv';
 /** Not read by the NFS check or update-initramfs; dropping them halves the base. */
 const TRIM = [
   './var/lib/mysql/*',
   './usr/share/locale/*',
   './usr/share/doc/*',
   './usr/share/man/*',
-  ...['drivers/gpu', 'drivers/media', 'drivers/infiniband', 'drivers/iio', 'drivers/staging', 'sound', 'drivers/net/wireless'].map((d) => `./usr/lib/modules/*/kernel/${d}`),
+  ...['drivers/gpu', 'drivers/media', 'drivers/infiniband', 'drivers/iio', 'drivers/staging', 'sound', 'drivers/net/wireless'].map(
+    (d) => `./usr/lib/modules/*/kernel/${d}`,
+  ),
 ];
 let tmp: string;
 
@@ -66,7 +69,11 @@ async function initrdWithoutNfs(file: string): Promise<void> {
   await mkdir(path.join(tree, 'scripts'), { recursive: true });
   await writeFile(path.join(tree, 'init'), '#!/bin/sh\n', { mode: 0o755 });
   await writeFile(path.join(tree, 'scripts/local'), '# local root only\n');
-  const cpio = await execa('cpio', ['-o', '-H', 'newc', '--quiet'], { cwd: tree, input: 'init\nscripts\nscripts/local\n', encoding: 'buffer' });
+  const cpio = await execa('cpio', ['-o', '-H', 'newc', '--quiet'], {
+    cwd: tree,
+    input: 'init\nscripts\nscripts/local\n',
+    encoding: 'buffer',
+  });
   const gz = await execa('gzip', ['-9n'], { input: Buffer.from(cpio.stdout), encoding: 'buffer' });
   await writeFile(file, Buffer.from(gz.stdout));
 }
@@ -96,7 +103,11 @@ test('a tarball base whose initrd cannot mount NFS is regenerated once, in a cop
   assert.match(readFileSync(conf, 'utf8'), /^MODULES=netboot$/m);
   // The cached extraction of the tarball is left as it was.
   const bases = path.join(tmp, 'cache/bases');
-  const extracted = path.join(bases, readdirSync(bases).find((n) => !n.startsWith('.'))!, 'tree');
+  const extracted = path.join(
+    bases,
+    readdirSync(bases).find((n) => !n.startsWith('.'))!,
+    'tree',
+  );
   assert.not.ok((await nfsVerdict(path.join(extracted, 'boot', initrdName))).ok, 'the extraction was not changed');
   assert.not.ok(existsSync(path.join(extracted, 'etc/initramfs-tools/conf.d/netroot-netboot.conf')));
 
@@ -108,4 +119,3 @@ test('a tarball base whose initrd cannot mount NFS is regenerated once, in a cop
   const third = await build(options('out1', tarball));
   assert.is(third.base?.reused, true);
 });
-

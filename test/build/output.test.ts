@@ -32,10 +32,11 @@ async function workspace(): Promise<{ dir: string; env: NodeJS.ProcessEnv }> {
   return { dir, env };
 }
 
-const token = async (out: string): Promise<string> => /^token: "(.*)"$/m.exec(await readFile(path.join(out, 'opz3/nodes/opz3-1-onder/etc/rancher/k3s/config.yaml'), 'utf8'))![1]!;
+const token = async (out: string): Promise<string> =>
+  /^token: "(.*)"$/m.exec(await readFile(path.join(out, 'opz3/nodes/opz3-1-onder/etc/rancher/k3s/config.yaml'), 'utf8'))![1]!;
 const hostKey = (out: string): Promise<string> => readFile(path.join(out, 'opz3/nodes/opz3-1-onder/etc/ssh/ssh_host_ed25519_key'), 'utf8');
 
-Output('a profile that extends the cluster\'s, and a copy elsewhere, build the same cluster with its secrets', async () => {
+Output("a profile that extends the cluster's, and a copy elsewhere, build the same cluster with its secrets", async () => {
   const { dir, env } = await workspace();
   const first = await cli(dir, ['build', '-p', 'opz3'], env);
   assert.is(first.code, 0, first.stderr);
@@ -57,10 +58,13 @@ Output('a profile that extends the cluster\'s, and a copy elsewhere, build the s
   assert.is(await token(path.join(dir, 'out')), tokenBefore, 'a copied profile: the same token');
 });
 
-Output('the secrets file beside the profile (the old place) is still used, and copied to the cluster\'s place', async () => {
+Output("the secrets file beside the profile (the old place) is still used, and copied to the cluster's place", async () => {
   const { dir, env } = await workspace();
   const legacy = path.join(dir, 'profiles', 'opz3.secrets.yaml');
-  await writeFile(legacy, 'keepalivedAuthPass: Vr1pPass\nmariadbRootPassword: RootRootRootRoot1234\nk3sDatabasePassword: DbDbDbDbDbDbDbDb5678\nk3sToken: TokenTokenTokenToken0123456789\n');
+  await writeFile(
+    legacy,
+    'keepalivedAuthPass: Vr1pPass\nmariadbRootPassword: RootRootRootRoot1234\nk3sDatabasePassword: DbDbDbDbDbDbDbDb5678\nk3sToken: TokenTokenTokenToken0123456789\n',
+  );
   await chmod(legacy, 0o600);
   const run = await cli(dir, ['build', '-p', 'opz3'], env);
   assert.is(run.code, 0, run.stderr);
@@ -72,7 +76,7 @@ Output('the secrets file beside the profile (the old place) is still used, and c
   assert.is(again.stdout.includes('copied'), false, 'copied once');
 });
 
-Output('secrets that differ from the previous output\'s are refused, and accepted with --rotate-secrets', async () => {
+Output("secrets that differ from the previous output's are refused, and accepted with --rotate-secrets", async () => {
   const { dir, env } = await workspace();
   assert.is((await cli(dir, ['build', '-p', 'opz3'], env)).code, 0);
   const before = await token(path.join(dir, 'out'));
@@ -80,7 +84,13 @@ Output('secrets that differ from the previous output\'s are refused, and accepte
   const other = { ...env, NETROOT_SECRETS_DIR: path.join(dir, 'other-secrets') };
   const refused = await cli(dir, ['build', '-p', 'opz3'], other);
   assert.is(refused.code, 2, refused.stderr);
-  for (const what of ['the k3s token', 'the k3s database password', 'the MariaDB root password', 'the keepalived auth_pass', 'the SSH host keys of opz3-1-onder']) {
+  for (const what of [
+    'the k3s token',
+    'the k3s database password',
+    'the MariaDB root password',
+    'the keepalived auth_pass',
+    'the SSH host keys of opz3-1-onder',
+  ]) {
     assert.ok(refused.stderr.includes(what), `names ${what}:\n${refused.stderr}`);
   }
   assert.not.ok(existsSync(path.join(dir, 'other-secrets')), 'no secrets saved on a refused build');
@@ -96,15 +106,30 @@ Output('a directory the build did not write is refused, never replaced', async (
   await writeFile(path.join(dir, 'exports', 'opz3', 'opz3-1-onder', 'var/lib/mysql', 'ibdata1'), 'live data');
   const run = await cli(dir, ['build', '-p', 'opz3', '--out', 'exports'], env);
   assert.is(run.code, 2, run.stderr);
-  assert.is(run.stderr, 'build-images: exports/opz3 exists but was not written by netroot (no .netroot-output.json in it); a build replaces that directory whole, so it refuses to. Move it away or choose another --out (never the export root: deploy with "build-images deploy --to")\n');
+  assert.is(
+    run.stderr,
+    'build-images: exports/opz3 exists but was not written by netroot (no .netroot-output.json in it); a build replaces that directory whole, so it refuses to. Move it away or choose another --out (never the export root: deploy with "build-images deploy --to")\n',
+  );
   assert.is(await readFile(path.join(dir, 'exports', 'opz3', 'opz3-1-onder', 'var/lib/mysql', 'ibdata1'), 'utf8'), 'live data');
 });
 
 const BAD: [string, string[], RegExp][] = [
   ['--profile a directory', ['build', '-p', './profiles'], /^build-images: profile \.\/profiles is a directory; give a profile file/],
-  ['--out a file', ['build', '-p', 'opz3', '--out', 'profiles/opz3.yaml'], /^build-images: --out profiles\/opz3\.yaml: is a file, not a directory$/],
-  ['--out below a file', ['build', '-p', 'opz3', '--out', 'profiles/opz3.yaml/out'], /^build-images: --out profiles\/opz3\.yaml\/out: a part of that path is a file, not a directory$/],
-  ['deploy --to a file', ['deploy', '-p', 'opz3', '--to', 'profiles/opz3.yaml', '--no-exportfs'], /^build-images: --to profiles\/opz3\.yaml: is a file, not a directory$/],
+  [
+    '--out a file',
+    ['build', '-p', 'opz3', '--out', 'profiles/opz3.yaml'],
+    /^build-images: --out profiles\/opz3\.yaml: is a file, not a directory$/,
+  ],
+  [
+    '--out below a file',
+    ['build', '-p', 'opz3', '--out', 'profiles/opz3.yaml/out'],
+    /^build-images: --out profiles\/opz3\.yaml\/out: a part of that path is a file, not a directory$/,
+  ],
+  [
+    'deploy --to a file',
+    ['deploy', '-p', 'opz3', '--to', 'profiles/opz3.yaml', '--no-exportfs'],
+    /^build-images: --to profiles\/opz3\.yaml: is a file, not a directory$/,
+  ],
 ];
 
 for (const [name, args, message] of BAD) {
@@ -131,4 +156,3 @@ Output('--out on a read-only filesystem: one line, exit 2', async () => {
     await execa('umount', [ro]);
   }
 });
-

@@ -50,7 +50,11 @@ function options(out: string, extra: Partial<BuildOptions> = {}): BuildOptions {
 
 const sums = (out: string) => readFileSync(path.join(tmp, out, 'opz3/artifacts/SHA256SUMS'), 'utf8');
 /** The archives' sums only: each node's manifest also names the base it came from (a directory, a tarball's sha256). */
-const archiveSums = (out: string) => sums(out).split('\n').filter((l) => l.includes('.tar.')).join('\n');
+const archiveSums = (out: string) =>
+  sums(out)
+    .split('\n')
+    .filter((l) => l.includes('.tar.'))
+    .join('\n');
 
 test('a directory base gives every node a full root, an artifact and checksums', async () => {
   const result = await build(options('out-dir'));
@@ -86,7 +90,7 @@ test('each node is its own machine: no image-wide SSH keys or machine-id, no SD-
   const ids = new Set<string>();
   for (const node of NODES) {
     const root = path.join(tmp, 'out-dir/opz3/rootfs', node);
-    assert.not.ok(existsSync(path.join(root, 'etc/ssh/ssh_host_rsa_key')), 'the image\'s RSA key is gone');
+    assert.not.ok(existsSync(path.join(root, 'etc/ssh/ssh_host_rsa_key')), "the image's RSA key is gone");
     assert.not.match(readFileSync(path.join(root, 'etc/ssh/ssh_host_ed25519_key'), 'utf8'), 'IMAGE-WIDE');
     assert.not.ok(existsSync(path.join(root, 'root/.not_logged_in_yet')));
     assert.match(readFileSync(path.join(root, 'etc/fstab'), 'utf8'), /^\/dev\/nfs\s+\/\s+nfs/m);
@@ -103,7 +107,15 @@ test('each node is its own machine: no image-wide SSH keys or machine-id, no SD-
 test('artifacts hold what the trees hold: owners, modes, links, capability, removals', async () => {
   const extract = path.join(tmp, 'extract');
   await mkdir(extract);
-  await execa('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-xpzf', path.join(tmp, 'out-dir/opz3/artifacts/opz3-1-onder.tar.gz'), '-C', extract]);
+  await execa('tar', [
+    '--xattrs',
+    '--xattrs-include=*',
+    '--numeric-owner',
+    '-xpzf',
+    path.join(tmp, 'out-dir/opz3/artifacts/opz3-1-onder.tar.gz'),
+    '-C',
+    extract,
+  ]);
   const listing = (await execa('tar', ['--numeric-owner', '-tvzf', path.join(tmp, 'out-dir/opz3/artifacts/opz3-1-onder.tar.gz')])).stdout;
   assert.match(listing, /^-rw------- 0\/0 .* \.\/etc\/keepalived\/keepalived\.conf$/m);
   assert.match(listing, /^hrwxr-xr-x 0\/0 .* \.\/usr\/bin\/perl5\.36\.0 link to \.\/usr\/bin\/perl$/m);
@@ -115,13 +127,14 @@ test('artifacts hold what the trees hold: owners, modes, links, capability, remo
   assert.is(diff.exitCode, 0, `tree and artifact differ:\n${diff.stdout}`);
 });
 
-test('the board\'s kernel, initrd and device tree come from the base (symlinks followed inside it) into tftp/', async () => {
+test("the board's kernel, initrd and device tree come from the base (symlinks followed inside it) into tftp/", async () => {
   const boot = path.join(tmp, 'out-dir/opz3/tftp/boot/orangepi-zero3');
   assert.is(readFileSync(path.join(boot, 'Image'), 'utf8'), 'ARM64 KERNEL IMAGE\n');
   assert.equal(readFileSync(path.join(boot, 'uInitrd')), readFileSync(path.join(base, 'boot/uInitrd-6.6.31-current-sunxi64')));
   assert.is(readFileSync(path.join(boot, 'sun50i-h618-orangepi-zero3.dtb'), 'utf8'), 'DTB\n');
   const pxe = readFileSync(path.join(tmp, 'out-dir/opz3/tftp/pxelinux.cfg/01-02-00-c0-00-02-3c'), 'utf8');
-  for (const name of ['Image', 'uInitrd', 'sun50i-h618-orangepi-zero3.dtb']) assert.ok(existsSync(path.join(boot, name)) && pxe.includes(`boot/orangepi-zero3/${name}`));
+  for (const name of ['Image', 'uInitrd', 'sun50i-h618-orangepi-zero3.dtb'])
+    assert.ok(existsSync(path.join(boot, name)) && pxe.includes(`boot/orangepi-zero3/${name}`));
 });
 
 test('reproducible: another directory, another time, a tarball of the base: identical SHA256SUMS', async () => {
@@ -175,21 +188,27 @@ test('incremental: an unchanged rebuild reuses every node and does not read the 
   assert.ok(existsSync(path.join(tmp, 'out-incr/opz3/rootfs/opz3-1-onder/usr/local/bin/k3s')), 'trees kept');
 });
 
-test('without SOURCE_DATE_EPOCH, what netroot writes is dated like the base\'s newest file, base files keep theirs, and an unchanged rebuild still reads nothing', async () => {
+test("without SOURCE_DATE_EPOCH, what netroot writes is dated like the base's newest file, base files keep theirs, and an unchanged rebuild still reads nothing", async () => {
   const tarball = path.join(tmp, 'armbian-no-epoch.tar.gz');
   await execa('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', base, '-czf', tarball, '.']);
-  const newest = Math.max(...(await execa('find', [base, '-printf', '%T@\\n'])).stdout.trim().split('\n').map((t) => Math.floor(Number(t))));
+  const newest = Math.max(
+    ...(await execa('find', [base, '-printf', '%T@\\n'])).stdout
+      .trim()
+      .split('\n')
+      .map((t) => Math.floor(Number(t))),
+  );
   const osRelease = Math.floor(statSync(path.join(base, 'etc/os-release')).mtimeMs / 1000);
   const first = await build(options('out-no-epoch', { base: tarball, formats: ['tar'], env: {} }));
   assert.equal(first.rebuilt, NODES);
-  const listing = (await execa('tar', ['--full-time', '--utc', '-tvzf', path.join(tmp, 'out-no-epoch/opz3/artifacts/opz3-1-onder.tar.gz')])).stdout;
+  const listing = (await execa('tar', ['--full-time', '--utc', '-tvzf', path.join(tmp, 'out-no-epoch/opz3/artifacts/opz3-1-onder.tar.gz')]))
+    .stdout;
   const dated = (name: string) => {
     const line = listing.split('\n').find((l) => l.endsWith(` ./${name}`));
     assert.ok(line, name);
     return Date.parse(`${/ (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) /.exec(line!)![1]!.replace(' ', 'T')}Z`) / 1000;
   };
   assert.is(dated('etc/os-release'), osRelease, 'a base file keeps its mtime');
-  assert.is(dated('etc/hostname'), newest, 'an overlay file gets the base\'s newest mtime');
+  assert.is(dated('etc/hostname'), newest, "an overlay file gets the base's newest mtime");
   assert.is(dated('usr/local/bin/k3s'), newest, 'so does the k3s binary');
   assert.ok(newest > 0 && osRelease <= newest);
   const { readdir } = await import('node:fs/promises');
@@ -246,12 +265,34 @@ test('incremental: the default compression is part of the key, so a build after 
   // A PATH with every program of this machine but zstd: "zstd not installed".
   const bin = await binWithout('zstd', ['zstd']);
   const cli = (PATH: string) =>
-    execa(process.execPath, ['--import', 'tsx', path.resolve('src/cli.ts'), '--profile', path.resolve('profiles/opz3.yaml'), '--secrets', path.join(tmp, 'secrets.yaml'),
-      '--cache-dir', path.join(tmp, 'cache'), '--k3s-binary', path.join(tmp, 'k3s'), '--base', base, '--format', 'tar', '--out', path.join(tmp, 'out-zstd'), '--json'], {
-      env: { PATH, SOURCE_DATE_EPOCH: EPOCH, HOME: tmp },
-      extendEnv: false,
-      cwd: path.resolve('.'),
-    }).then((r) => JSON.parse(r.stdout) as { rebuilt: string[]; artifacts: { name: string }[] });
+    execa(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        path.resolve('src/cli.ts'),
+        '--profile',
+        path.resolve('profiles/opz3.yaml'),
+        '--secrets',
+        path.join(tmp, 'secrets.yaml'),
+        '--cache-dir',
+        path.join(tmp, 'cache'),
+        '--k3s-binary',
+        path.join(tmp, 'k3s'),
+        '--base',
+        base,
+        '--format',
+        'tar',
+        '--out',
+        path.join(tmp, 'out-zstd'),
+        '--json',
+      ],
+      {
+        env: { PATH, SOURCE_DATE_EPOCH: EPOCH, HOME: tmp },
+        extendEnv: false,
+        cwd: path.resolve('.'),
+      },
+    ).then((r) => JSON.parse(r.stdout) as { rebuilt: string[]; artifacts: { name: string }[] });
   const without = await cli(bin);
   assert.equal(without.rebuilt, NODES);
   assert.not.ok(without.artifacts.some((a) => a.name.endsWith('.zst')));
@@ -263,13 +304,34 @@ test('incremental: the default compression is part of the key, so a build after 
 
 test('without the attr tools, a directory base stops the build and says what to install (capabilities are never dropped in silence)', async () => {
   const bin = await binWithout('attr', ['getfattr', 'setfattr']);
-  const run = await execa(process.execPath, ['--import', 'tsx', path.resolve('src/cli.ts'), '--profile', path.resolve('profiles/opz3.yaml'), '--secrets', path.join(tmp, 'secrets.yaml'),
-    '--cache-dir', path.join(tmp, 'cache-attr'), '--k3s-binary', path.join(tmp, 'k3s'), '--base', base, '--format', 'tar', '--out', path.join(tmp, 'out-attr')], {
-    env: { PATH: bin, HOME: tmp },
-    extendEnv: false,
-    reject: false,
-    cwd: path.resolve('.'),
-  });
+  const run = await execa(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      path.resolve('src/cli.ts'),
+      '--profile',
+      path.resolve('profiles/opz3.yaml'),
+      '--secrets',
+      path.join(tmp, 'secrets.yaml'),
+      '--cache-dir',
+      path.join(tmp, 'cache-attr'),
+      '--k3s-binary',
+      path.join(tmp, 'k3s'),
+      '--base',
+      base,
+      '--format',
+      'tar',
+      '--out',
+      path.join(tmp, 'out-attr'),
+    ],
+    {
+      env: { PATH: bin, HOME: tmp },
+      extendEnv: false,
+      reject: false,
+      cwd: path.resolve('.'),
+    },
+  );
   assert.is(run.exitCode, 3, run.stdout); // a missing program: EXIT_MISSING_PROGRAM in src/errors.ts
   assert.match(run.stderr, /getfattr is not installed on this machine \(needed for .*\): install the Debian package attr/);
   assert.not.ok(existsSync(path.join(tmp, 'out-attr', 'opz3')), 'nothing written');
@@ -282,7 +344,8 @@ async function binWithout(name: string, missing: string[]): Promise<string> {
   const { readdir } = await import('node:fs/promises');
   for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
     for (const program of await readdir(dir).catch(() => [] as string[])) {
-      if (!missing.includes(program) && !existsSync(path.join(bin, program))) await symlink(path.join(dir, program), path.join(bin, program));
+      if (!missing.includes(program) && !existsSync(path.join(bin, program)))
+        await symlink(path.join(dir, program), path.join(bin, program));
     }
   }
   return bin;
@@ -290,14 +353,22 @@ async function binWithout(name: string, missing: string[]): Promise<string> {
 
 /** Every path with its type, mode, owner, link target and content digest: what a node's root is. */
 async function describeTree(root: string): Promise<string> {
-  const { stdout } = await execa('bash', ['-c', `cd "$1" && find . -printf '%p %y %m %U:%G %l\\n' | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum`, '_', root]);
+  const { stdout } = await execa('bash', [
+    '-c',
+    `cd "$1" && find . -printf '%p %y %m %U:%G %l\\n' | sort && find . -type f -print0 | sort -z | xargs -0 sha256sum`,
+    '_',
+    root,
+  ]);
   return stdout;
 }
 
 test('incremental trees: a tree revised from the previous build equals one built from scratch', async () => {
   const changed = path.join(tmp, 'opz3-no-longhorn.yaml');
   // Longhorn off drops files from every node (mount unit, manifest, iscsid links): they must come back as the base has them, or go.
-  await writeFile(changed, `extends: ${path.resolve('profiles/opz3.yaml')}\nlonghorn: { enabled: false }\nnodes:\n  - { name: opz3-2-midden, interface: eth7 }\n`);
+  await writeFile(
+    changed,
+    `extends: ${path.resolve('profiles/opz3.yaml')}\nlonghorn: { enabled: false }\nnodes:\n  - { name: opz3-2-midden, interface: eth7 }\n`,
+  );
   await build(options('out-revise', { formats: ['tree'] }));
   const revised = await build(options('out-revise', { formats: ['tree'], profile: changed }));
   assert.equal(revised.rebuilt, NODES);
@@ -312,7 +383,11 @@ test('incremental trees: a tree revised from the previous build equals one built
   await build(options('out-revise', { formats: ['tree'] }));
   await build(options('out-fresh2', { formats: ['tree'] }));
   for (const node of NODES) {
-    assert.is(await describeTree(path.join(tmp, 'out-revise/opz3/rootfs', node)), await describeTree(path.join(tmp, 'out-fresh2/opz3/rootfs', node)), node);
+    assert.is(
+      await describeTree(path.join(tmp, 'out-revise/opz3/rootfs', node)),
+      await describeTree(path.join(tmp, 'out-fresh2/opz3/rootfs', node)),
+      node,
+    );
   }
 });
 
@@ -323,7 +398,13 @@ test('incremental trees: a build that fails after revising trees in place leaves
   const before = await Promise.all(NODES.map((n) => describeTree(path.join(tmp, 'out-rollback/opz3/rootfs', n))));
   const sumsBefore = sums('out-rollback');
   // Fails once every tree has been moved into the new output and revised, as packing starts.
-  const failing = { ...silentReporter, step: (label: string) => { if (label.startsWith('packing')) throw new Error('disk full (simulated)'); return silentReporter.step(label); } };
+  const failing = {
+    ...silentReporter,
+    step: (label: string) => {
+      if (label.startsWith('packing')) throw new Error('disk full (simulated)');
+      return silentReporter.step(label);
+    },
+  };
   await rejects(() => build(options('out-rollback', { profile: changed, reporter: failing })), /disk full/);
   const after = await Promise.all(NODES.map((n) => describeTree(path.join(tmp, 'out-rollback/opz3/rootfs', n))));
   assert.equal(after, before);
@@ -342,7 +423,7 @@ async function failsCleanly(extra: Partial<BuildOptions>, pattern: RegExp, out: 
   assert.not.ok(existsSync(path.join(tmp, out)), `${out} was written`);
 }
 
-test('a base without the cluster\'s packages fails naming them', async () => {
+test("a base without the cluster's packages fails naming them", async () => {
   const lacking = path.join(tmp, 'lacking');
   await makeArmbianBase(lacking, path.join(tmp, 'work-lacking'), { without: ['keepalived', 'galera-4'] });
   await failsCleanly({ base: lacking }, /lacks packages the cluster's nodes need: galera-4, keepalived/, 'out-lacking');
@@ -351,14 +432,22 @@ test('a base without the cluster\'s packages fails naming them', async () => {
 test('an initrd that cannot mount an NFS root, in a base that cannot regenerate it, fails saying so', async () => {
   const nonfs = path.join(tmp, 'nonfs');
   await makeArmbianBase(nonfs, path.join(tmp, 'work-nonfs'), { initrdWithoutNfs: true });
-  await failsCleanly({ base: nonfs }, /initrd \/boot\/uInitrd in the base cannot mount an NFS root[\s\S]*has none \(no \/usr\/sbin\/update-initramfs\)[\s\S]*MODULES=netboot/, 'out-nonfs');
+  await failsCleanly(
+    { base: nonfs },
+    /initrd \/boot\/uInitrd in the base cannot mount an NFS root[\s\S]*has none \(no \/usr\/sbin\/update-initramfs\)[\s\S]*MODULES=netboot/,
+    'out-nonfs',
+  );
 });
 
 test('a missing kernel fails naming the path', async () => {
   const nokernel = path.join(tmp, 'nokernel');
   await makeArmbianBase(nokernel, path.join(tmp, 'work-nokernel'));
   await rm(path.join(nokernel, 'boot/Image-6.6.31-current-sunxi64'));
-  await failsCleanly({ base: nokernel }, /the board's kernel \/boot\/Image is not a file in the base .* \(it leads to \/boot\/Image-6\.6\.31-current-sunxi64\)/, 'out-nokernel');
+  await failsCleanly(
+    { base: nokernel },
+    /the board's kernel \/boot\/Image is not a file in the base .* \(it leads to \/boot\/Image-6\.6\.31-current-sunxi64\)/,
+    'out-nokernel',
+  );
 });
 
 test('hostile bases: a tar member with .. and a base whose etc is a symlink out of it touch nothing outside', async () => {
@@ -384,6 +473,9 @@ test('hostile bases: a tar member with .. and a base whose etc is a symlink out 
 
 test('--format without a base is a usage error', async () => {
   const { base: _unused, ...rest } = options('out-nobase');
-  await failsCleanly({ ...rest, base: undefined as unknown as string } as Partial<BuildOptions>, /needs a base root filesystem/, 'out-nobase');
+  await failsCleanly(
+    { ...rest, base: undefined as unknown as string } as Partial<BuildOptions>,
+    /needs a base root filesystem/,
+    'out-nobase',
+  );
 });
-

@@ -51,4 +51,3 @@ Manifest('a cached digest is used for an unchanged file, never for a rewritten o
   await utimes(file, before.atime, before.mtime);
   assert.is((await readManifest(dir, [], cache))['f']!.h, sha('bbbb'));
 });
-

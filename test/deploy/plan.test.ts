@@ -36,7 +36,14 @@ Plan('a first deploy adds everything and seeds the state the image has; a tree c
 });
 
 Plan('a redeploy: added, changed (content or mode), removed; state kept; unchanged means no reboot', () => {
-  const next = diffNode('n', { ...B, 'etc/same': file('s', 0o600) }, ['var/lib/mysql'], target({ generation: 3, current: A, stateRoots: ['var/lib/mysql'] }), STATE, false);
+  const next = diffNode(
+    'n',
+    { ...B, 'etc/same': file('s', 0o600) },
+    ['var/lib/mysql'],
+    target({ generation: 3, current: A, stateRoots: ['var/lib/mysql'] }),
+    STATE,
+    false,
+  );
   assert.equal([next.added, next.changed, next.removed], [['etc/new'], ['etc/hostname', 'etc/same'], ['etc/old']]);
   assert.equal([next.kept, next.seeded, next.generation], [['var/lib/mysql'], [], 4]);
   assert.match(next.reboot!, /4 paths in its root changed/);
@@ -48,7 +55,9 @@ Plan('a redeploy: added, changed (content or mode), removed; state kept; unchang
 Plan('files under state paths are never added, changed or removed', () => {
   const withState: Manifest = { ...A, 'var/lib/mysql/ibdata1': file('x'), 'etc/rancher/node/password': file('p') };
   const next = diffNode('n', B, [], target({ generation: 1, current: withState }), STATE, false);
-  assert.not.ok([...next.added, ...next.changed, ...next.removed].some((p) => p.startsWith('var/lib/mysql') || p.startsWith('etc/rancher/node')));
+  assert.not.ok(
+    [...next.added, ...next.changed, ...next.removed].some((p) => p.startsWith('var/lib/mysql') || p.startsWith('etc/rancher/node')),
+  );
 });
 
 Plan('a deploy cut short is finished under its generation, and what only it wrote is removed', () => {
@@ -64,12 +73,18 @@ Plan('rollback: files back from undo, new ones removed, mode-only changes set in
   assert.ok(!('problem' in r));
   if ('problem' in r) throw new Error(String(r.problem));
   assert.equal(r.restore.sort(), ['etc/hostname', 'etc/old']);
-  assert.equal(r.attrs.map((a) => [a.path, a.m]), [['etc/same', 0o644]]);
+  assert.equal(
+    r.attrs.map((a) => [a.path, a.m]),
+    [['etc/same', 0o644]],
+  );
   assert.equal(r.removed, ['etc/new']);
   assert.is(r.generation, 3);
   const missing = planRollback('n', target({ generation: 2, current, previous: A }), ['etc/hostname'], STATE);
-  assert.equal(missing, { node: 'n', problem: 'the previous generation\'s /etc/old were not kept' });
-  assert.match((planRollback('n', target({ generation: 1, current: A }), [], STATE) as { problem: string }).problem, /first one netroot deployed/);
+  assert.equal(missing, { node: 'n', problem: "the previous generation's /etc/old were not kept" });
+  assert.match(
+    (planRollback('n', target({ generation: 1, current: A }), [], STATE) as { problem: string }).problem,
+    /first one netroot deployed/,
+  );
   assert.match((planRollback('n', target(), [], STATE) as { problem: string }).problem, /never deployed/);
 });
 
@@ -83,11 +98,13 @@ Plan('boot server files: added, changed, unchanged; only files an earlier deploy
     { '/etc/exports.d/c.exports': '2', '/etc/dnsmasq.d/c.conf': 'old', '/srv/tftp/pxelinux.cfg/01-gone': 'x' },
     [{ what: 'tftp', path: '/srv/tftp/pxelinux.cfg/01-gone', sha256: 'x' }],
   );
-  assert.equal(changes.map((c) => [c.path, c.status]), [
-    ['/srv/tftp/pxelinux.cfg/01-a', 'added'],
-    ['/etc/exports.d/c.exports', 'unchanged'],
-    ['/etc/dnsmasq.d/c.conf', 'changed'],
-    ['/srv/tftp/pxelinux.cfg/01-gone', 'removed'],
-  ]);
+  assert.equal(
+    changes.map((c) => [c.path, c.status]),
+    [
+      ['/srv/tftp/pxelinux.cfg/01-a', 'added'],
+      ['/etc/exports.d/c.exports', 'unchanged'],
+      ['/etc/dnsmasq.d/c.conf', 'changed'],
+      ['/srv/tftp/pxelinux.cfg/01-gone', 'removed'],
+    ],
+  );
 });
-

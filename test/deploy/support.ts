@@ -49,7 +49,7 @@ export async function fixture(): Promise<Fixture> {
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-deploy-'));
   const baseA = path.join(tmp, 'base-a');
   await makeArmbianBase(baseA, path.join(tmp, 'work'));
-  await put(baseA, 'var/lib/mysql/ibdata1', 'the image\'s empty datadir\n');
+  await put(baseA, 'var/lib/mysql/ibdata1', "the image's empty datadir\n");
   await put(baseA, 'var/log/README', 'image log dir\n');
   await put(baseA, 'usr/share/only-in-a', 'a\n');
   await put(baseA, 'usr/lib/big.bin', randomBytes(8 << 20));
@@ -58,7 +58,7 @@ export async function fixture(): Promise<Fixture> {
   await rm(path.join(baseB, 'usr/share/only-in-a'));
   await put(baseB, 'usr/share/new-in-b', 'b\n');
   await put(baseB, 'usr/lib/big.bin', randomBytes(8 << 20));
-  await put(baseB, 'var/lib/mysql/ibdata1', 'the image\'s datadir, version B\n');
+  await put(baseB, 'var/lib/mysql/ibdata1', "the image's datadir, version B\n");
   const k3s = path.join(tmp, 'k3s');
   await writeFile(k3s, '#!/bin/sh\necho k3s stand-in\n', { mode: 0o755 });
   const profiles = path.join(tmp, 'profiles');
@@ -67,7 +67,12 @@ export async function fixture(): Promise<Fixture> {
   await writeFile(path.join(profiles, 'opz3-b.yaml'), OPZ3.replace('virtualRouterId: 51', 'virtualRouterId: 52'));
   await writeFile(path.join(profiles, 'opz3-c.yaml'), OPZ3.replace('virtualRouterId: 51', 'virtualRouterId: 53'));
   const out = path.join(tmp, 'out');
-  const env = { SOURCE_DATE_EPOCH: '1700000000', NETROOT_SECRETS_DIR: path.join(tmp, 'secrets'), XDG_CACHE_HOME: path.join(tmp, 'xdg-cache'), PATH: process.env.PATH };
+  const env = {
+    SOURCE_DATE_EPOCH: '1700000000',
+    NETROOT_SECRETS_DIR: path.join(tmp, 'secrets'),
+    XDG_CACHE_HOME: path.join(tmp, 'xdg-cache'),
+    PATH: process.env.PATH,
+  };
   const server = (label: string) => path.join(tmp, `server-${label}`);
   return {
     tmp,
@@ -102,7 +107,23 @@ export async function fixture(): Promise<Fixture> {
       reporter: silentReporter,
       ...extra,
     }),
-    flags: (to, label) => ['-p', path.join(profiles, 'opz3.yaml'), '--out', out, '--to', to, '--tftp', `${server(label)}/tftp`, '--dnsmasq', `${server(label)}/dnsmasq.d`, '--exports-dir', `${server(label)}/exports.d`, '--ganesha-dir', `${server(label)}/ganesha`, '--no-exportfs'],
+    flags: (to, label) => [
+      '-p',
+      path.join(profiles, 'opz3.yaml'),
+      '--out',
+      out,
+      '--to',
+      to,
+      '--tftp',
+      `${server(label)}/tftp`,
+      '--dnsmasq',
+      `${server(label)}/dnsmasq.d`,
+      '--exports-dir',
+      `${server(label)}/exports.d`,
+      '--ganesha-dir',
+      `${server(label)}/ganesha`,
+      '--no-exportfs',
+    ],
     cleanup: () => rm(tmp, { recursive: true, force: true }),
   };
 }
@@ -116,7 +137,12 @@ export interface Run {
 /** The real command line in `cwd`, bounded by a timeout. */
 export async function cli(cwd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env, timeout: 120_000, maxBuffer: 64 << 20 });
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', TSX, CLI, ...args], {
+      cwd,
+      env,
+      timeout: 120_000,
+      maxBuffer: 64 << 20,
+    });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code?: unknown; stdout?: string; stderr?: string };
@@ -130,20 +156,36 @@ export async function cli(cwd: string, args: string[], env: NodeJS.ProcessEnv): 
  * its rsync and ssh children, as a power cut would) `delayMs` after stderr shows
  * `marker`. Resolves with the signal it died of; rejects after 120 s.
  */
-export async function killAt(cwd: string, args: string[], env: NodeJS.ProcessEnv, marker: string, delayMs: number): Promise<{ signal: string | null; stderr: string }> {
+export async function killAt(
+  cwd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  marker: string,
+  delayMs: number,
+): Promise<{ signal: string | null; stderr: string }> {
   const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   let fired = false;
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
-      try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* gone */ }
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
       reject(new Error(`deploy never printed ${JSON.stringify(marker)} within 120 s:\n${stderr}`));
     }, 120_000);
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
       if (!fired && stderr.includes(marker)) {
         fired = true;
-        setTimeout(() => { try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ } }, delayMs);
+        setTimeout(() => {
+          try {
+            process.kill(-child.pid!, 'SIGKILL');
+          } catch {
+            /* already gone */
+          }
+        }, delayMs);
       }
     });
     child.once('exit', (_code, signal) => {
@@ -159,7 +201,9 @@ export const live = (root: string, node: string): Promise<Manifest> => readManif
 export const built = (out: string, node: string): Promise<Manifest> => readManifest(path.join(out, 'opz3/rootfs', node), STATE);
 
 export function assertSameTree(actual: Manifest, expected: Manifest, what: string): void {
-  const differ = [...new Set([...Object.keys(actual), ...Object.keys(expected)])].filter((p) => !actual[p] || !expected[p] || !sameEntry(actual[p]!, expected[p]!));
+  const differ = [...new Set([...Object.keys(actual), ...Object.keys(expected)])].filter(
+    (p) => !actual[p] || !expected[p] || !sameEntry(actual[p]!, expected[p]!),
+  );
   assert.equal(differ.slice(0, 10), [], `${what}: paths that differ`);
 }
 
@@ -168,7 +212,8 @@ export function assertOldOrNew(actual: Manifest, before: Manifest, after: Manife
   const problems: string[] = [];
   for (const [p, e] of Object.entries(actual)) {
     const ok = (m: Manifest) => m[p] !== undefined && (e.t === 'd' ? m[p]!.t === 'd' : sameEntry(m[p]!, e));
-    if (!ok(before) && !ok(after)) problems.push(`/${p} is neither the old nor the new version${!before[p] && !after[p] ? ' (in neither build)' : ''}`);
+    if (!ok(before) && !ok(after))
+      problems.push(`/${p} is neither the old nor the new version${!before[p] && !after[p] ? ' (in neither build)' : ''}`);
   }
   for (const p of Object.keys(before)) if (after[p] && !actual[p]) problems.push(`/${p} is missing`);
   assert.equal(problems.slice(0, 10), [], `${what}: every file old or new`);

@@ -47,10 +47,12 @@ Target('no rsync on the target host: named with its package, before any work', a
     await writeFile(ssh, `#!/bin/sh\nfor a; do last=$a; done\nexec env PATH=${dir}/bin /bin/sh -c "$last"\n`);
     await chmod(ssh, 0o755);
     const target = openTarget({ kind: 'ssh', host: 'root@nfs1', dir: '/srv' }, [ssh]);
-    await rejects(() => requireTools(target), /^rsync is not installed on root@nfs1: install the Debian package rsync \(apt-get install rsync\)$/);
+    await rejects(
+      () => requireTools(target),
+      /^rsync is not installed on root@nfs1: install the Debian package rsync \(apt-get install rsync\)$/,
+    );
     await target.close();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });
-

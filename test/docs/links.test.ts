@@ -19,7 +19,14 @@ const ELSEWHERE: Record<string, string> = {
 };
 
 const tracked = execFileSync('git', ['ls-files', '-z'], { cwd: REPO, encoding: 'utf8', timeout: 10_000 }).split('\0').filter(Boolean);
-const trackedDirs = new Set(tracked.flatMap((f) => f.split('/').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('/'))));
+const trackedDirs = new Set(
+  tracked.flatMap((f) =>
+    f
+      .split('/')
+      .slice(0, -1)
+      .map((_, i, parts) => parts.slice(0, i + 1).join('/')),
+  ),
+);
 const exists = (p: string): boolean => tracked.includes(p) || trackedDirs.has(p);
 const topLevel = new Set(tracked.map((f) => f.split('/')[0]!));
 
@@ -46,7 +53,10 @@ for (const doc of DOCS) {
       const target = file ? path.posix.normalize(path.posix.join(path.posix.dirname(doc), file)) : doc;
       assert.ok(!target.startsWith('..') && exists(target), `${doc}: the link ${link} points at ${target}, which a clone does not hold`);
       if (anchor !== undefined && target.endsWith('.md')) {
-        assert.ok(anchors(readFileSync(path.join(REPO, target), 'utf8')).has(anchor), `${doc}: the link ${link}: ${target} has no heading #${anchor}`);
+        assert.ok(
+          anchors(readFileSync(path.join(REPO, target), 'utf8')).has(anchor),
+          `${doc}: the link ${link}: ${target} has no heading #${anchor}`,
+        );
       }
     }
   });
@@ -65,4 +75,3 @@ test('the seed article is cited by author, title and site, not by a path outside
   assert.match(readme, 'Remy van Elst\'s "High Available k3s kubernetes cluster with keepalived, galera and longhorn" (raymii.org, 2024)');
   assert.not.match(readme, /\]\(\.\.\//);
 });
-

@@ -35,7 +35,17 @@ async function headers(archive: string): Promise<Header[]> {
   const extract = tarStream.extract();
   const done = new Promise<void>((resolve, reject) => {
     extract.on('entry', (h, stream, next) => {
-      out.push({ name: h.name, type: h.type!, mode: h.mode!, uid: h.uid!, gid: h.gid!, uname: h.uname!, gname: h.gname!, mtime: h.mtime!.getTime() / 1000, linkname: h.linkname ?? null });
+      out.push({
+        name: h.name,
+        type: h.type!,
+        mode: h.mode!,
+        uid: h.uid!,
+        gid: h.gid!,
+        uname: h.uname!,
+        gname: h.gname!,
+        mtime: h.mtime!.getTime() / 1000,
+        linkname: h.linkname ?? null,
+      });
       stream.on('end', () => next());
       stream.resume();
     });
@@ -62,7 +72,7 @@ async function dateTree(root: string, seconds: number): Promise<void> {
   await execa('find', [root, '-exec', 'touch', '-h', '-d', `@${seconds}`, '{}', '+']);
 }
 
-test('SOURCE_DATE_EPOCH comes from the environment and must be a number; unset, it is the base\'s newest mtime', () => {
+test("SOURCE_DATE_EPOCH comes from the environment and must be a number; unset, it is the base's newest mtime", () => {
   assert.is(epochFromEnv({}), undefined);
   assert.is(epochFromEnv({ SOURCE_DATE_EPOCH: '1700000000' }), EPOCH);
   assert.throws(() => epochFromEnv({ SOURCE_DATE_EPOCH: 'yesterday' }), /SOURCE_DATE_EPOCH/);
@@ -72,14 +82,21 @@ test('SOURCE_DATE_EPOCH comes from the environment and must be a number; unset, 
   assert.is(sourceDateEpoch({ entries: [] }, {}), 0);
 });
 
-test('base files keep their own mtimes; files and directories netroot writes get SOURCE_DATE_EPOCH, by default the base\'s newest mtime', async () => {
+test("base files keep their own mtimes; files and directories netroot writes get SOURCE_DATE_EPOCH, by default the base's newest mtime", async () => {
   const { t } = await fixture('mtimes');
   await dateTree(`${t}/base`, 1_500_000_000);
   await execa('touch', ['-d', '@1600000000', `${t}/base/etc/passwd`]); // the newest
   await execa('touch', ['-h', '-d', '@1400000000', `${t}/base/usr/bin/python3`]); // a symlink's own date
   const dir = await openBase(`${t}/base`);
   const tarball = await openBase(await tarOf(`${t}/base`, `${t}/dated.tar.gz`), { cacheDir: `${t}/cache` });
-  const written = ['./etc/hostname', './etc/netroot/secret', './etc/netroot/', './etc/rancher/k3s/config.yaml', './etc/resolv.conf', './etc/systemd/system/multi-user.target.wants/k3s.service'];
+  const written = [
+    './etc/hostname',
+    './etc/netroot/secret',
+    './etc/netroot/',
+    './etc/rancher/k3s/config.yaml',
+    './etc/resolv.conf',
+    './etc/systemd/system/multi-user.target.wants/k3s.service',
+  ];
   for (const [label, base, options, epoch] of [
     ['directory, no SOURCE_DATE_EPOCH', dir, {}, 1_600_000_000],
     ['tarball, no SOURCE_DATE_EPOCH', tarball, {}, 1_600_000_000],
@@ -97,7 +114,8 @@ test('base files keep their own mtimes; files and directories netroot writes get
     assert.is(at.get('./tmp/'), 1_500_000_000, `${label}: a base directory`);
     for (const name of written) assert.is(at.get(name), epoch, `${label}: ${name}, written by netroot`);
     // GNU tar agrees.
-    const listing = (await execa('tar', ['--full-time', '--utc', '-tvf', `${t}/out-${label}/n1.tar.gz`, './etc/passwd', './etc/hostname'])).stdout;
+    const listing = (await execa('tar', ['--full-time', '--utc', '-tvf', `${t}/out-${label}/n1.tar.gz`, './etc/passwd', './etc/hostname']))
+      .stdout;
     assert.match(listing, /2020-09-13 12:26:40 \.\/etc\/passwd$/m);
     assert.match(listing, new RegExp(`${new Date(epoch * 1000).toISOString().slice(0, 19).replace('T', ' ')} \\./etc/hostname$`, 'm'));
   }
@@ -123,7 +141,8 @@ test('the archive is sorted, lists each path once, with numeric owners and no us
   assert.is(at('./usr/bin/python3').linkname, 'python3.11');
   // n1 replaced usr/bin/perl, the holder of a hard link pair: perl5.36 now holds the base content.
   assert.is(at('./usr/bin/perl5.36').type, 'file');
-  if (canCheck(isRoot, 'owners, setuid bits, device nodes and capabilities need root')) assert.equal([at('./usr/bin/su').mode, at('./home/user/.profile').uid], [0o4755, 1000]);
+  if (canCheck(isRoot, 'owners, setuid bits, device nodes and capabilities need root'))
+    assert.equal([at('./usr/bin/su').mode, at('./home/user/.profile').uid], [0o4755, 1000]);
   // And GNU tar agrees about the secret.
   const listing = (await execa('tar', ['--numeric-owner', '-tvf', `${t}/out/n1.tar.gz`])).stdout;
   assert.match(listing, /^-rw------- 0\/0 .* \.\/etc\/netroot\/secret$/m);
@@ -162,18 +181,28 @@ function paxRecord(tar: Buffer, member: string, key: string): Buffer | undefined
   return tar.subarray(at + needle.length, start + length - 1);
 }
 
-requires(isRoot, 'setcap needs root')('a directory base\'s file capability is in the artifact as pax SCHILY.xattr.security.capability, byte for byte', async () => {
-  const { t, dir } = await fixture('capability');
-  const capability = (await execa('getfattr', ['--only-values', '-n', 'security.capability', '--absolute-names', `${t}/base/usr/bin/ping`], { encoding: 'buffer' })).stdout;
-  assert.ok(Buffer.from(capability).length >= 20, 'the base carries a capability');
-  await buildArtifacts(dir, [{ name: 'n1', files: [] }], `${t}/out`, { sourceDateEpoch: EPOCH, formats: ['gz'] });
-  const tar = gunzipSync(fs.readFileSync(`${t}/out/n1.tar.gz`));
-  const record = paxRecord(tar, './usr/bin/ping', 'SCHILY.xattr.security.capability');
-  assert.ok(record, 'ping has a SCHILY.xattr.security.capability record');
-  assert.ok(record!.equals(Buffer.from(capability)), `${record!.toString('hex')} != ${Buffer.from(capability).toString('hex')}`);
-  // GNU tar reads it back as an xattr of that member.
-  assert.match((await execa('tar', ['--xattrs', '--xattrs-include=*', '-tvvf', `${t}/out/n1.tar.gz`, './usr/bin/ping'])).stdout, /x: +20 security\.capability/);
-});
+requires(isRoot, 'setcap needs root')(
+  "a directory base's file capability is in the artifact as pax SCHILY.xattr.security.capability, byte for byte",
+  async () => {
+    const { t, dir } = await fixture('capability');
+    const capability = (
+      await execa('getfattr', ['--only-values', '-n', 'security.capability', '--absolute-names', `${t}/base/usr/bin/ping`], {
+        encoding: 'buffer',
+      })
+    ).stdout;
+    assert.ok(Buffer.from(capability).length >= 20, 'the base carries a capability');
+    await buildArtifacts(dir, [{ name: 'n1', files: [] }], `${t}/out`, { sourceDateEpoch: EPOCH, formats: ['gz'] });
+    const tar = gunzipSync(fs.readFileSync(`${t}/out/n1.tar.gz`));
+    const record = paxRecord(tar, './usr/bin/ping', 'SCHILY.xattr.security.capability');
+    assert.ok(record, 'ping has a SCHILY.xattr.security.capability record');
+    assert.ok(record!.equals(Buffer.from(capability)), `${record!.toString('hex')} != ${Buffer.from(capability).toString('hex')}`);
+    // GNU tar reads it back as an xattr of that member.
+    assert.match(
+      (await execa('tar', ['--xattrs', '--xattrs-include=*', '-tvvf', `${t}/out/n1.tar.gz`, './usr/bin/ping'])).stdout,
+      /x: +20 security\.capability/,
+    );
+  },
+);
 
 test('a node without an overlay is the base: GNU tar extraction equals the base directory', async () => {
   const { t, dir } = await fixture('plain');
@@ -208,7 +237,11 @@ test('two builds at different times, from two copies of a base made at different
     await new Promise((r) => setTimeout(r, 1100));
     const rb = await buildArtifacts(baseB, nodes('n1', 'n2'), `${b.t}/elsewhere/out-${label}`, at(baseB));
     assert.is(ra.sha256sums, rb.sha256sums, label);
-    for (const name of fs.readdirSync(`${a.t}/out-${label}`)) assert.ok(fs.readFileSync(`${a.t}/out-${label}/${name}`).equals(fs.readFileSync(`${b.t}/elsewhere/out-${label}/${name}`)), `${label}: ${name}`);
+    for (const name of fs.readdirSync(`${a.t}/out-${label}`))
+      assert.ok(
+        fs.readFileSync(`${a.t}/out-${label}/${name}`).equals(fs.readFileSync(`${b.t}/elsewhere/out-${label}/${name}`)),
+        `${label}: ${name}`,
+      );
     // A directory base and a tarball of it give the same artifact too.
     const tarball = await openBase(await tarOf(`${a.t}/base`, `${a.t}/again-${label}.tar.xz`), { cacheDir: `${a.t}/cache-${label}` });
     const rc = await buildArtifacts(tarball, nodes('n1', 'n2'), `${a.t}/out3-${label}`, at(tarball));
@@ -229,7 +262,11 @@ test('SHA256SUMS verifies with sha256sum -c, and zstd and gzip hold the same tar
   assert.ok(Buffer.from(zst).equals(gz));
   const manifest = JSON.parse(fs.readFileSync(`${t}/out/n1.manifest.json`, 'utf8'));
   assert.is(manifest.artifacts['n1.tar.gz'].sha256, result.nodes[0]!.files[0]!.sha256);
-  assert.ok(manifest.overlay.some((f: { path: string; mode: string; owner: string }) => f.path === 'etc/netroot/secret' && f.mode === '0600' && f.owner === '0:0'));
+  assert.ok(
+    manifest.overlay.some(
+      (f: { path: string; mode: string; owner: string }) => f.path === 'etc/netroot/secret' && f.mode === '0600' && f.owner === '0:0',
+    ),
+  );
   assert.ok(manifest.replaced.includes('etc/resolv.conf'));
   assert.not.match(JSON.stringify(manifest), /token-n1/);
   assert.equal(
@@ -260,10 +297,17 @@ test('the shared base is compressed once: chunking changes how much a node rebui
 
 test('an overlay under a base symlink fails clearly, and names the real path', async () => {
   const { t, sentinel, dir } = await fixture('through-link');
-  const error = await buildArtifacts(dir, [{ name: 'n1', files: [file('lib/modules-load.d/k3s.conf', 'br_netfilter\n')] }], `${t}/out`).catch((e: Error) => e);
+  const error = await buildArtifacts(
+    dir,
+    [{ name: 'n1', files: [file('lib/modules-load.d/k3s.conf', 'br_netfilter\n')] }],
+    `${t}/out`,
+  ).catch((e: Error) => e);
   assert.instance(error, OverlayConflictError);
   assert.is((error as OverlayConflictError).exitCode, 2);
-  assert.match((error as Error).message, /its parent "lib" is a symbolic link \(-> usr\/lib\) in the base.*resolves to "usr\/lib\/modules-load.d\/k3s.conf"/);
+  assert.match(
+    (error as Error).message,
+    /its parent "lib" is a symbolic link \(-> usr\/lib\) in the base.*resolves to "usr\/lib\/modules-load.d\/k3s.conf"/,
+  );
   assert.not.ok(exists(`${t}/out/n1.tar.gz`));
   const hosts = await buildArtifacts(dir, [{ name: 'n1', files: [file('etc/hosts/x', 'x')] }], `${t}/out2`).catch((e: Error) => e);
   assert.match(String(hosts), /its parent "etc\/hosts" is a symbolic link/);
@@ -276,9 +320,15 @@ test('an overlay file where the base has a directory, a bad node name and a dupl
   assert.match(String(onDir), /overlay "etc": the base has a directory there/);
   const badName = await buildArtifacts(dir, [{ name: '../n1', files: [] }], `${t}/out`).catch((e: Error) => e);
   assert.instance(badName, RootfsError);
-  const twice = await buildArtifacts(dir, [{ name: 'n1', files: [] }, { name: 'n1', files: [] }], `${t}/out`).catch((e: Error) => e);
+  const twice = await buildArtifacts(
+    dir,
+    [
+      { name: 'n1', files: [] },
+      { name: 'n1', files: [] },
+    ],
+    `${t}/out`,
+  ).catch((e: Error) => e);
   assert.match(String(twice), /listed twice/);
   const unsafe = await buildArtifacts(dir, [{ name: 'n1', files: [file('../escape', 'x')] }], `${t}/out`).catch((e: Error) => e);
   assert.match(String(unsafe), /not a plain relative path/);
 });
-

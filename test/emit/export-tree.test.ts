@@ -68,13 +68,16 @@ test('a tree from the tarball base equals a tree from the directory base', async
   assert.equal(await snapshot(`${t}/b`), await snapshot(`${t}/a`));
 });
 
-requires(isRoot, 'needs root to write owners')('a base extracted without privileges is put right when the tree is written as root', async () => {
-  const { t, base } = await fixture('reconcile');
-  const unprivileged = await openBase(await tarOf(`${t}/base`, `${t}/base.tar`), { cacheDir: `${t}/cache`, privileged: false });
-  await writeNodeTree(base, overlay('n1'), `${t}/a`, { sourceDateEpoch: EPOCH });
-  await writeNodeTree(unprivileged, overlay('n1'), `${t}/b`, { sourceDateEpoch: EPOCH });
-  assert.equal(await snapshot(`${t}/b`), await snapshot(`${t}/a`));
-});
+requires(isRoot, 'needs root to write owners')(
+  'a base extracted without privileges is put right when the tree is written as root',
+  async () => {
+    const { t, base } = await fixture('reconcile');
+    const unprivileged = await openBase(await tarOf(`${t}/base`, `${t}/base.tar`), { cacheDir: `${t}/cache`, privileged: false });
+    await writeNodeTree(base, overlay('n1'), `${t}/a`, { sourceDateEpoch: EPOCH });
+    await writeNodeTree(unprivileged, overlay('n1'), `${t}/b`, { sourceDateEpoch: EPOCH });
+    assert.equal(await snapshot(`${t}/b`), await snapshot(`${t}/a`));
+  },
+);
 
 test('an overlay under a hostile base symlink (etc -> sentinel) fails before anything is written, and the sentinel stays empty', async () => {
   const t = await tempDir('hostile');
@@ -105,7 +108,10 @@ test('layOverlay itself never follows a symlink on disk, even one the index does
   const merge = mergeOverlay(base, [file('var/lib/k3s/token', 'secret\n', 0o600)], { mtime: EPOCH });
   fs.mkdirSync(`${t}/dest`);
   fs.symlinkSync(sentinel, `${t}/dest/var`); // appeared after indexing
-  assert.throws(() => layOverlay(`${t}/dest`, merge.entries), (e: Error) => e instanceof OverlayConflictError && /"var" in .* is a symbolic link/.test(e.message));
+  assert.throws(
+    () => layOverlay(`${t}/dest`, merge.entries),
+    (e: Error) => e instanceof OverlayConflictError && /"var" in .* is a symbolic link/.test(e.message),
+  );
   assert.equal(fs.readdirSync(sentinel), []);
   // A final-component symlink is replaced, not followed.
   fs.mkdirSync(`${t}/dest2/etc`, { recursive: true });
@@ -118,7 +124,10 @@ test('layOverlay itself never follows a symlink on disk, even one the index does
 test('the overlay may not replace a directory, nest under its own file, or write a path twice', async () => {
   const { base } = await fixture('rules');
   assert.throws(() => mergeOverlay(base, [file('usr/bin', 'x')], { mtime: 0 }), /the base has a directory there/);
-  assert.throws(() => mergeOverlay(base, [file('etc/x', 'a'), file('etc/x/y', 'b')], { mtime: 0 }), /parent "etc\/x" is a file of the overlay/);
+  assert.throws(
+    () => mergeOverlay(base, [file('etc/x', 'a'), file('etc/x/y', 'b')], { mtime: 0 }),
+    /parent "etc\/x" is a file of the overlay/,
+  );
   assert.throws(() => mergeOverlay(base, [file('etc/x', 'a'), link('etc/x', '/y')], { mtime: 0 }), /written twice/);
   assert.throws(() => mergeOverlay(base, [file('etc/passwd/x', 'a')], { mtime: 0 }), /is a file in the base, not a directory/);
   assert.throws(() => mergeOverlay(base, [file('./etc/x', 'a')], { mtime: 0 }), /not a plain relative path/);
@@ -143,16 +152,24 @@ test('a tree revised in place equals one built afresh, and its journal puts the 
   await writeNodeTree(base, first, `${t}/tree`, { sourceDateEpoch: EPOCH });
   const before = await snapshot(`${t}/tree`);
   // The second overlay drops files (one in a directory only the overlay made), adds others and removes base files.
-  const second = [...overlay('n2').filter((f) => !f.path.startsWith('etc/netroot/') && f.path !== 'etc/resolv.conf'), file('opt/new/thing', 'x\n')];
+  const second = [
+    ...overlay('n2').filter((f) => !f.path.startsWith('etc/netroot/') && f.path !== 'etc/resolv.conf'),
+    file('opt/new/thing', 'x\n'),
+  ];
   const removes = ['etc/shadow'];
   // Left by a killed run: a displaced directory where this run's first displaced file would go.
   fs.mkdirSync(`${t}/aside/0`, { recursive: true });
   const journal = new TreeJournal(`${t}/aside`);
-  await reviseNodeTree(base, second, `${t}/tree`, { dir: `${t}/tree`, overlay: overlayRecords(first), removes: [] }, { sourceDateEpoch: EPOCH, removes, journal });
+  await reviseNodeTree(
+    base,
+    second,
+    `${t}/tree`,
+    { dir: `${t}/tree`, overlay: overlayRecords(first), removes: [] },
+    { sourceDateEpoch: EPOCH, removes, journal },
+  );
   await writeNodeTree(base, second, `${t}/fresh`, { sourceDateEpoch: EPOCH, removes });
   assert.equal(await snapshot(`${t}/tree`), await snapshot(`${t}/fresh`));
   journal.undo();
   assert.equal(await snapshot(`${t}/tree`), before);
   assert.not.ok(exists(`${t}/aside`));
 });
-

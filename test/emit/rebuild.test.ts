@@ -38,7 +38,10 @@ function wanted(change: Partial<Wanted> = {}): Wanted {
     baseIdentity: 'base-1',
     bootSources: 'boards-1',
     bootFiles: ['tftp/Image'],
-    nodeKeys: new Map([['a', 'key-a'], ['b', 'key-b']]),
+    nodeKeys: new Map([
+      ['a', 'key-a'],
+      ['b', 'key-b'],
+    ]),
     privileged: true,
     ...change,
   };
@@ -60,41 +63,78 @@ test('no previous build: every node rebuilt and packed', () => {
 });
 
 test("one node's files changed on the same base: its tree is revised and repacked, the other moved", () => {
-  const d = decideRebuild(previous(), wanted({ nodeKeys: new Map([['a', 'key-a2'], ['b', 'key-b']]) }));
+  const d = decideRebuild(
+    previous(),
+    wanted({
+      nodeKeys: new Map([
+        ['a', 'key-a2'],
+        ['b', 'key-b'],
+      ]),
+    }),
+  );
   assert.equal(node(d, 'a'), { tree: 'revise', artifacts: 'pack', reused: false });
   assert.equal(node(d, 'b'), { tree: 'move', artifacts: 'link', reused: true });
   assert.not.ok(d.reuseEverything);
 });
 
 test('another base: every tree rebuilt, none revised', () => {
-  const d = decideRebuild(previous(), wanted({ baseIdentity: 'base-2', nodeKeys: new Map([['a', 'key-a2'], ['b', 'key-b2']]) }));
+  const d = decideRebuild(
+    previous(),
+    wanted({
+      baseIdentity: 'base-2',
+      nodeKeys: new Map([
+        ['a', 'key-a2'],
+        ['b', 'key-b2'],
+      ]),
+    }),
+  );
   assert.equal(node(d, 'a'), { tree: 'rebuild', artifacts: 'pack', reused: false });
   assert.equal(node(d, 'b'), { tree: 'rebuild', artifacts: 'pack', reused: false });
 });
 
 test('a tree made without root is never revised by a root build', () => {
-  const d = decideRebuild(previous((p) => (p.state.privileged = false)), wanted({ nodeKeys: new Map([['a', 'key-a2'], ['b', 'key-b2']]) }));
+  const d = decideRebuild(
+    previous((p) => (p.state.privileged = false)),
+    wanted({
+      nodeKeys: new Map([
+        ['a', 'key-a2'],
+        ['b', 'key-b2'],
+      ]),
+    }),
+  );
   assert.is(node(d, 'a')?.tree, 'rebuild');
 });
 
 test('a previous tree that is gone is rebuilt, and the node is not reused even with the same key', () => {
-  const d = decideRebuild(previous((p) => (p.trees as Set<string>).delete('a')), wanted());
+  const d = decideRebuild(
+    previous((p) => (p.trees as Set<string>).delete('a')),
+    wanted(),
+  );
   assert.equal(node(d, 'a'), { tree: 'rebuild', artifacts: 'pack', reused: false });
   assert.not.ok(d.reuseEverything);
 });
 
 test('a tree with no record of its overlay cannot be moved or revised', () => {
-  const d = decideRebuild(previous((p) => delete p.state.nodes.a!.tree), wanted());
+  const d = decideRebuild(
+    previous((p) => delete p.state.nodes.a!.tree),
+    wanted(),
+  );
   assert.equal(node(d, 'a'), { tree: 'rebuild', artifacts: 'pack', reused: false });
 });
 
 test('a missing archive repacks the node and its tree is revised, not moved', () => {
-  const d = decideRebuild(previous((p) => (p.artifacts as Set<string>).delete('a.tar.gz')), wanted());
+  const d = decideRebuild(
+    previous((p) => (p.artifacts as Set<string>).delete('a.tar.gz')),
+    wanted(),
+  );
   assert.equal(node(d, 'a'), { tree: 'revise', artifacts: 'pack', reused: false });
 });
 
 test('a previous build without archives cannot lend them', () => {
-  const d = decideRebuild(previous((p) => (p.state.nodes.a!.artifacts = [])), wanted());
+  const d = decideRebuild(
+    previous((p) => (p.state.nodes.a!.artifacts = [])),
+    wanted(),
+  );
   assert.is(node(d, 'a')?.artifacts, 'pack');
 });
 
@@ -106,10 +146,20 @@ test('only the formats asked for are decided', () => {
 });
 
 test('every node reused, yet the base is read when a boot file or its source changed', () => {
-  assert.not.ok(decideRebuild(previous((p) => (p.bootFiles as Set<string>).clear()), wanted()).reuseEverything);
+  assert.not.ok(
+    decideRebuild(
+      previous((p) => (p.bootFiles as Set<string>).clear()),
+      wanted(),
+    ).reuseEverything,
+  );
   assert.not.ok(decideRebuild(previous(), wanted({ bootFiles: ['tftp/Image', 'tftp/uInitrd'] })).reuseEverything);
   assert.not.ok(decideRebuild(previous(), wanted({ bootSources: 'boards-2' })).reuseEverything);
-  assert.not.ok(decideRebuild(previous((p) => (p.state.formats = ['tar'])), wanted()).reuseEverything);
+  assert.not.ok(
+    decideRebuild(
+      previous((p) => (p.state.formats = ['tar'])),
+      wanted(),
+    ).reuseEverything,
+  );
 });
 
 test('readPreviousOutput finds which trees, archives and boot files are still there', async () => {
@@ -132,4 +182,3 @@ test('readPreviousOutput finds which trees, archives and boot files are still th
     rmSync(dir, { recursive: true, force: true });
   }
 });
-

@@ -77,7 +77,7 @@ test('a successful rebuild replaces the output whole (no stale files survive)', 
   assert.equal(await readdir(tmp), ['opz3']);
 });
 
-test('staging left by a killed run is removed by the next run; a live run\'s is not', async () => {
+test("staging left by a killed run is removed by the next run; a live run's is not", async () => {
   const dead = path.join(tmp, '.opz3.tmp-999999999-abcd');
   const alive = path.join(tmp, `.opz3.tmp-${process.pid}-beef`);
   await mkdir(dead);
@@ -101,7 +101,15 @@ test('a run killed between moving the old output aside and the new one in: the n
   assert.equal(await readdir(tmp), ['opz3']);
 });
 
-const file = (p: string, mode = 0o644): PlannedFile => ({ path: p, type: 'file', mode, uid: 0, gid: 0, content: Buffer.from(p), source: 'test' });
+const file = (p: string, mode = 0o644): PlannedFile => ({
+  path: p,
+  type: 'file',
+  mode,
+  uid: 0,
+  gid: 0,
+  content: Buffer.from(p),
+  source: 'test',
+});
 
 test('writeTree writes exact modes whatever the umask, and symlinks as links', async () => {
   const old = process.umask(0o077);
@@ -136,4 +144,3 @@ test('writeTree refuses paths that leave the root, and never writes through an e
   await rejects(() => writeTree(root, [file('etc/hosts')]), /EEXIST/);
   assert.is(await readFile(outside, 'utf8'), 'keep');
 });
-

@@ -58,19 +58,28 @@ test('downloads the asset for the architecture, checks the published sha256, cac
 
 test('a binary whose sha256 differs from the published one is refused and not cached', async () => {
   served.binary = Buffer.from('tampered');
-  const error = await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url }), /has sha256 [0-9a-f]{64}, but the release publishes/);
+  const error = await rejects(
+    () => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url }),
+    /has sha256 [0-9a-f]{64}, but the release publishes/,
+  );
   assert.ok(error);
   assert.not.ok(existsSync(path.join(tmp, 'k3s', VERSION, 'k3s-arm64')));
 });
 
 test('a release that publishes no sum for the asset is refused', async () => {
   served.sums = `${sha(BINARY)}  k3s\n`;
-  await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url }), /lists no sha256 for k3s-arm64; refusing an unchecked binary/);
+  await rejects(
+    () => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url }),
+    /lists no sha256 for k3s-arm64; refusing an unchecked binary/,
+  );
 });
 
 test('offline: the error names both ways to give the binary', async () => {
   await new Promise((resolve) => server.close(resolve));
-  const error = await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url }), /cannot be reached/);
+  const error = await rejects(
+    () => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, releaseUrl: url }),
+    /cannot be reached/,
+  );
   assert.match(error.message, 'k3s.binary: PATH in the profile or --k3s-binary PATH');
   assert.is((error as { exitCode?: number }).exitCode, 2);
   server = createServer().listen(0, '127.0.0.1');
@@ -87,9 +96,18 @@ test('a damaged cache entry is fetched again', async () => {
 test('a given binary is used as it is, without the network', async () => {
   const given = path.join(tmp, 'my-k3s');
   await writeFile(given, BINARY);
-  const result = await resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: given, releaseUrl: 'http://127.0.0.1:1' });
+  const result = await resolveK3sBinary({
+    version: VERSION,
+    arch: 'arm64',
+    cacheDir: tmp,
+    binary: given,
+    releaseUrl: 'http://127.0.0.1:1',
+  });
   assert.equal([result.source, result.path, result.sha256], ['given', given, sha(BINARY)]);
-  await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: path.join(tmp, 'missing') }), /does not exist/);
+  await rejects(
+    () => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: path.join(tmp, 'missing') }),
+    /does not exist/,
+  );
 });
 
 test('a given program must run on the base: another architecture or a file that is no program is refused; a script is a stand-in', async () => {
@@ -99,10 +117,16 @@ test('a given program must run on the base: another architecture or a file that 
   const other = machine === 'amd64' ? 'arm64' : 'amd64';
   const ok = await resolveK3sBinary({ version: VERSION, arch: machine!, cacheDir: tmp, binary: '/bin/true' });
   assert.is(ok.source, 'given');
-  await rejects(() => resolveK3sBinary({ version: VERSION, arch: other, cacheDir: tmp, binary: '/bin/true' }), new RegExp(`^the k3s binary /bin/true is a 64-bit ELF program for .*, but the base is ${other}: the nodes could not run it`));
+  await rejects(
+    () => resolveK3sBinary({ version: VERSION, arch: other, cacheDir: tmp, binary: '/bin/true' }),
+    new RegExp(`^the k3s binary /bin/true is a 64-bit ELF program for .*, but the base is ${other}: the nodes could not run it`),
+  );
   const text = path.join(tmp, 'eight-bytes');
   await writeFile(text, 'not k3s\n');
-  const error = await rejects(() => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: text }), /is neither a program \(ELF\) nor a script \(#!\): it is 8 bytes of text with no ELF header, and the base is arm64/);
+  const error = await rejects(
+    () => resolveK3sBinary({ version: VERSION, arch: 'arm64', cacheDir: tmp, binary: text }),
+    /is neither a program \(ELF\) nor a script \(#!\): it is 8 bytes of text with no ELF header, and the base is arm64/,
+  );
   assert.match(error.message, text);
   assert.is((error as { exitCode?: number }).exitCode, 2);
 });
@@ -124,19 +148,50 @@ function elfHeader(bits: 32 | 64, machine: number, endian: 'le' | 'be' = 'le'): 
   return b;
 }
 
-test('the ELF header decides: machine and word size must be the base\'s, a truncated header is refused; each error names the file, what it is and the base', async () => {
+test("the ELF header decides: machine and word size must be the base's, a truncated header is refused; each error names the file, what it is and the base", async () => {
   const cases: { name: string; bytes: Buffer; arch: string; error?: RegExp }[] = [
     { name: 'aarch64', bytes: elfHeader(64, 183), arch: 'arm64' },
     { name: 'arm32', bytes: elfHeader(32, 40), arch: 'armhf' },
     { name: 'x86-64', bytes: elfHeader(64, 62), arch: 'amd64' },
-    { name: 'x86-64-on-arm64', bytes: elfHeader(64, 62), arch: 'arm64', error: /is a 64-bit ELF program for x86-64, but the base is arm64: the nodes could not run it; give the k3s release's binary for arm64 \(k3s-arm64\)/ },
-    { name: 'arm32-on-arm64', bytes: elfHeader(32, 40), arch: 'arm64', error: /is a 32-bit ELF program for 32-bit ARM, but the base is arm64/ },
-    { name: 'aarch64-on-armhf', bytes: elfHeader(64, 183), arch: 'armhf', error: /is a 64-bit ELF program for arm64 \(AArch64\), but the base is armhf/ },
+    {
+      name: 'x86-64-on-arm64',
+      bytes: elfHeader(64, 62),
+      arch: 'arm64',
+      error:
+        /is a 64-bit ELF program for x86-64, but the base is arm64: the nodes could not run it; give the k3s release's binary for arm64 \(k3s-arm64\)/,
+    },
+    {
+      name: 'arm32-on-arm64',
+      bytes: elfHeader(32, 40),
+      arch: 'arm64',
+      error: /is a 32-bit ELF program for 32-bit ARM, but the base is arm64/,
+    },
+    {
+      name: 'aarch64-on-armhf',
+      bytes: elfHeader(64, 183),
+      arch: 'armhf',
+      error: /is a 64-bit ELF program for arm64 \(AArch64\), but the base is armhf/,
+    },
     // x32: x86-64's machine with 32-bit words, which amd64 k3s is not.
     { name: 'x32', bytes: elfHeader(32, 62), arch: 'amd64', error: /is a 32-bit ELF program for x86-64, but the base is amd64/ },
-    { name: 'big-endian-s390', bytes: elfHeader(64, 22, 'be'), arch: 'arm64', error: /is a 64-bit ELF program for machine 22, but the base is arm64/ },
-    { name: 'truncated', bytes: elfHeader(64, 183).subarray(0, 8), arch: 'arm64', error: /is a truncated ELF file \(8 bytes\), not a program the nodes \(arm64\) can run/ },
-    { name: 'binary-data', bytes: Buffer.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]), arch: 'arm64', error: /it is data with no ELF header, and the base is arm64/ },
+    {
+      name: 'big-endian-s390',
+      bytes: elfHeader(64, 22, 'be'),
+      arch: 'arm64',
+      error: /is a 64-bit ELF program for machine 22, but the base is arm64/,
+    },
+    {
+      name: 'truncated',
+      bytes: elfHeader(64, 183).subarray(0, 8),
+      arch: 'arm64',
+      error: /is a truncated ELF file \(8 bytes\), not a program the nodes \(arm64\) can run/,
+    },
+    {
+      name: 'binary-data',
+      bytes: Buffer.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21]),
+      arch: 'arm64',
+      error: /it is data with no ELF header, and the base is arm64/,
+    },
     { name: 'empty', bytes: Buffer.alloc(0), arch: 'arm64', error: /it is 0 bytes of text with no ELF header/ },
   ];
   for (const c of cases) {
@@ -152,4 +207,3 @@ test('the ELF header decides: machine and word size must be the base\'s, a trunc
     assert.is((error as { exitCode?: number }).exitCode, 2, c.name);
   }
 });
-

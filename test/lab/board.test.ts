@@ -35,12 +35,22 @@ const good = (name: string): NodeFacts => ({
   failed: [],
   root: { target: '/', source: `192.0.2.10:/srv/nfs/opz3-netboot/${name}`, fstype: 'nfs' },
   rancher: { target: '/var/lib/rancher', source: '/dev/loop0[/rancher]', fstype: 'ext4', label: 'netroot-local', uuid: 'u1' },
-  units: { 'keepalived.service': 'active', 'mariadb.service': 'active', 'k3s.service': 'active', 'k3s-agent.service': 'inactive', 'netroot-local-storage.service': 'active', 'iscsid.service': 'active' },
+  units: {
+    'keepalived.service': 'active',
+    'mariadb.service': 'active',
+    'k3s.service': 'active',
+    'k3s-agent.service': 'inactive',
+    'netroot-local-storage.service': 'active',
+    'iscsid.service': 'active',
+  },
 });
 
 test('a node that reports its own name, NFS root, loop-mounted local storage and active units passes', () => {
   assert.equal(unitProblems(good(server!.name), server!, cluster), []);
-  const agentFacts = { ...good(agent!.name), units: { ...good(agent!.name).units, 'k3s-agent.service': 'active', 'k3s.service': 'inactive', 'mariadb.service': 'inactive' } };
+  const agentFacts = {
+    ...good(agent!.name),
+    units: { ...good(agent!.name).units, 'k3s-agent.service': 'active', 'k3s.service': 'inactive', 'mariadb.service': 'inactive' },
+  };
   assert.equal(unitProblems(agentFacts, agent!, cluster), []);
 });
 
@@ -67,4 +77,3 @@ test('each way a node can be wrong is named', () => {
     'not active: mariadb.service (failed), iscsid.service (failed)',
   ]);
 });
-

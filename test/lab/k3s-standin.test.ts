@@ -62,7 +62,10 @@ async function start(mode: 'server' | 'agent', config: string): Promise<{ ready:
     const done = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 200))]);
     if (done !== undefined) return { ready: false, exitCode: done, output };
     // Only this process's answer counts: an earlier server may still hold the port.
-    const body = await fetch(url).then((r) => (r.ok ? r.text() : ''), () => '');
+    const body = await fetch(url).then(
+      (r) => (r.ok ? r.text() : ''),
+      () => '',
+    );
     if (body.trim() === `ok ${child.pid}`) return { ready: true, output };
   }
   return { ready: false, output: `${output}\n(not ready within 30 s)` };
@@ -81,7 +84,10 @@ test('a key k3s does not know fails before anything else, naming the key', async
 });
 
 test('server-only keys are refused in an agent', async () => {
-  const config = await configFile('agent-with-datastore', `${await renderedConfig('opz3-4-top')}datastore-endpoint: "mysql://k3s:x@tcp(127.0.0.1:1)/k3s"\n`);
+  const config = await configFile(
+    'agent-with-datastore',
+    `${await renderedConfig('opz3-4-top')}datastore-endpoint: "mysql://k3s:x@tcp(127.0.0.1:1)/k3s"\n`,
+  );
   const result = await start('agent', config);
   assert.is(result.exitCode, 1, result.output);
   assert.match(result.output, "unknown key 'datastore-endpoint': `k3s agent` has no flag --datastore-endpoint");
@@ -94,10 +100,25 @@ test('the first server stores its token; a server with another token is refused 
   const stored = await db.sql('SELECT COUNT(*) FROM k3s.netroot_standin_bootstrap');
   assert.is(stored.trim(), '1');
   // kine's table, as kine's MySQL driver creates it.
-  const indexes = await db.sql("SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = 'k3s' AND table_name = 'kine' ORDER BY index_name");
-  assert.equal(indexes.trim().split('\n').sort(), ['PRIMARY', 'kine_id_deleted_index', 'kine_name_id_index', 'kine_name_index', 'kine_name_prev_revision_uindex', 'kine_prev_revision_index'].sort());
+  const indexes = await db.sql(
+    "SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = 'k3s' AND table_name = 'kine' ORDER BY index_name",
+  );
+  assert.equal(
+    indexes.trim().split('\n').sort(),
+    [
+      'PRIMARY',
+      'kine_id_deleted_index',
+      'kine_name_id_index',
+      'kine_name_index',
+      'kine_name_prev_revision_uindex',
+      'kine_prev_revision_index',
+    ].sort(),
+  );
 
-  const other = await start('server', await configFile('server-other-token', await renderedConfig('opz3-2-midden', { token: '"another-token"' })));
+  const other = await start(
+    'server',
+    await configFile('server-other-token', await renderedConfig('opz3-2-midden', { token: '"another-token"' })),
+  );
   assert.is(other.exitCode, 1, other.output);
   assert.match(other.output, 'bootstrap data already found and encrypted with different token');
 });
@@ -112,10 +133,12 @@ test('an agent with the cluster token joins the server; one with another token i
 });
 
 test('a datastore that does not answer fails the server with the endpoint in the message', async () => {
-  const config = await configFile('no-db', (await renderedConfig('opz3-3-boven')).replace(/^datastore-endpoint: .*$/m, 'datastore-endpoint: "mysql://k3s:x@tcp(127.0.0.1:1)/k3s"'));
+  const config = await configFile(
+    'no-db',
+    (await renderedConfig('opz3-3-boven')).replace(/^datastore-endpoint: .*$/m, 'datastore-endpoint: "mysql://k3s:x@tcp(127.0.0.1:1)/k3s"'),
+  );
   const result = await start('server', config);
   assert.is(result.exitCode, 1, result.output);
   assert.match(result.output, 'datastore 127.0.0.1:1/k3s as k3s:');
   assert.not.match(result.output, 'x@', 'the password is not printed');
 });
-

@@ -41,9 +41,18 @@ async function initrdWithout(source: string, target: string, modules: string[], 
   const dir = path.join(work, 'initrd');
   await mkdir(dir, { recursive: true });
   await execa('sh', ['-c', `${tool} ${args.join(' ')} "$1" | cpio -idm --quiet`, 'sh', source], { cwd: dir, timeout: 120_000 });
-  const removed = (await execa('find', ['.', '(', ...modules.flatMap((m, i) => [...(i ? ['-o'] : []), '-name', `${m}.ko*`]), ')', '-print', '-delete'], { cwd: dir })).stdout.split('\n').filter(Boolean);
+  const removed = (
+    await execa('find', ['.', '(', ...modules.flatMap((m, i) => [...(i ? ['-o'] : []), '-name', `${m}.ko*`]), ')', '-print', '-delete'], {
+      cwd: dir,
+    })
+  ).stdout
+    .split('\n')
+    .filter(Boolean);
   assert.ok(removed.length >= 1, `the initrd held ${modules.join(', ')}: ${removed.join(', ')}`);
-  await execa('sh', ['-c', `find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1 > "$1"`, 'sh', target], { cwd: dir, timeout: 120_000 });
+  await execa('sh', ['-c', `find . | LC_ALL=C sort | cpio -o -H newc --quiet | gzip -1 > "$1"`, 'sh', target], {
+    cwd: dir,
+    timeout: 120_000,
+  });
   await rm(dir, { recursive: true, force: true });
 }
 
@@ -51,7 +60,14 @@ it('a node whose export is opened to another address, a wrong nfsroot path, an i
   const tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-netboot-arm64-'));
   try {
     const secrets = path.join(tmp, 'secrets.yaml');
-    await build({ profile: PROFILE, out: path.join(tmp, 'build'), formats: ['tree'], k3sBinary: K3S_STANDIN, secrets, reporter: silentReporter });
+    await build({
+      profile: PROFILE,
+      out: path.join(tmp, 'build'),
+      formats: ['tree'],
+      k3sBinary: K3S_STANDIN,
+      secrets,
+      reporter: silentReporter,
+    });
     const { cluster } = await loadProfile(PROFILE);
     const out = path.join(tmp, 'build', cluster.name);
     const [onder, midden, , top] = cluster.nodes;
@@ -60,19 +76,33 @@ it('a node whose export is opened to another address, a wrong nfsroot path, an i
     // 1. opz3-1-onder's export admits opz3-2-midden's address instead of its own.
     const ganesha = path.join(out, 'exports', `${cluster.name}.ganesha.conf`);
     const conf = await readFile(ganesha, 'utf8');
-    const opened = conf.replace(new RegExp(`(Path = "${exportsRoot}/${onder!.name}";[\\s\\S]*?Clients = )${onder!.ip.replace(/\./g, '\\.')};`), `$1${midden!.ip};`);
+    const opened = conf.replace(
+      new RegExp(`(Path = "${exportsRoot}/${onder!.name}";[\\s\\S]*?Clients = )${onder!.ip.replace(/\./g, '\\.')};`),
+      `$1${midden!.ip};`,
+    );
     assert.is.not(opened, conf, 'the export of opz3-1-onder was edited');
     await writeFile(ganesha, opened);
 
     // 2. opz3-2-midden's pxelinux file points nfsroot= at a directory that is not exported.
     const pxe = (node: { mac: string }) => path.join(out, 'tftp/pxelinux.cfg', pxelinuxName(node.mac));
     const middenPxe = await readFile(pxe(midden!), 'utf8');
-    await writeFile(pxe(midden!), middenPxe.replace(`nfsroot=${cluster.profile.network.nfsServer}:${exportsRoot}/${midden!.name}`, `nfsroot=${cluster.profile.network.nfsServer}:${exportsRoot}/no-such-node`));
+    await writeFile(
+      pxe(midden!),
+      middenPxe.replace(
+        `nfsroot=${cluster.profile.network.nfsServer}:${exportsRoot}/${midden!.name}`,
+        `nfsroot=${cluster.profile.network.nfsServer}:${exportsRoot}/no-such-node`,
+      ),
+    );
     assert.match(await readFile(pxe(midden!), 'utf8'), '/no-such-node,');
 
     // 3. opz3-4-top boots an initrd without virtio_net, net_failover and failover.
     const boardDir = path.join(out, 'tftp/boot', top!.board.name);
-    await initrdWithout(path.join(boardDir, 'initrd.img'), path.join(boardDir, 'initrd-without-nic.img'), ['virtio_net', 'net_failover', 'failover'], tmp);
+    await initrdWithout(
+      path.join(boardDir, 'initrd.img'),
+      path.join(boardDir, 'initrd-without-nic.img'),
+      ['virtio_net', 'net_failover', 'failover'],
+      tmp,
+    );
     const topPxe = await readFile(pxe(top!), 'utf8');
     await writeFile(pxe(top!), topPxe.replace(/(initrd \S+\/)initrd\.img/, '$1initrd-without-nic.img'));
     assert.match(await readFile(pxe(top!), 'utf8'), 'initrd-without-nic.img');
@@ -96,11 +126,13 @@ it('a node whose export is opened to another address, a wrong nfsroot path, an i
     }
     assert.match(boots[onder!.name]!.detail, `could not mount ${cluster.profile.network.nfsServer}:${exportsRoot}/${onder!.name} as /`);
     assert.match(boots[onder!.name]!.detail, /Permission denied|denied/i);
-    assert.match(boots[midden!.name]!.detail, `could not mount ${cluster.profile.network.nfsServer}:${exportsRoot}/no-such-node as / (nfsroot= on the kernel command line names`);
+    assert.match(
+      boots[midden!.name]!.detail,
+      `could not mount ${cluster.profile.network.nfsServer}:${exportsRoot}/no-such-node as / (nfsroot= on the kernel command line names`,
+    );
     assert.match(boots[top!.name]!.detail, "the initrd found no network device: the NIC's driver is not in it (board.modules)");
     assert.match(report.scenarios[0]!.detail, '--- last console lines');
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
 });
-

@@ -11,7 +11,14 @@ import { parseLease, parsePxelinux, pxelinuxName } from '../../src/lab/netboot.j
 import { parseDatastoreEndpoint } from '../../src/lab/probes.js';
 import { nslookupAddresses } from '../../src/lab/dns.js';
 import { systemdArguments } from '../../src/lab/machine.js';
-import { galeraTlsProblems, parseFailedUnits, parseGetentHosts, parseProviderOptions, startupSeconds, timeoutLines } from '../../src/lab/node-checks.js';
+import {
+  galeraTlsProblems,
+  parseFailedUnits,
+  parseGetentHosts,
+  parseProviderOptions,
+  startupSeconds,
+  timeoutLines,
+} from '../../src/lab/node-checks.js';
 import { GALERA_CNF, parseGaleraCnf, readRogueLog, rogueCnf } from '../../src/lab/rogue-galera.js';
 import { buildToTemp, type TempBuild } from '../support/build.js';
 
@@ -22,13 +29,26 @@ test.before(async () => {
 test.after(() => lab.cleanup());
 
 test('a lease printed by the udhcpc script', () => {
-  const lease = parseLease('udhcpc: started\nlease ip=192.0.2.61 subnet=255.255.255.0 router=192.0.2.1 hostname=opz3-2-midden siaddr=192.0.2.10 boot_file=pxelinux.0\n');
-  assert.equal(lease, { ip: '192.0.2.61', subnet: '255.255.255.0', router: '192.0.2.1', hostname: 'opz3-2-midden', siaddr: '192.0.2.10', bootFile: 'pxelinux.0' });
-  assert.equal(parseLease('lease ip=192.0.2.61 subnet= router= hostname= siaddr= boot_file='), { ip: '192.0.2.61' }, 'empty options are absent, not empty strings');
+  const lease = parseLease(
+    'udhcpc: started\nlease ip=192.0.2.61 subnet=255.255.255.0 router=192.0.2.1 hostname=opz3-2-midden siaddr=192.0.2.10 boot_file=pxelinux.0\n',
+  );
+  assert.equal(lease, {
+    ip: '192.0.2.61',
+    subnet: '255.255.255.0',
+    router: '192.0.2.1',
+    hostname: 'opz3-2-midden',
+    siaddr: '192.0.2.10',
+    bootFile: 'pxelinux.0',
+  });
+  assert.equal(
+    parseLease('lease ip=192.0.2.61 subnet= router= hostname= siaddr= boot_file='),
+    { ip: '192.0.2.61' },
+    'empty options are absent, not empty strings',
+  );
   assert.is(parseLease('udhcpc: no lease, failing'), undefined);
 });
 
-test('the pxelinux file the build renders names kernel, initrd and the node\'s own export', async () => {
+test("the pxelinux file the build renders names kernel, initrd and the node's own export", async () => {
   const node = lab.plan.cluster.nodes[1]!;
   const text = await readFile(path.join(lab.dir, 'tftp/pxelinux.cfg', pxelinuxName(node.mac)), 'utf8');
   assert.is(pxelinuxName('02:00:C0:00:02:3D'), '01-02-00-c0-00-02-3d');
@@ -53,24 +73,39 @@ test('the datastore endpoint of a rendered server config, and none on an agent',
 
 test('--arch swaps the architecture of a debootstrap base and refuses other bases', () => {
   assert.is(baseForArch('debootstrap:bookworm:amd64:python3,dbus', 'arm64'), 'debootstrap:bookworm:arm64:python3,dbus');
-  assert.is(baseForArch('debootstrap:bookworm:amd64:python3,linux-image-amd64', 'arm64'), 'debootstrap:bookworm:arm64:python3,linux-image-arm64', 'the kernel package follows');
+  assert.is(
+    baseForArch('debootstrap:bookworm:amd64:python3,linux-image-amd64', 'arm64'),
+    'debootstrap:bookworm:arm64:python3,linux-image-arm64',
+    'the kernel package follows',
+  );
   assert.is(baseForArch('debootstrap:bookworm:amd64', 'arm64'), 'debootstrap:bookworm:arm64');
   assert.throws(() => baseForArch('/srv/armbian.img', 'arm64'), /--arch needs a profile whose base is debootstrap/);
   assert.throws(() => baseForArch(undefined, 'arm64'), /not none/);
 });
 
-test('a node\'s kernel command line reaches its container\'s systemd only through its systemd.* arguments', async () => {
+test("a node's kernel command line reaches its container's systemd only through its systemd.* arguments", async () => {
   const node = lab.plan.cluster.nodes[0]!;
   const entry = parsePxelinux(await readFile(path.join(lab.dir, 'tftp/pxelinux.cfg', pxelinuxName(node.mac)), 'utf8'));
   const args = entry.append!.split(/\s+/);
   assert.ok(args.includes('root=/dev/nfs'), entry.append);
-  assert.equal(systemdArguments(args), ['systemd.mask=run-rpc_pipefs.mount'], 'the lab profile switches off the rpc_pipefs mount, and nothing else reaches systemd');
+  assert.equal(
+    systemdArguments(args),
+    ['systemd.mask=run-rpc_pipefs.mount'],
+    'the lab profile switches off the rpc_pipefs mount, and nothing else reaches systemd',
+  );
 });
 
-test('busybox nslookup: the answer\'s addresses, not the server\'s', () => {
-  const out = 'Server:\t\t192.0.2.1\nAddress:\t192.0.2.1:53\n\nName:\tlab-check.netroot.test\nAddress: 192.0.2.1\n\nNon-authoritative answer:\n';
+test("busybox nslookup: the answer's addresses, not the server's", () => {
+  const out =
+    'Server:\t\t192.0.2.1\nAddress:\t192.0.2.1:53\n\nName:\tlab-check.netroot.test\nAddress: 192.0.2.1\n\nNon-authoritative answer:\n';
   assert.equal(nslookupAddresses(out, 'lab-check.netroot.test'), ['192.0.2.1']);
-  assert.equal(nslookupAddresses('Server:\t\t192.0.2.1\nAddress:\t192.0.2.1:53\n\n** server can\'t find lab-check.netroot.test: NXDOMAIN\n', 'lab-check.netroot.test'), []);
+  assert.equal(
+    nslookupAddresses(
+      "Server:\t\t192.0.2.1\nAddress:\t192.0.2.1:53\n\n** server can't find lab-check.netroot.test: NXDOMAIN\n",
+      'lab-check.netroot.test',
+    ),
+    [],
+  );
   assert.equal(nslookupAddresses('Name:\tother.netroot.test\nAddress: 192.0.2.9\n', 'lab-check.netroot.test'), []);
 });
 
@@ -78,13 +113,23 @@ test('what systemd and getent say inside a node', () => {
   assert.equal(parseGetentHosts('192.0.2.1       lab-check.netroot.test\n'), ['192.0.2.1']);
   assert.equal(parseGetentHosts(''), []);
   // systemctl --failed --no-legend --plain, as bookworm's systemd 252 prints it in the lab.
-  assert.equal(parseFailedUnits('run-rpc_pipefs.mount loaded failed failed RPC Pipe File System\n● k3s.service loaded failed failed Lightweight Kubernetes\n'), ['run-rpc_pipefs.mount', 'k3s.service']);
+  assert.equal(
+    parseFailedUnits(
+      'run-rpc_pipefs.mount loaded failed failed RPC Pipe File System\n● k3s.service loaded failed failed Lightweight Kubernetes\n',
+    ),
+    ['run-rpc_pipefs.mount', 'k3s.service'],
+  );
   assert.equal(parseFailedUnits(''), []);
   assert.is(startupSeconds('UserspaceTimestampMonotonic=1000000\nFinishTimestampMonotonic=20761000\n'), 19.8);
   assert.is(startupSeconds('UserspaceTimestampMonotonic=1000000\nFinishTimestampMonotonic=0\n'), undefined, 'still starting');
   assert.equal(
-    timeoutLines('Starting foo.service...\nsystemd-time-wait-sync.service: start operation timed out. Terminating.\nTimed out waiting for device /dev/disk/by-label/netroot-local.\nStarted bar.service.'),
-    ['systemd-time-wait-sync.service: start operation timed out. Terminating.', 'Timed out waiting for device /dev/disk/by-label/netroot-local.'],
+    timeoutLines(
+      'Starting foo.service...\nsystemd-time-wait-sync.service: start operation timed out. Terminating.\nTimed out waiting for device /dev/disk/by-label/netroot-local.\nStarted bar.service.',
+    ),
+    [
+      'systemd-time-wait-sync.service: start operation timed out. Terminating.',
+      'Timed out waiting for device /dev/disk/by-label/netroot-local.',
+    ],
   );
 });
 
@@ -96,14 +141,33 @@ test('Galera over TLS, read from wsrep_provider_options', () => {
   assert.is(tls.get('socket.ssl_cipher'), '');
   assert.equal(galeraTlsProblems(tls), []);
   // Without socket.ssl_* (Galera 4.23 on this host), no socket.ssl option is listed at all.
-  const plain = parseProviderOptions('base_dir = /var/lib/mysql/; gcache.size = 16M; gmcast.listen_addr = tcp://0.0.0.0:4567; gmcast.mcast_addr = ');
-  assert.equal(galeraTlsProblems(plain), ['socket.ssl is not set', 'socket.ssl_ca is empty', 'socket.ssl_cert is empty', 'socket.ssl_key is empty', 'gmcast.listen_addr is tcp://0.0.0.0:4567, not ssl://']);
-  assert.equal(galeraTlsProblems(parseProviderOptions('gmcast.listen_addr = ssl://0.0.0.0:4567; socket.ssl = NO; socket.ssl_ca = /ca.pem; socket.ssl_cert = /c.pem; socket.ssl_key = /k.pem')), ['socket.ssl is NO']);
+  const plain = parseProviderOptions(
+    'base_dir = /var/lib/mysql/; gcache.size = 16M; gmcast.listen_addr = tcp://0.0.0.0:4567; gmcast.mcast_addr = ',
+  );
+  assert.equal(galeraTlsProblems(plain), [
+    'socket.ssl is not set',
+    'socket.ssl_ca is empty',
+    'socket.ssl_cert is empty',
+    'socket.ssl_key is empty',
+    'gmcast.listen_addr is tcp://0.0.0.0:4567, not ssl://',
+  ]);
+  assert.equal(
+    galeraTlsProblems(
+      parseProviderOptions(
+        'gmcast.listen_addr = ssl://0.0.0.0:4567; socket.ssl = NO; socket.ssl_ca = /ca.pem; socket.ssl_cert = /c.pem; socket.ssl_key = /k.pem',
+      ),
+    ),
+    ['socket.ssl is NO'],
+  );
 });
 
-test('the stranger knows what every server\'s config says: the cluster\'s name and peers', async () => {
+test("the stranger knows what every server's config says: the cluster's name and peers", async () => {
   const galera = parseGaleraCnf(await readFile(path.join(lab.nodeRoot('opz3-2-midden'), GALERA_CNF), 'utf8'));
-  assert.equal(galera, { clusterName: 'k3s_cluster', clusterAddress: 'gcomm://192.0.2.60,192.0.2.61,192.0.2.62', provider: '/usr/lib/galera/libgalera_smm.so' });
+  assert.equal(galera, {
+    clusterName: 'k3s_cluster',
+    clusterAddress: 'gcomm://192.0.2.60,192.0.2.61,192.0.2.62',
+    provider: '/usr/lib/galera/libgalera_smm.so',
+  });
   assert.is(parseGaleraCnf('[mysqld]\nwsrep_on=ON\n'), undefined);
   const base = { dir: '/lab/run/rogue', address: '192.0.2.254', galera: galera!, clusterCa: '/build/ca.pem' };
   const plain = rogueCnf({ ...base, kind: 'plain' });
@@ -113,7 +177,11 @@ test('the stranger knows what every server\'s config says: the cluster\'s name a
   assert.match(plain, /^datadir=\/lab\/run\/rogue\/data$/m);
   assert.match(plain, /^wsrep_provider_options="gcache\.size=16M"$/m, 'no TLS');
   const forged = rogueCnf({ ...base, kind: 'forged' });
-  assert.match(forged, 'socket.ssl_ca=/build/ca.pem;socket.ssl_cert=/lab/run/rogue/tls/cert.pem;socket.ssl_key=/lab/run/rogue/tls/key.pem', "the cluster's CA, its own certificate");
+  assert.match(
+    forged,
+    'socket.ssl_ca=/build/ca.pem;socket.ssl_cert=/lab/run/rogue/tls/cert.pem;socket.ssl_key=/lab/run/rogue/tls/key.pem',
+    "the cluster's CA, its own certificate",
+  );
 });
 
 /** Lines of the stranger's MariaDB log in the lab (Galera 4.23), the timestamps cut. */
@@ -138,10 +206,24 @@ const ROGUE_END = [
 
 test("the stranger's log: what it tried, why it got nowhere, and a join when there is one", () => {
   const forged = readRogueLog(
-    [...ROGUE_HEAD, "0 [Warning] WSREP: read_handler(): tlsv1 alert unknown ca (167773208: 'error:0A000418:SSL routines::tlsv1 alert unknown ca')", "0 [Warning] WSREP: read_handler(): tlsv1 alert unknown ca (167773208: 'error:0A000418:SSL routines::tlsv1 alert unknown ca')", ...ROGUE_ALONE, ...ROGUE_END].join('\n'),
+    [
+      ...ROGUE_HEAD,
+      "0 [Warning] WSREP: read_handler(): tlsv1 alert unknown ca (167773208: 'error:0A000418:SSL routines::tlsv1 alert unknown ca')",
+      "0 [Warning] WSREP: read_handler(): tlsv1 alert unknown ca (167773208: 'error:0A000418:SSL routines::tlsv1 alert unknown ca')",
+      ...ROGUE_ALONE,
+      ...ROGUE_END,
+    ].join('\n'),
   );
   assert.is(forged.tried, "gcomm: connecting to group 'k3s_cluster', peer '192.0.2.60:,192.0.2.61:,192.0.2.62:'");
-  assert.equal(forged.refusals, ['read_handler(): tlsv1 alert unknown ca', 'No nodes coming from primary view, primary view is not possible', 'failed to reach primary view'], 'each once');
+  assert.equal(
+    forged.refusals,
+    [
+      'read_handler(): tlsv1 alert unknown ca',
+      'No nodes coming from primary view, primary view is not possible',
+      'failed to reach primary view',
+    ],
+    'each once',
+  );
   assert.is(forged.members, 1);
   assert.is(forged.primary, false);
   assert.is(forged.ended, 'Aborting');
@@ -164,4 +246,3 @@ test("the stranger's log: what it tried, why it got nowhere, and a join when the
   assert.is(joined.ended, undefined);
   assert.is(readRogueLog('').tried, undefined);
 });
-

@@ -43,14 +43,27 @@ test("the lab's DNS server: on the gateway only, its own name and nothing of the
   const topology = labTopology(cluster, 1);
   assert.equal(labDnsRecord(topology), { name: LAB_CHECK_NAME, address: '198.51.100.1' });
   const args = labDnsArguments(topology, '/lab/run/dns');
-  for (const arg of ['--no-resolv', '--no-hosts', '--conf-file=/dev/null', '--listen-address=198.51.100.1', '--bind-interfaces', '--host-record=lab-check.netroot.test,198.51.100.1', '--local=/netroot.test/']) {
+  for (const arg of [
+    '--no-resolv',
+    '--no-hosts',
+    '--conf-file=/dev/null',
+    '--listen-address=198.51.100.1',
+    '--bind-interfaces',
+    '--host-record=lab-check.netroot.test,198.51.100.1',
+    '--local=/netroot.test/',
+  ]) {
     assert.ok(args.includes(arg), `${arg} in ${args.join(' ')}`);
   }
-  assert.equal(args.filter((a) => a.startsWith('--listen-address') || a.startsWith('--interface')), ['--listen-address=198.51.100.1'], 'one address, no interface');
-  for (const arg of args.filter((a) => /^--(pid-file|log-facility)=/.test(a))) assert.match(arg, /=\/lab\/run\/dns\//, 'state and log in the run directory');
+  assert.equal(
+    args.filter((a) => a.startsWith('--listen-address') || a.startsWith('--interface')),
+    ['--listen-address=198.51.100.1'],
+    'one address, no interface',
+  );
+  for (const arg of args.filter((a) => /^--(pid-file|log-facility)=/.test(a)))
+    assert.match(arg, /=\/lab\/run\/dns\//, 'state and log in the run directory');
 });
 
-test('a spare address for a machine of the lab\'s own: in the subnet and the ranges, used by nobody', async () => {
+test("a spare address for a machine of the lab's own: in the subnet and the ranges, used by nobody", async () => {
   const opz3 = labTopology((await loadProfile('opz3-lab')).cluster, 1);
   assert.is(opz3.spareAddress, '192.0.2.254');
   assert.is(labTopology((await loadProfile('opz5-lab')).cluster, 1).spareAddress, '198.51.100.254');
@@ -78,7 +91,13 @@ test('a profile on a real network is refused, naming every address outside the r
     assert.instance(error, LabError);
     const message = (error as Error).message;
     assert.match(message, '192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24');
-    for (const part of ['network.gateway 192.168.1.1', 'network.vip 192.168.1.50', 'network.nfsServer 192.168.1.10', 'nodes opz3-1-onder ip 192.168.1.60', 'nodes opz3-4-top ip 192.168.1.63']) assert.match(message, part);
+    for (const part of [
+      'network.gateway 192.168.1.1',
+      'network.vip 192.168.1.50',
+      'network.nfsServer 192.168.1.10',
+      'nodes opz3-1-onder ip 192.168.1.60',
+      'nodes opz3-4-top ip 192.168.1.63',
+    ])
+      assert.match(message, part);
   }
 });
-

@@ -109,7 +109,10 @@ for (const c of bad) {
       const { error } = JSON.parse(run.stdout) as { error: { exitCode: number; issues: { message: string }[] } };
       assert.is(error.exitCode, 2);
       const [key, ...message] = c.shows.split(': ');
-      assert.equal(error.issues.map(({ message: _m, ...where }) => where), [{ file: 'profiles/bad.yaml', line, column, key }]);
+      assert.equal(
+        error.issues.map(({ message: _m, ...where }) => where),
+        [{ file: 'profiles/bad.yaml', line, column, key }],
+      );
       assert.ok(error.issues[0]!.message.startsWith(message.join(': ')), error.issues[0]!.message);
     } else assert.is(run.stdout, '');
     assert.equal(await tree(dir), before, 'no out/ directory and no secrets file');
@@ -136,7 +139,7 @@ Cli('build --json: the error is JSON on stdout as well, with its exit code', asy
   assert.is(parsed.error.exitCode, 2);
 });
 
-Cli('build --json: a template error is JSON with the template\'s file, line and column', async () => {
+Cli("build --json: a template error is JSON with the template's file, line and column", async () => {
   const dir = await workspace({ good: OPZ3 });
   await cp(path.join(REPO, 'overlays'), path.join(dir, 'overlays'), { recursive: true });
   await writeFile(path.join(dir, 'overlays/base/etc/hosts.hbs'), 'first line\n{{no.such.value}}\n');
@@ -151,11 +154,14 @@ Cli('build --format tar without a base exits 2 and says a base is needed; nothin
   const before = await tree(dir);
   const run = await cli(dir, ['build', '--profile', 'good', '--format', 'tar', '--json']);
   assert.is(run.code, 2, run.stderr);
-  assert.match((JSON.parse(run.stdout) as { error: { message: string } }).error.message, '--format tar needs a base root filesystem: give --base or base: in the profile');
+  assert.match(
+    (JSON.parse(run.stdout) as { error: { message: string } }).error.message,
+    '--format tar needs a base root filesystem: give --base or base: in the profile',
+  );
   assert.equal(await tree(dir), before);
 });
 
-Cli('an unknown option under --json: yargs\' own error is JSON too, exit 2', async () => {
+Cli("an unknown option under --json: yargs' own error is JSON too, exit 2", async () => {
   const dir = await workspace({});
   const run = await cli(dir, ['build', '--profile', 'good', '--json', '--bogus']);
   assert.is(run.code, 2, run.stderr);
@@ -164,13 +170,17 @@ Cli('an unknown option under --json: yargs\' own error is JSON too, exit 2', asy
 
 Cli('render shows the boot server files by their short names', async () => {
   const dir = await workspace({ good: OPZ3 });
-  for (const [name, line] of [['dnsmasq', /^dhcp-host=02:00:c0:00:02:3c,/m], ['exports', /^\/srv\/nfs\/opz3\/opz3-1-onder 192\.0\.2\.60\(/m], ['ganesha', /Clients = 192\.0\.2\.60;/], ['pxelinux.cfg', /nfsroot=192\.0\.2\.10:\/srv\/nfs\/opz3\/opz3-1-onder/]] as const) {
+  for (const [name, line] of [
+    ['dnsmasq', /^dhcp-host=02:00:c0:00:02:3c,/m],
+    ['exports', /^\/srv\/nfs\/opz3\/opz3-1-onder 192\.0\.2\.60\(/m],
+    ['ganesha', /Clients = 192\.0\.2\.60;/],
+    ['pxelinux.cfg', /nfsroot=192\.0\.2\.10:\/srv\/nfs\/opz3\/opz3-1-onder/],
+  ] as const) {
     const run = await cli(dir, ['render', '--profile', 'good', '--node', 'opz3-1-onder', name]);
     assert.is(run.code, 0, run.stderr);
     assert.match(run.stdout, line, `${name}:\n${run.stdout}`);
   }
 });
-
 
 const Validate = suite('cli: validate');
 
@@ -202,4 +212,3 @@ Validate('a profile name that does not exist exits 2', async () => {
   assert.match(run.stderr, /no profile named nosuch/);
   assert.equal(await tree(dir), ['profiles']);
 });
-

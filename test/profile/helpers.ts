@@ -101,7 +101,9 @@ export interface ExpectedIssue {
  */
 export function assertIssues(error: ProfileError, texts: Record<string, string>, defaultFile: string, expected: ExpectedIssue[]): void {
   assert.is(error.exitCode, 2, 'a bad profile exits with code 2');
-  const got = error.issues.map((i) => `${i.location ? `${i.location.file}:${i.location.line}:${i.location.column}` : '-'} ${i.key}: ${i.message}`);
+  const got = error.issues.map(
+    (i) => `${i.location ? `${i.location.file}:${i.location.line}:${i.location.column}` : '-'} ${i.key}: ${i.message}`,
+  );
   assert.is(error.issues.length, expected.length, `number of issues; got:\n${got.join('\n')}`);
   expected.forEach((want, n) => {
     const issue: ProfileIssue = error.issues[n]!;
@@ -110,12 +112,13 @@ export function assertIssues(error: ProfileError, texts: Record<string, string>,
     if (text === undefined) throw new Error(`fixture: no text for ${file}`);
     const { line, column } = position(text, want.at);
     const message =
-      typeof want.message === 'string'
-        ? want.message
-        : want.message((needle, f) => lineOf(texts[f ?? defaultFile] ?? '', needle));
+      typeof want.message === 'string' ? want.message : want.message((needle, f) => lineOf(texts[f ?? defaultFile] ?? '', needle));
     assert.equal(issue.location, { file, line, column }, `location of issue ${n + 1}: ${got[n]}`);
     assert.is(issue.key, want.key, `key of issue ${n + 1}`);
     assert.is(issue.message, message, `message of issue ${n + 1}`);
-    assert.ok(error.message.includes(`  ${file}:${line}:${column} ${want.key ? `${want.key}: ` : ''}${message}`), `printed message shows issue ${n + 1}:\n${error.message}`);
+    assert.ok(
+      error.message.includes(`  ${file}:${line}:${column} ${want.key ? `${want.key}: ` : ''}${message}`),
+      `printed message shows issue ${n + 1}:\n${error.message}`,
+    );
   });
 }

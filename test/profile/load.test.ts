@@ -53,25 +53,44 @@ const invalid: InvalidCase[] = [
       {
         at: { line: 'board: orangepi-zero4', col: 'orangepi-zero4' },
         key: 'board',
-        message: '"orangepi-zero4" is not a board netroot knows; use one of: orangepi-zero3, rock64, qemu-virt-arm64, or write the board out as { name, kernel, initrd, fdt, console }',
+        message:
+          '"orangepi-zero4" is not a board netroot knows; use one of: orangepi-zero3, rock64, qemu-virt-arm64, or write the board out as { name, kernel, initrd, fdt, console }',
       },
     ],
   },
   {
     name: 'board.preset must be a preset',
     edits: [['board: orangepi-zero3 ', 'board: { preset: rock46 } ']],
-    issues: [{ at: { line: 'board: { preset', col: 'rock46' }, key: 'board.preset', message: '"rock46" is not a board netroot knows; use one of: orangepi-zero3, rock64, qemu-virt-arm64' }],
+    issues: [
+      {
+        at: { line: 'board: { preset', col: 'rock46' },
+        key: 'board.preset',
+        message: '"rock46" is not a board netroot knows; use one of: orangepi-zero3, rock64, qemu-virt-arm64',
+      },
+    ],
   },
   // ---------------------------------------------------------------- unknown keys
   {
-    name: 'unknown key in a node\'s keepalived suggests the known one',
+    name: "unknown key in a node's keepalived suggests the known one",
     edits: [node1('keepalived: { priorty: 90 }')],
-    issues: [{ at: { line: 'opz3-1-onder,', col: 'priorty' }, key: 'nodes[0].keepalived.priorty', message: 'unknown key "priorty"; did you mean "priority"?' }],
+    issues: [
+      {
+        at: { line: 'opz3-1-onder,', col: 'priorty' },
+        key: 'nodes[0].keepalived.priorty',
+        message: 'unknown key "priorty"; did you mean "priority"?',
+      },
+    ],
   },
   {
-    name: 'unknown key in a node\'s network suggests the known one',
+    name: "unknown key in a node's network suggests the known one",
     edits: [node4('network: { interfce: eth1 }')],
-    issues: [{ at: { line: 'opz3-4-top', col: 'interfce' }, key: 'nodes[3].network.interfce', message: 'unknown key "interfce"; did you mean "interface"?' }],
+    issues: [
+      {
+        at: { line: 'opz3-4-top', col: 'interfce' },
+        key: 'nodes[3].network.interfce',
+        message: 'unknown key "interfce"; did you mean "interface"?',
+      },
+    ],
   },
   {
     name: 'top-level typo of an optional key',
@@ -90,18 +109,36 @@ const invalid: InvalidCase[] = [
   {
     name: 'unknown key unlike any known one lists the known keys',
     edits: [['advertInterval: 1 }', 'advertInterval: 1, unicastPeers: [] }']],
-    issues: [{ at: { line: 'unicastPeers', col: 'unicastPeers' }, key: 'keepalived.unicastPeers', message: 'unknown key "unicastPeers"; known keys here: virtualRouterId, advertInterval, checkInterval, checkTimeout' }],
+    issues: [
+      {
+        at: { line: 'unicastPeers', col: 'unicastPeers' },
+        key: 'keepalived.unicastPeers',
+        message: 'unknown key "unicastPeers"; known keys here: virtualRouterId, advertInterval, checkInterval, checkTimeout',
+      },
+    ],
   },
   // ---------------------------------------------------------------- wrong types
   {
     name: 'text where a number belongs',
     edits: [['virtualRouterId: 51', 'virtualRouterId: "fifty"']],
-    issues: [{ at: { line: 'virtualRouterId', col: '"fifty"' }, key: 'keepalived.virtualRouterId', message: 'expected a number, got text "fifty"' }],
+    issues: [
+      {
+        at: { line: 'virtualRouterId', col: '"fifty"' },
+        key: 'keepalived.virtualRouterId',
+        message: 'expected a number, got text "fifty"',
+      },
+    ],
   },
   {
     name: 'a fraction where a whole number belongs',
     edits: [['virtualRouterId: 51', 'virtualRouterId: 51.5']],
-    issues: [{ at: { line: 'virtualRouterId', col: '51.5' }, key: 'keepalived.virtualRouterId', message: 'expected a whole number, got number 51.5' }],
+    issues: [
+      {
+        at: { line: 'virtualRouterId', col: '51.5' },
+        key: 'keepalived.virtualRouterId',
+        message: 'expected a whole number, got number 51.5',
+      },
+    ],
   },
   {
     name: 'a single value where a list belongs',
@@ -111,12 +148,24 @@ const invalid: InvalidCase[] = [
   {
     name: 'text where true or false belongs',
     edits: [['sstMethod: rsync,', 'sstMethod: rsync, allowUnsafeClusterSize: "yes",']],
-    issues: [{ at: { line: 'allowUnsafeClusterSize', col: '"yes"' }, key: 'galera.allowUnsafeClusterSize', message: 'expected true or false, got text "yes"' }],
+    issues: [
+      {
+        at: { line: 'allowUnsafeClusterSize', col: '"yes"' },
+        key: 'galera.allowUnsafeClusterSize',
+        message: 'expected true or false, got text "yes"',
+      },
+    ],
   },
   {
     name: 'a value outside an enumeration',
     edits: [['sstMethod: rsync', 'sstMethod: xtrabackup']],
-    issues: [{ at: { line: 'sstMethod', col: 'xtrabackup' }, key: 'galera.sstMethod', message: '"xtrabackup" is not allowed; use one of: rsync, mariabackup' }],
+    issues: [
+      {
+        at: { line: 'sstMethod', col: 'xtrabackup' },
+        key: 'galera.sstMethod',
+        message: '"xtrabackup" is not allowed; use one of: rsync, mariabackup',
+      },
+    ],
   },
   {
     name: 'a required key of a node is missing',
@@ -127,23 +176,47 @@ const invalid: InvalidCase[] = [
   {
     name: 'MAC with five pairs',
     edits: [['"02:00:c0:00:02:3d"', '"02:00:c0:00:02"']],
-    issues: [{ at: { line: 'opz3-2-midden', col: '"02:00' }, key: 'nodes[1].mac', message: '"02:00:c0:00:02" must be a MAC address, six pairs of hex digits separated by ":" or "-"; this has 5 parts' }],
+    issues: [
+      {
+        at: { line: 'opz3-2-midden', col: '"02:00' },
+        key: 'nodes[1].mac',
+        message: '"02:00:c0:00:02" must be a MAC address, six pairs of hex digits separated by ":" or "-"; this has 5 parts',
+      },
+    ],
   },
   // The hint speaks of the user's own value, never of a fixed example that would read like a correction.
   {
     name: 'MAC with a letter that is not a hex digit',
     edits: [['"02:00:c0:00:02:3d"', '"02:00:c0:00:02:3g"']],
-    issues: [{ at: { line: 'opz3-2-midden', col: '"02:00' }, key: 'nodes[1].mac', message: '"02:00:c0:00:02:3g" must be a MAC address, six pairs of hex digits separated by ":" or "-": "g" is not a hex digit' }],
+    issues: [
+      {
+        at: { line: 'opz3-2-midden', col: '"02:00' },
+        key: 'nodes[1].mac',
+        message: '"02:00:c0:00:02:3g" must be a MAC address, six pairs of hex digits separated by ":" or "-": "g" is not a hex digit',
+      },
+    ],
   },
   {
     name: 'MAC without separators: the hint is the same address, written as a MAC',
     edits: [['"02:00:c0:00:02:3d"', '"0200C000023D"']],
-    issues: [{ at: { line: 'opz3-2-midden', col: '"0200' }, key: 'nodes[1].mac', message: '"0200C000023D" must be a MAC address, six pairs of hex digits separated by ":" or "-": write it as 02:00:c0:00:02:3d' }],
+    issues: [
+      {
+        at: { line: 'opz3-2-midden', col: '"0200' },
+        key: 'nodes[1].mac',
+        message: '"0200C000023D" must be a MAC address, six pairs of hex digits separated by ":" or "-": write it as 02:00:c0:00:02:3d',
+      },
+    ],
   },
   {
     name: 'node IP with an octet above 255',
     edits: [['ip: 192.0.2.61', 'ip: 192.0.2.300']],
-    issues: [{ at: { line: 'opz3-2-midden', col: '192.0.2.300' }, key: 'nodes[1].ip', message: '"192.0.2.300" must be an IPv4 address such as 192.0.2.60' }],
+    issues: [
+      {
+        at: { line: 'opz3-2-midden', col: '192.0.2.300' },
+        key: 'nodes[1].ip',
+        message: '"192.0.2.300" must be an IPv4 address such as 192.0.2.60',
+      },
+    ],
   },
   {
     name: 'VIP with three octets',
@@ -153,7 +226,13 @@ const invalid: InvalidCase[] = [
   {
     name: 'subnet without a prefix length',
     edits: [['subnet: 192.0.2.0/24', 'subnet: 192.0.2.0']],
-    issues: [{ at: { line: 'subnet:', col: '192.0.2.0' }, key: 'network.subnet', message: '"192.0.2.0" must be an IPv4 network in CIDR form such as 192.0.2.0/24' }],
+    issues: [
+      {
+        at: { line: 'subnet:', col: '192.0.2.0' },
+        key: 'network.subnet',
+        message: '"192.0.2.0" must be an IPv4 network in CIDR form such as 192.0.2.0/24',
+      },
+    ],
   },
   // ---------------------------------------------------------------- duplicates
   {
@@ -174,7 +253,8 @@ const invalid: InvalidCase[] = [
       {
         at: { line: 'opz3-2-midden', col: 'mac:' },
         key: 'nodes[1].mac',
-        message: (line) => `the MAC address 02:00:C0:00:02:3C is already used by opz3-1-onder (line ${line('opz3-1-onder,')}); every node needs its own`,
+        message: (line) =>
+          `the MAC address 02:00:C0:00:02:3C is already used by opz3-1-onder (line ${line('opz3-1-onder,')}); every node needs its own`,
       },
     ],
   },
@@ -185,7 +265,8 @@ const invalid: InvalidCase[] = [
       {
         at: { line: 'opz3-3-boven', col: 'ip:' },
         key: 'nodes[2].ip',
-        message: (line) => `the IP address 192.0.2.60 is already used by opz3-1-onder (line ${line('opz3-1-onder,')}); every node needs its own`,
+        message: (line) =>
+          `the IP address 192.0.2.60 is already used by opz3-1-onder (line ${line('opz3-1-onder,')}); every node needs its own`,
       },
     ],
   },
@@ -198,7 +279,13 @@ const invalid: InvalidCase[] = [
   {
     name: 'node IP is the broadcast address',
     edits: [['ip: 192.0.2.63', 'ip: 192.0.2.255']],
-    issues: [{ at: { line: 'opz3-4-top', col: 'ip:' }, key: 'nodes[3].ip', message: '192.0.2.255 is the network or broadcast address of the subnet 192.0.2.0/24' }],
+    issues: [
+      {
+        at: { line: 'opz3-4-top', col: 'ip:' },
+        key: 'nodes[3].ip',
+        message: '192.0.2.255 is the network or broadcast address of the subnet 192.0.2.0/24',
+      },
+    ],
   },
   {
     name: 'VIP outside the subnet',
@@ -214,7 +301,13 @@ const invalid: InvalidCase[] = [
   {
     name: 'gateway outside the subnet',
     edits: [['gateway: 192.0.2.1', 'gateway: 192.0.3.1']],
-    issues: [{ at: { line: 'gateway:', col: 'gateway' }, key: 'network.gateway', message: 'the gateway 192.0.3.1 is outside the subnet 192.0.2.0/24' }],
+    issues: [
+      {
+        at: { line: 'gateway:', col: 'gateway' },
+        key: 'network.gateway',
+        message: 'the gateway 192.0.3.1 is outside the subnet 192.0.2.0/24',
+      },
+    ],
   },
   // ---------------------------------------------------------------- VIP and other addresses
   {
@@ -233,20 +326,40 @@ const invalid: InvalidCase[] = [
     name: 'VIP equal to the NFS and TFTP server',
     edits: [['vip: 192.0.2.50', 'vip: 192.0.2.10']],
     issues: [
-      { at: { line: 'vip:', col: 'vip' }, key: 'network.vip', message: 'the VIP 192.0.2.10 is also network.nfsServer; pick an unused address' },
-      { at: { line: 'vip:', col: 'vip' }, key: 'network.vip', message: 'the VIP 192.0.2.10 is also network.tftpServer; pick an unused address' },
+      {
+        at: { line: 'vip:', col: 'vip' },
+        key: 'network.vip',
+        message: 'the VIP 192.0.2.10 is also network.nfsServer; pick an unused address',
+      },
+      {
+        at: { line: 'vip:', col: 'vip' },
+        key: 'network.vip',
+        message: 'the VIP 192.0.2.10 is also network.tftpServer; pick an unused address',
+      },
     ],
   },
   {
     name: 'node IP equal to the gateway',
     edits: [['ip: 192.0.2.63', 'ip: 192.0.2.1']],
-    issues: [{ at: { line: 'opz3-4-top', col: 'ip:' }, key: 'nodes[3].ip', message: '192.0.2.1 is also network.gateway; a node needs an address of its own' }],
+    issues: [
+      {
+        at: { line: 'opz3-4-top', col: 'ip:' },
+        key: 'nodes[3].ip',
+        message: '192.0.2.1 is also network.gateway; a node needs an address of its own',
+      },
+    ],
   },
   // ---------------------------------------------------------------- roles and quorum
   {
     name: 'a node that is both server and agent',
     edits: [['ip: 192.0.2.62, roles: [server]', 'ip: 192.0.2.62, roles: [server, agent]']],
-    issues: [{ at: { line: 'opz3-3-boven', col: 'roles:' }, key: 'nodes[2].roles', message: 'a node is either a server or an agent: a k3s server already runs workloads, so write roles: [server]' }],
+    issues: [
+      {
+        at: { line: 'opz3-3-boven', col: 'roles:' },
+        key: 'nodes[2].roles',
+        message: 'a node is either a server or an agent: a k3s server already runs workloads, so write roles: [server]',
+      },
+    ],
   },
   {
     name: 'two servers: fewer than 3',
@@ -298,12 +411,24 @@ const invalid: InvalidCase[] = [
   {
     name: 'node priority 0',
     edits: [node1('keepalived: { priority: 0 }')],
-    issues: [{ at: { line: 'opz3-1-onder,', col: '0 }' }, key: 'nodes[0].keepalived.priority', message: '0 must be between 1 and 254 (255 is reserved for the address owner)' }],
+    issues: [
+      {
+        at: { line: 'opz3-1-onder,', col: '0 }' },
+        key: 'nodes[0].keepalived.priority',
+        message: '0 must be between 1 and 254 (255 is reserved for the address owner)',
+      },
+    ],
   },
   {
     name: 'node priority 255',
     edits: [node1('keepalived: { priority: 255 }')],
-    issues: [{ at: { line: 'opz3-1-onder,', col: '255' }, key: 'nodes[0].keepalived.priority', message: '255 must be between 1 and 254 (255 is reserved for the address owner)' }],
+    issues: [
+      {
+        at: { line: 'opz3-1-onder,', col: '255' },
+        key: 'nodes[0].keepalived.priority',
+        message: '255 must be between 1 and 254 (255 is reserved for the address owner)',
+      },
+    ],
   },
   {
     name: 'two equal explicit priorities',
@@ -312,14 +437,21 @@ const invalid: InvalidCase[] = [
       {
         at: { line: 'opz3-2-midden', col: 'priority' },
         key: 'nodes[1].keepalived.priority',
-        message: (line) => `priority 90 is also the priority of opz3-1-onder (line ${line('02:00:c0:00:02:3c')}); VRRP priorities must be unique so that one server is clearly preferred`,
+        message: (line) =>
+          `priority 90 is also the priority of opz3-1-onder (line ${line('02:00:c0:00:02:3c')}); VRRP priorities must be unique so that one server is clearly preferred`,
       },
     ],
   },
   {
     name: 'keepalived settings on an agent',
     edits: [node4('keepalived: { priority: 10 }')],
-    issues: [{ at: { line: 'opz3-4-top', col: 'keepalived' }, key: 'nodes[3].keepalived', message: 'keepalived runs on servers only; remove this key from the agent' }],
+    issues: [
+      {
+        at: { line: 'opz3-4-top', col: 'keepalived' },
+        key: 'nodes[3].keepalived',
+        message: 'keepalived runs on servers only; remove this key from the agent',
+      },
+    ],
   },
   // ---------------------------------------------------------------- galera bootstrap
   {
@@ -329,20 +461,33 @@ const invalid: InvalidCase[] = [
       {
         at: { line: 'bootstrapNode', col: 'bootstrapNode' },
         key: 'galera.bootstrapNode',
-        message: (line) => `opz3-4-top (line ${line('opz3-4-top,')}) is an agent; the Galera cluster can only be bootstrapped on a server: ${SERVERS}`,
+        message: (line) =>
+          `opz3-4-top (line ${line('opz3-4-top,')}) is an agent; the Galera cluster can only be bootstrapped on a server: ${SERVERS}`,
       },
     ],
   },
   {
     name: 'bootstrapNode does not exist',
     edits: [['bootstrapNode: opz3-1-onder', 'bootstrapNode: opz3-9-nope']],
-    issues: [{ at: { line: 'bootstrapNode', col: 'bootstrapNode' }, key: 'galera.bootstrapNode', message: `there is no node named opz3-9-nope; name one of the servers: ${SERVERS}` }],
+    issues: [
+      {
+        at: { line: 'bootstrapNode', col: 'bootstrapNode' },
+        key: 'galera.bootstrapNode',
+        message: `there is no node named opz3-9-nope; name one of the servers: ${SERVERS}`,
+      },
+    ],
   },
   // ---------------------------------------------------------------- Ganesha
   {
     name: 'Ganesha Export_Ids past 65535',
     edits: [['tftpRoot: /srv/tftp }', 'tftpRoot: /srv/tftp, firstExportId: 65533 }']],
-    issues: [{ at: { line: 'firstExportId', col: 'firstExportId' }, key: 'exports.firstExportId', message: 'the 4 nodes would take Ganesha Export_Ids up to 65536, past 65535; start lower' }],
+    issues: [
+      {
+        at: { line: 'firstExportId', col: 'firstExportId' },
+        key: 'exports.firstExportId',
+        message: 'the 4 nodes would take Ganesha Export_Ids up to 65536, past 65535; start lower',
+      },
+    ],
   },
   // ---------------------------------------------------------------- local storage
   {
@@ -363,7 +508,8 @@ const invalid: InvalidCase[] = [
       {
         at: { line: 'opz3-2-midden', col: 'enabled' },
         key: 'nodes[1].storage.enabled',
-        message: 'local storage is off on opz3-2-midden, but Longhorn keeps its data in /var/lib/longhorn on local ext4 and cannot use the NFS root; set longhorn.enabled: false or turn local storage back on',
+        message:
+          'local storage is off on opz3-2-midden, but Longhorn keeps its data in /var/lib/longhorn on local ext4 and cannot use the NFS root; set longhorn.enabled: false or turn local storage back on',
       },
     ],
   },
@@ -371,17 +517,31 @@ const invalid: InvalidCase[] = [
   {
     name: 'invalid YAML: a tab as indentation',
     edits: [['  gateway: 192.0.2.1', '\tgateway: 192.0.2.1']],
-    issues: [{ at: { line: '\tgateway', col: '\tgateway' }, key: '', message: 'this is not valid YAML: Tabs are not allowed as indentation' }],
+    issues: [
+      { at: { line: '\tgateway', col: '\tgateway' }, key: '', message: 'this is not valid YAML: Tabs are not allowed as indentation' },
+    ],
   },
   {
     name: 'invalid YAML: one stray brace is one problem, not a cascade',
     edits: [['roles: [agent] }', 'roles: [agent] }}']],
-    issues: [{ at: { line: 'opz3-4-top', col: '}}', offset: 1 }, key: '', message: 'this is not valid YAML: Unexpected flow-map-end token in YAML stream: "}"' }],
+    issues: [
+      {
+        at: { line: 'opz3-4-top', col: '}}', offset: 1 },
+        key: '',
+        message: 'this is not valid YAML: Unexpected flow-map-end token in YAML stream: "}"',
+      },
+    ],
   },
   {
     name: 'invalid YAML: a colon inside an unquoted value',
     edits: [['vip: 192.0.2.50', 'vip: 192.0.2.50: 51']],
-    issues: [{ at: { line: 'vip:', col: '192.0.2.50' }, key: '', message: 'this is not valid YAML: Nested mappings are not allowed in compact mappings' }],
+    issues: [
+      {
+        at: { line: 'vip:', col: '192.0.2.50' },
+        key: '',
+        message: 'this is not valid YAML: Nested mappings are not allowed in compact mappings',
+      },
+    ],
   },
   {
     name: 'invalid YAML: a duplicate key in a block mapping',
@@ -389,9 +549,11 @@ const invalid: InvalidCase[] = [
     issues: [{ at: { line: 'vip: 192.0.2.51', col: 'vip' }, key: 'vip', message: 'this key appears twice in the same mapping; keep one' }],
   },
   {
-    name: 'invalid YAML: a duplicate key in a node\'s flow mapping',
+    name: "invalid YAML: a duplicate key in a node's flow mapping",
     edits: [['ip: 192.0.2.61,', 'ip: 192.0.2.61, ip: 192.0.2.71,']],
-    issues: [{ at: { line: 'opz3-2-midden', col: 'ip: 192.0.2.71' }, key: 'ip', message: 'this key appears twice in the same mapping; keep one' }],
+    issues: [
+      { at: { line: 'opz3-2-midden', col: 'ip: 192.0.2.71' }, key: 'ip', message: 'this key appears twice in the same mapping; keep one' },
+    ],
   },
 ];
 
@@ -414,7 +576,6 @@ Invalid('a profile that is not a mapping', async () => {
   ]);
 });
 
-
 // ------------------------------------------------------------------ extends: errors
 
 interface ExtendsCase {
@@ -432,26 +593,48 @@ const extendsInvalid: ExtendsCase[] = [
     files: { 'a.yaml': 'extends: b\ncluster: { name: a }\n', 'b.yaml': 'extends: a\ncluster: { name: b }\n' },
     load: 'a.yaml',
     issues: [
-      { at: { line: 'extends: b', col: 'extends' }, key: 'extends', message: 'profiles extend each other in a cycle (a.yaml → b.yaml → a.yaml); remove one of the extends' },
+      {
+        at: { line: 'extends: b', col: 'extends' },
+        key: 'extends',
+        message: 'profiles extend each other in a cycle (a.yaml → b.yaml → a.yaml); remove one of the extends',
+      },
     ],
   },
   {
     name: 'a profile that extends itself',
     files: { 'a.yaml': 'extends: a\ncluster: { name: a }\n' },
     load: 'a.yaml',
-    issues: [{ at: { line: 'extends: a', col: 'extends' }, key: 'extends', message: 'profiles extend each other in a cycle (a.yaml → a.yaml); remove one of the extends' }],
+    issues: [
+      {
+        at: { line: 'extends: a', col: 'extends' },
+        key: 'extends',
+        message: 'profiles extend each other in a cycle (a.yaml → a.yaml); remove one of the extends',
+      },
+    ],
   },
   {
     name: 'extends names a profile that does not exist',
     files: { 'lab.yaml': edit(LAB, ['extends: opz3', 'extends: nothere']) },
     load: 'lab.yaml',
-    issues: [{ at: { line: 'extends:', col: 'nothere' }, key: 'extends', message: 'nothere.yaml does not exist; name a profile in the same directory or give a path' }],
+    issues: [
+      {
+        at: { line: 'extends:', col: 'nothere' },
+        key: 'extends',
+        message: 'nothere.yaml does not exist; name a profile in the same directory or give a path',
+      },
+    ],
   },
   {
     name: 'extends gives a path that does not exist',
     files: { 'lab.yaml': edit(LAB, ['extends: opz3', 'extends: shared/opz3.yaml']) },
     load: 'lab.yaml',
-    issues: [{ at: { line: 'extends:', col: 'shared' }, key: 'extends', message: 'shared/opz3.yaml does not exist; name a profile in the same directory or give a path' }],
+    issues: [
+      {
+        at: { line: 'extends:', col: 'shared' },
+        key: 'extends',
+        message: 'shared/opz3.yaml does not exist; name a profile in the same directory or give a path',
+      },
+    ],
   },
   {
     name: 'extends is not a name',
@@ -479,7 +662,10 @@ const extendsInvalid: ExtendsCase[] = [
   },
   {
     name: 'a rule about a child value and a parent value names the parent file and line',
-    files: { 'opz3.yaml': OPZ3, 'opz3-lab.yaml': edit(LAB, ['cluster: { name: opz3-lab }', 'cluster: { name: opz3-lab }\nnetwork: { vip: 192.0.2.60 }']) },
+    files: {
+      'opz3.yaml': OPZ3,
+      'opz3-lab.yaml': edit(LAB, ['cluster: { name: opz3-lab }', 'cluster: { name: opz3-lab }\nnetwork: { vip: 192.0.2.60 }']),
+    },
     load: 'opz3-lab.yaml',
     issues: [
       {
@@ -491,7 +677,7 @@ const extendsInvalid: ExtendsCase[] = [
     ],
   },
   {
-    name: 'a node the child appends that reuses a parent node\'s MAC',
+    name: "a node the child appends that reuses a parent node's MAC",
     files: { 'opz3.yaml': OPZ3, 'opz3-lab.yaml': edit(LAB, ['"02:00:c0:00:02:40"', '"02:00:c0:00:02:3f"']) },
     load: 'opz3-lab.yaml',
     issues: [
@@ -499,7 +685,8 @@ const extendsInvalid: ExtendsCase[] = [
         // the key path counts nodes in the merged list: opz3-5-extra is the 5th node
         at: { line: 'opz3-5-extra', col: 'mac:' },
         key: 'nodes[4].mac',
-        message: (line) => `the MAC address 02:00:c0:00:02:3f is already used by opz3-4-top (opz3.yaml:${line('opz3-4-top', 'opz3.yaml')}); every node needs its own`,
+        message: (line) =>
+          `the MAC address 02:00:c0:00:02:3f is already used by opz3-4-top (opz3.yaml:${line('opz3-4-top', 'opz3.yaml')}); every node needs its own`,
       },
     ],
   },
@@ -522,7 +709,11 @@ Extends('the child overrides scalars, merges nodes by name and appends new ones'
   const loaded = await loadProfile('opz3-lab.yaml', { cwd: dir });
   assert.is(loaded.name, 'opz3-lab');
   assert.is(loaded.cluster.name, 'opz3-lab', 'child overrides cluster.name');
-  assert.equal(loaded.profile.keepalived, { virtualRouterId: 60, advertInterval: 1, checkInterval: 2, checkTimeout: 4 }, 'child overrides one key, the others are inherited or default');
+  assert.equal(
+    loaded.profile.keepalived,
+    { virtualRouterId: 60, advertInterval: 1, checkInterval: 2, checkTimeout: 4 },
+    'child overrides one key, the others are inherited or default',
+  );
   assert.is(loaded.profile.network.vip, '192.0.2.50', 'untouched sections come from the parent');
   assert.is((loaded.profile as Record<string, unknown>).extends, undefined, 'extends is not part of the result');
   assert.equal(
@@ -536,12 +727,14 @@ Extends('the child overrides scalars, merges nodes by name and appends new ones'
     ],
   );
   const lab = await readFile(path.join(dir, 'opz3-lab.yaml'), 'utf8');
-  assert.equal(loaded.locate(['keepalived', 'virtualRouterId']), { file: 'opz3-lab.yaml', ...position(lab, { line: 'virtualRouterId', col: 'virtualRouterId' }) });
+  assert.equal(loaded.locate(['keepalived', 'virtualRouterId']), {
+    file: 'opz3-lab.yaml',
+    ...position(lab, { line: 'virtualRouterId', col: 'virtualRouterId' }),
+  });
   assert.equal(loaded.locate(['network', 'vip']), { file: 'opz3.yaml', ...position(OPZ3, { line: 'vip:', col: 'vip' }) });
   assert.equal(loaded.locate(['nodes', 1, 'ip']), { file: 'opz3-lab.yaml', ...position(lab, { line: 'opz3-2-midden', col: 'ip:' }) });
   assert.equal(loaded.locate(['nodes', 1, 'mac']), { file: 'opz3.yaml', ...position(OPZ3, { line: 'opz3-2-midden', col: 'mac:' }) });
 });
-
 
 // ------------------------------------------------------------------ valid profiles
 
@@ -552,10 +745,19 @@ Valid('the bundled opz3 profile loads by name', async () => {
   assert.is(loaded.name, 'opz3');
   assert.is(loaded.file, OPZ3_FILE);
   assert.is(loaded.cluster.name, 'opz3');
-  assert.equal(loaded.cluster.servers.map((n) => n.name), ['opz3-1-onder', 'opz3-2-midden', 'opz3-3-boven']);
-  assert.equal(loaded.cluster.agents.map((n) => n.name), ['opz3-4-top']);
+  assert.equal(
+    loaded.cluster.servers.map((n) => n.name),
+    ['opz3-1-onder', 'opz3-2-midden', 'opz3-3-boven'],
+  );
+  assert.equal(
+    loaded.cluster.agents.map((n) => n.name),
+    ['opz3-4-top'],
+  );
   assert.is(loaded.cluster.bootstrapNode, 'opz3-1-onder');
-  assert.equal(loaded.cluster.nodes.map((n) => n.interface), ['end0', 'end0', 'end0', 'end0']);
+  assert.equal(
+    loaded.cluster.nodes.map((n) => n.interface),
+    ['end0', 'end0', 'end0', 'end0'],
+  );
   assert.equal(loaded.profile.storage, { enabled: true, imageSize: '16G', label: 'netroot-local' }, 'defaults are filled in');
 });
 
@@ -583,7 +785,9 @@ Valid('a MAC written with "-" (as Windows prints it) is kept with ":", in lower 
 });
 
 Valid('an explicit priority is kept and the defaults skip it', async () => {
-  const third = await loadText(opz3With(['ip: 192.0.2.62, roles: [server] }', 'ip: 192.0.2.62, roles: [server], keepalived: { priority: 50 } }']));
+  const third = await loadText(
+    opz3With(['ip: 192.0.2.62, roles: [server] }', 'ip: 192.0.2.62, roles: [server], keepalived: { priority: 50 } }']),
+  );
   assert.equal(
     third.cluster.servers.map((n) => [n.name, n.keepalived?.priority, n.keepalived?.state, n.keepalived?.explicit]),
     [
@@ -606,10 +810,10 @@ Valid('an explicit priority is kept and the defaults skip it', async () => {
 
 Valid('per-node interface: shorthand and network.interface apply to that node only', async () => {
   const loaded = await loadText(
-    opz3With(
-      node2('interface: eth1'),
-      ['ip: 192.0.2.62, roles: [server] }', 'ip: 192.0.2.62, roles: [server], network: { interface: eth2, gateway: 192.0.2.254 } }'],
-    ),
+    opz3With(node2('interface: eth1'), [
+      'ip: 192.0.2.62, roles: [server] }',
+      'ip: 192.0.2.62, roles: [server], network: { interface: eth2, gateway: 192.0.2.254 } }',
+    ]),
   );
   assert.equal(
     loaded.cluster.nodes.map((n) => [n.name, n.interface, n.gateway]),
@@ -635,19 +839,31 @@ Valid('a MAC in upper case is accepted and lower-cased', async () => {
   assert.is(loaded.cluster.nodes[1]!.mac, '02:00:c0:00:02:3d');
 });
 
-
 Valid('a board preset stands for its kernel, initrd, device tree, console and modules; its keys can be overridden', async () => {
   const opz3 = await loadText(OPZ3);
   assert.equal(
-    [opz3.profile.board.name, opz3.profile.board.kernel, opz3.profile.board.initrd, opz3.profile.board.fdt, opz3.profile.board.console, opz3.profile.board.modules],
+    [
+      opz3.profile.board.name,
+      opz3.profile.board.kernel,
+      opz3.profile.board.initrd,
+      opz3.profile.board.fdt,
+      opz3.profile.board.console,
+      opz3.profile.board.modules,
+    ],
     ['orangepi-zero3', '/boot/Image', '/boot/uInitrd', '/boot/dtb/allwinner/sun50i-h618-orangepi-zero3.dtb', 'ttyS0,115200', []],
   );
   const virt = await loadText(opz3With(['board: orangepi-zero3 ', 'board: qemu-virt-arm64 ']));
   const board = virt.cluster.nodes[0]!.board;
-  assert.equal([board.name, board.kernel, board.initrd, board.fdt, board.console], ['qemu-virt-arm64', '/vmlinuz', '/initrd.img', undefined, 'ttyAMA0']);
+  assert.equal(
+    [board.name, board.kernel, board.initrd, board.fdt, board.console],
+    ['qemu-virt-arm64', '/vmlinuz', '/initrd.img', undefined, 'ttyAMA0'],
+  );
   assert.equal(board.modules, ['virtio_net', 'virtio_mmio', 'net_failover', 'failover']);
   const rock = await loadText(opz3With(['board: orangepi-zero3 ', 'board: { preset: rock64, console: "ttyS2,115200", panic: 30 } ']));
-  assert.equal([rock.profile.board.fdt, rock.profile.board.console, rock.profile.board.panic], ['/boot/dtb/rockchip/rk3328-rock64.dtb', 'ttyS2,115200', 30]);
+  assert.equal(
+    [rock.profile.board.fdt, rock.profile.board.console, rock.profile.board.panic],
+    ['/boot/dtb/rockchip/rk3328-rock64.dtb', 'ttyS2,115200', 30],
+  );
 });
 
 Valid('opz3-netboot: opz3 on the emulated arm64 board, from a Debian arm64 base with its kernel', async () => {
@@ -655,6 +871,8 @@ Valid('opz3-netboot: opz3 on the emulated arm64 board, from a Debian arm64 base 
   assert.is(loaded.cluster.name, 'opz3-netboot');
   assert.is(loaded.profile.board.name, 'qemu-virt-arm64');
   assert.match(loaded.profile.base!, /^debootstrap:bookworm:arm64:.*linux-image-arm64/);
-  assert.equal(loaded.cluster.nodes.map((n) => [n.name, n.ip, n.interface]), (await loadProfile('opz3', { cwd: REPO_DIR })).cluster.nodes.map((n) => [n.name, n.ip, 'eth0']));
+  assert.equal(
+    loaded.cluster.nodes.map((n) => [n.name, n.ip, n.interface]),
+    (await loadProfile('opz3', { cwd: REPO_DIR })).cluster.nodes.map((n) => [n.name, n.ip, 'eth0']),
+  );
 });
-

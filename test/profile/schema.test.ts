@@ -44,7 +44,10 @@ test('ajv rejects a misspelt key and names it', async () => {
   delete data.keepalived.virtualRouterId;
   assert.not.ok(validate(data));
   const params = (validate.errors ?? []).map((e) => JSON.stringify(e.params));
-  assert.ok(params.some((p) => p.includes('virtualRouterID')), params.join('\n'));
+  assert.ok(
+    params.some((p) => p.includes('virtualRouterID')),
+    params.join('\n'),
+  );
 });
 
 test('ajv rejects a malformed MAC and an out-of-range router id', async () => {
@@ -73,4 +76,3 @@ test('every bundled profile points editors at the schema on its first line', asy
     assert.is(first, '# yaml-language-server: $schema=./profile.schema.json', file);
   }
 });
-

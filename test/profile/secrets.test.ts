@@ -12,7 +12,14 @@ import { ProfileError } from '../../src/errors.js';
 import { defaultSecretsFile, loadSecrets, SECRET_ENV, secretsSchema, type SecretsOptions } from '../../src/profile/secrets.js';
 import { position, tempDir } from './helpers.js';
 
-const NAMES = ['keepalivedAuthPass', 'mariadbRootPassword', 'k3sDatabasePassword', 'k3sToken', 'k3sAgentToken', 'galeraRecoveryKey'] as const;
+const NAMES = [
+  'keepalivedAuthPass',
+  'mariadbRootPassword',
+  'k3sDatabasePassword',
+  'k3sToken',
+  'k3sAgentToken',
+  'galeraRecoveryKey',
+] as const;
 const SHOWN = 'opz3.secrets.yaml';
 
 /** The four cluster secrets saved in a secrets file (which may hold more, such as node identities). */
@@ -103,9 +110,21 @@ Secrets('environment variables override the file', async () => {
 Secrets('a secret from the environment is not written into the file', async () => {
   const { file, options } = await setup();
   const loaded = await loadSecrets(options({ [SECRET_ENV.k3sToken]: 'EnvTokenEnvTokenEnvToken' }));
-  assert.equal([...loaded.generated].sort(), ['galeraRecoveryKey', 'k3sAgentToken', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
+  assert.equal([...loaded.generated].sort(), [
+    'galeraRecoveryKey',
+    'k3sAgentToken',
+    'k3sDatabasePassword',
+    'keepalivedAuthPass',
+    'mariadbRootPassword',
+  ]);
   await loaded.save();
-  assert.equal(Object.keys(await savedSecrets(file)).sort(), ['galeraRecoveryKey', 'k3sAgentToken', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
+  assert.equal(Object.keys(await savedSecrets(file)).sort(), [
+    'galeraRecoveryKey',
+    'k3sAgentToken',
+    'k3sDatabasePassword',
+    'keepalivedAuthPass',
+    'mariadbRootPassword',
+  ]);
   assert.not.ok((await readFile(file, 'utf8')).includes('EnvTokenEnvTokenEnvToken'));
 });
 
@@ -130,7 +149,11 @@ Secrets('an auth pass longer than 8 characters in the file is refused at its lin
   const error = await refused(loadSecrets(options()));
   assert.is(error.exitCode, 2);
   assert.equal(error.issues, [
-    { location: { file: SHOWN, ...position(text, { line: 'keepalivedAuthPass', col: secret }) }, key: 'keepalivedAuthPass', message: TOO_LONG },
+    {
+      location: { file: SHOWN, ...position(text, { line: 'keepalivedAuthPass', col: secret }) },
+      key: 'keepalivedAuthPass',
+      message: TOO_LONG,
+    },
   ]);
   assert.not.ok(error.message.includes(secret.slice(0, 8)), error.message);
 });
@@ -154,7 +177,11 @@ Secrets('a secrets file other users can read is refused with a chmod hint', asyn
   const error = await refused(loadSecrets(options()));
   assert.is(error.exitCode, 2);
   assert.equal(error.issues, [
-    { location: { file: SHOWN, line: 1, column: 1 }, key: '', message: `the secrets file can be read by other users (mode 644); run: chmod 600 ${SHOWN}` },
+    {
+      location: { file: SHOWN, line: 1, column: 1 },
+      key: '',
+      message: `the secrets file can be read by other users (mode 644); run: chmod 600 ${SHOWN}`,
+    },
   ]);
   assert.not.ok(error.message.includes(VALID.k3sToken));
 });
@@ -170,7 +197,10 @@ Secrets('an unknown key in the secrets file is reported at its line', async () =
   assert.equal(issue!.location, { file: SHOWN, ...position(text, { line: 'k3sTokn', col: 'k3sTokn' }) });
   assert.is(issue!.key, 'k3sTokn');
   // the list of known keys may grow (node identities); the secrets come first
-  assert.ok(issue!.message.startsWith('unknown key "k3sTokn"; known: keepalivedAuthPass, mariadbRootPassword, k3sDatabasePassword, k3sToken'), issue!.message);
+  assert.ok(
+    issue!.message.startsWith('unknown key "k3sTokn"; known: keepalivedAuthPass, mariadbRootPassword, k3sDatabasePassword, k3sToken'),
+    issue!.message,
+  );
 });
 
 Secrets('a partial secrets file is completed and the file keeps what it had', async () => {
@@ -178,37 +208,58 @@ Secrets('a partial secrets file is completed and the file keeps what it had', as
   await writeSecrets(file, `k3sToken: ${VALID.k3sToken}\n`);
   const loaded = await loadSecrets(options());
   assert.is(loaded.secrets.k3sToken, VALID.k3sToken);
-  assert.equal([...loaded.generated].sort(), ['galeraRecoveryKey', 'k3sAgentToken', 'k3sDatabasePassword', 'keepalivedAuthPass', 'mariadbRootPassword']);
+  assert.equal([...loaded.generated].sort(), [
+    'galeraRecoveryKey',
+    'k3sAgentToken',
+    'k3sDatabasePassword',
+    'keepalivedAuthPass',
+    'mariadbRootPassword',
+  ]);
   await loaded.save();
   assert.equal(await savedSecrets(file), loaded.secrets);
   assert.is((await stat(file)).mode & 0o777, 0o600);
 });
 
-Secrets('TLS: a CA and a certificate per server are kept with the secrets (0600) and reused; a server whose IP changes gets a new one, the others keep theirs', async () => {
-  const { file, options } = await setup();
-  const servers = [{ name: 'a', ip: '192.0.2.61' }, { name: 'b', ip: '192.0.2.62' }];
-  const tls = (list: typeof servers) => ({ ...options(), nodes: list.map((s) => s.name), tls: { cluster: 'opz3', vip: '192.0.2.50', servers: list } });
-  const first = await loadSecrets(tls(servers));
-  assert.equal(first.generated.filter((g) => g.includes('TLS')), ['cluster TLS CA', 'node a TLS certificate', 'node b TLS certificate']);
-  await first.save();
-  assert.is((await stat(file)).mode & 0o777, 0o600);
-  const saved = parse(await readFile(file, 'utf8'));
-  assert.match(saved.clusterCa.key, /^-----BEGIN PRIVATE KEY-----/);
-  const second = await loadSecrets(tls(servers));
-  assert.equal(second.generated, []);
-  assert.is(second.identities.a!.tls!.cert, first.identities.a!.tls!.cert, 'a rebuild keeps the certificates');
-  const moved = await loadSecrets(tls([servers[0]!, { name: 'b', ip: '192.0.2.72' }]));
-  assert.equal(moved.generated, ['node b TLS certificate']);
-  assert.is(moved.identities.a!.tls!.cert, first.identities.a!.tls!.cert);
-  assert.is.not(moved.identities.b!.tls!.cert, first.identities.b!.tls!.cert);
-  assert.is(moved.identities.b!.tls!.ca, first.identities.a!.tls!.ca, 'signed by the same CA');
-  // A lost secrets file means a new CA: a rebuild over the old output names it.
-  const { fingerprint, secretChanges } = await import('../../src/profile/store.js');
-  const recorded = fingerprint(first.secrets, first.identities, ['a', 'b']);
-  assert.equal(secretChanges(recorded, second.secrets, second.identities), []);
-  const other = await loadSecrets({ ...tls(servers), file: path.join(path.dirname(file), 'other.secrets.yaml') });
-  const changes = secretChanges(recorded, first.secrets, { a: { ...first.identities.a!, tls: other.identities.a!.tls! }, b: first.identities.b! });
-  assert.equal(changes.length, 1);
-  assert.match(changes[0]!, "the cluster's TLS CA (servers a)");
-});
-
+Secrets(
+  'TLS: a CA and a certificate per server are kept with the secrets (0600) and reused; a server whose IP changes gets a new one, the others keep theirs',
+  async () => {
+    const { file, options } = await setup();
+    const servers = [
+      { name: 'a', ip: '192.0.2.61' },
+      { name: 'b', ip: '192.0.2.62' },
+    ];
+    const tls = (list: typeof servers) => ({
+      ...options(),
+      nodes: list.map((s) => s.name),
+      tls: { cluster: 'opz3', vip: '192.0.2.50', servers: list },
+    });
+    const first = await loadSecrets(tls(servers));
+    assert.equal(
+      first.generated.filter((g) => g.includes('TLS')),
+      ['cluster TLS CA', 'node a TLS certificate', 'node b TLS certificate'],
+    );
+    await first.save();
+    assert.is((await stat(file)).mode & 0o777, 0o600);
+    const saved = parse(await readFile(file, 'utf8'));
+    assert.match(saved.clusterCa.key, /^-----BEGIN PRIVATE KEY-----/);
+    const second = await loadSecrets(tls(servers));
+    assert.equal(second.generated, []);
+    assert.is(second.identities.a!.tls!.cert, first.identities.a!.tls!.cert, 'a rebuild keeps the certificates');
+    const moved = await loadSecrets(tls([servers[0]!, { name: 'b', ip: '192.0.2.72' }]));
+    assert.equal(moved.generated, ['node b TLS certificate']);
+    assert.is(moved.identities.a!.tls!.cert, first.identities.a!.tls!.cert);
+    assert.is.not(moved.identities.b!.tls!.cert, first.identities.b!.tls!.cert);
+    assert.is(moved.identities.b!.tls!.ca, first.identities.a!.tls!.ca, 'signed by the same CA');
+    // A lost secrets file means a new CA: a rebuild over the old output names it.
+    const { fingerprint, secretChanges } = await import('../../src/profile/store.js');
+    const recorded = fingerprint(first.secrets, first.identities, ['a', 'b']);
+    assert.equal(secretChanges(recorded, second.secrets, second.identities), []);
+    const other = await loadSecrets({ ...tls(servers), file: path.join(path.dirname(file), 'other.secrets.yaml') });
+    const changes = secretChanges(recorded, first.secrets, {
+      a: { ...first.identities.a!, tls: other.identities.a!.tls! },
+      b: first.identities.b!,
+    });
+    assert.equal(changes.length, 1);
+    assert.match(changes[0]!, "the cluster's TLS CA (servers a)");
+  },
+);

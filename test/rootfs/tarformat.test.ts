@@ -43,7 +43,16 @@ test('encoded headers read back through GNU tar: long names and links, big ids, 
   const t = await tempDir('encode');
   const entries: TarHeader[] = [
     { path: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 5 },
-    { path: LONG, type: 'file', mode: 0o640, uid: 3_000_000, gid: 7, size: 3, mtime: 5, xattrs: { 'security.capability': CAP, 'user.b': Buffer.from([0, 0xff]) } },
+    {
+      path: LONG,
+      type: 'file',
+      mode: 0o640,
+      uid: 3_000_000,
+      gid: 7,
+      size: 3,
+      mtime: 5,
+      xattrs: { 'security.capability': CAP, 'user.b': Buffer.from([0, 0xff]) },
+    },
     { path: 'l', type: 'symlink', mode: 0o777, uid: 0, gid: 0, size: 0, mtime: 5, linkname: LONG_TARGET },
     { path: 'h', type: 'hardlink', mode: 0o640, uid: 0, gid: 0, size: 0, mtime: 5, linkname: LONG },
   ];
@@ -61,7 +70,10 @@ test('encoded headers read back through GNU tar: long names and links, big ids, 
   assert.match(listing, new RegExp(`\\./h link to \\./${LONG}`));
   // Our own reader gets back exactly what was written.
   const read = await members(archive);
-  assert.equal(read.map((m) => m.name), ['./', `./${LONG}`, './l', './h']);
+  assert.equal(
+    read.map((m) => m.name),
+    ['./', `./${LONG}`, './l', './h'],
+  );
   assert.ok(read[1]!.xattrs['security.capability']!.equals(CAP));
   assert.ok(read[1]!.xattrs['user.b']!.equals(Buffer.from([0, 0xff])));
   assert.is(read[1]!.data, 'abc');
@@ -81,11 +93,20 @@ for (const format of ['gnu', 'pax', 'oldgnu']) {
     await execa('tar', [...xattrs, `--format=${format}`, '-C', `${t}/src`, '-cf', `${t}/a.tar`, '.']);
     const fromDir = await openBase(`${t}/src`);
     const fromTar = await openBase(`${t}/a.tar`, { cacheDir: `${t}/cache` });
-    const view = (b: typeof fromDir) => b.entries.map((e) => ({ path: e.path, type: e.type, uid: e.uid, gid: e.gid, linkname: e.linkname, caps: e.xattrs?.['security.capability']?.toString('hex') }));
+    const view = (b: typeof fromDir) =>
+      b.entries.map((e) => ({
+        path: e.path,
+        type: e.type,
+        uid: e.uid,
+        gid: e.gid,
+        linkname: e.linkname,
+        caps: e.xattrs?.['security.capability']?.toString('hex'),
+      }));
     // Only pax keeps xattrs; gnu and oldgnu do not, so compare those without.
     const expected = view(fromDir).map((e) => (format === 'pax' ? e : { ...e, caps: undefined }));
     assert.equal(view(fromTar), expected);
-    if (format === 'pax' && canCheck(isRoot, 'owners, setuid bits, device nodes and capabilities need root')) assert.is(fromTar.byPath.get('setuid-cap')!.xattrs!['security.capability']!.toString('hex'), CAP.toString('hex'));
+    if (format === 'pax' && canCheck(isRoot, 'owners, setuid bits, device nodes and capabilities need root'))
+      assert.is(fromTar.byPath.get('setuid-cap')!.xattrs!['security.capability']!.toString('hex'), CAP.toString('hex'));
   });
 }
 
@@ -104,4 +125,3 @@ test('a corrupt header is reported with its offset', async () => {
   const error = await members(Buffer.concat([block, END_OF_ARCHIVE])).catch((e: Error) => e);
   assert.match(String(error), /corrupt tar header at byte 0/);
 });
-

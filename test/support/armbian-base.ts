@@ -8,7 +8,22 @@ import { execa } from 'execa';
 import { chmod, link, mkdir, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-const PACKAGES = ['base-files', 'dpkg', 'e2fsprogs', 'galera-4', 'keepalived', 'mariadb-server', 'nfs-common', 'open-iscsi', 'python3', 'rsync', 'stunnel4', 'mariadb-backup', 'systemd-resolved', 'systemd-timesyncd'];
+const PACKAGES = [
+  'base-files',
+  'dpkg',
+  'e2fsprogs',
+  'galera-4',
+  'keepalived',
+  'mariadb-server',
+  'nfs-common',
+  'open-iscsi',
+  'python3',
+  'rsync',
+  'stunnel4',
+  'mariadb-backup',
+  'systemd-resolved',
+  'systemd-timesyncd',
+];
 
 export interface BaseOptions {
   arch?: string;
@@ -44,7 +59,21 @@ async function uInitrd(root: string, work: string, withNfs: boolean): Promise<vo
   const gz = await execa('gzip', ['-9n'], { input: Buffer.from(cpio.stdout), encoding: 'buffer' });
   await writeFile(path.join(work, 'initrd.gz'), Buffer.from(gz.stdout));
   await mkdir(path.join(root, 'boot'), { recursive: true });
-  await execa('mkimage', ['-A', 'arm64', '-O', 'linux', '-T', 'ramdisk', '-C', 'gzip', '-n', 'uInitrd', '-d', path.join(work, 'initrd.gz'), path.join(root, 'boot/uInitrd-6.6.31-current-sunxi64')]);
+  await execa('mkimage', [
+    '-A',
+    'arm64',
+    '-O',
+    'linux',
+    '-T',
+    'ramdisk',
+    '-C',
+    'gzip',
+    '-n',
+    'uInitrd',
+    '-d',
+    path.join(work, 'initrd.gz'),
+    path.join(root, 'boot/uInitrd-6.6.31-current-sunxi64'),
+  ]);
 }
 
 export async function makeArmbianBase(root: string, work: string, options: BaseOptions = {}): Promise<void> {

@@ -33,17 +33,40 @@ export async function startMariadb(): Promise<TestMariadb> {
   const datadir = path.join(dir, 'data');
   const socket = path.join(dir, 'mysqld.sock');
   const port = await freePort();
-  await execa('mariadb-install-db', ['--no-defaults', `--datadir=${datadir}`, '--user=root', '--auth-root-authentication-method=socket', '--skip-test-db'], { timeout: 120_000 });
+  await execa(
+    'mariadb-install-db',
+    ['--no-defaults', `--datadir=${datadir}`, '--user=root', '--auth-root-authentication-method=socket', '--skip-test-db'],
+    { timeout: 120_000 },
+  );
   const server: ResultPromise = execa(
     'mariadbd',
-    ['--no-defaults', `--datadir=${datadir}`, `--socket=${socket}`, `--port=${port}`, '--bind-address=127.0.0.1', '--user=root', '--skip-name-resolve', `--pid-file=${path.join(dir, 'pid')}`, '--log-error=' + path.join(dir, 'error.log')],
+    [
+      '--no-defaults',
+      `--datadir=${datadir}`,
+      `--socket=${socket}`,
+      `--port=${port}`,
+      '--bind-address=127.0.0.1',
+      '--user=root',
+      '--skip-name-resolve',
+      `--pid-file=${path.join(dir, 'pid')}`,
+      '--log-error=' + path.join(dir, 'error.log'),
+    ],
     { reject: false, stdin: 'ignore' },
   );
   const sql = async (statement: string): Promise<string> =>
-    String((await execa('mariadb', ['--no-defaults', `--socket=${socket}`, '--user=root', '--batch', '--skip-column-names', '-e', statement], { timeout: 20_000 })).stdout);
+    String(
+      (
+        await execa('mariadb', ['--no-defaults', `--socket=${socket}`, '--user=root', '--batch', '--skip-column-names', '-e', statement], {
+          timeout: 20_000,
+        })
+      ).stdout,
+    );
   const deadline = Date.now() + 60_000;
   for (;;) {
-    const ping = await execa('mariadb-admin', ['--no-defaults', `--socket=${socket}`, '--user=root', 'ping'], { reject: false, timeout: 5_000 });
+    const ping = await execa('mariadb-admin', ['--no-defaults', `--socket=${socket}`, '--user=root', 'ping'], {
+      reject: false,
+      timeout: 5_000,
+    });
     if (ping.exitCode === 0) break;
     if (Date.now() > deadline) {
       server.kill('SIGKILL');

@@ -122,11 +122,7 @@ function describeFailure(r: {
   return `exit code ${r.exitCode}`;
 }
 
-async function run(
-  file: string,
-  args: string[],
-  opts: { cwd?: string; env?: Record<string, string> } = {},
-) {
+async function run(file: string, args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
   return execa(file, args, {
     reject: false,
     all: true,
@@ -261,10 +257,7 @@ interface MariadbRun {
 async function runMariadbd(files: MariadbFile[]): Promise<MariadbRun | string> {
   for (const f of files) {
     if (!/^[A-Za-z0-9._-]+\.cnf$/.test(f.name)) {
-      return (
-        `conf.d file name '${f.name}' would be ignored by mariadb: !includedir only reads ` +
-        `plain file names ending in .cnf`
-      );
+      return `conf.d file name '${f.name}' would be ignored by mariadb: !includedir only reads ` + `plain file names ending in .cnf`;
     }
   }
   let dir: string | undefined;
@@ -277,11 +270,13 @@ async function runMariadbd(files: MariadbFile[]): Promise<MariadbRun | string> {
     await fs.writeFile(myCnf, `[mysqld]\n\n!includedir ${confd}\n`);
     // --defaults-file must be the first argument; with it, no other option
     // file (/etc/mysql/my.cnf, ~/.my.cnf) is read.
-    const r = await execa(
-      'mariadbd',
-      [`--defaults-file=${myCnf}`, '--user=mysql', '--help', '--verbose'],
-      { reject: false, timeout: TIMEOUT_MS, stdin: 'ignore', cwd: dir, env: { LC_ALL: 'C' } },
-    );
+    const r = await execa('mariadbd', [`--defaults-file=${myCnf}`, '--user=mysql', '--help', '--verbose'], {
+      reject: false,
+      timeout: TIMEOUT_MS,
+      stdin: 'ignore',
+      cwd: dir,
+      env: { LC_ALL: 'C' },
+    });
     return {
       exitCode: r.exitCode,
       stdout: typeof r.stdout === 'string' ? r.stdout : '',
@@ -302,10 +297,7 @@ async function runMariadbd(files: MariadbFile[]): Promise<MariadbRun | string> {
  * the caller's `allow` patterns (e.g. for deliberate `loose-` options).
  * `output` is stderr only, minus noise: stdout is ~3000 lines of help text.
  */
-export async function mariadbdCheck(
-  files: MariadbFile[],
-  opts: { allow?: RegExp[] } = {},
-): Promise<CheckResult> {
+export async function mariadbdCheck(files: MariadbFile[], opts: { allow?: RegExp[] } = {}): Promise<CheckResult> {
   const r = await runMariadbd(files);
   if (typeof r === 'string') return { ok: false, output: r };
   const allow = [...MARIADB_NOISE, ...(opts.allow ?? [])];
@@ -559,11 +551,9 @@ async function installInto(root: string, dest: string, hostReal: string): Promis
 async function writeStub(root: string, dest: string): Promise<void> {
   const abs = path.join(root, dest);
   await fs.mkdir(path.dirname(abs), { recursive: true });
-  await fs.writeFile(
-    abs,
-    '#!/bin/sh\n# netroot verify placeholder: the real binary is installed into the image later\nexit 0\n',
-    { mode: 0o755 },
-  );
+  await fs.writeFile(abs, '#!/bin/sh\n# netroot verify placeholder: the real binary is installed into the image later\nexit 0\n', {
+    mode: 0o755,
+  });
   await fs.chmod(abs, 0o755);
 }
 
@@ -712,14 +702,10 @@ export async function systemdVerify(overlayRoot: string, units: string[]): Promi
     for (const u of dedupe(units)) problems.push(...(await provideExecutables(root, u)));
     problems.push(...(await danglingUnitSymlinks(overlayRoot, root)));
 
-    const r = await run(
-      'systemd-analyze',
-      ['verify', `--root=${root}`, '--man=no', '--recursive-errors=yes', ...dedupe(units)],
-      {
-        cwd: root,
-        env: { SYSTEMD_LOG_COLOR: '0', SYSTEMD_COLORS: '0', SYSTEMD_PAGER: 'cat', SYSTEMD_LOG_LOCATION: '0' },
-      },
-    );
+    const r = await run('systemd-analyze', ['verify', `--root=${root}`, '--man=no', '--recursive-errors=yes', ...dedupe(units)], {
+      cwd: root,
+      env: { SYSTEMD_LOG_COLOR: '0', SYSTEMD_COLORS: '0', SYSTEMD_PAGER: 'cat', SYSTEMD_LOG_LOCATION: '0' },
+    });
     const rootPrefix = root;
     const out = dedupe(lines(combined(r)).map((l) => l.split(rootPrefix).join('')));
     const findings = out.filter((l) => !SYSTEMD_NOISE.some((re) => re.test(l)));
@@ -744,12 +730,17 @@ export async function sshdEffective(nodeRoot: string, user: string, hostKey: str
   const dir = await mkTmp('netroot-sshd-');
   try {
     const debian = await fs.readFile('/etc/ssh/sshd_config', 'utf8');
-    if (!/^Include \/etc\/ssh\/sshd_config\.d\/\*\.conf$/m.test(debian)) throw new Error('/etc/ssh/sshd_config here has no Include of sshd_config.d');
+    if (!/^Include \/etc\/ssh\/sshd_config\.d\/\*\.conf$/m.test(debian))
+      throw new Error('/etc/ssh/sshd_config here has no Include of sshd_config.d');
     const armbian = `${debian.replace(/^Include \/etc\/ssh\/sshd_config\.d\/\*\.conf$/m, `Include ${path.join(nodeRoot, 'etc/ssh/sshd_config.d')}/*.conf`)}\nPermitRootLogin yes\nPasswordAuthentication yes\n`;
     const config = path.join(dir, 'sshd_config');
     await fs.writeFile(config, armbian);
     await fs.mkdir('/run/sshd', { recursive: true });
-    const result = await execa('/usr/sbin/sshd', ['-T', '-f', config, '-h', hostKey, '-C', `user=${user},host=admin.example,addr=192.0.2.200`], { reject: false, timeout: 10_000 });
+    const result = await execa(
+      '/usr/sbin/sshd',
+      ['-T', '-f', config, '-h', hostKey, '-C', `user=${user},host=admin.example,addr=192.0.2.200`],
+      { reject: false, timeout: 10_000 },
+    );
     if (result.exitCode !== 0) throw new Error(`sshd -T: ${result.stderr}`);
     const settings = new Map<string, string>();
     for (const line of result.stdout.split('\n')) {

@@ -81,7 +81,7 @@ export async function makeBase(root: string, sentinel: string): Promise<void> {
 /** GNU tar of a tree, the way a distribution's rootfs tarball is made. */
 export async function tarOf(root: string, out: string): Promise<string> {
   const compress = out.endsWith('.gz') ? ['-z'] : out.endsWith('.xz') ? ['-J'] : out.endsWith('.zst') ? ['--zstd'] : [];
-  await execa('tar', ['--xattrs', "--xattrs-include=*", '--numeric-owner', '-C', root, ...compress, '-cf', out, '.']);
+  await execa('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', root, ...compress, '-cf', out, '.']);
   return out;
 }
 
@@ -137,7 +137,8 @@ export async function snapshot(root: string): Promise<Record<string, Snap>> {
         if (!inodes.has(key)) inodes.set(key, rel);
         snap.linkedTo = inodes.get(key);
       }
-    } else if (st.isCharacterDevice() || st.isBlockDevice()) Object.assign(snap, { type: st.isCharacterDevice() ? 'char' : 'block', rdev: String(st.rdev) });
+    } else if (st.isCharacterDevice() || st.isBlockDevice())
+      Object.assign(snap, { type: st.isCharacterDevice() ? 'char' : 'block', rdev: String(st.rdev) });
     else if (st.isFIFO()) snap.type = 'fifo';
     if (snap.type === 'symlink') delete (snap as Partial<Snap>).mode;
     out[rel || '.'] = snap;

@@ -24,10 +24,16 @@ const SSHD = '/usr/sbin/sshd';
 export async function sshdMissing(): Promise<string | undefined> {
   const missing: string[] = [];
   if (!existsSync(SSHD)) missing.push('sshd (openssh-server)');
-  for (const [program, pkg] of [['ssh', 'openssh-client'], ['ssh-keygen', 'openssh-client'], ['rsync', 'rsync']] as const) {
+  for (const [program, pkg] of [
+    ['ssh', 'openssh-client'],
+    ['ssh-keygen', 'openssh-client'],
+    ['rsync', 'rsync'],
+  ] as const) {
     if ((await execa('sh', ['-c', `command -v ${program}`], { reject: false })).exitCode !== 0) missing.push(`${program} (${pkg})`);
   }
-  return missing.length ? `the ssh deploy tests need ${missing.join(', ')}: apt-get install openssh-server openssh-client rsync` : undefined;
+  return missing.length
+    ? `the ssh deploy tests need ${missing.join(', ')}: apt-get install openssh-server openssh-client rsync`
+    : undefined;
 }
 
 async function freePort(): Promise<number> {
@@ -44,9 +50,15 @@ async function freePort(): Promise<number> {
 async function accepting(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = net.connect(port, '127.0.0.1');
-    socket.once('data', () => { socket.destroy(); resolve(true); }); // sshd's banner: it is really serving
+    socket.once('data', () => {
+      socket.destroy();
+      resolve(true);
+    }); // sshd's banner: it is really serving
     socket.once('error', () => resolve(false));
-    socket.setTimeout(1000, () => { socket.destroy(); resolve(false); });
+    socket.setTimeout(1000, () => {
+      socket.destroy();
+      resolve(false);
+    });
   });
 }
 
@@ -77,7 +89,9 @@ export async function startSshd(dir: string): Promise<Sshd> {
   );
   // sshd insists on its privilege separation directory.
   await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
-  const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', config, '-p', String(port), '-o', 'ListenAddress=127.0.0.1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(SSHD, ['-D', '-e', '-f', config, '-p', String(port), '-o', 'ListenAddress=127.0.0.1'], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let log = '';
   child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -89,7 +103,23 @@ export async function startSshd(dir: string): Promise<Sshd> {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  const ssh = ['ssh', '-p', String(port), '-i', clientKey, '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'LogLevel=ERROR', '-o', 'ConnectTimeout=10'];
+  const ssh = [
+    'ssh',
+    '-p',
+    String(port),
+    '-i',
+    clientKey,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'StrictHostKeyChecking=no',
+    '-o',
+    'UserKnownHostsFile=/dev/null',
+    '-o',
+    'LogLevel=ERROR',
+    '-o',
+    'ConnectTimeout=10',
+  ];
   return {
     port,
     ssh,

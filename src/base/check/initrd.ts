@@ -99,7 +99,9 @@ export function canBootFromNfs(info: InitrdInfo, options: NfsBootOptions = {}): 
   const missing: string[] = [];
   const builtin = info.builtinModules ?? [];
   if (!info.hasNfsScript) {
-    missing.push("scripts/nfs, initramfs-tools' NFS-root boot script: build the initrd with initramfs-tools (update-initramfs), which mounts root=/dev/nfs with it");
+    missing.push(
+      "scripts/nfs, initramfs-tools' NFS-root boot script: build the initrd with initramfs-tools (update-initramfs), which mounts root=/dev/nfs with it",
+    );
   }
   const nfsBuiltIn = options.nfsBuiltIn || builtin.some((m) => NFS_CLIENT.test(`/${m}`));
   if (!nfsBuiltIn && !info.nfsModules.some((m) => NFS_CLIENT.test(m))) {
@@ -118,14 +120,19 @@ export function canBootFromNfs(info: InitrdInfo, options: NfsBootOptions = {}): 
   const held = new Set([...info.files, ...builtin].filter((f) => MODULE.test(f) || f.endsWith('.ko')).map(moduleName));
   const lacking = (options.modules ?? []).filter((m) => !held.has(m.replace(/-/g, '_')));
   if (lacking.length) {
-    missing.push(`the board's modules ${lacking.join(', ')} (board.modules): list them in /etc/initramfs-tools/modules and run update-initramfs -u`);
+    missing.push(
+      `the board's modules ${lacking.join(', ')} (board.modules): list them in /etc/initramfs-tools/modules and run update-initramfs -u`,
+    );
   }
   return { ok: missing.length === 0, missing };
 }
 
 /** lib/modules/V/kernel/drivers/net/virtio_net.ko.xz → virtio_net (modprobe treats - and _ alike). */
 function moduleName(file: string): string {
-  return path.posix.basename(file).replace(/\.ko(\.(gz|xz|zst))?$/, '').replace(/-/g, '_');
+  return path.posix
+    .basename(file)
+    .replace(/\.ko(\.(gz|xz|zst))?$/, '')
+    .replace(/-/g, '_');
 }
 
 // ---------------------------------------------------------------------------
@@ -151,13 +158,17 @@ export function parseUImage(bytes: Buffer, file: string): { name: string; payloa
   const header = Buffer.from(bytes.subarray(0, UIMAGE_HEADER));
   const headerCrc = header.readUInt32BE(4);
   header.writeUInt32BE(0, 4);
-  if (crc32(header) !== headerCrc) throw new RootfsError(`initrd ${file}: the uImage header checksum is wrong (a damaged or truncated file?)`);
+  if (crc32(header) !== headerCrc)
+    throw new RootfsError(`initrd ${file}: the uImage header checksum is wrong (a damaged or truncated file?)`);
   const type = bytes[30]!;
-  if (type !== IH_TYPE_RAMDISK) throw new RootfsError(`initrd ${file}: a uImage of type ${IH_TYPES[type] ?? type}, not a ramdisk; point initrd at the uInitrd`);
+  if (type !== IH_TYPE_RAMDISK)
+    throw new RootfsError(`initrd ${file}: a uImage of type ${IH_TYPES[type] ?? type}, not a ramdisk; point initrd at the uInitrd`);
   const size = bytes.readUInt32BE(12);
   const payload = bytes.subarray(UIMAGE_HEADER, UIMAGE_HEADER + size);
-  if (payload.length < size) throw new RootfsError(`initrd ${file}: the uImage announces ${size} bytes of data but holds ${payload.length} (truncated)`);
-  if (crc32(payload) !== bytes.readUInt32BE(24)) throw new RootfsError(`initrd ${file}: the uImage data checksum is wrong (a damaged file?)`);
+  if (payload.length < size)
+    throw new RootfsError(`initrd ${file}: the uImage announces ${size} bytes of data but holds ${payload.length} (truncated)`);
+  if (crc32(payload) !== bytes.readUInt32BE(24))
+    throw new RootfsError(`initrd ${file}: the uImage data checksum is wrong (a damaged file?)`);
   const name = bytes.toString('latin1', 32, 64).replace(/\0.*$/s, '');
   return { name, payload };
 }
@@ -200,7 +211,13 @@ const DECOMPRESSOR: Record<Compressed, { command: string; args: string[] }> = {
  */
 async function decompress(kind: Compressed, data: Buffer, file: string): Promise<{ out: Buffer; complaint: string }> {
   const tool = DECOMPRESSOR[kind];
-  const result = await runToolBytes(tool.command, tool.args, { input: data, timeout: TIMEOUT, accept: 'any', what: `decompressing initrd ${file}`, why: `reading the ${kind}-compressed initrd ${file}` });
+  const result = await runToolBytes(tool.command, tool.args, {
+    input: data,
+    timeout: TIMEOUT,
+    accept: 'any',
+    what: `decompressing initrd ${file}`,
+    why: `reading the ${kind}-compressed initrd ${file}`,
+  });
   const out = result.stdout;
   const complaint = result.status !== 0 ? result.stderr.trim() : '';
   if (out.length === 0) throw new RootfsError(`initrd ${file}: the ${kind} data does not decompress${complaint ? ` (${complaint})` : ''}`);
@@ -233,7 +250,8 @@ export function parseNewc(bytes: Buffer, offset: number, where: string): { entri
   const entries: CpioEntry[] = [];
   let at = offset;
   for (;;) {
-    if (at + NEWC_HEADER > bytes.length || !isNewc(bytes, at)) throw new RootfsError(`${where}: the cpio archive is damaged or truncated at byte ${at}`);
+    if (at + NEWC_HEADER > bytes.length || !isNewc(bytes, at))
+      throw new RootfsError(`${where}: the cpio archive is damaged or truncated at byte ${at}`);
     const field = (i: number): number => parseInt(bytes.toString('latin1', at + 6 + i * 8, at + 14 + i * 8), 16);
     const mode = field(1);
     const size = field(6);
@@ -241,7 +259,8 @@ export function parseNewc(bytes: Buffer, offset: number, where: string): { entri
     const nameStart = at + NEWC_HEADER;
     const dataStart = align4(nameStart + nameSize);
     const next = align4(dataStart + size);
-    if (Number.isNaN(size) || Number.isNaN(nameSize) || dataStart + size > bytes.length) throw new RootfsError(`${where}: the cpio archive is truncated at byte ${at}`);
+    if (Number.isNaN(size) || Number.isNaN(nameSize) || dataStart + size > bytes.length)
+      throw new RootfsError(`${where}: the cpio archive is truncated at byte ${at}`);
     const raw = bytes.toString('utf8', nameStart, nameStart + nameSize).replace(/\0+$/, '');
     if (raw === TRAILER) return { entries, end: next };
     const name = raw.replace(/^(\.\/|\/)+/, '').replace(/^\.$/, '');
@@ -273,7 +292,10 @@ async function readInitramfs(bytes: Buffer, file: string): Promise<{ entries: Cp
       continue;
     }
     const kind = detectCompression(bytes, at);
-    if (!kind) throw new RootfsError(`initrd ${file}: byte ${at} starts neither a cpio archive nor compressed data this reads (${describeBytes(bytes, at)}); is it an initramfs?`);
+    if (!kind)
+      throw new RootfsError(
+        `initrd ${file}: byte ${at} starts neither a cpio archive nor compressed data this reads (${describeBytes(bytes, at)}); is it an initramfs?`,
+      );
     const { out, complaint } = await decompress(kind, bytes.subarray(at), file);
     try {
       entries.push(...readPlainArchives(out, `initrd ${file} (${kind})`));
@@ -305,5 +327,9 @@ function skipZeros(bytes: Buffer, at: number): number {
 }
 
 function describeBytes(bytes: Buffer, at: number): string {
-  return bytes.subarray(at, at + 8).toString('hex').replace(/(..)/g, '$1 ').trim();
+  return bytes
+    .subarray(at, at + 8)
+    .toString('hex')
+    .replace(/(..)/g, '$1 ')
+    .trim();
 }

@@ -14,7 +14,9 @@ export function requiredPackages(cluster: Cluster): { all: string[]; servers: st
   const sst = profile.galera.sstMethod === 'mariabackup' ? 'mariadb-backup' : 'rsync';
   // python3 runs the Galera recovery decision and exchange (galera-recovery); stunnel4 encrypts
   // rsync state transfers (wsrep_sst_rsync refuses an unencrypted one once TLS is configured).
-  const servers = cluster.servers.length ? ['keepalived', 'mariadb-server', 'galera-4', 'python3', sst, ...(sst === 'rsync' ? ['stunnel4'] : [])] : [];
+  const servers = cluster.servers.length
+    ? ['keepalived', 'mariadb-server', 'galera-4', 'python3', sst, ...(sst === 'rsync' ? ['stunnel4'] : [])]
+    : [];
   return { all, servers };
 }
 
@@ -40,7 +42,9 @@ export interface BaseFacts {
 export async function checkBase(base: BaseIndex, cluster: Cluster): Promise<BaseFacts> {
   const installed = await readInstalledPackages(base.root).catch(() => undefined);
   if (!installed || installed.size === 0) {
-    throw new RootfsError(`the base ${base.source} has no dpkg database (var/lib/dpkg/status): netroot needs a Debian or Armbian root filesystem`);
+    throw new RootfsError(
+      `the base ${base.source} has no dpkg database (var/lib/dpkg/status): netroot needs a Debian or Armbian root filesystem`,
+    );
   }
   const missing = allRequiredPackages(cluster).filter((name) => !installed.has(name));
   if (missing.length) {
@@ -51,7 +55,8 @@ export async function checkBase(base: BaseIndex, cluster: Cluster): Promise<Base
     );
   }
   const arch = installed.get('dpkg')?.architecture || installed.get('base-files')?.architecture;
-  if (!arch) throw new RootfsError(`the base ${base.source} does not say its architecture (no dpkg or base-files package in its dpkg database)`);
+  if (!arch)
+    throw new RootfsError(`the base ${base.source} does not say its architecture (no dpkg or base-files package in its dpkg database)`);
   return {
     arch,
     packages: installed.size,

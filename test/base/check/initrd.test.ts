@@ -73,8 +73,15 @@ function assertNfsReady(info: InitrdInfo): void {
   assert.ok(info.hasNfsScript);
   assert.ok(info.files.includes('init'));
   assert.ok(info.files.includes(`${MOD}/kernel/fs/nfs/nfs.ko.xz`));
-  assert.equal(info.nfsModules.sort(), [`${MOD}/kernel/fs/nfs/nfs.ko.xz`, `${MOD}/kernel/fs/nfs/nfsv3.ko.xz`, `${MOD}/kernel/net/sunrpc/sunrpc.ko.xz`]);
-  assert.equal(info.netModules.sort(), [`${MOD}/kernel/drivers/net/ethernet/stmicro/stmmac/dwmac-sun8i.ko.xz`, `${MOD}/kernel/drivers/net/phy/realtek.ko.xz`]);
+  assert.equal(info.nfsModules.sort(), [
+    `${MOD}/kernel/fs/nfs/nfs.ko.xz`,
+    `${MOD}/kernel/fs/nfs/nfsv3.ko.xz`,
+    `${MOD}/kernel/net/sunrpc/sunrpc.ko.xz`,
+  ]);
+  assert.equal(info.netModules.sort(), [
+    `${MOD}/kernel/drivers/net/ethernet/stmicro/stmmac/dwmac-sun8i.ko.xz`,
+    `${MOD}/kernel/drivers/net/phy/realtek.ko.xz`,
+  ]);
   assert.equal(info.builtinModules, ['kernel/fs/ext4/ext4.ko']);
   assert.equal(canBootFromNfs(info), { ok: true, missing: [] });
 }
@@ -169,14 +176,21 @@ test('no network driver at all is named as missing', async () => {
 });
 
 test('NFS and the NIC built into the kernel (modules.builtin) need no modules', async () => {
-  const tree = { 'scripts/nfs': '', [`${MOD}/modules.builtin`]: 'kernel/fs/nfs/nfs.ko\nkernel/drivers/net/ethernet/stmicro/stmmac/dwmac-sun8i.ko\n' };
+  const tree = {
+    'scripts/nfs': '',
+    [`${MOD}/modules.builtin`]: 'kernel/fs/nfs/nfs.ko\nkernel/drivers/net/ethernet/stmicro/stmmac/dwmac-sun8i.ko\n',
+  };
   const info = await inspectInitrd(await save('builtin.cpio', await newc(tree)));
   assert.equal(info.nfsModules, []);
   assert.equal(canBootFromNfs(info), { ok: true, missing: [] });
 });
 
 test("a board's modules (board.modules) are looked for by name, as files or built in, - and _ alike", async () => {
-  const tree = { ...NFS_TREE, [`${MOD}/kernel/drivers/net/virtio_net.ko.xz`]: '', [`${MOD}/modules.builtin`]: 'kernel/drivers/virtio/virtio_mmio.ko\n' };
+  const tree = {
+    ...NFS_TREE,
+    [`${MOD}/kernel/drivers/net/virtio_net.ko.xz`]: '',
+    [`${MOD}/modules.builtin`]: 'kernel/drivers/virtio/virtio_mmio.ko\n',
+  };
   const info = await inspectInitrd(await save('virtio.cpio', await newc(tree)));
   assert.ok(canBootFromNfs(info, { modules: ['virtio_net', 'virtio-mmio'] }).ok);
   const verdict = canBootFromNfs(info, { modules: ['virtio_net', 'net_failover', 'failover'] });
@@ -198,4 +212,3 @@ test('something that is not an initramfs is refused', async () => {
 test('crc32 is the zlib one U-Boot uses', () => {
   assert.is(crc32(Buffer.from('123456789')), 0xcbf43926);
 });
-
