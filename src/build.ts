@@ -434,7 +434,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const secretsCreated = saved && secrets.generated.length ? saved : undefined;
   const emitted = await emitCluster(plan, outDir, GENERATOR, {
     reporter,
-    secrets: fingerprint(secrets.secrets, secrets.identities, nodeNames),
+    // The previous record's salt: the same secrets give the same record (and scrypt runs once for both checks).
+    secrets: fingerprint(
+      secrets.secrets,
+      secrets.identities,
+      nodeNames,
+      previous?.kind === 'netroot-output' && previous.secrets && !options.rotateSecrets ? previous.secrets.salt : undefined,
+    ),
     ...(rootfs ? { rootfs: rootfs.inputs, bootFiles: rootfs.bootFiles } : {}),
     ...(rootfs?.reuseBootFiles ? { reuseBootFiles: rootfs.reuseBootFiles } : {}),
     ...(rootfs?.facts.entries !== undefined ? { baseEntries: rootfs.facts.entries } : {}),

@@ -39,7 +39,17 @@ export interface SecretsFingerprint {
   nodes: Record<string, { sshHostKeys: Record<string, string>; machineId: string; tlsCa?: string }>;
 }
 
-const digest = (value: string, salt: string): string => scryptSync(value, salt, 24).toString('base64');
+// A rebuild checks the previous record and writes the new one with the same salt: scrypt runs once per value.
+const digests = new Map<string, string>();
+function digest(value: string, salt: string): string {
+  const key = `${salt}\0${value}`;
+  let d = digests.get(key);
+  if (d === undefined) {
+    d = scryptSync(value, salt, 24).toString('base64');
+    digests.set(key, d);
+  }
+  return d;
+}
 
 function hostKeyFingerprint(privateOpenssh: string): string {
   return sshpk.parsePrivateKey(privateOpenssh, 'openssh').toPublic().fingerprint('sha256').toString();
