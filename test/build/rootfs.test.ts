@@ -261,38 +261,36 @@ test('incremental: a change to one node re-packs that node only', async () => {
   assert.match(config, /flannel-iface: "eth1"/);
 });
 
+/** The command line of a tar build of opz3 on this test's base, with its own cache and output under tmp. */
+const tarBuild = (cache: string, out: string): string[] => [
+  '--import',
+  'tsx',
+  path.resolve('src/cli.ts'),
+  '--profile',
+  path.resolve('profiles/opz3.yaml'),
+  '--secrets',
+  path.join(tmp, 'secrets.yaml'),
+  '--cache-dir',
+  path.join(tmp, cache),
+  '--k3s-binary',
+  path.join(tmp, 'k3s'),
+  '--base',
+  base,
+  '--format',
+  'tar',
+  '--out',
+  path.join(tmp, out),
+];
+
 test('incremental: the default compression is part of the key, so a build after zstd is installed is not reused', async () => {
   // A PATH with every program of this machine but zstd: "zstd not installed".
   const bin = await binWithout('zstd', ['zstd']);
   const cli = (PATH: string) =>
-    execa(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        path.resolve('src/cli.ts'),
-        '--profile',
-        path.resolve('profiles/opz3.yaml'),
-        '--secrets',
-        path.join(tmp, 'secrets.yaml'),
-        '--cache-dir',
-        path.join(tmp, 'cache'),
-        '--k3s-binary',
-        path.join(tmp, 'k3s'),
-        '--base',
-        base,
-        '--format',
-        'tar',
-        '--out',
-        path.join(tmp, 'out-zstd'),
-        '--json',
-      ],
-      {
-        env: { PATH, SOURCE_DATE_EPOCH: EPOCH, HOME: tmp },
-        extendEnv: false,
-        cwd: path.resolve('.'),
-      },
-    ).then((r) => JSON.parse(r.stdout) as { rebuilt: string[]; artifacts: { name: string }[] });
+    execa(process.execPath, [...tarBuild('cache', 'out-zstd'), '--json'], {
+      env: { PATH, SOURCE_DATE_EPOCH: EPOCH, HOME: tmp },
+      extendEnv: false,
+      cwd: path.resolve('.'),
+    }).then((r) => JSON.parse(r.stdout) as { rebuilt: string[]; artifacts: { name: string }[] });
   const without = await cli(bin);
   assert.equal(without.rebuilt, NODES);
   assert.not.ok(without.artifacts.some((a) => a.name.endsWith('.zst')));
@@ -304,34 +302,12 @@ test('incremental: the default compression is part of the key, so a build after 
 
 test('without the attr tools, a directory base stops the build and says what to install (capabilities are never dropped in silence)', async () => {
   const bin = await binWithout('attr', ['getfattr', 'setfattr']);
-  const run = await execa(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      path.resolve('src/cli.ts'),
-      '--profile',
-      path.resolve('profiles/opz3.yaml'),
-      '--secrets',
-      path.join(tmp, 'secrets.yaml'),
-      '--cache-dir',
-      path.join(tmp, 'cache-attr'),
-      '--k3s-binary',
-      path.join(tmp, 'k3s'),
-      '--base',
-      base,
-      '--format',
-      'tar',
-      '--out',
-      path.join(tmp, 'out-attr'),
-    ],
-    {
-      env: { PATH: bin, HOME: tmp },
-      extendEnv: false,
-      reject: false,
-      cwd: path.resolve('.'),
-    },
-  );
+  const run = await execa(process.execPath, tarBuild('cache-attr', 'out-attr'), {
+    env: { PATH: bin, HOME: tmp },
+    extendEnv: false,
+    reject: false,
+    cwd: path.resolve('.'),
+  });
   assert.is(run.exitCode, 3, run.stdout); // a missing program: EXIT_MISSING_PROGRAM in src/errors.ts
   assert.match(run.stderr, /getfattr is not installed on this machine \(needed for .*\): install the Debian package attr/);
   assert.not.ok(existsSync(path.join(tmp, 'out-attr', 'opz3')), 'nothing written');
