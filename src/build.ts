@@ -466,12 +466,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
 }
 
 /** One rendered file of one node, for review (`build-images render`). */
-export function findPlannedFile(plan: BuildPlan, nodeName: string, filePath?: string): { node: string; files: PlannedFile[] } {
+export function findPlannedFile(
+  plan: BuildPlan,
+  nodeName: string,
+  filePath?: string,
+): { node: string; files: PlannedFile[]; bootServer: { name: string; file: PlannedFile }[] } {
   const nodePlan = plan.nodes.find((n) => n.node.name === nodeName);
   if (!nodePlan) throw new UsageError(`no node named ${nodeName}; the nodes are ${plan.nodes.map((n) => n.node.name).join(', ')}`);
-  if (filePath === undefined) return { node: nodeName, files: nodePlan.files };
-  const wanted = filePath.replace(/^\/+/, '');
-  const node = nodePlan.files.filter((f) => f.path === wanted);
   // The boot server's files by their short names: this node's pxelinux file, the cluster's dnsmasq, exports(5) and Ganesha files.
   const shortNames: Record<string, (path: string) => boolean> = {
     'pxelinux.cfg': (p) => p.startsWith('tftp/pxelinux.cfg/') && p.endsWith(nodePlan.node.mac.replace(/:/g, '-')),
@@ -479,11 +480,17 @@ export function findPlannedFile(plan: BuildPlan, nodeName: string, filePath?: st
     exports: (p) => p.startsWith('exports/') && p.endsWith('.exports'),
     ganesha: (p) => p.startsWith('exports/') && p.endsWith('.ganesha.conf'),
   };
+  const bootServer = Object.entries(shortNames).flatMap(([name, matches]) =>
+    plan.bootServer.filter((f) => matches(f.path)).map((file) => ({ name, file })),
+  );
+  if (filePath === undefined) return { node: nodeName, files: nodePlan.files, bootServer };
+  const wanted = filePath.replace(/^\/+/, '');
+  const node = nodePlan.files.filter((f) => f.path === wanted);
   const boot = plan.bootServer.filter((f) => f.path === wanted || shortNames[wanted]?.(f.path));
   const found = [...node, ...boot];
   if (found.length === 0)
     throw new UsageError(
       `${nodeName} has no file ${filePath}; run without a path to list its files, or name a boot server file: ${Object.keys(shortNames).join(', ')}`,
     );
-  return { node: nodeName, files: found };
+  return { node: nodeName, files: found, bootServer };
 }

@@ -194,7 +194,7 @@ export async function main(args: string[]): Promise<void> {
         }),
       async (argv) => {
         const { secrets, plan } = await prepare(commonOptions(argv));
-        const { files } = findPlannedFile(plan, argv.node, argv.path);
+        const { files, bootServer } = findPlannedFile(plan, argv.node, argv.path);
         if (secrets.generated.length)
           process.stderr.write(
             `note: no saved secrets yet; ${secrets.generated.join(', ')} shown here are placeholders until the first build\n`,
@@ -206,7 +206,10 @@ export async function main(args: string[]): Promise<void> {
                 (f) =>
                   `${f.type === 'symlink' ? 'l' : '-'}${f.mode.toString(8).padStart(4, '0')} ${f.uid}:${f.gid} /${f.path}${f.type === 'symlink' ? ` -> ${f.target}` : ''}`,
               )
-              .join('\n'),
+              .join('\n') +
+              // The boot server's files this node boots with, under the names `render` takes.
+              `\nboot server (render --node ${argv.node} NAME):\n` +
+              bootServer.map(({ name, file }) => `  ${name.padEnd(13)} ${file.path}`).join('\n'),
           );
         }
         for (const f of files) out(f.type === 'symlink' ? `/${f.path} -> ${f.target}` : f.content!.toString());

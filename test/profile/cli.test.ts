@@ -182,6 +182,19 @@ Cli('render shows the boot server files by their short names', async () => {
   }
 });
 
+Cli("render without a path lists the node's files, then the boot server files it boots with and the names that show them", async () => {
+  const dir = await workspace({ good: OPZ3 });
+  const run = await cli(dir, ['render', '--profile', 'good', '--node', 'opz3-2-midden']);
+  assert.is(run.code, 0, run.stderr);
+  assert.match(run.stdout, /^-0600 0:0 \/etc\/keepalived\/keepalived\.conf$/m);
+  const boot = run.stdout.slice(run.stdout.indexOf('boot server (render --node opz3-2-midden NAME):'));
+  assert.ok(boot.length > 0, run.stdout);
+  // Its own pxelinux file (01- and its MAC), not another node's.
+  assert.match(boot, /^ {2}pxelinux\.cfg +tftp\/pxelinux\.cfg\/01-02-00-c0-00-02-3d$/m);
+  assert.equal(boot.match(/pxelinux\.cfg\/01-/g)?.length, 1);
+  for (const name of ['dnsmasq', 'exports', 'ganesha']) assert.match(boot, new RegExp(`^ {2}${name} +\\S+$`, 'm'));
+});
+
 const Validate = suite('cli: validate');
 
 Validate('a good profile: exit 0, and no out/ and no secrets file', async () => {
