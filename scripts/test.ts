@@ -14,7 +14,7 @@
  * "N passed, N failed, N skipped", which .ci/run reads.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,10 +57,12 @@ if (!tier) {
 }
 const files = named.length ? named.map((f) => path.resolve(f)) : testFiles(path.join(root, 'test')).filter(tier.matches);
 
-// Secrets of this run only: what an earlier build stored for the same cluster names must not decide an outcome.
+// Secrets of this run only (removed at the end, unless the caller gave a place): what an earlier build stored for
+// the same cluster names must not decide an outcome.
+const ownSecrets = process.env.NETROOT_SECRETS_DIR ? undefined : mkdtempSync(path.join(os.tmpdir(), 'netroot-test-secrets-'));
 const env = {
   ...process.env,
-  NETROOT_SECRETS_DIR: process.env.NETROOT_SECRETS_DIR ?? mkdtempSync(path.join(os.tmpdir(), 'netroot-test-secrets-')),
+  NETROOT_SECRETS_DIR: process.env.NETROOT_SECRETS_DIR ?? ownSecrets,
   // Read by test/support/test.ts for every test that does not set its own.
   NETROOT_TEST_TIMEOUT_MS: String(tier.testTimeoutMs),
 };
@@ -103,6 +105,7 @@ child.on('close', (code) => {
   let failed = (counts.fail ?? 0) + (counts.cancelled ?? 0);
   if ((code !== 0 || timedOut || counts.tests === undefined) && failed === 0) failed = 1;
   const skipped = (counts.skipped ?? 0) + (counts.todo ?? 0);
+  if (ownSecrets) rmSync(ownSecrets, { recursive: true, force: true });
   process.stdout.write(`${passed} passed, ${failed} failed, ${skipped} skipped\n`);
   process.exit(failed ? 1 : 0);
 });

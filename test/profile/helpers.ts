@@ -4,6 +4,7 @@
  * find where a piece of text sits in it (so expected line:column values are
  * computed from the fixture, never copied from the program's output).
  */
+import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -34,8 +35,16 @@ export function edit(text: string, ...edits: Edit[]): string {
 /** The opz3 profile with some edits. */
 export const opz3With = (...edits: Edit[]): string => edit(OPZ3, ...edits);
 
+/** Scratch directories of this test file, removed when its process exits. */
+const scratch: string[] = [];
+process.once('exit', () => {
+  for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
+});
+
 export async function tempDir(prefix = 'netroot-profile-'): Promise<string> {
-  return mkdtemp(path.join(tmpdir(), prefix));
+  const dir = await mkdtemp(path.join(tmpdir(), prefix));
+  scratch.push(dir);
+  return dir;
 }
 
 /** Write `files` (name → text) into a new temp dir and return the dir. */
