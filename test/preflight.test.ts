@@ -5,10 +5,11 @@
  * nothing is written.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from './support/test.js';
+import { binWithout } from './support/bin-without.js';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { EXIT_MISSING_PROGRAM } from '../src/errors.js';
@@ -62,21 +63,6 @@ test('which programs follow from the base, the formats, the compressions and roo
   );
 });
 
-/** A PATH directory with every program of this machine's but `missing`: a machine without those packages. */
-async function binWithout(missing: string[]): Promise<string> {
-  const bin = path.join(tmp, `bin-without-${missing.join('-')}`);
-  await mkdir(bin);
-  const linked = new Set(missing);
-  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
-    for (const program of await readdir(dir).catch(() => [] as string[])) {
-      if (linked.has(program)) continue;
-      linked.add(program);
-      await symlink(path.join(dir, program), path.join(bin, program));
-    }
-  }
-  return bin;
-}
-
 test('a build on a machine without attr and zstd fails before any work: exit 3, both packages in one apt-get line, nothing written', async () => {
   const base = path.join(tmp, 'directory-base');
   await mkdir(base, { recursive: true });
@@ -103,7 +89,7 @@ test('a build on a machine without attr and zstd fails before any work: exit 3, 
       out,
     ],
     {
-      env: { PATH: await binWithout(['getfattr', 'setfattr', 'zstd']), HOME: tmp, NETROOT_SECRETS_DIR: secrets },
+      env: { PATH: await binWithout(tmp, ['getfattr', 'setfattr', 'zstd']), HOME: tmp, NETROOT_SECRETS_DIR: secrets },
       extendEnv: false,
       reject: false,
       timeout: 60_000,
@@ -141,7 +127,11 @@ test("a deploy that must build first checks its own programs and the build's tog
       out,
     ],
     {
-      env: { PATH: await binWithout(['getfattr', 'setfattr', 'rsync']), HOME: tmp, NETROOT_SECRETS_DIR: path.join(tmp, 'secrets-deploy') },
+      env: {
+        PATH: await binWithout(tmp, ['getfattr', 'setfattr', 'rsync']),
+        HOME: tmp,
+        NETROOT_SECRETS_DIR: path.join(tmp, 'secrets-deploy'),
+      },
       extendEnv: false,
       reject: false,
       timeout: 60_000,

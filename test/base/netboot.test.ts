@@ -4,9 +4,10 @@
  * without root). The regeneration itself runs in test/build/netboot.slow.test.ts.
  */
 import { test } from '../support/test.js';
+import { binWithout } from '../support/bin-without.js';
 import * as assert from 'uvu/assert';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { EXIT_MISSING_PROGRAM, MissingProgramError } from '../../src/errors.js';
@@ -118,16 +119,7 @@ test('a regeneration checks the programs it runs before copying anything: withou
   const cacheDir = path.join(tmp, 'cache-no-mkimage');
   const base = await openBase(root, { cacheDir });
   // This machine without u-boot-tools: a PATH of every program here but mkimage.
-  const bin = path.join(tmp, 'bin-without-mkimage');
-  await mkdir(bin);
-  const linked = new Set(['mkimage']);
-  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
-    for (const program of await readdir(dir).catch(() => [] as string[])) {
-      if (linked.has(program)) continue;
-      linked.add(program);
-      await symlink(path.join(dir, program), path.join(bin, program));
-    }
-  }
+  const bin = await binWithout(tmp, ['mkimage']);
   const saved = process.env.PATH;
   process.env.PATH = bin;
   try {

@@ -5,10 +5,11 @@
  * or hostile bases fail before anything is written.
  */
 import { test } from '../support/test.js';
+import { binWithout } from '../support/bin-without.js';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { existsSync, lstatSync, readFileSync, readlinkSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { build, type BuildOptions } from '../../src/build.js';
@@ -172,7 +173,6 @@ test('incremental: an unchanged rebuild reuses every node and does not read the 
   assert.equal(first.rebuilt, NODES);
   const before = sums('out-incr');
   // Remove what the base was read into: an unchanged rebuild must not need it.
-  const { readdir } = await import('node:fs/promises');
   for (const entry of await readdir(path.join(tmp, 'cache/bases'))) await rm(path.join(tmp, 'cache/bases', entry), { recursive: true });
   const second = await build(options('out-incr', { base: tarball }));
   assert.is(second.base?.reused, true);
@@ -211,7 +211,6 @@ test("without SOURCE_DATE_EPOCH, what netroot writes is dated like the base's ne
   assert.is(dated('etc/hostname'), newest, "an overlay file gets the base's newest mtime");
   assert.is(dated('usr/local/bin/k3s'), newest, 'so does the k3s binary');
   assert.ok(newest > 0 && osRelease <= newest);
-  const { readdir } = await import('node:fs/promises');
   const before = sums('out-no-epoch');
   for (const entry of await readdir(path.join(tmp, 'cache/bases'))) await rm(path.join(tmp, 'cache/bases', entry), { recursive: true });
   const again = await build(options('out-no-epoch', { base: tarball, formats: ['tar'], env: {} }));
@@ -284,7 +283,7 @@ const tarBuild = (cache: string, out: string): string[] => [
 
 test('incremental: the default compression is part of the key, so a build after zstd is installed is not reused', async () => {
   // A PATH with every program of this machine but zstd: "zstd not installed".
-  const bin = await binWithout('zstd', ['zstd']);
+  const bin = await binWithout(tmp, ['zstd']);
   const cli = (PATH: string) =>
     execa(process.execPath, [...tarBuild('cache', 'out-zstd'), '--json'], {
       env: { PATH, SOURCE_DATE_EPOCH: EPOCH, HOME: tmp },
@@ -301,7 +300,7 @@ test('incremental: the default compression is part of the key, so a build after 
 });
 
 test('without the attr tools, a directory base stops the build and says what to install (capabilities are never dropped in silence)', async () => {
-  const bin = await binWithout('attr', ['getfattr', 'setfattr']);
+  const bin = await binWithout(tmp, ['getfattr', 'setfattr']);
   const run = await execa(process.execPath, tarBuild('cache-attr', 'out-attr'), {
     env: { PATH: bin, HOME: tmp },
     extendEnv: false,
@@ -312,20 +311,6 @@ test('without the attr tools, a directory base stops the build and says what to 
   assert.match(run.stderr, /getfattr is not installed on this machine \(needed for .*\): install the Debian package attr/);
   assert.not.ok(existsSync(path.join(tmp, 'out-attr', 'opz3')), 'nothing written');
 });
-
-/** A PATH directory with every program of this machine's but `missing`: a machine without that package. */
-async function binWithout(name: string, missing: string[]): Promise<string> {
-  const bin = path.join(tmp, `bin-without-${name}`);
-  await mkdir(bin);
-  const { readdir } = await import('node:fs/promises');
-  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
-    for (const program of await readdir(dir).catch(() => [] as string[])) {
-      if (!missing.includes(program) && !existsSync(path.join(bin, program)))
-        await symlink(path.join(dir, program), path.join(bin, program));
-    }
-  }
-  return bin;
-}
 
 /** Every path with its type, mode, owner, link target and content digest: what a node's root is. */
 async function describeTree(root: string): Promise<string> {
@@ -385,7 +370,6 @@ test('incremental trees: a build that fails after revising trees in place leaves
   const after = await Promise.all(NODES.map((n) => describeTree(path.join(tmp, 'out-rollback/opz3/rootfs', n))));
   assert.equal(after, before);
   assert.is(sums('out-rollback'), sumsBefore);
-  const { readdir } = await import('node:fs/promises');
   assert.equal((await readdir(path.join(tmp, 'out-rollback'))).sort(), ['opz3'], 'no staging left');
   assert.not.ok((await readdir(path.join(tmp, 'out-rollback/opz3'), { withFileTypes: false })).some((n) => n.startsWith('.netroot-undo')));
   // And the next build, from the intact previous output, still revises correctly.
@@ -436,7 +420,7 @@ test('hostile bases: a tar member with .. and a base whose etc is a symlink out 
   const evilTar = path.join(tmp, 'evil.tar');
   await execa('tar', ['-C', evil, '-cf', evilTar, '--transform', 's,^\\./x/escape,../../../sentinel/escape,', './x/escape']);
   await failsCleanly({ base: evilTar }, /\.\.|outside/, 'out-evil-tar');
-  assert.equal(await import('node:fs/promises').then((f) => f.readdir(sentinel)), []);
+  assert.equal(await readdir(sentinel), []);
   // A directory base whose etc points out of the base: the overlay must not follow it.
   const hostile = path.join(tmp, 'hostile');
   await makeArmbianBase(hostile, path.join(tmp, 'work-hostile'));
@@ -444,7 +428,7 @@ test('hostile bases: a tar member with .. and a base whose etc is a symlink out 
   await symlink(sentinel, path.join(hostile, 'etc'));
   await rejects(() => build(options('out-hostile', { base: hostile })), /etc/);
   assert.not.ok(existsSync(path.join(tmp, 'out-hostile')));
-  assert.equal(await import('node:fs/promises').then((f) => f.readdir(sentinel)), [], 'nothing was written through the base symlink');
+  assert.equal(await readdir(sentinel), [], 'nothing was written through the base symlink');
 });
 
 test('--format without a base is a usage error', async () => {
