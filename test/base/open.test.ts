@@ -3,10 +3,9 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { canCheck } from '../support/requires.js';
 import { defaultCacheDir, directoryIdentity, openBase, type BaseIndex } from '../../src/base/open.js';
 import { BaseArchiveError } from '../../src/rootfs/errors.js';
-import { cleanup, isRoot, LONG_PATH, makeBase, tarOf, tempDir } from '../support/rootfs.js';
+import { cleanup, LONG_PATH, makeBase, tarOf, tempDir, rootCanCheck } from '../support/rootfs.js';
 
 const test = suite('base/open');
 test.after(cleanup);
@@ -48,7 +47,7 @@ test('a directory base is indexed with types, owners, modes, links, hard links a
   assert.is(at('tmp').mode, 0o1777);
   assert.is(at('run/initctl').type, 'fifo');
   assert.ok(at(LONG_PATH));
-  if (canCheck(isRoot, 'owners, setuid bits, device nodes and capabilities need root')) {
+  if (rootCanCheck()) {
     assert.is(at('usr/bin/su').mode, 0o4755);
     assert.is(at('etc/shadow').gid, 42);
     assert.is(at('home/user/.profile').uid, 1000);
@@ -70,7 +69,7 @@ for (const ext of ['tar', 'tar.gz', 'tar.xz', 'tar.zst']) {
     assert.is(cached('usr/bin/perl').ino, cached('usr/bin/perl5.36').ino);
     assert.ok(cached('etc/resolv.conf').isSymbolicLink());
     assert.is((await execa('getcap', [path.join(tarball.root, 'usr/bin/ping')])).stdout.split(' ').pop(), 'cap_net_raw=ep');
-    if (canCheck(isRoot, 'owners, setuid bits, device nodes and capabilities need root')) {
+    if (rootCanCheck()) {
       assert.is(cached('usr/bin/su').mode & 0o7777, 0o4755);
       assert.is(cached('home/user/.profile').uid, 1000);
       assert.ok(cached('dev/null').isCharacterDevice());
@@ -164,7 +163,7 @@ test('without privileges, owners and device nodes are in the index only', async 
   assert.equal(base.applied, { owners: false, devices: false, xattrs: false });
   assert.ok(base.warnings.some((w) => w.includes('not applied')));
   assert.is(base.byPath.get('usr/bin/ping')!.xattrs?.['security.capability']?.length, 20);
-  if (canCheck(isRoot, 'owners, setuid bits, device nodes and capabilities need root')) {
+  if (rootCanCheck()) {
     assert.is(base.byPath.get('home/user/.profile')!.uid, 1000);
     assert.is(fs.lstatSync(path.join(base.root, 'home/user/.profile')).uid, 0);
     assert.is(base.byPath.get('dev/null')!.type, 'char');

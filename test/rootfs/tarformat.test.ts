@@ -3,11 +3,10 @@ import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { canCheck } from '../support/requires.js';
 import { buildArtifacts } from '../../src/emit/artifact.js';
 import { openBase } from '../../src/base/open.js';
 import { encodeHeader, END_OF_ARCHIVE, padding, readTar, type TarHeader } from '../../src/rootfs/tarformat.js';
-import { cleanup, extract, isRoot, snapshot, tempDir } from '../support/rootfs.js';
+import { cleanup, extract, isRoot, snapshot, tempDir, rootCanCheck } from '../support/rootfs.js';
 
 const test = suite('rootfs/tarformat');
 test.after(cleanup);
@@ -78,7 +77,7 @@ test('encoded headers read back through GNU tar: long names and links, big ids, 
   assert.ok(read[1]!.xattrs['user.b']!.equals(Buffer.from([0, 0xff])));
   assert.is(read[1]!.data, 'abc');
   assert.is(read[2]!.linkname, LONG_TARGET);
-  if (canCheck(isRoot, 'owners, setuid bits, device nodes and capabilities need root')) {
+  if (rootCanCheck()) {
     await extract(`${t}/a.tar`, `${t}/x`);
     assert.match((await execa('getcap', [`${t}/x/${LONG}`])).stdout, /cap_net_raw,cap_setuid=ep|cap_setuid,cap_net_raw=ep/);
     assert.is(fs.statSync(`${t}/x/${LONG}`).uid, 3_000_000);
@@ -105,7 +104,7 @@ for (const format of ['gnu', 'pax', 'oldgnu']) {
     // Only pax keeps xattrs; gnu and oldgnu do not, so compare those without.
     const expected = view(fromDir).map((e) => (format === 'pax' ? e : { ...e, caps: undefined }));
     assert.equal(view(fromTar), expected);
-    if (format === 'pax' && canCheck(isRoot, 'owners, setuid bits, device nodes and capabilities need root'))
+    if (format === 'pax' && rootCanCheck())
       assert.is(fromTar.byPath.get('setuid-cap')!.xattrs!['security.capability']!.toString('hex'), CAP.toString('hex'));
   });
 }

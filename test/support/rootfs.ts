@@ -10,8 +10,12 @@ import path from 'node:path';
 import { execa } from 'execa';
 import type { PlannedFile } from '../../src/plan/plan.js';
 import { isRoot as runningAsRoot } from '../../src/privileges.js';
+import { canCheck } from './requires.js';
 
 export const isRoot = runningAsRoot();
+
+/** Whether this test can check what only root can make: owners, setuid bits, device nodes, capabilities (see canCheck). */
+export const rootCanCheck = (): boolean => canCheck(isRoot, 'owners, setuid bits, device nodes and capabilities need root');
 
 const made: string[] = [];
 
