@@ -235,9 +235,10 @@ async function main(): Promise<void> {
       // order alternates.
       const copies: Run[] = [];
       const trees: Run[] = [];
-      const clear = async () => {
+      /** Deletes what the rounds wrote (the copies, and the trees too when `trees`), then lets the disk settle. */
+      const clear = async (trees: boolean) => {
         for (let i = 1; i <= 4; i++) await rm(path.join(work, `cp-${i}`), { recursive: true, force: true });
-        await rm(path.join(work, 'out-tree'), { recursive: true, force: true });
+        if (trees) await rm(path.join(work, 'out-tree'), { recursive: true, force: true });
         await execa('sync');
         await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
       };
@@ -248,13 +249,11 @@ async function main(): Promise<void> {
         trees.push(await netroot(work, common('four.yaml', 'out-tree', 'cache-4', 'tree')));
       };
       for (let r = 0; r < REPEAT; r++) {
-        await clear();
+        await clear(true);
         for (const run of r % 2 === 0 ? [copy, write] : [write, copy]) await run();
       }
       // The rows below start from the last tree build; the copies go, and the disk settles, first.
-      for (let i = 1; i <= 4; i++) await rm(path.join(work, `cp-${i}`), { recursive: true, force: true });
-      await execa('sync');
-      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      await clear(false);
       const [cp, tree] = [median(copies), median(trees)];
       add('cp -a base, 4 times', cp, `median of ${seconds(copies)}`);
       add(
