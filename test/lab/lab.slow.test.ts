@@ -13,7 +13,7 @@ import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { build } from '../../src/build.js';
 import { execa } from 'execa';
-import { containerProcesses, K3S_STANDIN, runLab, type LabReport } from '../../src/lab/lab.js';
+import { containerProcesses, K3S_STANDIN, runLab, type LabOptions, type LabReport } from '../../src/lab/lab.js';
 import { waitFor } from '../../src/lab/run-command.js';
 
 const PROFILE = path.resolve('profiles/opz3-lab.yaml');
@@ -54,20 +54,25 @@ async function withBroken(file: string, change: (text: string) => string, body: 
 
 const coldStart = (report: LabReport) => report.scenarios.find((s) => s.name === 'cold-start');
 
+/** The cold start alone, on the trees the suite built (and a test broke), quietly unless `options` say otherwise. */
+const coldStartOnTrees = (ctx: { tmp: string; secrets: string }, options: Partial<LabOptions> = {}) =>
+  runLab({
+    profile: PROFILE,
+    out: ctx.tmp,
+    skipBuild: true,
+    scenarios: ['cold-start'],
+    secrets: ctx.secrets,
+    log: () => undefined,
+    ...options,
+  });
+
 Lab('wrong keepalived auth_pass on one server: two servers take the VIP, and the report says so', async (ctx) => {
   const conf = ctx.tree('opz3-2-midden', 'etc/keepalived/keepalived.conf');
   await withBroken(
     conf,
     (t) => t.replace(/auth_pass \S+/, 'auth_pass wrongpw1'),
     async () => {
-      const report = await runLab({
-        profile: PROFILE,
-        out: ctx.tmp,
-        skipBuild: true,
-        scenarios: ['cold-start'],
-        secrets: ctx.secrets,
-        log: () => undefined,
-      });
+      const report = await coldStartOnTrees(ctx);
       assert.not.ok(report.pass, 'the lab must fail');
       const cold = coldStart(report);
       assert.ok(cold && !cold.pass, JSON.stringify(report.scenarios));
@@ -86,15 +91,7 @@ Lab('a wrong Galera cluster name on one server: it never joins, and the report n
     cnf,
     (t) => t.replace(/^wsrep_cluster_name=.*$/m, 'wsrep_cluster_name=not_the_cluster'),
     async () => {
-      const report = await runLab({
-        profile: PROFILE,
-        out: ctx.tmp,
-        skipBuild: true,
-        scenarios: ['cold-start'],
-        secrets: ctx.secrets,
-        bounds: { coldStartSeconds: 90 },
-        log: () => undefined,
-      });
+      const report = await coldStartOnTrees(ctx, { bounds: { coldStartSeconds: 90 } });
       assert.not.ok(report.pass, 'the lab must fail');
       const cold = coldStart(report)!;
       assert.match(cold.detail, 'Galera did not form within 90 s: wsrep_cluster_size is not 3 on every server');
@@ -127,14 +124,7 @@ Lab(
             withBroken(tls[0]!, noGaleraTls, () =>
               withBroken(tls[1]!, noGaleraTls, () =>
                 withBroken(tls[2]!, noGaleraTls, async () => {
-                  const report = await runLab({
-                    profile: PROFILE,
-                    out: ctx.tmp,
-                    skipBuild: true,
-                    scenarios: ['cold-start'],
-                    secrets: ctx.secrets,
-                    log: () => undefined,
-                  });
+                  const report = await coldStartOnTrees(ctx);
                   assert.not.ok(report.pass, 'the lab must fail');
                   const cold = coldStart(report)!;
                   assert.match(cold.detail, 'names: opz3-4-top: getent hosts lab-check.netroot.test found nothing', cold.detail);
@@ -164,15 +154,7 @@ Lab('a bootstrap node whose base has no MariaDB system tables (as a qemu-user bu
   await mkdir(datadir);
   await chown(datadir, (await stat(aside)).uid, (await stat(aside)).gid);
   try {
-    const report = await runLab({
-      profile: PROFILE,
-      out: ctx.tmp,
-      skipBuild: true,
-      scenarios: ['cold-start'],
-      secrets: ctx.secrets,
-      bounds: { coldStartSeconds: 120 },
-      log: () => undefined,
-    });
+    const report = await coldStartOnTrees(ctx, { bounds: { coldStartSeconds: 120 } });
     assert.ok(report.pass, JSON.stringify(report.scenarios, null, 1));
   } finally {
     await rm(datadir, { recursive: true, force: true });
@@ -238,14 +220,7 @@ Lab('a lab killed with SIGKILL leaves its nodes running; the next run stops them
   await new Promise((r) => setTimeout(r, 2_000));
   assert.ok((await containerProcesses(runDir)).length > 0, "the killed lab's nodes outlive it (this is what the sweep is for)");
   const lines: string[] = [];
-  const report = await runLab({
-    profile: PROFILE,
-    out: ctx.tmp,
-    skipBuild: true,
-    scenarios: ['cold-start'],
-    secrets: ctx.secrets,
-    log: (l) => lines.push(l),
-  });
+  const report = await coldStartOnTrees(ctx, { log: (l) => lines.push(l) });
   assert.ok(
     lines.some((l) => /^stopping \d+ processes of nodes left running by an earlier lab run$/.test(l)),
     lines.join('\n'),
