@@ -7,17 +7,9 @@
  * pkg/drivers/generic/generic.go.
  */
 import type { Machine } from './machine.js';
+import { waitFor, type CommandResult } from './run-command.js';
 import { sqlThroughVip, vipHolders } from './probes.js';
-import {
-  elapsed,
-  ensureWhole,
-  galeraFullWithin,
-  scenario,
-  settledVipHolder,
-  sqlWithin,
-  type LabContext,
-  type ScenarioResult,
-} from './scenarios.js';
+import { elapsed, ensureWhole, galeraFullWithin, scenario, settledVipHolder, type LabContext, type ScenarioResult } from './scenarios.js';
 
 /** The indexes kine creates on its table. */
 export const KINE_INDEXES = [
@@ -42,11 +34,45 @@ export const KINE_COMPACT = (revision: number): string => `DELETE kv FROM kine A
 const ROWS = 200;
 const KEYS = 20;
 
-/** One kine write through the VIP, retried (bounded) while the VIP moves; its revision (id). */
-async function put(ctx: LabContext, name: string, prev: number, deleted: boolean): Promise<number | string> {
-  const statement = `INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease, value, old_value) VALUES ('${name}', ${prev ? 0 : 1}, ${deleted ? 1 : 0}, ${prev}, ${prev}, 0, 'v', 'o'); SELECT LAST_INSERT_ID();`;
-  const r = await sqlWithin(ctx, statement, 30_000, 250, 10_000);
-  return r.ok ? Number(r.stdout.trim().split('\n').pop()) : `writing ${name} through the VIP failed for 30 s: ${r.stderr.trim()}`;
+/**
+ * One kine write through the VIP, retried (bounded) while the VIP moves; its revision (id).
+ * A reply can be lost after the commit when the VIP moves mid-statement (the old holder commits, the
+ * client's connection dies). The retry then hits kine's unique (name, prev_revision) index, as kine's
+ * own retry would; kine re-reads the key, and so does this: the row is adopted only if it carries this
+ * write's own value, so a real conflict still fails.
+ */
+async function put(
+  ctx: LabContext,
+  name: string,
+  prev: number,
+  deleted: boolean,
+  value: string,
+  lostReplies: string[],
+): Promise<number | string> {
+  const statement = `INSERT INTO kine(name, created, deleted, create_revision, prev_revision, lease, value, old_value) VALUES ('${name}', ${prev ? 0 : 1}, ${deleted ? 1 : 0}, ${prev}, ${prev}, 0, '${value}', 'o'); SELECT LAST_INSERT_ID();`;
+  let attempts = 0;
+  let last: CommandResult | undefined;
+  const id = await waitFor(
+    async () => {
+      attempts++;
+      last = await sqlThroughVip(ctx.topology, ctx.datastore, statement, 10_000);
+      if (last.ok) return Number(last.stdout.trim().split('\n').pop());
+      if (attempts === 1 || !/ERROR 1062 .*kine_name_prev_revision_uindex/.test(last.stderr)) return undefined;
+      const row = await sqlThroughVip(
+        ctx.topology,
+        ctx.datastore,
+        `SELECT id, value FROM kine WHERE name = '${name}' AND prev_revision = ${prev}`,
+        10_000,
+      );
+      const [found, foundValue] = row.stdout.trim().split('\t');
+      if (!row.ok || foundValue !== value) return undefined;
+      lostReplies.push(`${name} (revision ${found})`);
+      return Number(found);
+    },
+    30_000,
+    250,
+  );
+  return id ?? `writing ${name} through the VIP failed for 30 s (${attempts} attempts): ${last?.stderr.trim()}`;
 }
 
 async function keepalived(machine: Machine, action: 'stop' | 'start'): Promise<void> {
@@ -91,6 +117,7 @@ export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
   const latest = new Map<string, number>();
   const ids: number[] = [];
   const holdersSeen = new Set<string>();
+  const lostReplies: string[] = [];
   let moved: Machine | undefined;
   for (let i = 0; i < ROWS; i++) {
     if (i === Math.floor(ROWS / 3) || i === Math.floor((2 * ROWS) / 3)) {
@@ -110,7 +137,7 @@ export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
     const key = `${run}/key-${i % KEYS}`;
     // The last write of every fifth key deletes it, as kine records a delete.
     const deleted = i >= ROWS - KEYS && (i % KEYS) % 5 === 0;
-    const id = await put(ctx, key, latest.get(key) ?? 0, deleted);
+    const id = await put(ctx, key, latest.get(key) ?? 0, deleted, `v${i}`, lostReplies);
     if (typeof id === 'string') return result(false, `${id} (after ${i} writes)`);
     latest.set(key, id);
     ids.push(id);
@@ -160,6 +187,10 @@ export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
   await settledVipHolder(ctx, 6_000, ctx.bounds.vipSettleSeconds * 1000);
   return result(
     true,
-    `kine's table and its ${KINE_INDEXES.length} indexes through the VIP; ${ROWS} writes while the VIP moved (held by ${[...holdersSeen].join(', ')}): ids ${ids[0]}..${ids[ids.length - 1]}, consecutive; compaction deleted ${deletedRows} superseded and deleted rows`,
+    `kine's table and its ${KINE_INDEXES.length} indexes through the VIP; ${ROWS} writes while the VIP moved (held by ${[...holdersSeen].join(', ')}): ids ${ids[0]}..${ids[ids.length - 1]}, consecutive; compaction deleted ${deletedRows} superseded and deleted rows${
+      lostReplies.length
+        ? `; ${lostReplies.length} reply lost while the VIP moved, the write found committed on retry: ${lostReplies.join(', ')}`
+        : ''
+    }`,
   );
 }
