@@ -14,8 +14,8 @@ import { resolveInRoot } from '../emit/overlay.js';
 /** The regular file a path names inside the base, links followed within it. */
 export function fileInBase(base: BaseIndex, absolutePath: string, what: string): BaseEntry {
   const real = resolveInRoot(base, absolutePath.replace(/^\/+/, ''));
-  let entry = real === undefined ? undefined : base.byPath.get(real);
-  if (entry?.type === 'hardlink') entry = base.byPath.get(entry.linkname!);
+  let entry = real === undefined ? undefined : base.entries.get(real);
+  if (entry?.type === 'hardlink') entry = base.entries.get(entry.linkname!);
   if (!entry || entry.type !== 'file' || !entry.content) {
     const where = real !== undefined && real !== absolutePath.replace(/^\/+/, '') ? ` (it leads to /${real})` : '';
     throw new RootfsError(

@@ -19,7 +19,7 @@ import path from 'node:path';
 import { requirePrograms, runTool, type ProgramNeed } from '../tools.js';
 import type { Cluster } from '../profile/resolve.js';
 import { isRoot } from '../privileges.js';
-import { loadStored, openBase, storeIndex, type BaseIndex } from './open.js';
+import { INDEX_FILE, loadStored, openBase, storeIndex, type BaseIndex } from './open.js';
 import { fileInBase } from './boot-files.js';
 import { sha256, stageIntoCache } from '../cache.js';
 import { checkEmulation } from './debootstrap.js';
@@ -73,7 +73,7 @@ function copyDir(cacheDir: string, identity: string, modules: string[]): string 
 
 /** Whether an earlier build regenerated this base's initrd (then the copy, not the base, is what nodes are made from). */
 export function hasNetbootCopy(cacheDir: string, identity: string, modules: string[] = []): boolean {
-  return existsSync(path.join(copyDir(cacheDir, identity, modules), 'index.json'));
+  return existsSync(path.join(copyDir(cacheDir, identity, modules), INDEX_FILE));
 }
 
 interface Problem {
@@ -188,7 +188,7 @@ export async function netbootBase(base: BaseIndex, cluster: Cluster, options: Ne
 
 function resolvesToFile(base: BaseIndex, relative: string): boolean {
   const real = resolveInRoot(base, relative);
-  return real !== undefined && base.byPath.get(real)?.type === 'file';
+  return real !== undefined && base.entries.get(real)?.type === 'file';
 }
 
 /** Kernel versions with modules in the base (lib/modules/VERSION/modules.dep; lib may be a link to usr/lib). */
@@ -196,12 +196,14 @@ export function kernelVersions(base: BaseIndex): string[] {
   const modules = resolveInRoot(base, 'lib/modules');
   if (modules === undefined) return [];
   const prefix = `${modules}/`;
-  return base.entries
-    .filter(
-      (e) => e.path.startsWith(prefix) && e.path.endsWith('/modules.dep') && e.path.split('/').length === prefix.split('/').length + 1,
-    )
-    .map((e) => e.path.slice(prefix.length, -'/modules.dep'.length))
-    .sort();
+  const versions: string[] = [];
+  // Everything below lib/modules/ is one run of the sorted entries.
+  for (let i = base.entries.lowerBound(prefix); i < base.entries.length && base.entries.path(i).startsWith(prefix); i++) {
+    const p = base.entries.path(i);
+    if (p.endsWith('/modules.dep') && p.split('/').length === prefix.split('/').length + 1)
+      versions.push(p.slice(prefix.length, -'/modules.dep'.length));
+  }
+  return versions.sort();
 }
 
 function netbootConf(mtime: number, modules: string[]): NodeEntry[] {

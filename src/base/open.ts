@@ -30,30 +30,10 @@ import { ancestors, comparePaths, normalise, unsafeReason } from '../rootfs/path
 import { readTar, TarReadError, type TarMember, type TarMemberHeader } from '../rootfs/tarformat.js';
 import { applyXattrs, readTreeXattrs, requireXattrTools, type Xattrs } from '../rootfs/xattr.js';
 import { runTool, startTool } from '../tools.js';
+import { EntryTable, EntryTableBuilder, type BaseEntry, type EntryType } from './entry-table.js';
 import { isRoot } from '../privileges.js';
 
-export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
-
-export interface BaseEntry {
-  /** Normalised relative POSIX path; '' is the root directory. */
-  path: string;
-  type: EntryType;
-  /** Permission bits including setuid/setgid/sticky (07777). */
-  mode: number;
-  uid: number;
-  gid: number;
-  /** Bytes of a regular file; 0 for everything else, hard links included. */
-  size: number;
-  /** Seconds since the epoch. */
-  mtime: number;
-  /** Symlink: the target as stored. Hard link: the normalised path of the entry holding the content. */
-  linkname?: string;
-  devmajor?: number;
-  devminor?: number;
-  xattrs?: Xattrs;
-  /** Absolute path of the bytes (type file): the file in a directory base, or in the extracted cache. */
-  content?: string;
-}
+export type { BaseEntry, EntryType } from './entry-table.js';
 
 export interface BaseIndex {
   kind: 'directory' | 'tarball';
@@ -67,11 +47,11 @@ export interface BaseIndex {
   root: string;
   /**
    * Sorted by path (so the root comes first and every directory before its
-   * contents). In a group of hard links the first path holds the content and
-   * the others are `hardlink` entries pointing at it.
+   * contents); find one with entries.get(path). In a group of hard links the
+   * first path holds the content and the others are `hardlink` entries
+   * pointing at it.
    */
-  entries: BaseEntry[];
-  byPath: Map<string, BaseEntry>;
+  entries: EntryTable;
   /** What the tree at `root` carries besides content; what is false lives only in the index. */
   applied: { owners: boolean; devices: boolean; xattrs: boolean };
   /** Things skipped or not applied (sockets, xattrs without the attr tools), for the user to read. */
@@ -109,36 +89,28 @@ export async function openBase(source: string, options: OpenBaseOptions = {}): P
   return openTarball(absolute, options.cacheDir ?? defaultCacheDir(), options.privileged ?? isRoot(), options.digest);
 }
 
-/** Sorts, builds byPath, and fills `content` of files from the root. */
-function finishIndex(partial: Omit<BaseIndex, 'byPath'>): BaseIndex {
-  partial.entries.sort((a, b) => comparePaths(a.path, b.path));
-  const byPath = new Map<string, BaseEntry>();
-  for (const entry of partial.entries) {
-    if (entry.type === 'file') entry.content = entry.path === '' ? partial.root : path.join(partial.root, entry.path);
-    byPath.set(entry.path, entry);
-  }
-  return { ...partial, byPath };
-}
-
 /**
  * Among paths sharing one inode the first in sort order holds the content and
  * the rest link to it, so an archive lists the content before its links
  * whatever order the base came in, and a directory and a tarball of it index
  * the same.
  */
-function canonicaliseLinks(groups: Iterable<BaseEntry[]>): void {
-  for (const group of groups) {
-    if (group.length < 2) continue;
-    const holder = group.find((e) => e.type === 'file')!;
-    group.sort((a, b) => comparePaths(a.path, b.path));
-    const first = group[0]!;
+function canonicaliseLinks(entries: EntryTableBuilder, groups: Iterable<number[]>): void {
+  for (const rows of groups) {
+    if (rows.length < 2) continue;
+    const group = rows.map((row) => ({ row, entry: entries.at(row) }));
+    const holder = group.find((g) => g.entry.type === 'file')!.entry;
+    group.sort((a, b) => comparePaths(a.entry.path, b.entry.path));
+    const first = group[0]!.entry;
     const { mode, uid, gid, mtime, size, xattrs } = holder;
-    for (const entry of group) {
-      Object.assign(entry, { mode, uid, gid, mtime });
-      delete entry.xattrs;
-      delete entry.linkname;
-      if (entry === first) Object.assign(entry, { type: 'file', size }, xattrs ? { xattrs } : {});
-      else Object.assign(entry, { type: 'hardlink', size: 0, linkname: first.path });
+    for (const { row, entry } of group) {
+      const common = { path: entry.path, mode, uid, gid, mtime };
+      entries.set(
+        row,
+        entry === first
+          ? { ...common, type: 'file', size, ...(xattrs ? { xattrs } : {}) }
+          : { ...common, type: 'hardlink', size: 0, linkname: first.path },
+      );
     }
   }
 }
@@ -154,64 +126,97 @@ function deviceNumbers(rdev: bigint): { devmajor: number; devminor: number } {
   };
 }
 
-function entryFromStat(relative: string, absolute: string, st: BigIntStats): BaseEntry | undefined {
-  const common = {
-    path: relative,
-    mode: Number(st.mode) & 0o7777,
-    uid: Number(st.uid),
-    gid: Number(st.gid),
-    size: 0,
-    mtime: Number(st.mtimeMs / 1000n),
-  };
-  if (st.isFile()) return { ...common, type: 'file', size: Number(st.size) };
-  if (st.isDirectory()) return { ...common, type: 'dir' };
-  if (st.isSymbolicLink()) return { ...common, type: 'symlink', linkname: fsSync.readlinkSync(absolute, 'utf8') };
-  if (st.isCharacterDevice()) return { ...common, type: 'char', ...deviceNumbers(st.rdev) };
-  if (st.isBlockDevice()) return { ...common, type: 'block', ...deviceNumbers(st.rdev) };
-  if (st.isFIFO()) return { ...common, type: 'fifo' };
-  return undefined;
+/** Appends the entry `st` describes; its row, or undefined for a socket (which no archive can hold). */
+function appendStat(entries: EntryTableBuilder, relative: string, absolute: string, st: BigIntStats): number | undefined {
+  const type: EntryType | undefined = st.isFile()
+    ? 'file'
+    : st.isDirectory()
+      ? 'dir'
+      : st.isSymbolicLink()
+        ? 'symlink'
+        : st.isCharacterDevice()
+          ? 'char'
+          : st.isBlockDevice()
+            ? 'block'
+            : st.isFIFO()
+              ? 'fifo'
+              : undefined;
+  if (!type) return undefined;
+  const mode = Number(st.mode) & 0o7777;
+  const row = entries.append(
+    relative,
+    type,
+    mode,
+    Number(st.uid),
+    Number(st.gid),
+    type === 'file' ? Number(st.size) : 0,
+    Number(st.mtimeMs / 1000n),
+  );
+  if (type === 'symlink') entries.setLink(row, fsSync.readlinkSync(absolute, 'utf8'));
+  if (type === 'char' || type === 'block') {
+    const { devmajor, devminor } = deviceNumbers(st.rdev);
+    entries.setDevice(row, devmajor, devminor);
+  }
+  return row;
 }
 
 /**
- * Walks a directory without following symlinks. Synchronous lstat on purpose:
- * tens of thousands of tiny syscalls are several times faster without a trip
- * through the thread pool each, and nothing else runs meanwhile.
+ * Walks a directory without following symlinks, in path order (comparePaths),
+ * so the index needs no sort and no path outlives its row. Path order is not
+ * depth-first: `a`, `a-b`, then `a/x` ('-' sorts before '/'). So among a
+ * directory's children the entry `a` sorts by its name and everything below
+ * it by `a/`. Synchronous lstat on purpose: tens of thousands of tiny syscalls
+ * are several times faster without a trip through the thread pool each, and
+ * nothing else runs meanwhile.
  */
 async function indexDirectory(root: string): Promise<BaseIndex> {
   root = await realpath(root);
-  const entries: BaseEntry[] = [];
-  const inodes = new Map<string, BaseEntry[]>();
+  const entries = new EntryTableBuilder();
+  const inodes = new Map<string, number[]>();
   const warnings: string[] = [];
-  const visit = (relative: string): void => {
-    const absolute = relative === '' ? root : path.join(root, relative);
-    const st = fsSync.lstatSync(absolute, { bigint: true });
-    const entry = entryFromStat(relative, absolute, st);
-    if (!entry) {
-      warnings.push(`${relative}: sockets cannot be archived; skipped`);
-      return;
-    }
-    entries.push(entry);
-    if (entry.type === 'file' && st.nlink > 1n) {
+  const add = (relative: string, absolute: string, st: BigIntStats): void => {
+    const row = appendStat(entries, relative, absolute, st);
+    if (row === undefined) return void warnings.push(`${relative}: sockets cannot be archived; skipped`);
+    if (st.isFile() && st.nlink > 1n) {
       const key = `${st.dev}:${st.ino}`;
       const group = inodes.get(key);
-      if (group) group.push(entry);
-      else inodes.set(key, [entry]);
-    }
-    if (entry.type === 'dir') {
-      for (const name of fsSync.readdirSync(absolute).sort()) visit(relative === '' ? name : `${relative}/${name}`);
+      if (group) group.push(row);
+      else inodes.set(key, [row]);
     }
   };
-  visit('');
+  const below = (relative: string, absolute: string): void => {
+    // A child's own key is its name, its subtree's is name + '/' (no name holds a '/'). Strings only: a
+    // directory's stats held while its subtrees are walked would outlive a young GC and crowd the heap.
+    const keys: string[] = [];
+    for (const child of fsSync.readdirSync(absolute, { withFileTypes: true })) {
+      keys.push(child.name);
+      if (child.isDirectory()) keys.push(`${child.name}/`);
+    }
+    keys.sort(comparePaths);
+    for (const key of keys) {
+      const subtree = key.endsWith('/');
+      const name = subtree ? key.slice(0, -1) : key;
+      const childRelative = relative === '' ? name : `${relative}/${name}`;
+      const childAbsolute = path.join(absolute, name);
+      if (subtree) below(childRelative, childAbsolute);
+      else add(childRelative, childAbsolute, fsSync.lstatSync(childAbsolute, { bigint: true }));
+    }
+  };
+  add('', root, fsSync.lstatSync(root, { bigint: true }));
+  below('', root);
   const applied = { owners: true, devices: true, xattrs: true };
   // Without getfattr the artifacts would lose file capabilities (ping, for one) that the tree keeps: the build stops instead.
   await requireXattrTools('getfattr', `the file capabilities and other xattrs of the directory base ${root}`);
-  const byAbsolute = new Map(entries.map((e) => [e.path === '' ? root : path.join(root, e.path), e]));
-  for (const [file, attrs] of await readTreeXattrs(root)) {
-    const entry = byAbsolute.get(file);
-    if (entry && Object.keys(attrs).length) entry.xattrs = attrs;
-  }
-  canonicaliseLinks(inodes.values());
-  return finishIndex({ kind: 'directory', source: root, root, entries, applied, warnings });
+  const xattrs = new Map<string, Xattrs>();
+  for (const [file, attrs] of await readTreeXattrs(root))
+    if (Object.keys(attrs).length) xattrs.set(file === root ? '' : path.relative(root, file), attrs);
+  if (xattrs.size)
+    for (let row = 0; row < entries.length; row++) {
+      const attrs = xattrs.get(entries.path(row));
+      if (attrs) entries.setXattrs(row, attrs);
+    }
+  canonicaliseLinks(entries, inodes.values());
+  return { kind: 'directory', source: root, root, entries: entries.finish(root), applied, warnings };
 }
 
 /**
@@ -240,7 +245,8 @@ export async function directoryIdentity(root: string): Promise<string> {
 // ---------------------------------------------------------------------------
 // Tarball bases
 
-const INDEX_VERSION = 1;
+/** 2: the compact binary index (entry-table.ts) in place of JSON. */
+const INDEX_VERSION = 2;
 
 type Compression = 'gzip' | 'xz' | 'zstd' | 'none';
 
@@ -317,9 +323,11 @@ async function withDecompressed(file: string, consume: (bytes: AsyncIterable<Buf
 
 /** The staging directory the archive is written into, and every decision about it. */
 class Extractor {
-  private readonly entries = new Map<string, BaseEntry>();
-  /** Content holder → every path sharing its inode (the holder first). */
-  private readonly links = new Map<string, BaseEntry[]>();
+  private readonly entries = new EntryTableBuilder();
+  /** Path → its row in `entries`. */
+  private readonly rows = new Map<string, number>();
+  /** Content holder's row → the rows of every path sharing its inode (the holder first); only for hard-linked files. */
+  private readonly links = new Map<number, number[]>();
   private readonly xattrs: [string, Xattrs][] = [];
   readonly warnings: string[] = [];
 
@@ -328,7 +336,18 @@ class Extractor {
     private readonly tree: string,
     private readonly privileged: boolean,
   ) {
-    this.entries.set('', { path: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 });
+    this.put({ path: '', type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 });
+  }
+
+  private put(entry: BaseEntry): number {
+    const row = this.entries.add(entry);
+    this.rows.set(entry.path, row);
+    return row;
+  }
+
+  private existing(relative: string): BaseEntry | undefined {
+    const row = this.rows.get(relative);
+    return row === undefined ? undefined : this.entries.at(row);
   }
 
   private fail(member: string, message: string): never {
@@ -346,10 +365,10 @@ class Extractor {
    */
   private ensureParents(relative: string, member: string): void {
     for (const dir of ancestors(relative)) {
-      const existing = this.entries.get(dir);
+      const existing = this.existing(dir);
       if (!existing) {
         fsSync.mkdirSync(this.abs(dir), { mode: 0o700 });
-        this.entries.set(dir, { path: dir, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 });
+        this.put({ path: dir, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 });
       } else if (existing.type === 'symlink') {
         this.fail(
           member,
@@ -366,10 +385,11 @@ class Extractor {
     if (why) this.fail(h.name, `${why}; refusing to extract it`);
     const relative = normalise(h.name);
     if (relative === '' && h.type !== 'dir') this.fail(h.name, 'names the root but is not a directory');
-    const existing = this.entries.get(relative);
+    const existing = this.existing(relative);
     if (existing) {
       // A directory may be listed again (its metadata is updated); anything else twice is ambiguous.
-      if (existing.type === 'dir' && h.type === 'dir') return void this.setMeta(existing, h);
+      if (existing.type === 'dir' && h.type === 'dir')
+        return void this.entries.set(this.rows.get(relative)!, { ...existing, mode: h.mode, uid: h.uid, gid: h.gid, mtime: h.mtime });
       this.fail(
         h.name,
         `appears twice in the archive (as ${existing.type} and ${h.type}); netroot does not extract archives with duplicate members`,
@@ -385,7 +405,6 @@ class Extractor {
       case 'file':
         entry.size = h.size;
         await writeContent(target, body);
-        this.links.set(relative, [entry]);
         break;
       case 'symlink':
         if (h.linkname === '') this.fail(h.name, 'is a symbolic link without a target');
@@ -400,11 +419,12 @@ class Extractor {
         // A fifo needs no privilege; a device node does.
         if (this.privileged || h.type === 'fifo') await makeNode(target, h);
     }
-    this.entries.set(relative, entry);
     if (Object.keys(h.xattrs).length && h.type !== 'hardlink') {
       entry.xattrs = h.xattrs;
       this.xattrs.push([target, h.xattrs]);
     }
+    const row = this.put(entry);
+    if (entry.type === 'hardlink') this.links.get(this.rows.get(entry.linkname!)!)!.push(row);
     if (h.type !== 'dir' && h.type !== 'hardlink' && (this.privileged || h.type === 'file' || h.type === 'symlink' || h.type === 'fifo'))
       this.applyMeta(target, entry);
   }
@@ -413,18 +433,19 @@ class Extractor {
     const why = unsafeReason(h.linkname);
     if (why || normalise(h.linkname) === '')
       this.fail(h.name, `is a hard link to ${JSON.stringify(h.linkname)}, outside the archive; refusing to extract it`);
-    const holder = this.entries.get(normalise(h.linkname));
-    const group = holder && this.links.get(holder.type === 'hardlink' ? holder.linkname! : holder.path);
-    if (!holder || !group) {
+    const named = this.existing(normalise(h.linkname));
+    const holder = named?.type === 'hardlink' ? this.existing(named.linkname!) : named;
+    if (holder?.type !== 'file') {
       this.fail(
         h.name,
         `is a hard link to ${JSON.stringify(h.linkname)}, which is not an earlier regular file of the archive; refusing to extract it`,
       );
     }
-    entry.linkname = group[0]!.path;
+    const holderRow = this.rows.get(holder.path)!;
+    if (!this.links.has(holderRow)) this.links.set(holderRow, [holderRow]);
+    entry.linkname = holder.path;
     // link(2) does not follow a symlink at its source, and the source's parents are directories we made.
-    fsSync.linkSync(this.abs(group[0]!.path), this.abs(entry.path));
-    group.push(entry);
+    fsSync.linkSync(this.abs(holder.path), this.abs(entry.path));
   }
 
   /** Owner before mode (chown clears setuid bits); xattrs come after both, at the end. */
@@ -434,13 +455,9 @@ class Extractor {
     fsSync.lutimesSync(target, entry.mtime, entry.mtime);
   }
 
-  private setMeta(entry: BaseEntry, h: TarMemberHeader): void {
-    Object.assign(entry, { mode: h.mode, uid: h.uid, gid: h.gid, mtime: h.mtime });
-  }
-
   /** Directories get their modes last, deepest first, so a read-only directory never blocks its own contents. */
-  async finish(): Promise<{ entries: BaseEntry[]; applied: BaseIndex['applied']; warnings: string[] }> {
-    canonicaliseLinks(this.links.values());
+  async finish(): Promise<{ entries: EntryTable; applied: BaseIndex['applied']; warnings: string[] }> {
+    canonicaliseLinks(this.entries, this.links.values());
     const applied = { owners: this.privileged, devices: this.privileged, xattrs: false };
     if (this.xattrs.length) {
       if (!this.privileged)
@@ -451,14 +468,16 @@ class Extractor {
         applied.xattrs = true;
       }
     } else applied.xattrs = true;
-    const dirs = [...this.entries.values()].filter((e) => e.type === 'dir').sort((a, b) => comparePaths(b.path, a.path));
+    const dirs: BaseEntry[] = [];
+    for (let row = 0; row < this.entries.length; row++) if (this.entries.type(row) === 'dir') dirs.push(this.entries.at(row));
+    dirs.sort((a, b) => comparePaths(b.path, a.path));
     for (const dir of dirs) {
       const target = this.abs(dir.path);
       if (this.privileged) fsSync.lchownSync(target, dir.uid, dir.gid);
       fsSync.chmodSync(target, dir.mode);
       fsSync.utimesSync(target, dir.mtime, dir.mtime);
     }
-    return { entries: [...this.entries.values()], applied, warnings: this.warnings };
+    return { entries: this.entries.finish(this.tree), applied, warnings: this.warnings };
   }
 }
 
@@ -489,7 +508,8 @@ async function makeNode(target: string, h: TarMemberHeader): Promise<void> {
   await runTool('mknod', ['-m', '0600', ...args], { what: `creating the device node ${target}` });
 }
 
-interface StoredIndex {
+/** What a stored index says besides its entries: the first line of the file, as JSON. */
+interface StoredMeta {
   version: number;
   digest: string;
   /** A cached directory index: the directoryIdentity() it was made at. */
@@ -497,51 +517,61 @@ interface StoredIndex {
   netboot?: string;
   applied: BaseIndex['applied'];
   warnings: string[];
-  entries: (Omit<BaseEntry, 'xattrs' | 'content'> & { xattrs?: Record<string, string> })[];
 }
 
-function toStored(digest: string, entries: BaseEntry[], applied: BaseIndex['applied'], warnings: string[], netboot?: string): StoredIndex {
-  return {
+export const INDEX_FILE = 'index.bin';
+
+/** The stored form: a line of JSON (StoredMeta), then the entry table's own encoding, written piece by piece. */
+function encodeIndex(index: Omit<BaseIndex, 'kind' | 'source' | 'root'>, identity?: string): Buffer[] {
+  const meta: StoredMeta = {
     version: INDEX_VERSION,
-    digest,
-    ...(netboot ? { netboot } : {}),
-    applied,
-    warnings,
-    entries: entries.map(({ xattrs, content: _content, ...rest }) =>
-      xattrs ? { ...rest, xattrs: Object.fromEntries(Object.entries(xattrs).map(([k, v]) => [k, v.toString('hex')])) } : rest,
-    ),
+    digest: index.digest ?? '',
+    ...(identity ? { identity } : {}),
+    ...(index.netboot ? { netboot: index.netboot } : {}),
+    applied: index.applied,
+    warnings: index.warnings,
   };
+  return [Buffer.from(`${JSON.stringify(meta)}\n`), ...index.entries.encode()];
 }
 
-/** Writes DIR/index.json for the tree at DIR/tree, so loadStored can open it without walking it. */
-export async function storeIndex(dir: string, index: BaseIndex): Promise<void> {
-  await writeFile(
-    path.join(dir, 'index.json'),
-    JSON.stringify(toStored(index.digest ?? '', index.entries, index.applied, index.warnings, index.netboot)),
-  );
-}
-
-/** The index stored at DIR/index.json for the tree at DIR/tree, or undefined when there is none of this version. */
-export async function loadStored(dir: string, source: string, kind: BaseIndex['kind'] = 'tarball'): Promise<BaseIndex | undefined> {
-  const text = await readFile(path.join(dir, 'index.json'), 'utf8').catch(() => undefined);
-  return text === undefined ? undefined : fromStored(JSON.parse(text) as StoredIndex, kind, source, path.join(dir, 'tree'));
-}
-
-function fromStored(stored: StoredIndex, kind: BaseIndex['kind'], source: string, root: string): BaseIndex | undefined {
-  if (stored.version !== INDEX_VERSION) return undefined;
-  const entries: BaseEntry[] = stored.entries.map(({ xattrs, ...rest }) =>
-    xattrs ? { ...rest, xattrs: Object.fromEntries(Object.entries(xattrs).map(([k, v]) => [k, Buffer.from(v, 'hex')])) } : { ...rest },
-  );
-  return finishIndex({
+function decodeIndex(
+  bytes: Buffer,
+  kind: BaseIndex['kind'],
+  source: string,
+  root: string,
+): { index: BaseIndex; meta: StoredMeta } | undefined {
+  const newline = bytes.indexOf(0x0a);
+  let meta: StoredMeta;
+  try {
+    meta = JSON.parse(bytes.toString('utf8', 0, newline)) as StoredMeta;
+  } catch {
+    return undefined;
+  }
+  if (newline < 0 || meta.version !== INDEX_VERSION) return undefined;
+  const entries = EntryTable.decode(bytes.subarray(newline + 1), root);
+  if (!entries) return undefined;
+  const index: BaseIndex = {
     kind,
     source,
-    ...(stored.digest ? { digest: stored.digest } : {}),
-    ...(stored.netboot ? { netboot: stored.netboot } : {}),
+    ...(meta.digest ? { digest: meta.digest } : {}),
+    ...(meta.netboot ? { netboot: meta.netboot } : {}),
     root,
     entries,
-    applied: stored.applied,
-    warnings: stored.warnings,
-  });
+    applied: meta.applied,
+    warnings: meta.warnings,
+  };
+  return { index, meta };
+}
+
+/** Writes DIR/index.bin for the tree at DIR/tree, so loadStored can open it without walking it. */
+export async function storeIndex(dir: string, index: BaseIndex): Promise<void> {
+  await writeFile(path.join(dir, INDEX_FILE), encodeIndex(index), { mode: 0o600 });
+}
+
+/** The index stored at DIR/index.bin for the tree at DIR/tree, or undefined when there is none of this version. */
+export async function loadStored(dir: string, source: string, kind: BaseIndex['kind'] = 'tarball'): Promise<BaseIndex | undefined> {
+  const bytes = await readFile(path.join(dir, INDEX_FILE)).catch(() => undefined);
+  return bytes && decodeIndex(bytes, kind, source, path.join(dir, 'tree'))?.index;
 }
 
 /**
@@ -552,16 +582,12 @@ function fromStored(stored: StoredIndex, kind: BaseIndex['kind'], source: string
  */
 async function indexDirectoryCached(root: string, cacheDir: string, identity: string): Promise<BaseIndex> {
   root = await realpath(root);
-  const file = path.join(cacheDir, 'directory-indexes', `${sha256(root)}.json`);
-  const text = await readFile(file, 'utf8').catch(() => undefined);
-  if (text !== undefined) {
-    const stored = JSON.parse(text) as StoredIndex;
-    const index = stored.identity === identity ? fromStored(stored, 'directory', root, root) : undefined;
-    if (index) return index;
-  }
+  const file = path.join(cacheDir, 'directory-indexes', `${sha256(root)}.bin`);
+  const bytes = await readFile(file).catch(() => undefined);
+  const cached = bytes && decodeIndex(bytes, 'directory', root, root);
+  if (cached?.meta.identity === identity) return cached.index;
   const index = await indexDirectory(root);
-  const stored = JSON.stringify({ ...toStored('', index.entries, index.applied, index.warnings), identity });
-  await stageIntoCache(file, (temporary) => writeFile(temporary, stored, { mode: 0o600 }), { parentMode: 0o700 });
+  await stageIntoCache(file, (temporary) => writeFile(temporary, encodeIndex(index, identity), { mode: 0o600 }), { parentMode: 0o700 });
   return index;
 }
 
@@ -585,7 +611,7 @@ async function openTarball(file: string, cacheDir: string, privileged: boolean, 
           for await (const member of readTar(bytes)) await extractor.add(member);
         });
         const { entries, applied, warnings } = await extractor.finish();
-        await writeFile(path.join(staging, 'index.json'), JSON.stringify(toStored(digest, entries, applied, warnings)));
+        await writeFile(path.join(staging, INDEX_FILE), encodeIndex({ digest, entries, applied, warnings }), { mode: 0o600 });
       },
       { parentMode: 0o700 },
     );

@@ -35,25 +35,24 @@
  * (GNU tar restores only user.* xattrs without --xattrs-include).
  */
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
 import * as fsSync from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGzip, gzipSync } from 'node:zlib';
-import { findProgram, requirePrograms, startTool } from '../tools.js';
+import { gzipSync } from 'node:zlib';
+import { findProgram, requirePrograms } from '../tools.js';
+import { BufferPool, compress, PIECE, tarBytes, type Format } from './tar-bytes.js';
 import { sha256, type PlannedFile } from '../plan/plan.js';
-import type { BaseEntry, BaseIndex } from '../base/open.js';
+import type { BaseIndex } from '../base/open.js';
+import type { EntryTable } from '../base/entry-table.js';
 import { sweepStaleTemporaries, temporaryName } from '../cache.js';
 import { RootfsError } from '../rootfs/errors.js';
 import { writeAll } from '../rootfs/io.js';
 import { mergeOverlay, type NodeEntry, type OverlayMerge } from './overlay.js';
 import { comparePaths } from '../rootfs/paths.js';
-import { BLOCK, encodeHeader, END_OF_ARCHIVE, padding, type TarHeader } from '../rootfs/tarformat.js';
+import { BLOCK, END_OF_ARCHIVE, padding } from '../rootfs/tarformat.js';
 
-export type Format = 'gz' | 'zst';
+export type { Format } from './tar-bytes.js';
 
 /**
  * Bumped whenever the same inputs give other archive bytes (2: base mtimes kept, no longer clamped), so packed
@@ -124,6 +123,8 @@ export interface SharedBase {
   endOfArchive: Partial<Record<Format, Buffer>>;
   levels: { gz: number; zst: number };
   concurrency: number;
+  /** The buffers every compression of this build fills, reused (see tar-bytes.ts). */
+  pool: BufferPool;
 }
 
 /** $SOURCE_DATE_EPOCH when it is set. */
@@ -137,7 +138,7 @@ export function epochFromEnv(env: NodeJS.ProcessEnv = process.env): number | und
 /** The mtime of the base's newest entry (0 for an empty base). */
 export function newestMtime(base: Pick<BaseIndex, 'entries'>): number {
   let newest = 0;
-  for (const entry of base.entries) if (entry.mtime > newest) newest = entry.mtime;
+  for (let i = 0; i < base.entries.length; i++) newest = Math.max(newest, base.entries.mtime(i));
   return newest;
 }
 
@@ -157,119 +158,27 @@ export async function zstdAvailable(): Promise<boolean> {
 // ---------------------------------------------------------------------------
 // Tar bytes
 
-/** Every entry keeps the mtime the index gives it: the base's own, or SOURCE_DATE_EPOCH for an overlay entry (mergeOverlay). */
-function tarHeader(entry: BaseEntry): TarHeader {
-  return {
-    path: entry.path,
-    type: entry.type,
-    mode: entry.mode,
-    uid: entry.uid,
-    gid: entry.gid,
-    size: entry.type === 'file' ? entry.size : 0,
-    mtime: Math.max(0, entry.mtime),
-    linkname: entry.linkname,
-    devmajor: entry.devmajor,
-    devminor: entry.devminor,
-    xattrs: entry.xattrs,
-  };
-}
-
-const SMALL = 1 << 20;
-
-/** Reads a base file, refusing a symlink in its place and a size that changed since it was indexed. */
-function* fileContent(entry: BaseEntry): Generator<Buffer> {
-  const fd = fsSync.openSync(entry.content!, constants.O_RDONLY | constants.O_NOFOLLOW);
-  try {
-    let left = entry.size;
-    while (left > 0) {
-      const piece = Buffer.allocUnsafe(Math.min(left, SMALL));
-      const read = fsSync.readSync(fd, piece, 0, piece.length, null);
-      if (read === 0) break;
-      left -= read;
-      yield read === piece.length ? piece : piece.subarray(0, read);
-    }
-    if (left !== 0 || fsSync.readSync(fd, Buffer.alloc(1), 0, 1, null) !== 0) {
-      throw new RootfsError(`base file ${entry.path} changed size while the artifact was written (indexed ${entry.size} bytes)`);
-    }
-  } finally {
-    fsSync.closeSync(fd);
-  }
-}
-
-/**
- * The tar bytes of entries, in pieces of about 1 MiB: small headers and files
- * are gathered so that the compressor sees few, large writes. Synchronous
- * reads on purpose: files come from the page cache, and the compressor works
- * on the thread pool meanwhile.
- */
-function* tarBytes(entries: Iterable<NodeEntry>): Generator<Buffer> {
-  let batch: Buffer[] = [];
-  let size = 0;
-  const push = function* (b: Buffer): Generator<Buffer> {
-    batch.push(b);
-    size += b.length;
-    if (size >= SMALL) {
-      yield Buffer.concat(batch, size);
-      batch = [];
-      size = 0;
-    }
-  };
-  for (const entry of entries) {
-    yield* push(encodeHeader(tarHeader(entry)));
-    if (entry.type !== 'file') continue;
-    if (entry.data) yield* push(entry.data);
-    else for (const piece of fileContent(entry)) yield* push(piece);
-    const pad = padding(entry.size);
-    if (pad) yield* push(Buffer.alloc(pad));
-  }
-  if (size) yield Buffer.concat(batch, size);
-}
-
-/** Compresses generated bytes as one gzip member or zstd frame, handing the output to `sink`. */
-async function compress(format: Format, level: number, bytes: Iterable<Buffer>, sink: (piece: Buffer) => void): Promise<void> {
-  if (format === 'gz') {
-    // 1 MiB output slices: fewer round trips between the thread pool and the main thread than the default 16 KiB.
-    await pipeline(Readable.from(bytes), createGzip({ level, chunkSize: SMALL }), async (compressed: AsyncIterable<Buffer>) => {
-      for await (const piece of compressed) sink(piece);
-    });
-    return;
-  }
-  const { child, done } = startTool('zstd', ['-q', '-c', `-${level}`], {
-    stdin: 'pipe',
-    streamStdout: true,
-    what: 'compressing an artifact with zstd',
-    why: '.tar.zst artifacts',
-  });
-  const feed = pipeline(Readable.from(bytes), child.stdin!);
-  const drain = (async () => {
-    for await (const piece of child.stdout as AsyncIterable<Buffer>) sink(piece);
-  })();
-  const [fed] = await Promise.allSettled([feed, drain]);
-  await done();
-  if (fed.status === 'rejected') throw fed.reason;
-  await drain;
-}
-
 // ---------------------------------------------------------------------------
 // Shared base
 
 /** Deterministic: an estimate from the index alone, so the same base always cuts the same way. */
-function estimate(entry: BaseEntry): number {
-  return BLOCK + (entry.type === 'file' ? entry.size + padding(entry.size) : 0) + (entry.xattrs ? BLOCK * 2 : 0);
+function estimate(entries: EntryTable, i: number): number {
+  const size = entries.type(i) === 'file' ? entries.size(i) : 0;
+  return BLOCK + size + padding(size) + (entries.hasXattrs(i) ? BLOCK * 2 : 0);
 }
 
-function planChunks(entries: readonly BaseEntry[], chunkBytes: number): Chunk[] {
+function planChunks(entries: EntryTable, chunkBytes: number): Chunk[] {
   const chunks: Chunk[] = [];
   let start = 0;
   let size = 0;
-  entries.forEach((entry, i) => {
-    size += estimate(entry);
+  for (let i = 0; i < entries.length; i++) {
+    size += estimate(entries, i);
     if (size >= chunkBytes || i === entries.length - 1) {
-      chunks.push({ start, end: i + 1, firstPath: entries[start]!.path, files: {} });
+      chunks.push({ start, end: i + 1, firstPath: entries.path(start), files: {} });
       start = i + 1;
       size = 0;
     }
-  });
+  }
   return chunks;
 }
 
@@ -295,6 +204,7 @@ export async function prepareSharedBase(base: BaseIndex, workDir: string, option
   const formats = await resolveFormats(options.formats);
   const levels = { gz: options.gzipLevel ?? 6, zst: options.zstdLevel ?? 3 };
   const chunks = planChunks(base.entries, options.chunkBytes ?? 4 << 20);
+  const pool = new BufferPool();
   await mkdir(workDir, { recursive: true });
   const jobs = chunks.flatMap((chunk, i) => formats.map((format) => ({ chunk, i, format })));
   // One more job than CPUs: the main thread generates tar bytes while the others compress.
@@ -303,7 +213,13 @@ export async function prepareSharedBase(base: BaseIndex, workDir: string, option
     const file = path.join(workDir, `chunk-${String(i).padStart(6, '0')}.${format}`);
     const out = fsSync.openSync(file, 'w', 0o600);
     try {
-      await compress(format, levels[format], tarBytes(base.entries.slice(chunk.start, chunk.end)), (piece) => writeAll(out, piece));
+      await compress(
+        format,
+        levels[format],
+        tarBytes(base.entries.range(chunk.start, chunk.end), pool),
+        (piece) => writeAll(out, piece),
+        pool,
+      );
     } finally {
       fsSync.closeSync(out);
     }
@@ -313,10 +229,10 @@ export async function prepareSharedBase(base: BaseIndex, workDir: string, option
   for (const format of formats) {
     const pieces: Buffer[] = [];
     if (format === 'gz') pieces.push(gzipSync(END_OF_ARCHIVE, { level: levels.gz }));
-    else await compress('zst', levels.zst, [END_OF_ARCHIVE], (piece) => pieces.push(piece));
+    else await compress('zst', levels.zst, [END_OF_ARCHIVE], (piece) => pieces.push(piece), pool);
     endOfArchive[format] = Buffer.concat(pieces);
   }
-  return { base, epoch, formats, chunks, endOfArchive, levels, concurrency };
+  return { base, epoch, formats, chunks, endOfArchive, levels, concurrency, pool };
 }
 
 // ---------------------------------------------------------------------------
@@ -352,11 +268,12 @@ function touchedChunks(shared: SharedBase, merge: OverlayMerge): Map<number, Nod
 /** A chunk's base entries with the node's changes, merged in sorted order. */
 function* nodeChunkEntries(shared: SharedBase, chunk: Chunk, added: readonly NodeEntry[], merge: OverlayMerge): Generator<NodeEntry> {
   let a = 0;
+  const entries = shared.base.entries;
   for (let i = chunk.start; i < chunk.end; i++) {
-    const entry = shared.base.entries[i]!;
-    while (a < added.length && comparePaths(added[a]!.path, entry.path) < 0) yield added[a++]!;
-    if (merge.replaced.has(entry.path)) continue;
-    yield merge.relinked.get(entry.path) ?? entry;
+    const p = entries.path(i);
+    while (a < added.length && comparePaths(added[a]!.path, p) < 0) yield added[a++]!;
+    if (merge.replaced.has(p)) continue;
+    yield merge.relinked.get(p) ?? entries.at(i);
   }
   while (a < added.length) yield added[a++]!;
 }
@@ -417,7 +334,7 @@ async function rebuildChunks(
   await mapLimit(jobs, concurrency, async ({ format, i }) => {
     const pieces: Buffer[] = [];
     const entries = nodeChunkEntries(shared, shared.chunks[i]!, touched.get(i)!, merge);
-    await compress(format, shared.levels[format], tarBytes(entries), (piece) => pieces.push(piece));
+    await compress(format, shared.levels[format], tarBytes(entries, shared.pool), (piece) => pieces.push(piece), shared.pool);
     rebuilt.set(`${format}:${i}`, Buffer.concat(pieces));
   });
   return rebuilt;
@@ -427,7 +344,7 @@ async function rebuildChunks(
 async function writeFormat(shared: SharedBase, format: Format, file: string, rebuilt: Map<string, Buffer>): Promise<ArtifactFile> {
   const out = new Output(file);
   try {
-    const buffer = Buffer.allocUnsafe(SMALL);
+    const buffer = Buffer.allocUnsafe(PIECE);
     for (const [i, chunk] of shared.chunks.entries()) {
       const mine = rebuilt.get(`${format}:${i}`);
       if (mine) out.write(mine);

@@ -209,10 +209,10 @@ export async function reconcile(base: BaseIndex, dest: string, replaced: Set<str
       if (entry.type !== 'symlink') fsSync.chmodSync(target, entry.mode);
     }
   }
-  const withXattrs = base.entries.some((e) => e.xattrs);
-  if (withXattrs) {
+  const withXattrs = [...base.entries.withXattrs()];
+  if (withXattrs.length) {
     await requireXattrTools('setfattr', `the file capabilities and other xattrs ${dest} must hold`);
-    const items: [string, Xattrs][] = base.entries.filter((e) => e.xattrs && !replaced.has(e.path)).map((e) => [abs(e.path), e.xattrs!]);
+    const items: [string, Xattrs][] = withXattrs.filter((e) => !replaced.has(e.path)).map((e) => [abs(e.path), e.xattrs!]);
     await applyXattrs(items).catch((error: Error) => {
       throw new RootfsError(`the base's xattrs (file capabilities) cannot be set in ${dest}: ${error.message}`);
     });
@@ -271,7 +271,7 @@ async function restoreFromBase(base: BaseIndex, dest: string, relative: string, 
   const st = lstatOrUndefined(target);
   if (st?.isDirectory()) return;
   if (st) remove(target, journal);
-  const entry = base.byPath.get(relative);
+  const entry = base.entries.get(relative);
   if (!entry || entry.type === 'dir') return;
   const source = entry.type === 'hardlink' ? entry.linkname! : relative;
   const copied = await runTool('cp', ['-a', '--', path.join(base.root, source), target], { accept: 'any' });
@@ -314,7 +314,7 @@ export async function reviseNodeTree(
   for (const p of stale) await restoreFromBase(base, dest, p, journal);
   // Directories only the old overlay needed (not in the base, not needed now) go with it, deepest first.
   const keep = new Set(merge.entries.filter((e) => e.type === 'dir').map((e) => e.path));
-  const emptied = [...new Set(stale.flatMap((p) => ancestors(p)))].filter((d) => !base.byPath.has(d) && !keep.has(d));
+  const emptied = [...new Set(stale.flatMap((p) => ancestors(p)))].filter((d) => !base.entries.has(d) && !keep.has(d));
   for (const dir of emptied.sort((a, b) => b.length - a.length)) {
     const target = path.join(safeParent(dest, dir, journal), path.posix.basename(dir));
     if (!lstatOrUndefined(target)?.isDirectory() || fsSync.readdirSync(target).length > 0) continue;

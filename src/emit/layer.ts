@@ -6,7 +6,7 @@
 import { stat } from 'node:fs/promises';
 import type { BaseEntry, BaseIndex } from '../base/open.js';
 import { RootfsError } from '../rootfs/errors.js';
-import { ancestors, comparePaths } from '../rootfs/paths.js';
+import { ancestors } from '../rootfs/paths.js';
 
 export interface LayerFile {
   path: string;
@@ -17,17 +17,17 @@ export interface LayerFile {
 
 export async function withClusterLayer(base: BaseIndex, files: readonly LayerFile[], mtime: number): Promise<BaseIndex> {
   if (files.length === 0) return base;
-  const byPath = new Map(base.byPath);
+  const changes = new Map<string, BaseEntry>();
+  const find = (p: string) => changes.get(p) ?? base.entries.get(p);
   for (const file of files) {
     for (const dir of ancestors(file.path)) {
-      const entry = byPath.get(dir);
+      const entry = find(dir);
       if (entry && entry.type !== 'dir')
         throw new RootfsError(`cannot add /${file.path} to the base: /${dir} is a ${entry.type} there, not a directory`);
-      if (!entry) byPath.set(dir, { path: dir, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime });
+      if (!entry) changes.set(dir, { path: dir, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime });
     }
-    const existing = byPath.get(file.path);
-    if (existing?.type === 'dir') throw new RootfsError(`cannot add /${file.path} to the base: it is a directory there`);
-    const entry: BaseEntry = {
+    if (find(file.path)?.type === 'dir') throw new RootfsError(`cannot add /${file.path} to the base: it is a directory there`);
+    changes.set(file.path, {
       path: file.path,
       type: 'file',
       mode: file.mode,
@@ -36,15 +36,14 @@ export async function withClusterLayer(base: BaseIndex, files: readonly LayerFil
       size: (await stat(file.content)).size,
       mtime,
       content: file.content,
-    };
-    byPath.set(file.path, entry);
+    });
   }
   // A base hard link to a replaced file would now point at the new content; such bases are refused.
-  for (const entry of byPath.values()) {
-    if (entry.type === 'hardlink' && files.some((f) => f.path === entry.linkname)) {
-      throw new RootfsError(`cannot add /${entry.linkname} to the base: /${entry.path} is a hard link to it`);
-    }
+  const added = new Set(files.map((f) => f.path));
+  for (let i = 0; i < base.entries.length; i++) {
+    if (base.entries.type(i) !== 'hardlink') continue;
+    const entry = base.entries.at(i);
+    if (added.has(entry.linkname!)) throw new RootfsError(`cannot add /${entry.linkname} to the base: /${entry.path} is a hard link to it`);
   }
-  const entries = [...byPath.values()].sort((a, b) => comparePaths(a.path, b.path));
-  return { ...base, entries, byPath: new Map(entries.map((e) => [e.path, e])) };
+  return { ...base, entries: base.entries.withChanges([...changes.values()]) };
 }

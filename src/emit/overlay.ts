@@ -64,7 +64,7 @@ function matchPattern(base: BaseIndex, pattern: string): string[] {
   const slash = pattern.lastIndexOf('/');
   const dir = slash < 0 ? '' : pattern.slice(0, slash);
   const last = slash < 0 ? pattern : pattern.slice(slash + 1);
-  if (!dir || ancestors(`${dir}/x`).every((d) => base.byPath.get(d)?.type === 'dir')) {
+  if (!dir || ancestors(`${dir}/x`).every((d) => base.entries.get(d)?.type === 'dir')) {
     const re = new RegExp(
       `^${last
         .split('*')
@@ -73,27 +73,17 @@ function matchPattern(base: BaseIndex, pattern: string): string[] {
     );
     // Entries are sorted, so everything below dir/ is one run of them, found by bisection.
     const prefix = dir ? `${dir}/` : '';
-    for (let i = firstAtOrAfter(base.entries, prefix); i < base.entries.length; i++) {
-      const entry = base.entries[i]!;
-      if (!entry.path.startsWith(prefix)) break;
-      if (entry.type === 'dir' || entry.path === '') continue;
-      const name = entry.path.slice(prefix.length);
-      if (!name.includes('/') && re.test(name)) matches.push(entry.path);
+    const entries = base.entries;
+    for (let i = entries.lowerBound(prefix); i < entries.length; i++) {
+      const p = entries.path(i);
+      if (!p.startsWith(prefix)) break;
+      if (entries.type(i) === 'dir' || p === '') continue;
+      const name = p.slice(prefix.length);
+      if (!name.includes('/') && re.test(name)) matches.push(p);
     }
   }
   known.set(pattern, matches);
   return matches;
-}
-
-function firstAtOrAfter(entries: readonly BaseEntry[], path: string): number {
-  let lo = 0;
-  let hi = entries.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (comparePaths(entries[mid]!.path, path) < 0) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
 }
 
 /** Holder path → the hard links to it, computed once per base. */
@@ -103,8 +93,9 @@ function groupsOf(base: BaseIndex): Map<string, BaseEntry[]> {
   let groups = linkGroups.get(base);
   if (!groups) {
     groups = new Map();
-    for (const entry of base.entries) {
-      if (entry.type !== 'hardlink') continue;
+    for (let i = 0; i < base.entries.length; i++) {
+      if (base.entries.type(i) !== 'hardlink') continue;
+      const entry = base.entries.at(i);
       const list = groups.get(entry.linkname!);
       if (list) list.push(entry);
       else groups.set(entry.linkname!, [entry]);
@@ -129,7 +120,7 @@ export function resolveInRoot(base: BaseIndex, relative: string): string | undef
       done.pop();
       continue;
     }
-    const entry = base.byPath.get([...done, part].join('/'));
+    const entry = base.entries.get([...done, part].join('/'));
     if (entry?.type !== 'symlink') {
       done.push(part);
       continue;
@@ -164,7 +155,7 @@ function checkParents(
   for (const dir of ancestors(file.path)) {
     const mine = overlay.get(dir);
     if (mine) throw new OverlayConflictError(file.path, `its parent ${JSON.stringify(dir)} is a ${mine.type} of the overlay itself`);
-    const entry = base.byPath.get(dir);
+    const entry = base.entries.get(dir);
     if (!entry) {
       if (!parents.has(dir)) parents.set(dir, { path: dir, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime });
       continue;
@@ -215,7 +206,7 @@ export function mergeOverlay(
   const entries: NodeEntry[] = [];
   for (const file of overlay.values()) {
     checkParents(base, file, overlay, parents, options.mtime);
-    const existing = base.byPath.get(file.path);
+    const existing = base.entries.get(file.path);
     if (existing?.type === 'dir') {
       throw new OverlayConflictError(file.path, 'the base has a directory there; an overlay file cannot replace a directory');
     }
@@ -226,7 +217,7 @@ export function mergeOverlay(
   for (const p of removed) replaced.add(p);
   const relinked = new Map<string, BaseEntry>();
   for (const path of replaced) {
-    const entry = base.byPath.get(path)!;
+    const entry = base.entries.get(path)!;
     if (entry.type === 'file') relink(base, entry, replaced, relinked);
   }
   entries.push(...parents.values());

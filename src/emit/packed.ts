@@ -19,6 +19,7 @@ import {
 } from './artifact.js';
 import type { BaseIndex } from '../base/open.js';
 import { stageIntoCache } from '../cache.js';
+import { BufferPool } from './tar-bytes.js';
 
 /** Bumped whenever the packing changes what bytes a chunk holds. */
 const PACKING = 'chunks-1';
@@ -65,7 +66,16 @@ export async function packedBase(
     const endOfArchive = Object.fromEntries(Object.entries(stored.endOfArchive).map(([f, b64]) => [f, Buffer.from(b64!, 'base64')]));
     const concurrency = options.concurrency ?? 3;
     return {
-      shared: { base, epoch: stored.epoch, formats: stored.formats, chunks, endOfArchive, levels: stored.levels, concurrency },
+      shared: {
+        base,
+        epoch: stored.epoch,
+        formats: stored.formats,
+        chunks,
+        endOfArchive,
+        levels: stored.levels,
+        concurrency,
+        pool: new BufferPool(),
+      },
       hit: true,
     };
   }

@@ -12,7 +12,7 @@ test.after(cleanup);
 
 /** The index minus where content lives, which differs between a directory and its extraction. */
 const comparable = (base: BaseIndex) =>
-  base.entries.map(({ content: _c, ...rest }) => ({
+  [...base.entries].map(({ content: _c, ...rest }) => ({
     ...rest,
     xattrs: rest.xattrs && Object.fromEntries(Object.entries(rest.xattrs).map(([k, v]) => [k, v.toString('hex')])),
   }));
@@ -26,12 +26,12 @@ test('a directory base is indexed with types, owners, modes, links, hard links a
   const t = await tempDir('dir');
   await makeBase(`${t}/base`, `${t}/sentinel`);
   const base = await openBase(`${t}/base`);
-  const at = (p: string) => base.byPath.get(p)!;
+  const at = (p: string) => base.entries.get(p)!;
   assert.is(base.kind, 'directory');
-  assert.is(base.entries[0]!.path, '');
+  assert.is(base.entries.at(0).path, '');
   assert.equal(
-    base.entries.map((e) => e.path),
-    [...base.entries.map((e) => e.path)].sort(),
+    [...base.entries].map((e) => e.path),
+    [...base.entries].map((e) => e.path).sort(),
   );
   assert.is(at('etc/resolv.conf').type, 'symlink');
   assert.is(at('etc/resolv.conf').linkname, '/run/systemd/resolve/stub-resolv.conf');
@@ -111,11 +111,11 @@ test("a directory base's index is cached under its identity and read back the sa
   const cached = await openBase(`${t}/base`, { cacheDir: `${t}/cache`, identity });
   assert.equal(comparable(first), comparable(walked));
   assert.equal(comparable(cached), comparable(walked));
-  assert.equal({ ...cached, entries: [], byPath: undefined }, { ...walked, entries: [], byPath: undefined });
+  assert.equal({ ...cached, entries: undefined }, { ...walked, entries: undefined });
   // Another identity (the directory changed): walked again, not taken from the cache.
   fs.writeFileSync(`${t}/base/etc/new`, 'new\n');
   const changed = await openBase(`${t}/base`, { cacheDir: `${t}/cache`, identity: await directoryIdentity(`${t}/base`) });
-  assert.ok(changed.byPath.has('etc/new'));
+  assert.ok(changed.entries.has('etc/new'));
 });
 
 test('a directory identity does not follow symlinks out of the base', async () => {
@@ -162,11 +162,11 @@ test('without privileges, owners and device nodes are in the index only', async 
   const base = await openBase(await tarOf(`${t}/base`, `${t}/base.tar`), { cacheDir: `${t}/cache`, privileged: false });
   assert.equal(base.applied, { owners: false, devices: false, xattrs: false });
   assert.ok(base.warnings.some((w) => w.includes('not applied')));
-  assert.is(base.byPath.get('usr/bin/ping')!.xattrs?.['security.capability']?.length, 20);
+  assert.is(base.entries.get('usr/bin/ping')!.xattrs?.['security.capability']?.length, 20);
   if (rootCanCheck()) {
-    assert.is(base.byPath.get('home/user/.profile')!.uid, 1000);
+    assert.is(base.entries.get('home/user/.profile')!.uid, 1000);
     assert.is(fs.lstatSync(path.join(base.root, 'home/user/.profile')).uid, 0);
-    assert.is(base.byPath.get('dev/null')!.type, 'char');
+    assert.is(base.entries.get('dev/null')!.type, 'char');
     assert.not.ok(fs.existsSync(path.join(base.root, 'dev/null')));
   }
 });
@@ -297,4 +297,19 @@ test('truncated archives are clear errors: plain, gzip, xz and zstd', async () =
   fs.writeFileSync(`${h.t}/cut.tar`, plain.subarray(0, 1024));
   const error = await openBase(`${h.t}/cut.tar`, { cacheDir: h.cache }).catch((e: Error) => e);
   assert.match(String(error), /truncated/);
+});
+
+test("a directory is walked in path order, where 'a-b' comes between 'a' and 'a/x', and a cached index reads back the same", async () => {
+  const t = await tempDir('order');
+  for (const dir of ['a/x', 'a.d', 'é/ü']) fs.mkdirSync(`${t}/base/${dir}`, { recursive: true });
+  for (const file of ['a-b', 'a/x/y', 'a0', 'é/ü/z', 'é-']) fs.writeFileSync(`${t}/base/${file}`, file);
+  const walked = await openBase(`${t}/base`);
+  const paths = [...walked.entries].map((e) => e.path);
+  assert.equal(paths, ['', 'a', 'a-b', 'a.d', 'a/x', 'a/x/y', 'a0', 'é', 'é-', 'é/ü', 'é/ü/z']);
+  assert.equal(paths, [...paths].sort());
+  const identity = await directoryIdentity(`${t}/base`);
+  await openBase(`${t}/base`, { cacheDir: `${t}/cache`, identity });
+  const cached = await openBase(`${t}/base`, { cacheDir: `${t}/cache`, identity });
+  assert.equal(comparable(cached), comparable(walked));
+  assert.is(cached.entries.get('é/ü/z')!.size, Buffer.byteLength('é/ü/z'));
 });

@@ -5,6 +5,7 @@ import tarStream from 'tar-stream';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { buildArtifacts, epochFromEnv, sourceDateEpoch, type ArtifactOptions } from '../../src/emit/artifact.js';
+import { EntryTableBuilder } from '../../src/base/entry-table.js';
 import { openBase, type BaseIndex } from '../../src/base/open.js';
 import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
 import { writeNodeTree } from '../../src/emit/export-tree.js';
@@ -76,10 +77,15 @@ test("SOURCE_DATE_EPOCH comes from the environment and must be a number; unset, 
   assert.is(epochFromEnv({}), undefined);
   assert.is(epochFromEnv({ SOURCE_DATE_EPOCH: '1700000000' }), EPOCH);
   assert.throws(() => epochFromEnv({ SOURCE_DATE_EPOCH: 'yesterday' }), /SOURCE_DATE_EPOCH/);
-  const entries = [{ mtime: 5 }, { mtime: 1_600_000_123 }, { mtime: 7 }] as never[];
+  const table = (mtimes: number[]) => {
+    const builder = new EntryTableBuilder();
+    mtimes.forEach((mtime, i) => builder.add({ path: `f${i}`, type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, mtime }));
+    return builder.finish('/base');
+  };
+  const entries = table([5, 1_600_000_123, 7]);
   assert.is(sourceDateEpoch({ entries }, {}), 1_600_000_123);
   assert.is(sourceDateEpoch({ entries }, { SOURCE_DATE_EPOCH: '1700000000' }), EPOCH);
-  assert.is(sourceDateEpoch({ entries: [] }, {}), 0);
+  assert.is(sourceDateEpoch({ entries: table([]) }, {}), 0);
 });
 
 test("base files keep their own mtimes; files and directories netroot writes get SOURCE_DATE_EPOCH, by default the base's newest mtime", async () => {
