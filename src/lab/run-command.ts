@@ -4,7 +4,9 @@
  * network namespace through nsenter, which (unlike `ip netns exec`) leaves
  * /sys alone, so systemd-nspawn still finds the host's cgroups.
  */
-import { execa, type ResultPromise } from 'execa';
+import type { ResultPromise } from 'execa';
+import { ToolError } from '../errors.js';
+import { runTool } from '../tools.js';
 import { LabError } from './errors.js';
 
 export interface CommandResult {
@@ -22,31 +24,38 @@ export interface RunOptions {
 
 const DEFAULT_TIMEOUT = 30_000;
 
+/**
+ * Runs a program through src/tools.ts, the one place that runs programs: one that is not installed stops the
+ * lab with its Debian package named. Any exit status is a result; a timeout is a failed result that says so.
+ */
 export async function tryRun(command: string, args: string[], options: RunOptions = {}): Promise<CommandResult> {
-  const result = await execa(command, args, {
-    reject: false,
-    timeout: options.timeoutMs ?? DEFAULT_TIMEOUT,
-    forceKillAfterDelay: 2_000,
-    stripFinalNewline: true,
-    ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' as const }),
-    ...(options.env ? { env: options.env } : {}),
-  });
-  return {
-    ok: !result.failed,
-    exitCode: result.exitCode,
-    stdout: String(result.stdout ?? ''),
-    stderr: result.timedOut
-      ? `${String(result.stderr ?? '')}\n(stopped after ${Math.round((options.timeoutMs ?? DEFAULT_TIMEOUT) / 1000)} s)`.trim()
-      : String(result.stderr ?? ''),
-  };
+  const timeout = options.timeoutMs ?? DEFAULT_TIMEOUT;
+  try {
+    const result = await runTool(command, args, {
+      accept: 'any',
+      timeout,
+      forceKillAfterDelay: 2_000,
+      what: [command, ...args].join(' '),
+      why: 'the lab (scripts/install-lab-deps.sh installs what it needs)',
+      ...(options.input !== undefined ? { input: options.input } : {}),
+      ...(options.env ? { env: options.env } : {}),
+    });
+    return { ok: result.status === 0, exitCode: result.status, stdout: result.stdout, stderr: result.stderr };
+  } catch (error) {
+    if (!(error instanceof ToolError) || error.failure !== 'timeout') throw error;
+    return {
+      ok: false,
+      exitCode: undefined,
+      stdout: '',
+      stderr: `${error.stderrTail.join('\n')}\n(stopped after ${timeout / 1000} s)`.trim(),
+    };
+  }
 }
 
 export async function run(command: string, args: string[], options: RunOptions = {}): Promise<string> {
   const result = await tryRun(command, args, options);
   if (!result.ok) {
     const output = (result.stderr || result.stdout).trim().split('\n').slice(-6).join('\n  ');
-    if (result.exitCode === undefined && /ENOENT/.test(output))
-      throw new LabError(`${command} is not installed: run scripts/install-lab-deps.sh`);
     throw new LabError(`${[command, ...args].join(' ')} failed (exit ${result.exitCode ?? '?'}):\n  ${output}`);
   }
   return result.stdout;
