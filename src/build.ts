@@ -15,7 +15,7 @@ import { planCluster, type BuildPlan, type PlannedFile } from './plan/plan.js';
 import { emitCluster } from './emit/cluster.js';
 import { OUTPUT_FORMATS, type OutputFormat, type RootfsInputs } from './emit/rootfs.js';
 import { defaultReporter, type Reporter } from './progress.js';
-import { classifyBase, debootstrapWithPackages, openBaseSource, type BaseSource } from './base/source.js';
+import { classifyBase, debootstrapWithPackages, extractedInCache, openBaseSource, type BaseSource } from './base/source.js';
 import { debootstrapCachePath, parseDebootstrapSpec } from './base/debootstrap.js';
 import { rememberedDigest } from './cache.js';
 import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './base/netboot.js';
@@ -400,6 +400,7 @@ export async function programsForBuild(options: BuildOptions, loaded: LoadedProf
     ...(options.compress ? { compress: options.compress } : {}),
     privileged: isRoot(),
     debootstrapCached,
+    extracted: await extractedInCache(source, cacheDir),
   });
 }
 

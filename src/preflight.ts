@@ -25,13 +25,16 @@ export interface BuildToolInputs {
   privileged: boolean;
   /** A debootstrap base already built into the cache: mmdebstrap will not run. */
   debootstrapCached?: boolean;
+  /** A tarball or disk image already extracted into the cache: nothing decompresses, partitions or extracts it again. */
+  extracted?: boolean;
 }
 
 export async function buildPrograms(inputs: BuildToolInputs): Promise<ProgramNeed[]> {
   const { source, formats, privileged } = inputs;
   const needs: ProgramNeed[] = [];
   const need = (program: string, why: string): void => void needs.push({ program, why });
-  const compression = source.kind === 'tarball' || source.kind === 'image' ? await sniff(source.path!) : 'none';
+  const extracted = (source.kind === 'tarball' || source.kind === 'image') && inputs.extracted === true;
+  const compression = (source.kind === 'tarball' || source.kind === 'image') && !extracted ? await sniff(source.path!) : 'none';
   if (compression === 'xz' || compression === 'zstd') need(compression, `reading the ${compression}-compressed base ${source.spec}`);
   switch (source.kind) {
     case 'directory':
@@ -39,6 +42,7 @@ export async function buildPrograms(inputs: BuildToolInputs): Promise<ProgramNee
       need('getfattr', `the file capabilities of the directory base ${source.spec}`);
       break;
     case 'image':
+      if (extracted) break;
       need('sfdisk', `the partition table of the disk image ${source.spec}`);
       need('debugfs', `reading the root filesystem of the disk image ${source.spec}`);
       break;
@@ -49,7 +53,8 @@ export async function buildPrograms(inputs: BuildToolInputs): Promise<ProgramNee
       break;
   }
   // As root, an extracted base and every node tree get the base's capabilities written back.
-  if (privileged && (source.kind !== 'directory' || formats.includes('tree'))) need('setfattr', "writing the base's file capabilities");
+  if (privileged && ((source.kind !== 'directory' && !extracted) || formats.includes('tree')))
+    need('setfattr', "writing the base's file capabilities");
   if (formats.includes('tree')) need('cp', 'writing node trees (--format tree)');
   if (formats.includes('tar') && inputs.compress?.includes('zst')) need('zstd', '.tar.zst artifacts (--compress zst)');
   return needs;

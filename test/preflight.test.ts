@@ -14,7 +14,9 @@ import * as assert from 'uvu/assert';
 import { execa } from 'execa';
 import { EXIT_MISSING_PROGRAM } from '../src/errors.js';
 import { buildPrograms } from '../src/preflight.js';
-import type { BaseSource } from '../src/base/source.js';
+import { extractedInCache, type BaseSource } from '../src/base/source.js';
+import { extractedTarballDir, INDEX_FILE } from '../src/base/open.js';
+import { createHash } from 'node:crypto';
 
 let tmp = '';
 test.before(async () => {
@@ -54,6 +56,16 @@ test('which programs follow from the base, the formats, the compressions and roo
   const image = path.join(tmp, 'armbian.img.xz');
   await writeFile(image, Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00, 0, 0]));
   assert.equal(await programs({ kind: 'image', spec: 'armbian.img.xz', path: image }), ['xz', 'sfdisk', 'debugfs']);
+
+  // Extracted into the cache by an earlier build: nothing decompresses, partitions or extracts it again.
+  assert.equal(await programs({ kind: 'tarball', spec: 'base.tar', path: xz }, { extracted: true }), []);
+  assert.equal(await programs({ kind: 'tarball', spec: 'base.tar', path: xz }, { extracted: true, privileged: true }), []);
+  assert.equal(
+    await programs({ kind: 'tarball', spec: 'base.tar', path: xz }, { extracted: true, privileged: true, formats: ['tree'] }),
+    ['setfattr', 'cp'],
+    'node trees still get the capabilities written back',
+  );
+  assert.equal(await programs({ kind: 'image', spec: 'armbian.img.xz', path: image }, { extracted: true }), []);
 
   assert.equal(await programs({ kind: 'debootstrap', spec: 'debootstrap:bookworm:arm64' }), ['mmdebstrap']);
   assert.equal(
@@ -144,4 +156,18 @@ test("a deploy that must build first checks its own programs and the build's tog
   assert.match(run.stderr, /Install them \(apt-get install attr rsync\)\./);
   assert.not.ok(existsSync(out), 'no build output');
   assert.not.ok(existsSync(exportRoot), 'nothing on the target');
+});
+
+test('a tarball base counts as extracted once the cache holds its index, under the sha256 of its bytes', async () => {
+  const cache = path.join(tmp, 'extracted-cache');
+  const tarball = path.join(tmp, 'extracted.tar');
+  await writeFile(tarball, Buffer.alloc(1024));
+  const source: BaseSource = { kind: 'tarball', spec: 'extracted.tar', path: tarball };
+  assert.is(await extractedInCache(source, cache), false);
+  const dir = extractedTarballDir(cache, createHash('sha256').update(Buffer.alloc(1024)).digest('hex'));
+  await mkdir(dir, { recursive: true });
+  assert.is(await extractedInCache(source, cache), false, 'a directory without an index is not an extraction');
+  await writeFile(path.join(dir, INDEX_FILE), '');
+  assert.is(await extractedInCache(source, cache), true);
+  assert.is(await extractedInCache({ kind: 'tarball', spec: 'gone.tar', path: path.join(tmp, 'gone.tar') }, cache), false);
 });

@@ -591,10 +591,14 @@ async function indexDirectoryCached(root: string, cacheDir: string, identity: st
   return index;
 }
 
+/** Where a tarball of this sha256 is extracted: DIR/tree, with its index at DIR/index.bin. */
+export function extractedTarballDir(cacheDir: string, digest: string): string {
+  return path.join(cacheDir, 'bases', digest);
+}
+
 async function openTarball(file: string, cacheDir: string, privileged: boolean, known?: string): Promise<BaseIndex> {
   const digest = known ?? (await sha256File(file));
-  const bases = path.join(cacheDir, 'bases');
-  const dir = path.join(bases, digest);
+  const dir = extractedTarballDir(cacheDir, digest);
   const cached = await loadStored(dir, file);
   if (cached) return cached;
   await rm(dir, { recursive: true, force: true }); // an index of another version

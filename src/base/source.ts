@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../errors.js';
-import { openBase, type BaseIndex } from './open.js';
+import { extractedTarballDir, INDEX_FILE, openBase, type BaseIndex } from './open.js';
 import { rememberedDigest, stageIntoCache } from '../cache.js';
 import { buildDebootstrapBase, formatDebootstrapSpec, parseDebootstrapSpec } from './debootstrap.js';
 import { extractDiskImage } from './disk-image.js';
@@ -52,11 +52,11 @@ export function debootstrapWithPackages(spec: string, packages: string[]): strin
   return formatDebootstrapSpec({ ...parsed, packages: [...parsed.packages, ...packages] });
 }
 
+const imageRoot = (cacheDir: string, digest: string): string => path.join(cacheDir, 'image-roots', digest);
+
 /** An Armbian image's root partition, extracted once into the cache (keyed by the image's sha256). */
 async function openImage(image: string, options: OpenSourceOptions): Promise<BaseIndex> {
-  const digest = await rememberedDigest(image, options.cacheDir);
-  const roots = path.join(options.cacheDir, 'image-roots');
-  const root = path.join(roots, digest);
+  const root = imageRoot(options.cacheDir, await rememberedDigest(image, options.cacheDir));
   if (!existsSync(root)) {
     await stageIntoCache(
       root,
@@ -67,6 +67,18 @@ async function openImage(image: string, options: OpenSourceOptions): Promise<Bas
     );
   }
   return openBase(root);
+}
+
+/**
+ * Whether a tarball or disk image base is in the cache already, extracted by an earlier build, so that
+ * nothing decompresses or reads it again (the build's preflight asks).
+ */
+export async function extractedInCache(source: BaseSource, cacheDir: string): Promise<boolean> {
+  if (source.kind !== 'tarball' && source.kind !== 'image') return false;
+  // A base that cannot be read is reported by the build itself, with its own message.
+  const digest = await rememberedDigest(source.path!, cacheDir).catch(() => undefined);
+  if (!digest) return false;
+  return existsSync(source.kind === 'tarball' ? path.join(extractedTarballDir(cacheDir, digest), INDEX_FILE) : imageRoot(cacheDir, digest));
 }
 
 export async function openBaseSource(source: BaseSource, options: OpenSourceOptions): Promise<BaseIndex> {
