@@ -10,7 +10,7 @@ import { link, mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BuildPlan, PlannedFile } from '../plan/plan.js';
 import type { BaseIndex } from '../base/open.js';
-import { sha256sums, writeNodeArtifact, type Format, type SharedBase } from './artifact.js';
+import { sha256sums, writeNodeArtifacts, type ArtifactNode, type Format } from './artifact.js';
 import { packedBase } from './packed.js';
 import { overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from './export-tree.js';
 import { RootfsError } from '../rootfs/errors.js';
@@ -146,30 +146,38 @@ export async function emitRootfs(
   }
 
   const artifactsDir = path.join(staging, 'artifacts');
-  let shared: SharedBase | undefined;
   if (inputs.formats.includes('tar')) {
     const step = reporter.step('packing node artifacts', plan.nodes.length, 'nodes');
     await mkdir(artifactsDir, { recursive: true });
-    for (const [i, { node, files, removes }] of plan.nodes.entries()) {
-      let records: ArtifactRecord[];
-      if (decision(node.name).artifacts === 'link') {
-        records = previousNode(node.name).record.artifacts;
-        for (const r of records) await link(path.join(prevDir!, 'artifacts', r.name), path.join(artifactsDir, r.name));
-      } else {
-        if (!shared) {
-          const packing = reporter.step('packing the shared base');
-          const packed = await packedBase(needBase('pack'), inputs.baseIdentity, inputs.cacheDir, {
-            sourceDateEpoch: inputs.sourceDateEpoch,
-            ...(inputs.compress ? { formats: inputs.compress } : {}),
-          });
-          shared = packed.shared;
-          packing.finish(packed.hit ? 'reused from the cache' : `${shared.chunks.length} chunks`);
-        }
-        records = (await writeNodeArtifact(shared, { name: node.name, files, removes }, artifactsDir)).files;
+    const records = new Map<string, ArtifactRecord[]>();
+    const packing: ArtifactNode[] = [];
+    for (const { node, files, removes } of plan.nodes) {
+      if (decision(node.name).artifacts !== 'link') {
+        packing.push({ name: node.name, files, removes });
+        continue;
       }
-      result.artifacts.push(...records);
-      result.state.nodes[node.name] = { key: inputs.nodeKeys.get(node.name)!, artifacts: records };
-      step.update(i + 1);
+      const linked = previousNode(node.name).record.artifacts;
+      for (const r of linked) await link(path.join(prevDir!, 'artifacts', r.name), path.join(artifactsDir, r.name));
+      records.set(node.name, linked);
+      step.update(records.size);
+    }
+    if (packing.length) {
+      const packingBase = reporter.step('packing the shared base');
+      const packed = await packedBase(needBase('pack'), inputs.baseIdentity, inputs.cacheDir, {
+        sourceDateEpoch: inputs.sourceDateEpoch,
+        ...(inputs.compress ? { formats: inputs.compress } : {}),
+      });
+      packingBase.finish(packed.hit ? 'reused from the cache' : `${packed.shared.chunks.length} chunks`);
+      // Together: every untouched chunk of the base is read once for all of them.
+      await writeNodeArtifacts(packed.shared, packing, artifactsDir, (artifact) => {
+        records.set(artifact.node, artifact.files);
+        step.update(records.size);
+      });
+    }
+    for (const { node } of plan.nodes) {
+      const mine = records.get(node.name)!;
+      result.artifacts.push(...mine);
+      result.state.nodes[node.name] = { key: inputs.nodeKeys.get(node.name)!, artifacts: mine };
     }
     await writeFile(path.join(artifactsDir, 'SHA256SUMS'), sha256sums(result.artifacts), { mode: 0o644 });
     step.finish(`${plan.nodes.length} artifacts`);

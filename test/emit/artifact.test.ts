@@ -4,7 +4,16 @@ import { execa } from 'execa';
 import tarStream from 'tar-stream';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { buildArtifacts, epochFromEnv, sourceDateEpoch, type ArtifactOptions } from '../../src/emit/artifact.js';
+import {
+  buildArtifacts,
+  epochFromEnv,
+  prepareSharedBase,
+  sha256sums,
+  sourceDateEpoch,
+  writeNodeArtifacts,
+  type ArtifactOptions,
+  type NodeArtifact,
+} from '../../src/emit/artifact.js';
 import { EntryTableBuilder } from '../../src/base/entry-table.js';
 import { openBase, type BaseIndex } from '../../src/base/open.js';
 import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
@@ -298,6 +307,52 @@ test('the shared base is compressed once: chunking changes how much a node rebui
   await writeNodeTree(big, overlay('n1'), `${t}/tree`, { sourceDateEpoch: EPOCH });
   assert.equal(await snapshot(`${t}/x`), await snapshot(`${t}/tree`));
   void tarball;
+});
+
+/** A base of many small files, cut into 2 KiB chunks: most chunks untouched by any overlay, some touched. */
+async function chunkedBase(label: string): Promise<{ t: string; base: BaseIndex }> {
+  const { t } = await fixture(label);
+  for (let i = 0; i < 200; i++) fs.writeFileSync(`${t}/base/usr/lib/mod-${String(i).padStart(3, '0')}`, `module ${i}\n`.repeat(40));
+  return { t, base: await openBase(`${t}/base`) };
+}
+
+test('nodes written together, in more than one batch, are byte for byte the nodes written one at a time', async () => {
+  const { t, base } = await chunkedBase('together');
+  const shared = await prepareSharedBase(base, `${t}/chunks`, { sourceDateEpoch: EPOCH, chunkBytes: 2048, formats: ['gz', 'zst'] });
+  const list = nodes(...Array.from({ length: 11 }, (_, i) => `n${i + 1}`));
+  fs.mkdirSync(`${t}/together`);
+  fs.mkdirSync(`${t}/alone`);
+  const heard: string[] = [];
+  const together = await writeNodeArtifacts(shared, list, `${t}/together`, (a) => heard.push(a.node));
+  const alone: NodeArtifact[] = [];
+  for (const node of list) alone.push(...(await writeNodeArtifacts(shared, [node], `${t}/alone`)));
+  assert.equal(
+    together.map((a) => a.node),
+    list.map((n) => n.name),
+  );
+  assert.equal(
+    heard,
+    list.map((n) => n.name),
+  );
+  assert.ok(together[0]!.rebuiltChunks < together[0]!.chunks / 4, 'most chunks are copied');
+  assert.is(sha256sums(together.flatMap((a) => a.files)), sha256sums(alone.flatMap((a) => a.files)));
+  for (const name of fs.readdirSync(`${t}/alone`)) {
+    assert.ok(fs.readFileSync(`${t}/together/${name}`).equals(fs.readFileSync(`${t}/alone/${name}`)), name);
+    if (name.includes('.tar.')) assert.is(fs.statSync(`${t}/together/${name}`).mode & 0o777, 0o600, name);
+  }
+  assert.is(fs.readdirSync(`${t}/together`).length, 11 * 3);
+});
+
+test('a failure while nodes are written together leaves none of their archives, and no temporary file', async () => {
+  const { t, base } = await chunkedBase('together-fails');
+  const shared = await prepareSharedBase(base, `${t}/chunks`, { sourceDateEpoch: EPOCH, chunkBytes: 2048, formats: ['gz', 'zst'] });
+  // The gz archives are complete by the time the zst pass meets the missing chunk: they must go too.
+  fs.rmSync(shared.chunks[shared.chunks.length - 2]!.files.zst!);
+  fs.mkdirSync(`${t}/out`);
+  const error = await writeNodeArtifacts(shared, nodes('n1', 'n2', 'n3'), `${t}/out`).catch((e: Error) => e);
+  assert.instance(error, Error);
+  assert.match(String(error), /ENOENT/);
+  assert.equal(fs.readdirSync(`${t}/out`), []);
 });
 
 test('an overlay under a base symlink fails clearly, and names the real path', async () => {
