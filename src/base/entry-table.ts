@@ -14,27 +14,17 @@
  */
 import path from 'node:path';
 import { comparePaths } from '../rootfs/paths.js';
+import type { TarHeader, TarType } from '../rootfs/tarformat.js';
 import type { Xattrs } from '../rootfs/xattr.js';
 
-export type EntryType = 'file' | 'dir' | 'symlink' | 'hardlink' | 'char' | 'block' | 'fifo';
+export type EntryType = TarType;
 
-export interface BaseEntry {
-  /** Normalised relative POSIX path; '' is the root directory. */
-  path: string;
-  type: EntryType;
-  /** Permission bits including setuid/setgid/sticky (07777). */
-  mode: number;
-  uid: number;
-  gid: number;
-  /** Bytes of a regular file; 0 for everything else, hard links included. */
-  size: number;
-  /** Seconds since the epoch. */
-  mtime: number;
-  /** Symlink: the target as stored. Hard link: the normalised path of the entry holding the content. */
-  linkname?: string;
-  devmajor?: number;
-  devminor?: number;
-  xattrs?: Xattrs;
+/**
+ * One entry of a base: the fields its tar header holds (a normalised relative path, '' for the root; a
+ * file's size, 0 for everything else, hard links included; a hard link's target as the normalised path of
+ * the entry holding the content), and where a file's bytes are.
+ */
+export interface BaseEntry extends TarHeader {
   /** Absolute path of the bytes (type file): the file in the table's root, or wherever an added file lives. */
   content?: string;
 }

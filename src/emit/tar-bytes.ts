@@ -53,19 +53,7 @@ export class BufferPool {
 
 /** Every entry keeps the mtime it has: the base's own, or SOURCE_DATE_EPOCH for what netroot writes (mergeOverlay). */
 function tarHeader(entry: NodeEntry): TarHeader {
-  return {
-    path: entry.path,
-    type: entry.type,
-    mode: entry.mode,
-    uid: entry.uid,
-    gid: entry.gid,
-    size: entry.type === 'file' ? entry.size : 0,
-    mtime: Math.max(0, entry.mtime),
-    linkname: entry.linkname,
-    devmajor: entry.devmajor,
-    devminor: entry.devminor,
-    xattrs: entry.xattrs,
-  };
+  return { ...entry, size: entry.type === 'file' ? entry.size : 0, mtime: Math.max(0, entry.mtime) };
 }
 
 const ZEROS = Buffer.alloc(512);
