@@ -365,7 +365,10 @@ class Extractor {
    */
   private ensureParents(relative: string, member: string): void {
     for (const dir of ancestors(relative)) {
-      const existing = this.existing(dir);
+      // The common case, a directory made earlier, is told by its type alone, without making the entry an object.
+      const row = this.rows.get(dir);
+      if (row !== undefined && this.entries.type(row) === 'dir') continue;
+      const existing = row === undefined ? undefined : this.entries.at(row);
       if (!existing) {
         fsSync.mkdirSync(this.abs(dir), { mode: 0o700 });
         this.put({ path: dir, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 });
