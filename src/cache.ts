@@ -59,6 +59,8 @@ export function temporaryName(final: string): string {
 export interface StageOptions {
   /** Mode of the directories made above the entry (0o700 where it holds a base's setuid files and devices). */
   parentMode?: number;
+  /** Told when another process put the entry there first, so what `build` returned does not describe it. */
+  onKeptTheirs?: () => void;
 }
 
 /**
@@ -77,6 +79,7 @@ export async function stageIntoCache<T>(final: string, build: (staging: string) 
     await rename(staging, final).catch((error: NodeJS.ErrnoException) => {
       // A directory cannot be renamed over another: the same entry, made by another process first.
       if (error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
+      options.onKeptTheirs?.();
     });
     return built;
   } finally {

@@ -58,12 +58,21 @@ test("another process's entry, there first, is kept", async () => {
   const final = path.join(dir, 'image-roots/d');
   mkdirSync(final, { recursive: true });
   writeFileSync(path.join(final, 'theirs'), '');
-  await stageIntoCache(final, async (staging) => {
-    await mkdir(staging);
-    await writeFile(path.join(staging, 'mine'), '');
-  });
+  let told = 0;
+  await stageIntoCache(
+    final,
+    async (staging) => {
+      await mkdir(staging);
+      await writeFile(path.join(staging, 'mine'), '');
+    },
+    { onKeptTheirs: () => told++ },
+  );
   assert.equal(readdirSync(final), ['theirs']);
   assert.equal(readdirSync(path.dirname(final)), ['d']);
+  assert.is(told, 1, 'the caller is told that what it built is not what is there');
+  // Its own entry put in place: not told.
+  await stageIntoCache(path.join(dir, 'image-roots/e'), (staging) => mkdir(staging), { onKeptTheirs: () => told++ });
+  assert.is(told, 1);
 });
 
 test("a file entry replaces an older file; a killed run's temporary is swept, a live one is not", async () => {

@@ -334,6 +334,11 @@ export class EntryTable implements Iterable<BaseEntry> {
     this.length = paths.ends.length;
   }
 
+  /** The same entries, their tree moved to `root` (a staged extraction renamed into the cache). */
+  under(root: string): EntryTable {
+    return new EntryTable(root, this.c, this.paths);
+  }
+
   path(i: number): string {
     return this.paths.get(i);
   }

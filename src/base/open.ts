@@ -480,6 +480,9 @@ class Extractor {
       fsSync.chmodSync(target, dir.mode);
       fsSync.utimesSync(target, dir.mtime, dir.mtime);
     }
+    // Every member is in: the map of paths can go before the table is sorted, which needs every path as a string again.
+    this.rows.clear();
+    this.links.clear();
     return { entries: this.entries.finish(this.tree), applied, warnings: this.warnings };
   }
 }
@@ -605,6 +608,8 @@ async function openTarball(file: string, cacheDir: string, privileged: boolean, 
   const cached = await loadStored(dir, file);
   if (cached) return cached;
   await rm(dir, { recursive: true, force: true }); // an index of another version
+  let extracted: { entries: EntryTable; applied: BaseIndex['applied']; warnings: string[] } | undefined;
+  let theirs = false;
   try {
     // The cache holds setuid binaries and device nodes owned by root: keep it private.
     await stageIntoCache(
@@ -617,14 +622,19 @@ async function openTarball(file: string, cacheDir: string, privileged: boolean, 
         await withDecompressed(file, async (bytes) => {
           for await (const member of readTar(bytes)) await extractor.add(member);
         });
-        const { entries, applied, warnings } = await extractor.finish();
-        await writeFile(path.join(staging, INDEX_FILE), encodeIndex({ digest, entries, applied, warnings }), { mode: 0o600 });
+        extracted = await extractor.finish();
+        await writeFile(path.join(staging, INDEX_FILE), encodeIndex({ digest, ...extracted }), { mode: 0o600 });
       },
-      { parentMode: 0o700 },
+      { parentMode: 0o700, onKeptTheirs: () => void (theirs = true) },
     );
   } catch (error) {
     if (error instanceof TarReadError) throw new BaseArchiveError(file, error.member, error.message, { cause: error });
     throw error;
+  }
+  // The table just made, moved with its tree: reading it back from disk would hold two copies at once.
+  if (extracted && !theirs) {
+    const root = path.join(dir, 'tree');
+    return { kind: 'tarball', source: file, digest, root, ...extracted, entries: extracted.entries.under(root) };
   }
   const opened = await loadStored(dir, file);
   if (!opened) throw new RootfsError(`base ${file}: the extracted cache at ${dir} has no readable index`);

@@ -154,6 +154,11 @@ test('a tarball is extracted once: the second open reuses the cache', async () =
   assert.is(second.root, first.root);
   assert.ok(fs.existsSync(path.join(second.root, 'marker')));
   assert.equal(fs.readdirSync(`${t}/cache/bases`), [first.digest]);
+  // The first open hands back the table it extracted, moved with its tree; the second reads it from the cache.
+  assert.equal({ ...first, entries: undefined }, { ...second, entries: undefined });
+  assert.equal(comparable(first), comparable(second));
+  assert.is(first.entries.get('usr/bin/perl')!.content, path.join(second.root, 'usr/bin/perl'));
+  assert.ok(fs.existsSync(first.entries.get('usr/bin/perl')!.content!), 'the content path is in the cache, not in the staging directory');
 });
 
 test('without privileges, owners and device nodes are in the index only', async () => {
