@@ -174,9 +174,17 @@ async function indexDirectory(root: string): Promise<BaseIndex> {
   const entries = new EntryTableBuilder();
   const inodes = new Map<string, number[]>();
   const warnings: string[] = [];
+  // Without getfattr the artifacts would lose file capabilities (ping, for one) that the tree keeps: the build stops instead.
+  await requireXattrTools('getfattr', `the file capabilities and other xattrs of the directory base ${root}`);
+  // Read first, so each entry takes its own as it is added, with no second pass over every path.
+  const xattrs = new Map<string, Xattrs>();
+  for (const [file, attrs] of await readTreeXattrs(root))
+    if (Object.keys(attrs).length) xattrs.set(file === root ? '' : path.relative(root, file), attrs);
   const add = (relative: string, absolute: string, st: BigIntStats): void => {
     const row = appendStat(entries, relative, absolute, st);
     if (row === undefined) return void warnings.push(`${relative}: sockets cannot be archived; skipped`);
+    const attrs = xattrs.get(relative);
+    if (attrs) entries.setXattrs(row, attrs);
     if (st.isFile() && st.nlink > 1n) {
       const key = `${st.dev}:${st.ino}`;
       const group = inodes.get(key);
@@ -205,16 +213,6 @@ async function indexDirectory(root: string): Promise<BaseIndex> {
   add('', root, fsSync.lstatSync(root, { bigint: true }));
   below('', root);
   const applied = { owners: true, devices: true, xattrs: true };
-  // Without getfattr the artifacts would lose file capabilities (ping, for one) that the tree keeps: the build stops instead.
-  await requireXattrTools('getfattr', `the file capabilities and other xattrs of the directory base ${root}`);
-  const xattrs = new Map<string, Xattrs>();
-  for (const [file, attrs] of await readTreeXattrs(root))
-    if (Object.keys(attrs).length) xattrs.set(file === root ? '' : path.relative(root, file), attrs);
-  if (xattrs.size)
-    for (let row = 0; row < entries.length; row++) {
-      const attrs = xattrs.get(entries.path(row));
-      if (attrs) entries.setXattrs(row, attrs);
-    }
   canonicaliseLinks(entries, inodes.values());
   return { kind: 'directory', source: root, root, entries: entries.finish(root), applied, warnings };
 }
@@ -368,7 +366,7 @@ class Extractor {
       // The common case, a directory made earlier, is told by its type alone, without making the entry an object.
       const row = this.rows.get(dir);
       if (row !== undefined && this.entries.type(row) === 'dir') continue;
-      const existing = row === undefined ? undefined : this.entries.at(row);
+      const existing = this.existing(dir);
       if (!existing) {
         fsSync.mkdirSync(this.abs(dir), { mode: 0o700 });
         this.put({ path: dir, type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0 });
