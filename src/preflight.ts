@@ -33,8 +33,9 @@ export async function buildPrograms(inputs: BuildToolInputs): Promise<ProgramNee
   const { source, formats, privileged } = inputs;
   const needs: ProgramNeed[] = [];
   const need = (program: string, why: string): void => void needs.push({ program, why });
-  const extracted = (source.kind === 'tarball' || source.kind === 'image') && inputs.extracted === true;
-  const compression = (source.kind === 'tarball' || source.kind === 'image') && !extracted ? await sniff(source.path!) : 'none';
+  const archive = source.kind === 'tarball' || source.kind === 'image';
+  const extracted = archive && inputs.extracted === true;
+  const compression = archive && !extracted ? await sniff(source.path!) : 'none';
   if (compression === 'xz' || compression === 'zstd') need(compression, `reading the ${compression}-compressed base ${source.spec}`);
   switch (source.kind) {
     case 'directory':

@@ -1,7 +1,8 @@
 /**
  * A base's entries as a compact table, sorted by path: one typed array per
- * numeric field, the paths as one array of strings, and what few entries have
- * (link targets, device numbers, xattrs, bytes kept elsewhere) in sparse maps.
+ * numeric field, the paths packed as UTF-8 in one buffer, and what few entries
+ * have (link targets, device numbers, xattrs, bytes kept elsewhere) in sparse
+ * maps.
  *
  * Why: a base of 300 000 entries held as one object per entry, plus a map by
  * path and an absolute `content` path each, cost ~1 KB an entry (300 MiB) and
@@ -89,8 +90,13 @@ class PackedPaths {
   }
 
   get(i: number): string {
-    return this.bytes.toString('utf8', this.start(i), this.ends[i]);
+    return pathAt(this.bytes, this.ends, i);
   }
+}
+
+/** Path i of paths packed one after another, path i ending at ends[i]. */
+function pathAt(bytes: Buffer, ends: Uint32Array, i: number): string {
+  return bytes.toString('utf8', i === 0 ? 0 : ends[i - 1], ends[i]);
 }
 
 /** Packs paths one after another into a buffer of known size. */
@@ -239,7 +245,7 @@ export class EntryTableBuilder {
   }
 
   path(i: number): string {
-    return this.bytes.toString('utf8', i === 0 ? 0 : this.ends[i - 1], this.ends[i]);
+    return pathAt(this.bytes, this.ends, i);
   }
 
   type(i: number): EntryType {

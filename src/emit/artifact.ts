@@ -157,9 +157,6 @@ export async function zstdAvailable(): Promise<boolean> {
 }
 
 // ---------------------------------------------------------------------------
-// Tar bytes
-
-// ---------------------------------------------------------------------------
 // Shared base
 
 /** Deterministic: an estimate from the index alone, so the same base always cuts the same way. */

@@ -69,17 +69,20 @@ const probe = Buffer.alloc(1);
 export function* tarBytes(entries: Iterable<NodeEntry>, pool: BufferPool): Generator<Buffer> {
   let piece = pool.take();
   let at = 0;
+  /** Hands on the piece once it is full, and starts the next. */
+  function* ifFull(): Generator<Buffer> {
+    if (at < PIECE) return;
+    yield piece;
+    piece = pool.take();
+    at = 0;
+  }
   /** Copies bytes in, yielding each piece that fills up. */
   function* put(bytes: Buffer): Generator<Buffer> {
     for (let from = 0; from < bytes.length;) {
       const copied = bytes.copy(piece, at, from);
       at += copied;
       from += copied;
-      if (at === PIECE) {
-        yield piece;
-        piece = pool.take();
-        at = 0;
-      }
+      yield* ifFull();
     }
   }
   function* readInto(entry: NodeEntry): Generator<Buffer> {
@@ -91,11 +94,7 @@ export function* tarBytes(entries: Iterable<NodeEntry>, pool: BufferPool): Gener
         if (read === 0) break;
         left -= read;
         at += read;
-        if (at === PIECE) {
-          yield piece;
-          piece = pool.take();
-          at = 0;
-        }
+        yield* ifFull();
       }
       if (left !== 0 || fsSync.readSync(fd, probe, 0, 1, null) !== 0)
         throw new RootfsError(`base file ${entry.path} changed size while the artifact was written (indexed ${entry.size} bytes)`);
