@@ -19,7 +19,7 @@ import { classifyBase, debootstrapWithPackages, extractedInCache, openBaseSource
 import { debootstrapCachePath, parseDebootstrapSpec } from './base/debootstrap.js';
 import { rememberedDigest } from './cache.js';
 import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './base/netboot.js';
-import { nodeKey } from './emit/state.js';
+import { nodeKey, prefixKey } from './emit/state.js';
 import { decideRebuild, readPreviousOutput } from './emit/rebuild.js';
 import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
 import { directoryIdentity, type BaseIndex } from './base/open.js';
@@ -300,19 +300,16 @@ async function prepareRootfs(
   // What "gz, plus zst where installed" means on this machine today: installing or removing zstd changes the artifacts.
   const compress = formats.includes('tar') ? (await resolveFormats(options.compress)).join(',') : '';
   const privileged = isRoot();
-  const nodeKeys = new Map(
-    plan.nodes.map((n) => [
-      n.node.name,
-      nodeKey(n, {
-        baseIdentity,
-        generator: `${GENERATOR} ${ARCHIVE_LAYOUT}`,
-        sourceDateEpoch,
-        compress,
-        // A tree made without root lacks owners, devices and capabilities: never reuse it for a root build.
-        privileged,
-      }),
-    ]),
-  );
+  const keyContext = {
+    baseIdentity,
+    generator: `${GENERATOR} ${ARCHIVE_LAYOUT}`,
+    sourceDateEpoch,
+    compress,
+    // A tree made without root lacks owners, devices and capabilities: never reuse it for a root build.
+    privileged,
+  };
+  const nodeKeys = new Map(plan.nodes.map((n) => [n.node.name, nodeKey(n, keyContext)]));
+  const prefixKeys = new Map(plan.nodes.map((n) => [n.node.name, prefixKey(n, keyContext)]));
   // Which base files the boot files come from: another kernel path with the same name is another kernel.
   const bootSources = JSON.stringify(
     [...new Set(cluster.nodes.map((n) => JSON.stringify([n.board.name, n.board.kernel, n.board.initrd, n.board.fdt ?? null])))].sort(),
@@ -323,6 +320,7 @@ async function prepareRootfs(
     bootSources,
     bootFiles: neededBoot,
     nodeKeys,
+    prefixKeys,
     privileged,
   });
 
@@ -337,6 +335,7 @@ async function prepareRootfs(
     arch,
     ...baseFacts,
     nodeKeys,
+    prefixKeys,
     decisions,
     ...(prevState ? { previous: { dir: clusterDir, state: prevState } } : {}),
   };
@@ -461,7 +460,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     warnings: [...prepared.warnings, ...(rootfs ?? { notes: baseNotes(undefined) }).notes.warnings],
     notes: (rootfs ?? { notes: baseNotes(undefined) }).notes.notes,
     ...(rootfs ? { base: rootfs.facts, k3s: rootfs.k3s } : {}),
-    ...(artifacts ? { artifacts } : {}),
+    // The prefix records are the next build's business, not the caller's.
+    ...(artifacts ? { artifacts: artifacts.map(({ name, sha256, bytes }) => ({ name, sha256, bytes })) } : {}),
     ...(emitted.rootfs ? { reused: emitted.rootfs.reused, rebuilt: emitted.rootfs.rebuilt } : {}),
   };
 }

@@ -2,7 +2,7 @@
  * Reproducible per-node tar artifacts (NODE.tar.gz, NODE.tar.zst), built so
  * that a node costs about its overlay, not its base.
  *
- * Design: CHUNKED SHARED BASE, FULLY SORTED OUTPUT.
+ * Design: CHUNKED SHARED BASE, THEN THE NODE'S OWN ENTRIES.
  * - The base's entries, sorted by path, are cut into chunks of ~chunkBytes of
  *   tar data (cut only between entries; the cut depends on the base alone).
  *   Each chunk's tar bytes are compressed ONCE into its own gzip member and
@@ -11,20 +11,24 @@
  *   just a sequence of 512-byte blocks, so the concatenation of the chunks'
  *   tar bytes is the tar body of the whole base, and the end-of-archive blocks
  *   are one more member/frame of their own.
- * - For a node, every overlay path (and every missing parent directory it
- *   needs) falls into the chunk whose range of paths covers it. Chunks that no
- *   overlay path touches are copied compressed, byte for byte; touched chunks
- *   are rebuilt with the node's entries merged in at their sorted place (the
- *   base version of a replaced path is left out, not shadowed) and compressed
- *   anew. Per-node cost: compress the touched chunks (overlays gather in
- *   etc/, so one to a few chunks) and copy the rest.
- * - So the archive is sorted by path and holds each path once: extraction
- *   order does not matter, nothing relies on "later entries win", and hard
- *   links always follow the file they link to (the holder is the first path
- *   of its group). Reproducible: the bytes depend only on the index, the
- *   overlay, SOURCE_DATE_EPOCH, the chunk size and the compressor versions
- *   (Node's zlib, the zstd CLI); not on time, directory, order of nodes or
- *   concurrency.
+ * - A node's archive is two parts. The PREFIX is the base without the paths
+ *   the node changes (the base paths its overlay replaces or removes, and the
+ *   hard links relinked because their holder was replaced): chunks holding
+ *   none of those are copied compressed, byte for byte; the few that do
+ *   (overlays gather in etc/) are packed again without them. The TAIL is one
+ *   more member/frame: the node's own entries (overlay files, the directories
+ *   they need, relinked hard links), sorted by path. Then the end marker.
+ * - Why the node's entries come last: the prefix depends on the base and on
+ *   which paths the node changes, not on what it writes there. A template
+ *   change leaves every prefix as it was, so a rebuild keeps the previous
+ *   archive's prefix bytes (checked against the digest recorded when they were
+ *   written) and writes only the new tail after it: kilobytes, not the base.
+ * - Each path is in the archive once, and every entry comes after its parent
+ *   directory and after the file it hard-links to, so extraction order does
+ *   not matter and nothing relies on "later entries win". Reproducible: the
+ *   bytes depend only on the index, the overlay, SOURCE_DATE_EPOCH, the chunk
+ *   size and the compressor versions (Node's zlib, the zstd CLI); not on time,
+ *   directory, order of nodes, concurrency or whether the archive was revised.
  *
  * Entries: names `./path` (`./` for the root), numeric uid/gid with empty
  * uname/gname; a base file's own mtime (an input like its bytes), and
@@ -34,7 +38,7 @@
  *   tar --xattrs --xattrs-include='*' --numeric-owner -xpf NODE.tar.gz -C DEST
  * (GNU tar restores only user.* xattrs without --xattrs-include).
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import * as fsSync from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -48,6 +52,7 @@ import type { EntryTable } from '../base/entry-table.js';
 import { sweepStaleTemporaries, temporaryName } from '../cache.js';
 import { RootfsError } from '../rootfs/errors.js';
 import { writeAll } from '../rootfs/io.js';
+import type { Rollback } from './staging.js';
 import { mergeOverlay, type NodeEntry, type OverlayMerge } from './overlay.js';
 import { comparePaths } from '../rootfs/paths.js';
 import { BLOCK, END_OF_ARCHIVE, padding } from '../rootfs/tarformat.js';
@@ -55,10 +60,11 @@ import { BLOCK, END_OF_ARCHIVE, padding } from '../rootfs/tarformat.js';
 export type { Format } from './tar-bytes.js';
 
 /**
- * Bumped whenever the same inputs give other archive bytes (2: base mtimes kept, no longer clamped), so packed
- * chunks and nodes reused from an earlier build made the old way are made again.
+ * Bumped whenever the same inputs give other archive bytes (2: base mtimes kept, no longer clamped; 3: the
+ * node's own entries after the base), so packed chunks and nodes reused from an earlier build made the old way
+ * are made again.
  */
-export const ARCHIVE_LAYOUT = 'archive-2';
+export const ARCHIVE_LAYOUT = 'archive-3';
 
 export interface ArtifactOptions {
   /** mtime of what netroot writes (overlay files, new directories); default sourceDateEpoch(base). */
@@ -78,12 +84,21 @@ export interface ArtifactNode {
   files: readonly PlannedFile[];
   /** Base paths this node must not have (patterns, see matchRemovals). */
   removes?: readonly string[];
+  /**
+   * The node's archives in a previous output, written from the same base and changing the same paths (so
+   * with the same prefix, see rebuild.ts): each is moved here and revised in place, its prefix kept, when the
+   * prefix still has the digest it was written with and nothing else links to the file. Otherwise the node is
+   * written anew.
+   */
+  previous?: { dir: string; files: readonly ArtifactFile[] };
 }
 
 export interface ArtifactFile {
   name: string;
   sha256: string;
   bytes: number;
+  /** An archive's prefix (the base part, see above): its length and digest, what a revision checks. */
+  prefix?: { bytes: number; sha256: string };
 }
 
 export interface NodeArtifact {
@@ -91,9 +106,11 @@ export interface NodeArtifact {
   files: ArtifactFile[];
   /** Entries in the archive, the root included. */
   entries: number;
-  /** Base chunks rebuilt for this node, of `chunks`. */
+  /** Base chunks packed again for this node, of `chunks` (none when its previous archives were revised). */
   rebuiltChunks: number;
   chunks: number;
+  /** The previous archives were revised in place: only the tail was written. */
+  revised: boolean;
   manifest: Record<string, unknown>;
 }
 
@@ -248,50 +265,82 @@ function chunkFor(chunks: readonly Chunk[], p: string): number {
   return lo;
 }
 
-/** Chunk index → the overlay entries that go into it; touched chunks have a key even with none. */
-function touchedChunks(shared: SharedBase, merge: OverlayMerge): Map<number, NodeEntry[]> {
-  const touched = new Map<number, NodeEntry[]>();
-  const touch = (p: string) => {
-    const i = chunkFor(shared.chunks, p);
-    let list = touched.get(i);
-    if (!list) touched.set(i, (list = []));
-    return list;
-  };
-  for (const entry of merge.entries) touch(entry.path).push(entry);
-  for (const p of merge.replaced) touch(p);
-  for (const p of merge.relinked.keys()) touch(p);
-  return touched;
+/**
+ * Base paths the node's prefix leaves out: replaced or removed, and hard links relinked because their
+ * holder was replaced (a relinked group goes to the tail whole, so no link in the prefix points into it).
+ */
+function leftOut(merge: OverlayMerge): Set<string> {
+  return new Set([...merge.replaced, ...merge.relinked.keys()]);
 }
 
-/** A chunk's base entries with the node's changes, merged in sorted order. */
-function* nodeChunkEntries(shared: SharedBase, chunk: Chunk, added: readonly NodeEntry[], merge: OverlayMerge): Generator<NodeEntry> {
-  let a = 0;
+/** A touched chunk's base entries, without those the node leaves out. */
+function* prefixEntries(shared: SharedBase, chunk: Chunk, out: ReadonlySet<string>): Generator<NodeEntry> {
   const entries = shared.base.entries;
-  for (let i = chunk.start; i < chunk.end; i++) {
-    const p = entries.path(i);
-    while (a < added.length && comparePaths(added[a]!.path, p) < 0) yield added[a++]!;
-    if (merge.replaced.has(p)) continue;
-    yield merge.relinked.get(p) ?? entries.at(i);
-  }
-  while (a < added.length) yield added[a++]!;
+  for (let i = chunk.start; i < chunk.end; i++) if (!out.has(entries.path(i))) yield entries.at(i);
 }
 
-/** Writes to a file while hashing it; the name appears only when it is committed. */
+/** The node's own entries, sorted: a made parent directory and a new link holder come before what needs them. */
+function tailEntries(merge: OverlayMerge): NodeEntry[] {
+  return [...merge.entries, ...merge.relinked.values()].sort((a, b) => comparePaths(a.path, b.path));
+}
+
+/** A previous archive whose prefix checked out: what revising it needs, and what puts it back. */
+interface Revision {
+  format: Format;
+  /** Where it is in the previous output. */
+  from: string;
+  prefix: { bytes: number; sha256: string };
+  /** The digest state after the prefix, continued by the new tail. */
+  hash: Hash;
+  /** What followed the prefix: written back if the build fails. */
+  oldTail: Buffer;
+}
+
+/**
+ * Writes an archive while hashing it; the name appears only when it is committed. A new file, or a
+ * previous archive being revised: moved here under the temporary name, cut after its prefix and continued.
+ */
 class Output {
   private readonly fd: number;
-  private readonly hash = createHash('sha256');
   private readonly temp: string;
+  private readonly hash: Hash;
   private bytes = 0;
+  private prefix?: { bytes: number; sha256: string };
   private closed = false;
-  constructor(private readonly file: string) {
+  readonly revised: boolean;
+  constructor(
+    private readonly file: string,
+    private readonly revising?: Revision,
+  ) {
+    this.revised = revising !== undefined;
     this.temp = temporaryName(file);
-    // The archive holds the node's secrets (keys, tokens): readable by its owner only.
-    this.fd = fsSync.openSync(this.temp, 'w', 0o600);
+    if (!revising) {
+      // The archive holds the node's secrets (keys, tokens): readable by its owner only.
+      this.fd = fsSync.openSync(this.temp, 'w', 0o600);
+      this.hash = createHash('sha256');
+      return;
+    }
+    // Opened before it is moved: a file that cannot be opened is never left under a temporary name.
+    this.fd = fsSync.openSync(revising.from, 'r+');
+    try {
+      fsSync.renameSync(revising.from, this.temp);
+    } catch (error) {
+      fsSync.closeSync(this.fd);
+      throw error;
+    }
+    fsSync.ftruncateSync(this.fd, revising.prefix.bytes);
+    this.hash = revising.hash;
+    this.bytes = revising.prefix.bytes;
+    this.prefix = revising.prefix;
   }
   write(piece: Buffer): void {
-    writeAll(this.fd, piece);
+    for (let done = 0; done < piece.length;) done += fsSync.writeSync(this.fd, piece, done, piece.length - done, this.bytes + done);
     this.hash.update(piece);
     this.bytes += piece.length;
+  }
+  /** Everything written so far is the prefix. */
+  endPrefix(): void {
+    this.prefix = { bytes: this.bytes, sha256: this.hash.copy().digest('hex') };
   }
   private close(): void {
     if (!this.closed) fsSync.closeSync(this.fd);
@@ -300,15 +349,70 @@ class Output {
   /** Closes the complete file, still under its temporary name. */
   end(): ArtifactFile {
     this.close();
-    return { name: path.basename(this.file), sha256: this.hash.digest('hex'), bytes: this.bytes };
+    return { name: path.basename(this.file), sha256: this.hash.digest('hex'), bytes: this.bytes, prefix: this.prefix! };
   }
   async commit(): Promise<void> {
     await rename(this.temp, this.file);
   }
+  /** A new file is deleted; a revised one is put back where it was, as it was. */
   async abandon(): Promise<void> {
     this.close();
-    await rm(this.temp, { force: true });
+    if (!this.revising) {
+      await rm(this.temp, { force: true });
+      return;
+    }
+    const at = [this.temp, this.file].find((f) => fsSync.existsSync(f));
+    if (!at) return;
+    const fd = fsSync.openSync(at, 'r+');
+    try {
+      fsSync.ftruncateSync(fd, this.revising.prefix.bytes);
+      fsSync.writeSync(fd, this.revising.oldTail, 0, this.revising.oldTail.length, this.revising.prefix.bytes);
+    } finally {
+      fsSync.closeSync(fd);
+    }
+    await rename(at, this.revising.from);
   }
+}
+
+/**
+ * The node's previous archives, if every one can be revised: a regular file linked nowhere else (a revision
+ * writes into it), the size it was written with, and a prefix that still has its digest. Reading the prefix
+ * is the price of keeping it, and far less than writing it.
+ */
+function checkPrevious(node: ArtifactNode, formats: readonly Format[]): Revision[] | undefined {
+  const previous = node.previous;
+  if (!previous) return undefined;
+  const revisions: Revision[] = [];
+  const buffer = Buffer.allocUnsafe(PIECE);
+  for (const format of formats) {
+    const record = previous.files.find((f) => f.name === `${node.name}.tar.${format}`);
+    if (!record?.prefix) return undefined;
+    const from = path.join(previous.dir, record.name);
+    let fd: number;
+    try {
+      fd = fsSync.openSync(from, fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW);
+    } catch {
+      return undefined;
+    }
+    try {
+      const stat = fsSync.fstatSync(fd);
+      if (!stat.isFile() || stat.nlink !== 1 || stat.size !== record.bytes || record.prefix.bytes > stat.size) return undefined;
+      const hash = createHash('sha256');
+      for (let at = 0; at < record.prefix.bytes;) {
+        const read = fsSync.readSync(fd, buffer, 0, Math.min(buffer.length, record.prefix.bytes - at), at);
+        if (read === 0) return undefined;
+        hash.update(buffer.subarray(0, read));
+        at += read;
+      }
+      if (hash.copy().digest('hex') !== record.prefix.sha256) return undefined;
+      const oldTail = Buffer.alloc(stat.size - record.prefix.bytes);
+      if (fsSync.readSync(fd, oldTail, 0, oldTail.length, record.prefix.bytes) !== oldTail.length) return undefined;
+      revisions.push({ format, from, prefix: record.prefix, hash, oldTail });
+    } finally {
+      fsSync.closeSync(fd);
+    }
+  }
+  return revisions;
 }
 
 const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -326,20 +430,31 @@ function checkNames(nodes: readonly ArtifactNode[]): void {
 interface NodeWrite {
   node: ArtifactNode;
   merge: OverlayMerge;
-  touched: Map<number, NodeEntry[]>;
-  /** The node's own compressed chunks, keyed `format:index`. */
-  rebuilt: Map<string, Buffer>;
+  /** Base paths its prefix leaves out, and the chunks they are in. */
+  out: Set<string>;
+  touched: Set<number>;
+  /** Its previous archives, being revised; absent when it is written anew. */
+  revisions?: Revision[];
+  /** The node's own compressed parts, keyed `format:index` for a chunk, `format:tail` for its entries. */
+  packed: Map<string, Buffer>;
   files: ArtifactFile[];
 }
 
-/** Compresses the touched chunks of every node, all formats, `shared.concurrency` at a time. */
-async function rebuildChunks(shared: SharedBase, writes: readonly NodeWrite[]): Promise<void> {
-  const jobs = writes.flatMap((write) => shared.formats.flatMap((format) => [...write.touched.keys()].map((i) => ({ write, format, i }))));
-  await mapLimit(jobs, shared.concurrency, async ({ write, format, i }) => {
+/** Compresses the touched chunks (of nodes written anew) and the tail of every node, all formats, `shared.concurrency` at a time. */
+async function packNodeParts(shared: SharedBase, writes: readonly NodeWrite[]): Promise<void> {
+  const jobs = writes.flatMap((write) =>
+    shared.formats.flatMap((format) => [
+      ...(write.revisions ? [] : [...write.touched].map((i) => ({ write, format, part: i }))),
+      { write, format, part: 'tail' as const },
+    ]),
+  );
+  await mapLimit(jobs, shared.concurrency, async ({ write, format, part }) => {
+    const entries = part === 'tail' ? tailEntries(write.merge) : [...prefixEntries(shared, shared.chunks[part]!, write.out)];
+    // A chunk of nothing but left-out paths is left out whole; so is an empty tail.
+    if (!entries.length) return void write.packed.set(`${format}:${part}`, Buffer.alloc(0));
     const pieces: Buffer[] = [];
-    const entries = nodeChunkEntries(shared, shared.chunks[i]!, write.touched.get(i)!, write.merge);
     await compress(format, shared.levels[format], tarBytes(entries, shared.pool), (piece) => pieces.push(piece), shared.pool);
-    write.rebuilt.set(`${format}:${i}`, Buffer.concat(pieces));
+    write.packed.set(`${format}:${part}`, Buffer.concat(pieces));
   });
 }
 
@@ -361,44 +476,57 @@ function copyInto(outputs: readonly Output[], file: string, buffer: Buffer): voi
 }
 
 /**
- * Every node's archive of one format, in one pass over the chunks: untouched chunks copied as compressed,
- * each node's rebuilt ones in their place, then the end marker. The outputs are left complete but uncommitted.
+ * The prefix of every new archive of one format, in one pass over the chunks: untouched chunks copied as
+ * compressed, each node's packed ones in their place.
  */
-function writeFormat(shared: SharedBase, format: Format, writes: readonly NodeWrite[], outputs: readonly Output[]): void {
+function writePrefixes(shared: SharedBase, format: Format, writes: readonly NodeWrite[], outputs: readonly Output[]): void {
   const buffer = Buffer.allocUnsafe(PIECE);
   for (const [i, chunk] of shared.chunks.entries()) {
     const copying: Output[] = [];
     writes.forEach((write, n) => {
-      const mine = write.rebuilt.get(`${format}:${i}`);
-      if (mine) outputs[n]!.write(mine);
+      if (write.touched.has(i)) outputs[n]!.write(write.packed.get(`${format}:${i}`)!);
       else copying.push(outputs[n]!);
     });
     if (copying.length) copyInto(copying, chunk.files[format]!, buffer);
   }
-  for (const out of outputs) out.write(shared.endOfArchive[format]!);
+  for (const out of outputs) out.endPrefix();
 }
 
 /**
- * Writes a batch of nodes' archives together, so each untouched chunk is read once for all of them. No
- * archive appears unless every one of the batch is complete; a failure leaves no temporary file behind.
+ * Writes a batch of nodes' archives together, so each untouched chunk is read once for all of them: new
+ * archives prefix and all, revised ones from their prefix on. No archive appears unless every one of the batch
+ * is complete; a failure leaves no temporary file behind, and puts revised archives back as they were.
  */
-async function writeArchives(shared: SharedBase, writes: readonly NodeWrite[], outDir: string): Promise<void> {
-  await rebuildChunks(shared, writes);
+async function writeArchives(shared: SharedBase, writes: readonly NodeWrite[], outDir: string): Promise<Output[]> {
+  await packNodeParts(shared, writes);
   const outputs: Output[] = [];
   try {
     for (const format of shared.formats) {
-      const mine: Output[] = [];
-      for (const write of writes) {
-        const out = new Output(path.join(outDir, `${write.node.name}.tar.${format}`));
+      const mine = writes.map((write) => {
+        const out = new Output(
+          path.join(outDir, `${write.node.name}.tar.${format}`),
+          write.revisions?.find((r) => r.format === format),
+        );
         outputs.push(out); // abandoned on failure, even if the next one cannot be opened
-        mine.push(out);
-      }
-      writeFormat(shared, format, writes, mine);
-      mine.forEach((out, n) => writes[n]!.files.push(out.end()));
-      // The rebuilt chunks of this format are written: let them go.
-      for (const write of writes) for (const i of write.touched.keys()) write.rebuilt.delete(`${format}:${i}`);
+        return out;
+      });
+      const fresh = writes.map((write, n) => ({ write, out: mine[n]! })).filter(({ write }) => !write.revisions);
+      writePrefixes(
+        shared,
+        format,
+        fresh.map((f) => f.write),
+        fresh.map((f) => f.out),
+      );
+      writes.forEach((write, n) => {
+        mine[n]!.write(write.packed.get(`${format}:tail`)!);
+        mine[n]!.write(shared.endOfArchive[format]!);
+        write.files.push(mine[n]!.end());
+        // This format's parts are written: let them go.
+        for (const key of write.packed.keys()) if (key.startsWith(`${format}:`)) write.packed.delete(key);
+      });
     }
     for (const out of outputs) await out.commit();
+    return outputs.filter((out) => out.revised);
   } catch (error) {
     await Promise.all(outputs.map((out) => out.abandon()));
     throw error;
@@ -445,7 +573,8 @@ async function writeManifest(shared: SharedBase, write: NodeWrite, outDir: strin
     node: node.name,
     files: [...files, { name: path.basename(manifestFile), sha256: sha256(text), bytes: text.length }],
     entries,
-    rebuiltChunks: write.touched.size,
+    rebuiltChunks: write.revisions ? 0 : write.touched.size,
+    revised: write.revisions !== undefined,
     chunks: shared.chunks.length,
     manifest,
   };
@@ -453,28 +582,41 @@ async function writeManifest(shared: SharedBase, write: NodeWrite, outDir: strin
 
 /**
  * Nodes written together: each untouched chunk is read once per batch. Bounded because a batch holds its
- * nodes' rebuilt chunks in memory and an open file per node.
+ * nodes' packed parts in memory and an open file per node.
  */
 const BATCH = 8;
 
 /**
  * Writes NODE.tar.gz (and NODE.tar.zst) and NODE.manifest.json into outDir for each node, in batches
  * (see writeArchives); `written` hears of each node as its files are in place. Results in the order given.
+ * A node's `previous` archives are revised in place only with a `rollback`, which puts them back as they were
+ * if the build fails later.
  */
 export async function writeNodeArtifacts(
   shared: SharedBase,
   nodes: readonly ArtifactNode[],
   outDir: string,
   written: (artifact: NodeArtifact) => void = () => undefined,
+  rollback?: Rollback,
 ): Promise<NodeArtifact[]> {
   checkNames(nodes);
   const results: NodeArtifact[] = [];
   for (let at = 0; at < nodes.length; at += BATCH) {
     const writes = nodes.slice(at, at + BATCH).map((node): NodeWrite => {
       const merge = mergeOverlay(shared.base, node.files, { mtime: shared.epoch, removes: node.removes ?? [] });
-      return { node, merge, touched: touchedChunks(shared, merge), rebuilt: new Map(), files: [] };
+      const out = leftOut(merge);
+      const revisions = rollback ? checkPrevious(node, shared.formats) : undefined;
+      return {
+        node,
+        merge,
+        out,
+        touched: new Set([...out].map((p) => chunkFor(shared.chunks, p))),
+        ...(revisions ? { revisions } : {}),
+        packed: new Map(),
+        files: [],
+      };
     });
-    await writeArchives(shared, writes, outDir);
+    for (const out of await writeArchives(shared, writes, outDir)) rollback!.add(() => out.abandon());
     for (const write of writes) {
       const artifact = await writeManifest(shared, write, outDir);
       results.push(artifact);

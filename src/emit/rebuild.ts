@@ -9,7 +9,10 @@
  *   privileges: it is moved and only what the overlay changed is written.
  * - tree `rebuild`: the tree is copied from the base and the overlay laid on it.
  * - artifacts `link`: unchanged inputs and every previous archive is there:
- *   hard-linked. `pack`: written from the base's packed chunks.
+ *   hard-linked. `revise`: the previous archives have the same prefix (same
+ *   base, same paths written and removed, see artifact.ts): moved, and only
+ *   their tail written again (after emit has checked the prefix's digest).
+ *   `pack`: written from the base's packed chunks.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -17,7 +20,7 @@ import type { OutputFormat } from './rootfs.js';
 import { readState, type BuildState } from './state.js';
 
 export type TreeAction = 'move' | 'revise' | 'rebuild';
-export type ArtifactAction = 'link' | 'pack';
+export type ArtifactAction = 'link' | 'revise' | 'pack';
 
 export interface NodeDecision {
   /** Absent when no tree is made. */
@@ -50,6 +53,8 @@ export interface Wanted {
   bootFiles: readonly string[];
   /** Per node, the key of its inputs (see state.ts). */
   nodeKeys: ReadonlyMap<string, string>;
+  /** Per node, the key of its archives' prefix (see state.ts); without it archives are never revised. */
+  prefixKeys?: ReadonlyMap<string, string>;
   privileged: boolean;
 }
 
@@ -74,9 +79,12 @@ export function decideRebuild(previous: PreviousOutput | undefined, wanted: Want
     const treeThere = prev?.tree !== undefined && previous!.trees.has(name);
     const artifactsThere = prev !== undefined && prev.artifacts.length > 0 && prev.artifacts.every((a) => previous!.artifacts.has(a.name));
     const reused = prev?.key === key && (!tree || treeThere) && (!tar || artifactsThere);
+    const archives = prev?.artifacts.filter((a) => /\.tar\.[a-z]+$/.test(a.name)) ?? [];
+    const samePrefix =
+      archives.length > 0 && archives.every((a) => a.prefix !== undefined && a.prefix.key === wanted.prefixKeys?.get(name));
     nodes.set(name, {
       ...(tree ? { tree: reused ? 'move' : sameBase && treeThere ? 'revise' : 'rebuild' } : {}),
-      ...(tar ? { artifacts: reused ? 'link' : 'pack' } : {}),
+      ...(tar ? { artifacts: reused ? 'link' : artifactsThere && samePrefix ? 'revise' : 'pack' } : {}),
       reused,
     });
   }

@@ -42,6 +42,8 @@ export interface RootfsInputs {
   timesyncd: boolean;
   /** Per node, the key of its inputs (see state.ts). */
   nodeKeys: Map<string, string>;
+  /** Per node, the key of its archives' prefix (see state.ts), recorded so a later build can revise them. */
+  prefixKeys: Map<string, string>;
   /** Per node, whether its outputs are moved, revised, linked or made anew (see rebuild.ts). */
   decisions: ReadonlyMap<string, NodeDecision>;
   /** The base; absent when every node is reused from the previous build. */
@@ -148,11 +150,18 @@ export async function emitRootfs(
   const artifactsDir = path.join(staging, 'artifacts');
   if (inputs.formats.includes('tar')) {
     const step = reporter.step('packing node artifacts', plan.nodes.length, 'nodes');
+    let revised = 0;
     await mkdir(artifactsDir, { recursive: true });
     const records = new Map<string, ArtifactRecord[]>();
     const packing: ArtifactNode[] = [];
     for (const { node, files, removes } of plan.nodes) {
-      if (decision(node.name).artifacts !== 'link') {
+      const action = decision(node.name).artifacts;
+      if (action === 'revise') {
+        const previous = { dir: path.join(prevDir!, 'artifacts'), files: previousNode(node.name).record.artifacts };
+        packing.push({ name: node.name, files, removes, previous });
+        continue;
+      }
+      if (action !== 'link') {
         packing.push({ name: node.name, files, removes });
         continue;
       }
@@ -169,10 +178,20 @@ export async function emitRootfs(
       });
       packingBase.finish(packed.hit ? 'reused from the cache' : `${packed.shared.chunks.length} chunks`);
       // Together: every untouched chunk of the base is read once for all of them.
-      await writeNodeArtifacts(packed.shared, packing, artifactsDir, (artifact) => {
-        records.set(artifact.node, artifact.files);
-        step.update(records.size);
-      });
+      const key = (node: string) => inputs.prefixKeys.get(node)!;
+      const written = await writeNodeArtifacts(
+        packed.shared,
+        packing,
+        artifactsDir,
+        (artifact) => {
+          // The prefix is recorded with the key of what it was made from, so a later build knows it can keep it.
+          const files = artifact.files.map(({ prefix, ...f }) => (prefix ? { ...f, prefix: { ...prefix, key: key(artifact.node) } } : f));
+          records.set(artifact.node, files);
+          step.update(records.size);
+        },
+        rollback,
+      );
+      revised = written.filter((a) => a.revised).length;
     }
     for (const { node } of plan.nodes) {
       const mine = records.get(node.name)!;
@@ -180,7 +199,7 @@ export async function emitRootfs(
       result.state.nodes[node.name] = { key: inputs.nodeKeys.get(node.name)!, artifacts: mine };
     }
     await writeFile(path.join(artifactsDir, 'SHA256SUMS'), sha256sums(result.artifacts), { mode: 0o644 });
-    step.finish(`${plan.nodes.length} artifacts`);
+    step.finish(`${plan.nodes.length} artifacts${revised ? `, ${revised} revised in place` : ''}`);
   }
   for (const { node } of plan.nodes) {
     result.state.nodes[node.name] ??= { key: inputs.nodeKeys.get(node.name)!, artifacts: [] };

@@ -17,6 +17,8 @@ export interface ArtifactRecord {
   name: string;
   sha256: string;
   bytes: number;
+  /** An archive's prefix (see artifact.ts), and the key of what it was made from (prefixKey). */
+  prefix?: { bytes: number; sha256: string; key: string };
 }
 
 export interface BuildState {
@@ -57,13 +59,29 @@ export async function readState(clusterDir: string): Promise<BuildState | undefi
   }
 }
 
+export interface KeyContext {
+  baseIdentity: string;
+  generator: string;
+  sourceDateEpoch: number;
+  compress: string;
+  privileged: boolean;
+}
+
 /** Everything a node's root depends on besides the base: its planned files and removals. */
-export function nodeKey(
-  node: NodePlan,
-  context: { baseIdentity: string; generator: string; sourceDateEpoch: number; compress: string; privileged: boolean },
-): string {
+export function nodeKey(node: NodePlan, context: KeyContext): string {
   const files = node.files.map((f) => [f.path, f.type, f.mode, f.uid, f.gid, f.target ?? '', f.content ? sha256(f.content) : '']);
   return createHash('sha256')
     .update(JSON.stringify({ ...context, files, removes: node.removes }))
+    .digest('hex');
+}
+
+/**
+ * Everything the prefix of a node's archive depends on (artifact.ts): the base and how it is packed, and
+ * which paths the node writes or removes, not what it writes there. Equal keys, equal prefix bytes.
+ */
+export function prefixKey(node: NodePlan, context: KeyContext): string {
+  const paths = node.files.map((f) => f.path).sort();
+  return createHash('sha256')
+    .update(JSON.stringify({ ...context, zlib: process.versions.zlib, paths, removes: node.removes }))
     .digest('hex');
 }

@@ -377,6 +377,65 @@ test('incremental trees: a build that fails after revising trees in place leaves
   assert.equal(next.rebuilt, NODES);
 });
 
+test('incremental archives: a template change revises every archive in place, equal to a build from scratch; a failure after puts them back', async () => {
+  // keepalived.conf changes on the servers, and no node writes or removes another path.
+  const changed = path.join(tmp, 'opz3-keepalived.yaml');
+  await writeFile(changed, `extends: ${path.resolve('profiles/opz3.yaml')}\nkeepalived: { virtualRouterId: 51, advertInterval: 2 }\n`);
+  await build(options('out-tail', { formats: ['tar'] }));
+  const archive = (out: string, node: string) => path.join(tmp, out, 'opz3/artifacts', `${node}.tar.gz`);
+  const inodes = NODES.map((n) => statSync(archive('out-tail', n)).ino);
+  const before = NODES.map((n) => readFileSync(archive('out-tail', n)));
+  const sumsBefore = sums('out-tail');
+  const servers = NODES.slice(0, 3);
+
+  // Fails once every archive has been revised and SHA256SUMS written.
+  const failing = {
+    ...silentReporter,
+    step: (label: string, ...rest: [number?, string?]) => {
+      const step = silentReporter.step(label, ...rest);
+      if (label !== 'packing node artifacts') return step;
+      return {
+        ...step,
+        finish: () => {
+          throw new Error('disk full (simulated)');
+        },
+      };
+    },
+  };
+  await rejects(() => build(options('out-tail', { formats: ['tar'], profile: changed, reporter: failing })), /disk full/);
+  assert.is(sums('out-tail'), sumsBefore);
+  NODES.forEach((n, i) => assert.ok(readFileSync(archive('out-tail', n)).equals(before[i]!), n));
+  assert.equal((await readdir(path.join(tmp, 'out-tail'))).sort(), ['opz3'], 'no staging left');
+
+  const finished: string[] = [];
+  const listening = {
+    ...silentReporter,
+    step: (label: string, ...rest: [number?, string?]) => {
+      const step = silentReporter.step(label, ...rest);
+      return { ...step, finish: (note?: string) => (finished.push(`${label}: ${note ?? ''}`), step.finish(note)) };
+    },
+  };
+  const revised = await build(options('out-tail', { formats: ['tar'], profile: changed, reporter: listening }));
+  assert.equal(revised.rebuilt, servers);
+  assert.ok(finished.includes('packing node artifacts: 4 artifacts, 3 revised in place'), finished.join('\n'));
+  // The servers' archives are the same files, revised; the worker's is linked from the previous output.
+  assert.equal(
+    NODES.map((n) => statSync(archive('out-tail', n)).ino),
+    inodes,
+  );
+  await build(options('out-tail-fresh', { formats: ['tar'], profile: changed }));
+  assert.is(archiveSums('out-tail'), archiveSums('out-tail-fresh'));
+  assert.is.not(
+    archiveSums('out-tail'),
+    sumsBefore
+      .split('\n')
+      .filter((l) => l.includes('.tar.'))
+      .join('\n'),
+  );
+  const check = await execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(tmp, 'out-tail/opz3/artifacts'), reject: false });
+  assert.is(check.exitCode, 0, check.stdout);
+});
+
 async function failsCleanly(extra: Partial<BuildOptions>, pattern: RegExp, out: string): Promise<void> {
   const error = await rejects(() => build(options(out, extra)), pattern);
   assert.is((error as { exitCode?: number }).exitCode, 2, error.message);

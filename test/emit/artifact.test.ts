@@ -18,6 +18,7 @@ import { EntryTableBuilder } from '../../src/base/entry-table.js';
 import { openBase, type BaseIndex } from '../../src/base/open.js';
 import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
 import { writeNodeTree } from '../../src/emit/export-tree.js';
+import { Rollback } from '../../src/emit/staging.js';
 import { cleanup, exists, extract, file, isRoot, makeBase, overlay, snapshot, tarOf, tempDir, rootCanCheck } from '../support/rootfs.js';
 import { requires } from '../support/requires.js';
 
@@ -136,14 +137,56 @@ test("base files keep their own mtimes; files and directories netroot writes get
   }
 });
 
-test('the archive is sorted, lists each path once, with numeric owners and no user names', async () => {
+test("the archive is the base without the node's paths, then the node's own entries, each sorted, each path once", async () => {
   const { t, tarball } = await fixture('headers');
   const result = await buildArtifacts(tarball, nodes('n1'), `${t}/out`, { sourceDateEpoch: EPOCH });
   const list = await headers(`${t}/out/n1.tar.gz`);
   const names = list.map((h) => h.name);
-  assert.equal(names, [...names].sort());
+  // The tail: what overlay('n1') writes, the directories it needs that the base lacks (etc/rancher/k3s,
+  // etc/netroot, etc/systemd/…), and usr/bin/perl5.36, the other path of perl's hard link pair, which holds
+  // the base content now that perl is replaced.
+  const tail = [
+    './etc/hostname',
+    './etc/hosts',
+    './etc/netroot/',
+    './etc/netroot/secret',
+    './etc/rancher/',
+    './etc/rancher/k3s/',
+    './etc/rancher/k3s/config.yaml',
+    './etc/resolv.conf',
+    './etc/systemd/',
+    './etc/systemd/system/',
+    './etc/systemd/system/k3s.service',
+    './etc/systemd/system/multi-user.target.wants/',
+    './etc/systemd/system/multi-user.target.wants/k3s.service',
+    './usr/bin/perl',
+    './usr/bin/perl5.36',
+  ];
+  const prefix = names.slice(0, names.length - tail.length);
+  assert.equal(names.slice(prefix.length), tail);
+  assert.equal(prefix, [...prefix].sort());
+  assert.ok(!prefix.some((n) => tail.includes(n)));
   assert.is(new Set(names).size, names.length);
   assert.is(names[0], './');
+  // Extraction order never matters: a parent directory and a hard link's target come before the entry. n2
+  // keeps perl, so its archive holds the base's hard link pair.
+  await buildArtifacts(tarball, [{ name: 'n2', files: overlay('n2').filter((f) => f.path !== 'usr/bin/perl') }], `${t}/out2`, {
+    sourceDateEpoch: EPOCH,
+  });
+  let links = 0;
+  for (const archive of [`${t}/out/n1.tar.gz`, `${t}/out2/n2.tar.gz`]) {
+    const entries = await headers(archive);
+    const order = entries.map((h) => h.name);
+    const before = (name: string, i: number) => order.indexOf(name) >= 0 && order.indexOf(name) < i;
+    for (const [i, h] of entries.entries()) {
+      const parent = h.name.replace(/[^/]+\/?$/, '');
+      if (h.name !== './') assert.ok(before(parent, i), `${h.name} after ${parent}`);
+      if (h.type !== 'link') continue;
+      assert.ok(before(h.linkname!, i), `${h.name} after ${h.linkname}`);
+      links++;
+    }
+  }
+  assert.is(links, 1, 'n2 has the hard link usr/bin/perl5.36 -> usr/bin/perl');
   assert.is(result.nodes[0]!.entries, list.length);
   for (const h of list) {
     assert.is(h.uname, '');
@@ -353,6 +396,97 @@ test('a failure while nodes are written together leaves none of their archives, 
   assert.instance(error, Error);
   assert.match(String(error), /ENOENT/);
   assert.equal(fs.readdirSync(`${t}/out`), []);
+});
+
+/** n1..n3 with other contents at the same paths: what a template change does. */
+const changed = (...names: string[]) =>
+  nodes(...names).map((n) => ({
+    ...n,
+    files: n.files.map((f) => (f.content ? { ...f, content: Buffer.concat([f.content, Buffer.from('# v2\n')]) } : f)),
+  }));
+
+/** Version 1 of n1..n3 in `prev`, version 2 written anew in `fresh`; both formats. */
+async function twoVersions(label: string) {
+  const { t, base } = await chunkedBase(label);
+  const shared = await prepareSharedBase(base, `${t}/chunks`, { sourceDateEpoch: EPOCH, chunkBytes: 2048, formats: ['gz', 'zst'] });
+  for (const dir of ['prev', 'fresh', 'next']) fs.mkdirSync(`${t}/${dir}`);
+  const v1 = await writeNodeArtifacts(shared, nodes('n1', 'n2', 'n3'), `${t}/prev`);
+  await writeNodeArtifacts(shared, changed('n1', 'n2', 'n3'), `${t}/fresh`);
+  const original = new Map(fs.readdirSync(`${t}/prev`).map((name) => [name, fs.readFileSync(`${t}/prev/${name}`)]));
+  const revising = changed('n1', 'n2', 'n3').map((n, i) => ({ ...n, previous: { dir: `${t}/prev`, files: v1[i]!.files } }));
+  return { t, shared, revising, original };
+}
+
+test('a template change revises each archive in place: its prefix kept, the bytes those of a fresh build', async () => {
+  const { t, shared, revising, original } = await twoVersions('revise');
+  const inodes = revising.map((n) => fs.statSync(`${t}/prev/${n.name}.tar.gz`).ino);
+  const rollback = new Rollback();
+  const result = await writeNodeArtifacts(shared, revising, `${t}/next`, undefined, rollback);
+  assert.equal(
+    result.map((a) => [a.node, a.revised, a.rebuiltChunks]),
+    [
+      ['n1', true, 0],
+      ['n2', true, 0],
+      ['n3', true, 0],
+    ],
+  );
+  for (const name of fs.readdirSync(`${t}/fresh`))
+    assert.ok(fs.readFileSync(`${t}/next/${name}`).equals(fs.readFileSync(`${t}/fresh/${name}`)), name);
+  // The same files, moved: nothing but the tail was written.
+  assert.equal(
+    revising.map((n) => fs.statSync(`${t}/next/${n.name}.tar.gz`).ino),
+    inodes,
+  );
+  assert.equal(
+    fs.readdirSync(`${t}/prev`).filter((n) => n.includes('.tar.')),
+    [],
+  );
+  assert.is(fs.statSync(`${t}/next/n1.tar.zst`).mode & 0o777, 0o600);
+  // A build that fails later puts every archive back where it was, as it was.
+  await rollback.run();
+  for (const [name, bytes] of original) assert.ok(fs.readFileSync(`${t}/prev/${name}`).equals(bytes), name);
+  assert.equal(
+    fs.readdirSync(`${t}/next`).filter((n) => n.includes('.tar.')),
+    [],
+  );
+});
+
+test('a previous archive whose prefix changed, that is linked elsewhere or is not there is left alone, and its node written anew', async () => {
+  const { t, shared, revising, original } = await twoVersions('revise-refused');
+  // n1: a byte of its prefix flipped (same size); n2's zst archive has another link; n3's gz archive is gone.
+  const n1 = fs.readFileSync(`${t}/prev/n1.tar.gz`);
+  n1[100] = n1[100]! ^ 1;
+  fs.writeFileSync(`${t}/prev/n1.tar.gz`, n1);
+  fs.linkSync(`${t}/prev/n2.tar.zst`, `${t}/n2-kept.tar.zst`);
+  fs.rmSync(`${t}/prev/n3.tar.gz`);
+  const result = await writeNodeArtifacts(shared, revising, `${t}/next`, undefined, new Rollback());
+  assert.equal(
+    result.map((a) => a.revised),
+    [false, false, false],
+  );
+  for (const name of fs.readdirSync(`${t}/fresh`))
+    assert.ok(fs.readFileSync(`${t}/next/${name}`).equals(fs.readFileSync(`${t}/fresh/${name}`)), name);
+  assert.ok(fs.readFileSync(`${t}/prev/n1.tar.gz`).equals(n1));
+  assert.ok(fs.readFileSync(`${t}/n2-kept.tar.zst`).equals(original.get('n2.tar.zst')!));
+  assert.ok(fs.readFileSync(`${t}/prev/n3.tar.zst`).equals(original.get('n3.tar.zst')!));
+});
+
+test('without a rollback, previous archives are never touched', async () => {
+  const { t, shared, revising, original } = await twoVersions('revise-no-rollback');
+  const result = await writeNodeArtifacts(shared, revising, `${t}/next`);
+  assert.ok(result.every((a) => !a.revised));
+  for (const [name, bytes] of original) assert.ok(fs.readFileSync(`${t}/prev/${name}`).equals(bytes), name);
+});
+
+test('a failure while a batch is written puts the archives it was revising back, byte for byte', async () => {
+  const { t, shared, revising, original } = await twoVersions('revise-fails');
+  // n1 and n2 are revised; n3, a new node of the batch, meets a missing chunk after they were cut and continued.
+  const batch = [revising[0]!, revising[1]!, { name: 'n4', files: overlay('n4') }];
+  fs.rmSync(shared.chunks[shared.chunks.length - 2]!.files.zst!);
+  const error = await writeNodeArtifacts(shared, batch, `${t}/next`, undefined, new Rollback()).catch((e: Error) => e);
+  assert.match(String(error), /ENOENT/);
+  assert.equal(fs.readdirSync(`${t}/next`), []);
+  for (const [name, bytes] of original) assert.ok(fs.readFileSync(`${t}/prev/${name}`).equals(bytes), name);
 });
 
 test('an overlay under a base symlink fails clearly, and names the real path', async () => {

@@ -77,6 +77,43 @@ test("one node's files changed on the same base: its tree is revised and repacke
   assert.not.ok(d.reuseEverything);
 });
 
+/** The previous build with a's archive and manifest recorded, its prefix made under `key`. */
+const withPrefix = (key: string) =>
+  previous((p) => {
+    p.state.nodes.a!.artifacts = [
+      { name: 'a.tar.gz', sha256: '0', bytes: 9, prefix: { bytes: 5, sha256: '1', key } },
+      { name: 'a.manifest.json', sha256: '2', bytes: 3 },
+    ];
+    (p.artifacts as Set<string>).add('a.manifest.json');
+  });
+const changedA = (prefixA: string) =>
+  wanted({
+    nodeKeys: new Map([
+      ['a', 'key-a2'],
+      ['b', 'key-b'],
+    ]),
+    prefixKeys: new Map([
+      ['a', prefixA],
+      ['b', 'prefix-b'],
+    ]),
+  });
+
+test('a node whose files changed but not which paths it writes: its archive is revised, not packed again', () => {
+  const d = decideRebuild(withPrefix('prefix-a'), changedA('prefix-a'));
+  assert.equal(node(d, 'a'), { tree: 'revise', artifacts: 'revise', reused: false });
+  assert.equal(node(d, 'b'), { tree: 'move', artifacts: 'link', reused: true });
+});
+
+test('another prefix, an archive recorded without one, or one that is gone: packed again', () => {
+  assert.is(node(decideRebuild(withPrefix('prefix-a'), changedA('prefix-a2')), 'a')?.artifacts, 'pack');
+  assert.is(node(decideRebuild(previous(), changedA('prefix-a')), 'a')?.artifacts, 'pack');
+  const gone = withPrefix('prefix-a');
+  (gone.artifacts as Set<string>).delete('a.tar.gz');
+  assert.is(node(decideRebuild(gone, changedA('prefix-a')), 'a')?.artifacts, 'pack');
+  // Without prefix keys (a caller that does not know them), never revised.
+  assert.is(node(decideRebuild(withPrefix('prefix-a'), wanted({ nodeKeys: changedA('x').nodeKeys })), 'a')?.artifacts, 'pack');
+});
+
 test('another base: every tree rebuilt, none revised', () => {
   const d = decideRebuild(
     previous(),
