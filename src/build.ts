@@ -29,7 +29,7 @@ import { allRequiredPackages, checkBase } from './base/check/requirements.js';
 import { clusterWarnings } from './profile/rules.js';
 import { clusterFile, K3S_PATH, planBootFiles } from './base/boot-files.js';
 import { defaultCacheDir } from './base/open.js';
-import { ARCHIVE_LAYOUT, epochFromEnv, newestMtime, resolveFormats } from './emit/artifact.js';
+import { ARCHIVE_LAYOUT, compressors, epochFromEnv, newestMtime, resolveFormats } from './emit/artifact.js';
 import { resolveK3sBinary } from './k3s/binary.js';
 import { withClusterLayer } from './emit/layer.js';
 import { mergeOverlay } from './emit/overlay.js';
@@ -297,8 +297,9 @@ async function prepareRootfs(
   });
 
   const baseIdentity = `${sourceId}|k3s:${k3s.sha256}`;
-  // What "gz, plus zst where installed" means on this machine today: installing or removing zstd changes the artifacts.
-  const compress = formats.includes('tar') ? (await resolveFormats(options.compress)).join(',') : '';
+  // What "gz, plus zst where installed" means on this machine today, and the compressors' versions: installing,
+  // removing or upgrading zstd changes the artifacts.
+  const compress = formats.includes('tar') ? await compressors(await resolveFormats(options.compress)) : '';
   const privileged = isRoot();
   const keyContext = {
     baseIdentity,

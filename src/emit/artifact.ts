@@ -44,7 +44,7 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { findProgram, requirePrograms } from '../tools.js';
+import { findProgram, requirePrograms, runTool } from '../tools.js';
 import { BufferPool, compress, PIECE, tarBytes, type Format } from './tar-bytes.js';
 import { sha256, type PlannedFile } from '../plan/plan.js';
 import type { BaseIndex } from '../base/open.js';
@@ -71,7 +71,7 @@ export interface ArtifactOptions {
   sourceDateEpoch?: number;
   /** Default: gz, plus zst when the zstd CLI is installed. */
   formats?: Format[];
-  /** Target uncompressed size of a shared base chunk; default 4 MiB. */
+  /** Target uncompressed size of a shared base chunk; default PACKING_DEFAULTS. */
   chunkBytes?: number;
   gzipLevel?: number;
   zstdLevel?: number;
@@ -205,6 +205,34 @@ async function mapLimit<T>(items: readonly T[], limit: number, work: (item: T) =
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
 }
 
+/** The packing every build uses: chunk size and compression levels (ArtifactOptions may differ, in tests). */
+export const PACKING_DEFAULTS = { chunkBytes: 4 << 20, gzipLevel: 6, zstdLevel: 3 } as const;
+
+/** zstd program path → its version line, asked once per program. */
+const zstdVersions = new Map<string, Promise<string>>();
+
+function zstdVersion(): Promise<string> {
+  const program = findProgram('zstd') ?? 'zstd';
+  let version = zstdVersions.get(program);
+  if (!version) zstdVersions.set(program, (version = runTool(program, ['-V'], { why: '.tar.zst artifacts' }).then((r) => r.stdout.trim())));
+  return version;
+}
+
+/**
+ * How the archives of these formats are compressed, as a key: formats, chunk size, levels and the
+ * compressors' versions (Node's zlib; the zstd CLI's, asked once), since another version may give other
+ * bytes. Cached chunks and kept prefixes are reused only under the same description.
+ */
+export async function compressors(formats: readonly Format[], options: Omit<ArtifactOptions, 'formats'> = {}): Promise<string> {
+  const zstd = formats.includes('zst') ? await zstdVersion() : null;
+  return JSON.stringify({
+    formats,
+    chunk: options.chunkBytes ?? PACKING_DEFAULTS.chunkBytes,
+    gz: formats.includes('gz') ? { level: options.gzipLevel ?? PACKING_DEFAULTS.gzipLevel, zlib: process.versions.zlib } : null,
+    zst: zstd ? { level: options.zstdLevel ?? PACKING_DEFAULTS.zstdLevel, zstd } : null,
+  });
+}
+
 export async function resolveFormats(requested: Format[] | undefined): Promise<Format[]> {
   if (requested) {
     if (requested.includes('zst')) requirePrograms([{ program: 'zstd', why: '.tar.zst artifacts (--compress zst)' }]);
@@ -217,8 +245,8 @@ export async function resolveFormats(requested: Format[] | undefined): Promise<F
 export async function prepareSharedBase(base: BaseIndex, workDir: string, options: ArtifactOptions = {}): Promise<SharedBase> {
   const epoch = options.sourceDateEpoch ?? sourceDateEpoch(base);
   const formats = await resolveFormats(options.formats);
-  const levels = { gz: options.gzipLevel ?? 6, zst: options.zstdLevel ?? 3 };
-  const chunks = planChunks(base.entries, options.chunkBytes ?? 4 << 20);
+  const levels = { gz: options.gzipLevel ?? PACKING_DEFAULTS.gzipLevel, zst: options.zstdLevel ?? PACKING_DEFAULTS.zstdLevel };
+  const chunks = planChunks(base.entries, options.chunkBytes ?? PACKING_DEFAULTS.chunkBytes);
   const pool = new BufferPool();
   await mkdir(workDir, { recursive: true });
   const jobs = chunks.flatMap((chunk, i) => formats.map((format) => ({ chunk, i, format })));

@@ -10,6 +10,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import {
   ARCHIVE_LAYOUT,
+  compressors,
   prepareSharedBase,
   resolveFormats,
   type ArtifactOptions,
@@ -45,12 +46,8 @@ export async function packedBase(
         PACKING,
         ARCHIVE_LAYOUT,
         identity,
-        formats,
         epoch: options.sourceDateEpoch,
-        gz: options.gzipLevel ?? 6,
-        zst: options.zstdLevel ?? 3,
-        chunk: options.chunkBytes ?? 4 << 20,
-        node: process.versions.zlib,
+        compressors: await compressors(formats, options),
       }),
     )
     .digest('hex');

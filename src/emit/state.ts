@@ -63,6 +63,7 @@ export interface KeyContext {
   baseIdentity: string;
   generator: string;
   sourceDateEpoch: number;
+  /** How archives are compressed (artifact.ts compressors()); empty when none are made. */
   compress: string;
   privileged: boolean;
 }
@@ -82,6 +83,6 @@ export function nodeKey(node: NodePlan, context: KeyContext): string {
 export function prefixKey(node: NodePlan, context: KeyContext): string {
   const paths = node.files.map((f) => f.path).sort();
   return createHash('sha256')
-    .update(JSON.stringify({ ...context, zlib: process.versions.zlib, paths, removes: node.removes }))
+    .update(JSON.stringify({ ...context, paths, removes: node.removes }))
     .digest('hex');
 }

@@ -6,6 +6,7 @@ import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import {
   buildArtifacts,
+  compressors,
   epochFromEnv,
   prepareSharedBase,
   sha256sums,
@@ -487,6 +488,29 @@ test('a failure while a batch is written puts the archives it was revising back,
   assert.match(String(error), /ENOENT/);
   assert.equal(fs.readdirSync(`${t}/next`), []);
   for (const [name, bytes] of original) assert.ok(fs.readFileSync(`${t}/prev/${name}`).equals(bytes), name);
+});
+
+test("how archives are compressed, as a key: formats, levels, chunk size and the compressors' versions", async () => {
+  const t = await tempDir('compressors');
+  const gz = await compressors(['gz']);
+  assert.is.not(gz, await compressors(['gz', 'zst']));
+  assert.is.not(gz, await compressors(['gz'], { gzipLevel: 9 }));
+  assert.is.not(gz, await compressors(['gz'], { chunkBytes: 1 << 20 }));
+  assert.match(gz, new RegExp(process.versions.zlib.replace(/\./g, '\\.')));
+  // Another zstd (first on PATH), another key: its bytes may differ.
+  const real = await compressors(['zst']);
+  assert.match(real, /Zstandard/);
+  fs.mkdirSync(`${t}/bin`);
+  fs.writeFileSync(`${t}/bin/zstd`, '#!/bin/sh\necho "*** Zstandard CLI (64-bit) v9.9.9, a stand-in ***"\n', { mode: 0o755 });
+  const PATH = process.env.PATH;
+  process.env.PATH = `${t}/bin:${PATH}`;
+  try {
+    const other = await compressors(['zst']);
+    assert.match(other, /v9\.9\.9/);
+    assert.is.not(other, real);
+  } finally {
+    process.env.PATH = PATH;
+  }
 });
 
 test('an overlay under a base symlink fails clearly, and names the real path', async () => {
