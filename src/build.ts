@@ -20,6 +20,7 @@ import { debootstrapCachePath, parseDebootstrapSpec } from './base/debootstrap.j
 import { rememberedDigest } from './cache.js';
 import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './base/netboot.js';
 import { nodeKey, prefixKey } from './emit/state.js';
+import { PACKING } from './emit/packed.js';
 import { decideRebuild, readPreviousOutput } from './emit/rebuild.js';
 import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
 import { directoryIdentity, type BaseIndex } from './base/open.js';
@@ -303,7 +304,8 @@ async function prepareRootfs(
   const privileged = isRoot();
   const keyContext = {
     baseIdentity,
-    generator: `${GENERATOR} ${ARCHIVE_LAYOUT}`,
+    // How chunks are packed is in the keys too: a kept prefix must be what a fresh build would pack.
+    generator: `${GENERATOR} ${ARCHIVE_LAYOUT} ${PACKING}`,
     sourceDateEpoch,
     compress,
     // A tree made without root lacks owners, devices and capabilities: never reuse it for a root build.

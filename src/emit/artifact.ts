@@ -317,11 +317,20 @@ interface Revision {
   format: Format;
   /** Where it is in the previous output. */
   from: string;
+  /** Open for writing since it was checked: the revision writes into the very file whose prefix was read. */
+  fd: number;
   prefix: { bytes: number; sha256: string };
   /** The digest state after the prefix, continued by the new tail. */
   hash: Hash;
   /** What followed the prefix: written back if the build fails. */
   oldTail: Buffer;
+  /** An Output has it (and closes its fd). */
+  taken?: boolean;
+}
+
+/** pwrite(2) may write less than asked: loop. */
+function writeAt(fd: number, data: Buffer, position: number): void {
+  for (let done = 0; done < data.length;) done += fsSync.writeSync(fd, data, done, data.length - done, position + done);
 }
 
 /**
@@ -348,21 +357,24 @@ class Output {
       this.hash = createHash('sha256');
       return;
     }
-    // Opened before it is moved: a file that cannot be opened is never left under a temporary name.
-    this.fd = fsSync.openSync(revising.from, 'r+');
+    this.fd = revising.fd;
+    revising.taken = true;
     try {
       fsSync.renameSync(revising.from, this.temp);
     } catch (error) {
-      fsSync.closeSync(this.fd);
+      this.close();
       throw error;
     }
-    fsSync.ftruncateSync(this.fd, revising.prefix.bytes);
     this.hash = revising.hash;
     this.bytes = revising.prefix.bytes;
     this.prefix = revising.prefix;
   }
   write(piece: Buffer): void {
-    for (let done = 0; done < piece.length;) done += fsSync.writeSync(this.fd, piece, done, piece.length - done, this.bytes + done);
+    // Abandoned (a failure elsewhere, a signal) while other work went on: its descriptor is gone.
+    if (this.closed) throw new RootfsError(`internal: ${this.file} was written after it was closed`);
+    // A revised archive is cut after its prefix at its first write (a failure before leaves it whole).
+    if (this.revising && this.bytes === this.revising.prefix.bytes) fsSync.ftruncateSync(this.fd, this.bytes);
+    writeAt(this.fd, piece, this.bytes);
     this.hash.update(piece);
     this.bytes += piece.length;
   }
@@ -394,7 +406,8 @@ class Output {
     const fd = fsSync.openSync(at, 'r+');
     try {
       fsSync.ftruncateSync(fd, this.revising.prefix.bytes);
-      fsSync.writeSync(fd, this.revising.oldTail, 0, this.revising.oldTail.length, this.revising.prefix.bytes);
+      writeAt(fd, this.revising.oldTail, this.revising.prefix.bytes);
+      fsSync.fsyncSync(fd);
     } finally {
       fsSync.closeSync(fd);
     }
@@ -405,40 +418,48 @@ class Output {
 /**
  * The node's previous archives, if every one can be revised: a regular file linked nowhere else (a revision
  * writes into it), the size it was written with, and a prefix that still has its digest. Reading the prefix
- * is the price of keeping it, and far less than writing it.
+ * is the price of keeping it, and far less than writing it. Each is left open for the revision.
  */
 function checkPrevious(node: ArtifactNode, formats: readonly Format[]): Revision[] | undefined {
   const previous = node.previous;
   if (!previous) return undefined;
   const revisions: Revision[] = [];
   const buffer = Buffer.allocUnsafe(PIECE);
-  for (const format of formats) {
+  const check = (format: Format): Revision | undefined => {
     const record = previous.files.find((f) => f.name === `${node.name}.tar.${format}`);
     if (!record?.prefix) return undefined;
     const from = path.join(previous.dir, record.name);
     let fd: number;
     try {
-      fd = fsSync.openSync(from, fsSync.constants.O_RDONLY | fsSync.constants.O_NOFOLLOW);
+      fd = fsSync.openSync(from, fsSync.constants.O_RDWR | fsSync.constants.O_NOFOLLOW);
     } catch {
       return undefined;
     }
-    try {
+    const revision = ((): Revision | undefined => {
       const stat = fsSync.fstatSync(fd);
-      if (!stat.isFile() || stat.nlink !== 1 || stat.size !== record.bytes || record.prefix.bytes > stat.size) return undefined;
+      if (!stat.isFile() || stat.nlink !== 1 || stat.size !== record.bytes || record.prefix!.bytes > stat.size) return undefined;
       const hash = createHash('sha256');
-      for (let at = 0; at < record.prefix.bytes;) {
-        const read = fsSync.readSync(fd, buffer, 0, Math.min(buffer.length, record.prefix.bytes - at), at);
+      for (let at = 0; at < record.prefix!.bytes;) {
+        const read = fsSync.readSync(fd, buffer, 0, Math.min(buffer.length, record.prefix!.bytes - at), at);
         if (read === 0) return undefined;
         hash.update(buffer.subarray(0, read));
         at += read;
       }
-      if (hash.copy().digest('hex') !== record.prefix.sha256) return undefined;
-      const oldTail = Buffer.alloc(stat.size - record.prefix.bytes);
-      if (fsSync.readSync(fd, oldTail, 0, oldTail.length, record.prefix.bytes) !== oldTail.length) return undefined;
-      revisions.push({ format, from, prefix: record.prefix, hash, oldTail });
-    } finally {
-      fsSync.closeSync(fd);
+      if (hash.copy().digest('hex') !== record.prefix!.sha256) return undefined;
+      const oldTail = Buffer.alloc(stat.size - record.prefix!.bytes);
+      if (fsSync.readSync(fd, oldTail, 0, oldTail.length, record.prefix!.bytes) !== oldTail.length) return undefined;
+      return { format, from, fd, prefix: record.prefix!, hash, oldTail };
+    })();
+    if (!revision) fsSync.closeSync(fd);
+    return revision;
+  };
+  for (const format of formats) {
+    const revision = check(format);
+    if (!revision) {
+      for (const r of revisions) fsSync.closeSync(r.fd);
+      return undefined;
     }
+    revisions.push(revision);
   }
   return revisions;
 }
@@ -525,7 +546,7 @@ function writePrefixes(shared: SharedBase, format: Format, writes: readonly Node
  * archives prefix and all, revised ones from their prefix on. No archive appears unless every one of the batch
  * is complete; a failure leaves no temporary file behind, and puts revised archives back as they were.
  */
-async function writeArchives(shared: SharedBase, writes: readonly NodeWrite[], outDir: string): Promise<Output[]> {
+async function writeArchives(shared: SharedBase, writes: readonly NodeWrite[], outDir: string, rollback?: Rollback): Promise<void> {
   await packNodeParts(shared, writes);
   const outputs: Output[] = [];
   try {
@@ -536,6 +557,8 @@ async function writeArchives(shared: SharedBase, writes: readonly NodeWrite[], o
           write.revisions?.find((r) => r.format === format),
         );
         outputs.push(out); // abandoned on failure, even if the next one cannot be opened
+        // A revised archive goes back if the build fails or is stopped, now or after this batch.
+        if (out.revised) rollback!.add(() => out.abandon());
         return out;
       });
       const fresh = writes.map((write, n) => ({ write, out: mine[n]! })).filter(({ write }) => !write.revisions);
@@ -554,9 +577,9 @@ async function writeArchives(shared: SharedBase, writes: readonly NodeWrite[], o
       });
     }
     for (const out of outputs) await out.commit();
-    return outputs.filter((out) => out.revised);
   } catch (error) {
-    await Promise.all(outputs.map((out) => out.abandon()));
+    // Every output is put back or removed, whatever one of them meets; the error that stopped the write is the one told.
+    await Promise.allSettled(outputs.map((out) => out.abandon()));
     throw error;
   }
 }
@@ -644,7 +667,12 @@ export async function writeNodeArtifacts(
         files: [],
       };
     });
-    for (const out of await writeArchives(shared, writes, outDir)) rollback!.add(() => out.abandon());
+    try {
+      await writeArchives(shared, writes, outDir, rollback);
+    } finally {
+      // A failure before a checked archive was opened for its revision leaves it open here.
+      for (const write of writes) for (const r of write.revisions ?? []) if (!r.taken) fsSync.closeSync(r.fd);
+    }
     for (const write of writes) {
       const artifact = await writeManifest(shared, write, outDir);
       results.push(artifact);

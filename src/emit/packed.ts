@@ -23,7 +23,7 @@ import { stageIntoCache } from '../cache.js';
 import { BufferPool } from './tar-bytes.js';
 
 /** Bumped whenever the packing changes what bytes a chunk holds. */
-const PACKING = 'chunks-1';
+export const PACKING = 'chunks-1';
 
 interface Stored {
   formats: Format[];

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { alive } from '../cache.js';
@@ -44,15 +45,21 @@ function removeInBackground(dir: string): void {
  */
 export class Rollback {
   private readonly steps: (() => Promise<void>)[] = [];
+  private running?: Promise<void>;
   add(step: () => Promise<void>): void {
     this.steps.push(step);
   }
-  async run(): Promise<void> {
-    // Every step is tried: one that fails must not keep the others from putting their part back.
-    for (const step of this.steps.reverse()) await step().catch(() => undefined);
-    this.steps.length = 0;
+  /** Runs once: a second caller (a signal, then the failing write) waits for the same run. */
+  run(): Promise<void> {
+    this.running ??= (async () => {
+      // Every step is tried: one that fails must not keep the others from putting their part back.
+      for (const step of this.steps.splice(0).reverse()) await step().catch(() => undefined);
+    })();
+    return this.running;
   }
 }
+
+const STOPPING: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
 
 export async function writeAtomically<T>(target: string, write: (staging: string, rollback: Rollback) => Promise<T>): Promise<T> {
   const parent = path.dirname(target);
@@ -64,12 +71,23 @@ export async function writeAtomically<T>(target: string, write: (staging: string
   await mkdir(staging, { mode: 0o755 });
   let result: T;
   const rollback = new Rollback();
+  // Ctrl-C or a SIGTERM while writing: what was taken from the previous output (trees, archives being
+  // revised) goes back before the process ends, as it would for an error. A SIGKILL still loses it.
+  const stop = (signal: NodeJS.Signals) => {
+    void rollback
+      .run()
+      .then(() => rm(staging, { recursive: true, force: true }))
+      .finally(() => process.exit(128 + os.constants.signals[signal]));
+  };
+  for (const signal of STOPPING) process.once(signal, stop);
   try {
     result = await write(staging, rollback);
   } catch (error) {
     await rollback.run();
     await rm(staging, { recursive: true, force: true });
     throw error;
+  } finally {
+    for (const signal of STOPPING) process.off(signal, stop);
   }
   const old = path.join(parent, `.${base}.old-${tag}`);
   const replacing = existsSync(target);

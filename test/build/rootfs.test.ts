@@ -402,7 +402,15 @@ test('incremental archives: a template change revises every archive in place, eq
       };
     },
   };
+  const changedAt = () => NODES.map((n) => statSync(archive('out-tail', n)).ctimeMs);
+  const ctimes = changedAt();
   await rejects(() => build(options('out-tail', { formats: ['tar'], profile: changed, reporter: failing })), /disk full/);
+  // The servers' archives were moved and revised before the failure (ctime; the worker's was hard-linked,
+  // which changes its ctime too), and came back whole.
+  assert.equal(
+    changedAt().map((c, i) => c !== ctimes[i]),
+    [true, true, true, true],
+  );
   assert.is(sums('out-tail'), sumsBefore);
   NODES.forEach((n, i) => assert.ok(readFileSync(archive('out-tail', n)).equals(before[i]!), n));
   assert.equal((await readdir(path.join(tmp, 'out-tail'))).sort(), ['opz3'], 'no staging left');

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { decideRebuild, readPreviousOutput, type PreviousOutput, type Wanted } from '../../src/emit/rebuild.js';
-import type { BuildState } from '../../src/emit/state.js';
+import { prefixKey, type BuildState } from '../../src/emit/state.js';
+import type { NodePlan } from '../../src/plan/plan.js';
 
 const test = suite('emit/rebuild');
 
@@ -218,4 +219,82 @@ test('readPreviousOutput finds which trees, archives and boot files are still th
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("an archive's prefix key: the same for other contents, another for another path, removal or base", () => {
+  const context = { baseIdentity: 'base-1', generator: 'netroot test', sourceDateEpoch: 0, compress: 'gz', privileged: true };
+  const plan = (files: [string, string][], removes: string[] = []) =>
+    ({
+      node: { name: 'a' },
+      files: files.map(([p, content]) => ({
+        path: p,
+        type: 'file',
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        content: Buffer.from(content),
+        source: 'test',
+      })),
+      removes,
+    }) as unknown as NodePlan;
+  const key = prefixKey(
+    plan([
+      ['etc/a', '1'],
+      ['etc/b', '1'],
+    ]),
+    context,
+  );
+  assert.is(
+    prefixKey(
+      plan([
+        ['etc/b', '2'],
+        ['etc/a', '2'],
+      ]),
+      context,
+    ),
+    key,
+  );
+  assert.is.not(
+    prefixKey(
+      plan([
+        ['etc/a', '1'],
+        ['etc/c', '1'],
+      ]),
+      context,
+    ),
+    key,
+  );
+  assert.is.not(
+    prefixKey(
+      plan(
+        [
+          ['etc/a', '1'],
+          ['etc/b', '1'],
+        ],
+        ['etc/ssh/ssh_host_*'],
+      ),
+      context,
+    ),
+    key,
+  );
+  assert.is.not(
+    prefixKey(
+      plan([
+        ['etc/a', '1'],
+        ['etc/b', '1'],
+      ]),
+      { ...context, baseIdentity: 'base-2' },
+    ),
+    key,
+  );
+  assert.is.not(
+    prefixKey(
+      plan([
+        ['etc/a', '1'],
+        ['etc/b', '1'],
+      ]),
+      { ...context, compress: 'gz,zst' },
+    ),
+    key,
+  );
 });

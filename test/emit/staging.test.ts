@@ -11,6 +11,7 @@ import { writeAtomically } from '../../src/emit/staging.js';
 import { assertInside, writeTree } from '../../src/emit/tree.js';
 import type { PlannedFile } from '../../src/plan/plan.js';
 import { rejects } from '../support/assert.js';
+import { execa } from 'execa';
 
 let tmp: string;
 test.before.each(async () => {
@@ -144,3 +145,40 @@ test('writeTree refuses paths that leave the root, and never writes through an e
   await rejects(() => writeTree(root, [file('etc/hosts')]), /EEXIST/);
   assert.is(await readFile(outside, 'utf8'), 'keep');
 });
+
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  test(`${signal} while writing puts back what was taken from the previous output, leaves no staging and exits 128+N`, async () => {
+    const target = path.join(tmp, 'opz3');
+    await mkdir(path.join(target, 'rootfs/n1'), { recursive: true });
+    await writeFile(path.join(target, 'rootfs/n1/hostname'), 'n1\n');
+    // A writer that moves the previous tree into its staging directory (as a rebuild does), then hangs.
+    const script = path.join(tmp, 'writer.mts');
+    await writeFile(
+      script,
+      `import { rename, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { writeAtomically } from ${JSON.stringify(path.resolve('src/emit/staging.ts'))};
+const target = process.argv[2]!;
+await writeAtomically(target, async (staging, rollback) => {
+  const from = path.join(target, 'rootfs/n1');
+  const to = path.join(staging, 'rootfs/n1');
+  await mkdir(path.dirname(to), { recursive: true });
+  await rename(from, to);
+  rollback.add(() => rename(to, from));
+  console.log('moved');
+  await new Promise((resolve) => setTimeout(resolve, 60_000));
+});
+`,
+    );
+    const child = execa(process.execPath, ['--import', 'tsx', script, target], { reject: false, timeout: 30_000 });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('moved') && resolve());
+      void child.then((r) => reject(new Error(`the writer ended first: ${r.stderr}`)));
+    });
+    child.kill(signal);
+    const result = await child;
+    assert.is(result.exitCode, 128 + os.constants.signals[signal], result.stderr);
+    assert.is(await readFile(path.join(target, 'rootfs/n1/hostname'), 'utf8'), 'n1\n');
+    assert.equal(await readdir(tmp).then((names) => names.filter((n) => n.startsWith('.opz3'))), []);
+  });
+}
