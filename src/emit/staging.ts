@@ -7,7 +7,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { alive } from '../cache.js';
@@ -72,14 +71,22 @@ export async function writeAtomically<T>(target: string, write: (staging: string
   let result: T;
   const rollback = new Rollback();
   // Ctrl-C or a SIGTERM while writing: what was taken from the previous output (trees, archives being
-  // revised) goes back before the process ends, as it would for an error. A SIGKILL still loses it.
+  // revised) goes back, then the signal is raised again, so the process ends as it would have (or, in the
+  // lab, its own handler does). A SIGKILL still loses it. `on`, not `once`: execa's exit hook re-raises a
+  // signal nobody else listens for, which would end the process before the rollback is done.
+  let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
     void rollback
       .run()
       .then(() => rm(staging, { recursive: true, force: true }))
-      .finally(() => process.exit(128 + os.constants.signals[signal]));
+      .finally(() => {
+        for (const s of STOPPING) process.off(s, stop);
+        process.kill(process.pid, signal);
+      });
   };
-  for (const signal of STOPPING) process.once(signal, stop);
+  for (const signal of STOPPING) process.on(signal, stop);
   try {
     result = await write(staging, rollback);
   } catch (error) {
