@@ -223,78 +223,17 @@ test('readPreviousOutput finds which trees, archives and boot files are still th
 
 test("an archive's prefix key: the same for other contents, another for another path, removal or base", () => {
   const context = { baseIdentity: 'base-1', generator: 'netroot test', sourceDateEpoch: 0, compress: 'gz', privileged: true };
-  const plan = (files: [string, string][], removes: string[] = []) =>
+  const plan = (paths: string[], content: string, removes: string[] = []) =>
     ({
       node: { name: 'a' },
-      files: files.map(([p, content]) => ({
-        path: p,
-        type: 'file',
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        content: Buffer.from(content),
-        source: 'test',
-      })),
+      files: paths.map((p) => ({ path: p, type: 'file', mode: 0o644, uid: 0, gid: 0, content: Buffer.from(content), source: 'test' })),
       removes,
     }) as unknown as NodePlan;
-  const key = prefixKey(
-    plan([
-      ['etc/a', '1'],
-      ['etc/b', '1'],
-    ]),
-    context,
-  );
-  assert.is(
-    prefixKey(
-      plan([
-        ['etc/b', '2'],
-        ['etc/a', '2'],
-      ]),
-      context,
-    ),
-    key,
-  );
-  assert.is.not(
-    prefixKey(
-      plan([
-        ['etc/a', '1'],
-        ['etc/c', '1'],
-      ]),
-      context,
-    ),
-    key,
-  );
-  assert.is.not(
-    prefixKey(
-      plan(
-        [
-          ['etc/a', '1'],
-          ['etc/b', '1'],
-        ],
-        ['etc/ssh/ssh_host_*'],
-      ),
-      context,
-    ),
-    key,
-  );
-  assert.is.not(
-    prefixKey(
-      plan([
-        ['etc/a', '1'],
-        ['etc/b', '1'],
-      ]),
-      { ...context, baseIdentity: 'base-2' },
-    ),
-    key,
-  );
-  assert.is.not(
-    prefixKey(
-      plan([
-        ['etc/a', '1'],
-        ['etc/b', '1'],
-      ]),
-      { ...context, compress: 'gz,zst' },
-    ),
-    key,
-  );
+  const ab = plan(['etc/a', 'etc/b'], '1');
+  const key = prefixKey(ab, context);
+  assert.is(prefixKey(plan(['etc/b', 'etc/a'], '2'), context), key, 'other contents, other order');
+  assert.is.not(prefixKey(plan(['etc/a', 'etc/c'], '1'), context), key, 'another path');
+  assert.is.not(prefixKey(plan(['etc/a', 'etc/b'], '1', ['etc/ssh/ssh_host_*']), context), key, 'a removal');
+  assert.is.not(prefixKey(ab, { ...context, baseIdentity: 'base-2' }), key, 'another base');
+  assert.is.not(prefixKey(ab, { ...context, compress: 'gz,zst' }), key, 'other compressors');
 });
