@@ -328,11 +328,6 @@ interface Revision {
   taken?: boolean;
 }
 
-/** pwrite(2) may write less than asked: loop. */
-function writeAt(fd: number, data: Buffer, position: number): void {
-  for (let done = 0; done < data.length;) done += fsSync.writeSync(fd, data, done, data.length - done, position + done);
-}
-
 /**
  * Writes an archive while hashing it; the name appears only when it is committed. A new file, or a
  * previous archive being revised: moved here under the temporary name, cut after its prefix and continued.
@@ -344,12 +339,10 @@ class Output {
   private bytes = 0;
   private prefix?: { bytes: number; sha256: string };
   private closed = false;
-  readonly revised: boolean;
   constructor(
     private readonly file: string,
     private readonly revising?: Revision,
   ) {
-    this.revised = revising !== undefined;
     this.temp = temporaryName(file);
     if (!revising) {
       // The archive holds the node's secrets (keys, tokens): readable by its owner only.
@@ -369,12 +362,15 @@ class Output {
     this.bytes = revising.prefix.bytes;
     this.prefix = revising.prefix;
   }
+  get revised(): boolean {
+    return this.revising !== undefined;
+  }
   write(piece: Buffer): void {
     // Abandoned (a failure elsewhere, a signal) while other work went on: its descriptor is gone.
     if (this.closed) throw new RootfsError(`internal: ${this.file} was written after it was closed`);
     // A revised archive is cut after its prefix at its first write (a failure before leaves it whole).
     if (this.revising && this.bytes === this.revising.prefix.bytes) fsSync.ftruncateSync(this.fd, this.bytes);
-    writeAt(this.fd, piece, this.bytes);
+    writeAll(this.fd, piece, this.bytes);
     this.hash.update(piece);
     this.bytes += piece.length;
   }
@@ -406,7 +402,7 @@ class Output {
     const fd = fsSync.openSync(at, 'r+');
     try {
       fsSync.ftruncateSync(fd, this.revising.prefix.bytes);
-      writeAt(fd, this.revising.oldTail, this.revising.prefix.bytes);
+      writeAll(fd, this.revising.oldTail, this.revising.prefix.bytes);
       fsSync.fsyncSync(fd);
     } finally {
       fsSync.closeSync(fd);
@@ -427,7 +423,8 @@ function checkPrevious(node: ArtifactNode, formats: readonly Format[]): Revision
   const buffer = Buffer.allocUnsafe(PIECE);
   const check = (format: Format): Revision | undefined => {
     const record = previous.files.find((f) => f.name === `${node.name}.tar.${format}`);
-    if (!record?.prefix) return undefined;
+    const prefix = record?.prefix;
+    if (!prefix) return undefined;
     const from = path.join(previous.dir, record.name);
     let fd: number;
     try {
@@ -437,18 +434,18 @@ function checkPrevious(node: ArtifactNode, formats: readonly Format[]): Revision
     }
     const revision = ((): Revision | undefined => {
       const stat = fsSync.fstatSync(fd);
-      if (!stat.isFile() || stat.nlink !== 1 || stat.size !== record.bytes || record.prefix!.bytes > stat.size) return undefined;
+      if (!stat.isFile() || stat.nlink !== 1 || stat.size !== record.bytes || prefix.bytes > stat.size) return undefined;
       const hash = createHash('sha256');
-      for (let at = 0; at < record.prefix!.bytes;) {
-        const read = fsSync.readSync(fd, buffer, 0, Math.min(buffer.length, record.prefix!.bytes - at), at);
+      for (let at = 0; at < prefix.bytes;) {
+        const read = fsSync.readSync(fd, buffer, 0, Math.min(buffer.length, prefix.bytes - at), at);
         if (read === 0) return undefined;
         hash.update(buffer.subarray(0, read));
         at += read;
       }
-      if (hash.copy().digest('hex') !== record.prefix!.sha256) return undefined;
-      const oldTail = Buffer.alloc(stat.size - record.prefix!.bytes);
-      if (fsSync.readSync(fd, oldTail, 0, oldTail.length, record.prefix!.bytes) !== oldTail.length) return undefined;
-      return { format, from, fd, prefix: record.prefix!, hash, oldTail };
+      if (hash.copy().digest('hex') !== prefix.sha256) return undefined;
+      const oldTail = Buffer.alloc(stat.size - prefix.bytes);
+      if (fsSync.readSync(fd, oldTail, 0, oldTail.length, prefix.bytes) !== oldTail.length) return undefined;
+      return { format, from, fd, prefix, hash, oldTail };
     })();
     if (!revision) fsSync.closeSync(fd);
     return revision;

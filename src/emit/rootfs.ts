@@ -156,19 +156,16 @@ export async function emitRootfs(
     const packing: ArtifactNode[] = [];
     for (const { node, files, removes } of plan.nodes) {
       const action = decision(node.name).artifacts;
-      if (action === 'revise') {
-        const previous = { dir: path.join(prevDir!, 'artifacts'), files: previousNode(node.name).record.artifacts };
-        packing.push({ name: node.name, files, removes, previous });
+      if (action === 'link') {
+        const linked = previousNode(node.name).record.artifacts;
+        for (const r of linked) await link(path.join(prevDir!, 'artifacts', r.name), path.join(artifactsDir, r.name));
+        records.set(node.name, linked);
+        step.update(records.size);
         continue;
       }
-      if (action !== 'link') {
-        packing.push({ name: node.name, files, removes });
-        continue;
-      }
-      const linked = previousNode(node.name).record.artifacts;
-      for (const r of linked) await link(path.join(prevDir!, 'artifacts', r.name), path.join(artifactsDir, r.name));
-      records.set(node.name, linked);
-      step.update(records.size);
+      const previous =
+        action === 'revise' ? { dir: path.join(prevDir!, 'artifacts'), files: previousNode(node.name).record.artifacts } : undefined;
+      packing.push({ name: node.name, files, removes, ...(previous ? { previous } : {}) });
     }
     if (packing.length) {
       const packingBase = reporter.step('packing the shared base');
