@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { NetrootError } from '../errors.js';
 import { ROLES } from '../profile/schema.js';
 import { FILE_FORMATS } from './formats.js';
-import { compileTemplate, type Template } from './templates.js';
+import { compileTemplate, verbatimTemplate, type Template } from './templates.js';
 import { displayPath } from '../profile/load.js';
 
 export const BUNDLED_OVERLAYS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../overlays');
@@ -26,6 +26,8 @@ const fileMeta = z.strictObject({
   /** Numeric uid:gid: names differ between bases, numbers are what a tar and an NFS export store. */
   owner: z.string().regex(/^[0-9]+:[0-9]+$/).default('0:0'),
   format: z.enum(FILE_FORMATS).default('text'),
+  /** Copied as it is, not rendered: a program with no value of the node in it, kept as a file its own tools can read. */
+  verbatim: z.boolean().default(false),
   roles: z.array(z.enum(ROLES)).optional(),
   if: condition.optional(),
 });
@@ -103,18 +105,25 @@ async function loadOverlay(dir: string, component: string): Promise<Overlay> {
   const meta = parsed.data;
   const templates = (await listFiles(root)).filter((f) => f !== 'overlay.yaml' && f !== 'README.md');
   const declared = new Set(Object.keys(meta.files));
+  const verbatim = new Set(Object.entries(meta.files).filter(([, m]) => m.verbatim).map(([target]) => target));
   for (const file of templates) {
-    if (!file.endsWith('.hbs')) throw new OverlayError(`${shown(dir, component, file)}: overlay files are Handlebars templates; name it ${file}.hbs`);
-    if (!declared.has(file.slice(0, -4))) throw new OverlayError(`${shown(dir, component, file)} is not declared in ${metaFile}; add it under files: with its mode`);
+    if (verbatim.has(file)) continue;
+    if (!file.endsWith('.hbs'))
+      throw new OverlayError(`${shown(dir, component, file)}: overlay files are Handlebars templates; name it ${file}.hbs, or declare it with verbatim: true`);
+    if (!declared.has(file.slice(0, -4)) || verbatim.has(file.slice(0, -4)))
+      throw new OverlayError(`${shown(dir, component, file)} is not declared in ${metaFile}; add it under files: with its mode`);
   }
   const files: OverlayFile[] = [];
   for (const [target, fileMetaValue] of Object.entries(meta.files)) {
     if (target.startsWith('/') || target.split('/').includes('..')) throw new OverlayError(`${metaFile}: ${target} must be a relative path inside the node's root`);
-    const templatePath = path.join(root, `${target}.hbs`);
-    const source = await readFile(templatePath, 'utf8').catch(() => {
-      throw new OverlayError(`${metaFile} declares ${target}, but ${shown(dir, component, target)}.hbs does not exist`);
+    const name = fileMetaValue.verbatim ? target : `${target}.hbs`;
+    const source = await readFile(path.join(root, name), 'utf8').catch(() => {
+      throw new OverlayError(`${metaFile} declares ${target}, but ${shown(dir, component, name)} does not exist`);
     });
-    files.push({ path: target, meta: fileMetaValue, template: compileTemplate(shown(dir, component, `${target}.hbs`), source, `${component}/${target}.hbs`) });
+    const template = fileMetaValue.verbatim
+      ? verbatimTemplate(shown(dir, component, name), source, `${component}/${name}`)
+      : compileTemplate(shown(dir, component, name), source, `${component}/${name}`);
+    files.push({ path: target, meta: fileMetaValue, template });
   }
   return { component, meta, files };
 }

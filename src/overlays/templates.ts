@@ -137,3 +137,8 @@ export function compileTemplate(name: string, source: string, id: string = name)
     },
   };
 }
+
+/** A file copied as it is: the same interface as a template, whose rendering is its source. */
+export function verbatimTemplate(name: string, source: string, id: string = name): Template {
+  return { name, id, source, render: () => source };
+}

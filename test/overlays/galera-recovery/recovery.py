@@ -2,6 +2,10 @@
 import importlib.machinery
 import importlib.util
 import os
+import sys
+
+# No __pycache__ beside the overlay: the overlay loader refuses files nobody declared.
+sys.dont_write_bytecode = True
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROGRAM = os.path.join(HERE, "..", "..", "..", "overlays", "galera", "usr", "local", "lib", "netroot", "galera-recovery")
