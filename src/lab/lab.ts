@@ -25,7 +25,16 @@ import { netbootNode, type NetbootResult } from './netboot.js';
 import { readDatastore } from './probes.js';
 import { run, tryRun, waitFor } from './run-command.js';
 import { kineSequence } from './kine.js';
-import { bootstrapDatadirLost, mariadbRestartBootstrap, powerCut, powerOneSurvivor, powerOrderly, powerStaleNode } from './recovery.js';
+import {
+  bootstrapDatadirLost,
+  mariadbRestartBootstrap,
+  powerCut,
+  powerLastLeaverMissing,
+  powerOneSurvivor,
+  powerOrderly,
+  powerStaleFlag,
+  powerStaleNode,
+} from './recovery.js';
 import { rogueGaleraNode } from './rogue-galera.js';
 import { rollingRedeploy } from './rolling-redeploy.js';
 import {
@@ -157,6 +166,8 @@ const SCENARIO_RUNS: Record<Exclude<ScenarioName, 'cold-start'>, (ctx: LabContex
   'power-cut': powerCut,
   'power-stale-node': powerStaleNode,
   'power-one-survivor': powerOneSurvivor,
+  'power-last-leaver-missing': powerLastLeaverMissing,
+  'power-stale-flag': powerStaleFlag,
   'rolling-redeploy': rollingRedeploy,
   'bootstrap-datadir-lost': bootstrapDatadirLost,
   'rogue-galera-node': rogueGaleraNode,

@@ -217,24 +217,40 @@ export async function mariadbRestartBootstrap(ctx: LabContext): Promise<Scenario
   );
 }
 
+/**
+ * The seed's daily power-off: every server but the VIP's holder shuts down, a row is written that only
+ * the holder then holds (`${phase}-alone`), and the holder shuts down last (safe_to_bootstrap: 1).
+ */
+async function orderlyPowerOff(
+  ctx: LabContext,
+  name: string,
+  phase: string,
+): Promise<{ lastOne: Machine; firstOnes: Machine[] } | { problem: string }> {
+  const running = servers(ctx).filter((m) => m.running);
+  // The VIP's holder goes last, so writes reach it until the end.
+  const [holder] = await vipHolders(ctx.topology, ctx.machines);
+  const lastOne = running.find((m) => m.node.name === holder) ?? running[0]!;
+  const firstOnes = running.filter((m) => m !== lastOne);
+  ctx.log(`${name}: shutting down ${firstOnes.map((m) => m.node.name).join(' and ')}, then ${lastOne.node.name}`);
+  for (const m of firstOnes) await m.shutdown();
+  await new Promise((r) => setTimeout(r, 5_000));
+  // Written while only the last server runs: only it holds this row.
+  const final = await writeRows(ctx, `${phase}-alone`, 1);
+  if (final) return { problem: `with only ${lastOne.node.name} running: ${final}` };
+  const how = await lastOne.shutdown();
+  if (how !== 'clean') return { problem: `${lastOne.node.name} did not shut down within 90 s` };
+  for (const m of [...firstOnes, lastOne]) await powerLoss(m);
+  return { lastOne, firstOnes };
+}
+
 /** The seed's daily power-off: two servers, a pause, the last; then every node on at once in random order. */
 export async function powerOrderly(ctx: LabContext): Promise<ScenarioResult> {
   const begun = await begin(ctx, 'power-orderly', 20);
   if (!('phase' in begun)) return begun;
   const { s, phase } = begun;
-  // The VIP's holder goes last, so writes reach it until the end.
-  const [holder] = await vipHolders(ctx.topology, ctx.machines);
-  const lastOne = servers(ctx).find((m) => m.node.name === holder) ?? servers(ctx)[0]!;
-  const firstOnes = servers(ctx).filter((m) => m !== lastOne);
-  ctx.log(`power-orderly: shutting down ${firstOnes.map((m) => m.node.name).join(' and ')}, then ${lastOne.node.name}`);
-  for (const m of firstOnes) await m.shutdown();
-  await new Promise((r) => setTimeout(r, 5_000));
-  // Written while only the last server runs: only it holds this row.
-  const final = await writeRows(ctx, `${phase}-alone`, 1);
-  if (final) return s.result(false, `with only ${lastOne.node.name} running: ${final}`);
-  const how = await lastOne.shutdown();
-  if (how !== 'clean') return s.result(false, `${lastOne.node.name} did not shut down within 90 s`);
-  for (const m of [...firstOnes, lastOne]) await powerLoss(m);
+  const off = await orderlyPowerOff(ctx, 'power-orderly', phase);
+  if ('problem' in off) return s.result(false, off.problem);
+  const { lastOne, firstOnes } = off;
   const poweredOn = Date.now();
   const order = await powerOnAll(ctx, servers(ctx));
   const story = `${firstOnes.map((m) => m.node.name).join(', ')} shut down, then ${lastOne.node.name}; powered on in the order ${order.join(', ')}`;
@@ -391,4 +407,238 @@ export async function bootstrapDatadirLost(ctx: LabContext): Promise<ScenarioRes
   if (there.stdout.trim() !== '25')
     return s.result(false, `${result.detail}; but ${node.node.name} itself holds ${there.stdout.trim() || 'none'} of the 25 rows`);
   return s.result(true, `${result.detail}; ${node.node.name} joined with a state transfer and holds all 25`);
+}
+
+/** Rows of `phase` (the last one included) that one server itself holds, read on it. */
+async function rowsOn(ctx: LabContext, machine: Machine, phase: string): Promise<number | string> {
+  const held = await machine.exec(
+    'mariadb',
+    [
+      '--batch',
+      '--skip-column-names',
+      ctx.datastore.database,
+      '-e',
+      `SELECT COUNT(*) FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`,
+    ],
+    { timeoutMs: 10_000 },
+  );
+  return held.ok ? Number(held.stdout.trim()) : `reading ${TABLE} on ${machine.node.name} failed: ${held.stderr.trim()}`;
+}
+
+/**
+ * The servers powered on without the last to leave wait for it, and say why, for longer than waitForAll
+ * (policy majority); or (policy survivor) bootstrap once survivorAfter passed, saying whose writes they give up.
+ * Returns the line that says so, or a problem.
+ */
+async function withoutTheLastLeaver(
+  ctx: LabContext,
+  firstOnes: Machine[],
+  lastOne: Machine,
+  poweredOn: number,
+): Promise<{ said: string } | { problem: string }> {
+  const names = firstOnes.map((m) => m.node.name).join(', ');
+  if (ctx.recoveryPolicy === 'majority') {
+    // Past the old rule's wait (waitForAll), with a margin for a bootstrap that would come late.
+    const alone = await staysAlone(ctx, firstOnes[0]!, /left after them and holds writes they lack/, 0);
+    if ('problem' in alone) return alone;
+    const until = poweredOn + (ctx.bounds.waitForAllSeconds + 20) * 1000;
+    await new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())));
+    for (const m of firstOnes)
+      if ((await galeraStatus(m))?.status === 'Primary')
+        return { problem: `${m.node.name} became primary without ${lastOne.node.name}, the last to leave (policy majority)` };
+    return {
+      said: `${names} waited ${elapsed(poweredOn)} s without ${lastOne.node.name} (waitForAll ${ctx.bounds.waitForAllSeconds} s) and said "${alone.said}"`,
+    };
+  }
+  const bound = ctx.bounds.survivorAfterSeconds + 120;
+  const primary = await waitFor(
+    async () => {
+      for (const m of firstOnes) if ((await galeraStatus(m))?.status === 'Primary') return m;
+      return undefined;
+    },
+    bound * 1000,
+    2_000,
+  );
+  if (!primary)
+    return {
+      problem: `policy survivor: ${names} did not bootstrap within ${bound} s\n${await journals(
+        ctx,
+        firstOnes.map((m) => m.node.name),
+        'mariadb',
+      )}`,
+    };
+  const after = elapsed(poweredOn);
+  if (after < ctx.bounds.survivorAfterSeconds)
+    return {
+      problem: `policy survivor: ${primary.node.name} bootstrapped after ${after} s, before survivorAfter (${ctx.bounds.survivorAfterSeconds} s)`,
+    };
+  const line = (await primary.journal('mariadb', 60))
+    .split('\n')
+    .filter((l) => l.includes('are given up') || l.includes('is given up'))
+    .pop();
+  if (!line)
+    return {
+      problem: `policy survivor: ${primary.node.name} bootstrapped without saying whose writes it gives up\n${await journals(ctx, [primary.node.name], 'mariadb')}`,
+    };
+  return { said: `policy survivor: ${primary.node.name} bootstrapped ${after} s after power-on and said "${line.trim()}"` };
+}
+
+/**
+ * Sequence 1 of issue 18: an orderly power-off with one server last (it alone holds the last row),
+ * then the others come back without it. They never bootstrap without it under policy majority,
+ * and it bootstraps when it returns, every row there. Under policy survivor they bootstrap after
+ * survivorAfter, take new rows, and the old last leaver rejoins them with a full state transfer:
+ * the newest history wins, every row of it on every server.
+ */
+export async function powerLastLeaverMissing(ctx: LabContext): Promise<ScenarioResult> {
+  const begun = await begin(ctx, 'power-last-leaver-missing', 20);
+  if (!('phase' in begun)) return begun;
+  const { s, phase } = begun;
+  const off = await orderlyPowerOff(ctx, 'power-last-leaver-missing', phase);
+  if ('problem' in off) return s.result(false, off.problem);
+  const { lastOne, firstOnes } = off;
+  const poweredOn = Date.now();
+  await powerOnAll(ctx, firstOnes);
+  const without = await withoutTheLastLeaver(ctx, firstOnes, lastOne, poweredOn);
+  if ('problem' in without) return s.result(false, without.problem);
+  const backOn = Date.now();
+  if (ctx.recoveryPolicy === 'majority') {
+    await ctx.powerOn(lastOne);
+    const result = await recovered(ctx, s, backOn, `${phase}-alone`, 1, `${without.said}; then ${lastOne.node.name} powered on`);
+    if (!result.pass) return result;
+    const who = await bootstrappers(ctx);
+    if (who.join(',') !== lastOne.node.name)
+      return s.result(
+        false,
+        `${result.detail}; expected ${lastOne.node.name}, the last to leave, to bootstrap, but ${who.join(', ') || 'none'} did`,
+      );
+    const earlier = await rowsThroughVip(ctx, phase);
+    if (typeof earlier === 'string' || earlier.count !== 20)
+      return s.result(false, `${result.detail}; the 20 rows written before the power-off are not all there`);
+    return s.result(true, `${result.detail}; ${lastOne.node.name}, the last to leave, bootstrapped`);
+  }
+  return newestHistoryWins(ctx, s, phase, lastOne, without.said);
+}
+
+/**
+ * After a bootstrap that gave up `stale`'s last writes: rows written now, then `stale` powered on.
+ * It rejoins with a full state transfer, and every server holds every new row and not its old one.
+ */
+async function newestHistoryWins(
+  ctx: LabContext,
+  s: ReturnType<typeof scenario>,
+  phase: string,
+  stale: Machine,
+  story: string,
+): Promise<ScenarioResult> {
+  const newer = `${phase}-newer`;
+  const wrote = await waitFor(async () => ((await writeRows(ctx, newer, 15)) === undefined ? true : undefined), 90_000, 2_000);
+  if (!wrote) return s.result(false, `${story}; could not write through the VIP afterwards`);
+  const backOn = Date.now();
+  if (!stale.running) await ctx.powerOn(stale);
+  const result = await recovered(ctx, s, backOn, newer, 15, `${story}; 15 rows written, then ${stale.node.name} powered on`);
+  if (!result.pass) return result;
+  const said = (await stale.journal('mariadb', 200))
+    .split('\n')
+    .filter((l) => l.includes('with a full state transfer'))
+    .pop();
+  if (!said)
+    return s.result(
+      false,
+      `${result.detail}; ${stale.node.name} did not say it rejoins with a full state transfer\n${await journals(ctx, [stale.node.name], 'mariadb', 8)}`,
+    );
+  for (const m of servers(ctx)) {
+    const held = await rowsOn(ctx, m, newer);
+    if (held !== 15) return s.result(false, `${result.detail}; ${m.node.name} holds ${held} of the 15 newer rows`);
+    const old = await rowsOn(ctx, m, `${phase}-alone`);
+    if (old !== 0)
+      return s.result(
+        false,
+        `${result.detail}; ${m.node.name} still holds the given-up row of ${stale.node.name} (${old}): histories went two ways`,
+      );
+  }
+  return s.result(
+    true,
+    `${result.detail}; ${stale.node.name} said "${said.trim()}"; every server holds the 15 newer rows and not the given-up one`,
+  );
+}
+
+/**
+ * Sequence 2 of issue 18: a server's safe_to_bootstrap flag goes stale. After an orderly power-off
+ * with `stale` last, the others come back without it and bootstrap anyway (a person chooses one under
+ * policy majority, survivorAfter under survivor), take new rows and are powered off in order. Then
+ * every server comes on at once: the newest history bootstraps, not the stale flag, and `stale`
+ * rejoins with a full state transfer.
+ */
+export async function powerStaleFlag(ctx: LabContext): Promise<ScenarioResult> {
+  const begun = await begin(ctx, 'power-stale-flag', 10);
+  if (!('phase' in begun)) return begun;
+  const { s, phase } = begun;
+  const off = await orderlyPowerOff(ctx, 'power-stale-flag', phase);
+  if ('problem' in off) return s.result(false, off.problem);
+  const { lastOne: stale, firstOnes } = off;
+  const poweredOn = Date.now();
+  await powerOnAll(ctx, firstOnes);
+  let story: string;
+  if (ctx.recoveryPolicy === 'majority') {
+    const alone = await staysAlone(ctx, firstOnes[0]!, /left after them and holds writes they lack/, 0);
+    if ('problem' in alone) return s.result(false, alone.problem);
+    const chosen = firstOnes[0]!;
+    const chose = await chosen.exec('touch', ['/run/netroot/galera-bootstrap-here'], { timeoutMs: 10_000 });
+    if (!chose.ok) return s.result(false, `could not choose ${chosen.node.name}: ${chose.stderr.trim()}`);
+    story = `${firstOnes.map((m) => m.node.name).join(', ')} waited for ${stale.node.name} ("${alone.said}"); a person chose ${chosen.node.name}`;
+  } else {
+    const without = await withoutTheLastLeaver(ctx, firstOnes, stale, poweredOn);
+    if ('problem' in without) return s.result(false, without.problem);
+    story = without.said;
+  }
+  const formed = await galeraFullWithin(ctx, ctx.bounds.recoverySeconds * 1000);
+  if (!formed.ok)
+    return s.result(false, `${story}; the servers without ${stale.node.name} formed no primary component (${showGalera(formed.seen)})`);
+  const newer = `${phase}-newer`;
+  const wrote = await waitFor(async () => ((await writeRows(ctx, newer, 15)) === undefined ? true : undefined), 90_000, 2_000);
+  if (!wrote) return s.result(false, `${story}; could not write through the VIP`);
+  // A second orderly power-off: the newest history now ends on a server with a flag of its own.
+  const again = await orderlyPowerOff(ctx, 'power-stale-flag', newer);
+  if ('problem' in again) return s.result(false, again.problem);
+  const allOn = Date.now();
+  const order = await powerOnAll(ctx, servers(ctx));
+  const result = await recovered(
+    ctx,
+    s,
+    allOn,
+    `${newer}-alone`,
+    1,
+    `${story}; 15 rows written, ${again.lastOne.node.name} shut down last; all powered on in the order ${order.join(', ')}`,
+  );
+  if (!result.pass) return result;
+  const who = await bootstrappers(ctx);
+  if (who.join(',') !== again.lastOne.node.name)
+    return s.result(
+      false,
+      `${result.detail}; expected ${again.lastOne.node.name} (the newest history) to bootstrap, but ${who.join(', ') || 'none'} did`,
+    );
+  const said = (await stale.journal('mariadb', 200))
+    .split('\n')
+    .filter((l) => l.includes('with a full state transfer'))
+    .pop();
+  if (!said)
+    return s.result(
+      false,
+      `${result.detail}; ${stale.node.name} did not rejoin with a full state transfer\n${await journals(ctx, [stale.node.name], 'mariadb', 8)}`,
+    );
+  for (const m of servers(ctx)) {
+    const held = await rowsOn(ctx, m, newer);
+    if (held !== 15) return s.result(false, `${result.detail}; ${m.node.name} holds ${held} of the 15 newer rows`);
+    const old = await rowsOn(ctx, m, `${phase}-alone`);
+    if (old !== 0)
+      return s.result(
+        false,
+        `${result.detail}; ${m.node.name} still holds the given-up row of ${stale.node.name}: histories went two ways`,
+      );
+  }
+  return s.result(
+    true,
+    `${result.detail}; ${again.lastOne.node.name} bootstrapped, not the stale flag of ${stale.node.name}, which rejoined with a full state transfer; every server holds the 15 newer rows`,
+  );
 }

@@ -24,6 +24,8 @@ export const SCENARIOS = [
   'power-cut',
   'power-stale-node',
   'power-one-survivor',
+  'power-last-leaver-missing',
+  'power-stale-flag',
   'bootstrap-datadir-lost',
   'rogue-galera-node',
   'rolling-redeploy',
@@ -57,6 +59,8 @@ export interface LabBounds {
   recoverySeconds: number;
   /** The profile's galera.recovery.survivorAfter: when a lone server may bootstrap under the survivor policy. */
   survivorAfterSeconds: number;
+  /** The profile's galera.recovery.waitForAll: how long servers wait for one that may hold a few writes more. */
+  waitForAllSeconds: number;
   /**
    * From a node's power-on until its systemd reports the system running: every server more
    * starts and joins Galera in turn, and the servers' k3s waits for the datastore.
@@ -91,6 +95,7 @@ export function boundsFor(
     healthFailoverSeconds: 2 * check + 3 * advert + 8,
     recoverySeconds: 120 + 40 * servers,
     survivorAfterSeconds: profile.galera.recovery.survivorAfter,
+    waitForAllSeconds: profile.galera.recovery.waitForAll,
     systemRunningSeconds: 60 + 20 * servers,
     rogueSeconds: 60,
   };

@@ -188,6 +188,24 @@ class Simulate(unittest.TestCase):
         self.assertEqual((fork["base"], fork["gaveUp"], fork["by"]), (9, [ONDER], BOVEN))
 
 
+class Chosen(unittest.TestCase):
+    """A person's choice (README, "When it refuses"): it bootstraps, and gives up the servers that do not answer."""
+
+    def test_the_missing_servers_rejoin_with_a_full_transfer(self):
+        cfg = dict(config(THREE), node=MIDDEN)
+        mine = gr.simulated_state(MIDDEN, clean(8))
+        decision = gr.chosen(cfg, mine, {BOVEN: gr.simulated_state(BOVEN, clean(8))}, {"epoch": 1, "reason": "waiting"})
+        self.assertEqual((decision["action"], decision["fork"]["gaveUp"], decision["fork"]["base"]), ("bootstrap", [ONDER], 8))
+        fork = dict(decision["fork"], id="p1")
+        got = gr.simulate(config(THREE), {"servers": {ONDER: clean(9, safe=True), MIDDEN: primary(30, forks=[fork], line=["p1"]), BOVEN: None}})
+        self.assertIn("with a full state transfer", got["decisions"][ONDER]["reason"])
+
+    def test_with_every_server_answering_nothing_is_given_up(self):
+        cfg = dict(config(THREE), node=MIDDEN)
+        peers = {n: gr.simulated_state(n, clean(8)) for n in (ONDER, BOVEN)}
+        self.assertNotIn("fork", gr.chosen(cfg, gr.simulated_state(MIDDEN, clean(8)), peers, {"epoch": 0, "reason": ""}))
+
+
 class Clock(unittest.TestCase):
     """Sequence 3: NTP stepping the wall clock by an hour does not end a wait."""
 
