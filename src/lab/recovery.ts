@@ -5,7 +5,7 @@
  * (ensureWhole), leaves it whole when it passes, and reports the seconds from
  * power-on (or the kill) to a primary component of all servers.
  */
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import type { Machine } from './machine.js';
 import { galeraStatus, sqlThroughVip, vipHolders } from './probes.js';
 import { waitFor } from './run-command.js';
@@ -240,7 +240,48 @@ async function orderlyPowerOff(
   const how = await lastOne.shutdown();
   if (how !== 'clean') return { problem: `${lastOne.node.name} did not shut down within 90 s` };
   for (const m of [...firstOnes, lastOne]) await powerLoss(m);
+  const model = await modelDisagrees([...firstOnes, lastOne], (m) => ({ clean: true, safe: m === lastOne }));
+  if (model) return { problem: model };
   return { lastOne, firstOnes };
+}
+
+/** What Galera left in a server's datadir: grastate.dat's seqno and flag, and the members of gvwstate.dat. */
+async function stateFiles(machine: Machine): Promise<{ seqno: number; safe: boolean; view: number | undefined } | undefined> {
+  const grastate = await readFile(machine.pathInRoot('var/lib/mysql/grastate.dat'), 'utf8').catch(() => undefined);
+  if (grastate === undefined) return undefined;
+  const gvwstate = await readFile(machine.pathInRoot('var/lib/mysql/gvwstate.dat'), 'utf8').catch(() => undefined);
+  return {
+    seqno: Number(/^seqno:\s*(-?\d+)/m.exec(grastate)?.[1] ?? NaN),
+    safe: /^safe_to_bootstrap:\s*1/m.test(grastate),
+    view: gvwstate === undefined ? undefined : (gvwstate.match(/^member:/gm) ?? []).length,
+  };
+}
+
+/**
+ * Keeps the model of test/overlays/galera-recovery/test_model.py honest: what real MariaDB wrote
+ * after an orderly stop (the seqno; safe_to_bootstrap only on the last; no gvwstate.dat) or a power
+ * cut (seqno -1 and the primary view's members in gvwstate.dat), as the model says it writes.
+ */
+async function modelDisagrees(
+  machines: Machine[],
+  expected: (m: Machine) => { clean: true; safe: boolean } | { clean: false; view: number },
+): Promise<string | undefined> {
+  const wrong: string[] = [];
+  for (const m of machines) {
+    const got = await stateFiles(m);
+    const want = expected(m);
+    const said = got
+      ? `seqno ${got.seqno}, safe_to_bootstrap ${got.safe ? 1 : 0}, ${got.view === undefined ? 'no gvwstate.dat' : `a view of ${got.view}`}`
+      : 'no grastate.dat';
+    const ok =
+      got !== undefined &&
+      (want.clean ? got.seqno >= 0 && got.safe === want.safe && got.view === undefined : got.seqno === -1 && got.view === want.view);
+    if (!ok)
+      wrong.push(
+        `${m.node.name}: real MariaDB wrote ${said}; the model says ${want.clean ? `a seqno, safe_to_bootstrap ${want.safe ? 1 : 0}, no gvwstate.dat` : `seqno -1 and a view of ${want.view}`}`,
+      );
+  }
+  return wrong.length ? `Galera's state files differ from the recovery model's: ${wrong.join('; ')}` : undefined;
 }
 
 /** The seed's daily power-off: two servers, a pause, the last; then every node on at once in random order. */
@@ -275,6 +316,8 @@ export async function powerCut(ctx: LabContext): Promise<ScenarioResult> {
   const { s, phase } = begun;
   ctx.log('power-cut: pulling the power of every server at once');
   await Promise.all(servers(ctx).map((m) => powerLoss(m)));
+  const model = await modelDisagrees(servers(ctx), () => ({ clean: false, view: servers(ctx).length }));
+  if (model) return s.result(false, model);
   const poweredOn = Date.now();
   const order = await powerOnAll(ctx, servers(ctx));
   const result = await recovered(ctx, s, poweredOn, phase, 50, `all servers cut at once; powered on in the order ${order.join(', ')}`);
