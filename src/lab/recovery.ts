@@ -635,7 +635,7 @@ export async function powerStaleFlag(ctx: LabContext): Promise<ScenarioResult> {
     if ('problem' in without) return s.result(false, without.problem);
     story = without.said;
   }
-  const formed = await galeraFullWithin(ctx, ctx.bounds.recoverySeconds * 1000);
+  const formed = await galeraFullWithin(ctx, ctx.bounds.recoverySeconds * 1000, firstOnes.length);
   if (!formed.ok)
     return s.result(false, `${story}; the servers without ${stale.node.name} formed no primary component (${showGalera(formed.seen)})`);
   const newer = `${phase}-newer`;
