@@ -13,6 +13,7 @@ import { loadProfile } from '../profile/load.js';
 import { UsageError } from '../errors.js';
 import { isRoot } from '../privileges.js';
 import { startBootServer } from './boot-server.js';
+import { labHierarchies, NodeCgroup, removeStaleCgroups } from './cgroups.js';
 import { Cleanup } from './cleanup.js';
 import { startLabDns } from './dns.js';
 import { LabError } from './errors.js';
@@ -218,6 +219,8 @@ async function clearLeftovers(runDir: string, log: (line: string) => void): Prom
     const gone = await waitFor(async () => ((await containerProcesses(runDir)).length === 0 ? true : undefined), 20_000, 250);
     if (!gone) throw new LabError(`processes of an earlier lab run's nodes do not die: ${(await containerProcesses(runDir)).join(', ')}`);
   }
+  for (const held of await removeStaleCgroups(await labHierarchies()))
+    log(`the cgroup ${held}, left by an earlier lab run, still holds processes`);
   for (const ns of await staleNamespaces()) {
     log(`removing network namespace ${ns} left by an earlier lab run`);
     await deleteNamespace(ns);
@@ -342,12 +345,14 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     });
     if (bad.length) return await finish();
 
+    const hierarchies = await labHierarchies();
     const machines = topology.nodes.map(
       (node) =>
         new Machine(node, {
           tree: path.join(buildDir, 'rootfs', node.name),
           root: exportRoot!.node(node.name),
           workDir: path.join(runDir, 'nodes', node.name),
+          cgroup: new NodeCgroup(hierarchies, node.ns),
         }),
     );
     cleanup.add('nodes', async () => {
