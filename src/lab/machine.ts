@@ -23,6 +23,8 @@ export interface MachineOptions {
   workDir: string;
   /** The node's own cgroup, where its systemd-nspawn starts (cgroups.ts says why). */
   cgroup: NodeCgroup;
+  /** systemd arguments the lab adds for its host (host-workarounds.ts), whatever the profile says. */
+  hostArguments?: string[];
 }
 
 export class Machine {
@@ -91,7 +93,7 @@ export class Machine {
       '--link-journal=no',
       '--resolv-conf=off',
       '--timezone=off',
-      ...systemdArguments(this.kernelArgs),
+      ...systemdArguments([...this.kernelArgs, ...(this.options.hostArguments ?? [])]),
     ]);
     this.nspawn = execa(command, args, {
       stdin: 'ignore',
