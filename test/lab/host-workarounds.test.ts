@@ -19,7 +19,7 @@ test('a host kernel with SUNRPC: nothing is switched off', () => {
 });
 
 test('the lab profiles carry no host workaround of their own', async () => {
-  for (const name of ['opz3-lab', 'opz5-lab']) {
+  for (const name of ['opz3-lab', 'opz4-lab', 'opz5-lab']) {
     const { profile } = await loadProfile(name);
     assert.equal(profile.board.append ?? [], [], `${name} board.append`);
     const text = await readFile(`profiles/${name}.yaml`, 'utf8');
