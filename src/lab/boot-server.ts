@@ -3,15 +3,15 @@
  * DHCP/TFTP config, and nfs-ganesha with the generated export file behind
  * rpcbind. They run in the boot namespace and in a mount namespace of their
  * own, where the paths the generated files name (exports.root, tftpRoot) are
- * bind mounts of the build output on tmpfs, and /run and /var/lib/nfs are
- * private: nothing they write lands outside the lab's directory.
+ * bind mounts of the build output, and /run and /var/lib/nfs are private
+ * (boot-layout.ts): nothing they write lands outside the lab's directory.
  */
-import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa } from 'execa';
 import type { Cluster } from '../profile/resolve.js';
 import type { Cleanup } from './cleanup.js';
+import { bootServerMounts, layoutScript } from './boot-layout.js';
 import { LabError } from './errors.js';
 import { endWithin, run, tryRun, waitFor } from './run-command.js';
 import type { LabTopology } from './topology.js';
@@ -27,13 +27,6 @@ export interface BootServerFiles {
 
 export interface BootServer {
   logs: { dnsmasq: string; ganesha: string; rpcbind: string };
-}
-
-/** Top directory to cover with a tmpfs so that `target` can be created without touching the host. */
-function topDirectory(target: string): string {
-  const first = target.split('/').filter(Boolean)[0];
-  if (!first) throw new LabError(`cannot serve ${target} in the lab: it is the root directory`);
-  return `/${first}`;
 }
 
 function ganeshaConfig(cluster: Cluster, exportsFile: string): string {
@@ -67,15 +60,14 @@ export async function startBootServer(
   const buildDir = path.resolve(files.buildDir);
   const workDir = path.resolve(files.workDir, 'boot-server');
   await mkdir(workDir, { recursive: true });
-  const covered = [...new Set([topDirectory(exports.root), topDirectory(exports.tftpRoot)])];
-  for (const top of covered) {
-    if (buildDir.startsWith(`${top}/`) || workDir.startsWith(`${top}/`)) {
-      throw new LabError(
-        `the lab serves ${exports.root} and ${exports.tftpRoot} by covering ${top} in a private mount namespace, but the lab's own files are under ${top}; run the lab with --out outside ${top}`,
-      );
-    }
-  }
-
+  // Laid out before anything starts: a layout the lab cannot make is refused first.
+  const layout = layoutScript(
+    bootServerMounts(exports, {
+      exportRoot: files.exportRoot ? path.resolve(files.exportRoot) : path.join(buildDir, 'rootfs'),
+      tftp: path.join(buildDir, 'tftp'),
+    }),
+    path.join(workDir, 'root'),
+  );
   // A process that holds the boot server's mount namespace; every daemon joins it.
   const holder = execa(
     'nsenter',
@@ -102,41 +94,8 @@ export async function startBootServer(
   );
   if (!ready) throw new LabError('the boot server mount namespace did not come up');
 
-  // A top directory the host lacks (/export on most machines) cannot be covered in place, and the
-  // lab writes nothing outside its own directory: the namespace gets a root of its own, a tmpfs
-  // holding the host's top-level entries (bound) and the missing directories, and pivots into it.
-  const missing = covered.filter((top) => !existsSync(top));
-  const newRoot = path.join(workDir, 'root');
-  if (missing.length) await mkdir(newRoot, { recursive: true });
-  const pivot = missing.length
-    ? [
-        `new=${newRoot}`,
-        'mount -t tmpfs -o mode=0755 lab-boot-root "$new"',
-        'for e in /*; do',
-        '  n=${e#/}',
-        '  if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$new/$n"',
-        '  elif [ -d "$e" ]; then mkdir "$new/$n"; mount --rbind "$e" "$new/$n"',
-        '  else touch "$new/$n"; mount --bind "$e" "$new/$n"; fi',
-        'done',
-        ...missing.map((top) => `mkdir -p "$new${top}"`),
-        'cd "$new"',
-        'mkdir .old-root',
-        'pivot_root . .old-root',
-        'umount -l /.old-root',
-        'rmdir /.old-root',
-      ]
-    : [];
-  const mounts = [
-    ...pivot,
-    ...covered.map((top) => `mount -t tmpfs -o mode=0755 lab-boot-server ${top}`),
-    'mount -t tmpfs -o mode=0755 lab-run /run',
-    // /var/lib/nfs comes with nfs-ganesha; it is covered, never written.
-    'mount -t tmpfs -o mode=0755 lab-nfs-state /var/lib/nfs',
-    'mkdir -p /run/rpcbind /var/lib/nfs/ganesha',
-    `mkdir -p ${exports.root} ${exports.tftpRoot}`,
-    `mount --bind ${files.exportRoot ? path.resolve(files.exportRoot) : path.join(buildDir, 'rootfs')} ${exports.root}`,
-    `mount --bind ${path.join(buildDir, 'tftp')} ${exports.tftpRoot}`,
-  ];
+  await mkdir(path.join(workDir, 'root'), { recursive: true });
+  const mounts = [...layout, 'mkdir -p /run/rpcbind /var/lib/nfs/ganesha'];
   await run('nsenter', inBoot('sh', ['-euc', mounts.join('\n')]));
 
   const logs = {

@@ -13,6 +13,8 @@ import { loadProfile } from '../profile/load.js';
 import { UsageError } from '../errors.js';
 import { isRoot } from '../privileges.js';
 import { startBootServer } from './boot-server.js';
+import { labHierarchies, NodeCgroup, removeStaleCgroups } from './cgroups.js';
+import { readHostWorkarounds } from './host-workarounds.js';
 import { Cleanup } from './cleanup.js';
 import { startLabDns } from './dns.js';
 import { LabError } from './errors.js';
@@ -55,7 +57,7 @@ import { labTopology } from './topology.js';
 export const LAB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const K3S_STANDIN = path.join(LAB_DIR, 'scripts/lab/k3s-standin');
 
-/** What a container cannot do, switched off by the lab profile (never by patching the trees). */
+/** What a container cannot do, switched off by the lab profile (never by patching the trees); what this host lacks is added (host-workarounds.ts). */
 export const SWITCHED_OFF_EMULATED = [
   'k3s itself: a stand-in (scripts/lab/k3s-standin) at /usr/local/bin/k3s checks its config, token and datastore instead',
 ];
@@ -64,7 +66,6 @@ export const SWITCHED_OFF = [
   'Longhorn and iscsid (longhorn.enabled: false): they need kernel modules a container cannot load',
   "k3s's modprobe of br_netfilter and overlay fails in a container; the unit ignores it ('-' prefix)",
   'k3s itself: a stand-in (scripts/lab/k3s-standin) at /usr/local/bin/k3s checks its config, token and datastore instead',
-  "the rpc_pipefs mount of nfs-common (board.append: systemd.mask=run-rpc_pipefs.mount): this host's kernel has no SUNRPC, and a container cannot load it; a board's NFS-root kernel has it",
 ];
 
 const PROGRAMS = [
@@ -229,6 +230,8 @@ async function clearLeftovers(runDir: string, log: (line: string) => void): Prom
     const gone = await waitFor(async () => ((await containerProcesses(runDir)).length === 0 ? true : undefined), 20_000, 250);
     if (!gone) throw new LabError(`processes of an earlier lab run's nodes do not die: ${(await containerProcesses(runDir)).join(', ')}`);
   }
+  for (const held of await removeStaleCgroups(await labHierarchies()))
+    log(`the cgroup ${held}, left by an earlier lab run, still holds processes`);
   for (const ns of await staleNamespaces()) {
     log(`removing network namespace ${ns} left by an earlier lab run`);
     await deleteNamespace(ns);
@@ -278,6 +281,9 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
 
   await mkdir(runDir, { recursive: true });
   await clearLeftovers(runDir, log);
+  // Containers share the host's kernel: what it lacks is switched off on every node, whatever the profile says.
+  const workarounds = emulated ? [] : await readHostWorkarounds();
+  for (const w of workarounds) log(`this host: ${w.switchedOff}`);
   const topology = labTopology(cluster, process.pid);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
   const random = seededRandom(seed);
@@ -353,12 +359,15 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     });
     if (bad.length) return await finish();
 
+    const hierarchies = await labHierarchies();
     const machines = topology.nodes.map(
       (node) =>
         new Machine(node, {
           tree: path.join(buildDir, 'rootfs', node.name),
           root: exportRoot!.node(node.name),
           workDir: path.join(runDir, 'nodes', node.name),
+          cgroup: new NodeCgroup(hierarchies, node.ns),
+          hostArguments: workarounds.flatMap((w) => w.systemdArguments),
         }),
     );
     cleanup.add('nodes', async () => {
@@ -451,7 +460,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       scenarios,
       netboot,
       ...(boards ? { boards } : {}),
-      switchedOff: emulated ? SWITCHED_OFF_EMULATED : SWITCHED_OFF,
+      switchedOff: emulated ? SWITCHED_OFF_EMULATED : [...SWITCHED_OFF, ...workarounds.map((w) => w.switchedOff)],
     };
     const file = path.join(labDir, 'report.json');
     await writeFile(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);

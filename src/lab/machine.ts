@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import type { NodeCgroup } from './cgroups.js';
 import { LabError } from './errors.js';
 import { endWithin, netnsPath, tryRun, waitFor, type CommandResult, type RunOptions } from './run-command.js';
 import type { LabNode } from './topology.js';
@@ -20,6 +21,10 @@ export interface MachineOptions {
   root: string;
   /** The lab's directory for this node: its console logs. */
   workDir: string;
+  /** The node's own cgroup, where its systemd-nspawn starts (cgroups.ts says why). */
+  cgroup: NodeCgroup;
+  /** systemd arguments the lab adds for its host (host-workarounds.ts), whatever the profile says. */
+  hostArguments?: string[];
 }
 
 export class Machine {
@@ -36,7 +41,12 @@ export class Machine {
 
   constructor(node: LabNode, options: MachineOptions) {
     this.node = node;
-    this.options = { tree: path.resolve(options.tree), root: path.resolve(options.root), workDir: path.resolve(options.workDir) };
+    this.options = {
+      ...options,
+      tree: path.resolve(options.tree),
+      root: path.resolve(options.root),
+      workDir: path.resolve(options.workDir),
+    };
   }
 
   /** The node's export tree as the build wrote it (never written by the lab). */
@@ -66,34 +76,32 @@ export class Machine {
   async boot(): Promise<void> {
     if (this.running) throw new LabError(`${this.node.name} is already running`);
     this.boots++;
-    this.nspawn = execa(
-      'nsenter',
-      [
-        `--net=${netnsPath(this.node.ns)}`,
-        '--',
-        'systemd-nspawn',
-        '--boot',
-        // No systemd on the host to register with or to create a scope: the container lives in the lab's cgroup.
-        '--register=no',
-        '--keep-unit',
-        `--directory=${this.root}`,
-        `--machine=${this.node.name}`,
-        // The node's own namespace is its network: keepalived adds the VIP to its interface and sends VRRP.
-        '--capability=CAP_NET_ADMIN',
-        '--console=read-only',
-        '--link-journal=no',
-        '--resolv-conf=off',
-        '--timezone=off',
-        ...systemdArguments(this.kernelArgs),
-      ],
-      {
-        stdin: 'ignore',
-        stdout: { file: this.consoleLog },
-        stderr: { file: `${this.consoleLog}.err` },
-        reject: false,
-        env: { SYSTEMD_COLORS: '0' },
-      },
-    );
+    await this.options.cgroup.create();
+    const [command, args] = this.options.cgroup.wrap('nsenter', [
+      `--net=${netnsPath(this.node.ns)}`,
+      '--',
+      'systemd-nspawn',
+      '--boot',
+      // No systemd on the host to register with or to create a scope: the container lives in the node's own cgroup.
+      '--register=no',
+      '--keep-unit',
+      `--directory=${this.root}`,
+      `--machine=${this.node.name}`,
+      // The node's own namespace is its network: keepalived adds the VIP to its interface and sends VRRP.
+      '--capability=CAP_NET_ADMIN',
+      '--console=read-only',
+      '--link-journal=no',
+      '--resolv-conf=off',
+      '--timezone=off',
+      ...systemdArguments([...this.kernelArgs, ...(this.options.hostArguments ?? [])]),
+    ]);
+    this.nspawn = execa(command, args, {
+      stdin: 'ignore',
+      stdout: { file: this.consoleLog },
+      stderr: { file: `${this.consoleLog}.err` },
+      reject: false,
+      env: { SYSTEMD_COLORS: '0' },
+    });
     const nspawnPid = this.nspawn.pid;
     if (!nspawnPid) throw new LabError(`systemd-nspawn did not start for ${this.node.name}`);
     this.leader = await waitFor(() => containerInit(nspawnPid), 20_000, 200);
@@ -102,6 +110,14 @@ export class Machine {
       this.nspawn.kill('SIGKILL');
       throw new LabError(
         `${this.node.name} did not boot: systemd-nspawn ${why.trim().split('\n').slice(-4).join(' | ') || 'started no init'}`,
+      );
+    }
+    // Two nodes in one cgroup tree break each other's units (status=219/CGROUP): refuse to go on.
+    const cgroup = await readFile(`/proc/${this.leader}/cgroup`, 'utf8').catch(() => '');
+    if (!this.options.cgroup.holds(cgroup)) {
+      await this.powerOff();
+      throw new LabError(
+        `${this.node.name}'s systemd is not in the node's own cgroup (${this.options.cgroup.dirs.join(', ')}): /proc/PID/cgroup says ${cgroup.trim().split('\n').join(' | ')}`,
       );
     }
   }
@@ -118,6 +134,8 @@ export class Machine {
     if (this.nspawn) await endWithin(this.nspawn, 15_000);
     this.leader = undefined;
     this.nspawn = undefined;
+    // The next boot starts from an empty cgroup, as a board's from an empty kernel; one left busy is emptied at the lab's end.
+    await this.options.cgroup.remove(5_000);
   }
 
   /** An orderly power-off (`systemctl poweroff`): services stop cleanly; pulls the power if it takes longer than `timeoutMs`. */

@@ -31,13 +31,16 @@ export async function deleteNamespace(ns: string): Promise<void> {
   await ip(['netns', 'del', ns]);
 }
 
+/** Whether a name the lab gave (nrl<pid>-…: a namespace, a node's cgroup) is left by a lab run that is gone. */
+export function leftByEndedLab(name: string): boolean {
+  const pid = /^nrl(\d+)-/.exec(name)?.[1];
+  return pid !== undefined && Number(pid) !== process.pid && !existsSync(`/proc/${pid}`);
+}
+
 /** Namespaces left by an earlier lab run that was killed before it could clean up (its pid is gone). */
 export async function staleNamespaces(): Promise<string[]> {
   const names = await readdir('/run/netns').catch(() => [] as string[]);
-  return names.filter((name) => {
-    const pid = /^nrl(\d+)-/.exec(name)?.[1];
-    return pid !== undefined && Number(pid) !== process.pid && !existsSync(`/proc/${pid}`);
-  });
+  return names.filter(leftByEndedLab);
 }
 
 /** A veth pair: `port` on the bridge, `inside` in the machine's namespace. */

@@ -37,6 +37,8 @@ import {
 const TEMPLATE = 'base/etc/hosts.hbs';
 const CHANGED_FILE = 'etc/hosts';
 const NODE_PASSWORD = 'etc/rancher/node/password';
+/** Rows written through the VIP before the deploy, to be there after it. */
+const ROWS_BEFORE = 20;
 
 /** What the scenario needs of the lab's build to build and deploy again. */
 export interface LabDeployment {
@@ -126,7 +128,7 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
   const whole = await ensureWhole(ctx);
   if (whole) return s.result(false, whole);
   const phase = `rolling-redeploy-${Date.now()}`;
-  const wrote = await writeRows(ctx, phase, 20);
+  const wrote = await writeRows(ctx, phase, ROWS_BEFORE);
   if (wrote) return s.result(false, wrote);
 
   const identities = new Map<string, string>();
@@ -224,7 +226,8 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
       problems.push(`the datastore took no write through the VIP for ${gap} s (bound ${bound} s: keepalived's health check and takeover)`);
     const before = await rowsThroughVip(ctx, phase);
     if (typeof before === 'string') problems.push(before);
-    else if (before.count !== 20 || !before.last) problems.push(`only ${before.count} of the 20 rows written before the deploy are there`);
+    else if (before.count !== ROWS_BEFORE || !before.last)
+      problems.push(`only ${before.count} of the ${ROWS_BEFORE} rows written before the deploy are there`);
     const during = await sqlWithin(ctx, `SELECT COUNT(*) FROM ${TABLE} WHERE phase = '${phase}-during'`, 60_000, 1_000);
     const duringCount = Number(during.stdout.trim());
     // A write whose answer was lost may have landed: more rows than accepted answers is fine, fewer is a loss.
@@ -242,7 +245,7 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
     if (problems.length) return s.result(false, `${story}; but ${problems.join('; ')}`);
     return s.result(
       true,
-      `${story}; all 20 rows written before and all ${writer.accepted} during are there; every node kept its k3s node password and reads the new /${CHANGED_FILE}`,
+      `${story}; all ${ROWS_BEFORE} rows written before and all ${writer.accepted} during are there; every node kept its k3s node password and reads the new /${CHANGED_FILE}`,
     );
   } finally {
     await rm(path.join(work, 'out'), { recursive: true, force: true });

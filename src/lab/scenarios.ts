@@ -423,7 +423,7 @@ export async function vipFailover(ctx: LabContext): Promise<ScenarioResult> {
   }
   return result(
     true,
-    `VIP moved from ${victim.node.name} to ${moved} ${movedAfter} s after the power cut; the datastore answered through it after ${answeredAfter} s; ${victim.node.name} rejoined Galera (size 3) ${back.seconds} s after powering on`,
+    `VIP moved from ${victim.node.name} to ${moved} ${movedAfter} s after the power cut; the datastore answered through it after ${answeredAfter} s; ${victim.node.name} rejoined Galera (size ${servers(ctx).length}) ${back.seconds} s after powering on`,
   );
 }
 
