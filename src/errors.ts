@@ -200,6 +200,23 @@ function missingMessage(missing: MissingProgram[], where: string): string {
   return `${missing.length} programs netroot needs are not installed on ${where}:\n${lines.join('\n')}\n${fix.charAt(0).toUpperCase()}${fix.slice(1)}.`;
 }
 
+/**
+ * netroot's records on a deploy's target (ROOT/.netroot) cannot be used: damaged, written by
+ * something else, or another cluster's. Exit 2: what to do is the user's call; nothing was written.
+ */
+export class TargetRecordError extends NetrootError {
+  constructor(message: string) {
+    super(message, EXIT_USAGE);
+  }
+}
+
+/** A rollback that finds nothing to undo. Exit 2; nothing was written. */
+export class NothingToUndoError extends NetrootError {
+  constructor(message: string) {
+    super(message, EXIT_USAGE);
+  }
+}
+
 /** A command on a deploy's target failed (ssh, rsync, a file operation). Exit 1. */
 export class TargetError extends NetrootError {
   constructor(message: string) {
