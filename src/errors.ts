@@ -210,6 +210,13 @@ export class TargetRecordError extends NetrootError {
   }
 }
 
+/** The build in OUT/CLUSTER was made from other inputs than the profile given, and cannot be rebuilt here. Exit 2; nothing was written. */
+export class StaleBuildError extends NetrootError {
+  constructor(message: string) {
+    super(message, EXIT_USAGE);
+  }
+}
+
 /** A rollback that finds nothing to undo. Exit 2; nothing was written. */
 export class NothingToUndoError extends NetrootError {
   constructor(message: string) {

@@ -45,6 +45,7 @@ import {
   type ClusterRecord,
 } from './records.js';
 import { applyNode, applyRollback, existingPaths, lockTarget, META, readNodeTarget, undoList } from './apply.js';
+import { checkBuild } from './current.js';
 import { deployPrograms, openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
 
 export { STATE_PATHS, statePaths, type NodeChanges, type BootFileChange, type Operation } from './plan.js';
@@ -94,6 +95,8 @@ export interface DeployResult extends DeployPlan {
   exportfs: 'ran' | 'skipped' | 'not needed';
   /** Set when a build was run first. */
   built?: boolean;
+  /** Set when the build was stale and rebuilt first: why. */
+  rebuilt?: string[];
 }
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
@@ -293,8 +296,10 @@ const publicPlan = (p: Planned): DeployPlan => ({
 });
 
 /** What a deploy would do, per node and for the boot server's files; writes nothing. */
-export async function planDeploy(options: TargetOptions): Promise<DeployPlan> {
+export async function planDeploy(options: TargetOptions & Pick<DeployOptions, 'build'>): Promise<DeployPlan> {
   const prepared = await prepare(options);
+  // A stale build is refused, with the command that rebuilds it: plan writes nothing, not even a build.
+  await checkBuild(options, prepared, 'plan');
   const ctx = await open(options, prepared);
   try {
     return publicPlan(await planWith(ctx, options, false));
@@ -317,29 +322,21 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
   const reporter = options.reporter ?? silentReporter;
   let prepared = await prepare(options);
   const cwd = options.cwd ?? process.cwd();
-  const clusterDir = path.join(path.resolve(cwd, options.out ?? 'out'), prepared.loaded.cluster.name);
-  const { formats, ...rest } = options.build ?? {};
-  // Node trees need a base; without one the build writes the overlays alone.
-  const hasBase = Boolean(rest.base ?? prepared.loaded.profile.base);
-  const buildOptions: BuildOptions = {
-    ...options,
-    ...rest,
-    ...(formats && hasBase ? { formats } : {}),
-    ...(options.out ? { out: options.out } : {}),
-    reporter,
-  };
-  const mustBuild = !(await readOutputRecord(clusterDir, clusterDir));
+  // A deploy puts the profile's build in place: none yet, or a stale one, is built first.
+  const check = await checkBuild(options, prepared, 'deploy');
+  const buildOptions = check.status === 'current' ? undefined : { ...check.rebuild, reporter };
   // What the deploy and the build it may need run here, checked together before any work.
   requirePrograms([
     ...deployPrograms(parseTarget(options.to, cwd), options.ssh),
-    ...(mustBuild ? await programsForBuild(buildOptions, prepared.loaded) : []),
+    ...(buildOptions ? await programsForBuild(buildOptions, prepared.loaded) : []),
   ]);
   let ctx = await open(options, prepared);
   targets.push(ctx.target);
   checkSecrets(ctx, options);
   let built = false;
-  if (mustBuild) {
-    const step = reporter.step(`building ${prepared.loaded.cluster.name} (there is no build to deploy yet)`);
+  if (buildOptions && check.status !== 'current') {
+    const why = check.status === 'none' ? 'there is no build to deploy yet' : `the build is stale: ${check.reasons.join('; ')}`;
+    const step = reporter.step(`building ${prepared.loaded.cluster.name} (${why})`);
     await build(buildOptions);
     step.finish();
     built = true;
@@ -350,7 +347,8 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
   }
   const release = await lockTarget(ctx.target, ctx.root);
   try {
-    return await deployLocked(ctx, prepared, options, reporter, built);
+    const result = await deployLocked(ctx, prepared, options, reporter, built);
+    return check.status === 'stale' ? { ...result, rebuilt: check.reasons } : result;
   } finally {
     await release();
   }

@@ -36,6 +36,7 @@ export function formatPlan(plan: DeployPlan, limit = 50): string {
 
 export function formatDeploy(result: DeployResult): string {
   const out = [formatPlan(result, 0)];
+  if (result.rebuilt) out.push(`rebuilt ${result.build.dir} first: ${result.rebuilt.join('; ')}`);
   out.push(
     result.deployed.length
       ? `deployed ${result.deployed.join(', ')}; the previous generation is kept (build-images rollback)`

@@ -121,9 +121,11 @@ Plan('boot server files: added, changed, unchanged; only files an earlier deploy
 });
 
 // What a node's target looks like after a deploy took it from generation g - 1 (manifest A) to g (manifest B).
-const deployedTo = (g: number): NodeTarget & { undo: string[] } =>
-  target({ generation: g, current: B, ...(g > 1 ? { previous: A } : {}), undo: ['etc/hostname', 'etc/old'] });
-const untouchedAt = (g: number): NodeTarget & { undo: string[] } => target({ generation: g, current: A, undo: [] });
+const deployedTo = (g: number): NodeTarget & { undo: string[] } => ({
+  ...target({ generation: g, current: B, ...(g > 1 ? { previous: A } : {}) }),
+  undo: ['etc/hostname', 'etc/old'],
+});
+const untouchedAt = (g: number): NodeTarget & { undo: string[] } => ({ ...target({ generation: g, current: A }), undo: [] });
 const op = (kind: Operation['kind'], n: number, nodes: Record<string, [number, number]>): Operation => ({
   kind,
   op: n,
