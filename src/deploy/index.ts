@@ -137,7 +137,7 @@ async function open(options: TargetOptions, prepared: Prepared): Promise<Context
     if (others.length)
       throw new TargetRecordError(
         `${target.shown} is the export root of cluster ${others.join(', ')}, and this profile is cluster ${cluster}: an export root belongs to one cluster. ` +
-          `Nothing was changed. Give ${cluster} its own (--to, and exports.root in its profile: now ${prepared.loaded.profile.exports.root}).`,
+          `Nothing was changed; give ${cluster} its own (--to, and exports.root in its profile: now ${prepared.loaded.profile.exports.root}).`,
       );
     record = await readRecord(target, root, cluster);
   } catch (error) {

@@ -5,67 +5,44 @@
  * rebuilds it, when the base it was built from is not named.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as assert from 'uvu/assert';
 import { suite } from '../support/test.js';
 import { build } from '../../src/build.js';
 import { deploy, planDeploy, type DeployOptions } from '../../src/deploy/index.js';
 import { readManifest } from '../../src/deploy/manifest.js';
-import { silentReporter } from '../../src/progress.js';
 import { makeArmbianBase } from '../support/armbian-base.js';
 import { rejects } from '../support/assert.js';
 import { edit, opz3With } from '../profile/helpers.js';
 import { assertSameTree, cli, NODES } from './support.js';
+import { places, type Places } from './places.js';
 
 const SERVER = NODES[0]!;
 const KEEPALIVED = `${SERVER}/etc/keepalived/keepalived.conf`;
 const EDIT = ['advertInterval: 1', 'advertInterval: 4'] as const;
 
-let tmp: string;
-let env: NodeJS.ProcessEnv;
+let w: Places;
 const Current = suite('deploy uses only the build of the profile given');
 Current.before(async () => {
-  tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-current-'));
-  env = {
-    SOURCE_DATE_EPOCH: '1700000000',
-    NETROOT_SECRETS_DIR: path.join(tmp, 'secrets'),
-    XDG_CACHE_HOME: path.join(tmp, 'xdg'),
-    PATH: process.env.PATH,
-  };
+  w = await places('netroot-current-');
 });
-Current.after(async () => tmp && rm(tmp, { recursive: true, force: true }));
+Current.after(async () => w?.cleanup());
 
-/** A profile file of its own, and deploy options onto an export root of its own. */
+/** Profile LABEL (the cluster as it is), and deploy options onto an export root of its own. */
 async function setup(label: string): Promise<{ profile: string; root: string; options: DeployOptions; flags: string[] }> {
-  const profile = path.join(tmp, label, 'opz3.yaml');
-  await mkdir(path.dirname(profile), { recursive: true });
-  await writeFile(profile, opz3With());
-  const root = path.join(tmp, label, 'exports');
-  const server = path.join(tmp, label, 'server');
-  const out = path.join(tmp, label, 'out');
-  const boot = { tftp: `${server}/tftp`, dnsmasq: `${server}/dnsmasq.d`, exportsDir: `${server}/exports.d` };
-  return {
-    profile,
-    root,
-    options: { profile, cwd: tmp, out, to: root, ...boot, ganeshaDir: false, exportfs: false, env, reporter: silentReporter },
-    flags: [
-      '-p',
-      profile,
-      '--out',
-      out,
-      '--to',
-      root,
-      '--tftp',
-      boot.tftp,
-      '--dnsmasq',
-      boot.dnsmasq,
-      '--exports-dir',
-      boot.exportsDir,
-      '--no-exportfs',
-    ],
-  };
+  await w.write(label, opz3With());
+  const { root, options, flags } = w.place(label);
+  return { profile: w.profile(label), root, options: options(label), flags: flags(label) };
+}
+
+/** A small base and a k3s stand-in under LABEL. */
+async function baseFor(label: string): Promise<{ base: string; k3s: string }> {
+  const base = path.join(w.tmp, label, 'armbian');
+  await makeArmbianBase(base, path.join(w.tmp, label, 'work'));
+  const k3s = path.join(w.tmp, label, 'k3s');
+  await writeFile(k3s, '#!/bin/sh\necho k3s stand-in\n', { mode: 0o755 });
+  return { base, k3s };
 }
 
 const editProfile = async (file: string): Promise<void> => writeFile(file, edit(await readFile(file, 'utf8'), EDIT));
@@ -77,12 +54,12 @@ Current('a build without a base: deploy rebuilds it from the edited profile, say
   assert.equal((await deploy(options)).rebuilt, undefined, 'a current build is not rebuilt');
 
   await editProfile(profile);
-  const plan = await cli(tmp, ['plan', ...flags], env);
+  const plan = await cli(w.tmp, ['plan', ...flags], w.env);
   assert.is(plan.code, 2, plan.stderr);
-  assert.match(plan.stderr, /is not the build of .*opz3\.yaml: the profile changed since\. Nothing was changed; deploy rebuilds it first/);
-  const run = await cli(tmp, ['deploy', ...flags], env);
+  assert.match(plan.stderr, /is not the build of .*\.yaml: the profile changed since\. Nothing was changed; deploy rebuilds it first/);
+  const run = await cli(w.tmp, ['deploy', ...flags], w.env);
   assert.is(run.code, 0, run.stderr);
-  assert.match(run.stdout, /rebuilt .*out\/opz3 first: the profile changed since/);
+  assert.match(run.stdout, /rebuilt \S*\/opz3 first: the profile changed since/);
   assert.match(await readFile(path.join(root, KEEPALIVED), 'utf8'), /advert_int 4\n/);
 });
 
@@ -91,10 +68,7 @@ Current(
   { timeout: 180_000 },
   async () => {
     const { profile, root, options, flags } = await setup('base');
-    const base = path.join(tmp, 'base', 'armbian');
-    await makeArmbianBase(base, path.join(tmp, 'base', 'work'));
-    const k3s = path.join(tmp, 'base', 'k3s');
-    await writeFile(k3s, '#!/bin/sh\necho k3s stand-in\n', { mode: 0o755 });
+    const { base, k3s } = await baseFor('base');
     await build({ ...options, base, formats: ['tree'], k3sBinary: k3s });
     await deploy(options);
     assert.ok(existsSync(path.join(root, SERVER, 'etc/os-release')), 'the nodes are full roots');
@@ -102,16 +76,16 @@ Current(
 
     await editProfile(profile);
     await rejects(() => planDeploy(options), /the profile changed since\. Nothing was changed; rebuild it:/);
-    const run = await cli(tmp, ['deploy', ...flags], env);
+    const run = await cli(w.tmp, ['deploy', ...flags], w.env);
     assert.is(run.code, 2, run.stderr);
     const command = /\n {2}(build-images build .*)\nthen deploy again\.\n$/.exec(run.stderr)?.[1];
     assert.ok(command, `the refusal names the command:\n${run.stderr}`);
     assert.ok(command.includes(`--base ${base} --format tree --k3s-binary ${k3s}`), command);
     assertSameTree(await readManifest(root), before, 'the export root');
 
-    const rebuilt = await cli(tmp, command.split(' ').slice(1), env);
+    const rebuilt = await cli(w.tmp, command.split(' ').slice(1), w.env);
     assert.is(rebuilt.code, 0, rebuilt.stderr);
-    const again = await cli(tmp, ['deploy', ...flags], env);
+    const again = await cli(w.tmp, ['deploy', ...flags], w.env);
     assert.is(again.code, 0, again.stderr);
     assert.match(await readFile(path.join(root, KEEPALIVED), 'utf8'), /advert_int 4\n/);
   },
@@ -119,10 +93,7 @@ Current(
 
 Current('the base changed since the build: rebuilt when the deploy names it', { timeout: 180_000 }, async () => {
   const { root, options } = await setup('base-changed');
-  const base = path.join(tmp, 'base-changed', 'armbian');
-  await makeArmbianBase(base, path.join(tmp, 'base-changed', 'work'));
-  const k3s = path.join(tmp, 'base-changed', 'k3s');
-  await writeFile(k3s, '#!/bin/sh\necho k3s stand-in\n', { mode: 0o755 });
+  const { base, k3s } = await baseFor('base-changed');
   const given = { ...options, build: { base, formats: ['tree' as const], k3sBinary: k3s } };
   await deploy(given);
   await writeFile(path.join(base, 'etc/added-to-the-base'), 'new\n');

@@ -7,19 +7,17 @@
  * that changes nothing.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as assert from 'uvu/assert';
 import { suite } from '../support/test.js';
-import { build } from '../../src/build.js';
-import { deploy, rollback, type TargetOptions } from '../../src/deploy/index.js';
+import { deploy, rollback } from '../../src/deploy/index.js';
 import { readManifest, type Manifest } from '../../src/deploy/manifest.js';
-import { silentReporter } from '../../src/progress.js';
 import { isRoot } from '../support/rootfs.js';
 import { startSshd, sshdMissing, type Sshd } from '../support/sshd.js';
 import { opz3With } from '../profile/helpers.js';
 import { assertSameTree, cli, NODES, STATE } from './support.js';
+import { places, type Places } from './places.js';
 
 const SERVERS = NODES.slice(0, 3);
 const AGENT = NODES[3]!;
@@ -36,74 +34,32 @@ const PROFILES = {
 };
 type Profile = keyof typeof PROFILES;
 
-interface World {
-  tmp: string;
-  env: NodeJS.ProcessEnv;
-  /** Each profile's build, in its own --out, and each node's files in it. */
-  out: Record<Profile, string>;
-  trees: Record<Profile, Record<string, Manifest>>;
-  sshd?: Sshd;
-}
-let w: World;
+let w: Places;
+let trees: Record<Profile, Record<string, Manifest>>;
+let sshd: Sshd | undefined;
 
 const Rollback = suite('rollback undoes exactly the last deploy');
 
 Rollback.before(async () => {
-  const tmp = await mkdtemp(path.join(os.tmpdir(), 'netroot-rollback-'));
-  const env = { SOURCE_DATE_EPOCH: '1700000000', NETROOT_SECRETS_DIR: path.join(tmp, 'secrets'), PATH: process.env.PATH };
-  await mkdir(path.join(tmp, 'profiles'));
-  w = { tmp, env, out: {} as World['out'], trees: {} as World['trees'] };
+  w = await places('netroot-rollback-');
+  trees = {} as typeof trees;
   for (const [name, text] of Object.entries(PROFILES) as [Profile, string][]) {
-    await writeFile(path.join(tmp, 'profiles', `${name}.yaml`), text);
-    w.out[name] = path.join(tmp, `out-${name}`);
-    await build({ profile: path.join(tmp, 'profiles', `${name}.yaml`), cwd: tmp, out: w.out[name], env, reporter: silentReporter });
-    w.trees[name] = {};
-    for (const node of NODES) w.trees[name][node] = await readManifest(path.join(w.out[name], 'opz3/nodes', node), STATE);
+    await w.write(name, text);
+    trees[name] = await w.build(name);
   }
-  if (isRoot && !(await sshdMissing())) w.sshd = await startSshd(path.join(tmp, 'sshd'));
+  if (isRoot && !(await sshdMissing())) sshd = await startSshd(path.join(w.tmp, 'sshd'));
 });
 Rollback.after(async () => {
-  await w?.sshd?.stop();
-  if (w) await rm(w.tmp, { recursive: true, force: true });
+  await sshd?.stop();
+  await w?.cleanup();
 });
-
-/** An export root (and its boot server's directories) of its own for one test. */
-function place(label: string, remote: boolean): { root: string; options: (profile: Profile) => TargetOptions; flags: string[] } {
-  const root = path.join(w.tmp, `exports-${label}`);
-  const server = path.join(w.tmp, `server-${label}`);
-  const boot = { tftp: `${server}/tftp`, dnsmasq: `${server}/dnsmasq.d`, exportsDir: `${server}/exports.d`, ganeshaDir: false as const };
-  const to = remote ? `root@127.0.0.1:${root}` : root;
-  return {
-    root,
-    options: (profile) => ({
-      profile: path.join(w.tmp, 'profiles', `${profile}.yaml`),
-      cwd: w.tmp,
-      out: w.out[profile],
-      to,
-      ...boot,
-      exportfs: false,
-      env: w.env,
-      reporter: silentReporter,
-      ...(remote ? { ssh: w.sshd!.ssh } : {}),
-    }),
-    flags: [
-      ...['-p', path.join(w.tmp, 'profiles/opz3.yaml'), '--out', w.out.opz3, '--to', to, '--no-exportfs'],
-      ...['--tftp', boot.tftp, '--dnsmasq', boot.dnsmasq, '--exports-dir', boot.exportsDir],
-      ...(remote ? ['--ssh', w.sshd!.ssh.join(' ')] : []),
-    ],
-  };
-}
 
 const generation = async (root: string, node: string): Promise<string> =>
   (await readFile(path.join(root, '.netroot/nodes', node, 'current'), 'utf8')).trim();
 
 async function assertNodes(root: string, expected: Record<string, Profile>, what: string): Promise<void> {
   for (const [node, profile] of Object.entries(expected))
-    assertSameTree(
-      await readManifest(path.join(root, node), STATE),
-      w.trees[profile][node]!,
-      `${what}: ${node} holds the ${profile} build`,
-    );
+    assertSameTree(await readManifest(path.join(root, node), STATE), trees[profile][node]!, `${what}: ${node} holds the ${profile} build`);
 }
 
 const everyNode = (profile: Profile, over: Record<string, Profile> = {}): Record<string, Profile> => ({
@@ -113,12 +69,12 @@ const everyNode = (profile: Profile, over: Record<string, Profile> = {}): Record
 
 for (const remote of [false, true]) {
   const where = remote ? 'over ssh' : 'on a local export root';
-  const needs = remote ? () => (w.sshd ? undefined : 'the ssh cases need root, sshd, ssh and rsync') : () => undefined;
+  const needs = remote ? () => (sshd ? undefined : 'the ssh cases need root, sshd, ssh and rsync') : () => undefined;
 
   Rollback(`${where}: a deploy that changed only the servers is undone on the servers alone; a second rollback redoes it`, async () => {
     const missing = needs();
     if (missing) throw new Error(missing);
-    const { root, options } = place(`servers-${remote}`, remote);
+    const { root, options } = w.place(`servers-${remote}`, remote ? sshd!.ssh : undefined);
     await deploy(options('opz3'));
     const password = path.join(root, SERVERS[0]!, 'etc/rancher/node/password');
     await mkdir(path.dirname(password), { recursive: true });
@@ -148,8 +104,7 @@ for (const remote of [false, true]) {
     async () => {
       const missing = needs();
       if (missing) throw new Error(missing);
-      const { root, options } = place(`agent-${remote}`, remote);
-      const server = path.join(w.tmp, `server-agent-${remote}`);
+      const { root, server, options } = w.place(`agent-${remote}`, remote ? sshd!.ssh : undefined);
       const pxe = (mac: string) => path.join(server, 'tftp/pxelinux.cfg', `01-${mac}`);
       await deploy(options('opz3'));
       await deploy(options('servers'));
@@ -174,22 +129,22 @@ for (const remote of [false, true]) {
 }
 
 Rollback('nothing to undo: exit 2, says so, changes nothing', async () => {
-  const { root, flags } = place('nothing', false);
+  const { root, flags } = w.place('nothing');
   await mkdir(root, { recursive: true });
-  const run = await cli(w.tmp, ['rollback', ...flags], w.env);
+  const run = await cli(w.tmp, ['rollback', ...flags('opz3')], w.env);
   assert.is(run.code, 2, run.stderr);
   assert.match(run.stderr, /^build-images: nothing to undo on .*: no deploy is recorded there; nothing was changed\n$/);
   assert.equal(await readManifest(root), {}, 'nothing was written');
 });
 
 Rollback('a damaged journal: exit 2 naming the file and what to do, not an internal error; nothing changed', async () => {
-  const { root, options, flags } = place('damaged', false);
+  const { root, options, flags } = w.place('damaged');
   await deploy(options('opz3'));
   await deploy(options('servers'));
   const journal = path.join(root, '.netroot/clusters/opz3.op.json');
   await writeFile(journal, '{"kind": "deploy", "op": ');
   const before = await readManifest(root);
-  const run = await cli(w.tmp, ['rollback', ...flags, '--json'], w.env);
+  const run = await cli(w.tmp, ['rollback', ...flags('servers'), '--json'], w.env);
   assert.is(run.code, 2, run.stderr);
   assert.match(run.stderr, new RegExp(`^build-images: ${journal}.* cannot be read: it should be the journal of a deploy or rollback`));
   assert.match(run.stderr, /Move it aside, then run deploy again/);
