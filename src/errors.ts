@@ -84,6 +84,30 @@ export class UsageError extends NetrootError {
   }
 }
 
+const WHY: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'it is a directory',
+  ENOENT: 'it does not exist',
+  ENOTDIR: 'a part of its path is not a directory',
+  ELOOP: 'its symlinks loop',
+  EIO: 'an I/O error',
+};
+
+/**
+ * A file the user named (a profile, a base) that this process cannot read, as an input error (exit 2)
+ * rather than Node's own error: `what` it is, where, why in words, and what to do.
+ */
+export function cannotRead(what: string, file: string, error: unknown): UsageError {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code ?? '';
+  const why = WHY[code] ?? (error instanceof Error ? error.message : String(error));
+  const fix =
+    code === 'EACCES' || code === 'EPERM'
+      ? `: run as a user who may read it${what === 'base' ? ' (a base is read as root, to keep its owners)' : ''}, or give it read permission`
+      : '';
+  return new UsageError(`cannot read the ${what} ${file} (${why})${fix}`);
+}
+
 /** A template refers to something the node does not have, or does not parse. Exit 2. */
 export class TemplateError extends NetrootError {
   readonly template: string;

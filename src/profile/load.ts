@@ -7,7 +7,7 @@ import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ProfileError, UsageError, type ProfileIssue, type SourceLocation } from '../errors.js';
+import { cannotRead, ProfileError, UsageError, type ProfileIssue, type SourceLocation } from '../errors.js';
 import { formatPath, locate, mergeLocated, parseLocated, toPlain, type Located, type PathSegment } from './located.js';
 import { expandBoardPresets } from './boards.js';
 import { profileSchema, type Profile } from './schema.js';
@@ -64,9 +64,10 @@ export function displayPath(file: string, cwd = process.cwd()): string {
 }
 
 async function readChain(file: string, cwd: string, chain: string[]): Promise<Located> {
-  const real = await realpath(file);
   const shown = displayPath(file, cwd);
-  const text = await readFile(file, 'utf8');
+  const [real, text] = await Promise.all([realpath(file), readFile(file, 'utf8')]).catch((error: unknown) => {
+    throw cannotRead('profile', shown, error);
+  });
   const tree = parseLocated(text, shown);
   const ext = tree.entries!.get('extends');
   if (!ext) return tree;

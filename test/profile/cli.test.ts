@@ -5,11 +5,13 @@
  * of a good profile exits 0 and writes nothing.
  */
 import { execFile } from 'node:child_process';
-import { copyFile, cp, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, cp, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
+import { requires } from '../support/requires.js';
+import { isRoot } from '../support/rootfs.js';
 import { FIXTURES, OPZ3, OPZ3_FILE, REPO, opz3With, position, tempDir, type Edit, type Where } from './helpers.js';
 
 const CLI = path.join(REPO, 'src/cli.ts');
@@ -21,8 +23,8 @@ interface Run {
   stderr: string;
 }
 
-/** `node --import tsx src/cli.ts ARGS` in `cwd`, without any NETROOT_* variable of ours. */
-async function cli(cwd: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
+/** `node --import tsx src/cli.ts ARGS` in `cwd`, without any NETROOT_* variable of ours; `uid`: as that user (and group). */
+async function cli(cwd: string, args: string[], env: Record<string, string> = {}, uid?: number): Promise<Run> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NETROOT_')));
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', TSX, CLI, ...args], {
@@ -30,6 +32,7 @@ async function cli(cwd: string, args: string[], env: Record<string, string> = {}
       // The cluster secrets store of this workspace alone, never the user's (~/.local/state/netroot).
       env: { ...clean, NETROOT_SECRETS_DIR: `${cwd}.secrets`, ...env },
       timeout: 60_000,
+      ...(uid !== undefined ? { uid, gid: uid } : {}),
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
@@ -224,4 +227,37 @@ Validate('a profile name that does not exist exits 2', async () => {
   assert.is(run.code, 2, run.stderr);
   assert.match(run.stderr, /no profile named nosuch/);
   assert.equal(await tree(dir), ['profiles']);
+});
+
+const NOBODY = 65534;
+const asNobody = requires(isRoot, 'reading as another user needs root to switch to it');
+
+/** A workspace another user may enter, holding profiles/opz3.yaml and an out/ of that user's; `unreadable` made 0600 (root's). */
+async function sharedWorkspace(...unreadable: string[]): Promise<string> {
+  const dir = await workspace({ opz3: OPZ3 });
+  await mkdir(path.join(dir, 'out'));
+  await chown(path.join(dir, 'out'), NOBODY, NOBODY);
+  await writeFile(path.join(dir, 'base.tar.gz'), 'not read\n');
+  for (const p of [dir, path.join(dir, 'profiles')]) await chmod(p, 0o755);
+  for (const p of ['profiles/opz3.yaml', 'base.tar.gz']) await chmod(path.join(dir, p), unreadable.includes(p) ? 0o600 : 0o644);
+  return dir;
+}
+
+asNobody('a profile this user cannot read: exit 2 naming it and what to do, not an internal error', async () => {
+  const dir = await sharedWorkspace('profiles/opz3.yaml');
+  const run = await cli(dir, ['validate', '--profile', 'opz3'], {}, NOBODY);
+  assert.is(run.code, 2, run.stderr);
+  assert.is(
+    run.stderr,
+    'build-images: cannot read the profile profiles/opz3.yaml (permission denied): run as a user who may read it, or give it read permission\n',
+  );
+});
+
+asNobody('a base this user cannot read: exit 2 naming it and what to do, before anything is written', async () => {
+  const dir = await sharedWorkspace('base.tar.gz');
+  const run = await cli(dir, ['build', '--profile', 'opz3', '--base', 'base.tar.gz', '--out', 'out'], {}, NOBODY);
+  assert.is(run.code, 2, run.stderr);
+  assert.match(run.stderr, /^build-images: cannot read the base \/.*\/base\.tar\.gz \(permission denied\): run as a user who may read it/);
+  assert.not.match(run.stderr, /internal error/);
+  assert.equal(await tree(path.join(dir, 'out')), []);
 });
