@@ -152,6 +152,20 @@ Cli("build --json: a template error is JSON with the template's file, line and c
   assert.equal([error.file, error.line, error.column, error.exitCode], ['overlays/base/etc/hosts.hbs', 2, 3, 2]);
 });
 
+Cli('build --json: a template that does not parse is JSON with its file, line and column too', async () => {
+  const dir = await workspace({ good: OPZ3 });
+  await cp(path.join(REPO, 'overlays'), path.join(dir, 'overlays'), { recursive: true });
+  await writeFile(path.join(dir, 'overlays/base/etc/hosts.hbs'), 'first line\n  {{/if}}\n');
+  const run = await cli(dir, ['build', '--profile', 'good', '--overlays', 'overlays', '--json']);
+  assert.is(run.code, 2, run.stderr);
+  assert.match(
+    run.stderr,
+    /^build-images: overlays\/base\/etc\/hosts\.hbs:2:3: is not a valid Handlebars template: expecting 'EOF', got 'OPEN_ENDBLOCK'\n/,
+  );
+  const { error } = JSON.parse(run.stdout) as { error: { file: string; line: number; column: number; exitCode: number } };
+  assert.equal([error.file, error.line, error.column, error.exitCode], ['overlays/base/etc/hosts.hbs', 2, 3, 2]);
+});
+
 Cli('build --format tar without a base exits 2 and says a base is needed; nothing is written', async () => {
   const dir = await workspace({ good: OPZ3 });
   const before = await tree(dir);
