@@ -185,6 +185,21 @@ Cli("an unknown option under --json: yargs' own error is JSON too, exit 2", asyn
   assert.match((JSON.parse(run.stdout) as { error: { message: string } }).error.message, /Unknown argument: bogus/);
 });
 
+Cli('a mistyped command: exit 2 with "did you mean", and the commands; a word like none of them: the commands', async () => {
+  const dir = await workspace({ good: OPZ3 });
+  const typo = await cli(dir, ['deplyo', '--profile', 'good', '--to', 'exports']);
+  assert.is(typo.code, 2, typo.stderr);
+  assert.is(
+    typo.stderr,
+    'build-images: unknown command deplyo; did you mean deploy? The commands are build, validate, render, plan, deploy, rollback, schema (build-images --help).\n',
+  );
+  const other = await cli(dir, ['frobnicate', '--json']);
+  assert.is(other.code, 2, other.stderr);
+  assert.match(other.stderr, /^build-images: unknown command frobnicate\. The commands are build, /);
+  assert.is((JSON.parse(other.stdout) as { error: { exitCode: number } }).error.exitCode, 2);
+  assert.equal(await tree(dir), ['profiles', 'profiles/good.yaml'], 'nothing written');
+});
+
 Cli('render shows the boot server files by their short names', async () => {
   const dir = await workspace({ good: OPZ3 });
   for (const [name, line] of [
@@ -233,6 +248,24 @@ Validate('a profile that extends another in profiles/', async () => {
   assert.is(run.code, 0, run.stderr);
   assert.is(run.stdout, 'opz3-lab: valid, cluster opz3-lab (5 nodes, 3 servers)\n');
   assert.equal(await tree(dir), before);
+});
+
+Validate('--json: the profile, its cluster, nodes and roles and its warnings as JSON; writes nothing', async () => {
+  const dir = await workspace({ good: OPZ3 });
+  const run = await cli(dir, ['validate', '--profile', 'good', '--json']);
+  assert.is(run.code, 0, run.stderr);
+  const result = JSON.parse(run.stdout) as {
+    profile: string;
+    cluster: string;
+    nodes: { name: string; roles: string[] }[];
+    warnings: string[];
+  };
+  assert.equal(
+    [result.profile, result.cluster, result.nodes.length, result.nodes[3]],
+    ['good', 'opz3', 4, { name: 'opz3-4-top', roles: ['agent'] }],
+  );
+  assert.match(result.warnings.join('\n'), /no ssh\.authorizedKeys/);
+  assert.equal(await tree(dir), ['profiles', 'profiles/good.yaml']);
 });
 
 Validate('a profile name that does not exist exits 2', async () => {
