@@ -208,6 +208,30 @@ const invalid: InvalidCase[] = [
     ],
   },
   {
+    name: 'a multicast MAC (the low bit of the first octet set), as for an IPv4 multicast group',
+    edits: [['"02:00:c0:00:02:3d"', '"01:00:5e:00:02:3d"']],
+    issues: [
+      {
+        at: { line: 'opz3-2-midden', col: '"01:00' },
+        key: 'nodes[1].mac',
+        message:
+          '"01:00:5e:00:02:3d" is a multicast address (the low bit of its first octet, 01, is set): a board\'s own MAC never is; copy it from the board\'s label or its U-Boot (printenv ethaddr)',
+      },
+    ],
+  },
+  {
+    name: 'the broadcast MAC',
+    edits: [['"02:00:c0:00:02:3d"', '"ff-ff-ff-ff-ff-ff"']],
+    issues: [
+      {
+        at: { line: 'opz3-2-midden', col: '"ff-ff' },
+        key: 'nodes[1].mac',
+        message:
+          '"ff-ff-ff-ff-ff-ff" is a multicast address (the low bit of its first octet, ff, is set): a board\'s own MAC never is; copy it from the board\'s label or its U-Boot (printenv ethaddr)',
+      },
+    ],
+  },
+  {
     name: 'node IP with an octet above 255',
     edits: [['ip: 192.0.2.61', 'ip: 192.0.2.300']],
     issues: [
