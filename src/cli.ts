@@ -9,6 +9,7 @@ import { defaultReporter } from './progress.js';
 import { NetrootError, UsageError, type ErrorReport } from './errors.js';
 import { profileJsonSchema } from './profile/schema.js';
 import { closest } from './suggest.js';
+import { onStopped, stopSignal } from './stop.js';
 import { deploy, planDeploy, rollback, type TargetOptions } from './deploy/index.js';
 import { formatDeploy, formatPlan, formatRollback } from './deploy/report.js';
 
@@ -287,7 +288,14 @@ const wantsJson = (args: string[]): boolean => {
   return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--json' || a === '--json=true');
 };
 
+// Ctrl-C or SIGTERM during a write: said once its half-written output is gone, before the signal ends the process.
+onStopped((signal) =>
+  process.stderr.write(`build-images: stopped by ${signal}; what was being written was removed, and the previous output is as it was\n`),
+);
+
 main(hideBin(process.argv)).catch((error: unknown) => {
+  // A program the signal also stopped fails "with no message": the stop is what happened, and is said above.
+  if (stopSignal()) return;
   let report: ErrorReport;
   if (error instanceof NetrootError) {
     process.stderr.write(`build-images: ${error.message}\n`);

@@ -241,6 +241,15 @@ export class StaleBuildError extends NetrootError {
   }
 }
 
+/** Ctrl-C or SIGTERM stopped a write (src/stop.ts); the process then ends by that signal. Exit 128 + the signal's number. */
+export class StoppedError extends NetrootError {
+  readonly signal: NodeJS.Signals;
+  constructor(signal: NodeJS.Signals) {
+    super(`stopped by ${signal}`, 128 + (signal === 'SIGINT' ? 2 : 15));
+    this.signal = signal;
+  }
+}
+
 /** A rollback that finds nothing to undo. Exit 2; nothing was written. */
 export class NothingToUndoError extends NetrootError {
   constructor(message: string) {

@@ -157,7 +157,8 @@ export async function cli(cwd: string, args: string[], env: NodeJS.ProcessEnv): 
 /**
  * Start the CLI in its own process group and SIGKILL the whole group (node and
  * its rsync and ssh children, as a power cut would) `delayMs` after stderr shows
- * `marker`. Resolves with the signal it died of; rejects after 120 s.
+ * `marker`; or another `signal` (SIGINT: Ctrl-C on a terminal). Resolves with the
+ * signal it died of; rejects after 120 s.
  */
 export async function killAt(
   cwd: string,
@@ -165,6 +166,7 @@ export async function killAt(
   env: NodeJS.ProcessEnv,
   marker: string,
   delayMs: number,
+  signal: NodeJS.Signals = 'SIGKILL',
 ): Promise<{ signal: string | null; stderr: string }> {
   const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -176,7 +178,7 @@ export async function killAt(
       } catch {
         /* gone */
       }
-      reject(new Error(`deploy never printed ${JSON.stringify(marker)} within 120 s:\n${stderr}`));
+      reject(new Error(`the command never printed ${JSON.stringify(marker)} within 120 s:\n${stderr}`));
     }, 120_000);
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -184,16 +186,16 @@ export async function killAt(
         fired = true;
         setTimeout(() => {
           try {
-            process.kill(-child.pid!, 'SIGKILL');
+            process.kill(-child.pid!, signal);
           } catch {
             /* already gone */
           }
         }, delayMs);
       }
     });
-    child.once('exit', (_code, signal) => {
+    child.once('exit', (_code, died) => {
       clearTimeout(timer);
-      resolve({ signal, stderr });
+      resolve({ signal: died, stderr });
     });
   });
 }
