@@ -248,7 +248,7 @@ export async function main(args: string[]): Promise<void> {
     )
     .command(
       'deploy',
-      'Deploy the last build (built first if there is none) onto the export root, keeping node state and the previous generation',
+      "Deploy the profile's build (built first if there is none or it is stale) onto the export root, keeping node state and the previous generation",
       (y) =>
         targetFlags(y)
           .option('dry-run', { type: 'boolean', default: false, describe: 'Show the plan; write nothing' })
@@ -264,7 +264,7 @@ export async function main(args: string[]): Promise<void> {
     )
     .command(
       'rollback',
-      "Put back every node's previous generation on the export root (node state untouched)",
+      "Undo the last deploy on the export root: the nodes it changed and the boot server's files go back (node state untouched); again: redo it",
       (y) => targetFlags(y),
       async (argv) => {
         const result = await rollback(targetOptions(argv));

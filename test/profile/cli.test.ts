@@ -142,29 +142,23 @@ Cli('build --json: the error is JSON on stdout as well, with its exit code', asy
   assert.is(parsed.error.exitCode, 2);
 });
 
-Cli("build --json: a template error is JSON with the template's file, line and column", async () => {
-  const dir = await workspace({ good: OPZ3 });
-  await cp(path.join(REPO, 'overlays'), path.join(dir, 'overlays'), { recursive: true });
-  await writeFile(path.join(dir, 'overlays/base/etc/hosts.hbs'), 'first line\n{{no.such.value}}\n');
-  const run = await cli(dir, ['build', '--profile', 'good', '--overlays', 'overlays', '--json']);
-  assert.is(run.code, 2, run.stderr);
-  const { error } = JSON.parse(run.stdout) as { error: { file: string; line: number; column: number; exitCode: number } };
-  assert.equal([error.file, error.line, error.column, error.exitCode], ['overlays/base/etc/hosts.hbs', 2, 3, 2]);
-});
-
-Cli('build --json: a template that does not parse is JSON with its file, line and column too', async () => {
-  const dir = await workspace({ good: OPZ3 });
-  await cp(path.join(REPO, 'overlays'), path.join(dir, 'overlays'), { recursive: true });
-  await writeFile(path.join(dir, 'overlays/base/etc/hosts.hbs'), 'first line\n  {{/if}}\n');
-  const run = await cli(dir, ['build', '--profile', 'good', '--overlays', 'overlays', '--json']);
-  assert.is(run.code, 2, run.stderr);
-  assert.match(
-    run.stderr,
-    /^build-images: overlays\/base\/etc\/hosts\.hbs:2:3: is not a valid Handlebars template: expecting 'EOF', got 'OPEN_ENDBLOCK'\n/,
-  );
-  const { error } = JSON.parse(run.stdout) as { error: { file: string; line: number; column: number; exitCode: number } };
-  assert.equal([error.file, error.line, error.column, error.exitCode], ['overlays/base/etc/hosts.hbs', 2, 3, 2]);
-});
+// A template that uses a value the node lacks, and one that does not parse: each named with its place, in JSON too.
+const TEMPLATE_ERRORS: [what: string, text: string, column: number, says: RegExp][] = [
+  ['uses a value the node lacks', 'first line\n{{no.such.value}}\n', 3, /uses "no\.such\.value"/],
+  ['does not parse', 'first line\n  {{/if}}\n', 3, /is not a valid Handlebars template: expecting 'EOF', got 'OPEN_ENDBLOCK'/],
+];
+for (const [what, text, column, says] of TEMPLATE_ERRORS)
+  Cli(`build --json: a template that ${what} is JSON with the template's file, line and column`, async () => {
+    const dir = await workspace({ good: OPZ3 });
+    await cp(path.join(REPO, 'overlays'), path.join(dir, 'overlays'), { recursive: true });
+    await writeFile(path.join(dir, 'overlays/base/etc/hosts.hbs'), text);
+    const run = await cli(dir, ['build', '--profile', 'good', '--overlays', 'overlays', '--json']);
+    assert.is(run.code, 2, run.stderr);
+    assert.match(run.stderr, new RegExp(`^build-images: overlays/base/etc/hosts\\.hbs:2:${column}: `));
+    assert.match(run.stderr, says);
+    const { error } = JSON.parse(run.stdout) as { error: { file: string; line: number; column: number; exitCode: number } };
+    assert.equal([error.file, error.line, error.column, error.exitCode], ['overlays/base/etc/hosts.hbs', 2, column, 2]);
+  });
 
 Cli('build --format tar without a base exits 2 and says a base is needed; nothing is written', async () => {
   const dir = await workspace({ good: OPZ3 });
