@@ -355,14 +355,18 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
 }
 
 async function deployLocked(
-  ctx: Context,
+  opened: Context,
   prepared: Prepared,
   options: DeployOptions,
   reporter: Reporter,
   built: boolean,
 ): Promise<DeployResult> {
+  const { target, root } = opened;
+  // Read again under the lock: a deploy or rollback that ended while this one waited changed it.
+  const { record: _before, ...rest } = opened;
+  const record = await readRecord(target, root, prepared.loaded.cluster.name);
+  const ctx: Context = { ...rest, ...(record ? { record } : {}) };
   const planned = await planWith(ctx, options, true);
-  const { target, root } = ctx;
   const cluster = planned.cluster;
   // An unchanged node is left alone, unless a deploy cut short left its generation unfinished.
   const writing = planned.nodes.filter((changes) => {
@@ -514,8 +518,10 @@ export async function rollback(options: TargetOptions): Promise<RollbackResult> 
 async function rollbackWith(ctx: Context, prepared: Prepared, options: TargetOptions, reporter: Reporter): Promise<RollbackResult> {
   const { target, root } = ctx;
   const cluster = prepared.loaded.cluster.name;
+  // Read again under the lock: a deploy that ended while this rollback waited is the one to undo.
+  const record = await readRecord(target, root, cluster);
   const unfinished = await readJournal(target, root, cluster);
-  const last = ctx.record?.last;
+  const last = record?.last;
   const named = Object.keys((unfinished?.kind === 'rollback' ? unfinished : last)?.nodes ?? {});
   const nodes: RollbackInput['nodes'] = {};
   for (const node of named) {
@@ -545,7 +551,7 @@ async function rollbackWith(ctx: Context, prepared: Prepared, options: TargetOpt
     step.finish();
   }
   await restoreBootFiles(target, root, cluster, undoing.op);
-  const whatOf = new Map([...(ctx.record?.bootFiles ?? []), ...(kept.record?.bootFiles ?? [])].map((f) => [f.path, f.what]));
+  const whatOf = new Map([...(record?.bootFiles ?? []), ...(kept.record?.bootFiles ?? [])].map((f) => [f.path, f.what]));
   const boot: RollbackResult['boot'] = [
     ...kept.restore.map((p) => ({ path: p, status: 'restored' as const })),
     ...kept.remove.map((p) => ({ path: p, status: 'removed' as const })),
@@ -557,7 +563,7 @@ async function rollbackWith(ctx: Context, prepared: Prepared, options: TargetOpt
     boot.some((b) => b.what === 'ganesha'),
   );
   // The cluster's record as it was before the undone operation (its boot files, its secrets), with this rollback as the last.
-  await finishOperation(target, root, { ...(kept.record ?? { ...ctx.record!, bootFiles: [] }), last: operation });
+  await finishOperation(target, root, { ...(kept.record ?? { ...record!, bootFiles: [] }), last: operation });
   return {
     cluster,
     target: target.shown,

@@ -147,7 +147,8 @@ export async function keptBootFiles(
 /** Put the boot server's files back as operation `op` found them, each by rename (a reader sees the old or the new file). */
 export async function restoreBootFiles(target: Target, root: string, cluster: string, op: number): Promise<void> {
   const script = [
-    'set -e; d=$1',
+    // Kept files that are gone (removed by hand) leave nothing to put back.
+    'set -e; d=$1; [ -d "$d/files" ] || exit 0',
     'while IFS= read -r p; do if [ -n "$p" ]; then rm -f -- "$p"; fi; done < "$d/absent"',
     'cd "$d/files"',
     'find . -type f | while IFS= read -r f; do',
