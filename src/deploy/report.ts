@@ -54,7 +54,7 @@ export function formatDeploy(result: DeployResult): string {
 
 export function formatRollback(result: RollbackResult): string {
   const { undid } = result;
-  const out = [`undoing the ${undid.kind} of ${undid.at} on ${result.target}, which changed ${undid.nodes.join(', ') || 'no node'}`];
+  const out = [`undid the ${undid.kind} of ${undid.at} on ${result.target}, which had changed ${undid.nodes.join(', ') || 'no node'}`];
   out.push(...formatNodes(result.nodes, 0));
   if (result.untouched.length)
     out.push(

@@ -74,7 +74,7 @@ for (const remote of [false, true]) {
   Rollback(`${where}: a deploy that changed only the servers is undone on the servers alone; a second rollback redoes it`, async () => {
     const missing = needs();
     if (missing) throw new Error(missing);
-    const { root, options } = w.place(`servers-${remote}`, remote ? sshd!.ssh : undefined);
+    const { root, options, flags } = w.place(`servers-${remote}`, remote ? sshd!.ssh : undefined);
     await deploy(options('opz3'));
     const password = path.join(root, SERVERS[0]!, 'etc/rancher/node/password');
     await mkdir(path.dirname(password), { recursive: true });
@@ -93,8 +93,12 @@ for (const remote of [false, true]) {
     assert.is(await generation(root, AGENT), '1', 'the agent was not touched');
     assert.is(await readFile(password, 'utf8'), 'node state\n', 'node state kept');
 
-    const redo = await rollback(options('servers'));
-    assert.equal(redo.undid.kind, 'rollback');
+    // The second through the command line: what it says.
+    const redo = await cli(w.tmp, ['rollback', ...flags('servers')], w.env);
+    assert.is(redo.code, 0, redo.stderr);
+    assert.match(redo.stdout, new RegExp(`^undid the rollback of \\S+ on \\S+, which had changed ${SERVERS.join(', ')}\n`));
+    assert.ok(redo.stdout.includes(`\n${AGENT}: not changed by that rollback, left as it is\n`), redo.stdout);
+    assert.match(redo.stdout, /\na second rollback redoes what this one undid\n$/);
     await assertNodes(root, everyNode('servers'), 'the rollback rolled back');
     assert.is(await generation(root, AGENT), '1', 'the agent was still not touched');
   });
