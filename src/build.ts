@@ -15,15 +15,15 @@ import { planCluster, type BuildPlan, type PlannedFile } from './plan/plan.js';
 import { emitCluster } from './emit/cluster.js';
 import { OUTPUT_FORMATS, type OutputFormat, type RootfsInputs } from './emit/rootfs.js';
 import { defaultReporter, type Reporter } from './progress.js';
-import { classifyBase, debootstrapWithPackages, extractedInCache, openBaseSource, type BaseSource } from './base/source.js';
+import { classifyBase, debootstrapWithPackages, extractedInCache, openBaseSource } from './base/source.js';
+import { quickIdentity, readBuildInputs } from './build-inputs.js';
 import { debootstrapCachePath, parseDebootstrapSpec } from './base/debootstrap.js';
-import { rememberedDigest } from './cache.js';
 import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './base/netboot.js';
 import { nodeKey, prefixKey } from './emit/state.js';
 import { PACKING } from './emit/packed.js';
 import { decideRebuild, readPreviousOutput } from './emit/rebuild.js';
 import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
-import { directoryIdentity, type BaseIndex } from './base/open.js';
+import { type BaseIndex } from './base/open.js';
 import { isRoot } from './privileges.js';
 import { existsSync } from 'node:fs';
 import { allRequiredPackages, checkBase } from './base/check/requirements.js';
@@ -160,19 +160,6 @@ export function parseFormats(value: string | string[] | undefined): OutputFormat
   return [...new Set(items)] as OutputFormat[];
 }
 
-/**
- * The base's identity when it can be known without reading it: a tarball's or image's remembered sha256, a
- * built debootstrap's, a directory's metadata (one `find`, no index).
- */
-async function quickIdentity(source: BaseSource, cacheDir: string, packages: string[]): Promise<string | undefined> {
-  if (source.kind === 'tarball' || source.kind === 'image') return `${source.kind}:${await rememberedDigest(source.path!, cacheDir)}`;
-  if (source.kind === 'debootstrap') {
-    const tarball = debootstrapCachePath(cacheDir, parseDebootstrapSpec(debootstrapWithPackages(source.spec, packages)));
-    return existsSync(tarball) ? `tarball:${await rememberedDigest(tarball, cacheDir)}` : undefined;
-  }
-  return `directory:${await directoryIdentity(source.path!)}`;
-}
-
 /** A base read, checked and given an initrd that boots from NFS. */
 interface ReadBase {
   index: BaseIndex;
@@ -282,12 +269,7 @@ async function prepareRootfs(
   const sourceDateEpoch = explicitEpoch ?? baseNewestMtime!;
   const plan = planCluster(cluster, prepared.secrets.secrets, prepared.overlays, prepared.secrets.identities, baseFacts);
 
-  const profileDir = path.dirname(prepared.loaded.file);
-  const given = options.k3sBinary
-    ? path.resolve(options.cwd ?? process.cwd(), options.k3sBinary)
-    : profile.k3s.binary
-      ? path.resolve(profileDir, profile.k3s.binary)
-      : undefined;
+  const given = k3sBinaryGiven(options, prepared.loaded).k3sBinary;
   const releaseUrl = options.k3sReleaseUrl ?? env.NETROOT_K3S_RELEASE_URL;
   const k3s = await resolveK3sBinary({
     version: profile.k3s.version,
@@ -385,6 +367,13 @@ async function prepareRootfs(
   };
 }
 
+/** The k3s binary given as a file (`--k3s-binary`, relative to where the command runs, or the profile's k3s.binary, to the profile), absolute. */
+export function k3sBinaryGiven(options: { k3sBinary?: string; cwd?: string }, loaded: LoadedProfile): { k3sBinary?: string } {
+  if (options.k3sBinary) return { k3sBinary: path.resolve(options.cwd ?? process.cwd(), options.k3sBinary) };
+  const binary = loaded.profile.k3s.binary;
+  return binary ? { k3sBinary: path.resolve(path.dirname(loaded.file), binary) } : {};
+}
+
 /** The programs a build with these options will run (src/preflight.ts); none without a base. */
 export async function programsForBuild(options: BuildOptions, loaded: LoadedProfile): Promise<ProgramNeed[]> {
   const spec = options.base ?? loaded.profile.base;
@@ -432,6 +421,13 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     ? await prepareRootfs(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), outDir, reporter)
     : undefined;
   const plan = rootfs?.plan ?? prepared.plan;
+  // What this build is made from, recorded so that a deploy knows whether it is still the profile's build.
+  const inputs = await readBuildInputs(loaded, prepared.overlays.dir, {
+    ...(spec ? { base: { spec, relativeTo: options.base ? cwd : path.dirname(loaded.file) } } : {}),
+    ...(spec ? k3sBinaryGiven(options, loaded) : {}),
+    cacheDir: options.cacheDir ?? defaultCacheDir(options.env ?? process.env),
+    generator: GENERATOR,
+  });
   // Secrets are saved only once the profile, every template and the base proved good.
   const saved = await secrets.save();
   const secretsCreated = saved && secrets.generated.length ? saved : undefined;
@@ -444,6 +440,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
       nodeNames,
       previous?.kind === 'netroot-output' && previous.secrets && !options.rotateSecrets ? previous.secrets.salt : undefined,
     ),
+    inputs,
+    formats: rootfs?.inputs.formats ?? [],
     ...(rootfs ? { rootfs: rootfs.inputs, bootFiles: rootfs.bootFiles } : {}),
     ...(rootfs?.reuseBootFiles ? { reuseBootFiles: rootfs.reuseBootFiles } : {}),
     ...(rootfs?.facts.entries !== undefined ? { baseEntries: rootfs.facts.entries } : {}),

@@ -8,6 +8,8 @@ import { build, findPlannedFile, parseCompress, parseFormats, prepare, VERSION, 
 import { defaultReporter } from './progress.js';
 import { NetrootError, UsageError, type ErrorReport } from './errors.js';
 import { profileJsonSchema } from './profile/schema.js';
+import { closest } from './suggest.js';
+import { onStopped, stopSignal } from './stop.js';
 import { deploy, planDeploy, rollback, type TargetOptions } from './deploy/index.js';
 import { formatDeploy, formatPlan, formatRollback } from './deploy/report.js';
 
@@ -96,7 +98,18 @@ async function showPlan(options: Parameters<typeof planDeploy>[0], json: boolean
   out(json ? JSON.stringify(plan, null, 2) : formatPlan(plan));
 }
 
+/** The commands, as `build-images COMMAND` names them (build is also the default). */
+const COMMANDS = ['build', 'validate', 'render', 'plan', 'deploy', 'rollback', 'schema', 'help'];
+
 export async function main(args: string[]): Promise<void> {
+  // The default command takes no word of its own: a first word that is no command is a mistyped one.
+  const first = args[0];
+  if (first !== undefined && !first.startsWith('-') && !COMMANDS.includes(first)) {
+    const meant = closest(first, COMMANDS);
+    throw new UsageError(
+      `unknown command ${first}${meant ? `; did you mean ${meant}?` : '.'} The commands are ${COMMANDS.slice(0, -1).join(', ')} (build-images --help).`,
+    );
+  }
   await yargs(args)
     .scriptName('build-images')
     .version(VERSION)
@@ -174,12 +187,24 @@ export async function main(args: string[]): Promise<void> {
     .command(
       'validate',
       'Check a profile and render every file in memory; writes nothing',
-      (y) => common(y),
+      (y) => common(y).option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON' }),
       async (argv) => {
         const { loaded, plan, warnings } = await prepare(commonOptions(argv));
-        for (const warning of warnings)
-          process.stderr.write(`warning: ${warning}
-`);
+        if (argv.json)
+          return out(
+            JSON.stringify(
+              {
+                profile: loaded.name,
+                file: loaded.file,
+                cluster: plan.cluster.name,
+                nodes: plan.nodes.map(({ node }) => ({ name: node.name, roles: node.roles })),
+                warnings,
+              },
+              null,
+              2,
+            ),
+          );
+        for (const warning of warnings) process.stderr.write(`warning: ${warning}\n`);
         out(`${loaded.name}: valid, cluster ${plan.cluster.name} (${plan.nodes.length} nodes, ${plan.cluster.servers.length} servers)`);
       },
     )
@@ -223,7 +248,7 @@ export async function main(args: string[]): Promise<void> {
     )
     .command(
       'deploy',
-      'Deploy the last build (built first if there is none) onto the export root, keeping node state and the previous generation',
+      "Deploy the profile's build (built first if there is none or it is stale) onto the export root, keeping node state and the previous generation",
       (y) =>
         targetFlags(y)
           .option('dry-run', { type: 'boolean', default: false, describe: 'Show the plan; write nothing' })
@@ -239,7 +264,7 @@ export async function main(args: string[]): Promise<void> {
     )
     .command(
       'rollback',
-      "Put back every node's previous generation on the export root (node state untouched)",
+      "Undo the last deploy on the export root: the nodes it changed and the boot server's files go back (node state untouched); again: redo it",
       (y) => targetFlags(y),
       async (argv) => {
         const result = await rollback(targetOptions(argv));
@@ -263,7 +288,14 @@ const wantsJson = (args: string[]): boolean => {
   return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--json' || a === '--json=true');
 };
 
+// Ctrl-C or SIGTERM during a write: said once its half-written output is gone, before the signal ends the process.
+onStopped((signal) =>
+  process.stderr.write(`build-images: stopped by ${signal}; what was being written was removed, and the previous output is as it was\n`),
+);
+
 main(hideBin(process.argv)).catch((error: unknown) => {
+  // A program the signal also stopped fails "with no message": the stop is what happened, and is said above.
+  if (stopSignal()) return;
   let report: ErrorReport;
   if (error instanceof NetrootError) {
     process.stderr.write(`build-images: ${error.message}\n`);

@@ -84,6 +84,30 @@ export class UsageError extends NetrootError {
   }
 }
 
+const WHY: Record<string, string> = {
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+  EISDIR: 'it is a directory',
+  ENOENT: 'it does not exist',
+  ENOTDIR: 'a part of its path is not a directory',
+  ELOOP: 'its symlinks loop',
+  EIO: 'an I/O error',
+};
+
+/**
+ * A file the user named (a profile, a base) that this process cannot read, as an input error (exit 2)
+ * rather than Node's own error: `what` it is, where, why in words, and what to do.
+ */
+export function cannotRead(what: string, file: string, error: unknown): UsageError {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code ?? '';
+  const why = WHY[code] ?? (error instanceof Error ? error.message : String(error));
+  const fix =
+    code === 'EACCES' || code === 'EPERM'
+      ? `: run as a user who may read it${what === 'base' ? ' (a base is read as root, to keep its owners)' : ''}, or give it read permission`
+      : '';
+  return new UsageError(`cannot read the ${what} ${file} (${why})${fix}`);
+}
+
 /** A template refers to something the node does not have, or does not parse. Exit 2. */
 export class TemplateError extends NetrootError {
   readonly template: string;
@@ -198,6 +222,39 @@ function missingMessage(missing: MissingProgram[], where: string): string {
       `  - ${m.program} (Debian package ${m.package})${m.why ? `, for ${m.why}` : ''}${m.elsewhere ? `: installed at ${m.elsewhere}, not on PATH` : ''}`,
   );
   return `${missing.length} programs netroot needs are not installed on ${where}:\n${lines.join('\n')}\n${fix.charAt(0).toUpperCase()}${fix.slice(1)}.`;
+}
+
+/**
+ * netroot's records on a deploy's target (ROOT/.netroot) cannot be used: damaged, written by
+ * something else, or another cluster's. Exit 2: what to do is the user's call; nothing was written.
+ */
+export class TargetRecordError extends NetrootError {
+  constructor(message: string) {
+    super(message, EXIT_USAGE);
+  }
+}
+
+/** The build in OUT/CLUSTER was made from other inputs than the profile given, and cannot be rebuilt here. Exit 2; nothing was written. */
+export class StaleBuildError extends NetrootError {
+  constructor(message: string) {
+    super(message, EXIT_USAGE);
+  }
+}
+
+/** Ctrl-C or SIGTERM stopped a write (src/stop.ts); the process then ends by that signal. Exit 128 + the signal's number. */
+export class StoppedError extends NetrootError {
+  readonly signal: NodeJS.Signals;
+  constructor(signal: NodeJS.Signals) {
+    super(`stopped by ${signal}`, 128 + (signal === 'SIGINT' ? 2 : 15));
+    this.signal = signal;
+  }
+}
+
+/** A rollback that finds nothing to undo. Exit 2; nothing was written. */
+export class NothingToUndoError extends NetrootError {
+  constructor(message: string) {
+    super(message, EXIT_USAGE);
+  }
 }
 
 /** A command on a deploy's target failed (ssh, rsync, a file operation). Exit 1. */

@@ -5,7 +5,16 @@ export { loadSecrets, SECRET_ENV, type Secrets } from './profile/secrets.js';
 export { loadOverlays } from './overlays/load.js';
 export { planCluster, manifest, type BuildPlan, type PlannedFile } from './plan/plan.js';
 export { emitCluster } from './emit/cluster.js';
-export { NetrootError, ProfileError, TemplateError, UsageError } from './errors.js';
+export {
+  NetrootError,
+  NothingToUndoError,
+  ProfileError,
+  StaleBuildError,
+  StoppedError,
+  TargetRecordError,
+  TemplateError,
+  UsageError,
+} from './errors.js';
 export {
   deploy,
   planDeploy,
@@ -15,6 +24,7 @@ export {
   type DeployOptions,
   type DeployPlan,
   type DeployResult,
+  type Operation,
   type RollbackResult,
   type TargetOptions,
 } from './deploy/index.js';

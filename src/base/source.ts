@@ -3,9 +3,9 @@
  * an Armbian disk image, or `debootstrap:SUITE:ARCH[:pkg,…]`. Each is read
  * once and cached by content; the result is always a BaseIndex.
  */
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from '../errors.js';
+import { cannotRead, UsageError } from '../errors.js';
 import { extractedTarballDir, INDEX_FILE, openBase, type BaseIndex } from './open.js';
 import { rememberedDigest, stageIntoCache } from '../cache.js';
 import { buildDebootstrapBase, formatDebootstrapSpec, parseDebootstrapSpec } from './debootstrap.js';
@@ -32,6 +32,11 @@ export function classifyBase(spec: string, relativeTo: string): BaseSource {
   }
   const absolute = path.resolve(relativeTo, spec);
   if (!existsSync(absolute)) throw new UsageError(`base ${spec} does not exist (looked at ${absolute})`);
+  try {
+    accessSync(absolute, constants.R_OK | (statSync(absolute).isDirectory() ? constants.X_OK : 0));
+  } catch (error) {
+    throw cannotRead('base', absolute, error);
+  }
   if (IMAGE.test(absolute)) return { kind: 'image', spec, path: absolute };
   if (TARBALL.test(absolute)) return { kind: 'tarball', spec, path: absolute };
   return { kind: 'directory', spec, path: absolute };

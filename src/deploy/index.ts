@@ -11,7 +11,7 @@ import { existsSync, lstatSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { build, GENERATOR, prepare, programsForBuild, type BuildOptions, type CommonOptions, type Prepared } from '../build.js';
-import { MissingProgramError, SecretsChangedError, TargetError, UsageError } from '../errors.js';
+import { MissingProgramError, NothingToUndoError, SecretsChangedError, TargetRecordError, UsageError } from '../errors.js';
 import { debianPackage, requirePrograms } from '../tools.js';
 import { readOutputRecord } from '../emit/owner.js';
 import { checkWritableDir } from '../paths.js';
@@ -21,30 +21,34 @@ import { silentReporter, type Reporter } from '../progress.js';
 import { loadHashCache, readManifest, saveHashCache, type Manifest } from './manifest.js';
 import { defaultCacheDir } from '../base/open.js';
 import {
+  decideRollback,
   diffBootFiles,
   diffNode,
-  planRollback,
   statePaths,
   type BootFile,
   type BootFileChange,
   type NodeChanges,
-  type NodeRollback,
   type NodeTarget,
+  NOTHING_RECORDED,
+  type Operation,
+  type RollbackInput,
 } from './plan.js';
 import {
-  applyNode,
-  applyRollback,
-  existingPaths,
-  lockTarget,
-  META,
-  readNodeTarget,
-  readTargetFile,
-  undoList,
-  writeTargetFile,
-} from './apply.js';
+  finishOperation,
+  keepBootFiles,
+  keptBootFiles,
+  readJournal,
+  readRecord,
+  recordedClusters,
+  restoreBootFiles,
+  writeJournal,
+  type ClusterRecord,
+} from './records.js';
+import { applyNode, applyRollback, existingPaths, lockTarget, META, readNodeTarget, undoList } from './apply.js';
+import { checkBuild } from './current.js';
 import { deployPrograms, openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
 
-export { STATE_PATHS, statePaths, type NodeChanges, type BootFileChange } from './plan.js';
+export { STATE_PATHS, statePaths, type NodeChanges, type BootFileChange, type Operation } from './plan.js';
 
 export interface TargetOptions extends CommonOptions {
   /** Output directory of the build (default: out); the build is OUT/CLUSTER. */
@@ -91,17 +95,8 @@ export interface DeployResult extends DeployPlan {
   exportfs: 'ran' | 'skipped' | 'not needed';
   /** Set when a build was run first. */
   built?: boolean;
-}
-
-/** The deploy's record of a cluster on the target: the secrets it was made with and the boot server files it wrote. */
-interface ClusterRecord {
-  kind: 'netroot-deploy';
-  cluster: string;
-  generator: string;
-  deployedAt: string;
-  nodes: string[];
-  secrets: SecretsFingerprint;
-  bootFiles: BootFile[];
+  /** Set when the build was stale and rebuilt first: why. */
+  rebuilt?: string[];
 }
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
@@ -128,18 +123,6 @@ interface Context {
   record?: ClusterRecord;
 }
 
-function parseRecord(text: string, shown: string): ClusterRecord {
-  try {
-    return JSON.parse(text) as ClusterRecord;
-  } catch {
-    throw new TargetError(`${shown} cannot be read (not JSON); it was not written by this version of netroot`);
-  }
-}
-
-function recordFile(root: string, cluster: string): string {
-  return `${root}/${META}/clusters/${cluster}.json`;
-}
-
 async function open(options: TargetOptions, prepared: Prepared): Promise<Context> {
   const cwd = options.cwd ?? process.cwd();
   const spec = parseTarget(options.to, cwd);
@@ -150,8 +133,13 @@ async function open(options: TargetOptions, prepared: Prepared): Promise<Context
   let record: ClusterRecord | undefined;
   try {
     await requireTools(target, options.ssh);
-    const text = await readTargetFile(target, recordFile(root, cluster));
-    if (text !== undefined) record = parseRecord(text, `${target.shown}/${META}/clusters/${cluster}.json`);
+    const others = (await recordedClusters(target, root)).filter((c) => c !== cluster);
+    if (others.length)
+      throw new TargetRecordError(
+        `${target.shown} is the export root of cluster ${others.join(', ')}, and this profile is cluster ${cluster}: an export root belongs to one cluster. ` +
+          `Nothing was changed; give ${cluster} its own (--to, and exports.root in its profile: now ${prepared.loaded.profile.exports.root}).`,
+      );
+    record = await readRecord(target, root, cluster);
   } catch (error) {
     await target.close();
     throw error;
@@ -308,8 +296,10 @@ const publicPlan = (p: Planned): DeployPlan => ({
 });
 
 /** What a deploy would do, per node and for the boot server's files; writes nothing. */
-export async function planDeploy(options: TargetOptions): Promise<DeployPlan> {
+export async function planDeploy(options: TargetOptions & Pick<DeployOptions, 'build'>): Promise<DeployPlan> {
   const prepared = await prepare(options);
+  // A stale build is refused, with the command that rebuilds it: plan writes nothing, not even a build.
+  await checkBuild(options, prepared, 'plan');
   const ctx = await open(options, prepared);
   try {
     return publicPlan(await planWith(ctx, options, false));
@@ -332,29 +322,21 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
   const reporter = options.reporter ?? silentReporter;
   let prepared = await prepare(options);
   const cwd = options.cwd ?? process.cwd();
-  const clusterDir = path.join(path.resolve(cwd, options.out ?? 'out'), prepared.loaded.cluster.name);
-  const { formats, ...rest } = options.build ?? {};
-  // Node trees need a base; without one the build writes the overlays alone.
-  const hasBase = Boolean(rest.base ?? prepared.loaded.profile.base);
-  const buildOptions: BuildOptions = {
-    ...options,
-    ...rest,
-    ...(formats && hasBase ? { formats } : {}),
-    ...(options.out ? { out: options.out } : {}),
-    reporter,
-  };
-  const mustBuild = !(await readOutputRecord(clusterDir, clusterDir));
+  // A deploy puts the profile's build in place: none yet, or a stale one, is built first.
+  const check = await checkBuild(options, prepared, 'deploy');
+  const buildOptions = check.status === 'current' ? undefined : { ...check.rebuild, reporter };
   // What the deploy and the build it may need run here, checked together before any work.
   requirePrograms([
     ...deployPrograms(parseTarget(options.to, cwd), options.ssh),
-    ...(mustBuild ? await programsForBuild(buildOptions, prepared.loaded) : []),
+    ...(buildOptions ? await programsForBuild(buildOptions, prepared.loaded) : []),
   ]);
   let ctx = await open(options, prepared);
   targets.push(ctx.target);
   checkSecrets(ctx, options);
   let built = false;
-  if (mustBuild) {
-    const step = reporter.step(`building ${prepared.loaded.cluster.name} (there is no build to deploy yet)`);
+  if (buildOptions && check.status !== 'current') {
+    const why = check.status === 'none' ? 'there is no build to deploy yet' : `the build is stale: ${check.reasons.join('; ')}`;
+    const step = reporter.step(`building ${prepared.loaded.cluster.name} (${why})`);
     await build(buildOptions);
     step.finish();
     built = true;
@@ -365,27 +347,56 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
   }
   const release = await lockTarget(ctx.target, ctx.root);
   try {
-    return await deployLocked(ctx, prepared, options, reporter, built);
+    const result = await deployLocked(ctx, prepared, options, reporter, built);
+    return check.status === 'stale' ? { ...result, rebuilt: check.reasons } : result;
   } finally {
     await release();
   }
 }
 
 async function deployLocked(
-  ctx: Context,
+  opened: Context,
   prepared: Prepared,
   options: DeployOptions,
   reporter: Reporter,
   built: boolean,
 ): Promise<DeployResult> {
+  const { target, root } = opened;
+  // Read again under the lock: a deploy or rollback that ended while this one waited changed it.
+  const { record: _before, ...rest } = opened;
+  const record = await readRecord(target, root, prepared.loaded.cluster.name);
+  const ctx: Context = { ...rest, ...(record ? { record } : {}) };
   const planned = await planWith(ctx, options, true);
-  const { target, root } = ctx;
-  const deployed: string[] = [];
-  for (const changes of planned.nodes) {
+  const cluster = planned.cluster;
+  // An unchanged node is left alone, unless a deploy cut short left its generation unfinished.
+  const writing = planned.nodes.filter((changes) => {
     const s = planned.sources[changes.node]!;
     const work = changes.added.length + changes.changed.length + changes.removed.length + changes.seeded.length + changes.orphans.length;
-    // An unchanged node is left alone, unless a deploy cut short left its generation unfinished.
-    if (work === 0 && !s.target.pending && s.target.current) continue;
+    return work > 0 || s.target.pending || !s.target.current;
+  });
+  const bootTouched = planned.boot.filter((b) => b.status !== 'unchanged').map((b) => b.path);
+  // The journal names every node this deploy changes before the first change: a rollback undoes exactly those.
+  const unfinished = await readJournal(target, root, cluster);
+  const resumed = unfinished?.kind === 'deploy' ? unfinished : undefined;
+  let operation: Operation | undefined = resumed;
+  if (writing.length || bootTouched.length) {
+    const nodes: Operation['nodes'] = Object.fromEntries(
+      writing.map((c) => [c.node, { from: planned.sources[c.node]!.target.generation, to: c.generation }]),
+    );
+    operation = {
+      kind: 'deploy',
+      op: resumed?.op ?? (ctx.record?.last?.op ?? 0) + 1,
+      at: resumed?.at ?? new Date().toISOString(),
+      // A node the cut-short run already finished keeps the generation it started from.
+      nodes: { ...nodes, ...resumed?.nodes },
+    };
+    await writeJournal(target, root, cluster, operation);
+    // A rollback cut short is superseded: what it kept is not this deploy's.
+    await keepBootFiles(target, root, cluster, operation.op, bootTouched, !resumed);
+  }
+  const deployed: string[] = [];
+  for (const changes of writing) {
+    const s = planned.sources[changes.node]!;
     const step = reporter.step(
       `deploying ${changes.node}: ${changes.added.length} added, ${changes.changed.length} changed, ${changes.removed.length} removed`,
     );
@@ -401,27 +412,19 @@ async function deployLocked(
     step.finish();
     deployed.push(changes.node);
   }
-  // Every node now holds this build: a rollback that was cut short is superseded.
-  await target.sh('rm -f -- "$1"', [rollbackJournal(root, planned.cluster)]);
   await applyBootFiles(target, planned);
   const exportsTouched = planned.boot.some((b) => b.what === 'exports' && b.status !== 'unchanged') || deployed.length > 0;
-  let exportfs: DeployResult['exportfs'] = 'not needed';
-  if (options.exportfs === false) exportfs = 'skipped';
-  else if (exportsTouched) {
-    const { code } = await target.sh('command -v exportfs >/dev/null || exit 3; exportfs -ra');
-    if (code === 0) exportfs = 'ran';
-    // Ganesha reads its own file; the kernel server's exportfs is not needed there.
-    else if (!planned.files.some((f) => f.what === 'ganesha'))
-      throw new MissingProgramError(
-        [{ program: 'exportfs', package: debianPackage('exportfs') }],
-        target.spec.kind === 'ssh' ? target.spec.host : 'this machine',
-      );
-    else exportfs = 'skipped';
-  }
+  const exportfs = await runExportfs(
+    target,
+    options,
+    exportsTouched,
+    planned.files.some((f) => f.what === 'ganesha'),
+  );
   const { secrets, identities } = prepared.secrets;
-  const record: ClusterRecord = {
+  const last = operation ?? ctx.record?.last;
+  await finishOperation(target, root, {
     kind: 'netroot-deploy',
-    cluster: planned.cluster,
+    cluster,
     generator: GENERATOR,
     deployedAt: new Date().toISOString(),
     nodes: planned.nodes.map((n) => n.node),
@@ -434,9 +437,22 @@ async function deployLocked(
         planned.nodes.map((n) => n.node),
       ),
     bootFiles: planned.files.map(({ what, path: p, sha256: h }) => ({ what, path: p, sha256: h })),
-  };
-  await writeTargetFile(target, recordFile(root, planned.cluster), `${JSON.stringify(record, null, 2)}\n`);
+    ...(last ? { last } : {}),
+  });
   return { ...publicPlan(planned), deployed, exportfs, ...(built ? { built } : {}) };
+}
+
+/** `exportfs -ra` on the target host when the exports changed (Ganesha reads its own file: the kernel server's exportfs is not needed there). */
+async function runExportfs(target: Target, options: TargetOptions, needed: boolean, ganesha: boolean): Promise<DeployResult['exportfs']> {
+  if (options.exportfs === false) return 'skipped';
+  if (!needed) return 'not needed';
+  const { code } = await target.sh('command -v exportfs >/dev/null || exit 3; exportfs -ra');
+  if (code === 0) return 'ran';
+  if (ganesha) return 'skipped';
+  throw new MissingProgramError(
+    [{ program: 'exportfs', package: debianPackage('exportfs') }],
+    target.spec.kind === 'ssh' ? target.spec.host : 'this machine',
+  );
 }
 
 async function applyBootFiles(target: Target, planned: Planned): Promise<void> {
@@ -468,18 +484,29 @@ async function applyBootFiles(target: Target, planned: Planned): Promise<void> {
 export interface RollbackResult {
   cluster: string;
   target: string;
+  /** The deploy (or rollback) undone: when it ran, and the nodes it had changed. */
+  undid: { kind: Operation['kind']; at: string; nodes: string[] };
+  /** The nodes rolled back (a rollback cut short and finished now: those left). */
   nodes: NodeChanges[];
+  /** The nodes the undone operation did not change: not touched. */
+  untouched: string[];
+  /** The boot server's files put back as they were, or removed (the undone operation created them). */
+  boot: { what?: BootFile['what']; path: string; status: 'restored' | 'removed' }[];
+  exportfs: DeployResult['exportfs'];
 }
 
-/** Put every node's previous generation back (state untouched); all nodes or none. */
+/** Undo exactly the last deploy (or rollback): the nodes it changed and the boot server's files; all nodes or none. */
 export async function rollback(options: TargetOptions): Promise<RollbackResult> {
   const reporter = options.reporter ?? silentReporter;
   const prepared = await prepare(options);
   const ctx = await open(options, prepared);
   try {
+    // Said before the lock is taken: a rollback with nothing to undo writes nothing at all.
+    if (!ctx.record?.last && !(await readJournal(ctx.target, ctx.root, ctx.prepared.loaded.cluster.name)))
+      throw new NothingToUndoError(`nothing to undo on ${ctx.target.shown}: ${NOTHING_RECORDED}; nothing was changed`);
     const release = await lockTarget(ctx.target, ctx.root);
     try {
-      return await rollbackWith(ctx, prepared, reporter);
+      return await rollbackWith(ctx, prepared, options, reporter);
     } finally {
       await release();
     }
@@ -488,41 +515,62 @@ export async function rollback(options: TargetOptions): Promise<RollbackResult> 
   }
 }
 
-/**
- * Which generation a rollback makes for each node, written before the first
- * node is touched: a rollback cut short is finished by the next one (nodes
- * already rolled back are not rolled back again), and a deploy supersedes it.
- */
-const rollbackJournal = (root: string, cluster: string): string => `${root}/${META}/clusters/${cluster}.rollback.json`;
-
-async function rollbackWith(ctx: Context, prepared: Prepared, reporter: Reporter): Promise<RollbackResult> {
+async function rollbackWith(ctx: Context, prepared: Prepared, options: TargetOptions, reporter: Reporter): Promise<RollbackResult> {
+  const { target, root } = ctx;
   const cluster = prepared.loaded.cluster.name;
-  const journalFile = rollbackJournal(ctx.root, cluster);
-  const text = await readTargetFile(ctx.target, journalFile);
-  const journal = text === undefined ? undefined : (JSON.parse(text) as Record<string, number>);
-  const planned: { r: NodeRollback; t: NodeTarget }[] = [];
-  const problems: string[] = [];
-  for (const { node } of prepared.plan.nodes) {
-    const t = await readNodeTarget(ctx.target, ctx.root, node.name, ctx.state);
-    const wanted = journal?.[node.name];
-    if (wanted !== undefined && t.generation >= wanted) continue; // rolled back before the cut
-    // This rollback's own generation, cut short: resumed (its pending generation holds the previous manifest).
-    const resuming = wanted !== undefined && t.pending?.generation === wanted;
-    const { pending: _pending, ...settled } = t;
-    const undo = t.generation > 0 ? await undoList(ctx.target, ctx.root, node.name, t.generation) : [];
-    const r = planRollback(node.name, resuming ? settled : t, undo, ctx.state);
-    if ('problem' in r) problems.push(`${node.name}: ${r.problem}`);
-    else planned.push({ r, t });
+  // Read again under the lock: a deploy that ended while this rollback waited is the one to undo.
+  const record = await readRecord(target, root, cluster);
+  const unfinished = await readJournal(target, root, cluster);
+  const last = record?.last;
+  const named = Object.keys((unfinished?.kind === 'rollback' ? unfinished : last)?.nodes ?? {});
+  const nodes: RollbackInput['nodes'] = {};
+  for (const node of named) {
+    const t = await readNodeTarget(target, root, node, ctx.state);
+    nodes[node] = { ...t, undo: t.generation > 0 ? await undoList(target, root, node, t.generation) : [] };
   }
-  if (problems.length)
-    throw new UsageError(`cannot roll back ${ctx.target.shown}; nothing was changed:\n${problems.map((p) => `  ${p}`).join('\n')}`);
-  if (!journal)
-    await writeTargetFile(ctx.target, journalFile, JSON.stringify(Object.fromEntries(planned.map(({ r }) => [r.node, r.generation]))));
-  for (const { r, t } of planned) {
+  const decision = decideRollback({
+    ...(last ? { last } : {}),
+    ...(unfinished ? { unfinished } : {}),
+    nodes,
+    state: ctx.state,
+    now: new Date().toISOString(),
+  });
+  if (decision.action === 'nothing')
+    throw new NothingToUndoError(`nothing to undo on ${target.shown}: ${decision.reason}; nothing was changed`);
+  if (decision.action === 'refuse')
+    throw new UsageError(`cannot roll back ${target.shown}; nothing was changed:\n${decision.problems.map((p) => `  ${p}`).join('\n')}`);
+  const { undoing, operation } = decision;
+  const kept = await keptBootFiles(target, root, cluster, undoing.op);
+  if (!decision.resumed) await writeJournal(target, root, cluster, operation);
+  // What this rollback replaces is kept in turn, so that a second rollback redoes what it undid.
+  await keepBootFiles(target, root, cluster, operation.op, [...kept.restore, ...kept.remove], !decision.resumed);
+  for (const r of decision.nodes) {
+    const t = nodes[r.node]!;
     const step = reporter.step(`rolling back ${r.node} to its generation ${t.generation - 1}`);
-    await applyRollback(ctx.target, ctx.root, r.node, r, t.previous!, t.current!);
+    await applyRollback(target, root, r.node, r, t.previous!, t.current!);
     step.finish();
   }
-  await ctx.target.sh('rm -f -- "$1"', [journalFile]);
-  return { cluster, target: ctx.target.shown, nodes: planned.map((p) => p.r) };
+  await restoreBootFiles(target, root, cluster, undoing.op);
+  const whatOf = new Map([...(record?.bootFiles ?? []), ...(kept.record?.bootFiles ?? [])].map((f) => [f.path, f.what]));
+  const boot: RollbackResult['boot'] = [
+    ...kept.restore.map((p) => ({ path: p, status: 'restored' as const })),
+    ...kept.remove.map((p) => ({ path: p, status: 'removed' as const })),
+  ].map((b) => ({ ...(whatOf.has(b.path) ? { what: whatOf.get(b.path)! } : {}), ...b }));
+  const exportfs = await runExportfs(
+    target,
+    options,
+    boot.some((b) => b.what === 'exports') || decision.nodes.length > 0,
+    boot.some((b) => b.what === 'ganesha'),
+  );
+  // The cluster's record as it was before the undone operation (its boot files, its secrets), with this rollback as the last.
+  await finishOperation(target, root, { ...(kept.record ?? { ...record!, bootFiles: [] }), last: operation });
+  return {
+    cluster,
+    target: target.shown,
+    undid: { kind: undoing.kind, at: undoing.at, nodes: Object.keys(undoing.nodes) },
+    nodes: decision.nodes,
+    untouched: prepared.plan.nodes.map((n) => n.node.name).filter((n) => !(n in operation.nodes)),
+    boot,
+    exportfs,
+  };
 }

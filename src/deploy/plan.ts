@@ -161,6 +161,93 @@ export function planRollback(
   };
 }
 
+/**
+ * One deploy or rollback, as the target records it: the nodes it changed, each
+ * from the generation it found to the one it made. Its number counts the
+ * cluster's operations on the export root; the boot server files it replaced
+ * are kept under that number.
+ */
+export interface Operation {
+  kind: 'deploy' | 'rollback';
+  op: number;
+  at: string;
+  nodes: Record<string, { from: number; to: number }>;
+}
+
+const isGeneration = (n: unknown): n is number => Number.isInteger(n) && (n as number) >= 0;
+
+/** An operation as read back from the target, or undefined when `value` is not one. */
+export function parseOperation(value: unknown): Operation | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  const o = value as Partial<Operation>;
+  if ((o.kind !== 'deploy' && o.kind !== 'rollback') || !isGeneration(o.op) || o.op < 1 || typeof o.at !== 'string') return undefined;
+  if (typeof o.nodes !== 'object' || o.nodes === null || Array.isArray(o.nodes)) return undefined;
+  for (const g of Object.values(o.nodes)) if (!isGeneration(g?.from) || !isGeneration(g?.to)) return undefined;
+  return { kind: o.kind, op: o.op, at: o.at, nodes: o.nodes };
+}
+
+export const NOTHING_RECORDED = 'no deploy is recorded there';
+
+export interface RollbackInput {
+  /** The last operation that finished (from the cluster's record). */
+  last?: Operation;
+  /** A deploy or rollback that was cut short (its journal). */
+  unfinished?: Operation;
+  /** What the target holds for each node these operations name, with the files its live generation kept in undo/. */
+  nodes: Record<string, NodeTarget & { undo: string[] }>;
+  state: string[];
+  now: string;
+}
+
+export type RollbackDecision =
+  | { action: 'nothing'; reason: string }
+  | { action: 'refuse'; problems: string[] }
+  | {
+      action: 'undo';
+      /** The operation undone. */
+      undoing: Operation;
+      /** The rollback itself, an operation like a deploy (so a second rollback redoes what this one undid). */
+      operation: Operation;
+      /** The nodes still to roll back (a rollback cut short left the others done). */
+      nodes: NodeRollback[];
+      resumed: boolean;
+    };
+
+/**
+ * What a rollback does: undo exactly the last operation, on the nodes it
+ * changed and no others; finish a rollback that was cut short; refuse while a
+ * deploy is unfinished, or when any node cannot go back (all nodes or none).
+ */
+export function decideRollback(input: RollbackInput): RollbackDecision {
+  const { last, unfinished, state } = input;
+  if (unfinished?.kind === 'deploy')
+    return { action: 'refuse', problems: ['a deploy was cut short here; run deploy again to finish it, then roll back'] };
+  if (!last) return { action: 'nothing', reason: NOTHING_RECORDED };
+  const problems: string[] = [];
+  const nodes: NodeRollback[] = [];
+  const made: Operation['nodes'] = {};
+  for (const [node, { to }] of Object.entries(unfinished?.nodes ?? last.nodes)) {
+    const t = input.nodes[node] ?? { generation: 0, stateRoots: [], undo: [] };
+    // This rollback, resumed: its generation for the node is `to`; a node already there is done.
+    if (unfinished) {
+      if (t.generation >= to) continue;
+    } else if (t.generation !== to) {
+      problems.push(`${node}: the last ${last.kind} left it at generation ${to}, but it is at ${t.generation} now; deploy again instead`);
+      continue;
+    }
+    const { pending, ...settled } = t;
+    const r = planRollback(node, unfinished && pending?.generation === to ? settled : t, t.undo, state);
+    if ('problem' in r) problems.push(`${node}: ${r.problem}`);
+    else {
+      nodes.push(r);
+      made[node] = { from: t.generation, to: r.generation };
+    }
+  }
+  if (problems.length) return { action: 'refuse', problems };
+  const operation = unfinished ?? { kind: 'rollback' as const, op: last.op + 1, at: input.now, nodes: made };
+  return { action: 'undo', undoing: last, operation, nodes, resumed: unfinished !== undefined };
+}
+
 /** One file the boot server reads: TFTP, the exports, dnsmasq. */
 export interface BootFile {
   what: 'tftp' | 'exports' | 'ganesha' | 'dnsmasq';

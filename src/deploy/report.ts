@@ -36,6 +36,7 @@ export function formatPlan(plan: DeployPlan, limit = 50): string {
 
 export function formatDeploy(result: DeployResult): string {
   const out = [formatPlan(result, 0)];
+  if (result.rebuilt) out.push(`rebuilt ${result.build.dir} first: ${result.rebuilt.join('; ')}`);
   out.push(
     result.deployed.length
       ? `deployed ${result.deployed.join(', ')}; the previous generation is kept (build-images rollback)`
@@ -52,8 +53,20 @@ export function formatDeploy(result: DeployResult): string {
 }
 
 export function formatRollback(result: RollbackResult): string {
-  return [
-    ...formatNodes(result.nodes, 0),
-    `rolled ${result.target} back to each node's previous generation; reboot the nodes that changed`,
-  ].join('\n');
+  const { undid } = result;
+  const out = [`undid the ${undid.kind} of ${undid.at} on ${result.target}, which had changed ${undid.nodes.join(', ') || 'no node'}`];
+  out.push(...formatNodes(result.nodes, 0));
+  if (result.untouched.length)
+    out.push(
+      `${result.untouched.join(', ')}: not changed by that ${undid.kind}, left as ${result.untouched.length === 1 ? 'it is' : 'they are'}`,
+    );
+  out.push(...result.boot.map((b) => `${b.what ?? 'boot server file'} ${b.path}: ${b.status === 'restored' ? 'put back' : 'removed'}`));
+  if (result.exportfs === 'ran') out.push('exportfs -ra: done');
+  if (result.boot.some((b) => b.what === 'dnsmasq')) out.push('dnsmasq reads its files at start: restart it (systemctl restart dnsmasq)');
+  const reboot = result.nodes.filter((n) => n.reboot).map((n) => n.node);
+  out.push(
+    reboot.length ? `reboot ${reboot.join(', ')}, one at a time, to run what was put back` : 'no node needs a reboot',
+    'a second rollback redoes what this one undid',
+  );
+  return out.join('\n');
 }

@@ -56,6 +56,7 @@ import type { Rollback } from './staging.js';
 import { mergeOverlay, type NodeEntry, type OverlayMerge } from './overlay.js';
 import { comparePaths } from '../rootfs/paths.js';
 import { BLOCK, END_OF_ARCHIVE, padding } from '../rootfs/tarformat.js';
+import { throwIfStopped } from '../stop.js';
 
 export type { Format } from './tar-bytes.js';
 
@@ -545,6 +546,7 @@ function writePrefixes(shared: SharedBase, format: Format, writes: readonly Node
  */
 async function writeArchives(shared: SharedBase, writes: readonly NodeWrite[], outDir: string, rollback?: Rollback): Promise<void> {
   await packNodeParts(shared, writes);
+  throwIfStopped();
   const outputs: Output[] = [];
   try {
     for (const format of shared.formats) {

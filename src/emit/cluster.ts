@@ -9,11 +9,12 @@ import { manifest, type BuildPlan, type PlannedFile } from '../plan/plan.js';
 import { silentReporter, type Reporter } from '../progress.js';
 import { writeAtomically } from './staging.js';
 import { writeTree } from './tree.js';
-import { emitRootfs, type RootfsInputs, type RootfsResult } from './rootfs.js';
+import { emitRootfs, type OutputFormat, type RootfsInputs, type RootfsResult } from './rootfs.js';
 import { STATE_FILE, type BuildState } from './state.js';
 import { isRoot } from '../privileges.js';
 import { OWNER_FILE, readOutputRecord, type OutputRecord } from './owner.js';
 import type { SecretsFingerprint } from '../profile/store.js';
+import type { BuildInputs } from '../build-inputs.js';
 
 export interface EmitResult {
   dir: string;
@@ -30,6 +31,9 @@ export interface EmitOptions {
   reporter?: Reporter;
   /** The fingerprint of the secrets the build was made with, kept in its owner record. */
   secrets?: SecretsFingerprint;
+  /** What the build was made from, and its formats: kept in its owner record for deploy. */
+  inputs?: BuildInputs;
+  formats?: OutputFormat[];
   /** How many entries the base has, kept in the state for a rebuild that does not read it. */
   baseEntries?: number;
 }
@@ -55,6 +59,8 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
       cluster: plan.cluster.name,
       builtAt: new Date().toISOString(),
       ...(options.secrets ? { secrets: options.secrets } : {}),
+      ...(options.inputs ? { inputs: options.inputs } : {}),
+      ...(options.formats ? { formats: options.formats } : {}),
     };
     // Fingerprints only, no secret: still owner-only, like the state file.
     await writeFile(path.join(staging, OWNER_FILE), `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });

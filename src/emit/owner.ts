@@ -9,6 +9,8 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { NotOwnedError } from '../errors.js';
 import type { SecretsFingerprint } from '../profile/store.js';
+import type { BuildInputs } from '../build-inputs.js';
+import type { OutputFormat } from './rootfs.js';
 
 export const OWNER_FILE = '.netroot-output.json';
 
@@ -18,6 +20,10 @@ export interface OutputRecord {
   cluster: string;
   builtAt: string;
   secrets?: SecretsFingerprint;
+  /** What it was made from (absent in outputs of netroot before 0.1.0's issue 20): a deploy uses it only while they are the same. */
+  inputs?: BuildInputs;
+  /** What it wrote per node with a base (tree, tar); none without one. */
+  formats?: OutputFormat[];
 }
 
 /**

@@ -17,6 +17,7 @@ import { RootfsError } from '../rootfs/errors.js';
 import type { Reporter } from '../progress.js';
 import type { ArtifactRecord, BuildState } from './state.js';
 import { Rollback } from './staging.js';
+import { throwIfStopped } from '../stop.js';
 import type { NodeDecision } from './rebuild.js';
 
 export const OUTPUT_FORMATS = ['tree', 'tar'] as const;
@@ -72,6 +73,8 @@ export interface RootfsResult {
  */
 async function moveTree(from: string, to: string, rollback: Rollback): Promise<void> {
   await mkdir(path.dirname(to), { recursive: true });
+  // Stopped (Ctrl-C): nothing more is taken from the previous output.
+  throwIfStopped();
   await rename(from, to);
   rollback.add(async () => {
     if (!existsSync(from)) await rename(to, from);
@@ -112,6 +115,7 @@ export async function emitRootfs(
   if (inputs.formats.includes('tree')) {
     const step = reporter.step('writing node trees', plan.nodes.length, 'nodes');
     for (const [i, { node, files, removes }] of plan.nodes.entries()) {
+      throwIfStopped();
       const dest = path.join(staging, 'rootfs', node.name);
       const action = decision(node.name).tree;
       if (action === 'move') {

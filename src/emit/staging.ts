@@ -1,15 +1,16 @@
 /**
  * Outputs appear whole or not at all: everything is written into a hidden
  * staging directory beside the target and renamed into place at the end. An
- * error removes the staging directory; a kill leaves it hidden, never a
- * half-written target, and the next run removes it.
+ * error, Ctrl-C or SIGTERM removes the staging directory (and puts back what
+ * the write took from the previous output); a SIGKILL leaves it hidden, never
+ * a half-written target, and the next run removes it.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { alive } from '../cache.js';
+import { throwIfStopped, whenStopped } from '../stop.js';
 
 /** Remove staging directories left by killed runs for the same target. */
 async function removeStale(parent: string, base: string): Promise<void> {
@@ -29,12 +30,6 @@ async function removeStale(parent: string, base: string): Promise<void> {
     const match = pattern.exec(name);
     if (match && !alive(Number(match[1]))) await rm(path.join(parent, name), { recursive: true, force: true });
   }
-}
-
-function removeInBackground(dir: string): void {
-  const child = spawn('rm', ['-rf', '--', dir], { detached: true, stdio: 'ignore' });
-  child.on('error', () => undefined);
-  child.unref();
 }
 
 /**
@@ -58,8 +53,6 @@ export class Rollback {
   }
 }
 
-const STOPPING: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
-
 export async function writeAtomically<T>(target: string, write: (staging: string, rollback: Rollback) => Promise<T>): Promise<T> {
   const parent = path.dirname(target);
   const base = path.basename(target);
@@ -67,49 +60,54 @@ export async function writeAtomically<T>(target: string, write: (staging: string
   await removeStale(parent, base);
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}`;
   const staging = path.join(parent, `.${base}.tmp-${tag}`);
-  await mkdir(staging, { mode: 0o755 });
-  let result: T;
-  const rollback = new Rollback();
-  // Ctrl-C or a SIGTERM while writing: what was taken from the previous output (trees, archives being
-  // revised) goes back, then the signal is raised again, so the process ends as it would have (or, in the
-  // lab, its own handler does). A SIGKILL still loses it. `on`, not `once`: execa's exit hook re-raises a
-  // signal nobody else listens for, which would end the process before the rollback is done.
-  let stopping = false;
-  const stop = (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
-    void rollback
-      .run()
-      .then(() => rm(staging, { recursive: true, force: true }))
-      .finally(() => {
-        for (const s of STOPPING) process.off(s, stop);
-        process.kill(process.pid, signal);
-      });
-  };
-  for (const signal of STOPPING) process.on(signal, stop);
-  try {
-    result = await write(staging, rollback);
-  } catch (error) {
-    await rollback.run();
-    await rm(staging, { recursive: true, force: true });
-    throw error;
-  } finally {
-    for (const signal of STOPPING) process.off(signal, stop);
-  }
   const old = path.join(parent, `.${base}.old-${tag}`);
-  const replacing = existsSync(target);
-  if (replacing) await rename(target, old);
+  const rollback = new Rollback();
+  // Ctrl-C or a SIGTERM (src/stop.ts): the write stops at its next step (the writers check stopSignal, and
+  // the programs it runs got the signal too, on a terminal); what it took from the previous output (trees,
+  // archives being revised) is put back once it has stopped, never while it still writes, and the staging
+  // directory goes. Once the new output is being moved in, that finishes and the previous output goes. A
+  // SIGKILL still leaves them to the next run.
+  let settled: Promise<unknown> = Promise.resolve();
+  const release = whenStopped(async () => {
+    await settled.catch(() => undefined);
+    rmSync(staging, GONE);
+    rmSync(old, GONE);
+  });
   try {
-    await rename(staging, target);
-  } catch (error) {
-    if (replacing) await rename(old, target);
-    await rollback.run();
-    await rm(staging, { recursive: true, force: true });
-    throw error;
+    await mkdir(staging, { mode: 0o755 });
+    const writing = (async () => {
+      try {
+        const written = await write(staging, rollback);
+        throwIfStopped();
+        return written;
+      } catch (error) {
+        await rollback.run();
+        await rm(staging, GONE);
+        throw error;
+      }
+    })();
+    settled = writing;
+    const result = await writing;
+    const replacing = existsSync(target);
+    const moving = (async () => {
+      if (replacing) await rename(target, old);
+      try {
+        await rename(staging, target);
+      } catch (error) {
+        if (replacing) await rename(old, target);
+        await rollback.run();
+        await rm(staging, GONE);
+        throw error;
+      }
+      // The previous output is removed before this returns: a build that has ended leaves nothing being deleted in --out.
+      if (replacing) await rm(old, GONE);
+    })();
+    settled = moving;
+    await moving;
+    return result;
+  } finally {
+    release();
   }
-  // The previous output is out of the way: it is deleted in the background so a
-  // rebuild returns as soon as the new output is in place (the next run removes
-  // whatever a deleter that was cut short left behind).
-  if (replacing) removeInBackground(old);
-  return result;
 }
+
+const GONE = { recursive: true, force: true, maxRetries: 10, retryDelay: 50 };

@@ -97,6 +97,24 @@ function findMissingPath(node: Node | undefined, context: object): MissingPath |
   }
 }
 
+/**
+ * Where and why Handlebars refused a template, 1-based. Its parser's message holds only the line and an
+ * excerpt ("Parse error on line 2:\n…\n---^\nExpecting 'ID', got 'INVALID'"); the column is its lexer's,
+ * where the offending token starts. Its own exceptions ("each doesn't match if") carry a line and column.
+ */
+function parseFailure(error: unknown): { line: number; column: number; message: string } {
+  const e = error as { message: string; lineNumber?: number; column?: number };
+  const lines = e.message.split('\n');
+  if (e.lineNumber !== undefined) return { line: e.lineNumber, column: (e.column ?? 0) + 1, message: lines[0]!.replace(/ - \d+:\d+$/, '') };
+  const at = (handlebars as unknown as { Parser: { lexer: { yylloc?: { first_line: number; first_column: number } } } }).Parser.lexer.yylloc;
+  const expecting = lines.at(-1)!.startsWith('Expecting ') ? lines.at(-1)! : undefined;
+  return {
+    line: at?.first_line ?? Number(/on line (\d+)/.exec(lines[0]!)?.[1] ?? 1),
+    column: (at?.first_column ?? 0) + 1,
+    message: expecting ? `${expecting.charAt(0).toLowerCase()}${expecting.slice(1)}` : lines[0]!.replace(/ on line \d+[.:]?$/, ''),
+  };
+}
+
 export function compileTemplate(name: string, source: string, id: string = name): Template {
   let compiled: Handlebars.TemplateDelegate;
   let ast: hbs.AST.Program;
@@ -105,7 +123,8 @@ export function compileTemplate(name: string, source: string, id: string = name)
     ast = handlebars.parse(source);
     compiled = handlebars.compile(source, { strict: true, noEscape: true });
   } catch (error) {
-    throw new TemplateError(name, `is not a valid Handlebars template: ${(error as Error).message.split('\n')[0]}`, { cause: error });
+    const { line, column, message } = parseFailure(error);
+    throw new TemplateError(`${name}:${line}:${column}`, `is not a valid Handlebars template: ${message}`, { cause: error });
   }
   return {
     name,

@@ -7,7 +7,8 @@ import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { ProfileError, UsageError, type ProfileIssue, type SourceLocation } from '../errors.js';
+import { closest } from '../suggest.js';
+import { cannotRead, ProfileError, UsageError, type ProfileIssue, type SourceLocation } from '../errors.js';
 import { formatPath, locate, mergeLocated, parseLocated, toPlain, type Located, type PathSegment } from './located.js';
 import { expandBoardPresets } from './boards.js';
 import { profileSchema, type Profile } from './schema.js';
@@ -64,9 +65,10 @@ export function displayPath(file: string, cwd = process.cwd()): string {
 }
 
 async function readChain(file: string, cwd: string, chain: string[]): Promise<Located> {
-  const real = await realpath(file);
   const shown = displayPath(file, cwd);
-  const text = await readFile(file, 'utf8');
+  const [real, text] = await Promise.all([realpath(file), readFile(file, 'utf8')]).catch((error: unknown) => {
+    throw cannotRead('profile', shown, error);
+  });
   const tree = parseLocated(text, shown);
   const ext = tree.entries!.get('extends');
   if (!ext) return tree;
@@ -114,18 +116,9 @@ function knownKeys(path: readonly PathSegment[]): string[] {
   return t instanceof z.ZodObject ? Object.keys(t.shape) : [];
 }
 
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++)
-    for (let j = 1; j <= b.length; j++)
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-  return d[a.length]![b.length]!;
-}
-
 function suggest(key: string, candidates: string[]): string {
-  const best = candidates.map((c) => ({ c, d: editDistance(key.toLowerCase(), c.toLowerCase()) })).sort((x, y) => x.d - y.d)[0];
-  if (best && best.d <= Math.max(2, Math.floor(key.length / 3))) return `; did you mean "${best.c}"?`;
+  const best = closest(key, candidates);
+  if (best) return `; did you mean "${best}"?`;
   return candidates.length ? `; known keys here: ${candidates.join(', ')}` : '';
 }
 

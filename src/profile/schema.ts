@@ -35,6 +35,11 @@ export function macHint(input: unknown): string {
 const mac = z
   .string()
   .regex(/^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$/, { error: (issue) => macHint(issue.input) })
+  // The first octet's low bit marks a group (multicast or broadcast) address: no board's NIC has one, and DHCP and PXE would never match it.
+  .refine((value) => (parseInt(value.slice(0, 2), 16) & 1) === 0, {
+    error: (issue) =>
+      `is a multicast address (the low bit of its first octet, ${String(issue.input).slice(0, 2)}, is set): a board's own MAC never is; copy it from the board's label or its U-Boot (printenv ethaddr)`,
+  })
   .transform((value) => value.replace(/-/g, ':'));
 const absPath = z.string().regex(/^\/(?!.*(^|\/)\.\.(\/|$)).*$/, 'must be an absolute path without ".."');
 const ifname = z.string().regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be a network interface name such as end0 or eth0 (at most 15 characters)');

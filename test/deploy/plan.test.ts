@@ -7,7 +7,18 @@
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import type { Manifest, ManifestEntry } from '../../src/deploy/manifest.js';
-import { diffBootFiles, diffNode, planRollback, STATE_PATHS, statePaths, type NodeTarget } from '../../src/deploy/plan.js';
+import {
+  decideRollback,
+  diffBootFiles,
+  diffNode,
+  parseOperation,
+  planRollback,
+  STATE_PATHS,
+  statePaths,
+  type NodeTarget,
+  type Operation,
+  type RollbackInput,
+} from '../../src/deploy/plan.js';
 
 const file = (h: string, m = 0o644): ManifestEntry => ({ t: 'f', m, u: 0, g: 0, s: h.length, h });
 const dir: ManifestEntry = { t: 'd', m: 0o755, u: 0, g: 0 };
@@ -107,4 +118,114 @@ Plan('boot server files: added, changed, unchanged; only files an earlier deploy
       ['/srv/tftp/pxelinux.cfg/01-gone', 'removed'],
     ],
   );
+});
+
+// What a node's target looks like after a deploy took it from generation g - 1 (manifest A) to g (manifest B).
+const deployedTo = (g: number): NodeTarget & { undo: string[] } => ({
+  ...target({ generation: g, current: B, ...(g > 1 ? { previous: A } : {}) }),
+  undo: ['etc/hostname', 'etc/old'],
+});
+const untouchedAt = (g: number): NodeTarget & { undo: string[] } => ({ ...target({ generation: g, current: A }), undo: [] });
+const op = (kind: Operation['kind'], n: number, nodes: Record<string, [number, number]>): Operation => ({
+  kind,
+  op: n,
+  at: `t${n}`,
+  nodes: Object.fromEntries(Object.entries(nodes).map(([node, [from, to]]) => [node, { from, to }])),
+});
+
+interface RollbackCase {
+  name: string;
+  input: Omit<RollbackInput, 'state' | 'now'>;
+  /** 'nothing' or 'refuse' with the message's start, or the undo: which operation, and per node the generation it goes to. */
+  expect: { nothing: RegExp } | { refuse: RegExp } | { undoing: number; op: number; nodes: Record<string, number>; resumed?: boolean };
+}
+
+const ROLLBACKS: RollbackCase[] = [
+  {
+    name: 'the last deploy changed only the servers: only they go back',
+    input: { last: op('deploy', 2, { s1: [1, 2], s2: [1, 2] }), nodes: { s1: deployedTo(2), s2: deployedTo(2), agent: untouchedAt(1) } },
+    expect: { undoing: 2, op: 3, nodes: { s1: 3, s2: 3 } },
+  },
+  {
+    name: 'the last deploy changed only the agent: only it goes back, though the servers were deployed more often',
+    input: { last: op('deploy', 3, { agent: [1, 2] }), nodes: { s1: deployedTo(2), agent: deployedTo(2) } },
+    expect: { undoing: 3, op: 4, nodes: { agent: 3 } },
+  },
+  {
+    name: 'the last operation was a rollback: rolling back again redoes the deploy it undid',
+    input: { last: op('rollback', 3, { s1: [2, 3] }), nodes: { s1: deployedTo(3) } },
+    expect: { undoing: 3, op: 4, nodes: { s1: 4 } },
+  },
+  {
+    name: 'a deploy that changed only boot server files: no node goes back, the files do',
+    input: { last: op('deploy', 2, {}), nodes: {} },
+    expect: { undoing: 2, op: 3, nodes: {} },
+  },
+  { name: 'nothing recorded: nothing to undo', input: { nodes: {} }, expect: { nothing: /no deploy is recorded/ } },
+  {
+    name: 'the first deploy cannot be undone: netroot never removes a root',
+    input: { last: op('deploy', 1, { s1: [0, 1] }), nodes: { s1: deployedTo(1) } },
+    expect: { refuse: /^s1: generation 1 is the first one netroot deployed there/ },
+  },
+  {
+    name: 'a node changed since the last deploy (by hand, or another tool): refused, all nodes or none',
+    input: { last: op('deploy', 2, { s1: [1, 2], s2: [1, 2] }), nodes: { s1: deployedTo(2), s2: deployedTo(3) } },
+    expect: { refuse: /^s2: the last deploy left it at generation 2, but it is at 3 now/ },
+  },
+  {
+    name: 'a deploy cut short: refused until it is finished',
+    input: { last: op('deploy', 2, { s1: [1, 2] }), unfinished: op('deploy', 3, { s1: [2, 3] }), nodes: { s1: deployedTo(2) } },
+    expect: { refuse: /^a deploy was cut short here; run deploy again/ },
+  },
+  {
+    name: 'a rollback cut short: the nodes it finished are left, the one it was writing is finished, the others done',
+    input: {
+      last: op('deploy', 2, { s1: [1, 2], s2: [1, 2], s3: [1, 2] }),
+      unfinished: op('rollback', 3, { s1: [2, 3], s2: [2, 3], s3: [2, 3] }),
+      nodes: {
+        s1: { ...deployedTo(3), current: A },
+        s2: { ...deployedTo(2), pending: { generation: 3, manifest: A } },
+        s3: deployedTo(2),
+      },
+    },
+    expect: { undoing: 2, op: 3, nodes: { s2: 3, s3: 3 }, resumed: true },
+  },
+];
+
+for (const c of ROLLBACKS)
+  Plan(`rollback decision: ${c.name}`, () => {
+    const d = decideRollback({ ...c.input, state: STATE, now: 'now' });
+    if ('nothing' in c.expect) {
+      assert.is(d.action, 'nothing');
+      assert.match((d as { reason: string }).reason, c.expect.nothing);
+    } else if ('refuse' in c.expect) {
+      assert.is(d.action, 'refuse', JSON.stringify(d));
+      assert.match((d as { problems: string[] }).problems.join('\n'), c.expect.refuse);
+    } else {
+      if (d.action !== 'undo') throw new Error(`expected an undo, got ${JSON.stringify(d)}`);
+      assert.is(d.undoing.op, c.expect.undoing, 'the operation undone');
+      assert.is(d.operation.op, c.expect.op, "the rollback's own number");
+      assert.is(d.operation.kind, 'rollback');
+      assert.equal(
+        Object.fromEntries(d.nodes.map((n) => [n.node, n.generation])),
+        c.expect.nodes,
+        'nodes rolled back, to which generation',
+      );
+      assert.is(d.resumed, c.expect.resumed ?? false);
+      if (!d.resumed)
+        assert.equal(Object.keys(d.operation.nodes), Object.keys(c.expect.nodes), 'the rollback records the nodes it changes');
+    }
+  });
+
+Plan('operations read back from the target: anything but a well-formed one is rejected', () => {
+  assert.equal(parseOperation(op('deploy', 2, { s1: [1, 2] })), op('deploy', 2, { s1: [1, 2] }));
+  for (const bad of [
+    null,
+    [],
+    'x',
+    { ...op('deploy', 2, {}), kind: 'build' },
+    { ...op('deploy', 0, {}) },
+    { kind: 'deploy', op: 1, at: 'x', nodes: { s1: { from: 1 } } },
+  ])
+    assert.is(parseOperation(bad), undefined, JSON.stringify(bad));
 });

@@ -31,7 +31,7 @@ export interface Fixture {
   profiles: string;
   /** What a deploy needs to run a build itself (base A). */
   buildOptions: { base: string; formats: ['tree']; k3sBinary: string; cacheDir: string };
-  /** Build profile NAME (opz3, opz3-b, opz3-c) over base A or B into `out`. */
+  /** Build profile NAME (opz3, opz3-b, opz3-c) over base A or B into `out`; deploys then name that profile (deploy refuses another's build). */
   build(profile: string, base: 'a' | 'b'): Promise<void>;
   /** Options for deploy/plan/rollback to `to` (boot server files under tmp/server-<label>). */
   target(to: string, label: string, extra?: Partial<TargetOptions>): TargetOptions;
@@ -74,15 +74,18 @@ export async function fixture(): Promise<Fixture> {
     PATH: process.env.PATH,
   };
   const server = (label: string) => path.join(tmp, `server-${label}`);
+  let built = 'opz3';
+  const profile = () => path.join(profiles, `${built}.yaml`);
   return {
     tmp,
     env,
     out,
     profiles,
     buildOptions: { base: baseA, formats: ['tree'], k3sBinary: k3s, cacheDir: path.join(tmp, 'cache') },
-    async build(profile, base) {
+    async build(name, base) {
+      built = name;
       await build({
-        profile: path.join(profiles, `${profile}.yaml`),
+        profile: profile(),
         cwd: tmp,
         base: base === 'a' ? baseA : baseB,
         formats: ['tree'],
@@ -94,7 +97,7 @@ export async function fixture(): Promise<Fixture> {
       });
     },
     target: (to, label, extra = {}) => ({
-      profile: path.join(profiles, 'opz3.yaml'),
+      profile: profile(),
       cwd: tmp,
       out,
       to,
@@ -109,7 +112,7 @@ export async function fixture(): Promise<Fixture> {
     }),
     flags: (to, label) => [
       '-p',
-      path.join(profiles, 'opz3.yaml'),
+      profile(),
       '--out',
       out,
       '--to',
@@ -154,7 +157,8 @@ export async function cli(cwd: string, args: string[], env: NodeJS.ProcessEnv): 
 /**
  * Start the CLI in its own process group and SIGKILL the whole group (node and
  * its rsync and ssh children, as a power cut would) `delayMs` after stderr shows
- * `marker`. Resolves with the signal it died of; rejects after 120 s.
+ * `marker`; or another `signal` (SIGINT: Ctrl-C on a terminal). Resolves with the
+ * signal it died of; rejects after 120 s.
  */
 export async function killAt(
   cwd: string,
@@ -162,6 +166,7 @@ export async function killAt(
   env: NodeJS.ProcessEnv,
   marker: string,
   delayMs: number,
+  signal: NodeJS.Signals = 'SIGKILL',
 ): Promise<{ signal: string | null; stderr: string }> {
   const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -173,7 +178,7 @@ export async function killAt(
       } catch {
         /* gone */
       }
-      reject(new Error(`deploy never printed ${JSON.stringify(marker)} within 120 s:\n${stderr}`));
+      reject(new Error(`the command never printed ${JSON.stringify(marker)} within 120 s:\n${stderr}`));
     }, 120_000);
     child.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
@@ -181,16 +186,16 @@ export async function killAt(
         fired = true;
         setTimeout(() => {
           try {
-            process.kill(-child.pid!, 'SIGKILL');
+            process.kill(-child.pid!, signal);
           } catch {
             /* already gone */
           }
         }, delayMs);
       }
     });
-    child.once('exit', (_code, signal) => {
+    child.once('exit', (_code, died) => {
       clearTimeout(timer);
-      resolve({ signal, stderr });
+      resolve({ signal: died, stderr });
     });
   });
 }

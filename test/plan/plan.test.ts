@@ -118,7 +118,7 @@ test('an overlay file that declares a broken Handlebars template is refused at l
   const template = path.join(overlays, 'base/etc/hostname.hbs');
   await writeFile(template, '{{#if node.name}}unclosed\n');
   const error = await expectError(prepare(options()));
-  assert.match(error.message, 'base/etc/hostname.hbs: is not a valid Handlebars template');
+  assert.match(error.message, /base\/etc\/hostname\.hbs:2:1: is not a valid Handlebars template: expecting .*got 'EOF'$/);
 });
 
 test('roles decide the files: servers get keepalived, Galera, the bootstrap decision and the datastore; agents none of it', async () => {

@@ -5,11 +5,13 @@
  * of a good profile exits 0 and writes nothing.
  */
 import { execFile } from 'node:child_process';
-import { copyFile, cp, mkdir, readdir, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, cp, mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
+import { requires } from '../support/requires.js';
+import { isRoot } from '../support/rootfs.js';
 import { FIXTURES, OPZ3, OPZ3_FILE, REPO, opz3With, position, tempDir, type Edit, type Where } from './helpers.js';
 
 const CLI = path.join(REPO, 'src/cli.ts');
@@ -21,8 +23,8 @@ interface Run {
   stderr: string;
 }
 
-/** `node --import tsx src/cli.ts ARGS` in `cwd`, without any NETROOT_* variable of ours. */
-async function cli(cwd: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
+/** `node --import tsx src/cli.ts ARGS` in `cwd`, without any NETROOT_* variable of ours; `uid`: as that user (and group). */
+async function cli(cwd: string, args: string[], env: Record<string, string> = {}, uid?: number): Promise<Run> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NETROOT_')));
   try {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', TSX, CLI, ...args], {
@@ -30,6 +32,7 @@ async function cli(cwd: string, args: string[], env: Record<string, string> = {}
       // The cluster secrets store of this workspace alone, never the user's (~/.local/state/netroot).
       env: { ...clean, NETROOT_SECRETS_DIR: `${cwd}.secrets`, ...env },
       timeout: 60_000,
+      ...(uid !== undefined ? { uid, gid: uid } : {}),
     });
     return { code: 0, stdout, stderr };
   } catch (error) {
@@ -139,15 +142,23 @@ Cli('build --json: the error is JSON on stdout as well, with its exit code', asy
   assert.is(parsed.error.exitCode, 2);
 });
 
-Cli("build --json: a template error is JSON with the template's file, line and column", async () => {
-  const dir = await workspace({ good: OPZ3 });
-  await cp(path.join(REPO, 'overlays'), path.join(dir, 'overlays'), { recursive: true });
-  await writeFile(path.join(dir, 'overlays/base/etc/hosts.hbs'), 'first line\n{{no.such.value}}\n');
-  const run = await cli(dir, ['build', '--profile', 'good', '--overlays', 'overlays', '--json']);
-  assert.is(run.code, 2, run.stderr);
-  const { error } = JSON.parse(run.stdout) as { error: { file: string; line: number; column: number; exitCode: number } };
-  assert.equal([error.file, error.line, error.column, error.exitCode], ['overlays/base/etc/hosts.hbs', 2, 3, 2]);
-});
+// A template that uses a value the node lacks, and one that does not parse: each named with its place, in JSON too.
+const TEMPLATE_ERRORS: [what: string, text: string, column: number, says: RegExp][] = [
+  ['uses a value the node lacks', 'first line\n{{no.such.value}}\n', 3, /uses "no\.such\.value"/],
+  ['does not parse', 'first line\n  {{/if}}\n', 3, /is not a valid Handlebars template: expecting 'EOF', got 'OPEN_ENDBLOCK'/],
+];
+for (const [what, text, column, says] of TEMPLATE_ERRORS)
+  Cli(`build --json: a template that ${what} is JSON with the template's file, line and column`, async () => {
+    const dir = await workspace({ good: OPZ3 });
+    await cp(path.join(REPO, 'overlays'), path.join(dir, 'overlays'), { recursive: true });
+    await writeFile(path.join(dir, 'overlays/base/etc/hosts.hbs'), text);
+    const run = await cli(dir, ['build', '--profile', 'good', '--overlays', 'overlays', '--json']);
+    assert.is(run.code, 2, run.stderr);
+    assert.match(run.stderr, new RegExp(`^build-images: overlays/base/etc/hosts\\.hbs:2:${column}: `));
+    assert.match(run.stderr, says);
+    const { error } = JSON.parse(run.stdout) as { error: { file: string; line: number; column: number; exitCode: number } };
+    assert.equal([error.file, error.line, error.column, error.exitCode], ['overlays/base/etc/hosts.hbs', 2, column, 2]);
+  });
 
 Cli('build --format tar without a base exits 2 and says a base is needed; nothing is written', async () => {
   const dir = await workspace({ good: OPZ3 });
@@ -166,6 +177,21 @@ Cli("an unknown option under --json: yargs' own error is JSON too, exit 2", asyn
   const run = await cli(dir, ['build', '--profile', 'good', '--json', '--bogus']);
   assert.is(run.code, 2, run.stderr);
   assert.match((JSON.parse(run.stdout) as { error: { message: string } }).error.message, /Unknown argument: bogus/);
+});
+
+Cli('a mistyped command: exit 2 with "did you mean", and the commands; a word like none of them: the commands', async () => {
+  const dir = await workspace({ good: OPZ3 });
+  const typo = await cli(dir, ['deplyo', '--profile', 'good', '--to', 'exports']);
+  assert.is(typo.code, 2, typo.stderr);
+  assert.is(
+    typo.stderr,
+    'build-images: unknown command deplyo; did you mean deploy? The commands are build, validate, render, plan, deploy, rollback, schema (build-images --help).\n',
+  );
+  const other = await cli(dir, ['frobnicate', '--json']);
+  assert.is(other.code, 2, other.stderr);
+  assert.match(other.stderr, /^build-images: unknown command frobnicate\. The commands are build, /);
+  assert.is((JSON.parse(other.stdout) as { error: { exitCode: number } }).error.exitCode, 2);
+  assert.equal(await tree(dir), ['profiles', 'profiles/good.yaml'], 'nothing written');
 });
 
 Cli('render shows the boot server files by their short names', async () => {
@@ -218,10 +244,61 @@ Validate('a profile that extends another in profiles/', async () => {
   assert.equal(await tree(dir), before);
 });
 
+Validate('--json: the profile, its cluster, nodes and roles and its warnings as JSON; writes nothing', async () => {
+  const dir = await workspace({ good: OPZ3 });
+  const run = await cli(dir, ['validate', '--profile', 'good', '--json']);
+  assert.is(run.code, 0, run.stderr);
+  const result = JSON.parse(run.stdout) as {
+    profile: string;
+    cluster: string;
+    nodes: { name: string; roles: string[] }[];
+    warnings: string[];
+  };
+  assert.equal(
+    [result.profile, result.cluster, result.nodes.length, result.nodes[3]],
+    ['good', 'opz3', 4, { name: 'opz3-4-top', roles: ['agent'] }],
+  );
+  assert.match(result.warnings.join('\n'), /no ssh\.authorizedKeys/);
+  assert.equal(await tree(dir), ['profiles', 'profiles/good.yaml']);
+});
+
 Validate('a profile name that does not exist exits 2', async () => {
   const dir = await workspace({});
   const run = await cli(dir, ['validate', '--profile', 'nosuch']);
   assert.is(run.code, 2, run.stderr);
   assert.match(run.stderr, /no profile named nosuch/);
   assert.equal(await tree(dir), ['profiles']);
+});
+
+const NOBODY = 65534;
+const asNobody = requires(isRoot, 'reading as another user needs root to switch to it');
+
+/** A workspace another user may enter, holding profiles/opz3.yaml and an out/ of that user's; `unreadable` made 0600 (root's). */
+async function sharedWorkspace(...unreadable: string[]): Promise<string> {
+  const dir = await workspace({ opz3: OPZ3 });
+  await mkdir(path.join(dir, 'out'));
+  await chown(path.join(dir, 'out'), NOBODY, NOBODY);
+  await writeFile(path.join(dir, 'base.tar.gz'), 'not read\n');
+  for (const p of [dir, path.join(dir, 'profiles')]) await chmod(p, 0o755);
+  for (const p of ['profiles/opz3.yaml', 'base.tar.gz']) await chmod(path.join(dir, p), unreadable.includes(p) ? 0o600 : 0o644);
+  return dir;
+}
+
+asNobody('a profile this user cannot read: exit 2 naming it and what to do, not an internal error', async () => {
+  const dir = await sharedWorkspace('profiles/opz3.yaml');
+  const run = await cli(dir, ['validate', '--profile', 'opz3'], {}, NOBODY);
+  assert.is(run.code, 2, run.stderr);
+  assert.is(
+    run.stderr,
+    'build-images: cannot read the profile profiles/opz3.yaml (permission denied): run as a user who may read it, or give it read permission\n',
+  );
+});
+
+asNobody('a base this user cannot read: exit 2 naming it and what to do, before anything is written', async () => {
+  const dir = await sharedWorkspace('base.tar.gz');
+  const run = await cli(dir, ['build', '--profile', 'opz3', '--base', 'base.tar.gz', '--out', 'out'], {}, NOBODY);
+  assert.is(run.code, 2, run.stderr);
+  assert.match(run.stderr, /^build-images: cannot read the base \/.*\/base\.tar\.gz \(permission denied\): run as a user who may read it/);
+  assert.not.match(run.stderr, /internal error/);
+  assert.equal(await tree(path.join(dir, 'out')), []);
 });

@@ -44,6 +44,19 @@ const node1 = (extra: string) => onNode('192.0.2.60', 'server', extra);
 const node2 = (extra: string) => onNode('192.0.2.61', 'server', extra);
 const node4 = (extra: string) => onNode('192.0.2.63', 'agent', extra);
 
+/** A group (multicast or broadcast) MAC for the second node: refused, whatever its separators. */
+const multicastMac = (mac: string, what: string): InvalidCase => ({
+  name: `a multicast MAC, ${what}`,
+  edits: [['"02:00:c0:00:02:3d"', `"${mac}"`]],
+  issues: [
+    {
+      at: { line: 'opz3-2-midden', col: `"${mac.slice(0, 5)}` },
+      key: 'nodes[1].mac',
+      message: `"${mac}" is a multicast address (the low bit of its first octet, ${mac.slice(0, 2)}, is set): a board's own MAC never is; copy it from the board's label or its U-Boot (printenv ethaddr)`,
+    },
+  ],
+});
+
 const invalid: InvalidCase[] = [
   // ---------------------------------------------------------------- board presets
   {
@@ -207,6 +220,8 @@ const invalid: InvalidCase[] = [
       },
     ],
   },
+  multicastMac('01:00:5e:00:02:3d', 'as for an IPv4 multicast group'),
+  multicastMac('ff-ff-ff-ff-ff-ff', 'the broadcast address'),
   {
     name: 'node IP with an octet above 255',
     edits: [['ip: 192.0.2.61', 'ip: 192.0.2.300']],
