@@ -436,19 +436,8 @@ export async function bootstrapDatadirLost(ctx: LabContext): Promise<ScenarioRes
   );
   if (!result.pass) return result;
   if ((await bootstrappers(ctx, [node])).length) return s.result(false, `${result.detail}; but ${node.node.name} bootstrapped`);
-  const there = await node.exec(
-    'mariadb',
-    [
-      '--batch',
-      '--skip-column-names',
-      ctx.datastore.database,
-      '-e',
-      `SELECT COUNT(*) FROM ${TABLE} WHERE phase IN ('${phase}', '${phase}-last')`,
-    ],
-    { timeoutMs: 10_000 },
-  );
-  if (there.stdout.trim() !== '25')
-    return s.result(false, `${result.detail}; but ${node.node.name} itself holds ${there.stdout.trim() || 'none'} of the 25 rows`);
+  const there = await rowsOn(ctx, node, phase);
+  if (there !== 25) return s.result(false, `${result.detail}; but ${node.node.name} itself holds ${there} of the 25 rows`);
   return s.result(true, `${result.detail}; ${node.node.name} joined with a state transfer and holds all 25`);
 }
 
@@ -581,29 +570,40 @@ async function newestHistoryWins(
   if (!stale.running) await ctx.powerOn(stale);
   const result = await recovered(ctx, s, backOn, newer, 15, `${story}; 15 rows written, then ${stale.node.name} powered on`);
   if (!result.pass) return result;
+  const rejoined = await rejoinedAfresh(ctx, stale, newer, `${phase}-alone`);
+  if ('problem' in rejoined) return s.result(false, `${result.detail}; ${rejoined.problem}`);
+  return s.result(
+    true,
+    `${result.detail}; ${stale.node.name} said "${rejoined.said}"; every server holds the 15 newer rows and not the given-up one`,
+  );
+}
+
+/**
+ * A server whose last writes a bootstrap gave up rejoined with a full state transfer: it says so, and
+ * every server holds the 15 rows of `newer` and not the given-up row of `givenUp`.
+ */
+async function rejoinedAfresh(
+  ctx: LabContext,
+  stale: Machine,
+  newer: string,
+  givenUp: string,
+): Promise<{ said: string } | { problem: string }> {
   const said = (await stale.journal('mariadb', 200))
     .split('\n')
     .filter((l) => l.includes('with a full state transfer'))
     .pop();
   if (!said)
-    return s.result(
-      false,
-      `${result.detail}; ${stale.node.name} did not say it rejoins with a full state transfer\n${await journals(ctx, [stale.node.name], 'mariadb', 8)}`,
-    );
+    return {
+      problem: `${stale.node.name} did not say it rejoins with a full state transfer\n${await journals(ctx, [stale.node.name], 'mariadb', 8)}`,
+    };
   for (const m of servers(ctx)) {
     const held = await rowsOn(ctx, m, newer);
-    if (held !== 15) return s.result(false, `${result.detail}; ${m.node.name} holds ${held} of the 15 newer rows`);
-    const old = await rowsOn(ctx, m, `${phase}-alone`);
+    if (held !== 15) return { problem: `${m.node.name} holds ${held} of the 15 newer rows` };
+    const old = await rowsOn(ctx, m, givenUp);
     if (old !== 0)
-      return s.result(
-        false,
-        `${result.detail}; ${m.node.name} still holds the given-up row of ${stale.node.name} (${old}): histories went two ways`,
-      );
+      return { problem: `${m.node.name} still holds the given-up row of ${stale.node.name} (${old}): histories went two ways` };
   }
-  return s.result(
-    true,
-    `${result.detail}; ${stale.node.name} said "${said.trim()}"; every server holds the 15 newer rows and not the given-up one`,
-  );
+  return { said: said.trim() };
 }
 
 /**
@@ -661,25 +661,8 @@ export async function powerStaleFlag(ctx: LabContext): Promise<ScenarioResult> {
       false,
       `${result.detail}; expected ${again.lastOne.node.name} (the newest history) to bootstrap, but ${who.join(', ') || 'none'} did`,
     );
-  const said = (await stale.journal('mariadb', 200))
-    .split('\n')
-    .filter((l) => l.includes('with a full state transfer'))
-    .pop();
-  if (!said)
-    return s.result(
-      false,
-      `${result.detail}; ${stale.node.name} did not rejoin with a full state transfer\n${await journals(ctx, [stale.node.name], 'mariadb', 8)}`,
-    );
-  for (const m of servers(ctx)) {
-    const held = await rowsOn(ctx, m, newer);
-    if (held !== 15) return s.result(false, `${result.detail}; ${m.node.name} holds ${held} of the 15 newer rows`);
-    const old = await rowsOn(ctx, m, `${phase}-alone`);
-    if (old !== 0)
-      return s.result(
-        false,
-        `${result.detail}; ${m.node.name} still holds the given-up row of ${stale.node.name}: histories went two ways`,
-      );
-  }
+  const rejoined = await rejoinedAfresh(ctx, stale, newer, `${phase}-alone`);
+  if ('problem' in rejoined) return s.result(false, `${result.detail}; ${rejoined.problem}`);
   return s.result(
     true,
     `${result.detail}; ${again.lastOne.node.name} bootstrapped, not the stale flag of ${stale.node.name}, which rejoined with a full state transfer; every server holds the 15 newer rows`,
