@@ -588,10 +588,8 @@ async function rejoinedAfresh(
   newer: string,
   givenUp: string,
 ): Promise<{ said: string } | { problem: string }> {
-  const said = (await stale.journal('mariadb', 200))
-    .split('\n')
-    .filter((l) => l.includes('with a full state transfer'))
-    .pop();
+  // Grepped for: a state transfer's own lines push the decision out of any fixed tail of the journal.
+  const said = (await stale.journal('mariadb', 5, 'with a full state transfer')).split('\n').filter(Boolean).pop();
   if (!said)
     return {
       problem: `${stale.node.name} did not say it rejoins with a full state transfer\n${await journals(ctx, [stale.node.name], 'mariadb', 8)}`,
