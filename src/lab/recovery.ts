@@ -504,7 +504,7 @@ async function withoutTheLastLeaver(
     return {
       problem: `policy survivor: ${primary.node.name} bootstrapped after ${after} s, before survivorAfter (${ctx.bounds.survivorAfterSeconds} s)`,
     };
-  const line = (await primary.journal('mariadb', 5, ' given up')).split('\n').filter(Boolean).pop();
+  const line = (await primary.journal('mariadb', 5, 'bootstrapping, .* given up')).split('\n').filter(Boolean).pop();
   if (!line)
     return {
       problem: `policy survivor: ${primary.node.name} bootstrapped without saying whose writes it gives up\n${await journals(ctx, [primary.node.name], 'mariadb')}`,
