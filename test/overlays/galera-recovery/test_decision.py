@@ -212,6 +212,25 @@ class Chosen(unittest.TestCase):
         self.assertNotIn("fork", gr.chosen(cfg, gr.simulated_state(MIDDEN, clean(8)), peers, {"epoch": 0, "reason": ""}))
 
 
+class PcRecoveryStuck(unittest.TestCase):
+    """A start restoring the saved view is ended after PC_RECOVERY_SECONDS, or it would hang until TimeoutStartSec."""
+
+    def test_table(self):
+        started = {"boot": "b", "at": 1000.0}
+        limit = gr.PC_RECOVERY_SECONDS
+        rows = [
+            ("waited long enough, silent, no transfer", started, False, True, False, 1000 + limit, True),
+            ("not long yet", started, False, True, False, 1000 + limit - 1, False),
+            ("MariaDB answers: restored", started, True, True, False, 5000, False),
+            ("MariaDB not running", started, False, False, False, 5000, False),
+            ("a state transfer runs", started, False, True, True, 5000, False),
+            ("a stamp of another boot", {"boot": "a", "at": 1000.0}, False, True, False, 5000, False),
+            ("no pc.recovery start", None, False, True, False, 5000, False),
+        ]
+        for name, tried, answering, starting, transfer, now, stuck in rows:
+            self.assertIs(gr.pc_recovery_stuck(tried, answering, starting, transfer, now, "b"), stuck, name)
+
+
 class Clock(unittest.TestCase):
     """Sequence 3: NTP stepping the wall clock by an hour does not end a wait."""
 
