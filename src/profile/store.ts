@@ -13,6 +13,7 @@ import sshpk from 'sshpk';
 import type { NodeIdentity } from './identity.js';
 import type { Secrets } from './secrets.js';
 import { defaultSecretsFile } from './secrets.js';
+import { k3sCaHash } from './k3s-ca.js';
 
 /** `$NETROOT_SECRETS_DIR`, else `$XDG_STATE_HOME/netroot/secrets` (~/.local/state/netroot/secrets). */
 export function secretsDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -37,6 +38,8 @@ export interface SecretsFingerprint {
   secrets: Record<string, string>;
   /** Node → SHA256 fingerprints of its public host keys, and a hash of its machine-id. */
   nodes: Record<string, { sshHostKeys: Record<string, string>; machineId: string; tlsCa?: string }>;
+  /** The hash the k3s tokens carry (public: every joining node sees it). */
+  k3sCa?: string;
 }
 
 // A rebuild checks the previous record and writes the new one with the same salt: scrypt runs once per value.
@@ -70,10 +73,12 @@ export function fingerprint(
   nodes: string[],
   salt = randomBytes(12).toString('hex'),
 ): SecretsFingerprint {
+  const { k3sCa, ...values } = secrets;
   return {
     salt,
-    secrets: Object.fromEntries(Object.entries(secrets).map(([name, value]) => [name, digest(String(value), salt)])),
+    secrets: Object.fromEntries(Object.entries(values).map(([name, value]) => [name, digest(String(value), salt)])),
     nodes: Object.fromEntries(nodes.filter((n) => identities[n]).map((n) => [n, nodeFingerprint(identities[n]!, salt)])),
+    ...(k3sCa ? { k3sCa: k3sCaHash(k3sCa) } : {}),
   };
 }
 
@@ -94,7 +99,13 @@ const CONSEQUENCE: Record<string, string> = {
 /** Each difference between a recorded fingerprint and the secrets at hand, as what it would break. */
 export function secretChanges(recorded: SecretsFingerprint, secrets: Secrets, identities: Record<string, NodeIdentity>): string[] {
   const changes: string[] = [];
-  for (const [name, value] of Object.entries(secrets)) {
+  const { k3sCa, ...values } = secrets;
+  if (recorded.k3sCa !== undefined && k3sCa && recorded.k3sCa !== k3sCaHash(k3sCa)) {
+    changes.push(
+      "k3s's CAs: the nodes' tokens name the new CA's hash, so agents refuse servers that still hold the old CA (and servers already started keep it, on local storage) until the cluster is set up again",
+    );
+  }
+  for (const [name, value] of Object.entries(values)) {
     const was = recorded.secrets[name];
     if (was !== undefined && was !== digest(String(value), recorded.salt)) {
       changes.push(CONSEQUENCE[name] ?? `${name}: the nodes already running hold the old value`);
