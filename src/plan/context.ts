@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Cluster, ClusterNode } from '../profile/resolve.js';
 import type { Secrets } from '../profile/secrets.js';
 import { k3sCaFiles, secureTokens } from '../profile/k3s-ca.js';
+import { htpasswdEntry, LONGHORN_UI_USER } from './longhorn-ui.js';
 import { publicKey, SSH_HOST_KEY_TYPES, type NodeIdentity } from '../profile/identity.js';
 import { intToIp, netmask } from '../profile/ipv4.js';
 
@@ -241,7 +242,14 @@ export function nodeContext(
       version: profile.longhorn.version,
       chartVersion: profile.longhorn.version.replace(/^v/, ''),
       nodeDownPodDeletionPolicy: profile.longhorn.nodeDownPodDeletionPolicy,
-      uiPort: profile.longhorn.uiPort ?? null,
+      // Only Traefik's basic-auth route reaches the UI; the user and password come from the secrets file.
+      ui: profile.longhorn.ui.enabled
+        ? {
+            user: LONGHORN_UI_USER,
+            realm: `Longhorn ${cluster.name}`,
+            htpasswd: htpasswdEntry(LONGHORN_UI_USER, secrets.longhornUiPassword),
+          }
+        : null,
     },
   };
   // Without an identity (a plan made without secrets), templates that need one fail by name.

@@ -248,7 +248,25 @@ const longhorn = z.strictObject({
   enabled: z.boolean().default(true),
   version: z.string().regex(/^v[0-9]+\.[0-9]+\.[0-9]+$/, 'must be a Longhorn release such as v1.6.0'),
   nodeDownPodDeletionPolicy: z.enum(LONGHORN_NODE_DOWN_POLICIES).default('delete-both-statefulset-and-deployment-pod'),
-  uiPort: z.number().int().min(1).max(65535).optional().describe('Expose the Longhorn UI on the VIP at this port (LoadBalancer service).'),
+  ui: z
+    .strictObject({
+      enabled: z
+        .boolean()
+        .default(false)
+        .describe(
+          "Serve the Longhorn UI at https://VIP/ through k3s's bundled Traefik, behind basic auth with a generated password (user longhorn; the password is longhornUiPassword in the secrets file). Off by default: the UI can delete volumes.",
+        ),
+    })
+    .default({ enabled: false })
+    .describe('The Longhorn UI: off unless enabled, and then only with the generated credentials.'),
+  uiPort: z
+    .unknown()
+    .optional()
+    .refine(
+      (v) => v === undefined,
+      "is no longer supported: it opened the UI to anyone on every node's IP; set longhorn.ui.enabled: true to serve it at https://VIP/ behind a generated password",
+    )
+    .describe('Removed (it exposed the UI unauthenticated); use ui.enabled.'),
 });
 
 const storage = z.strictObject({

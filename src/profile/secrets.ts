@@ -34,6 +34,8 @@ export const secretsSchema = z.strictObject({
   k3sToken: z.string().regex(/^[A-Za-z0-9._:~+-]{16,256}$/, 'must be 16–256 characters of letters, digits and ._:~+-'),
   /** What agents join with (k3s `agent-token`): an agent holds this one only, never the server token. */
   k3sAgentToken: z.string().regex(/^[A-Za-z0-9._:~+-]{16,256}$/, 'must be 16–256 characters of letters, digits and ._:~+-'),
+  /** The Longhorn UI's basic-auth password (user `longhorn`), when longhorn.ui.enabled. */
+  longhornUiPassword: password,
   /** Authenticates the Galera servers' recovery exchange (who may tell a server which node bootstraps). */
   galeraRecoveryKey: z.string().regex(/^[A-Za-z0-9]{32,128}$/, 'must be 32–128 letters and digits'),
 });
@@ -57,6 +59,7 @@ export const SECRET_ENV: Record<SecretName, string> = {
   k3sToken: 'NETROOT_K3S_TOKEN',
   k3sAgentToken: 'NETROOT_K3S_AGENT_TOKEN',
   galeraRecoveryKey: 'NETROOT_GALERA_RECOVERY_KEY',
+  longhornUiPassword: 'NETROOT_LONGHORN_UI_PASSWORD',
 };
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -79,6 +82,7 @@ const GENERATE: Record<SecretName, () => string> = {
   k3sToken: () => randomString(48),
   k3sAgentToken: () => randomString(48),
   galeraRecoveryKey: () => randomString(48),
+  longhornUiPassword: () => randomString(32),
 };
 
 export function defaultSecretsFile(profileFile: string): string {

@@ -92,6 +92,7 @@ const CONSEQUENCE: Record<string, string> = {
     'the k3s database password: MariaDB keeps the old one (the k3s user is created only if missing), so k3s on redeployed servers cannot reach its datastore',
   mariadbRootPassword:
     'the MariaDB root password: the Galera datadir keeps the old one, so the units that log in as root fail on redeployed servers',
+  longhornUiPassword: 'the Longhorn UI password: whoever uses the old one is refused once the servers restart k3s',
   keepalivedAuthPass:
     "the keepalived auth_pass: servers with the old and the new one ignore each other's adverts, and more than one holds the VIP",
 };

@@ -2,6 +2,7 @@
  * The plan: strict templates (a missing variable is an error naming template
  * and variable, never an empty string), declared modes, role-specific files.
  */
+import { htpasswdEntry, LONGHORN_UI_USER } from '../../src/plan/longhorn-ui.js';
 import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { cp, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
@@ -181,7 +182,9 @@ test('declared modes: secret-bearing files are 0600, scripts 0755, machine-id 04
     k3sCa.serviceKey,
     ...(['client', 'server', 'requestHeader', 'etcdPeer', 'etcdServer'] as const).map((l) => k3sCa[l].key),
   ].map((k) => k.trim());
-  const values = [...Object.values(secrets.secrets).filter((v) => typeof v === 'string'), ...hostKeys, ...k3sKeys];
+  // The Longhorn UI's htpasswd entry stands for its password.
+  const uiEntry = htpasswdEntry(LONGHORN_UI_USER, secrets.secrets.longhornUiPassword);
+  const values = [...Object.values(secrets.secrets).filter((v) => typeof v === 'string'), ...hostKeys, ...k3sKeys, uiEntry];
   for (const { files } of plan.nodes) {
     for (const f of files.filter((x) => x.type === 'file')) {
       const text = f.content!.toString();
@@ -236,7 +239,7 @@ test('the plan is deterministic: the same inputs and saved secrets give the same
 
 test('Longhorn off: no Longhorn mount, manifest or iscsid, and local-path is not disabled', async () => {
   const profile = path.join(tmp, 'nolonghorn.yaml');
-  await writeFile(profile, `extends: ${path.resolve('profiles/opz3.yaml')}\nlonghorn: { enabled: false }\n`);
+  await writeFile(profile, `extends: ${path.resolve('profiles/opz3.yaml')}\nlonghorn: { enabled: false, ui: { enabled: false } }\n`);
   const { plan } = await prepare({ ...options(), profile });
   const server = plan.nodes.find((n) => n.node.name === 'opz3-1-onder')!;
   assert.not.ok(server.files.some((f) => f.path.includes('longhorn') || f.path.includes('iscsid')));

@@ -528,6 +528,31 @@ const invalid: InvalidCase[] = [
       },
     ],
   },
+  // ---------------------------------------------------------------- Longhorn UI
+  {
+    name: 'the Longhorn UI on with Traefik disabled',
+    edits: [['user: k3s }', 'user: k3s, disable: [traefik] }']],
+    issues: [
+      {
+        at: { line: 'ui: { enabled', col: 'enabled: true }' },
+        key: 'longhorn.ui.enabled',
+        message:
+          "the Longhorn UI is served through k3s's bundled Traefik, which k3s.disable turns off: remove traefik from k3s.disable, or turn the UI off",
+      },
+    ],
+  },
+  {
+    name: 'the old longhorn.uiPort, which opened the UI to anyone',
+    edits: [['ui: { enabled: true }', 'uiPort: 8877']],
+    issues: [
+      {
+        at: { line: 'uiPort', col: '8877' },
+        key: 'longhorn.uiPort',
+        message:
+          "8877 is no longer supported: it opened the UI to anyone on every node's IP; set longhorn.ui.enabled: true to serve it at https://VIP/ behind a generated password",
+      },
+    ],
+  },
   // ---------------------------------------------------------------- YAML itself
   {
     name: 'invalid YAML: a tab as indentation',
