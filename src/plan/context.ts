@@ -243,13 +243,14 @@ export function nodeContext(
       chartVersion: profile.longhorn.version.replace(/^v/, ''),
       nodeDownPodDeletionPolicy: profile.longhorn.nodeDownPodDeletionPolicy,
       // Only Traefik's basic-auth route reaches the UI; the user and password come from the secrets file.
-      ui: profile.longhorn.ui.enabled
-        ? {
-            user: LONGHORN_UI_USER,
-            realm: `Longhorn ${cluster.name}`,
-            htpasswd: htpasswdEntry(LONGHORN_UI_USER, secrets.longhornUiPassword),
-          }
-        : null,
+      ui:
+        longhornOn && profile.longhorn.ui.enabled
+          ? {
+              user: LONGHORN_UI_USER,
+              realm: `Longhorn ${cluster.name}`,
+              htpasswd: htpasswdEntry(LONGHORN_UI_USER, secrets.longhornUiPassword),
+            }
+          : null,
     },
   };
   // Without an identity (a plan made without secrets), templates that need one fail by name.

@@ -195,13 +195,8 @@ export const rules: Rule[] = [
     name: 'longhorn-ui-needs-traefik',
     check({ profile }) {
       if (!profile.longhorn.ui.enabled) return [];
-      if (!profile.longhorn.enabled)
-        return [
-          {
-            path: ['longhorn', 'ui', 'enabled'],
-            message: 'the Longhorn UI needs Longhorn: set longhorn.enabled: true, or turn the UI off',
-          },
-        ];
+      // Longhorn off (a profile that extends one with the UI on): no UI, and nothing to refuse.
+      if (!profile.longhorn.enabled) return [];
       if (profile.k3s.disable.includes('traefik'))
         return [
           {

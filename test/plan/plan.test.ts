@@ -239,7 +239,7 @@ test('the plan is deterministic: the same inputs and saved secrets give the same
 
 test('Longhorn off: no Longhorn mount, manifest or iscsid, and local-path is not disabled', async () => {
   const profile = path.join(tmp, 'nolonghorn.yaml');
-  await writeFile(profile, `extends: ${path.resolve('profiles/opz3.yaml')}\nlonghorn: { enabled: false, ui: { enabled: false } }\n`);
+  await writeFile(profile, `extends: ${path.resolve('profiles/opz3.yaml')}\nlonghorn: { enabled: false }\n`);
   const { plan } = await prepare({ ...options(), profile });
   const server = plan.nodes.find((n) => n.node.name === 'opz3-1-onder')!;
   assert.not.ok(server.files.some((f) => f.path.includes('longhorn') || f.path.includes('iscsid')));
