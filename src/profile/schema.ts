@@ -92,7 +92,9 @@ const board = z.strictObject({
     .describe(
       `The board whose settings the other keys override: ${BOARD_PRESET_NAMES.map((n) => `${n} (${BOARD_PRESETS[n].about})`).join('; ')}. \`board: NAME\` alone takes the preset as it is.`,
     ),
-  name: hostname.describe('Board name, used for the TFTP directory that holds its kernel, initrd and device tree.'),
+  name: hostname.describe(
+    `Board name, used for the TFTP directory that holds its kernel, initrd and device tree. A preset's name (${BOARD_PRESET_NAMES.join(', ')}) makes the board that preset with these keys over it, as preset: NAME does: keys left out take the preset's values, not the defaults below.`,
+  ),
   kernel: absPath.describe('Kernel image inside the root filesystem (Armbian: /boot/Image).'),
   initrd: absPath.describe('Initrd inside the root filesystem (Armbian: /boot/uInitrd).'),
   fdt: absPath.optional().describe('Device tree inside the root filesystem. Leave it out where U-Boot passes its own (QEMU virt).'),

@@ -906,6 +906,32 @@ Valid('a board preset stands for its kernel, initrd, device tree, console and mo
   );
 });
 
+Valid(
+  "a board written out with a preset's name takes the preset's values for the keys it leaves out; another name takes the defaults",
+  async () => {
+    const own = await loadText(
+      opz3With(['board: orangepi-zero3 ', 'board: { name: rock64, kernel: /boot/Image-6.6, initrd: /boot/uInitrd-6.6 } ']),
+    );
+    const b = own.cluster.nodes[0]!.board;
+    assert.equal(
+      [b.name, b.kernel, b.initrd, b.fdt, b.console],
+      ['rock64', '/boot/Image-6.6', '/boot/uInitrd-6.6', '/boot/dtb/rockchip/rk3328-rock64.dtb', 'ttyS2,1500000'],
+    );
+    const ownConsole = await loadText(
+      opz3With(['board: orangepi-zero3 ', 'board: { name: rock64, kernel: /boot/Image, initrd: /boot/uInitrd, console: "ttyS2,115200" } ']),
+    );
+    assert.is(ownConsole.profile.board.console, 'ttyS2,115200', 'its own keys win');
+    const other = await loadText(
+      opz3With(['board: orangepi-zero3 ', 'board: { name: my-rock, kernel: /boot/Image, initrd: /boot/uInitrd } ']),
+    );
+    assert.equal([other.profile.board.console, other.profile.board.fdt], ['ttyS0,115200', undefined]);
+    // The JSON Schema says so where a board's name is described.
+    const schema = JSON.parse(await readFile(path.join(REPO_DIR, 'profiles/profile.schema.json'), 'utf8'));
+    const name = schema.properties.board.anyOf[1].properties.name.description as string;
+    assert.match(name, "A preset's name (orangepi-zero3, rock64, qemu-virt-arm64) makes the board that preset with these keys over it");
+  },
+);
+
 Valid('opz3-netboot: opz3 on the emulated arm64 board, from a Debian arm64 base with its kernel', async () => {
   const loaded = await loadProfile('opz3-netboot', { cwd: REPO_DIR });
   assert.is(loaded.cluster.name, 'opz3-netboot');
