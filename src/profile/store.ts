@@ -101,6 +101,12 @@ const CONSEQUENCE: Record<string, string> = {
 export function secretChanges(recorded: SecretsFingerprint, secrets: Secrets, identities: Record<string, NodeIdentity>): string[] {
   const changes: string[] = [];
   const { k3sCa, ...values } = secrets;
+  // A cluster recorded before netroot made k3s's CAs: its servers' k3s made CAs of its own, which the new tokens do not name.
+  if (recorded.k3sCa === undefined && k3sCa && Object.keys(recorded.secrets).length > 0) {
+    changes.push(
+      'k3s\'s CAs, new to this cluster: its servers keep the CA their k3s made at first start (on local storage and in the datastore), and agents with the new secure tokens refuse it until the running cluster\'s CA is rotated to the new one (k3s certificate rotate-ca; k3s docs, "Using Custom CA Certificates") or the cluster is set up afresh',
+    );
+  }
   if (recorded.k3sCa !== undefined && k3sCa && recorded.k3sCa !== k3sCaHash(k3sCa)) {
     changes.push(
       "k3s's CAs: the nodes' tokens name the new CA's hash, so agents refuse servers that still hold the old CA (and servers already started keep it, on local storage) until the cluster is set up again",

@@ -214,4 +214,9 @@ test('a build with other k3s CAs than the previous one is refused, saying what b
   const changes = secretChanges(recorded, other, b.secrets.identities);
   assert.is(changes.length, 1);
   assert.match(changes[0]!, "k3s's CAs");
+  // A cluster recorded before netroot made k3s's CAs: its k3s made its own, and the new tokens would not name it.
+  const { k3sCa: _none, ...older } = recorded;
+  const upgrade = secretChanges(older, b.secrets.secrets, b.secrets.identities);
+  assert.equal(upgrade.length, 1);
+  assert.match(upgrade[0]!, "k3s's CAs, new to this cluster");
 });
