@@ -7,6 +7,8 @@
 import path from 'node:path';
 import type { Cluster, ClusterNode } from '../profile/resolve.js';
 import type { Secrets } from '../profile/secrets.js';
+import { k3sCaFiles, secureTokens } from '../profile/k3s-ca.js';
+import { htpasswdEntry, LONGHORN_UI_USER } from './longhorn-ui.js';
 import { publicKey, SSH_HOST_KEY_TYPES, type NodeIdentity } from '../profile/identity.js';
 import { intToIp, netmask } from '../profile/ipv4.js';
 
@@ -14,6 +16,9 @@ export const LOCAL_STORAGE_MOUNT = '/var/lib/netroot/local';
 export const LOCAL_STORAGE_IMAGE = '/var/lib/netroot/local-storage.ext4';
 /** A server's TLS files: the cluster CA, its certificate and key (read by MariaDB, Galera, stunnel and k3s). */
 export const TLS_DIR = '/etc/mysql/netroot-tls';
+/** Where a server's image keeps k3s's CA files, and where k3s looks for them (on local storage, which hides the image's). */
+export const K3S_CA_DIR = '/usr/local/lib/netroot/k3s-ca';
+export const K3S_TLS_DIR = '/var/lib/rancher/k3s/server/tls';
 /** Where MariaDB's TLS key lives while it runs: a copy owned by mysql, made at each start. */
 export const RUN_TLS_DIR = '/run/netroot-tls';
 /** k3s needs the memory cgroup; Armbian adds it through a boot script that PXE never runs. */
@@ -237,12 +242,23 @@ export function nodeContext(
       version: profile.longhorn.version,
       chartVersion: profile.longhorn.version.replace(/^v/, ''),
       nodeDownPodDeletionPolicy: profile.longhorn.nodeDownPodDeletionPolicy,
-      uiPort: profile.longhorn.uiPort ?? null,
+      // Only Traefik's basic-auth route reaches the UI; the user and password come from the secrets file.
+      ui:
+        longhornOn && profile.longhorn.ui.enabled
+          ? {
+              user: LONGHORN_UI_USER,
+              realm: `Longhorn ${cluster.name}`,
+              htpasswd: htpasswdEntry(LONGHORN_UI_USER, secrets.longhornUiPassword),
+            }
+          : null,
     },
   };
   // Without an identity (a plan made without secrets), templates that need one fail by name.
   if (identity) context.identity = identityContext(identity);
   const k3sCommon = { version: profile.k3s.version };
+  // The secure token forms need k3s's CAs; a plan made without them (no secrets) has no tokens, and templates that need one fail by name.
+  const caFiles = secrets.k3sCa ? k3sCaFiles(secrets.k3sCa) : [];
+  const tokens = secrets.k3sCa ? secureTokens(secrets.k3sCa, secrets.k3sToken, secrets.k3sAgentToken) : undefined;
   if (node.isServer) {
     const others = cluster.servers.filter((s) => s.name !== node.name);
     context.keepalived = {
@@ -297,9 +313,18 @@ export function nodeContext(
       : null;
     context.k3s = {
       ...k3sCommon,
-      token: secrets.k3sToken,
+      token: tokens?.token,
       // Agents join with this one; a stolen agent's files never hold the server token (which reads the datastore's secrets).
-      agentToken: secrets.k3sAgentToken,
+      agentToken: tokens?.agentToken,
+      // k3s's CAs, kept in the image and copied to local storage before k3s's first start.
+      ca: secrets.k3sCa
+        ? {
+            dir: K3S_CA_DIR,
+            tlsDir: K3S_TLS_DIR,
+            files: caFiles.map((f) => f.name),
+            content: Object.fromEntries(caFiles.map((f) => [f.name, f.content.trimEnd()])),
+          }
+        : null,
       database: profile.k3s.database,
       user: profile.k3s.user,
       databasePassword: secrets.k3sDatabasePassword,
@@ -309,7 +334,7 @@ export function nodeContext(
       disable: [...new Set([...(longhornOn ? ['local-storage'] : []), ...profile.k3s.disable])],
     };
   } else {
-    context.k3s = { ...k3sCommon, token: secrets.k3sAgentToken, serverUrl: `https://${profile.network.vip}:6443` };
+    context.k3s = { ...k3sCommon, token: tokens?.agentToken, serverUrl: `https://${profile.network.vip}:6443` };
   }
   return context;
 }

@@ -3,6 +3,11 @@
  * root filesystem, its serial console, and what its initrd must carry to reach
  * the NFS server, so that a profile says `board: orangepi-zero3` instead of
  * four paths. `board: { preset: NAME, KEY: … }` overrides a preset key by key.
+ *
+ * A board written out with a preset's name (`board: { name: rock64, kernel: … }`)
+ * is that preset with its own keys over it, as `preset: rock64` would be: the
+ * keys it leaves out (rock64's console at 1.5 Mbaud, its device tree) come from
+ * the preset, not from the schema's defaults. This is decided here alone.
  */
 
 export interface BoardPreset {
@@ -90,6 +95,17 @@ export function expandBoardPresets(profile: Record<string, unknown>): PresetProb
         },
       ];
     profile.board = presetSettings(board);
+    return [];
+  }
+  if (
+    board &&
+    typeof board === 'object' &&
+    !Array.isArray(board) &&
+    !('preset' in board) &&
+    isBoardPreset((board as Record<string, unknown>).name)
+  ) {
+    const own = board as Record<string, unknown>;
+    profile.board = { ...presetSettings(own.name as BoardPresetName), ...own };
     return [];
   }
   if (board && typeof board === 'object' && !Array.isArray(board) && 'preset' in board) {

@@ -192,6 +192,23 @@ export const rules: Rule[] = [
     },
   },
   {
+    name: 'longhorn-ui-needs-traefik',
+    check({ profile }) {
+      if (!profile.longhorn.ui.enabled) return [];
+      // Longhorn off (a profile that extends one with the UI on): no UI, and nothing to refuse.
+      if (!profile.longhorn.enabled) return [];
+      if (profile.k3s.disable.includes('traefik'))
+        return [
+          {
+            path: ['longhorn', 'ui', 'enabled'],
+            message:
+              "the Longhorn UI is served through k3s's bundled Traefik, which k3s.disable turns off: remove traefik from k3s.disable, or turn the UI off",
+          },
+        ];
+      return [];
+    },
+  },
+  {
     name: 'longhorn-needs-local-storage',
     check({ profile, nodes }) {
       if (!profile.longhorn.enabled) return [];

@@ -92,7 +92,9 @@ const board = z.strictObject({
     .describe(
       `The board whose settings the other keys override: ${BOARD_PRESET_NAMES.map((n) => `${n} (${BOARD_PRESETS[n].about})`).join('; ')}. \`board: NAME\` alone takes the preset as it is.`,
     ),
-  name: hostname.describe('Board name, used for the TFTP directory that holds its kernel, initrd and device tree.'),
+  name: hostname.describe(
+    `Board name, used for the TFTP directory that holds its kernel, initrd and device tree. A preset's name (${BOARD_PRESET_NAMES.join(', ')}) makes the board that preset with these keys over it, as preset: NAME does: keys left out take the preset's values, not the defaults below.`,
+  ),
   kernel: absPath.describe('Kernel image inside the root filesystem (Armbian: /boot/Image).'),
   initrd: absPath.describe('Initrd inside the root filesystem (Armbian: /boot/uInitrd).'),
   fdt: absPath.optional().describe('Device tree inside the root filesystem. Leave it out where U-Boot passes its own (QEMU virt).'),
@@ -248,7 +250,25 @@ const longhorn = z.strictObject({
   enabled: z.boolean().default(true),
   version: z.string().regex(/^v[0-9]+\.[0-9]+\.[0-9]+$/, 'must be a Longhorn release such as v1.6.0'),
   nodeDownPodDeletionPolicy: z.enum(LONGHORN_NODE_DOWN_POLICIES).default('delete-both-statefulset-and-deployment-pod'),
-  uiPort: z.number().int().min(1).max(65535).optional().describe('Expose the Longhorn UI on the VIP at this port (LoadBalancer service).'),
+  ui: z
+    .strictObject({
+      enabled: z
+        .boolean()
+        .default(false)
+        .describe(
+          "Serve the Longhorn UI at https://VIP/ through k3s's bundled Traefik, behind basic auth with a generated password (user longhorn; the password is longhornUiPassword in the secrets file). Off by default: the UI can delete volumes.",
+        ),
+    })
+    .default({ enabled: false })
+    .describe('The Longhorn UI: off unless enabled, and then only with the generated credentials.'),
+  uiPort: z
+    .unknown()
+    .optional()
+    .refine(
+      (v) => v === undefined,
+      "is no longer supported: it opened the UI to anyone on every node's IP; set longhorn.ui.enabled: true to serve it at https://VIP/ behind a generated password",
+    )
+    .describe('Removed (it exposed the UI unauthenticated); use ui.enabled.'),
 });
 
 const storage = z.strictObject({

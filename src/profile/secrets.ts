@@ -14,6 +14,7 @@ import { formatPath, locate, parseLocated, toPlain } from './located.js';
 import { displayPath } from './load.js';
 import { generateNodeIdentity, nodeIdentitySchema, type NodeIdentity } from './identity.js';
 import { clusterCaSchema, ensureClusterTls } from './tls.js';
+import { generateK3sCa, k3sCaSchema, type K3sCa } from './k3s-ca.js';
 
 /** Characters that survive a MySQL DSN (`user:pass@tcp(…)`), SQL quoting and YAML unquoted. */
 const password = z
@@ -33,18 +34,23 @@ export const secretsSchema = z.strictObject({
   k3sToken: z.string().regex(/^[A-Za-z0-9._:~+-]{16,256}$/, 'must be 16–256 characters of letters, digits and ._:~+-'),
   /** What agents join with (k3s `agent-token`): an agent holds this one only, never the server token. */
   k3sAgentToken: z.string().regex(/^[A-Za-z0-9._:~+-]{16,256}$/, 'must be 16–256 characters of letters, digits and ._:~+-'),
+  /** The Longhorn UI's basic-auth password (user `longhorn`), when longhorn.ui.enabled. */
+  longhornUiPassword: password,
   /** Authenticates the Galera servers' recovery exchange (who may tell a server which node bootstraps). */
   galeraRecoveryKey: z.string().regex(/^[A-Za-z0-9]{32,128}$/, 'must be 32–128 letters and digits'),
 });
 
-export type Secrets = z.output<typeof secretsSchema>;
+/** The values, and k3s's CAs (made with the servers' TLS; the tokens' hash comes from them). */
+export type Secrets = z.output<typeof secretsSchema> & { k3sCa?: K3sCa };
 
 /** The file: the cluster's secrets and, per node, its identity (machine-id, SSH host keys). */
-const secretsFileSchema = secretsSchema
-  .partial()
-  .extend({ clusterCa: clusterCaSchema.optional(), nodes: z.record(z.string(), nodeIdentitySchema).optional() });
+const secretsFileSchema = secretsSchema.partial().extend({
+  clusterCa: clusterCaSchema.optional(),
+  k3sCa: k3sCaSchema.optional(),
+  nodes: z.record(z.string(), nodeIdentitySchema).optional(),
+});
 type SecretsFile = z.output<typeof secretsFileSchema>;
-type SecretName = keyof Secrets;
+type SecretName = keyof typeof secretsSchema.shape;
 
 export const SECRET_ENV: Record<SecretName, string> = {
   keepalivedAuthPass: 'NETROOT_KEEPALIVED_AUTH_PASS',
@@ -53,6 +59,7 @@ export const SECRET_ENV: Record<SecretName, string> = {
   k3sToken: 'NETROOT_K3S_TOKEN',
   k3sAgentToken: 'NETROOT_K3S_AGENT_TOKEN',
   galeraRecoveryKey: 'NETROOT_GALERA_RECOVERY_KEY',
+  longhornUiPassword: 'NETROOT_LONGHORN_UI_PASSWORD',
 };
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
@@ -75,6 +82,7 @@ const GENERATE: Record<SecretName, () => string> = {
   k3sToken: () => randomString(48),
   k3sAgentToken: () => randomString(48),
   galeraRecoveryKey: () => randomString(48),
+  longhornUiPassword: () => randomString(32),
 };
 
 export function defaultSecretsFile(profileFile: string): string {
@@ -165,7 +173,7 @@ export async function loadSecrets(options: SecretsOptions): Promise<LoadedSecret
   const source = existsSync(options.file) ? options.file : options.fallback?.find((f) => existsSync(f));
   const fromFile: SecretsFile = source ? await readSecretsFile(source, cwd) : {};
   const migrating = source !== undefined && source !== options.file;
-  const { nodes: identitiesFromFile = {}, clusterCa: caFromFile, ...clusterFromFile } = fromFile;
+  const { nodes: identitiesFromFile = {}, clusterCa: caFromFile, k3sCa: k3sCaFromFile, ...clusterFromFile } = fromFile;
   const merged: Partial<Secrets> = { ...clusterFromFile };
   const issues: ProfileIssue[] = [];
   for (const [name, variable] of Object.entries(SECRET_ENV) as [SecretName, string][]) {
@@ -195,6 +203,16 @@ export async function loadSecrets(options: SecretsOptions): Promise<LoadedSecret
     toSave.clusterCa = made.ca;
     tlsGenerated.push(...made.generated);
   } else if (caFromFile) toSave.clusterCa = caFromFile;
+  // k3s's CAs: made once, with the first servers, and kept like the TLS CA (a rebuild never changes the tokens' hash).
+  let k3sCa = k3sCaFromFile;
+  if (!k3sCa && options.tls && options.tls.servers.length) {
+    k3sCa = await generateK3sCa(options.tls.cluster);
+    tlsGenerated.push('k3s CAs');
+  }
+  if (k3sCa) {
+    toSave.k3sCa = k3sCa;
+    merged.k3sCa = k3sCa;
+  }
   toSave.nodes = identities;
   const header =
     '# netroot cluster secrets, generated on the first build and reused by every later one.\n# Keep this file private (mode 0600) and out of version control; back it up with the cluster.\n';

@@ -13,6 +13,7 @@ import sshpk from 'sshpk';
 import type { NodeIdentity } from './identity.js';
 import type { Secrets } from './secrets.js';
 import { defaultSecretsFile } from './secrets.js';
+import { k3sCaHash } from './k3s-ca.js';
 
 /** `$NETROOT_SECRETS_DIR`, else `$XDG_STATE_HOME/netroot/secrets` (~/.local/state/netroot/secrets). */
 export function secretsDir(env: NodeJS.ProcessEnv = process.env): string {
@@ -37,6 +38,8 @@ export interface SecretsFingerprint {
   secrets: Record<string, string>;
   /** Node → SHA256 fingerprints of its public host keys, and a hash of its machine-id. */
   nodes: Record<string, { sshHostKeys: Record<string, string>; machineId: string; tlsCa?: string }>;
+  /** The hash the k3s tokens carry (public: every joining node sees it). */
+  k3sCa?: string;
 }
 
 // A rebuild checks the previous record and writes the new one with the same salt: scrypt runs once per value.
@@ -70,10 +73,12 @@ export function fingerprint(
   nodes: string[],
   salt = randomBytes(12).toString('hex'),
 ): SecretsFingerprint {
+  const { k3sCa, ...values } = secrets;
   return {
     salt,
-    secrets: Object.fromEntries(Object.entries(secrets).map(([name, value]) => [name, digest(String(value), salt)])),
+    secrets: Object.fromEntries(Object.entries(values).map(([name, value]) => [name, digest(String(value), salt)])),
     nodes: Object.fromEntries(nodes.filter((n) => identities[n]).map((n) => [n, nodeFingerprint(identities[n]!, salt)])),
+    ...(k3sCa ? { k3sCa: k3sCaHash(k3sCa) } : {}),
   };
 }
 
@@ -87,6 +92,7 @@ const CONSEQUENCE: Record<string, string> = {
     'the k3s database password: MariaDB keeps the old one (the k3s user is created only if missing), so k3s on redeployed servers cannot reach its datastore',
   mariadbRootPassword:
     'the MariaDB root password: the Galera datadir keeps the old one, so the units that log in as root fail on redeployed servers',
+  longhornUiPassword: 'the Longhorn UI password: whoever uses the old one is refused once the servers restart k3s',
   keepalivedAuthPass:
     "the keepalived auth_pass: servers with the old and the new one ignore each other's adverts, and more than one holds the VIP",
 };
@@ -94,7 +100,19 @@ const CONSEQUENCE: Record<string, string> = {
 /** Each difference between a recorded fingerprint and the secrets at hand, as what it would break. */
 export function secretChanges(recorded: SecretsFingerprint, secrets: Secrets, identities: Record<string, NodeIdentity>): string[] {
   const changes: string[] = [];
-  for (const [name, value] of Object.entries(secrets)) {
+  const { k3sCa, ...values } = secrets;
+  // A cluster recorded before netroot made k3s's CAs: its servers' k3s made CAs of its own, which the new tokens do not name.
+  if (recorded.k3sCa === undefined && k3sCa && Object.keys(recorded.secrets).length > 0) {
+    changes.push(
+      'k3s\'s CAs, new to this cluster: its servers keep the CA their k3s made at first start (on local storage and in the datastore), and agents with the new secure tokens refuse it until the running cluster\'s CA is rotated to the new one (k3s certificate rotate-ca; k3s docs, "Using Custom CA Certificates") or the cluster is set up afresh',
+    );
+  }
+  if (recorded.k3sCa !== undefined && k3sCa && recorded.k3sCa !== k3sCaHash(k3sCa)) {
+    changes.push(
+      "k3s's CAs: the nodes' tokens name the new CA's hash, so agents refuse servers that still hold the old CA (and servers already started keep it, on local storage) until the cluster is set up again",
+    );
+  }
+  for (const [name, value] of Object.entries(values)) {
     const was = recorded.secrets[name];
     if (was !== undefined && was !== digest(String(value), recorded.salt)) {
       changes.push(CONSEQUENCE[name] ?? `${name}: the nodes already running hold the old value`);

@@ -48,7 +48,7 @@ export function serverTlsFits(tls: ServerTls | undefined, ca: ClusterCa, names: 
   }
 }
 
-const CA_CONFIG = (dir: string) => `[ca]
+export const CA_CONFIG = (dir: string): string => `[ca]
 default_ca = netroot
 [netroot]
 database = ${dir}/index.txt
@@ -67,7 +67,7 @@ keyUsage = critical,keyCertSign,cRLSign
 subjectKeyIdentifier = hash
 `;
 
-async function openssl(args: string[], cwd: string): Promise<void> {
+export async function openssl(args: string[], cwd: string): Promise<void> {
   await runTool('openssl', args, {
     cwd,
     timeout: 60_000,
@@ -76,7 +76,8 @@ async function openssl(args: string[], cwd: string): Promise<void> {
   });
 }
 
-async function sign(
+/** A key and a certificate for `subject`, signed by the CA in `dir`'s ca.pem and ca.key (or by itself). */
+export async function sign(
   dir: string,
   name: string,
   subject: string,

@@ -32,8 +32,11 @@ async function workspace(): Promise<{ dir: string; env: NodeJS.ProcessEnv }> {
   return { dir, env };
 }
 
+/** The server token's secret, from the secure form `K10<CA hash>::server:<secret>`. */
 const token = async (out: string): Promise<string> =>
-  /^token: "(.*)"$/m.exec(await readFile(path.join(out, 'opz3/nodes/opz3-1-onder/etc/rancher/k3s/config.yaml'), 'utf8'))![1]!;
+  /^token: "K10[0-9a-f]{64}::server:(.*)"$/m.exec(
+    await readFile(path.join(out, 'opz3/nodes/opz3-1-onder/etc/rancher/k3s/config.yaml'), 'utf8'),
+  )![1]!;
 const hostKey = (out: string): Promise<string> => readFile(path.join(out, 'opz3/nodes/opz3-1-onder/etc/ssh/ssh_host_ed25519_key'), 'utf8');
 
 Output("a profile that extends the cluster's, and a copy elsewhere, build the same cluster with its secrets", async () => {

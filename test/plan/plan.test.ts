@@ -2,6 +2,7 @@
  * The plan: strict templates (a missing variable is an error naming template
  * and variable, never an empty string), declared modes, role-specific files.
  */
+import { htpasswdEntry, LONGHORN_UI_USER } from '../../src/plan/longhorn-ui.js';
 import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { cp, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
@@ -174,7 +175,16 @@ test('declared modes: secret-bearing files are 0600, scripts 0755, machine-id 04
   const hostKeys = Object.values(secrets.identities).flatMap((i) =>
     [...Object.values(i.sshHostKeys), ...(i.tls ? [i.tls.key] : [])].map((k) => k.trim()),
   );
-  const values = [...Object.values(secrets.secrets), ...hostKeys];
+  const k3sCa = secrets.secrets.k3sCa!;
+  const k3sKeys = [
+    k3sCa.root.key,
+    k3sCa.intermediate.key,
+    k3sCa.serviceKey,
+    ...(['client', 'server', 'requestHeader', 'etcdPeer', 'etcdServer'] as const).map((l) => k3sCa[l].key),
+  ].map((k) => k.trim());
+  // The Longhorn UI's htpasswd entry stands for its password.
+  const uiEntry = htpasswdEntry(LONGHORN_UI_USER, secrets.secrets.longhornUiPassword);
+  const values = [...Object.values(secrets.secrets).filter((v) => typeof v === 'string'), ...hostKeys, ...k3sKeys, uiEntry];
   for (const { files } of plan.nodes) {
     for (const f of files.filter((x) => x.type === 'file')) {
       const text = f.content!.toString();

@@ -528,6 +528,31 @@ const invalid: InvalidCase[] = [
       },
     ],
   },
+  // ---------------------------------------------------------------- Longhorn UI
+  {
+    name: 'the Longhorn UI on with Traefik disabled',
+    edits: [['user: k3s }', 'user: k3s, disable: [traefik] }']],
+    issues: [
+      {
+        at: { line: 'ui: { enabled', col: 'enabled: true }' },
+        key: 'longhorn.ui.enabled',
+        message:
+          "the Longhorn UI is served through k3s's bundled Traefik, which k3s.disable turns off: remove traefik from k3s.disable, or turn the UI off",
+      },
+    ],
+  },
+  {
+    name: 'the old longhorn.uiPort, which opened the UI to anyone',
+    edits: [['ui: { enabled: true }', 'uiPort: 8877']],
+    issues: [
+      {
+        at: { line: 'uiPort', col: '8877' },
+        key: 'longhorn.uiPort',
+        message:
+          "8877 is no longer supported: it opened the UI to anyone on every node's IP; set longhorn.ui.enabled: true to serve it at https://VIP/ behind a generated password",
+      },
+    ],
+  },
   // ---------------------------------------------------------------- YAML itself
   {
     name: 'invalid YAML: a tab as indentation',
@@ -880,6 +905,32 @@ Valid('a board preset stands for its kernel, initrd, device tree, console and mo
     ['/boot/dtb/rockchip/rk3328-rock64.dtb', 'ttyS2,115200', 30],
   );
 });
+
+Valid(
+  "a board written out with a preset's name takes the preset's values for the keys it leaves out; another name takes the defaults",
+  async () => {
+    const own = await loadText(
+      opz3With(['board: orangepi-zero3 ', 'board: { name: rock64, kernel: /boot/Image-6.6, initrd: /boot/uInitrd-6.6 } ']),
+    );
+    const b = own.cluster.nodes[0]!.board;
+    assert.equal(
+      [b.name, b.kernel, b.initrd, b.fdt, b.console],
+      ['rock64', '/boot/Image-6.6', '/boot/uInitrd-6.6', '/boot/dtb/rockchip/rk3328-rock64.dtb', 'ttyS2,1500000'],
+    );
+    const ownConsole = await loadText(
+      opz3With(['board: orangepi-zero3 ', 'board: { name: rock64, kernel: /boot/Image, initrd: /boot/uInitrd, console: "ttyS2,115200" } ']),
+    );
+    assert.is(ownConsole.profile.board.console, 'ttyS2,115200', 'its own keys win');
+    const other = await loadText(
+      opz3With(['board: orangepi-zero3 ', 'board: { name: my-rock, kernel: /boot/Image, initrd: /boot/uInitrd } ']),
+    );
+    assert.equal([other.profile.board.console, other.profile.board.fdt], ['ttyS0,115200', undefined]);
+    // The JSON Schema says so where a board's name is described.
+    const schema = JSON.parse(await readFile(path.join(REPO_DIR, 'profiles/profile.schema.json'), 'utf8'));
+    const name = schema.properties.board.anyOf[1].properties.name.description as string;
+    assert.match(name, "A preset's name (orangepi-zero3, rock64, qemu-virt-arm64) makes the board that preset with these keys over it");
+  },
+);
 
 Valid('opz3-netboot: opz3 on the emulated arm64 board, from a Debian arm64 base with its kernel', async () => {
   const loaded = await loadProfile('opz3-netboot', { cwd: REPO_DIR });

@@ -19,6 +19,7 @@ const NAMES = [
   'k3sToken',
   'k3sAgentToken',
   'galeraRecoveryKey',
+  'longhornUiPassword',
 ] as const;
 const SHOWN = 'opz3.secrets.yaml';
 
@@ -59,6 +60,7 @@ const VALID = {
   k3sToken: 'TokenTokenTokenToken0123456789',
   k3sAgentToken: 'AgentAgentAgentAgent0123456789',
   galeraRecoveryKey: 'RecoveryRecoveryRecoveryKey01234',
+  longhornUiPassword: 'LonghornLonghornUi0123',
 };
 const validText = (overrides: Partial<Record<string, string>> = {}) =>
   Object.entries({ ...VALID, ...overrides })
@@ -115,6 +117,7 @@ Secrets('a secret from the environment is not written into the file', async () =
     'k3sAgentToken',
     'k3sDatabasePassword',
     'keepalivedAuthPass',
+    'longhornUiPassword',
     'mariadbRootPassword',
   ]);
   await loaded.save();
@@ -123,6 +126,7 @@ Secrets('a secret from the environment is not written into the file', async () =
     'k3sAgentToken',
     'k3sDatabasePassword',
     'keepalivedAuthPass',
+    'longhornUiPassword',
     'mariadbRootPassword',
   ]);
   assert.not.ok((await readFile(file, 'utf8')).includes('EnvTokenEnvTokenEnvToken'));
@@ -213,6 +217,7 @@ Secrets('a partial secrets file is completed and the file keeps what it had', as
     'k3sAgentToken',
     'k3sDatabasePassword',
     'keepalivedAuthPass',
+    'longhornUiPassword',
     'mariadbRootPassword',
   ]);
   await loaded.save();
