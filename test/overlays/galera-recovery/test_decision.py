@@ -6,6 +6,7 @@ Run alone: python3 -m unittest discover -s test/overlays/galera-recovery
 """
 import json
 import os
+import subprocess
 import tempfile
 import time
 import unittest
@@ -229,6 +230,40 @@ class PcRecoveryStuck(unittest.TestCase):
         ]
         for name, tried, answering, starting, transfer, now, stuck in rows:
             self.assertIs(gr.pc_recovery_stuck(tried, answering, starting, transfer, now, "b"), stuck, name)
+
+
+class RestartMariadb(unittest.TestCase):
+    """A mariadbd whose shutdown hangs after Galera left it out is killed, not waited for."""
+
+    def setUp(self):
+        self.saved = gr.main_pid, gr.subprocess.run, gr.STOP_SECONDS
+        gr.STOP_SECONDS = 1
+        self.mariadbd = subprocess.Popen(["sleep", "30"])
+        gr.main_pid = lambda: self.mariadbd.pid
+        self.calls = []
+
+    def tearDown(self):
+        gr.main_pid, gr.subprocess.run, gr.STOP_SECONDS = self.saved
+        self.mariadbd.kill()
+        self.mariadbd.wait()
+
+    def systemctl(self, stops):
+        def run(args, **_):
+            self.calls.append(args[1])
+            if args[1] == "kill" or (args[1] == "restart" and stops):
+                self.mariadbd.kill()
+                self.mariadbd.wait()
+        return run
+
+    def test_a_shutdown_that_hangs_is_killed(self):
+        gr.subprocess.run = self.systemctl(stops=False)
+        gr.restart_mariadb({"node": MIDDEN})
+        self.assertEqual(self.calls, ["restart", "kill"])
+
+    def test_a_shutdown_that_ends_is_left_alone(self):
+        gr.subprocess.run = self.systemctl(stops=True)
+        gr.restart_mariadb({"node": MIDDEN})
+        self.assertEqual(self.calls, ["restart"])
 
 
 class Clock(unittest.TestCase):
