@@ -88,6 +88,11 @@ export async function writeRows(ctx: LabContext, phase: string, count: number): 
   return undefined;
 }
 
+/** writeRows, tried again every 2 s while the VIP settles; whether it succeeded within `timeoutMs`. */
+async function writeRowsWithin(ctx: LabContext, phase: string, count: number, timeoutMs: number): Promise<boolean> {
+  return (await waitFor(async () => ((await writeRows(ctx, phase, count)) === undefined ? true : undefined), timeoutMs, 2_000)) === true;
+}
+
 /**
  * Rows of `phase` (the last one included) as the datastore answers through the VIP now. Retried
  * (bounded) like any statement through the VIP: right after a recovery the VIP may still move (the
@@ -114,6 +119,13 @@ async function bootstrappers(ctx: LabContext, among: Machine[] = servers(ctx)): 
     if (log) found.push(machine.node.name);
   }
   return found;
+}
+
+/** A problem unless `expected` alone bootstrapped in this boot (`why` says why it should have). */
+async function onlyBootstrapper(ctx: LabContext, expected: Machine, why: string): Promise<string | undefined> {
+  const who = await bootstrappers(ctx);
+  if (who.join(',') === expected.node.name) return undefined;
+  return `expected ${expected.node.name} (${why}) to bootstrap, but ${who.length ? who.join(', ') : 'none'} did`;
 }
 
 /** Powers the machines on in the lab's shuffled order, without waiting between them (all on at once). */
@@ -301,12 +313,8 @@ export async function powerOrderly(ctx: LabContext): Promise<ScenarioResult> {
   const earlier = await rowsThroughVip(ctx, phase);
   if (typeof earlier === 'string' || earlier.count !== 20)
     return s.result(false, `${story}; the 20 rows written before the power-off are not all there`);
-  const who = await bootstrappers(ctx);
-  if (who.join(',') !== lastOne.node.name)
-    return s.result(
-      false,
-      `${story}; expected ${lastOne.node.name} (safe_to_bootstrap) to bootstrap, but ${who.length ? who.join(', ') : 'none'} did`,
-    );
+  const other = await onlyBootstrapper(ctx, lastOne, 'safe_to_bootstrap');
+  if (other) return s.result(false, `${story}; ${other}`);
   return s.result(true, `${result.detail}; ${lastOne.node.name}, the last to leave, bootstrapped`);
 }
 
@@ -342,7 +350,7 @@ export async function powerStaleNode(ctx: LabContext): Promise<ScenarioResult> {
   ctx.log(`power-stale-node: pulling the power of ${stale.node.name}, then writing through the VIP`);
   await powerLoss(stale);
   const phase = `stale-${Date.now()}`;
-  const wrote = await waitFor(async () => ((await writeRows(ctx, phase, 30)) === undefined ? true : undefined), 60_000, 2_000);
+  const wrote = await writeRowsWithin(ctx, phase, 30, 60_000);
   if (!wrote) return s.result(false, `could not write through the VIP while ${stale.node.name} was down`);
   ctx.log('power-stale-node: pulling the power of the other servers');
   await Promise.all(holders.filter((m) => m.running).map((m) => powerLoss(m)));
@@ -536,12 +544,8 @@ export async function powerLastLeaverMissing(ctx: LabContext): Promise<ScenarioR
     await ctx.powerOn(lastOne);
     const result = await recovered(ctx, s, backOn, `${phase}-alone`, 1, `${without.said}; then ${lastOne.node.name} powered on`);
     if (!result.pass) return result;
-    const who = await bootstrappers(ctx);
-    if (who.join(',') !== lastOne.node.name)
-      return s.result(
-        false,
-        `${result.detail}; expected ${lastOne.node.name}, the last to leave, to bootstrap, but ${who.join(', ') || 'none'} did`,
-      );
+    const other = await onlyBootstrapper(ctx, lastOne, 'the last to leave');
+    if (other) return s.result(false, `${result.detail}; ${other}`);
     const earlier = await rowsThroughVip(ctx, phase);
     if (typeof earlier === 'string' || earlier.count !== 20)
       return s.result(false, `${result.detail}; the 20 rows written before the power-off are not all there`);
@@ -562,7 +566,7 @@ async function newestHistoryWins(
   story: string,
 ): Promise<ScenarioResult> {
   const newer = `${phase}-newer`;
-  const wrote = await waitFor(async () => ((await writeRows(ctx, newer, 15)) === undefined ? true : undefined), 90_000, 2_000);
+  const wrote = await writeRowsWithin(ctx, newer, 15, 90_000);
   if (!wrote) return s.result(false, `${story}; could not write through the VIP afterwards`);
   const backOn = Date.now();
   if (!stale.running) await ctx.powerOn(stale);
@@ -635,7 +639,7 @@ export async function powerStaleFlag(ctx: LabContext): Promise<ScenarioResult> {
   if (!formed.ok)
     return s.result(false, `${story}; the servers without ${stale.node.name} formed no primary component (${showGalera(formed.seen)})`);
   const newer = `${phase}-newer`;
-  const wrote = await waitFor(async () => ((await writeRows(ctx, newer, 15)) === undefined ? true : undefined), 90_000, 2_000);
+  const wrote = await writeRowsWithin(ctx, newer, 15, 90_000);
   if (!wrote) return s.result(false, `${story}; could not write through the VIP`);
   // A second orderly power-off: the newest history now ends on a server with a flag of its own.
   const again = await orderlyPowerOff(ctx, 'power-stale-flag', newer);
@@ -651,12 +655,8 @@ export async function powerStaleFlag(ctx: LabContext): Promise<ScenarioResult> {
     `${story}; 15 rows written, ${again.lastOne.node.name} shut down last; all powered on in the order ${order.join(', ')}`,
   );
   if (!result.pass) return result;
-  const who = await bootstrappers(ctx);
-  if (who.join(',') !== again.lastOne.node.name)
-    return s.result(
-      false,
-      `${result.detail}; expected ${again.lastOne.node.name} (the newest history) to bootstrap, but ${who.join(', ') || 'none'} did`,
-    );
+  const other = await onlyBootstrapper(ctx, again.lastOne, 'the newest history');
+  if (other) return s.result(false, `${result.detail}; ${other}`);
   const rejoined = await rejoinedAfresh(ctx, stale, newer, `${phase}-alone`);
   if ('problem' in rejoined) return s.result(false, `${result.detail}; ${rejoined.problem}`);
   return s.result(
