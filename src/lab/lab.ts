@@ -57,13 +57,11 @@ import { labTopology } from './topology.js';
 export const LAB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const K3S_STANDIN = path.join(LAB_DIR, 'scripts/lab/k3s-standin');
 
-/** What a container cannot do, switched off by the lab profile (never by patching the trees); what this host lacks is added (host-workarounds.ts). */
+/** What a container never does, whatever the profile; what it cannot do of what the profile turns on, and what this host lacks, are added (host-workarounds.ts). */
 export const SWITCHED_OFF_EMULATED = [
   'k3s itself: a stand-in (scripts/lab/k3s-standin) at /usr/local/bin/k3s checks its config, token and datastore instead',
 ];
 export const SWITCHED_OFF = [
-  'local storage for /var/lib/rancher (storage.enabled: false): a container cannot loop-mount the ext4 image',
-  'Longhorn and iscsid (longhorn.enabled: false): they need kernel modules a container cannot load',
   "k3s's modprobe of br_netfilter and overlay fails in a container; the unit ignores it ('-' prefix)",
   'k3s itself: a stand-in (scripts/lab/k3s-standin) at /usr/local/bin/k3s checks its config, token and datastore instead',
 ];
@@ -281,8 +279,14 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
 
   await mkdir(runDir, { recursive: true });
   await clearLeftovers(runDir, log);
-  // Containers share the host's kernel: what it lacks is switched off on every node, whatever the profile says.
-  const workarounds = emulated ? [] : await readHostWorkarounds();
+  // Containers share the host's kernel: what it lacks, and what a container cannot do, is switched off
+  // or stood in for on every node, whatever the profile says.
+  const workarounds = emulated
+    ? []
+    : await readHostWorkarounds({
+        localStorage: cluster.nodes.some((n) => n.storage.enabled),
+        longhorn: profile.longhorn.enabled,
+      });
   for (const w of workarounds) log(`this host: ${w.switchedOff}`);
   const topology = labTopology(cluster, process.pid);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
@@ -368,6 +372,7 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
           workDir: path.join(runDir, 'nodes', node.name),
           cgroup: new NodeCgroup(hierarchies, node.ns),
           hostArguments: workarounds.flatMap((w) => w.systemdArguments),
+          localStorage: workarounds.some((w) => w.localStorage) && cluster.nodes.find((n) => n.name === node.name)!.storage.enabled,
         }),
     );
     cleanup.add('nodes', async () => {

@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { LOCAL_STORAGE_MOUNT } from '../plan/context.js';
 import type { NodeCgroup } from './cgroups.js';
 import { LabError } from './errors.js';
 import { endWithin, netnsPath, tryRun, waitFor, type CommandResult, type RunOptions } from './run-command.js';
@@ -25,6 +26,8 @@ export interface MachineOptions {
   cgroup: NodeCgroup;
   /** systemd arguments the lab adds for its host (host-workarounds.ts), whatever the profile says. */
   hostArguments?: string[];
+  /** The node has local storage: a directory of the lab's stands in for its ext4 filesystem (host-workarounds.ts). */
+  localStorage?: boolean;
 }
 
 export class Machine {
@@ -66,10 +69,16 @@ export class Machine {
     return this.leader !== undefined && existsSync(`/proc/${this.leader}`);
   }
 
-  /** A fresh directory for the node's console logs. */
+  /** Where the node's local storage lives, kept across its reboots as a disk would be. */
+  get localStorage(): string {
+    return path.join(this.options.workDir, 'local-storage');
+  }
+
+  /** A fresh directory for the node's console logs, and blank local storage. */
   async reset(): Promise<void> {
     await rm(this.options.workDir, { recursive: true, force: true });
     await mkdir(this.options.workDir, { recursive: true });
+    if (this.options.localStorage) await mkdir(this.localStorage);
   }
 
   /** Boots the node; returns once its systemd (the container's PID 1) runs. */
@@ -93,6 +102,7 @@ export class Machine {
       '--link-journal=no',
       '--resolv-conf=off',
       '--timezone=off',
+      ...(this.options.localStorage ? [`--bind=${this.localStorage}:${LOCAL_STORAGE_MOUNT}`] : []),
       ...systemdArguments([...this.kernelArgs, ...(this.options.hostArguments ?? [])]),
     ]);
     this.nspawn = execa(command, args, {

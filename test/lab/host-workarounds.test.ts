@@ -1,7 +1,7 @@
 /** What the lab switches off because of its host is decided from the host, never from the profile. */
 import { readFile } from 'node:fs/promises';
 import * as assert from 'uvu/assert';
-import { hostWorkarounds } from '../../src/lab/host-workarounds.js';
+import { containerWorkarounds, hostWorkarounds } from '../../src/lab/host-workarounds.js';
 import { loadProfile } from '../../src/profile/load.js';
 import { test } from '../support/test.js';
 
@@ -24,5 +24,28 @@ test('the lab profiles carry no host workaround of their own', async () => {
     assert.equal(profile.board.append ?? [], [], `${name} board.append`);
     const text = await readFile(`profiles/${name}.yaml`, 'utf8');
     assert.not.match(text, /systemd\.mask/, `profiles/${name}.yaml`);
+    // What a container cannot do is the lab's business: the profile keeps a board's storage and Longhorn.
+    assert.not.match(text, /enabled: false/, `profiles/${name}.yaml`);
+    assert.ok(profile.storage.enabled && profile.longhorn.enabled, `${name}: storage and Longhorn as on a board`);
   }
+});
+
+test('local storage and Longhorn on: each node gets a directory for its local filesystem, and iscsid is masked', () => {
+  const found = containerWorkarounds({ localStorage: true, longhorn: true });
+  assert.equal(
+    found.map((w) => [w.localStorage ?? false, w.systemdArguments]),
+    [
+      [true, []],
+      [false, ['systemd.mask=iscsid.service', 'systemd.mask=iscsid.socket']],
+    ],
+  );
+  for (const w of found) assert.match(w.switchedOff, /container/);
+});
+
+test('local storage and Longhorn off in the profile: the lab has nothing to stand in for', () => {
+  assert.equal(containerWorkarounds({ localStorage: false, longhorn: false }), []);
+  assert.equal(
+    containerWorkarounds({ localStorage: true, longhorn: false }).map((w) => w.localStorage),
+    [true],
+  );
 });
