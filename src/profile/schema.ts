@@ -1,6 +1,6 @@
 /**
  * The profile schema: the single source for the loader, `build-images schema`
- * (JSON Schema for editors) and the reference in the README.
+ * (JSON Schema for editors) and the key descriptions editors show (docs/profiles.md has the rules beyond it).
  */
 import { z } from 'zod';
 import { BOARD_PRESETS, BOARD_PRESET_NAMES } from './boards.js';
