@@ -1,7 +1,7 @@
 # netroot builder image: Node 20 and the tools build-images calls.
 #   docker build -f Dockerfile.builder -t netroot .
 #   docker run --rm -v "$PWD:/work" netroot --profile opz3
-# Where no image registry is reachable (podman; README, "The builder image in CI"), FROM is
+# Where no image registry is reachable (podman; docs/tests-and-ci.md, "The builder image in CI"), FROM is
 # replaced by a Debian base with this machine's Node, imported from the cache:
 #   podman build --isolation chroot --network host --from "$(scripts/builder-base.sh)" \
 #     -f Dockerfile.builder -t localhost/netroot-builder .

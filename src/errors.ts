@@ -136,7 +136,7 @@ export class SecretsChangedError extends NetrootError {
   constructor(where: string, changes: string[]) {
     super(
       `The secrets differ from the ones ${where} already holds; this would change\n${changes.map((c) => `  - ${c}`).join('\n')}\n` +
-        'Nothing was written. If the cluster\'s secrets file was lost or another one was picked up, restore it (README, "Secrets");\n' +
+        "Nothing was written. If the cluster's secrets file was lost or another one was picked up, restore it (docs/secrets.md);\n" +
         'to change them on purpose, run again with --rotate-secrets and reboot every node.',
       EXIT_USAGE,
     );

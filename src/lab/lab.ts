@@ -101,7 +101,7 @@ export interface LabOptions {
   /** Use the trees already in <out>/build instead of building. */
   skipBuild?: boolean;
   cacheDir?: string;
-  /** Secrets file (default: the cluster's own, see README "Secrets"). */
+  /** Secrets file (default: the cluster's own, see docs/secrets.md). */
   secrets?: string;
   /** Time bounds of the checks (defaults: boundsFor the profile). */
   bounds?: Partial<LabBounds>;

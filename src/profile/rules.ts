@@ -252,9 +252,12 @@ export function clusterWarnings(cluster: Cluster): string[] {
   const { ssh } = cluster.profile;
   const keyless = cluster.nodes.filter((n) => n.authorizedKeys.length === 0).map((n) => n.name);
   if (keyless.length === 0) return [];
-  const who = keyless.length === cluster.nodes.length ? 'any node' : keyless.join(', ');
-  const console = ssh.rootPasswordHash
-    ? 'only root on the console, with ssh.rootPasswordHash'
-    : "nobody, not even on the console (root's password is locked)";
-  return [`no ssh.authorizedKeys for ${who}: password logins are off, so nobody can log in over SSH as ${ssh.user}; ${console} can log in`];
+  // One line that says how, not only what: the shipped profiles hold no key, so every first build prints it.
+  const all = keyless.length === cluster.nodes.length;
+  const who = all ? 'any node' : keyless.join(', ');
+  const console = ssh.rootPasswordHash ? 'only root on the console' : "not even on the console, root's password is locked";
+  const where = all
+    ? 'ssh: { authorizedKeys: ["ssh-ed25519 AAAA… you@laptop"] }'
+    : 'nodes[].ssh: { authorizedKeys: ["ssh-ed25519 AAAA… you@laptop"] }';
+  return [`nobody can log in to ${who} over SSH as ${ssh.user} (${console}): add your public key to the profile, e.g. ${where}`];
 }

@@ -1,6 +1,6 @@
 /**
  * The profile schema: the single source for the loader, `build-images schema`
- * (JSON Schema for editors) and the reference in the README.
+ * (JSON Schema for editors) and the key descriptions editors show (docs/profiles.md has the rules beyond it).
  */
 import { z } from 'zod';
 import { BOARD_PRESETS, BOARD_PRESET_NAMES } from './boards.js';
@@ -70,9 +70,14 @@ export const LONGHORN_NODE_DOWN_POLICIES = [
 
 const network = z.strictObject({
   interface: ifname.describe('Boot interface of the nodes as the kernel names it (Armbian on the Orange Pi Zero 3: end0).'),
-  subnet: z.cidrv4({ message: 'must be an IPv4 network in CIDR form such as 192.0.2.0/24' }),
-  gateway: ipv4,
-  dns: z.array(ipv4).min(1, 'needs at least one DNS server'),
+  subnet: z
+    .cidrv4({ message: 'must be an IPv4 network in CIDR form such as 192.0.2.0/24' })
+    .describe('The IPv4 network of the nodes in CIDR form (192.0.2.0/24); every node IP and the VIP must lie inside it.'),
+  gateway: ipv4.describe("The nodes' default gateway, handed out by DHCP (a node may set its own under nodes[].network)."),
+  dns: z
+    .array(ipv4)
+    .min(1, 'needs at least one DNS server')
+    .describe('DNS servers of the nodes, through systemd-resolved where the base has it, else /etc/resolv.conf.'),
   ntp: z
     .array(ntpServer)
     .min(1, 'needs at least one NTP server (leave ntp out to use the gateway)')
@@ -81,8 +86,8 @@ const network = z.strictObject({
       'NTP servers the nodes set their clocks from (default: the gateway). k3s and Galera start only once the clock is set, or after a bounded wait.',
     ),
   vip: ipv4.describe('The HA IP that keepalived moves between the servers; k3s and the datastore are reached through it.'),
-  nfsServer: ipv4,
-  tftpServer: ipv4,
+  nfsServer: ipv4.describe("Address of the NFS server that exports the nodes' roots (nfsroot= on the kernel command line)."),
+  tftpServer: ipv4.describe('Address of the TFTP server U-Boot fetches pxelinux.cfg, kernel and initrd from (DHCP next-server).'),
 });
 
 const board = z.strictObject({
@@ -101,7 +106,8 @@ const board = z.strictObject({
   console: z
     .string()
     .regex(/^[A-Za-z0-9]+(,[0-9]+[a-z0-9]*)?$/, 'must be a console such as ttyS0,115200')
-    .default('ttyS0,115200'),
+    .default('ttyS0,115200')
+    .describe("Serial console as console= takes it: device and baud rate (default ttyS0,115200; the preset's where a preset is named)."),
   modules: z
     .array(z.string().regex(/^[a-z0-9_-]+$/, 'must be a kernel module name such as virtio_net'))
     .default([])
@@ -162,8 +168,21 @@ const ssh = z.strictObject({
 });
 
 const keepalived = z.strictObject({
-  virtualRouterId: z.number().int().min(1, 'must be between 1 and 255').max(255, 'must be between 1 and 255'),
-  advertInterval: z.number().int().min(1).max(255).default(1),
+  virtualRouterId: z
+    .number()
+    .int()
+    .min(1, 'must be between 1 and 255')
+    .max(255, 'must be between 1 and 255')
+    .describe('VRRP virtual_router_id of the VIP, 1-255: unique among the VRRP groups on the LAN (the seed article uses 51).'),
+  advertInterval: z
+    .number()
+    .int()
+    .min(1)
+    .max(255)
+    .default(1)
+    .describe(
+      'Seconds between VRRP adverts of the VIP holder (advert_int; default 1). The backups take over after about 3 missed adverts.',
+    ),
   checkInterval: z
     .number()
     .int()
@@ -185,8 +204,16 @@ const keepalived = z.strictObject({
 });
 
 const galera = z.strictObject({
-  clusterName: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be letters, digits, "_" or "-"'),
-  sstMethod: z.enum(['rsync', 'mariabackup']).default('rsync'),
+  clusterName: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be letters, digits, "_" or "-"')
+    .describe('Galera wsrep_cluster_name, the same on every server: a server with another name is not let into the cluster.'),
+  sstMethod: z
+    .enum(['rsync', 'mariabackup'])
+    .default('rsync')
+    .describe(
+      'How a joining server gets a full copy of the data (wsrep_sst_method; default rsync, through stunnel with TLS). mariabackup needs the mariadb-backup package in the base.',
+    ),
   bootstrapNode: hostname.optional().describe('Server that creates the Galera cluster on the very first boot (default: the first server).'),
   allowUnsafeClusterSize: z
     .boolean()
@@ -230,9 +257,20 @@ const galera = z.strictObject({
 });
 
 const k3s = z.strictObject({
-  version: z.string().regex(/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/, 'must be a k3s release such as v1.29.6+k3s1'),
-  database: z.string().regex(/^[A-Za-z0-9_]{1,64}$/, 'must be a MariaDB database name: letters, digits and "_"'),
-  user: z.string().regex(/^[A-Za-z0-9_]{1,32}$/, 'must be a MariaDB user name: letters, digits and "_", at most 32 characters'),
+  version: z
+    .string()
+    .regex(/^v[0-9]+\.[0-9]+\.[0-9]+\+k3s[0-9]+$/, 'must be a k3s release such as v1.29.6+k3s1')
+    .describe(
+      'The k3s release the nodes run (v1.29.6+k3s1): downloaded once with its published sha256 unless binary or --k3s-binary gives one.',
+    ),
+  database: z
+    .string()
+    .regex(/^[A-Za-z0-9_]{1,64}$/, 'must be a MariaDB database name: letters, digits and "_"')
+    .describe("MariaDB database that holds k3s's datastore (kine), created on the servers once Galera is primary."),
+  user: z
+    .string()
+    .regex(/^[A-Za-z0-9_]{1,32}$/, 'must be a MariaDB user name: letters, digits and "_", at most 32 characters')
+    .describe('MariaDB user k3s connects as, over TLS through the VIP; its password is generated into the secrets file.'),
   disable: z
     .array(z.string().regex(/^[a-z0-9-]+$/))
     .default([])
@@ -247,9 +285,20 @@ const k3s = z.strictObject({
 });
 
 const longhorn = z.strictObject({
-  enabled: z.boolean().default(true),
-  version: z.string().regex(/^v[0-9]+\.[0-9]+\.[0-9]+$/, 'must be a Longhorn release such as v1.6.0'),
-  nodeDownPodDeletionPolicy: z.enum(LONGHORN_NODE_DOWN_POLICIES).default('delete-both-statefulset-and-deployment-pod'),
+  enabled: z
+    .boolean()
+    .default(true)
+    .describe('Install Longhorn (default true): its HelmChart on the servers, iscsid on every node, /var/lib/longhorn on local storage.'),
+  version: z
+    .string()
+    .regex(/^v[0-9]+\.[0-9]+\.[0-9]+$/, 'must be a Longhorn release such as v1.6.0')
+    .describe("Longhorn release (v1.6.0): the version of the Helm chart k3s's helm controller installs."),
+  nodeDownPodDeletionPolicy: z
+    .enum(LONGHORN_NODE_DOWN_POLICIES)
+    .default('delete-both-statefulset-and-deployment-pod')
+    .describe(
+      "Longhorn's node-down-pod-deletion-policy: which pods on a node that is down Longhorn deletes so their volumes can attach elsewhere (default delete-both-statefulset-and-deployment-pod).",
+    ),
   ui: z
     .strictObject({
       enabled: z
@@ -291,7 +340,10 @@ const storage = z.strictObject({
   label: z
     .string()
     .regex(/^[A-Za-z0-9_-]{1,16}$/, 'must be an ext4 label: at most 16 letters, digits, "_" or "-"')
-    .default('netroot-local'),
+    .default('netroot-local')
+    .describe(
+      'Label of the local ext4 filesystem, given when it is created and used to mount it (default netroot-local, at most 16 characters).',
+    ),
 });
 
 /**
@@ -312,41 +364,66 @@ function overrides<S extends z.ZodObject>(schema: S): ReturnType<S['partial']> {
 
 /** What a single node may set for itself, overriding the cluster-level value. */
 const node = z.strictObject({
-  name: hostname,
-  mac,
-  ip: ipv4,
-  roles: z.array(z.enum(ROLES)).min(1, 'needs at least one role: server or agent'),
+  name: hostname.describe("The node's host name, also the name of its export directory and its Galera member name."),
+  mac: mac.describe(
+    "The MAC address of the node's boot NIC (U-Boot: printenv ethaddr): DHCP gives this MAC its IP and pxelinux.cfg/01-<mac>.",
+  ),
+  ip: ipv4.describe(
+    "The node's fixed IPv4 address inside network.subnet, handed out by DHCP for its MAC; its NFS export is open to it alone.",
+  ),
+  roles: z
+    .array(z.enum(ROLES))
+    .min(1, 'needs at least one role: server or agent')
+    .describe('server (keepalived, Galera, k3s server) or agent (k3s agent only). Galera needs an odd number of at least 3 servers.'),
   interface: ifname.optional().describe('Shorthand for network.interface on this node.'),
   network: z
     .strictObject({
-      interface: ifname.optional(),
-      gateway: ipv4.optional(),
-      dns: z.array(ipv4).min(1).optional(),
-      ntp: z.array(ntpServer).min(1).optional(),
+      interface: ifname.optional().describe("This node's boot interface, instead of network.interface."),
+      gateway: ipv4.optional().describe("This node's gateway, instead of network.gateway."),
+      dns: z.array(ipv4).min(1).optional().describe("This node's DNS servers, instead of network.dns."),
+      ntp: z.array(ntpServer).min(1).optional().describe("This node's NTP servers, instead of network.ntp (default: its gateway)."),
     })
-    .optional(),
+    .optional()
+    .describe('Network settings of this node that differ from the cluster-wide network (VIP, subnet and servers stay cluster-wide).'),
   ssh: z
-    .strictObject({ authorizedKeys: z.array(sshPublicKey).optional() })
+    .strictObject({
+      authorizedKeys: z
+        .array(sshPublicKey)
+        .optional()
+        .describe("SSH public keys that may log in to this node as ssh.user, instead of the cluster's."),
+    })
     .optional()
     .describe("This node's own authorizedKeys, instead of the cluster's."),
-  board: overrides(board.omit({ preset: true })).optional(),
+  board: overrides(board.omit({ preset: true }))
+    .optional()
+    .describe("This node's board keys over the cluster's board (a node of another kind, or another console)."),
   keepalived: z
     .strictObject({
       priority: z
         .number()
         .int()
         .min(1, 'must be between 1 and 254 (255 is reserved for the address owner)')
-        .max(254, 'must be between 1 and 254 (255 is reserved for the address owner)'),
+        .max(254, 'must be between 1 and 254 (255 is reserved for the address owner)')
+        .describe('VRRP priority of this server, 1-254, unique (default: the first server 100 as MASTER, the others 50, 49, … as BACKUP).'),
     })
     .partial()
-    .optional(),
-  storage: overrides(storage).optional(),
+    .optional()
+    .describe("This server's keepalived settings."),
+  storage: overrides(storage)
+    .optional()
+    .describe("This node's local storage, over the cluster's storage (e.g. a device only this node has)."),
 });
 
 export const profileSchema = z
   .strictObject({
     extends: z.string().optional().describe('Another profile (name in the same directory, or a path) whose keys this one overrides.'),
-    cluster: z.strictObject({ name: hostname }),
+    cluster: z
+      .strictObject({
+        name: hostname.describe(
+          "The cluster's name: the build's directory (out/NAME), its secrets file (NAME.secrets.yaml) and its config files' names.",
+        ),
+      })
+      .describe('Which cluster this is.'),
     base: z
       .string()
       .min(1)
@@ -354,18 +431,25 @@ export const profileSchema = z
       .describe(
         'Base root filesystem the node trees are laid over: a directory, a .tar/.tar.gz/.tar.xz/.tar.zst, an .img/.img.xz disk image, or debootstrap:SUITE:ARCH[:pkg,pkg] (paths relative to the profile).',
       ),
-    network,
+    network: network.describe('The network the nodes boot on: their subnet, gateway, DNS, the VIP and the boot server.'),
     board: board.describe(
       'What the nodes are: a preset (board: orangepi-zero3), a preset with keys of its own (board: { preset: rock64, console: … }), or every key written out. board: NAME replaces an inherited board whole.',
     ),
-    exports: exportsSchema,
-    nodes: z.array(node).min(1, 'needs at least one node'),
-    ssh: ssh.default({ user: 'root', authorizedKeys: [] }),
-    keepalived,
-    galera,
-    k3s,
-    longhorn,
-    storage: storage.default({ enabled: true, imageSize: '16G', label: 'netroot-local' }),
+    exports: exportsSchema.describe("Where the boot server keeps the nodes' NFS roots and the TFTP files."),
+    nodes: z
+      .array(node)
+      .min(1, 'needs at least one node')
+      .describe('The boards, one entry each: name, MAC, IP and roles, and what a node sets for itself.'),
+    ssh: ssh
+      .default({ user: 'root', authorizedKeys: [] })
+      .describe('Who can log in to the nodes. Without authorizedKeys nobody can over SSH (the build warns and says how).'),
+    keepalived: keepalived.describe('keepalived, which holds the VIP on a server whose Galera is synced and primary (VRRP).'),
+    galera: galera.describe("MariaDB Galera on the servers: k3s's replicated datastore."),
+    k3s: k3s.describe('k3s on every node: servers reach the datastore through the VIP, agents join the VIP on port 6443.'),
+    longhorn: longhorn.describe("Longhorn, replicated volumes on the nodes' local storage, installed by k3s as a HelmChart."),
+    storage: storage
+      .default({ enabled: true, imageSize: '16G', label: 'netroot-local' })
+      .describe('Local ext4 storage on every node for what cannot live on NFS: /var/lib/rancher, /var/lib/longhorn and container logs.'),
     persist: z
       .array(
         z

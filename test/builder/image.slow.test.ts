@@ -1,5 +1,5 @@
 /**
- * The builder image for real (the README's CI recipe): Dockerfile.builder is built
+ * The builder image for real (the CI recipe in docs/tests-and-ci.md): Dockerfile.builder is built
  * with podman on a Debian + Node base imported from the cache (no registry is
  * reachable; scripts/builder-base.sh), then Dockerfile.artifacts runs
  * `build-images --profile opz3 --format tar` inside it and hands the output back

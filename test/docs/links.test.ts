@@ -1,8 +1,8 @@
 /**
- * README.md and BENCHMARKS.md work from a fresh clone: every relative link
- * names a file the repository holds, every #anchor a heading, and every
- * repository path written in `code` (profiles/…, scripts/…) exists. "Holds"
- * means tracked by git, not merely present in this working tree.
+ * README.md, BENCHMARKS.md and every page under docs/ work from a fresh clone:
+ * every relative link names a file the repository holds, every #anchor a
+ * heading, and every repository path written in `code` (profiles/…, scripts/…)
+ * exists. "Holds" means tracked by git, not merely present in this working tree.
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -12,7 +12,6 @@ import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const DOCS = ['README.md', 'BENCHMARKS.md'];
 /** Paths in `code` that look like the repository's but are not: what each one is. */
 const ELSEWHERE: Record<string, string> = {
   'scripts/nfs': "initramfs-tools' NFS-root script inside an initrd",
@@ -29,6 +28,7 @@ const trackedDirs = new Set(
 );
 const exists = (p: string): boolean => tracked.includes(p) || trackedDirs.has(p);
 const topLevel = new Set(tracked.map((f) => f.split('/')[0]!));
+const DOCS = ['README.md', 'BENCHMARKS.md', ...tracked.filter((f) => /^docs\/[^/]+\.md$/.test(f))];
 
 /** The text without fenced code blocks, which hold examples rather than links. */
 const prose = (text: string): string => text.replace(/^```[^\n]*\n[\s\S]*?^```$/gm, '');
@@ -74,4 +74,13 @@ test('the seed article is cited by author, title and site, not by a path outside
   const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8').replace(/\s+/g, ' ');
   assert.match(readme, 'Remy van Elst\'s "High Available k3s kubernetes cluster with keepalived, galera and longhorn" (raymii.org, 2024)');
   assert.not.match(readme, /\]\(\.\.\//);
+});
+
+test('the README maps every page under docs/, and stays short enough to read in ten minutes', () => {
+  const readme = readFileSync(path.join(REPO, 'README.md'), 'utf8');
+  const pages = DOCS.filter((d) => d.startsWith('docs/'));
+  assert.ok(pages.length >= 10, `docs/ holds the reference (${pages.length} pages tracked)`);
+  for (const page of pages) assert.ok(readme.includes(`](${page})`), `the README's map of the docs does not link ${page}`);
+  const lines = readme.split('\n').length;
+  assert.ok(lines < 250, `README.md has ${lines} lines; the reference belongs in docs/`);
 });

@@ -67,7 +67,7 @@ test('on: a basic-auth Middleware with the generated credentials guards an HTTPS
     const file = path.join(on.nodeRoot(server.name), MANIFESTS, 'longhorn-ui.yaml');
     assert.is((await stat(file)).mode & 0o777, 0o600, "the password hash is root's alone");
     const text = await readFile(file, 'utf8');
-    assert.ok(text.includes(`https://${vip}/`), 'the address the README names');
+    assert.ok(text.includes(`https://${vip}/`), 'the address docs/trust.md names');
     const manifests = [...(await docs(on, server.name, 'longhorn.yaml')), ...(await docs(on, server.name, 'longhorn-ui.yaml'))];
     // No Service at all in netroot's manifests (the chart's UI service is a ClusterIP); above all no LoadBalancer.
     assert.equal(

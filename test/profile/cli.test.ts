@@ -258,7 +258,7 @@ Validate('--json: the profile, its cluster, nodes and roles and its warnings as 
     [result.profile, result.cluster, result.nodes.length, result.nodes[3]],
     ['good', 'opz3', 4, { name: 'opz3-4-top', roles: ['agent'] }],
   );
-  assert.match(result.warnings.join('\n'), /no ssh\.authorizedKeys/);
+  assert.match(result.warnings.join('\n'), /nobody can log in to any node over SSH as root/);
   assert.equal(await tree(dir), ['profiles', 'profiles/good.yaml']);
 });
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { loadProfile } from '../../src/profile/load.js';
+import { clusterWarnings } from '../../src/profile/rules.js';
 import {
   REPO as REPO_DIR,
   FIXTURES,
@@ -818,6 +819,23 @@ async function loadText(text: string) {
   const dir = await writeProfiles({ 'ok.yaml': text });
   return loadProfile('ok.yaml', { cwd: dir });
 }
+
+Valid('the login warning says how: its example, pasted into opz3 with a real key, loads and silences it', async () => {
+  const [warning] = clusterWarnings((await loadProfile(OPZ3_FILE)).cluster);
+  assert.ok(warning, 'the shipped opz3 has no key, so it warns');
+  assert.not.match(warning, /\n/, 'one line');
+  const example = /e\.g\. (ssh: .*)$/.exec(warning)?.[1];
+  assert.ok(example, `the warning names the key to set: ${warning}`);
+  const key = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINebRy7VBys0QP6ubC9/5YatajgkJoeKAgIQmZNChbnS you@laptop';
+  const pasted = example.replace(/ssh-ed25519 AAAA… you@laptop/, key);
+  assert.is.not(pasted, example, 'the example holds a placeholder key to replace');
+  const loaded = await loadText(`${OPZ3}${pasted}\n`);
+  assert.equal(
+    loaded.cluster.nodes.map((n) => n.authorizedKeys),
+    [[key], [key], [key], [key]],
+  );
+  assert.equal(clusterWarnings(loaded.cluster), []);
+});
 
 Valid('a MAC written with "-" (as Windows prints it) is kept with ":", in lower case', async () => {
   const loaded = await loadText(opz3With(['"02:00:c0:00:02:3d"', 'AA-BB-CC-DD-EE-0F']));

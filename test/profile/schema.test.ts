@@ -76,3 +76,31 @@ test('every bundled profile points editors at the schema on its first line', asy
     assert.is(first, '# yaml-language-server: $schema=./profile.schema.json', file);
   }
 });
+
+/** Every property of the schema, at any depth (under items, anyOf and $defs too), with its path. */
+function properties(node: unknown, at = ''): [string, Record<string, unknown>][] {
+  if (!node || typeof node !== 'object') return [];
+  const found: [string, Record<string, unknown>][] = [];
+  for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
+    if (key === 'properties' && value && typeof value === 'object') {
+      for (const [name, property] of Object.entries(value as Record<string, Record<string, unknown>>)) {
+        found.push([`${at}${name}`, property], ...properties(property, `${at}${name}.`));
+      }
+    } else if (key === 'items') found.push(...properties(value, `${at.replace(/\.$/, '')}[].`));
+    else found.push(...properties(value, at));
+  }
+  return found;
+}
+
+test('every key a profile may hold has a description, so editors show what it is', () => {
+  const all = properties(profileJsonSchema());
+  assert.ok(all.length > 90, `the walk finds the profile's keys (found ${all.length})`);
+  assert.ok(
+    all.some(([p]) => p === 'nodes[].keepalived.priority'),
+    'keys inside nodes[] are walked',
+  );
+  const bare = all
+    .filter(([, property]) => typeof property.description !== 'string' || property.description.trim().length < 10)
+    .map(([p]) => p);
+  assert.equal(bare, [], `keys without a description in src/profile/schema.ts: ${bare.join(', ')}`);
+});

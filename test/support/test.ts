@@ -3,7 +3,7 @@
  * suites with a context object and their own before/after hooks) on top of
  * `node:test`, which runs the tests.
  *
- * Why node:test underneath (README "Tests"): it gives each test a timeout, runs
+ * Why node:test underneath (docs/tests-and-ci.md): it gives each test a timeout, runs
  * each file in its own process (a hung child or a leaked handle ends with its
  * file, `--test-force-exit`), runs files side by side, and reports a skipped
  * test as skipped. uvu has none of these. Its shape is kept so a test reads the

@@ -196,7 +196,7 @@ class Simulate(unittest.TestCase):
 
 
 class Chosen(unittest.TestCase):
-    """A person's choice (README, "When it refuses"): it bootstraps, and gives up the servers that do not answer."""
+    """A person's choice (docs/recovery.md, "When it refuses"): it bootstraps, and gives up the servers that do not answer."""
 
     def test_the_missing_servers_rejoin_with_a_full_transfer(self):
         cfg = dict(config(THREE), node=MIDDEN)

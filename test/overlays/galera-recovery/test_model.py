@@ -222,7 +222,7 @@ class Model:
             if recovered is True:
                 continue
             if recovered and self.policy == "survivor":
-                self.people += 1  # survivor bootstraps gave up each other's writes: a person chooses, as the README says
+                self.people += 1  # survivor bootstraps gave up each other's writes: a person chooses, as docs/recovery.md says
                 continue
             raise Violation(f"no recovery with {sorted(self.names[i] for i in on)} powered on")
 
