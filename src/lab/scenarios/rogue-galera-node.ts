@@ -12,21 +12,13 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
-import { Cleanup } from './cleanup.js';
-import type { Machine } from './machine.js';
-import { addLabMachine } from './network.js';
-import { galeraStatus } from './probes.js';
-import { endWithin, run, tryRun } from './run-command.js';
-import {
-  elapsed,
-  ensureWhole,
-  galeraFullWithin,
-  scenario,
-  servers,
-  showGalera,
-  type LabContext,
-  type ScenarioResult,
-} from './scenarios.js';
+import { Cleanup } from '../cleanup.js';
+import type { Machine } from '../machine.js';
+import { addLabMachine } from '../network.js';
+import { galeraStatus } from '../probes.js';
+import { endWithin, run, tryRun } from '../run-command.js';
+import { ensureWhole, galeraFullWithin, servers, showGalera } from '../cluster-checks.js';
+import { elapsed, scenario, type LabContext, type ScenarioResult } from '../context.js';
 
 /** Where the build puts the Galera settings and the cluster's CA certificate on a server. */
 export const GALERA_CNF = 'etc/mysql/mariadb.conf.d/70-netroot-galera.cnf';
