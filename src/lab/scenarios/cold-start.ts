@@ -4,7 +4,7 @@
  * the k3s database answering through it, every stand-in ready, names
  * resolving, and systemd running with no failed unit on every node.
  */
-import { elapsed, type LabContext, type ScenarioResult } from '../context.js';
+import { elapsed, scenario, type LabContext, type ScenarioResult } from '../context.js';
 import { servers, galeraFullWithin, datastoreWithin, showGalera, journals, settledVipHolder, vipProblem } from '../cluster-checks.js';
 import { datastoreTls, galeraProviderOptions, galeraTlsProblems, nameProblem, systemState, type SystemState } from '../node-checks.js';
 import { standinReady } from '../probes.js';
@@ -14,19 +14,15 @@ import { waitFor } from '../run-command.js';
 const VIP_QUIET_MS = 12_000;
 
 export async function coldStart(ctx: LabContext, started: number): Promise<ScenarioResult> {
+  const s = scenario('cold-start', started);
   const deadline = started + ctx.bounds.coldStartSeconds * 1000;
   const left = (): number => Math.max(0, deadline - Date.now());
-  const fail = async (what: string, more = ''): Promise<ScenarioResult> => ({
-    name: 'cold-start',
-    pass: false,
-    seconds: elapsed(started),
-    detail: [what, more].filter(Boolean).join('\n'),
-  });
+  const fail = (what: string, more = ''): ScenarioResult => s.result(false, [what, more].filter(Boolean).join('\n'));
 
   const size = servers(ctx).length;
   const galera = await galeraFullWithin(ctx, left());
   if (!galera.ok) {
-    const bad = [...galera.seen].filter(([, s]) => !s || s.size !== size).map(([name]) => name);
+    const bad = [...galera.seen].filter(([, st]) => !st || st.size !== size).map(([name]) => name);
     return fail(
       `Galera did not form within ${ctx.bounds.coldStartSeconds} s: wsrep_cluster_size is not ${size} on every server (${showGalera(galera.seen)})`,
       await journals(ctx, bad, 'mariadb'),
@@ -52,6 +48,23 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
       await journals(ctx, [holder], 'netroot-k3s-datastore'),
     );
 
+  const standins = await standinsNotReady(ctx, left());
+  if (standins) return fail(standins.problem, standins.more);
+
+  const inside = await insideEveryNode(ctx, started);
+  if ('problem' in inside) return fail(inside.problem, inside.more);
+  const { session, slowest } = inside;
+  const { record } = ctx.dns;
+  return s.result(
+    true,
+    `Galera size ${size} on every server after ${galeraAt} s, over TLS (socket.ssl); VIP on ${holder} only; k3s database and user answer through the VIP (${session.version}, ${session.cipher}); ` +
+      `k3s stand-ins ready on ${ctx.machines.length} nodes; ${record.name} resolves to ${record.address} on every node; ` +
+      `systemd running with no failed unit on every node, the slowest (${slowest.node}) after ${slowest.seconds} s (bound ${ctx.bounds.systemRunningSeconds} s)`,
+  );
+}
+
+/** Waits (bounded) for every node's k3s stand-in; the nodes whose stand-in is not ready, with their journals, or undefined. */
+async function standinsNotReady(ctx: LabContext, timeoutMs: number): Promise<{ problem: string; more: string } | undefined> {
   let notReady: string[] = [];
   const ready = await waitFor(
     async () => {
@@ -59,20 +72,26 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
       for (const machine of ctx.machines) if (!(await standinReady(ctx.topology, machine))) notReady.push(machine.node.name);
       return notReady.length === 0 ? true : undefined;
     },
-    left(),
+    timeoutMs,
     2_000,
   );
-  if (!ready) {
-    const units = await Promise.all(
-      notReady.map(async (name) =>
-        journals(ctx, [name], ctx.machines.find((m) => m.node.name === name)!.node.isServer ? 'k3s' : 'k3s-agent'),
-      ),
-    );
-    return fail(`k3s stand-in not ready on ${notReady.join(', ')}`, units.join('\n'));
-  }
+  if (ready) return undefined;
+  const units = await Promise.all(
+    notReady.map(async (name) =>
+      journals(ctx, [name], ctx.machines.find((m) => m.node.name === name)!.node.isServer ? 'k3s' : 'k3s-agent'),
+    ),
+  );
+  return { problem: `k3s stand-in not ready on ${notReady.join(', ')}`, more: units.join('\n') };
+}
 
-  // Inside every node: names through its own resolver, and systemd's verdict on its boot; on the
-  // servers, Galera over TLS; and the k3s user's connection encrypted. Every problem is reported at once.
+/**
+ * Inside every node: names through its own resolver, and systemd's verdict on its boot; on the
+ * servers, Galera over TLS; and the k3s user's connection encrypted. Every problem is reported at once.
+ */
+async function insideEveryNode(
+  ctx: LabContext,
+  started: number,
+): Promise<{ session: { version: string; cipher: string }; slowest: SystemState } | { problem: string; more: string }> {
   const problems: string[] = [];
   const more: string[] = [];
   const { record } = ctx.dns;
@@ -101,18 +120,9 @@ export async function coldStart(ctx: LabContext, started: number): Promise<Scena
   if (tls.length) problems.push(`Galera does not run over TLS (wsrep_provider_options): ${tls.join('; ')}`);
   const session = await datastoreTls(ctx.topology, ctx.datastore);
   if (typeof session === 'string') problems.push(session);
-  if (problems.length || typeof session === 'string') return fail(problems.join('\n'), more.filter(Boolean).join('\n'));
+  if (problems.length || typeof session === 'string') return { problem: problems.join('\n'), more: more.filter(Boolean).join('\n') };
   const slowest = states.reduce((a, b) => ((b.seconds ?? 0) > (a.seconds ?? 0) ? b : a));
-
-  return {
-    name: 'cold-start',
-    pass: true,
-    seconds: elapsed(started),
-    detail:
-      `Galera size ${size} on every server after ${galeraAt} s, over TLS (socket.ssl); VIP on ${holder} only; k3s database and user answer through the VIP (${session.version}, ${session.cipher}); ` +
-      `k3s stand-ins ready on ${ctx.machines.length} nodes; ${record.name} resolves to ${record.address} on every node; ` +
-      `systemd running with no failed unit on every node, the slowest (${slowest.node}) after ${slowest.seconds} s (bound ${bootBound} s)`,
-  };
+  return { session, slowest };
 }
 
 function describeBoot(st: SystemState, bound: number): string {

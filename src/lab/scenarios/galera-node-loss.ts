@@ -2,13 +2,12 @@
  * galera-node-loss: a server without the VIP loses power while rows are
  * written through the VIP; powered on again, it rejoins and holds them all.
  */
-import { elapsed, type LabContext, type ScenarioResult } from '../context.js';
+import { scenario, type LabContext, type ScenarioResult } from '../context.js';
 import { TABLE, runningServers, showGalera, journals, settledVipHolder, ensureWhole, rejoin, powerLoss } from '../cluster-checks.js';
 import { sqlThroughVip } from '../probes.js';
 
 export async function galeraNodeLoss(ctx: LabContext): Promise<ScenarioResult> {
-  const start = Date.now();
-  const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'galera-node-loss', pass, seconds: elapsed(start), detail });
+  const { result } = scenario('galera-node-loss', Date.now());
   const whole = await ensureWhole(ctx);
   if (whole) return result(false, whole);
   const holders = await settledVipHolder(ctx);

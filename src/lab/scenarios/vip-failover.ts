@@ -3,7 +3,7 @@
  * bound, the datastore answer through it, and the server rejoin Galera once
  * it is powered on again.
  */
-import { elapsed, type LabContext, type ScenarioResult } from '../context.js';
+import { elapsed, scenario, type LabContext, type ScenarioResult } from '../context.js';
 import {
   servers,
   datastoreWithin,
@@ -17,8 +17,7 @@ import {
 } from '../cluster-checks.js';
 
 export async function vipFailover(ctx: LabContext): Promise<ScenarioResult> {
-  const start = Date.now();
-  const result = (pass: boolean, detail: string): ScenarioResult => ({ name: 'vip-failover', pass, seconds: elapsed(start), detail });
+  const { result } = scenario('vip-failover', Date.now());
   const whole = await ensureWhole(ctx);
   if (whole) return result(false, whole);
   const before = await settledVipHolder(ctx);
