@@ -8,12 +8,12 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
 import type { Cluster } from '../profile/resolve.js';
+import { startTool } from '../tools.js';
 import type { Cleanup } from './cleanup.js';
 import { bootServerMounts, layoutScript } from './boot-layout.js';
 import { LabError } from './errors.js';
-import { endWithin, run, tryRun, waitFor } from './run-command.js';
+import { run, tryRun, waitFor } from './run-command.js';
 import type { LabTopology } from './topology.js';
 
 export interface BootServerFiles {
@@ -69,21 +69,19 @@ export async function startBootServer(
     path.join(workDir, 'root'),
   );
   // A process that holds the boot server's mount namespace; every daemon joins it.
-  const holder = execa(
-    'nsenter',
-    [`--net=/run/netns/${topology.boot.ns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'],
-    {
-      stdin: 'ignore',
-      stdout: 'ignore',
-      stderr: 'ignore',
-      reject: false,
-    },
-  );
-  cleanup.add('boot server mount namespace', async () => {
-    holder.kill('SIGKILL');
-    await holder;
-  });
-  const pid = holder.pid;
+  const holder = startTool('nsenter', [
+    `--net=/run/netns/${topology.boot.ns}`,
+    '--',
+    'unshare',
+    '--mount',
+    '--propagation',
+    'private',
+    '--',
+    'sleep',
+    'infinity',
+  ]);
+  cleanup.add('boot server mount namespace', () => holder.stop(0, 'SIGKILL'));
+  const pid = holder.child.pid;
   if (!pid) throw new LabError('could not start the boot server namespace');
   const inBoot = (command: string, args: string[]): string[] => ['-t', String(pid), '-m', '-n', '--', command, ...args];
   // unshare execs sleep once the mount namespace exists; wait until /proc shows it.
@@ -104,16 +102,8 @@ export async function startBootServer(
     rpcbind: path.join(workDir, 'rpcbind.log'),
   };
   const daemon = (name: string, command: string, args: string[], log: string): void => {
-    const child = execa('nsenter', inBoot(command, args), {
-      stdin: 'ignore',
-      stdout: { file: log },
-      stderr: { file: `${log}.err` },
-      reject: false,
-    });
-    cleanup.add(name, async () => {
-      child.kill('SIGTERM');
-      await endWithin(child, 5_000);
-    });
+    const running = startTool('nsenter', inBoot(command, args), { stdoutFile: log, stderrFile: `${log}.err` });
+    cleanup.add(name, () => running.stop(5_000, 'SIGTERM'));
   };
 
   // rpcbind without -w: it keeps no state file (it would write one to the host's /run otherwise).

@@ -11,12 +11,12 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import { startTool } from '../../tools.js';
 import { Cleanup } from '../cleanup.js';
 import type { Machine } from '../machine.js';
 import { addLabMachine } from '../network.js';
 import { galeraStatus } from '../probes.js';
-import { endWithin, run, tryRun } from '../run-command.js';
+import { run, tryRun } from '../run-command.js';
 import { ensureWhole, galeraFullWithin, servers, showGalera } from '../cluster-checks.js';
 import { elapsed, scenario, type LabContext, type ScenarioResult } from '../context.js';
 
@@ -285,18 +285,15 @@ async function attempt(
 
   const since = Math.floor(Date.now() / 1000);
   const start = Date.now();
-  const rogue: ResultPromise = execa('nsenter', [`--net=/run/netns/${o.ns}`, '--', 'mariadbd', `--defaults-file=${cnf}`], {
-    stdin: 'ignore',
-    stdout: { file: path.join(o.dir, `${o.kind}.stdout`) },
-    stderr: { file: path.join(o.dir, `${o.kind}.stderr`) },
-    reject: false,
+  const rogue = startTool('nsenter', [`--net=/run/netns/${o.ns}`, '--', 'mariadbd', `--defaults-file=${cnf}`], {
+    stdoutFile: path.join(o.dir, `${o.kind}.stdout`),
+    stderrFile: path.join(o.dir, `${o.kind}.stderr`),
   });
   let exited = false;
-  void rogue.then(() => (exited = true));
+  void rogue.child.then(() => (exited = true));
   const stop = async (): Promise<void> => {
     if (exited) return;
-    rogue.kill('SIGTERM');
-    await endWithin(rogue, 10_000);
+    await rogue.stop(10_000, 'SIGTERM');
   };
   try {
     // Until it gives up by itself (after its 30-s wait for a primary component) or the bound passes:
