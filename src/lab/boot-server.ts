@@ -50,6 +50,35 @@ function ganeshaConfig(cluster: Cluster, exportsFile: string): string {
   ].join('\n');
 }
 
+/**
+ * Starts a process that holds a mount namespace of its own in the boot namespace's network, for
+ * every daemon to join; returns the nsenter arguments that run a program in both.
+ */
+async function holdMountNamespace(ns: string, cleanup: Cleanup): Promise<(command: string, args: string[]) => string[]> {
+  const holder = startTool('nsenter', [
+    `--net=/run/netns/${ns}`,
+    '--',
+    'unshare',
+    '--mount',
+    '--propagation',
+    'private',
+    '--',
+    'sleep',
+    'infinity',
+  ]);
+  cleanup.add('boot server mount namespace', () => holder.stop(0, 'SIGKILL'));
+  const pid = holder.child.pid;
+  if (!pid) throw new LabError('could not start the boot server namespace');
+  // unshare execs sleep once the mount namespace exists; wait until /proc shows it.
+  const ready = await waitFor(
+    async () => ((await tryRun('readlink', [`/proc/${pid}/exe`])).stdout.endsWith('/sleep') ? true : undefined),
+    5_000,
+    100,
+  );
+  if (!ready) throw new LabError('the boot server mount namespace did not come up');
+  return (command, args) => ['-t', String(pid), '-m', '-n', '--', command, ...args];
+}
+
 export async function startBootServer(
   cluster: Cluster,
   topology: LabTopology,
@@ -68,29 +97,7 @@ export async function startBootServer(
     }),
     path.join(workDir, 'root'),
   );
-  // A process that holds the boot server's mount namespace; every daemon joins it.
-  const holder = startTool('nsenter', [
-    `--net=/run/netns/${topology.boot.ns}`,
-    '--',
-    'unshare',
-    '--mount',
-    '--propagation',
-    'private',
-    '--',
-    'sleep',
-    'infinity',
-  ]);
-  cleanup.add('boot server mount namespace', () => holder.stop(0, 'SIGKILL'));
-  const pid = holder.child.pid;
-  if (!pid) throw new LabError('could not start the boot server namespace');
-  const inBoot = (command: string, args: string[]): string[] => ['-t', String(pid), '-m', '-n', '--', command, ...args];
-  // unshare execs sleep once the mount namespace exists; wait until /proc shows it.
-  const ready = await waitFor(
-    async () => ((await tryRun('readlink', [`/proc/${pid}/exe`])).stdout.endsWith('/sleep') ? true : undefined),
-    5_000,
-    100,
-  );
-  if (!ready) throw new LabError('the boot server mount namespace did not come up');
+  const inBoot = await holdMountNamespace(topology.boot.ns, cleanup);
 
   await mkdir(path.join(workDir, 'root'), { recursive: true });
   const mounts = [...layout, 'mkdir -p /run/rpcbind /var/lib/nfs/ganesha'];

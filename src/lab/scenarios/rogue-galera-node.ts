@@ -272,6 +272,81 @@ async function serversSaid(machines: Machine[], since: number): Promise<string[]
   return [...said].map(([message, names]) => `"${message}" (${names.join(', ')})`);
 }
 
+/** Whether the stranger got into a group: what its own MariaDB answers, or its log shows; undefined while it is alone. */
+async function strangerJoined(dir: string, errorLog: string): Promise<string | undefined> {
+  const own = await tryRun(
+    'mariadb',
+    [
+      '--no-defaults',
+      `--socket=${path.join(dir, 'mysqld.sock')}`,
+      '--user=root',
+      '--connect-timeout=2',
+      '--batch',
+      '--skip-column-names',
+      '-e',
+      "SHOW STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status')",
+    ],
+    { timeoutMs: 5_000 },
+  );
+  let joined: string | undefined;
+  if (own.ok) {
+    const values = Object.fromEntries(own.stdout.split('\n').map((line) => line.split('\t') as [string, string]));
+    if (Number(values.wsrep_cluster_size) > 1 || values.wsrep_cluster_status === 'Primary')
+      joined = `its wsrep_cluster_size is ${values.wsrep_cluster_size}, ${values.wsrep_cluster_status}`;
+  }
+  const log = readRogueLog(await readFile(errorLog, 'utf8').catch(() => ''));
+  if (log.primary || log.members > 1) joined = `its log shows a view of ${log.members} members${log.primary ? ', primary' : ''}`;
+  return joined;
+}
+
+/** The attempt's story from what was seen while it ran, the stranger's log and the servers' journals. */
+async function verdict(
+  ctx: LabContext,
+  o: { address: string; kind: RogueKind; size: number },
+  seen: { joined: string | undefined; wrong: string[]; reads: number; watched: number },
+  errorLog: string,
+  since: number,
+): Promise<Attempt> {
+  const { joined, wrong, reads, watched } = seen;
+  const log = readRogueLog(await readFile(errorLog, 'utf8').catch(() => ''));
+  const refusedBy = await serversSaid(servers(ctx), since);
+  const said = log.refusals.length ? `its log: "${log.refusals.slice(0, 3).join('", "')}"` : 'its log names no refusal';
+  const end = log.ended ? `it gave up after ${watched} s ("${log.ended}")` : `stopped after ${watched} s`;
+  const theySaid = refusedBy.length ? `; the servers: ${refusedBy.slice(0, 3).join(', ')}` : '';
+  const head = `${o.kind === 'plain' ? 'Without TLS' : "With its own CA's certificate"} (at ${o.address})`;
+  if (joined) return { kind: o.kind, pass: false, story: `${head} the stranger got in: ${joined}; ${said}` };
+  if (wrong.length)
+    return {
+      kind: o.kind,
+      pass: false,
+      story: `${head}, while the stranger asked to join, the servers were not all at size ${o.size} and primary: ${wrong.slice(0, 3).join('; ')}; ${said}`,
+    };
+  if (!log.tried) {
+    const tail = (await readFile(errorLog, 'utf8').catch(() => '')).trim().split('\n').slice(-4).join(' / ');
+    return {
+      kind: o.kind,
+      pass: false,
+      story: `${head} the stranger's MariaDB never asked the cluster to let it in: ${tail || 'no log'}`,
+    };
+  }
+  if (
+    o.kind === 'forged' &&
+    !log.refusals.some((r) => /unknown ca|certificate/i.test(r)) &&
+    !refusedBy.some((r) => /certificate|unknown ca/i.test(r))
+  ) {
+    return {
+      kind: o.kind,
+      pass: false,
+      story: `${head} the stranger was kept out, but neither it nor the servers logged a refused certificate: ${said}`,
+    };
+  }
+  return {
+    kind: o.kind,
+    pass: true,
+    story: `${head} refused: never in a primary component (largest view ${log.members} member${log.members === 1 ? '' : 's'}); ${end}; ${said}${theySaid}; wsrep_cluster_size stayed ${o.size} on every server (${reads} reads over ${watched} s)`,
+  };
+}
+
 async function attempt(
   ctx: LabContext,
   o: { dir: string; ns: string; address: string; galera: GaleraSettings; kind: RogueKind; clusterCa: string; size: number },
@@ -312,68 +387,12 @@ async function attempt(
           );
         }
       }
-      const own = await tryRun(
-        'mariadb',
-        [
-          '--no-defaults',
-          `--socket=${path.join(o.dir, 'mysqld.sock')}`,
-          '--user=root',
-          '--connect-timeout=2',
-          '--batch',
-          '--skip-column-names',
-          '-e',
-          "SHOW STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status')",
-        ],
-        { timeoutMs: 5_000 },
-      );
-      if (own.ok) {
-        const values = Object.fromEntries(own.stdout.split('\n').map((line) => line.split('\t') as [string, string]));
-        if (Number(values.wsrep_cluster_size) > 1 || values.wsrep_cluster_status === 'Primary')
-          joined = `its wsrep_cluster_size is ${values.wsrep_cluster_size}, ${values.wsrep_cluster_status}`;
-      }
-      const log = readRogueLog(await readFile(errorLog, 'utf8').catch(() => ''));
-      if (log.primary || log.members > 1) joined = `its log shows a view of ${log.members} members${log.primary ? ', primary' : ''}`;
+      joined = await strangerJoined(o.dir, errorLog);
       if (!exited) await new Promise((r) => setTimeout(r, 1_000));
     }
     const watched = elapsed(start);
     await stop();
-    const log = readRogueLog(await readFile(errorLog, 'utf8').catch(() => ''));
-    const refusedBy = await serversSaid(servers(ctx), since);
-    const said = log.refusals.length ? `its log: "${log.refusals.slice(0, 3).join('", "')}"` : 'its log names no refusal';
-    const end = log.ended ? `it gave up after ${watched} s ("${log.ended}")` : `stopped after ${watched} s`;
-    const theySaid = refusedBy.length ? `; the servers: ${refusedBy.slice(0, 3).join(', ')}` : '';
-    const head = `${o.kind === 'plain' ? 'Without TLS' : "With its own CA's certificate"} (at ${o.address})`;
-    if (joined) return { kind: o.kind, pass: false, story: `${head} the stranger got in: ${joined}; ${said}` };
-    if (wrong.length)
-      return {
-        kind: o.kind,
-        pass: false,
-        story: `${head}, while the stranger asked to join, the servers were not all at size ${o.size} and primary: ${wrong.slice(0, 3).join('; ')}; ${said}`,
-      };
-    if (!log.tried) {
-      const tail = (await readFile(errorLog, 'utf8').catch(() => '')).trim().split('\n').slice(-4).join(' / ');
-      return {
-        kind: o.kind,
-        pass: false,
-        story: `${head} the stranger's MariaDB never asked the cluster to let it in: ${tail || 'no log'}`,
-      };
-    }
-    if (
-      o.kind === 'forged' &&
-      !log.refusals.some((r) => /unknown ca|certificate/i.test(r)) &&
-      !refusedBy.some((r) => /certificate|unknown ca/i.test(r))
-    ) {
-      return {
-        kind: o.kind,
-        pass: false,
-        story: `${head} the stranger was kept out, but neither it nor the servers logged a refused certificate: ${said}`,
-      };
-    }
-    return {
-      kind: o.kind,
-      pass: true,
-      story: `${head} refused: never in a primary component (largest view ${log.members} member${log.members === 1 ? '' : 's'}); ${end}; ${said}${theySaid}; wsrep_cluster_size stayed ${o.size} on every server (${reads} reads over ${watched} s)`,
-    };
+    return await verdict(ctx, o, { joined, wrong, reads, watched }, errorLog, since);
   } finally {
     await stop();
   }
