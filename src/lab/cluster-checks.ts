@@ -28,8 +28,10 @@ async function galeraEverywhere(ctx: LabContext, expected: number): Promise<Gale
   return { ok: ok && seen.size > 0, seen };
 }
 
-/** Polls until every running server is a synced member of a primary cluster of all servers; the last view either way. */
-/** Every running server in one primary component of `size` (by default, every server of the profile). */
+/**
+ * Polls until every running server is a synced member of one primary component of `size` (by
+ * default, every server of the profile); the last view either way.
+ */
 export async function galeraFullWithin(ctx: LabContext, timeoutMs: number, size = servers(ctx).length): Promise<GaleraView> {
   let view: GaleraView | undefined;
   await waitFor(async () => ((view = await galeraEverywhere(ctx, size)).ok ? true : undefined), timeoutMs, 2_000);
