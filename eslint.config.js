@@ -20,4 +20,22 @@ export default tseslint.config(
       'prefer-const': 'error',
     },
   },
+  {
+    // src/tools.ts is the one place netroot runs other programs: a missing one is named with its
+    // Debian package, a failure with the end of its stderr, and every run can be bounded and stopped.
+    // Exempt: tests, which run the real programs they check against as they are (peers, fixtures);
+    // scripts/test.ts, which starts node's test runner; scripts/bench.ts, which times GNU tar and cp
+    // side by side with netroot, as they are.
+    files: ['**/*.ts', '**/*.js'],
+    ignores: ['src/tools.ts', 'test/**', 'scripts/test.ts', 'scripts/bench.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        ...['execa', 'child_process', 'node:child_process'].map((name) => ({
+          name,
+          message: 'Run programs through src/tools.ts (runTool, startTool), or src/lab/run-command.ts in the lab.',
+        })),
+      ],
+    },
+  },
 );

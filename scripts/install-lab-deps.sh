@@ -14,7 +14,7 @@ packages=(
   # the rogue Galera node's certificate of its own (rogue-galera-node)
   openssl
   # containers, namespaces, building the base
-  systemd-container util-linux iproute2 mmdebstrap
+  systemd-container util-linux mount iproute2 mmdebstrap
   # emulated arm64 boards (netboot-arm64): the machine and its firmware
   qemu-system-arm u-boot-qemu
 )

@@ -12,7 +12,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { EXIT_FAILURE, NetrootError } from '../src/errors.js';
 import { runLab, summary } from '../src/lab/lab.js';
-import { EMULATED_SCENARIOS, SCENARIOS, type LabScenario } from '../src/lab/scenarios.js';
+import { EMULATED_SCENARIOS, SCENARIOS, type LabScenario } from '../src/lab/scenarios/index.js';
 
 const argv = await yargs(hideBin(process.argv))
   .scriptName('npm run lab --')

@@ -14,30 +14,45 @@ import { MissingProgramError, ToolError, type MissingProgram } from './errors.js
 /** Which Debian (bookworm) package installs each program netroot runs. */
 export const PACKAGES: Readonly<Record<string, string>> = {
   'apt-get': 'apt',
+  busybox: 'busybox',
   bzip2: 'bzip2',
   chroot: 'coreutils',
   cp: 'coreutils',
   cpio: 'cpio',
+  curl: 'curl',
   debugfs: 'e2fsprogs',
+  dnsmasq: 'dnsmasq-base',
   exportfs: 'nfs-kernel-server',
   file: 'file',
   find: 'findutils',
   fuse2fs: 'fuse2fs',
+  'ganesha.nfsd': 'nfs-ganesha',
   getfattr: 'attr',
   gzip: 'gzip',
+  ip: 'iproute2',
   lsinitramfs: 'initramfs-tools-core',
   lz4: 'lz4',
   lzop: 'lzop',
+  mariadb: 'mariadb-client',
+  'mariadb-install-db': 'mariadb-server',
+  mariadbd: 'mariadb-server',
   mkimage: 'u-boot-tools',
   mknod: 'coreutils',
   mmdebstrap: 'mmdebstrap',
   mount: 'mount',
+  'nfs-ls': 'libnfs-utils',
+  nsenter: 'util-linux',
   openssl: 'openssl',
+  'qemu-system-aarch64': 'qemu-system-arm',
+  rpcbind: 'rpcbind',
+  rpcinfo: 'rpcbind',
   rsync: 'rsync',
   setfattr: 'attr',
   sfdisk: 'fdisk',
   sh: 'dash',
+  ss: 'iproute2',
   ssh: 'openssh-client',
+  'systemd-nspawn': 'systemd-container',
   tar: 'tar',
   touch: 'coreutils',
   umount: 'mount',
@@ -121,8 +136,12 @@ export interface ToolOptions {
   stdin?: 'pipe';
   /** Write stdout to this file instead of returning it. */
   stdoutFile?: string;
+  /** Write stderr to this file instead of returning it (a daemon's log). */
+  stderrFile?: string;
   /** Stream stdout (`child.stdout`) instead of collecting it. */
   streamStdout?: boolean;
+  /** Stream stderr (`child.stderr`) instead of collecting it. */
+  streamStderr?: boolean;
   /** stdout and stderr interleaved, in `all`. */
   all?: boolean;
   env?: Record<string, string | undefined>;
@@ -151,7 +170,8 @@ function execaOptions(options: ToolOptions, extra: Options = {}): Options {
     ...(options.killSignal ? { killSignal: options.killSignal } : {}),
     ...(options.input !== undefined ? { input: options.input } : { stdin: options.stdin ?? 'ignore' }),
     ...(options.stdoutFile ? { stdout: { file: options.stdoutFile } } : {}),
-    ...(options.streamStdout ? { buffer: { stdout: false } } : {}),
+    ...(options.stderrFile ? { stderr: { file: options.stderrFile } } : {}),
+    ...(options.streamStdout || options.streamStderr ? { buffer: { stdout: !options.streamStdout, stderr: !options.streamStderr } } : {}),
     ...(options.all ? { all: true } : {}),
     ...(options.env ? { env: options.env } : {}),
     ...(options.extendEnv === false ? { extendEnv: false } : {}),
@@ -238,9 +258,14 @@ export interface RunningTool {
   child: ResultPromise;
   /** Waits for the end: the result, or the ToolError it amounts to. */
   done(): Promise<ToolResult<undefined>>;
+  /**
+   * Ends it, whatever its exit: `signal` first (if given), then SIGKILL once `graceMs` passed
+   * without an end; resolves once it is gone. For what runs until it is stopped (a daemon).
+   */
+  stop(graceMs: number, signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts a program whose input or output is streamed. */
+/** Starts a program whose input or output is streamed, or that runs until it is stopped (its output to files). */
 export function startTool(program: string, args: readonly string[], options: ToolOptions = {}): RunningTool {
   const child = execa(program, args, execaOptions(options));
   return {
@@ -248,6 +273,17 @@ export function startTool(program: string, args: readonly string[], options: Too
     async done() {
       const settled = settle(program, args, options, await child);
       return { ...settled, stdout: undefined };
+    },
+    async stop(graceMs, signal) {
+      if (signal) child.kill(signal);
+      let timer: NodeJS.Timeout | undefined;
+      const ended = await Promise.race([
+        child.then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
+      ]);
+      clearTimeout(timer);
+      if (!ended) child.kill('SIGKILL');
+      await child;
     },
   };
 }

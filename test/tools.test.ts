@@ -4,7 +4,7 @@
  * missing program at once with its Debian package.
  */
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from './support/test.js';
@@ -104,6 +104,46 @@ test('streamed: the same three shapes once the program ends', async () => {
   for await (const chunk of piped.child.stdout as AsyncIterable<Buffer>) out += chunk.toString();
   assert.is((await piped.done()).status, 0);
   assert.is(out, 'through cat');
+});
+
+test('a daemon: its output in files, and stop() ends it with the signal given', async () => {
+  const log = path.join(tmp, 'daemon.log');
+  const daemon = startTool('sh', ['-c', 'echo started; echo complaint >&2; exec sleep 60'], {
+    stdoutFile: log,
+    stderrFile: `${log}.err`,
+  });
+  const said = async (): Promise<string> => (await readFile(log, 'utf8').catch(() => '')).trim();
+  for (let i = 0; i < 100 && (await said()) !== 'started'; i++) await new Promise((r) => setTimeout(r, 50));
+  const begun = Date.now();
+  await daemon.stop(10_000, 'SIGTERM');
+  assert.ok(Date.now() - begun < 5_000, 'sleep ends on SIGTERM, long before the grace');
+  assert.is(daemon.child.signalCode, 'SIGTERM');
+  assert.is(await said(), 'started');
+  assert.is((await readFile(`${log}.err`, 'utf8')).trim(), 'complaint');
+});
+
+test('stop(): a program that ignores the signal is killed once the grace has passed', async () => {
+  const stubborn = startTool('sh', ['-c', 'trap "" TERM; echo ready; while :; do sleep 0.1; done'], { streamStdout: true });
+  await new Promise((resolve) => stubborn.child.stdout!.once('data', resolve));
+  const begun = Date.now();
+  await stubborn.stop(500, 'SIGTERM');
+  const took = Date.now() - begun;
+  assert.ok(took >= 450 && took < 5_000, `killed after the 500-ms grace, not before or much later (${took} ms)`);
+  assert.is(stubborn.child.signalCode, 'SIGKILL');
+  await stubborn.stop(500); // already gone: returns at once
+});
+
+test('streamed stderr: read as it comes, with stdout streamed beside it', async () => {
+  const both = startTool('sh', ['-c', 'echo out; echo err >&2'], { streamStdout: true, streamStderr: true });
+  let out = '';
+  let err = '';
+  both.child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  both.child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  const result = await both.done();
+  assert.is(result.status, 0);
+  assert.is(result.stderr, '', 'streamed, not collected');
+  assert.is(out.trim(), 'out');
+  assert.is(err.trim(), 'err');
 });
 
 test('requirePrograms: every missing program in one error, with one apt-get install line', async () => {

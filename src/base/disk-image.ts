@@ -46,7 +46,7 @@ import {
 } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { runTool as run } from '../tools.js';
+import { runTool } from '../tools.js';
 import { NetrootError, UsageError } from '../errors.js';
 import { isRoot } from '../privileges.js';
 import { cachedFile, sha256File } from '../cache.js';
@@ -185,7 +185,7 @@ async function openImage(
 ): Promise<{ path: string; cleanup: () => Promise<void> }> {
   if (!(await startsWith(image, XZ_MAGIC))) return { path: image, cleanup: async () => undefined };
   const decompress = async (out: string): Promise<void> => {
-    await runTool('xz', ['-dc', '--', image], { timeout, stdout: out });
+    await runTool('xz', ['-dc', '--', image], { timeout, stdoutFile: out });
   };
   if (cacheDir) {
     const final = path.join(cacheDir, 'images', `${await sha256File(image)}.img`);
@@ -236,8 +236,8 @@ interface SfdiskJson {
 
 /** The partitions sfdisk finds, with byte offsets. */
 export async function readPartitions(image: string, shownAs: string = image): Promise<DiskPartition[]> {
-  const result = await runTool('sfdisk', ['--json', image], { timeout: SHORT, reject: false });
-  if (result.exitCode !== 0 || !result.stdout.trim()) {
+  const result = await runTool('sfdisk', ['--json', image], { timeout: SHORT, accept: 'any' });
+  if (result.status !== 0 || !result.stdout.trim()) {
     throw new RootfsError(
       `${shownAs} has no partition table sfdisk can read (${lastLine(result.stderr) || 'no output'}); expected a whole-disk image (MBR or GPT) such as an Armbian .img`,
     );
@@ -260,8 +260,8 @@ function partitionIndex(node: string | undefined, position: number): number {
 
 /** What a partition holds: an ext filesystem with or without /etc/os-release, or something debugfs cannot open. */
 async function probePartition(image: string, partition: DiskPartition): Promise<'os-release' | 'ext' | 'other'> {
-  const result = await runTool('debugfs', ['-R', 'stat /etc/os-release', deviceSpec(image, partition)], { timeout: SHORT, reject: false });
-  if (result.exitCode !== 0) return 'other';
+  const result = await runTool('debugfs', ['-R', 'stat /etc/os-release', deviceSpec(image, partition)], { timeout: SHORT, accept: 'any' });
+  if (result.status !== 0) return 'other';
   return /^Inode:/m.test(result.stdout) ? 'os-release' : 'ext';
 }
 
@@ -293,27 +293,6 @@ function deviceSpec(image: string, partition: DiskPartition): string {
 
 // ---------------------------------------------------------------------------
 // Subprocesses
-
-interface RunOptions {
-  timeout: number;
-  reject?: boolean;
-  /** Write stdout to this file instead of buffering it. */
-  stdout?: string;
-}
-
-/** The shared runner (src/tools.ts); `reject: false` hands any exit status back to the caller. */
-async function runTool(
-  command: string,
-  args: string[],
-  options: RunOptions,
-): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const result = await run(command, args, {
-    timeout: options.timeout,
-    accept: options.reject === false ? 'any' : [0],
-    ...(options.stdout ? { stdoutFile: options.stdout } : {}),
-  });
-  return { exitCode: result.status ?? -1, stdout: result.stdout, stderr: result.stderr };
-}
 
 function lastLine(text: string): string {
   return (
@@ -369,9 +348,9 @@ async function extractWithFuse2fs({ image, partition, dest, timeout }: Job): Pro
 }
 
 async function unmount(mountpoint: string): Promise<void> {
-  const result = await runTool('umount', [mountpoint], { timeout: SHORT, reject: false });
+  const result = await runTool('umount', [mountpoint], { timeout: SHORT, accept: 'any' });
   // A lazy unmount still detaches it so the temporary directory can go.
-  if (result.exitCode !== 0) await runTool('umount', ['-l', mountpoint], { timeout: SHORT, reject: false });
+  if (result.status !== 0) await runTool('umount', ['-l', mountpoint], { timeout: SHORT, accept: 'any' });
 }
 
 // ---------------------------------------------------------------------------
@@ -455,9 +434,8 @@ interface DebugfsJob extends Job {
 
 async function extractWithDebugfs(job: Job): Promise<void> {
   const spec = deviceSpec(job.image, job.partition);
-  const dump = await runTool('debugfs', ['-R', `rdump / ${quoteDebugfs(job.dest)}`, spec], { timeout: job.timeout, reject: false });
-  if (dump.exitCode !== 0 || /rdump: /.test(dump.stderr))
-    throw new NetrootError(`debugfs could not dump ${spec}: ${lastLine(dump.stderr)}`);
+  const dump = await runTool('debugfs', ['-R', `rdump / ${quoteDebugfs(job.dest)}`, spec], { timeout: job.timeout, accept: 'any' });
+  if (dump.status !== 0 || /rdump: /.test(dump.stderr)) throw new NetrootError(`debugfs could not dump ${spec}: ${lastLine(dump.stderr)}`);
   const j: DebugfsJob = { ...job, spec, nodes: await listTree(spec, job.timeout) };
   const touchedDirs = await recordDirTimes(j);
   await createSpecialFiles(j);

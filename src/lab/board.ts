@@ -13,10 +13,10 @@
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
+import { startTool, type RunningTool } from '../tools.js';
 import type { Cleanup } from './cleanup.js';
 import { LabError } from './errors.js';
-import { endWithin, inNetArgs, run } from './run-command.js';
+import { inNetArgs, run } from './run-command.js';
 import type { LabNode } from './topology.js';
 
 export const UBOOT_ARM64 = '/usr/lib/u-boot/qemu_arm64/u-boot.bin';
@@ -44,7 +44,7 @@ const NODE_BRIDGE = 'board0';
 export class EmulatedBoard {
   readonly node: LabNode;
   private readonly options: Required<BoardOptions>;
-  private qemu: ResultPromise | undefined;
+  private qemu: RunningTool | undefined;
   private log: WriteStream | undefined;
   private wired = false;
   private boots = 0;
@@ -64,7 +64,7 @@ export class EmulatedBoard {
   }
 
   get running(): boolean {
-    return this.qemu !== undefined && this.qemu.exitCode === null && !this.qemu.killed;
+    return this.qemu !== undefined && this.qemu.child.exitCode === null && !this.qemu.child.killed;
   }
 
   /**
@@ -130,18 +130,16 @@ export class EmulatedBoard {
       // A panic ends the board (panic=N would reboot it): the lab sees it stop instead of looping.
       '-no-reboot',
     ];
-    const qemu = execa('nsenter', inNetArgs(this.node.ns, 'qemu-system-aarch64', args), {
+    const qemu = startTool('nsenter', inNetArgs(this.node.ns, 'qemu-system-aarch64', args), {
       stdin: 'pipe',
-      stdout: 'pipe',
-      stderr: 'pipe',
-      reject: false,
-      buffer: false,
+      streamStdout: true,
+      streamStderr: true,
     });
     this.qemu = qemu;
     const onData = (chunk: Buffer): void => this.receive(chunk.toString('utf8'));
-    qemu.stdout?.on('data', onData);
-    qemu.stderr?.on('data', (chunk: Buffer) => this.receive(`[qemu] ${chunk.toString('utf8')}`));
-    void qemu.then(() => {
+    qemu.child.stdout?.on('data', onData);
+    qemu.child.stderr?.on('data', (chunk: Buffer) => this.receive(`[qemu] ${chunk.toString('utf8')}`));
+    void qemu.child.then(() => {
       this.receive('\n');
       this.wake();
     });
@@ -153,8 +151,7 @@ export class EmulatedBoard {
     const qemu = this.qemu;
     if (!qemu) return;
     this.qemu = undefined;
-    qemu.kill('SIGKILL');
-    await endWithin(qemu, 5_000);
+    await qemu.stop(5_000, 'SIGKILL');
     this.log?.end();
     this.wake();
   }
@@ -162,7 +159,7 @@ export class EmulatedBoard {
   /** Type on the console. */
   send(text: string): void {
     if (!this.running) throw new LabError(`${this.node.name} is off: cannot type on its console`);
-    this.qemu!.stdin!.write(text);
+    this.qemu!.child.stdin!.write(text);
   }
 
   private receive(text: string): void {

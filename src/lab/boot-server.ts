@@ -8,12 +8,12 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
 import type { Cluster } from '../profile/resolve.js';
+import { startTool } from '../tools.js';
 import type { Cleanup } from './cleanup.js';
 import { bootServerMounts, layoutScript } from './boot-layout.js';
 import { LabError } from './errors.js';
-import { endWithin, run, tryRun, waitFor } from './run-command.js';
+import { run, tryRun, waitFor } from './run-command.js';
 import type { LabTopology } from './topology.js';
 
 export interface BootServerFiles {
@@ -50,6 +50,35 @@ function ganeshaConfig(cluster: Cluster, exportsFile: string): string {
   ].join('\n');
 }
 
+/**
+ * Starts a process that holds a mount namespace of its own in the boot namespace's network, for
+ * every daemon to join; returns the nsenter arguments that run a program in both.
+ */
+async function holdMountNamespace(ns: string, cleanup: Cleanup): Promise<(command: string, args: string[]) => string[]> {
+  const holder = startTool('nsenter', [
+    `--net=/run/netns/${ns}`,
+    '--',
+    'unshare',
+    '--mount',
+    '--propagation',
+    'private',
+    '--',
+    'sleep',
+    'infinity',
+  ]);
+  cleanup.add('boot server mount namespace', () => holder.stop(0, 'SIGKILL'));
+  const pid = holder.child.pid;
+  if (!pid) throw new LabError('could not start the boot server namespace');
+  // unshare execs sleep once the mount namespace exists; wait until /proc shows it.
+  const ready = await waitFor(
+    async () => ((await tryRun('readlink', [`/proc/${pid}/exe`])).stdout.endsWith('/sleep') ? true : undefined),
+    5_000,
+    100,
+  );
+  if (!ready) throw new LabError('the boot server mount namespace did not come up');
+  return (command, args) => ['-t', String(pid), '-m', '-n', '--', command, ...args];
+}
+
 export async function startBootServer(
   cluster: Cluster,
   topology: LabTopology,
@@ -68,31 +97,7 @@ export async function startBootServer(
     }),
     path.join(workDir, 'root'),
   );
-  // A process that holds the boot server's mount namespace; every daemon joins it.
-  const holder = execa(
-    'nsenter',
-    [`--net=/run/netns/${topology.boot.ns}`, '--', 'unshare', '--mount', '--propagation', 'private', '--', 'sleep', 'infinity'],
-    {
-      stdin: 'ignore',
-      stdout: 'ignore',
-      stderr: 'ignore',
-      reject: false,
-    },
-  );
-  cleanup.add('boot server mount namespace', async () => {
-    holder.kill('SIGKILL');
-    await holder;
-  });
-  const pid = holder.pid;
-  if (!pid) throw new LabError('could not start the boot server namespace');
-  const inBoot = (command: string, args: string[]): string[] => ['-t', String(pid), '-m', '-n', '--', command, ...args];
-  // unshare execs sleep once the mount namespace exists; wait until /proc shows it.
-  const ready = await waitFor(
-    async () => ((await tryRun('readlink', [`/proc/${pid}/exe`])).stdout.endsWith('/sleep') ? true : undefined),
-    5_000,
-    100,
-  );
-  if (!ready) throw new LabError('the boot server mount namespace did not come up');
+  const inBoot = await holdMountNamespace(topology.boot.ns, cleanup);
 
   await mkdir(path.join(workDir, 'root'), { recursive: true });
   const mounts = [...layout, 'mkdir -p /run/rpcbind /var/lib/nfs/ganesha'];
@@ -104,16 +109,8 @@ export async function startBootServer(
     rpcbind: path.join(workDir, 'rpcbind.log'),
   };
   const daemon = (name: string, command: string, args: string[], log: string): void => {
-    const child = execa('nsenter', inBoot(command, args), {
-      stdin: 'ignore',
-      stdout: { file: log },
-      stderr: { file: `${log}.err` },
-      reject: false,
-    });
-    cleanup.add(name, async () => {
-      child.kill('SIGTERM');
-      await endWithin(child, 5_000);
-    });
+    const running = startTool('nsenter', inBoot(command, args), { stdoutFile: log, stderrFile: `${log}.err` });
+    cleanup.add(name, () => running.stop(5_000, 'SIGTERM'));
   };
 
   // rpcbind without -w: it keeps no state file (it would write one to the host's /run otherwise).

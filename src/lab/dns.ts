@@ -7,10 +7,10 @@
  */
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { execa } from 'execa';
+import { startTool } from '../tools.js';
 import type { Cleanup } from './cleanup.js';
 import { LabError } from './errors.js';
-import { endWithin, inNetArgs, tryInNet, waitFor } from './run-command.js';
+import { inNetArgs, tryInNet, waitFor } from './run-command.js';
 import type { LabTopology } from './topology.js';
 
 /** The domain the lab's DNS server answers for (RFC 6761 reserves .test); other names in it do not exist. */
@@ -68,16 +68,11 @@ export async function startLabDns(topology: LabTopology, runDir: string, cleanup
   const workDir = path.resolve(runDir, 'dns');
   await mkdir(workDir, { recursive: true });
   const log = path.join(workDir, 'dnsmasq.log');
-  const child = execa('nsenter', inNetArgs(topology.bridgeNs, 'dnsmasq', labDnsArguments(topology, workDir)), {
-    stdin: 'ignore',
-    stdout: { file: path.join(workDir, 'dnsmasq.stdout') },
-    stderr: { file: path.join(workDir, 'dnsmasq.stderr') },
-    reject: false,
+  const dnsmasq = startTool('nsenter', inNetArgs(topology.bridgeNs, 'dnsmasq', labDnsArguments(topology, workDir)), {
+    stdoutFile: path.join(workDir, 'dnsmasq.stdout'),
+    stderrFile: path.join(workDir, 'dnsmasq.stderr'),
   });
-  cleanup.add('DNS server', async () => {
-    child.kill('SIGTERM');
-    await endWithin(child, 5_000);
-  });
+  cleanup.add('DNS server', () => dnsmasq.stop(5_000, 'SIGTERM'));
   const record = labDnsRecord(topology);
   // Asked from the bridge namespace, through the server's own address, as a node asks it.
   let last = '';

@@ -2,57 +2,37 @@
  * The convergence lab: build a profile's export trees, netboot-check every
  * node against the real boot server, boot the trees with their own systemd,
  * and run the scenarios. Everything it starts is undone on success, failure
- * and Ctrl-C; the report goes to <out>/report.json.
+ * and Ctrl-C; the report goes to <out>/report.json. `runLab` is the list of
+ * its steps: prepare, clear the host, start the services, then the emulated
+ * boards or the containers with their scenarios, and the report.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from '../build.js';
-import { loadProfile } from '../profile/load.js';
+import { loadProfile, type LoadedProfile } from '../profile/load.js';
 import { UsageError } from '../errors.js';
 import { isRoot } from '../privileges.js';
+import { requirePrograms } from '../tools.js';
 import { startBootServer } from './boot-server.js';
 import { labHierarchies, NodeCgroup, removeStaleCgroups } from './cgroups.js';
-import { readHostWorkarounds } from './host-workarounds.js';
+import { readHostWorkarounds, type HostWorkaround } from './host-workarounds.js';
 import { Cleanup } from './cleanup.js';
-import { startLabDns } from './dns.js';
+import { elapsed, boundsFor, scenario, type LabBounds, type LabContext, type ScenarioResult } from './context.js';
+import { startLabDns, type LabDns } from './dns.js';
 import { LabError } from './errors.js';
 import { EmulatedBoard } from './board.js';
 import { ExportRoot } from './exports.js';
 import { Machine } from './machine.js';
-import { netbootArm64, type BoardBounds, type BoardReport } from './netboot-arm64.js';
 import { createLabNetwork, deleteNamespace, plugIn, staleNamespaces } from './network.js';
 import { netbootNode, type NetbootResult } from './netboot.js';
 import { readDatastore } from './probes.js';
-import { run, tryRun, waitFor } from './run-command.js';
-import { kineSequence } from './kine.js';
-import {
-  bootstrapDatadirLost,
-  mariadbRestartBootstrap,
-  powerCut,
-  powerLastLeaverMissing,
-  powerOneSurvivor,
-  powerOrderly,
-  powerStaleFlag,
-  powerStaleNode,
-} from './recovery.js';
-import { rogueGaleraNode } from './rogue-galera.js';
-import { rollingRedeploy } from './rolling-redeploy.js';
-import {
-  boundsFor,
-  coldStart,
-  galeraNodeLoss,
-  mariadbDown,
-  SCENARIOS,
-  vipFailover,
-  type LabBounds,
-  type LabContext,
-  type LabScenario,
-  type ScenarioName,
-  type ScenarioResult,
-} from './scenarios.js';
-import { labTopology } from './topology.js';
+import { run, waitFor } from './run-command.js';
+import { coldStart } from './scenarios/cold-start.js';
+import { SCENARIO_RUNS, SCENARIOS, type LabScenario } from './scenarios/index.js';
+import { netbootArm64, type BoardBounds, type BoardReport } from './scenarios/netboot-arm64.js';
+import { labTopology, type LabTopology } from './topology.js';
 
 export const LAB_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const K3S_STANDIN = path.join(LAB_DIR, 'scripts/lab/k3s-standin');
@@ -127,17 +107,19 @@ export interface LabReport {
   switchedOff: string[];
 }
 
-const elapsed = (start: number): number => Math.round((Date.now() - start) / 100) / 10;
+/** What the lab runs on the host, checked before anything starts (the emulated boards need qemu too). */
+export function labPrograms(emulated: boolean): string[] {
+  return [...PROGRAMS, ...(emulated ? ['qemu-system-aarch64'] : [])];
+}
 
-async function checkHost(emulated: boolean): Promise<void> {
+function checkHost(emulated: boolean): void {
   if (!isRoot())
     throw new UsageError(
       'the lab needs root: it creates network namespaces, mounts and containers. Run it as root (sudo npm run lab -- …)',
     );
-  const missing: string[] = [];
-  for (const program of [...PROGRAMS, ...(emulated ? ['qemu-system-aarch64'] : [])])
-    if (!(await tryRun('sh', ['-c', `command -v ${program}`])).ok) missing.push(program);
-  if (missing.length) throw new UsageError(`the lab needs ${missing.join(', ')}: install its packages with scripts/install-lab-deps.sh`);
+  requirePrograms(
+    labPrograms(emulated).map((program) => ({ program, why: 'the lab (scripts/install-lab-deps.sh installs what it needs)' })),
+  );
 }
 
 /** The base for another architecture: the profile's debootstrap spec with the arch swapped, its kernel package too. */
@@ -154,23 +136,6 @@ export function baseForArch(spec: string | undefined, arch: string): string {
       .join(',');
   return parts.join(':');
 }
-
-const SCENARIO_RUNS: Record<Exclude<ScenarioName, 'cold-start'>, (ctx: LabContext) => Promise<ScenarioResult>> = {
-  'vip-failover': vipFailover,
-  'galera-node-loss': galeraNodeLoss,
-  'mariadb-down': mariadbDown,
-  'mariadb-restart-bootstrap': mariadbRestartBootstrap,
-  'kine-sequence': kineSequence,
-  'power-orderly': powerOrderly,
-  'power-cut': powerCut,
-  'power-stale-node': powerStaleNode,
-  'power-one-survivor': powerOneSurvivor,
-  'power-last-leaver-missing': powerLastLeaverMissing,
-  'power-stale-flag': powerStaleFlag,
-  'rolling-redeploy': rollingRedeploy,
-  'bootstrap-datadir-lost': bootstrapDatadirLost,
-  'rogue-galera-node': rogueGaleraNode,
-};
 
 /** A small seeded generator (mulberry32): the same seed gives the same orders. */
 export function seededRandom(seed: number): () => number {
@@ -241,13 +206,68 @@ async function clearLeftovers(runDir: string, log: (line: string) => void): Prom
   }
 }
 
+/** A lab run as asked for and prepared, fixed before anything starts: its directories, profile, host and seeded order. */
+interface Lab {
+  options: LabOptions;
+  started: number;
+  log: (line: string) => void;
+  cwd: string;
+  labDir: string;
+  buildOut: string;
+  runDir: string;
+  /** OUT/CLUSTER of the build the nodes boot from. */
+  buildDir: string;
+  /** Emulated boards (netboot-arm64) instead of containers. */
+  emulated: boolean;
+  loaded: LoadedProfile;
+  /** What this host's kernel lacks, switched off on every node (none for emulated boards). */
+  workarounds: HostWorkaround[];
+  topology: LabTopology;
+  seed: number;
+  random: () => number;
+  bounds: LabBounds;
+}
+
+/** What the report will say, added to as each step ends. */
+interface Findings {
+  scenarios: ScenarioResult[];
+  netboot: NetbootResult[];
+  boards?: BoardReport;
+}
+
+/** What runs beside the nodes for the whole run: the lab's DNS server and, for containers, the export root they run from. */
+interface LabServices {
+  dns: LabDns;
+  exportRoot: ExportRoot | undefined;
+}
+
 export async function runLab(options: LabOptions): Promise<LabReport> {
+  const lab = await clearHost(await prepare(options));
+  const cleanup = new Cleanup();
+  const signals = watchSignals(cleanup, lab.log);
+  const found: Findings = { scenarios: [], netboot: [] };
+  try {
+    try {
+      const services = await startServices(lab, cleanup);
+      if (lab.emulated) await bootBoards(lab, cleanup, found);
+      else await runContainers(lab, services, cleanup, found, signals.stopping);
+    } catch (error) {
+      found.scenarios.push(scenario('lab', lab.started).result(false, (error as Error).message));
+    }
+    return await writeReport(lab, found, signals.stopping());
+  } finally {
+    signals.release();
+    await cleanup.run(lab.log);
+  }
+}
+
+/** Checks the request and the host, loads the profile and builds its trees (unless --skip-build). */
+async function prepare(options: LabOptions): Promise<Omit<Lab, 'workarounds' | 'topology' | 'seed' | 'random' | 'bounds'>> {
   const started = Date.now();
   const log = options.log ?? ((line: string) => process.stderr.write(`lab: ${line}\n`));
   const cwd = options.cwd ?? process.cwd();
   const labDir = path.resolve(cwd, options.out ?? 'out/lab');
   const buildOut = path.join(labDir, 'build');
-  const runDir = path.join(labDir, 'run');
   const emulated = options.scenarios?.includes('netboot-arm64') ?? false;
   if (emulated && options.scenarios!.length > 1) {
     throw new UsageError(
@@ -255,13 +275,13 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
     );
   }
   if (options.nodes && !emulated) throw new UsageError('--node is for --scenario netboot-arm64');
-  await checkHost(emulated);
+  checkHost(emulated);
 
   // The lab needs only the cluster; the build validates the rest (secrets, templates) itself.
-  const { cluster, profile } = await loadProfile(options.profile, { cwd });
+  const loaded = await loadProfile(options.profile, { cwd });
   if (!options.skipBuild) {
-    const base = options.arch ? baseForArch(profile.base, options.arch) : undefined;
-    log(`building ${cluster.name} with the k3s stand-in into ${path.relative(cwd, buildOut) || '.'}`);
+    const base = options.arch ? baseForArch(loaded.profile.base, options.arch) : undefined;
+    log(`building ${loaded.cluster.name} with the k3s stand-in into ${path.relative(cwd, buildOut) || '.'}`);
     await build({
       profile: options.profile,
       cwd,
@@ -273,10 +293,16 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
       ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
     });
   }
-  const buildDir = path.join(buildOut, cluster.name);
+  const buildDir = path.join(buildOut, loaded.cluster.name);
   if (!existsSync(path.join(buildDir, 'rootfs')))
     throw new UsageError(`${buildDir}/rootfs does not exist: run the lab without --skip-build first`);
+  return { options, started, log, cwd, labDir, buildOut, runDir: path.join(labDir, 'run'), buildDir, emulated, loaded };
+}
 
+/** Clears what an earlier run left, reads what this host lacks, and fixes the lab's addresses, seed and bounds. */
+async function clearHost(prepared: Awaited<ReturnType<typeof prepare>>): Promise<Lab> {
+  const { options, log, runDir, emulated } = prepared;
+  const { cluster, profile } = prepared.loaded;
   await mkdir(runDir, { recursive: true });
   await clearLeftovers(runDir, log);
   // Containers share the host's kernel: what it lacks, and what a container cannot do, is switched off
@@ -288,14 +314,16 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
         longhorn: profile.longhorn.enabled,
       });
   for (const w of workarounds) log(`this host: ${w.switchedOff}`);
-  const topology = labTopology(cluster, process.pid);
   const seed = options.seed ?? Math.floor(Math.random() * 2 ** 31);
-  const random = seededRandom(seed);
   const bounds: LabBounds = { ...boundsFor(profile, cluster.servers.length), ...options.bounds };
   log(
     `seed ${seed} (--seed ${seed} repeats this order); bounds from the profile: cold start ${bounds.coldStartSeconds} s, systemd running ${bounds.systemRunningSeconds} s, VIP failover ${bounds.failoverSeconds} s, rejoin ${bounds.rejoinSeconds} s, recovery ${bounds.recoverySeconds} s`,
   );
-  const cleanup = new Cleanup();
+  return { ...prepared, workarounds, topology: labTopology(cluster, process.pid), seed, random: seededRandom(seed), bounds };
+}
+
+/** Ctrl-C or SIGTERM: the cleanup runs at once and the process ends (130); `stopping` says which signal came. */
+function watchSignals(cleanup: Cleanup, log: (line: string) => void): { stopping: () => NodeJS.Signals | undefined; release(): void } {
   let stopping: NodeJS.Signals | undefined;
   const interrupted = (signal: NodeJS.Signals): void => {
     if (stopping) return;
@@ -307,171 +335,199 @@ export async function runLab(options: LabOptions): Promise<LabReport> {
   // handles any more, which would end the process before the cleanup is done.
   process.on('SIGINT', interrupted);
   process.on('SIGTERM', interrupted);
+  return {
+    stopping: () => stopping,
+    release() {
+      process.removeListener('SIGINT', interrupted);
+      process.removeListener('SIGTERM', interrupted);
+    },
+  };
+}
 
-  const scenarios: ScenarioResult[] = [];
-  let netboot: NetbootResult[] = [];
-  let boards: BoardReport | undefined;
-  try {
-    log(
-      `network: bridge, boot server at ${topology.boot.addresses.join(', ')}, ${topology.nodes.length} nodes (namespaces ${topology.prefix}-*)`,
-    );
-    await createLabNetwork(topology, cleanup);
-    const dns = await startLabDns(topology, runDir, cleanup);
-    log(`DNS: ${dns.record.name} served on ${dns.address} (the nodes' network.dns)`);
-    // Containers run from the lab's export root, which the boot server serves too; emulated boards write the build's trees over NFS.
-    const exportRoot = emulated ? undefined : new ExportRoot(path.join(buildDir, 'rootfs'), path.join(runDir, 'exports'));
-    await exportRoot?.mount(cleanup);
-    await startBootServer(
-      cluster,
-      topology,
-      { buildDir, workDir: runDir, ...(exportRoot ? { exportRoot: exportRoot.root } : {}) },
-      cleanup,
-    );
+/** The lab's network, DNS server, export root (containers only) and boot server. */
+async function startServices(lab: Lab, cleanup: Cleanup): Promise<LabServices> {
+  const { topology, runDir, buildDir } = lab;
+  lab.log(
+    `network: bridge, boot server at ${topology.boot.addresses.join(', ')}, ${topology.nodes.length} nodes (namespaces ${topology.prefix}-*)`,
+  );
+  await createLabNetwork(topology, cleanup);
+  const dns = await startLabDns(topology, runDir, cleanup);
+  lab.log(`DNS: ${dns.record.name} served on ${dns.address} (the nodes' network.dns)`);
+  // Containers run from the lab's export root, which the boot server serves too; emulated boards write the build's trees over NFS.
+  const exportRoot = lab.emulated ? undefined : new ExportRoot(path.join(buildDir, 'rootfs'), path.join(runDir, 'exports'));
+  await exportRoot?.mount(cleanup);
+  await startBootServer(
+    lab.loaded.cluster,
+    topology,
+    { buildDir, workDir: runDir, ...(exportRoot ? { exportRoot: exportRoot.root } : {}) },
+    cleanup,
+  );
+  return { dns, exportRoot };
+}
 
-    if (emulated) {
-      const unknown = (options.nodes ?? []).filter((name) => !topology.nodes.some((n) => n.name === name));
-      if (unknown.length)
-        throw new UsageError(`--node ${unknown.join(', ')}: ${cluster.name} has the nodes ${topology.nodes.map((n) => n.name).join(', ')}`);
-      const picked = options.nodes ? topology.nodes.filter((n) => options.nodes!.includes(n.name)) : topology.nodes;
-      const firstServer = cluster.servers[0];
-      if (!firstServer) throw new LabError(`${cluster.name} has no server to test`);
-      const run = await netbootArm64({
-        cluster,
-        topology,
-        boards: picked.map((node) => new EmulatedBoard(node, { workDir: path.join(runDir, 'nodes', node.name) })),
-        datastore: await readDatastore(path.join(buildDir, 'rootfs', firstServer.name), runDir),
-        cleanup,
-        log,
-        ...(options.boardBounds ? { bounds: options.boardBounds } : {}),
-      });
-      boards = run.report;
-      scenarios.push(await logged(run.result));
-      return await finish();
-    }
+/** netboot-arm64: the chosen boards boot the build over the network, stage by stage. */
+async function bootBoards(lab: Lab, cleanup: Cleanup, found: Findings): Promise<void> {
+  const { options, topology, runDir, buildDir } = lab;
+  const { cluster } = lab.loaded;
+  const unknown = (options.nodes ?? []).filter((name) => !topology.nodes.some((n) => n.name === name));
+  if (unknown.length)
+    throw new UsageError(`--node ${unknown.join(', ')}: ${cluster.name} has the nodes ${topology.nodes.map((n) => n.name).join(', ')}`);
+  const picked = options.nodes ? topology.nodes.filter((n) => options.nodes!.includes(n.name)) : topology.nodes;
+  const firstServer = cluster.servers[0];
+  if (!firstServer) throw new LabError(`${cluster.name} has no server to test`);
+  const boot = await netbootArm64({
+    cluster,
+    topology,
+    boards: picked.map((node) => new EmulatedBoard(node, { workDir: path.join(runDir, 'nodes', node.name) })),
+    datastore: await readDatastore(path.join(buildDir, 'rootfs', firstServer.name), runDir),
+    cleanup,
+    log: lab.log,
+    ...(options.boardBounds ? { bounds: options.boardBounds } : {}),
+  });
+  found.boards = boot.report;
+  found.scenarios.push(logged(lab, boot.result));
+}
 
-    const netbootStart = Date.now();
-    netboot = [];
-    for (const node of topology.nodes) netboot.push(await netbootNode(cluster, topology, node, buildDir, runDir));
-    const bad = netboot.filter((r) => !r.pass);
-    scenarios.push({
-      name: 'netboot',
-      pass: bad.length === 0,
-      seconds: elapsed(netbootStart),
-      detail: bad.length
+/** The container lab: every node netbooted, booted at once (the cold start), then the scenarios from the cluster it formed. */
+async function runContainers(
+  lab: Lab,
+  services: LabServices,
+  cleanup: Cleanup,
+  found: Findings,
+  stopping: () => NodeJS.Signals | undefined,
+): Promise<void> {
+  if (!(await netbootAll(lab, found))) return;
+  const machines = await machinesFor(lab, services.exportRoot!, found.netboot, cleanup);
+  const ctx = await labContext(lab, services, machines, cleanup);
+
+  lab.log(`cold start: booting ${machines.length} nodes at once`);
+  const coldStarted = Date.now();
+  for (const machine of machines) await machine.boot();
+  const cold = logged(lab, await coldStart(ctx, coldStarted));
+  found.scenarios.push(cold);
+  const wanted = (lab.options.scenarios ?? [...SCENARIOS]).filter((name): name is keyof typeof SCENARIO_RUNS =>
+    Object.hasOwn(SCENARIO_RUNS, name),
+  );
+  if (!cold.pass || wanted.length === 0) return;
+
+  // Each scenario starts from a whole cluster, so any order must pass: a shuffled one proves it.
+  const order = shuffled(wanted, lab.random);
+  lab.log(`scenarios in the order ${order.join(', ')}`);
+  for (const name of order) {
+    if (stopping()) break;
+    found.scenarios.push(logged(lab, await SCENARIO_RUNS[name](ctx)));
+  }
+}
+
+/** Every node's DHCP lease, pxelinux file, kernel, initrd and NFS root, from the boot server; whether all passed. */
+async function netbootAll(lab: Lab, found: Findings): Promise<boolean> {
+  const s = scenario('netboot', Date.now());
+  for (const node of lab.topology.nodes)
+    found.netboot.push(await netbootNode(lab.loaded.cluster, lab.topology, node, lab.buildDir, lab.runDir));
+  const bad = found.netboot.filter((r) => !r.pass);
+  found.scenarios.push(
+    s.result(
+      bad.length === 0,
+      bad.length
         ? bad.map((r) => `${r.node}: ${r.problems.join('; ')}`).join('\n')
-        : `${netboot.length} nodes: DHCP lease, pxelinux file, kernel and initrd over TFTP, own NFS root served and another node's refused`,
-    });
-    if (bad.length) return await finish();
+        : `${found.netboot.length} nodes: DHCP lease, pxelinux file, kernel and initrd over TFTP, own NFS root served and another node's refused`,
+    ),
+  );
+  return bad.length === 0;
+}
 
-    const hierarchies = await labHierarchies();
-    const machines = topology.nodes.map(
-      (node) =>
-        new Machine(node, {
-          tree: path.join(buildDir, 'rootfs', node.name),
-          root: exportRoot!.node(node.name),
-          workDir: path.join(runDir, 'nodes', node.name),
-          cgroup: new NodeCgroup(hierarchies, node.ns),
-          hostArguments: workarounds.flatMap((w) => w.systemdArguments),
-          localStorage: workarounds.some((w) => w.localStorage) && cluster.nodes.find((n) => n.name === node.name)!.storage.enabled,
-        }),
-    );
-    cleanup.add('nodes', async () => {
-      for (const machine of machines) await machine.powerOff();
-    });
-    for (const machine of machines) {
-      await machine.reset();
-      machine.kernelArgs = netboot.find((r) => r.node === machine.node.name)?.kernelArgs ?? [];
-    }
-    const firstServer = machines.find((m) => m.node.isServer);
-    if (!firstServer) throw new LabError(`${cluster.name} has no server to test`);
-    const ctx: LabContext = {
-      topology,
-      machines,
-      datastore: await readDatastore(path.join(buildDir, 'rootfs', firstServer.node.name), runDir),
-      log,
-      bounds,
-      dns,
-      runDir,
-      cleanup,
-      deployment: {
-        profile: options.profile,
-        cwd,
-        buildOut,
-        exportRoot: exportRoot!.root,
-        k3sBinary: K3S_STANDIN,
-        ...(options.secrets ? { secrets: options.secrets } : {}),
-        ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
-      },
-      recoveryPolicy: profile.galera.recovery.policy,
-      bootstrapNode: cluster.bootstrapNode!,
-      shuffle: (items) => shuffled(items, random),
-      async powerOn(machine) {
-        await plugIn(machine.node);
-        const again = await netbootNode(cluster, topology, machine.node, buildDir, runDir);
-        if (!again.pass) throw new LabError(`${machine.node.name} could not netboot again: ${again.problems.join('; ')}`);
-        machine.kernelArgs = again.kernelArgs ?? [];
-        await machine.boot();
-      },
-    };
-
-    log(`cold start: booting ${machines.length} nodes at once`);
-    const coldStarted = Date.now();
-    for (const machine of machines) await machine.boot();
-    const cold = await coldStart(ctx, coldStarted);
-    scenarios.push(cold);
-    log(`cold-start: ${cold.pass ? 'pass' : 'FAIL'} (${cold.seconds} s) ${cold.detail}`);
-    const wanted = (options.scenarios ?? [...SCENARIOS]).filter(
-      (name): name is Exclude<ScenarioName, 'cold-start'> => name !== 'cold-start' && name !== 'netboot-arm64',
-    );
-    if (!cold.pass || wanted.length === 0) return await finish();
-
-    // Each scenario starts from a whole cluster, so any order must pass: a shuffled one proves it.
-    const order = shuffled(wanted, random);
-    log(`scenarios in the order ${order.join(', ')}`);
-    for (const name of order) {
-      if (stopping) break;
-      scenarios.push(await logged(await SCENARIO_RUNS[name](ctx)));
-    }
-    return await finish();
-  } catch (error) {
-    scenarios.push({ name: 'lab', pass: false, seconds: elapsed(started), detail: (error as Error).message });
-    return await finish();
-  } finally {
-    process.removeListener('SIGINT', interrupted);
-    process.removeListener('SIGTERM', interrupted);
-    await cleanup.run(log);
+/** A container for every node, in its own cgroup, with the kernel arguments it netbooted with; all powered off at the end. */
+async function machinesFor(lab: Lab, exportRoot: ExportRoot, netboot: NetbootResult[], cleanup: Cleanup): Promise<Machine[]> {
+  const hierarchies = await labHierarchies();
+  const machines = lab.topology.nodes.map(
+    (node) =>
+      new Machine(node, {
+        tree: path.join(lab.buildDir, 'rootfs', node.name),
+        root: exportRoot.node(node.name),
+        workDir: path.join(lab.runDir, 'nodes', node.name),
+        cgroup: new NodeCgroup(hierarchies, node.ns),
+        hostArguments: lab.workarounds.flatMap((w) => w.systemdArguments),
+        localStorage:
+          lab.workarounds.some((w) => w.localStorage) && lab.loaded.cluster.nodes.find((n) => n.name === node.name)!.storage.enabled,
+      }),
+  );
+  cleanup.add('nodes', async () => {
+    for (const machine of machines) await machine.powerOff();
+  });
+  for (const machine of machines) {
+    await machine.reset();
+    machine.kernelArgs = netboot.find((r) => r.node === machine.node.name)?.kernelArgs ?? [];
   }
+  return machines;
+}
 
-  async function logged(result: ScenarioResult): Promise<ScenarioResult> {
-    log(`${result.name}: ${result.pass ? 'pass' : 'FAIL'} (${result.seconds} s) ${result.detail}`);
-    return result;
-  }
-
-  async function finish(): Promise<LabReport> {
-    if (stopping)
-      scenarios.push({
-        name: 'interrupted',
-        pass: false,
-        seconds: elapsed(started),
-        detail: `${stopping} arrived: the lab was stopped, and results after it are not meaningful`,
-      });
-    const report: LabReport = {
+/** What every scenario is given (context.ts). */
+async function labContext(lab: Lab, services: LabServices, machines: Machine[], cleanup: Cleanup): Promise<LabContext> {
+  const { options, topology, buildDir, runDir } = lab;
+  const { cluster, profile } = lab.loaded;
+  const firstServer = machines.find((m) => m.node.isServer);
+  if (!firstServer) throw new LabError(`${cluster.name} has no server to test`);
+  return {
+    topology,
+    machines,
+    datastore: await readDatastore(path.join(buildDir, 'rootfs', firstServer.node.name), runDir),
+    log: lab.log,
+    bounds: lab.bounds,
+    dns: services.dns,
+    runDir,
+    cleanup,
+    deployment: {
       profile: options.profile,
-      cluster: cluster.name,
-      seconds: elapsed(started),
-      pass: scenarios.length > 0 && scenarios.every((s) => s.pass),
-      seed,
-      ...(bounds ? { bounds } : {}),
-      scenarios,
-      netboot,
-      ...(boards ? { boards } : {}),
-      switchedOff: emulated ? SWITCHED_OFF_EMULATED : [...SWITCHED_OFF, ...workarounds.map((w) => w.switchedOff)],
-    };
-    const file = path.join(labDir, 'report.json');
-    await writeFile(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
-    await rename(`${file}.tmp`, file);
-    return report;
-  }
+      cwd: lab.cwd,
+      buildOut: lab.buildOut,
+      exportRoot: services.exportRoot!.root,
+      k3sBinary: K3S_STANDIN,
+      ...(options.secrets ? { secrets: options.secrets } : {}),
+      ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}),
+    },
+    recoveryPolicy: profile.galera.recovery.policy,
+    bootstrapNode: cluster.bootstrapNode!,
+    shuffle: (items) => shuffled(items, lab.random),
+    async powerOn(machine) {
+      await plugIn(machine.node);
+      const again = await netbootNode(cluster, topology, machine.node, buildDir, runDir);
+      if (!again.pass) throw new LabError(`${machine.node.name} could not netboot again: ${again.problems.join('; ')}`);
+      machine.kernelArgs = again.kernelArgs ?? [];
+      await machine.boot();
+    },
+  };
+}
+
+function logged(lab: Lab, result: ScenarioResult): ScenarioResult {
+  lab.log(`${result.name}: ${result.pass ? 'pass' : 'FAIL'} (${result.seconds} s) ${result.detail}`);
+  return result;
+}
+
+/** The report, written atomically to <out>/report.json; a signal that stopped the run is one more failed result. */
+async function writeReport(lab: Lab, found: Findings, stopped: NodeJS.Signals | undefined): Promise<LabReport> {
+  if (stopped)
+    found.scenarios.push(
+      scenario('interrupted', lab.started).result(
+        false,
+        `${stopped} arrived: the lab was stopped, and results after it are not meaningful`,
+      ),
+    );
+  const report: LabReport = {
+    profile: lab.options.profile,
+    cluster: lab.loaded.cluster.name,
+    seconds: elapsed(lab.started),
+    pass: found.scenarios.length > 0 && found.scenarios.every((s) => s.pass),
+    seed: lab.seed,
+    bounds: lab.bounds,
+    scenarios: found.scenarios,
+    netboot: found.netboot,
+    ...(found.boards ? { boards: found.boards } : {}),
+    switchedOff: lab.emulated ? SWITCHED_OFF_EMULATED : [...SWITCHED_OFF, ...lab.workarounds.map((w) => w.switchedOff)],
+  };
+  const file = path.join(lab.labDir, 'report.json');
+  await writeFile(`${file}.tmp`, `${JSON.stringify(report, null, 2)}\n`);
+  await rename(`${file}.tmp`, file);
+  return report;
 }
 
 export function summary(report: LabReport): string {

@@ -8,11 +8,11 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
 import { LOCAL_STORAGE_MOUNT } from '../plan/context.js';
+import { startTool, type RunningTool } from '../tools.js';
 import type { NodeCgroup } from './cgroups.js';
 import { LabError } from './errors.js';
-import { endWithin, netnsPath, tryRun, waitFor, type CommandResult, type RunOptions } from './run-command.js';
+import { netnsPath, tryRun, waitFor, type CommandResult, type RunOptions } from './run-command.js';
 import type { LabNode } from './topology.js';
 
 export interface MachineOptions {
@@ -33,7 +33,7 @@ export interface MachineOptions {
 export class Machine {
   readonly node: LabNode;
   private readonly options: MachineOptions;
-  private nspawn: ResultPromise | undefined;
+  private nspawn: RunningTool | undefined;
   private leader: number | undefined;
   private boots = 0;
   /**
@@ -105,19 +105,17 @@ export class Machine {
       ...(this.options.localStorage ? [`--bind=${this.localStorage}:${LOCAL_STORAGE_MOUNT}`] : []),
       ...systemdArguments([...this.kernelArgs, ...(this.options.hostArguments ?? [])]),
     ]);
-    this.nspawn = execa(command, args, {
-      stdin: 'ignore',
-      stdout: { file: this.consoleLog },
-      stderr: { file: `${this.consoleLog}.err` },
-      reject: false,
+    this.nspawn = startTool(command, args, {
+      stdoutFile: this.consoleLog,
+      stderrFile: `${this.consoleLog}.err`,
       env: { SYSTEMD_COLORS: '0' },
     });
-    const nspawnPid = this.nspawn.pid;
+    const nspawnPid = this.nspawn.child.pid;
     if (!nspawnPid) throw new LabError(`systemd-nspawn did not start for ${this.node.name}`);
     this.leader = await waitFor(() => containerInit(nspawnPid), 20_000, 200);
     if (!this.leader) {
       const why = await readFile(`${this.consoleLog}.err`, 'utf8').catch(() => '');
-      this.nspawn.kill('SIGKILL');
+      this.nspawn.child.kill('SIGKILL');
       throw new LabError(
         `${this.node.name} did not boot: systemd-nspawn ${why.trim().split('\n').slice(-4).join(' | ') || 'started no init'}`,
       );
@@ -141,7 +139,7 @@ export class Machine {
         // Already gone.
       }
     }
-    if (this.nspawn) await endWithin(this.nspawn, 15_000);
+    if (this.nspawn) await this.nspawn.stop(15_000);
     this.leader = undefined;
     this.nspawn = undefined;
     // The next boot starts from an empty cgroup, as a board's from an empty kernel; one left busy is emptied at the lab's end.

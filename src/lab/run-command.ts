@@ -4,7 +4,6 @@
  * network namespace through nsenter, which (unlike `ip netns exec`) leaves
  * /sys alone, so systemd-nspawn still finds the host's cgroups.
  */
-import type { ResultPromise } from 'execa';
 import { ToolError } from '../errors.js';
 import { runTool } from '../tools.js';
 import { LabError } from './errors.js';
@@ -80,16 +79,4 @@ export async function waitFor<T>(check: () => Promise<T | undefined>, timeoutMs:
     if (Date.now() + intervalMs > deadline) return undefined;
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
-}
-
-/** Waits up to `graceMs` for a child to end, then kills it outright; resolves once it is gone. */
-export async function endWithin(child: ResultPromise, graceMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const ended = await Promise.race([
-    child.then(() => true),
-    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), graceMs))),
-  ]);
-  clearTimeout(timer);
-  if (!ended) child.kill('SIGKILL');
-  await child;
 }

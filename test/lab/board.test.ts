@@ -6,7 +6,7 @@ import path from 'node:path';
 import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { cableMac } from '../../src/lab/board.js';
-import { pxelinuxName, unitProblems, type NodeFacts } from '../../src/lab/netboot-arm64.js';
+import { pxelinuxName, unitProblems, type NodeFacts } from '../../src/lab/scenarios/netboot-arm64.js';
 import { loadProfile } from '../../src/profile/load.js';
 
 const { cluster } = await loadProfile(path.resolve('profiles/opz3-netboot.yaml'));

@@ -19,7 +19,7 @@ import * as assert from 'uvu/assert';
 import { build } from '../../src/build.js';
 import { UBOOT_ARM64 } from '../../src/lab/board.js';
 import { K3S_STANDIN, runLab } from '../../src/lab/lab.js';
-import { pxelinuxName } from '../../src/lab/netboot-arm64.js';
+import { pxelinuxName } from '../../src/lab/scenarios/netboot-arm64.js';
 import { silentReporter } from '../../src/progress.js';
 import { loadProfile } from '../../src/profile/load.js';
 import { inspectInitrd } from '../../src/base/check/initrd.js';

@@ -19,7 +19,7 @@ import {
   startupSeconds,
   timeoutLines,
 } from '../../src/lab/node-checks.js';
-import { GALERA_CNF, parseGaleraCnf, readRogueLog, rogueCnf } from '../../src/lab/rogue-galera.js';
+import { GALERA_CNF, parseGaleraCnf, readRogueLog, rogueCnf } from '../../src/lab/scenarios/rogue-galera-node.js';
 import { buildToTemp, type TempBuild } from '../support/build.js';
 
 let lab: TempBuild;

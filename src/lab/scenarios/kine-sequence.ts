@@ -6,10 +6,11 @@
  * Statements are those of k3s-io/kine, pkg/drivers/mysql/mysql.go and
  * pkg/drivers/generic/generic.go.
  */
-import type { Machine } from './machine.js';
-import { waitFor, type CommandResult } from './run-command.js';
-import { sqlThroughVip, vipHolders } from './probes.js';
-import { elapsed, ensureWhole, galeraFullWithin, scenario, settledVipHolder, type LabContext, type ScenarioResult } from './scenarios.js';
+import type { Machine } from '../machine.js';
+import { waitFor, type CommandResult } from '../run-command.js';
+import { sqlThroughVip, vipHolders } from '../probes.js';
+import { ensureWhole, galeraFullWithin, settledVipHolder } from '../cluster-checks.js';
+import { elapsed, scenario, type LabContext, type ScenarioResult } from '../context.js';
 
 /** The indexes kine creates on its table. */
 export const KINE_INDEXES = [

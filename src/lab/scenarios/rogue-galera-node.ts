@@ -11,22 +11,14 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { execa, type ResultPromise } from 'execa';
-import { Cleanup } from './cleanup.js';
-import type { Machine } from './machine.js';
-import { addLabMachine } from './network.js';
-import { galeraStatus } from './probes.js';
-import { endWithin, run, tryRun } from './run-command.js';
-import {
-  elapsed,
-  ensureWhole,
-  galeraFullWithin,
-  scenario,
-  servers,
-  showGalera,
-  type LabContext,
-  type ScenarioResult,
-} from './scenarios.js';
+import { startTool } from '../../tools.js';
+import { Cleanup } from '../cleanup.js';
+import type { Machine } from '../machine.js';
+import { addLabMachine } from '../network.js';
+import { galeraStatus } from '../probes.js';
+import { run, tryRun } from '../run-command.js';
+import { ensureWhole, galeraFullWithin, servers, showGalera } from '../cluster-checks.js';
+import { elapsed, scenario, type LabContext, type ScenarioResult } from '../context.js';
 
 /** Where the build puts the Galera settings and the cluster's CA certificate on a server. */
 export const GALERA_CNF = 'etc/mysql/mariadb.conf.d/70-netroot-galera.cnf';
@@ -280,6 +272,81 @@ async function serversSaid(machines: Machine[], since: number): Promise<string[]
   return [...said].map(([message, names]) => `"${message}" (${names.join(', ')})`);
 }
 
+/** Whether the stranger got into a group: what its own MariaDB answers, or its log shows; undefined while it is alone. */
+async function strangerJoined(dir: string, errorLog: string): Promise<string | undefined> {
+  const own = await tryRun(
+    'mariadb',
+    [
+      '--no-defaults',
+      `--socket=${path.join(dir, 'mysqld.sock')}`,
+      '--user=root',
+      '--connect-timeout=2',
+      '--batch',
+      '--skip-column-names',
+      '-e',
+      "SHOW STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status')",
+    ],
+    { timeoutMs: 5_000 },
+  );
+  let joined: string | undefined;
+  if (own.ok) {
+    const values = Object.fromEntries(own.stdout.split('\n').map((line) => line.split('\t') as [string, string]));
+    if (Number(values.wsrep_cluster_size) > 1 || values.wsrep_cluster_status === 'Primary')
+      joined = `its wsrep_cluster_size is ${values.wsrep_cluster_size}, ${values.wsrep_cluster_status}`;
+  }
+  const log = readRogueLog(await readFile(errorLog, 'utf8').catch(() => ''));
+  if (log.primary || log.members > 1) joined = `its log shows a view of ${log.members} members${log.primary ? ', primary' : ''}`;
+  return joined;
+}
+
+/** The attempt's story from what was seen while it ran, the stranger's log and the servers' journals. */
+async function verdict(
+  ctx: LabContext,
+  o: { address: string; kind: RogueKind; size: number },
+  seen: { joined: string | undefined; wrong: string[]; reads: number; watched: number },
+  errorLog: string,
+  since: number,
+): Promise<Attempt> {
+  const { joined, wrong, reads, watched } = seen;
+  const log = readRogueLog(await readFile(errorLog, 'utf8').catch(() => ''));
+  const refusedBy = await serversSaid(servers(ctx), since);
+  const said = log.refusals.length ? `its log: "${log.refusals.slice(0, 3).join('", "')}"` : 'its log names no refusal';
+  const end = log.ended ? `it gave up after ${watched} s ("${log.ended}")` : `stopped after ${watched} s`;
+  const theySaid = refusedBy.length ? `; the servers: ${refusedBy.slice(0, 3).join(', ')}` : '';
+  const head = `${o.kind === 'plain' ? 'Without TLS' : "With its own CA's certificate"} (at ${o.address})`;
+  if (joined) return { kind: o.kind, pass: false, story: `${head} the stranger got in: ${joined}; ${said}` };
+  if (wrong.length)
+    return {
+      kind: o.kind,
+      pass: false,
+      story: `${head}, while the stranger asked to join, the servers were not all at size ${o.size} and primary: ${wrong.slice(0, 3).join('; ')}; ${said}`,
+    };
+  if (!log.tried) {
+    const tail = (await readFile(errorLog, 'utf8').catch(() => '')).trim().split('\n').slice(-4).join(' / ');
+    return {
+      kind: o.kind,
+      pass: false,
+      story: `${head} the stranger's MariaDB never asked the cluster to let it in: ${tail || 'no log'}`,
+    };
+  }
+  if (
+    o.kind === 'forged' &&
+    !log.refusals.some((r) => /unknown ca|certificate/i.test(r)) &&
+    !refusedBy.some((r) => /certificate|unknown ca/i.test(r))
+  ) {
+    return {
+      kind: o.kind,
+      pass: false,
+      story: `${head} the stranger was kept out, but neither it nor the servers logged a refused certificate: ${said}`,
+    };
+  }
+  return {
+    kind: o.kind,
+    pass: true,
+    story: `${head} refused: never in a primary component (largest view ${log.members} member${log.members === 1 ? '' : 's'}); ${end}; ${said}${theySaid}; wsrep_cluster_size stayed ${o.size} on every server (${reads} reads over ${watched} s)`,
+  };
+}
+
 async function attempt(
   ctx: LabContext,
   o: { dir: string; ns: string; address: string; galera: GaleraSettings; kind: RogueKind; clusterCa: string; size: number },
@@ -293,18 +360,15 @@ async function attempt(
 
   const since = Math.floor(Date.now() / 1000);
   const start = Date.now();
-  const rogue: ResultPromise = execa('nsenter', [`--net=/run/netns/${o.ns}`, '--', 'mariadbd', `--defaults-file=${cnf}`], {
-    stdin: 'ignore',
-    stdout: { file: path.join(o.dir, `${o.kind}.stdout`) },
-    stderr: { file: path.join(o.dir, `${o.kind}.stderr`) },
-    reject: false,
+  const rogue = startTool('nsenter', [`--net=/run/netns/${o.ns}`, '--', 'mariadbd', `--defaults-file=${cnf}`], {
+    stdoutFile: path.join(o.dir, `${o.kind}.stdout`),
+    stderrFile: path.join(o.dir, `${o.kind}.stderr`),
   });
   let exited = false;
-  void rogue.then(() => (exited = true));
+  void rogue.child.then(() => (exited = true));
   const stop = async (): Promise<void> => {
     if (exited) return;
-    rogue.kill('SIGTERM');
-    await endWithin(rogue, 10_000);
+    await rogue.stop(10_000, 'SIGTERM');
   };
   try {
     // Until it gives up by itself (after its 30-s wait for a primary component) or the bound passes:
@@ -323,68 +387,12 @@ async function attempt(
           );
         }
       }
-      const own = await tryRun(
-        'mariadb',
-        [
-          '--no-defaults',
-          `--socket=${path.join(o.dir, 'mysqld.sock')}`,
-          '--user=root',
-          '--connect-timeout=2',
-          '--batch',
-          '--skip-column-names',
-          '-e',
-          "SHOW STATUS WHERE Variable_name IN ('wsrep_cluster_size', 'wsrep_cluster_status')",
-        ],
-        { timeoutMs: 5_000 },
-      );
-      if (own.ok) {
-        const values = Object.fromEntries(own.stdout.split('\n').map((line) => line.split('\t') as [string, string]));
-        if (Number(values.wsrep_cluster_size) > 1 || values.wsrep_cluster_status === 'Primary')
-          joined = `its wsrep_cluster_size is ${values.wsrep_cluster_size}, ${values.wsrep_cluster_status}`;
-      }
-      const log = readRogueLog(await readFile(errorLog, 'utf8').catch(() => ''));
-      if (log.primary || log.members > 1) joined = `its log shows a view of ${log.members} members${log.primary ? ', primary' : ''}`;
+      joined = await strangerJoined(o.dir, errorLog);
       if (!exited) await new Promise((r) => setTimeout(r, 1_000));
     }
     const watched = elapsed(start);
     await stop();
-    const log = readRogueLog(await readFile(errorLog, 'utf8').catch(() => ''));
-    const refusedBy = await serversSaid(servers(ctx), since);
-    const said = log.refusals.length ? `its log: "${log.refusals.slice(0, 3).join('", "')}"` : 'its log names no refusal';
-    const end = log.ended ? `it gave up after ${watched} s ("${log.ended}")` : `stopped after ${watched} s`;
-    const theySaid = refusedBy.length ? `; the servers: ${refusedBy.slice(0, 3).join(', ')}` : '';
-    const head = `${o.kind === 'plain' ? 'Without TLS' : "With its own CA's certificate"} (at ${o.address})`;
-    if (joined) return { kind: o.kind, pass: false, story: `${head} the stranger got in: ${joined}; ${said}` };
-    if (wrong.length)
-      return {
-        kind: o.kind,
-        pass: false,
-        story: `${head}, while the stranger asked to join, the servers were not all at size ${o.size} and primary: ${wrong.slice(0, 3).join('; ')}; ${said}`,
-      };
-    if (!log.tried) {
-      const tail = (await readFile(errorLog, 'utf8').catch(() => '')).trim().split('\n').slice(-4).join(' / ');
-      return {
-        kind: o.kind,
-        pass: false,
-        story: `${head} the stranger's MariaDB never asked the cluster to let it in: ${tail || 'no log'}`,
-      };
-    }
-    if (
-      o.kind === 'forged' &&
-      !log.refusals.some((r) => /unknown ca|certificate/i.test(r)) &&
-      !refusedBy.some((r) => /certificate|unknown ca/i.test(r))
-    ) {
-      return {
-        kind: o.kind,
-        pass: false,
-        story: `${head} the stranger was kept out, but neither it nor the servers logged a refused certificate: ${said}`,
-      };
-    }
-    return {
-      kind: o.kind,
-      pass: true,
-      story: `${head} refused: never in a primary component (largest view ${log.members} member${log.members === 1 ? '' : 's'}); ${end}; ${said}${theySaid}; wsrep_cluster_size stayed ${o.size} on every server (${reads} reads over ${watched} s)`,
-    };
+    return await verdict(ctx, o, { joined, wrong, reads, watched }, errorLog, since);
   } finally {
     await stop();
   }

@@ -14,13 +14,13 @@
  */
 import path from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
-import type { Cluster } from '../profile/resolve.js';
-import type { EmulatedBoard } from './board.js';
-import type { Cleanup } from './cleanup.js';
-import { sqlAt, sqlThroughVip, type Datastore } from './probes.js';
-import { tryInNet, waitFor } from './run-command.js';
-import type { ScenarioResult } from './scenarios.js';
-import type { LabTopology } from './topology.js';
+import type { Cluster } from '../../profile/resolve.js';
+import type { EmulatedBoard } from '../board.js';
+import type { Cleanup } from '../cleanup.js';
+import type { ScenarioResult } from '../context.js';
+import { sqlAt, sqlThroughVip, type Datastore } from '../probes.js';
+import { tryInNet, waitFor } from '../run-command.js';
+import type { LabTopology } from '../topology.js';
 
 export const STAGES = ['DHCP', 'TFTP file', 'kernel', 'NFS mount', 'systemd', 'unit', 'Galera'] as const;
 export type Stage = (typeof STAGES)[number];

@@ -11,27 +11,26 @@
  */
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { build } from '../build.js';
-import { deploy, type DeployResult } from '../deploy/index.js';
-import { BUNDLED_OVERLAYS_DIR } from '../overlays/load.js';
-import type { Machine } from './machine.js';
-import { sqlThroughVip } from './probes.js';
-import { rowsThroughVip, whyOut, writeRows } from './recovery.js';
+import { build } from '../../build.js';
+import { deploy, type DeployResult } from '../../deploy/index.js';
+import { BUNDLED_OVERLAYS_DIR } from '../../overlays/load.js';
 import {
-  elapsed,
   ensureWhole,
   galeraFullWithin,
   journals,
-  scenario,
+  rowsThroughVip,
   servers,
   settledVipHolder,
   showGalera,
   sqlWithin,
   TABLE,
   vipProblem,
-  type LabContext,
-  type ScenarioResult,
-} from './scenarios.js';
+  whyOut,
+  writeRows,
+} from '../cluster-checks.js';
+import { elapsed, scenario, type LabContext, type LabDeployment, type ScenarioResult } from '../context.js';
+import type { Machine } from '../machine.js';
+import { sqlThroughVip } from '../probes.js';
 
 /** The template the rebuild changes: every node has /etc/hosts, and any program that resolves a name reads it. */
 const TEMPLATE = 'base/etc/hosts.hbs';
@@ -39,20 +38,6 @@ const CHANGED_FILE = 'etc/hosts';
 const NODE_PASSWORD = 'etc/rancher/node/password';
 /** Rows written through the VIP before the deploy, to be there after it. */
 const ROWS_BEFORE = 20;
-
-/** What the scenario needs of the lab's build to build and deploy again. */
-export interface LabDeployment {
-  profile: string;
-  cwd: string;
-  /** The lab's build output (OUT of OUT/CLUSTER), which the export root's nodes came from. */
-  buildOut: string;
-  /** The export root the nodes run from: the deploy's --to. */
-  exportRoot: string;
-  /** The k3s the lab builds with (its stand-in). */
-  k3sBinary: string;
-  secrets?: string;
-  cacheDir?: string;
-}
 
 /** Inserts a row through the VIP every `everyMs` until stopped; the longest time without an accepted write. */
 class Writer {
