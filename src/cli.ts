@@ -6,7 +6,7 @@ import yargs, { type Argv } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { build, findPlannedFile, parseCompress, parseFormats, prepare, VERSION, type CommonOptions } from './build.js';
 import { defaultReporter } from './progress.js';
-import { NetrootError, UsageError, type ErrorReport } from './errors.js';
+import { InternalError, NetrootError, UsageError, type ErrorReport } from './errors.js';
 import { profileJsonSchema } from './profile/schema.js';
 import { closest } from './suggest.js';
 import { onStopped, stopSignal } from './stop.js';
@@ -297,7 +297,11 @@ main(hideBin(process.argv)).catch((error: unknown) => {
   // A program the signal also stopped fails "with no message": the stop is what happened, and is said above.
   if (stopSignal()) return;
   let report: ErrorReport;
-  if (error instanceof NetrootError) {
+  if (error instanceof InternalError) {
+    // A bug: the stack is what a report needs.
+    process.stderr.write(`build-images: ${error.stack ?? error.message}\n`);
+    report = error.toJSON();
+  } else if (error instanceof NetrootError) {
     process.stderr.write(`build-images: ${error.message}\n`);
     report = error.toJSON();
   } else {

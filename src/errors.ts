@@ -12,6 +12,8 @@ export const EXIT_FAILURE = 1;
  * lists, run again). Not 127, which a shell returns when build-images itself is not found.
  */
 export const EXIT_MISSING_PROGRAM = 3;
+/** A bug in netroot (sysexits' EX_SOFTWARE): not the input's fault, nor the machine's; worth a report. */
+export const EXIT_INTERNAL = 70;
 
 /** Where in a profile a value came from, for messages like `profiles/opz3.yaml:14:5`. */
 export interface SourceLocation {
@@ -74,6 +76,16 @@ export class ProfileError extends NetrootError {
 
   override toJSON(): ErrorReport {
     return { ...super.toJSON(), issues: this.issues.map((i) => ({ ...(i.location ?? {}), key: i.key, message: i.message })) };
+  }
+}
+
+/**
+ * A bug: something netroot's own code promised did not hold (a decision missing for a node, a file written after
+ * it was closed). Never the user's input; the CLI says to report it, with the stack. Exit 70.
+ */
+export class InternalError extends NetrootError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(`internal error (please report it): ${message}`, EXIT_INTERNAL, options);
   }
 }
 

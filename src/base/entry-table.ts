@@ -14,6 +14,7 @@
  * little-endian: a cache of this machine, never an artifact.
  */
 import path from 'node:path';
+import { InternalError } from '../errors.js';
 import { comparePaths } from '../rootfs/paths.js';
 import type { TarHeader, TarType } from '../rootfs/tarformat.js';
 import type { Xattrs } from '../rootfs/xattr.js';
@@ -153,7 +154,7 @@ function materialise(c: Columns, p: string, root: string | undefined, i: number)
 /** Writes every field of `entry` but its path into row i (the content path only when it is not root/path). */
 function store(c: Columns, root: string | undefined, i: number, entry: BaseEntry): void {
   const type = TYPE_CODE.get(entry.type);
-  if (type === undefined) throw new Error(`unknown entry type ${entry.type}`);
+  if (type === undefined) throw new InternalError(`unknown entry type ${entry.type}`);
   c.types[i] = type;
   c.modes[i] = entry.mode;
   c.uids[i] = entry.uid;

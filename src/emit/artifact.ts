@@ -51,6 +51,7 @@ import type { BaseIndex } from '../base/open.js';
 import type { EntryTable } from '../base/entry-table.js';
 import { sweepStaleTemporaries, temporaryName } from '../cache.js';
 import { RootfsError } from '../rootfs/errors.js';
+import { InternalError } from '../errors.js';
 import { writeAll } from '../rootfs/io.js';
 import type { Rollback } from './staging.js';
 import { mergeOverlay, type NodeEntry, type OverlayMerge } from './overlay.js';
@@ -368,7 +369,7 @@ class Output {
   }
   write(piece: Buffer): void {
     // Abandoned (a failure elsewhere, a signal) while other work went on: its descriptor is gone.
-    if (this.closed) throw new RootfsError(`internal: ${this.file} was written after it was closed`);
+    if (this.closed) throw new InternalError(`${this.file} was written after it was closed`);
     // A revised archive is cut after its prefix at its first write (a failure before leaves it whole).
     if (this.revising && this.bytes === this.revising.prefix.bytes) fsSync.ftruncateSync(this.fd, this.bytes);
     writeAll(this.fd, piece, this.bytes);
@@ -467,8 +468,8 @@ const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 function checkNames(nodes: readonly ArtifactNode[]): void {
   const names = new Set<string>();
   for (const node of nodes) {
-    if (!NODE_NAME.test(node.name)) throw new RootfsError(`node name ${JSON.stringify(node.name)} cannot name an artifact file`);
-    if (names.has(node.name)) throw new RootfsError(`node ${node.name} is listed twice`);
+    if (!NODE_NAME.test(node.name)) throw new InternalError(`node name ${JSON.stringify(node.name)} cannot name an artifact file`);
+    if (names.has(node.name)) throw new InternalError(`node ${node.name} is listed twice`);
     names.add(node.name);
   }
 }

@@ -13,7 +13,7 @@ import type { BaseIndex } from '../base/open.js';
 import { sha256sums, writeNodeArtifacts, type ArtifactNode, type Format } from './artifact.js';
 import { packedBase } from './packed.js';
 import { overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from './export-tree.js';
-import { RootfsError } from '../rootfs/errors.js';
+import { InternalError } from '../errors.js';
 import type { Reporter } from '../progress.js';
 import type { ArtifactRecord, BuildState } from './state.js';
 import { Rollback } from './staging.js';
@@ -91,23 +91,23 @@ export async function emitRootfs(
   const result: RootfsResult = { trees: [], artifacts: [], reused: [], rebuilt: [], state: { nodes: {} } };
   const prevDir = inputs.previous?.dir;
   const needBase = (what: string): BaseIndex => {
-    if (!inputs.base || !inputs.layered) throw new RootfsError(`internal: the base is needed to ${what} but was not read`);
+    if (!inputs.base || !inputs.layered) throw new InternalError(`the base is needed to ${what} but was not read`);
     return what === 'pack' ? inputs.layered : inputs.base;
   };
   const decision = (node: string): NodeDecision => {
     const decided = inputs.decisions.get(node);
-    if (!decided) throw new RootfsError(`internal: no rebuild decision for node ${node}`);
+    if (!decided) throw new InternalError(`no rebuild decision for node ${node}`);
     return decided;
   };
   /** What the previous build made of a node the decision takes from it. */
   const previousNode = (node: string): { dir: string; record: BuildState['nodes'][string] } => {
     const record = inputs.previous?.state.nodes[node];
-    if (!prevDir || !record) throw new RootfsError(`internal: node ${node} is taken from a previous build that has no record of it`);
+    if (!prevDir || !record) throw new InternalError(`node ${node} is taken from a previous build that has no record of it`);
     return { dir: prevDir, record };
   };
   const previousTree = (node: string): { dir: string; overlay: string[]; removed: string[] } => {
     const { dir, record } = previousNode(node);
-    if (!record.tree) throw new RootfsError(`internal: the tree of node ${node} is taken from a previous build that has no record of it`);
+    if (!record.tree) throw new InternalError(`the tree of node ${node} is taken from a previous build that has no record of it`);
     return { dir: path.join(dir, 'rootfs', node), ...record.tree };
   };
 

@@ -7,10 +7,11 @@ import { chmod, lchown, mkdir, open, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { PlannedFile } from '../plan/plan.js';
 import { isRoot } from '../privileges.js';
+import { InternalError } from '../errors.js';
 
 export function assertInside(root: string, relative: string): string {
   if (relative === '' || path.posix.isAbsolute(relative) || relative.split('/').some((p) => p === '..' || p === '')) {
-    throw new Error(`refusing to write ${JSON.stringify(relative)}: not a plain relative path`);
+    throw new InternalError(`refusing to write ${JSON.stringify(relative)}: not a plain relative path`);
   }
   return path.join(root, ...relative.split('/'));
 }

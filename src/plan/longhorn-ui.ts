@@ -6,6 +6,7 @@
  * (32 characters from the secrets file), so the entry cannot be guessed back.
  */
 import { createHash } from 'node:crypto';
+import { InternalError } from '../errors.js';
 
 export const LONGHORN_UI_USER = 'longhorn';
 
@@ -21,7 +22,7 @@ function to64(value: number, count: number): string {
 
 /** The `$apr1$salt$hash` of `password` (Apache's MD5-crypt variant); `salt` is at most 8 characters of ./0-9A-Za-z. */
 export function apr1(password: string, salt: string): string {
-  if (!/^[./0-9A-Za-z]{1,8}$/.test(salt)) throw new Error(`apr1 salt must be 1–8 characters of ./0-9A-Za-z, got ${salt.length} characters`);
+  if (!/^[./0-9A-Za-z]{1,8}$/.test(salt)) throw new InternalError(`apr1 salt must be 1–8 characters of ./0-9A-Za-z, got ${salt.length} characters`);
   const pw = Buffer.from(password, 'utf8');
   const s = Buffer.from(salt);
   const magic = Buffer.from('$apr1$');
