@@ -13,15 +13,16 @@ import { checkWritableDir } from './paths.js';
 import { BUNDLED_OVERLAYS_DIR, loadOverlays, type OverlaySet } from './overlays/load.js';
 import { planCluster, type BuildPlan, type PlannedFile } from './plan/plan.js';
 import { emitCluster } from './emit/cluster.js';
-import { OUTPUT_FORMATS, type OutputFormat, type RootfsInputs } from './emit/rootfs.js';
+import type { RootfsInputs } from './emit/rootfs.js';
+import { OUTPUT_FORMATS, type OutputFormat } from './emit/formats.js';
 import { defaultReporter, type Reporter } from './progress.js';
-import { classifyBase, debootstrapWithPackages, extractedInCache, openBaseSource } from './base/source.js';
+import { classifyBase, debootstrapWithPackages, extractedInCache, openBaseSource, type BaseSource } from './base/source.js';
 import { quickIdentity, readBuildInputs } from './build-inputs.js';
 import { debootstrapCachePath, parseDebootstrapSpec } from './base/debootstrap.js';
 import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './base/netboot.js';
-import { nodeKey, prefixKey } from './emit/state.js';
+import { nodeKey, prefixKey, type BuildState } from './emit/state.js';
 import { PACKING } from './emit/packed.js';
-import { decideRebuild, readPreviousOutput } from './emit/rebuild.js';
+import { decideBaseReading, decideRebuild, readPreviousOutput } from './emit/rebuild.js';
 import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
 import { type BaseIndex } from './base/open.js';
 import { isRoot } from './privileges.js';
@@ -31,7 +32,8 @@ import { clusterWarnings } from './profile/rules.js';
 import { clusterFile, K3S_PATH, planBootFiles } from './base/boot-files.js';
 import { defaultCacheDir } from './base/open.js';
 import { ARCHIVE_LAYOUT, compressors, epochFromEnv, newestMtime, resolveFormats } from './emit/artifact.js';
-import { resolveK3sBinary } from './k3s/binary.js';
+import { resolveK3sBinary, type K3sBinary } from './k3s/binary.js';
+import type { Cluster } from './profile/resolve.js';
 import { withClusterLayer } from './emit/layer.js';
 import { mergeOverlay } from './emit/overlay.js';
 import { readFile } from 'node:fs/promises';
@@ -181,190 +183,263 @@ interface RootfsPrepared {
   notes: { notes: string[]; warnings: string[] };
 }
 
+/** What every step of a build with a base works from, resolved once. */
+interface RootfsContext {
+  options: BuildOptions;
+  prepared: Prepared;
+  spec: string;
+  source: BaseSource;
+  env: NodeJS.ProcessEnv;
+  cacheDir: string;
+  formats: OutputFormat[];
+  packages: string[];
+  clusterDir: string;
+  /** The boot files (tftp/…) the nodes boot from. */
+  neededBoot: string[];
+  /** Running as root: decided once, for every writer. */
+  privileged: boolean;
+  reporter: Reporter;
+}
+
+/** The base as far as the plan needs it: read, or as the previous build recorded it. */
+interface KnownBase {
+  arch: string;
+  facts: BaseFacts;
+  /** The base's identity before the cluster layer is added (see state.ts). */
+  sourceId: string;
+  sourceDateEpoch: number;
+  baseNewestMtime: number | undefined;
+  /** The identity found without reading the base (build-inputs.ts quickIdentity). */
+  quick: string | undefined;
+  /** Set when the base was read already. */
+  read?: ReadBase;
+}
+
 /**
  * Read the base, check it, find k3s and the boot files: everything the root
  * filesystems need, before anything is written. When the previous build was
  * made from the same base and nothing a node depends on changed, the base is
  * not read at all.
  */
-async function prepareRootfs(
+async function prepareRootfs(context: RootfsContext): Promise<RootfsPrepared> {
+  const { cluster } = context.prepared.loaded;
+  const previous = await readPreviousOutput(
+    context.clusterDir,
+    cluster.nodes.map((n) => n.name),
+    context.neededBoot,
+  );
+  const base = await knowBase(context, previous?.state);
+  const plan = planCluster(
+    cluster,
+    context.prepared.secrets.secrets,
+    context.prepared.overlays,
+    context.prepared.secrets.identities,
+    base.facts,
+  );
+  const k3s = await findK3s(context, base.arch);
+  const baseIdentity = `${base.sourceId}|k3s:${k3s.sha256}`;
+  const keys = await rootfsKeys(context, plan, baseIdentity, base.sourceDateEpoch);
+  const bootSources = bootSourcesOf(cluster);
+  const { nodes: decisions, reuseEverything } = decideRebuild(previous, {
+    formats: context.formats,
+    baseIdentity,
+    bootSources,
+    bootFiles: context.neededBoot,
+    ...keys,
+    privileged: context.privileged,
+  });
+  const common = {
+    bootSources,
+    formats: context.formats,
+    ...(context.options.compress ? { compress: context.options.compress } : {}),
+    sourceDateEpoch: base.sourceDateEpoch,
+    baseNewestMtime: base.baseNewestMtime,
+    cacheDir: context.cacheDir,
+    baseIdentity,
+    arch: base.arch,
+    facts: base.facts,
+    privileged: context.privileged,
+    ...keys,
+    decisions,
+    ...(previous ? { previous: { dir: context.clusterDir, state: previous.state } } : {}),
+  };
+  const k3sFacts = { path: displayPath(k3s.path, context.options.cwd ?? process.cwd()), sha256: k3s.sha256, source: k3s.source };
+  const described = { source: context.spec, kind: context.source.kind, arch: base.arch };
+  if (reuseEverything) {
+    const entries = previous?.state.baseEntries;
+    return {
+      plan,
+      inputs: { ...common, layerFiles: [] },
+      bootFiles: [],
+      reuseBootFiles: { dir: context.clusterDir, paths: context.neededBoot },
+      facts: { ...described, ...(entries !== undefined ? { entries } : {}), reused: true },
+      k3s: k3sFacts,
+      notes: baseNotes(base.facts),
+    };
+  }
+  const read = base.read ?? (await readBase(context, base.quick));
+  const laid = await layCluster(context, read.index, plan, k3s.path, base.sourceDateEpoch);
+  return {
+    plan,
+    inputs: { ...common, base: read.index, ...laid.inputs },
+    bootFiles: laid.bootFiles,
+    facts: {
+      ...described,
+      entries: read.index.entries.length,
+      reused: false,
+      ...(read.regenerated ? { initrdRegenerated: read.regenerated } : {}),
+    },
+    k3s: k3sFacts,
+    notes: baseNotes(base.facts),
+  };
+}
+
+function rootfsContext(
   options: BuildOptions,
   prepared: Prepared,
   spec: string,
   relativeTo: string,
   outDir: string,
   reporter: Reporter,
-): Promise<RootfsPrepared> {
-  const { cluster, profile } = prepared.loaded;
+  privileged: boolean,
+): RootfsContext {
+  const { cluster } = prepared.loaded;
   const env = options.env ?? process.env;
-  const cacheDir = options.cacheDir ?? defaultCacheDir(env);
-  const formats = options.formats ?? ['tar'];
-  const explicitEpoch = epochFromEnv(env);
-  const packages = allRequiredPackages(cluster);
-  const source = classifyBase(spec, relativeTo);
-  const clusterDir = path.join(outDir, cluster.name);
-  const neededBoot = [...new Set(cluster.nodes.flatMap((n) => Object.values(bootFiles(n)).map((f) => `tftp/${f}`)))];
-  const previous = await readPreviousOutput(
-    clusterDir,
-    cluster.nodes.map((n) => n.name),
-    neededBoot,
-  );
-  const prevState = previous?.state;
-
-  const quick = await quickIdentity(source, cacheDir, packages);
-  // A base whose initrd an earlier build regenerated is known by its regenerated copy.
-  const modules = boardModules(cluster);
-  const knownId = quick && hasNetbootCopy(cacheDir, quick, modules) ? netbootIdentity(quick, modules) : quick;
-  const sameBase = knownId !== undefined && prevState !== undefined && prevState.baseIdentity.startsWith(`${knownId}|`);
-  // What rendered files depend on in the base; a state that lacks any of it means reading the base again.
-  const recorded =
-    sameBase &&
-    prevState.mariadbVersion !== undefined &&
-    prevState.systemdResolved !== undefined &&
-    prevState.chrony !== undefined &&
-    prevState.timesyncd !== undefined;
-  const known = recorded
-    ? {
-        arch: prevState.arch,
-        facts: {
-          mariadbVersion: prevState.mariadbVersion!,
-          systemdResolved: prevState.systemdResolved!,
-          chrony: prevState.chrony!,
-          timesyncd: prevState.timesyncd!,
-        },
-      }
-    : undefined;
-  const readBase = async (): Promise<ReadBase> => {
-    const log = (line: string): void => reporter.info(line);
-    const reading = reporter.step(`reading base ${spec}`);
-    const identity = source.kind === 'directory' ? quick!.slice('directory:'.length) : undefined;
-    const opened = await openBaseSource(source, { cacheDir, packages, log, ...(identity ? { identity } : {}) });
-    reading.finish(`${opened.entries.length} entries`);
-    const checked = await checkBase(opened, cluster);
-    const facts = {
-      mariadbVersion: checked.mariadbVersion,
-      systemdResolved: checked.systemdResolved,
-      chrony: checked.chrony,
-      timesyncd: checked.timesyncd,
-    };
-    // A debootstrap base's identity is known once it is built.
-    const plain = quick ?? (await quickIdentity(source, cacheDir, packages))!;
-    const netboot = await netbootBase(opened, cluster, { cacheDir, identity: plain, arch: checked.arch, log });
-    return {
-      index: netboot.base,
-      arch: checked.arch,
-      facts,
-      identity: netboot.identity,
-      ...(netboot.regenerated ? { regenerated: netboot.regenerated } : {}),
-    };
+  return {
+    options,
+    prepared,
+    spec,
+    source: classifyBase(spec, relativeTo),
+    env,
+    cacheDir: options.cacheDir ?? defaultCacheDir(env),
+    formats: options.formats ?? ['tar'],
+    packages: allRequiredPackages(cluster),
+    clusterDir: path.join(outDir, cluster.name),
+    neededBoot: [...new Set(cluster.nodes.flatMap((n) => Object.values(bootFiles(n)).map((f) => `tftp/${f}`)))],
+    privileged,
+    reporter,
   };
-  // Read now only when the previous build did not record what the plan needs of this base, or (without
-  // SOURCE_DATE_EPOCH) the base's newest mtime, which dates what netroot writes.
-  const epochKnown = explicitEpoch !== undefined || (sameBase && prevState.baseNewestMtime !== undefined);
-  const early = known && epochKnown ? undefined : await readBase();
-  const arch = known?.arch ?? early!.arch;
-  const sourceId = early?.identity ?? knownId!;
-  const baseFacts = known?.facts ?? early!.facts;
-  const baseNewestMtime = early ? newestMtime(early.index) : prevState?.baseNewestMtime;
-  const sourceDateEpoch = explicitEpoch ?? baseNewestMtime!;
-  const plan = planCluster(cluster, prepared.secrets.secrets, prepared.overlays, prepared.secrets.identities, baseFacts);
+}
 
-  const given = k3sBinaryGiven(options, prepared.loaded).k3sBinary;
-  const releaseUrl = options.k3sReleaseUrl ?? env.NETROOT_K3S_RELEASE_URL;
-  const k3s = await resolveK3sBinary({
-    version: profile.k3s.version,
-    arch,
+/** The base's architecture, facts and date: from the previous build's record where it stands in (rebuild.ts), else read. */
+async function knowBase(context: RootfsContext, previous: BuildState | undefined): Promise<KnownBase> {
+  const { cacheDir, packages } = context;
+  const quick = await quickIdentity(context.source, cacheDir, packages);
+  // A base whose initrd an earlier build regenerated is known by its regenerated copy.
+  const modules = boardModules(context.prepared.loaded.cluster);
+  const knownIdentity = quick && hasNetbootCopy(cacheDir, quick, modules) ? netbootIdentity(quick, modules) : quick;
+  const explicitEpoch = epochFromEnv(context.env);
+  const { recorded, readFirst } = decideBaseReading(previous, { knownIdentity, explicitEpoch });
+  if (!readFirst) {
+    const newest = recorded!.newestMtime;
+    return {
+      arch: recorded!.arch,
+      facts: recorded!.facts,
+      sourceId: knownIdentity!,
+      sourceDateEpoch: explicitEpoch ?? newest!,
+      baseNewestMtime: newest,
+      quick,
+    };
+  }
+  const read = await readBase(context, quick);
+  const newest = newestMtime(read.index);
+  return {
+    arch: read.arch,
+    facts: read.facts,
+    sourceId: read.identity,
+    sourceDateEpoch: explicitEpoch ?? newest,
+    baseNewestMtime: newest,
+    quick,
+    read,
+  };
+}
+
+async function readBase(context: RootfsContext, quick: string | undefined): Promise<ReadBase> {
+  const { source, cacheDir, packages, reporter } = context;
+  const cluster = context.prepared.loaded.cluster;
+  const log = (line: string): void => reporter.info(line);
+  const reading = reporter.step(`reading base ${context.spec}`);
+  const identity = source.kind === 'directory' ? quick!.slice('directory:'.length) : undefined;
+  const opened = await openBaseSource(source, { cacheDir, packages, log, ...(identity ? { identity } : {}) });
+  reading.finish(`${opened.entries.length} entries`);
+  const checked = await checkBase(opened, cluster);
+  // A debootstrap base's identity is known once it is built.
+  const plain = quick ?? (await quickIdentity(source, cacheDir, packages))!;
+  const netboot = await netbootBase(opened, cluster, {
     cacheDir,
+    identity: plain,
+    arch: checked.arch,
+    log,
+    privileged: context.privileged,
+  });
+  return {
+    index: netboot.base,
+    arch: checked.arch,
+    facts: checked.facts,
+    identity: netboot.identity,
+    ...(netboot.regenerated ? { regenerated: netboot.regenerated } : {}),
+  };
+}
+
+async function findK3s(context: RootfsContext, arch: string): Promise<K3sBinary> {
+  const given = k3sBinaryGiven(context.options, context.prepared.loaded).k3sBinary;
+  const releaseUrl = context.options.k3sReleaseUrl ?? context.env.NETROOT_K3S_RELEASE_URL;
+  return resolveK3sBinary({
+    version: context.prepared.loaded.profile.k3s.version,
+    arch,
+    cacheDir: context.cacheDir,
     ...(given ? { binary: given } : {}),
     ...(releaseUrl ? { releaseUrl } : {}),
   });
+}
 
-  const baseIdentity = `${sourceId}|k3s:${k3s.sha256}`;
+/** Per node, the keys of its inputs and of its archives' prefix (state.ts): equal keys, equal outputs. */
+async function rootfsKeys(
+  context: RootfsContext,
+  plan: BuildPlan,
+  baseIdentity: string,
+  sourceDateEpoch: number,
+): Promise<{ nodeKeys: Map<string, string>; prefixKeys: Map<string, string> }> {
   // What "gz, plus zst where installed" means on this machine today, and the compressors' versions: installing,
   // removing or upgrading zstd changes the artifacts.
-  const compress = formats.includes('tar') ? await compressors(await resolveFormats(options.compress)) : '';
-  const privileged = isRoot();
+  const compression = context.formats.includes('tar') ? await compressors(await resolveFormats(context.options.compress)) : '';
   const keyContext = {
     baseIdentity,
     // How chunks are packed is in the keys too: a kept prefix must be what a fresh build would pack.
     generator: `${GENERATOR} ${ARCHIVE_LAYOUT} ${PACKING}`,
     sourceDateEpoch,
-    compress,
+    compress: compression,
     // A tree made without root lacks owners, devices and capabilities: never reuse it for a root build.
-    privileged,
+    privileged: context.privileged,
   };
-  const nodeKeys = new Map(plan.nodes.map((n) => [n.node.name, nodeKey(n, keyContext)]));
-  const prefixKeys = new Map(plan.nodes.map((n) => [n.node.name, prefixKey(n, keyContext)]));
-  // Which base files the boot files come from: another kernel path with the same name is another kernel.
-  const bootSources = JSON.stringify(
+  return {
+    nodeKeys: new Map(plan.nodes.map((n) => [n.node.name, nodeKey(n, keyContext)])),
+    prefixKeys: new Map(plan.nodes.map((n) => [n.node.name, prefixKey(n, keyContext)])),
+  };
+}
+
+/** Which base files the boot files come from: another kernel path with the same name is another kernel. */
+function bootSourcesOf(cluster: Cluster): string {
+  return JSON.stringify(
     [...new Set(cluster.nodes.map((n) => JSON.stringify([n.board.name, n.board.kernel, n.board.initrd, n.board.fdt ?? null])))].sort(),
   );
-  const { nodes: decisions, reuseEverything } = decideRebuild(previous, {
-    formats,
-    baseIdentity,
-    bootSources,
-    bootFiles: neededBoot,
-    nodeKeys,
-    prefixKeys,
-    privileged,
-  });
+}
 
-  const common = {
-    bootSources,
-    formats,
-    ...(options.compress ? { compress: options.compress } : {}),
-    sourceDateEpoch,
-    baseNewestMtime,
-    cacheDir,
-    baseIdentity,
-    arch,
-    ...baseFacts,
-    nodeKeys,
-    prefixKeys,
-    decisions,
-    ...(prevState ? { previous: { dir: clusterDir, state: prevState } } : {}),
-  };
-  const k3sFacts = { path: displayPath(k3s.path, options.cwd ?? process.cwd()), sha256: k3s.sha256, source: k3s.source };
-  if (reuseEverything) {
-    return {
-      plan,
-      inputs: { ...common, layerFiles: [] },
-      bootFiles: [],
-      reuseBootFiles: { dir: clusterDir, paths: neededBoot },
-      facts: {
-        source: spec,
-        kind: source.kind,
-        arch,
-        ...(prevState?.baseEntries !== undefined ? { entries: prevState.baseEntries } : {}),
-        reused: true,
-      },
-      k3s: k3sFacts,
-      notes: baseNotes(baseFacts),
-    };
-  }
-  const read = early ?? (await readBase());
-  const index = read.index;
-  const boot = await planBootFiles(index, cluster);
-  const layered = await withClusterLayer(index, [{ path: K3S_PATH, content: k3s.path, mode: 0o755 }], sourceDateEpoch);
+/** The boot files, and the base with the files every node gets the same (k3s), checked against every node's overlay. */
+async function layCluster(
+  context: RootfsContext,
+  index: BaseIndex,
+  plan: BuildPlan,
+  k3sPath: string,
+  sourceDateEpoch: number,
+): Promise<{ bootFiles: PlannedFile[]; inputs: Pick<RootfsInputs, 'layered' | 'layerFiles'> }> {
+  const boot = await planBootFiles(index, context.prepared.loaded.cluster);
+  const layered = await withClusterLayer(index, [{ path: K3S_PATH, content: k3sPath, mode: 0o755 }], sourceDateEpoch);
   // Every node's overlay must fit the base (no write through a base symlink, no file over a directory)
   // before anything is written.
   for (const { files, removes } of plan.nodes) mergeOverlay(layered, files, { mtime: sourceDateEpoch, removes });
-  const layerFiles = formats.includes('tree') ? [clusterFile(K3S_PATH, await readFile(k3s.path), 0o755, 'k3s binary')] : [];
-  return {
-    plan,
-    inputs: { ...common, base: index, layered, layerFiles },
-    bootFiles: boot,
-    facts: {
-      source: spec,
-      kind: source.kind,
-      arch,
-      entries: index.entries.length,
-      reused: false,
-      ...(read.regenerated ? { initrdRegenerated: read.regenerated } : {}),
-    },
-    k3s: k3sFacts,
-    notes: baseNotes(baseFacts),
-  };
+  const layerFiles = context.formats.includes('tree') ? [clusterFile(K3S_PATH, await readFile(k3sPath), 0o755, 'k3s binary')] : [];
+  return { bootFiles: boot, inputs: { layered, layerFiles } };
 }
 
 /** The k3s binary given as a file (`--k3s-binary`, relative to where the command runs, or the profile's k3s.binary, to the profile), absolute. */
@@ -375,7 +450,7 @@ export function k3sBinaryGiven(options: { k3sBinary?: string; cwd?: string }, lo
 }
 
 /** The programs a build with these options will run (src/preflight.ts); none without a base. */
-export async function programsForBuild(options: BuildOptions, loaded: LoadedProfile): Promise<ProgramNeed[]> {
+export async function programsForBuild(options: BuildOptions, loaded: LoadedProfile, privileged = isRoot()): Promise<ProgramNeed[]> {
   const spec = options.base ?? loaded.profile.base;
   if (!spec) return [];
   const source = classifyBase(spec, options.base ? (options.cwd ?? process.cwd()) : path.dirname(loaded.file));
@@ -389,7 +464,7 @@ export async function programsForBuild(options: BuildOptions, loaded: LoadedProf
     source,
     formats: options.formats ?? ['tar'],
     ...(options.compress ? { compress: options.compress } : {}),
-    privileged: isRoot(),
+    privileged,
     debootstrapCached,
     extracted: await extractedInCache(source, cacheDir),
   });
@@ -415,10 +490,14 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   if (!spec && options.formats?.length) {
     throw new UsageError(`--format ${options.formats.join(',')} needs a base root filesystem: give --base or base: in the profile`);
   }
+  // Whether the build runs as root decides owners, devices and reuse: asked once, here.
+  const privileged = isRoot();
   // Every program the build will run, checked before any work: one error names all that are missing.
-  requirePrograms(await programsForBuild(options, loaded));
+  requirePrograms(await programsForBuild(options, loaded, privileged));
   const rootfs = spec
-    ? await prepareRootfs(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), outDir, reporter)
+    ? await prepareRootfs(
+        rootfsContext(options, prepared, spec, options.base ? cwd : path.dirname(loaded.file), outDir, reporter, privileged),
+      )
     : undefined;
   const plan = rootfs?.plan ?? prepared.plan;
   // What this build is made from, recorded so that a deploy knows whether it is still the profile's build.
@@ -432,6 +511,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const saved = await secrets.save();
   const secretsCreated = saved && secrets.generated.length ? saved : undefined;
   const emitted = await emitCluster(plan, outDir, GENERATOR, {
+    privileged,
     reporter,
     // The previous record's salt: the same secrets give the same record (and scrypt runs once for both checks).
     secrets: fingerprint(

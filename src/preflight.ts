@@ -11,7 +11,7 @@
  * anything. A program whose absence a build tolerates (zstd for the default
  * compression, apt-get for mmdebstrap's mirrors) is not required.
  */
-import type { OutputFormat } from './emit/rootfs.js';
+import type { OutputFormat } from './emit/formats.js';
 import { sniff } from './base/open.js';
 import type { BaseSource } from './base/source.js';
 import type { ProgramNeed } from './tools.js';

@@ -8,8 +8,8 @@ import type { Cluster } from '../profile/resolve.js';
 import type { PlannedFile } from '../plan/plan.js';
 import { bootFiles } from '../plan/context.js';
 import type { BaseEntry, BaseIndex } from './open.js';
-import { RootfsError } from '../rootfs/errors.js';
-import { resolveInRoot } from '../emit/overlay.js';
+import { RootfsError } from '../entries/errors.js';
+import { resolveInRoot } from '../entries/place.js';
 
 /** The regular file a path names inside the base, links followed within it. */
 export function fileInBase(base: BaseIndex, absolutePath: string, what: string): BaseEntry {

@@ -50,8 +50,8 @@ import { runTool } from '../tools.js';
 import { NetrootError, UsageError } from '../errors.js';
 import { isRoot } from '../privileges.js';
 import { cachedFile, sha256File } from '../cache.js';
-import { RootfsError } from '../rootfs/errors.js';
-import { applyXattrs, type Xattrs } from '../rootfs/xattr.js';
+import { RootfsError } from '../entries/errors.js';
+import { applyXattrs, type Xattrs } from '../entries/xattr.js';
 
 export type ExtractMethod = 'debugfs' | 'fuse2fs';
 

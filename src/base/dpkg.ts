@@ -10,7 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { RootfsError } from '../rootfs/errors.js';
+import { RootfsError } from '../entries/errors.js';
 
 export interface InstalledPackage {
   name: string;

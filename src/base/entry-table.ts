@@ -15,9 +15,9 @@
  */
 import path from 'node:path';
 import { InternalError } from '../errors.js';
-import { comparePaths } from '../rootfs/paths.js';
-import type { TarHeader, TarType } from '../rootfs/tarformat.js';
-import type { Xattrs } from '../rootfs/xattr.js';
+import { comparePaths } from '../entries/paths.js';
+import type { TarHeader, TarType } from '../entries/tarformat.js';
+import type { Xattrs } from '../entries/xattr.js';
 
 export type EntryType = TarType;
 

@@ -23,11 +23,9 @@ import { INDEX_FILE, loadStored, openBase, storeIndex, type BaseIndex } from './
 import { fileInBase } from './boot-files.js';
 import { sha256, stageIntoCache } from '../cache.js';
 import { checkEmulation } from './debootstrap.js';
-import { RootfsError } from '../rootfs/errors.js';
+import { RootfsError } from '../entries/errors.js';
 import { canBootFromNfs, inspectInitrd, isUImage } from './check/initrd.js';
-import type { NodeEntry } from '../emit/overlay.js';
-import { resolveInRoot } from '../emit/overlay.js';
-import { layOverlay, reconcile, safeParent } from '../emit/export-tree.js';
+import { layOverlay, reconcile, resolveInRoot, safeParent, type NodeEntry, type Placing } from '../entries/place.js';
 
 /** Changes whenever what a regeneration makes changes, so older copies are not reused. */
 export const NETBOOT_RECIPE = 'netboot-initrd-1';
@@ -151,14 +149,16 @@ export async function netbootBase(base: BaseIndex, cluster: Cluster, options: Ne
       await mkdir(staging, { mode: 0o700 });
       const tree = path.join(staging, 'tree');
       await runTool('cp', ['-a', '--reflink=auto', '-T', '--', base.root, tree], { what: `copying the base ${base.root} to ${tree}` });
-      await reconcile(base, tree, new Set()); // owners and devices a non-root extraction lacked
+      // Only root regenerates (refused above otherwise): owners and devices a non-root extraction lacked are set.
+      const placing = { privileged: true };
+      await reconcile(base, tree, new Set(), placing.privileged);
       // Reproducible: what the regeneration changes gets the time of the initrd it replaces, not the build's.
       const epoch = fileInBase(base, problems[0]!.initrd, 'initrd').mtime;
       const marker = path.join(staging, 'started');
       await writeFile(marker, '');
-      layOverlay(tree, netbootConf(epoch, modules));
+      layOverlay(tree, netbootConf(epoch, modules), placing);
       await runUpdateInitramfs(tree, epoch, options.timeoutMs ?? TIMEOUT);
-      for (const { initrd } of problems) await remakeUInitrd(base, tree, initrd, options.arch, epoch);
+      for (const { initrd } of problems) await remakeUInitrd(base, tree, initrd, options.arch, epoch, placing);
       await runTool('find', [tree, '-newer', marker, '-exec', 'touch', '-h', '-d', `@${epoch}`, '{}', '+'], {
         what: 'dating what the regeneration changed',
       });
@@ -326,17 +326,17 @@ async function startsWithUImage(file: string): Promise<boolean> {
   }
 }
 
-async function remakeUInitrd(base: BaseIndex, tree: string, initrd: string, arch: string, epoch: number): Promise<void> {
+async function remakeUInitrd(base: BaseIndex, tree: string, initrd: string, arch: string, epoch: number, placing: Placing): Promise<void> {
   const real = resolveInRoot(base, initrd.replace(/^\/+/, ''))!;
   const plan = uInitrdPlan(real, await startsWithUImage(fileInBase(base, initrd, 'initrd').content!), arch);
   if (!plan) return;
-  const from = path.join(safeParent(tree, plan.from), path.posix.basename(plan.from));
+  const from = path.join(safeParent(tree, plan.from, placing), path.posix.basename(plan.from));
   if (!fsSync.lstatSync(from, { throwIfNoEntry: false })?.isFile()) {
     throw new RootfsError(
       `update-initramfs wrote no /${plan.from} in the base, so /${plan.to} cannot be remade from it; does the base's kernel match ${initrd}?`,
     );
   }
-  const to = path.join(safeParent(tree, plan.to), path.posix.basename(plan.to));
+  const to = path.join(safeParent(tree, plan.to, placing), path.posix.basename(plan.to));
   const temporary = path.join(path.dirname(to), `.${path.basename(to)}.netroot-tmp`);
   // mkimage stamps the header with SOURCE_DATE_EPOCH when it is set.
   await runTool('mkimage', [...plan.args, from, temporary], {

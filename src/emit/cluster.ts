@@ -9,9 +9,9 @@ import { manifest, type BuildPlan, type PlannedFile } from '../plan/plan.js';
 import { silentReporter, type Reporter } from '../progress.js';
 import { writeAtomically } from './staging.js';
 import { writeTree } from './tree.js';
-import { emitRootfs, type OutputFormat, type RootfsInputs, type RootfsResult } from './rootfs.js';
+import { emitRootfs, type RootfsInputs, type RootfsResult } from './rootfs.js';
+import type { OutputFormat } from './formats.js';
 import { STATE_FILE, type BuildState } from './state.js';
-import { isRoot } from '../privileges.js';
 import { OWNER_FILE, readOutputRecord, type OutputRecord } from './owner.js';
 import type { SecretsFingerprint } from '../profile/store.js';
 import type { BuildInputs } from '../build-inputs.js';
@@ -23,6 +23,8 @@ export interface EmitResult {
 }
 
 export interface EmitOptions {
+  /** Running as root: files get their planned owners (decided once, by the build). */
+  privileged: boolean;
   /** Boot files taken from the base (kernel, initrd, device tree under tftp/). */
   bootFiles?: PlannedFile[];
   /** Boot files of the previous build to keep as they are (the base did not change): paths under it. */
@@ -38,7 +40,7 @@ export interface EmitOptions {
   baseEntries?: number;
 }
 
-export async function emitCluster(plan: BuildPlan, outDir: string, generator: string, options: EmitOptions = {}): Promise<EmitResult> {
+export async function emitCluster(plan: BuildPlan, outDir: string, generator: string, options: EmitOptions): Promise<EmitResult> {
   const dir = path.join(outDir, plan.cluster.name);
   const reporter = options.reporter ?? silentReporter;
   // Only an output netroot wrote may be replaced whole.
@@ -47,11 +49,11 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
   let rootfs: RootfsResult | undefined;
   await writeAtomically(dir, async (staging, rollback) => {
     for (const { node, files: nodeFiles } of plan.nodes) {
-      await writeTree(path.join(staging, 'nodes', node.name), nodeFiles);
+      await writeTree(path.join(staging, 'nodes', node.name), nodeFiles, options.privileged);
       files += nodeFiles.length;
     }
     const boot = [...plan.bootServer, ...(options.bootFiles ?? [])];
-    await writeTree(staging, boot);
+    await writeTree(staging, boot, options.privileged);
     files += boot.length;
     const record: OutputRecord = {
       kind: 'netroot-output',
@@ -80,10 +82,7 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
         generator,
         baseIdentity: inputs.baseIdentity,
         arch: inputs.arch,
-        mariadbVersion: inputs.mariadbVersion,
-        systemdResolved: inputs.systemdResolved,
-        chrony: inputs.chrony,
-        timesyncd: inputs.timesyncd,
+        ...inputs.facts,
         formats: inputs.formats,
         ...(options.baseEntries !== undefined ? { baseEntries: options.baseEntries } : {}),
         sourceDateEpoch: inputs.sourceDateEpoch,
@@ -91,7 +90,7 @@ export async function emitCluster(plan: BuildPlan, outDir: string, generator: st
         nodes: rootfs.state.nodes,
         bootFiles: [...(options.bootFiles ?? []).map((f) => f.path), ...reused].sort(),
         bootSources: inputs.bootSources,
-        privileged: isRoot(),
+        privileged: inputs.privileged,
       };
       // It holds digests of secret-bearing files: owner only.
       await writeFile(path.join(staging, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });

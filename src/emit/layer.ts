@@ -5,8 +5,8 @@
  */
 import { stat } from 'node:fs/promises';
 import type { BaseEntry, BaseIndex } from '../base/open.js';
-import { RootfsError } from '../rootfs/errors.js';
-import { ancestors } from '../rootfs/paths.js';
+import { RootfsError } from '../entries/errors.js';
+import { ancestors } from '../entries/paths.js';
 
 export interface LayerFile {
   path: string;

@@ -21,13 +21,9 @@
  */
 import type { PlannedFile } from '../plan/plan.js';
 import type { BaseEntry, BaseIndex } from '../base/open.js';
-import { OverlayConflictError } from '../rootfs/errors.js';
-import { ancestors, comparePaths, normalise, unsafeReason } from '../rootfs/paths.js';
-
-/** An entry of a node's root: a base entry, or one the overlay makes (with its bytes in memory). */
-export interface NodeEntry extends BaseEntry {
-  data?: Buffer;
-}
+import { resolveInRoot, type NodeEntry } from '../entries/place.js';
+import { OverlayConflictError } from '../entries/errors.js';
+import { ancestors, comparePaths, normalise, unsafeReason } from '../entries/paths.js';
 
 export interface OverlayMerge {
   /** What the overlay adds: missing parent directories, files and symlinks, sorted by path. */
@@ -103,34 +99,6 @@ function groupsOf(base: BaseIndex): Map<string, BaseEntry[]> {
     linkGroups.set(base, groups);
   }
   return groups;
-}
-
-/**
- * Where a path really is inside the root, following the base's symlinks the
- * way a chroot would (absolute targets start at the root, `..` stops there).
- * Only for error messages; undefined when the links loop.
- */
-export function resolveInRoot(base: BaseIndex, relative: string): string | undefined {
-  let pending = relative.split('/');
-  const done: string[] = [];
-  for (let hops = 0; pending.length;) {
-    const part = pending.shift()!;
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      done.pop();
-      continue;
-    }
-    const entry = base.entries.get([...done, part].join('/'));
-    if (entry?.type !== 'symlink') {
-      done.push(part);
-      continue;
-    }
-    if (++hops > 40) return undefined;
-    const target = entry.linkname!;
-    if (target.startsWith('/')) done.length = 0;
-    pending = [...target.split('/'), ...pending];
-  }
-  return done.join('/');
 }
 
 function describe(entry: BaseEntry): string {

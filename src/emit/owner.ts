@@ -10,7 +10,7 @@ import path from 'node:path';
 import { NotOwnedError } from '../errors.js';
 import type { SecretsFingerprint } from '../profile/store.js';
 import type { BuildInputs } from '../build-inputs.js';
-import type { OutputFormat } from './rootfs.js';
+import type { OutputFormat } from './formats.js';
 
 export const OWNER_FILE = '.netroot-output.json';
 

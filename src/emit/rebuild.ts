@@ -13,11 +13,15 @@
  *   base, same paths written and removed, see artifact.ts): moved, and only
  *   their tail written again (after emit has checked the prefix's digest).
  *   `pack`: written from the base's packed chunks.
+ *
+ * Before any of that, decideBaseReading says whether the previous build's
+ * record can stand in for reading the base while the build is planned.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import type { OutputFormat } from './rootfs.js';
-import { readState, type BuildState } from './state.js';
+import type { OutputFormat } from './formats.js';
+import { readState, recordedFacts, type BuildState } from './state.js';
+import type { BaseFacts } from '../plan/context.js';
 
 export type TreeAction = 'move' | 'revise' | 'rebuild';
 export type ArtifactAction = 'link' | 'revise' | 'pack';
@@ -65,6 +69,41 @@ export interface RebuildDecision {
    * not be read (and its boot files are linked from the previous output).
    */
   reuseEverything: boolean;
+}
+
+/** What the previous build recorded of its base, standing in for reading it. */
+export interface RecordedBase {
+  arch: string;
+  facts: BaseFacts;
+  /** The base's newest mtime (SOURCE_DATE_EPOCH's default); absent in an older state. */
+  newestMtime?: number;
+}
+
+export interface BaseReading {
+  /** The previous build was made from this base and recorded every fact the plan needs of it. */
+  recorded?: RecordedBase;
+  /** Read the base before planning: nothing recorded stands in for it, or for the date netroot's files get. */
+  readFirst: boolean;
+}
+
+/**
+ * Whether the base must be read before the build is planned: only when the previous build was not made from
+ * this base (`knownIdentity`, known without reading it, see build-inputs.ts), did not record what the plan needs
+ * of it, or (without SOURCE_DATE_EPOCH) its newest mtime, which dates what netroot writes.
+ */
+export function decideBaseReading(
+  previous: BuildState | undefined,
+  wanted: { knownIdentity: string | undefined; explicitEpoch: number | undefined },
+): BaseReading {
+  // The recorded identity is the base's, then the cluster layer's (`BASE|k3s:…`).
+  const sameBase =
+    wanted.knownIdentity !== undefined && previous !== undefined && previous.baseIdentity.startsWith(`${wanted.knownIdentity}|`);
+  const facts = sameBase ? recordedFacts(previous) : undefined;
+  const recorded = facts
+    ? { arch: previous!.arch, facts, ...(previous!.baseNewestMtime !== undefined ? { newestMtime: previous!.baseNewestMtime } : {}) }
+    : undefined;
+  const dated = wanted.explicitEpoch !== undefined || recorded?.newestMtime !== undefined;
+  return { ...(recorded ? { recorded } : {}), readFirst: !(recorded && dated) };
 }
 
 export function decideRebuild(previous: PreviousOutput | undefined, wanted: Wanted): RebuildDecision {

@@ -12,16 +12,16 @@ import type { BuildPlan, PlannedFile } from '../plan/plan.js';
 import type { BaseIndex } from '../base/open.js';
 import { sha256sums, writeNodeArtifacts, type ArtifactNode, type Format } from './artifact.js';
 import { packedBase } from './packed.js';
-import { overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from './export-tree.js';
+import { overlayRecord, reviseNodeTree, writeNodeTree } from './export-tree.js';
+import { TreeJournal } from '../entries/place.js';
 import { InternalError } from '../errors.js';
 import type { Reporter } from '../progress.js';
 import type { ArtifactRecord, BuildState } from './state.js';
 import { Rollback } from './staging.js';
 import { throwIfStopped } from '../stop.js';
 import type { NodeDecision } from './rebuild.js';
-
-export const OUTPUT_FORMATS = ['tree', 'tar'] as const;
-export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+import type { OutputFormat } from './formats.js';
+import type { BaseFacts } from '../plan/context.js';
 
 export interface RootfsInputs {
   formats: OutputFormat[];
@@ -35,12 +35,10 @@ export interface RootfsInputs {
   cacheDir: string;
   baseIdentity: string;
   arch: string;
-  /** The base's mariadb-server version (rendered files depend on it); null without one. */
-  mariadbVersion: string | null;
-  /** The base's resolver and NTP client (rendered files depend on them). */
-  systemdResolved: boolean;
-  chrony: boolean;
-  timesyncd: boolean;
+  /** What rendered files depend on in the base (its MariaDB version, resolver, NTP client). */
+  facts: BaseFacts;
+  /** Running as root: trees get owners, devices and capabilities (decided once, by the build). */
+  privileged: boolean;
   /** Per node, the key of its inputs (see state.ts). */
   nodeKeys: Map<string, string>;
   /** Per node, the key of its archives' prefix (see state.ts), recorded so a later build can revise them. */
@@ -124,7 +122,7 @@ export async function emitRootfs(
         trees[node.name] = record;
       } else {
         const all = [...inputs.layerFiles, ...files];
-        const options = { sourceDateEpoch: inputs.sourceDateEpoch, removes };
+        const options = { sourceDateEpoch: inputs.sourceDateEpoch, removes, privileged: inputs.privileged };
         let written;
         if (action === 'revise') {
           // Same base as last time: the previous tree is moved here and only what this node's overlay

@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { NodePlan } from '../plan/plan.js';
 import { sha256 } from '../plan/plan.js';
+import type { BaseFacts } from '../plan/context.js';
 
 export const STATE_FILE = '.build-state.json';
 
@@ -46,6 +47,13 @@ export interface BuildState {
   bootSources: string;
   /** Whether the build ran as root (trees made without root lack owners and capabilities). */
   privileged: boolean;
+}
+
+/** The base's facts the state records (written by spreading BaseFacts, in its order); undefined when one is missing (an older state). */
+export function recordedFacts(state: BuildState): BaseFacts | undefined {
+  const { mariadbVersion, systemdResolved, chrony, timesyncd } = state;
+  if (mariadbVersion === undefined || systemdResolved === undefined || chrony === undefined || timesyncd === undefined) return undefined;
+  return { mariadbVersion, systemdResolved, chrony, timesyncd };
 }
 
 export async function readState(clusterDir: string): Promise<BuildState | undefined> {

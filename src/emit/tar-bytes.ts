@@ -19,10 +19,10 @@ import * as fsSync from 'node:fs';
 import { once } from 'node:events';
 import { createGzip } from 'node:zlib';
 import type { Writable } from 'node:stream';
-import { RootfsError } from '../rootfs/errors.js';
-import { encodeHeader, padding, type TarHeader } from '../rootfs/tarformat.js';
+import { RootfsError } from '../entries/errors.js';
+import { encodeHeader, padding, type TarHeader } from '../entries/tarformat.js';
 import { startTool } from '../tools.js';
-import type { NodeEntry } from './overlay.js';
+import type { NodeEntry } from '../entries/place.js';
 
 export type Format = 'gz' | 'zst';
 

@@ -1,12 +1,11 @@
 /**
  * Write planned files under a root directory: exact modes (not the umask's),
- * numeric owners when running as root, symlinks as links. Only fresh
+ * numeric owners when the build runs as root, symlinks as links. Only fresh
  * directories are written to, and no path may leave the root.
  */
 import { chmod, lchown, mkdir, open, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { PlannedFile } from '../plan/plan.js';
-import { isRoot } from '../privileges.js';
 import { InternalError } from '../errors.js';
 
 export function assertInside(root: string, relative: string): string {
@@ -35,7 +34,7 @@ async function ensureDir(root: string, relative: string, made: Set<string>): Pro
   }
 }
 
-export async function writeTree(root: string, files: readonly PlannedFile[]): Promise<void> {
+export async function writeTree(root: string, files: readonly PlannedFile[], privileged: boolean): Promise<void> {
   await mkdir(root, { recursive: true, mode: 0o755 });
   const made = new Set<string>();
   for (const f of files) {
@@ -54,6 +53,6 @@ export async function writeTree(root: string, files: readonly PlannedFile[]): Pr
       }
       await chmod(target, f.mode);
     }
-    if (isRoot()) await lchown(target, f.uid, f.gid);
+    if (privileged) await lchown(target, f.uid, f.gid);
   }
 }

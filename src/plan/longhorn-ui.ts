@@ -22,7 +22,8 @@ function to64(value: number, count: number): string {
 
 /** The `$apr1$salt$hash` of `password` (Apache's MD5-crypt variant); `salt` is at most 8 characters of ./0-9A-Za-z. */
 export function apr1(password: string, salt: string): string {
-  if (!/^[./0-9A-Za-z]{1,8}$/.test(salt)) throw new InternalError(`apr1 salt must be 1–8 characters of ./0-9A-Za-z, got ${salt.length} characters`);
+  if (!/^[./0-9A-Za-z]{1,8}$/.test(salt))
+    throw new InternalError(`apr1 salt must be 1–8 characters of ./0-9A-Za-z, got ${salt.length} characters`);
   const pw = Buffer.from(password, 'utf8');
   const s = Buffer.from(salt);
   const magic = Buffer.from('$apr1$');

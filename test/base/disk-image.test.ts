@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { UsageError } from '../../src/errors.js';
-import { RootfsError } from '../../src/rootfs/errors.js';
+import { RootfsError } from '../../src/entries/errors.js';
 import { extractDiskImage, findRootPartition, parseLsP, parseStat, type ExtractMethod } from '../../src/base/disk-image.js';
 import { rejects } from '../support/assert.js';
 import { isRoot } from '../support/rootfs.js';

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { missingPackages, parseDpkgStatus, parseParagraphs, readInstalledPackages } from '../../src/base/dpkg.js';
-import { RootfsError } from '../../src/rootfs/errors.js';
+import { RootfsError } from '../../src/entries/errors.js';
 import { rejects } from '../support/assert.js';
 
 const fixture = fileURLToPath(new URL('../fixtures/rootfs-sources/dpkg-status', import.meta.url));

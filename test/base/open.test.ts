@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { defaultCacheDir, directoryIdentity, openBase, type BaseIndex } from '../../src/base/open.js';
-import { BaseArchiveError } from '../../src/rootfs/errors.js';
+import { BaseArchiveError } from '../../src/entries/errors.js';
 import { cleanup, LONG_PATH, makeBase, tarOf, tempDir, rootCanCheck } from '../support/rootfs.js';
 
 const test = suite('base/open');

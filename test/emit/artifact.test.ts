@@ -17,7 +17,7 @@ import {
 } from '../../src/emit/artifact.js';
 import { EntryTableBuilder } from '../../src/base/entry-table.js';
 import { openBase, type BaseIndex } from '../../src/base/open.js';
-import { OverlayConflictError } from '../../src/rootfs/errors.js';
+import { OverlayConflictError } from '../../src/entries/errors.js';
 import { EXIT_INTERNAL, InternalError } from '../../src/errors.js';
 import { writeNodeTree } from '../../src/emit/export-tree.js';
 import { Rollback } from '../../src/emit/staging.js';
@@ -120,7 +120,7 @@ test("base files keep their own mtimes; files and directories netroot writes get
     ['directory, no SOURCE_DATE_EPOCH', dir, {}, 1_600_000_000],
     ['tarball, no SOURCE_DATE_EPOCH', tarball, {}, 1_600_000_000],
     ['directory, SOURCE_DATE_EPOCH older than the base', dir, { sourceDateEpoch: 1_000_000_000 }, 1_000_000_000],
-    ['tarball, SOURCE_DATE_EPOCH newer than the base', tarball, { sourceDateEpoch: EPOCH }, EPOCH],
+    ['tarball, SOURCE_DATE_EPOCH newer than the base', tarball, { sourceDateEpoch: EPOCH, privileged: isRoot }, EPOCH],
   ] as const) {
     // No SOURCE_DATE_EPOCH in the environment: what the default is must not depend on this shell.
     const chosen = 'sourceDateEpoch' in options ? options : { sourceDateEpoch: sourceDateEpoch(base, {}) };
@@ -238,7 +238,7 @@ test('extracting the artifact with GNU tar gives the same tree as writeNodeTree,
   const { t, sentinel, tarball } = await fixture('same-tree');
   await buildArtifacts(tarball, nodes('n1', 'n2'), `${t}/out`, { sourceDateEpoch: EPOCH });
   for (const node of ['n1', 'n2']) {
-    await writeNodeTree(tarball, overlay(node), `${t}/tree-${node}`, { sourceDateEpoch: EPOCH });
+    await writeNodeTree(tarball, overlay(node), `${t}/tree-${node}`, { sourceDateEpoch: EPOCH, privileged: isRoot });
     await extract(`${t}/out/${node}.tar.gz`, `${t}/x-${node}`);
     const fromTar = await snapshot(`${t}/x-${node}`);
     assert.equal(fromTar, await snapshot(`${t}/tree-${node}`), node);
@@ -313,7 +313,7 @@ test('two builds at different times, from two copies of a base made at different
     // The same base holds the same dates (they are part of it, like its bytes).
     await dateTree(`${f.t}/base`, 1_650_000_000);
   }
-  for (const options of [{ sourceDateEpoch: EPOCH }, {}] as ArtifactOptions[]) {
+  for (const options of [{ sourceDateEpoch: EPOCH, privileged: isRoot }, {}] as ArtifactOptions[]) {
     const label = options.sourceDateEpoch ? 'SOURCE_DATE_EPOCH' : 'default epoch';
     const baseA = await openBase(`${a.t}/base`);
     const baseB = await openBase(`${b.t}/base`);
@@ -375,7 +375,7 @@ test('the shared base is compressed once: chunking changes how much a node rebui
   assert.is(whole.nodes[0]!.chunks, 1);
   assert.ok(gunzipSync(fs.readFileSync(`${t}/small/n1.tar.gz`)).equals(gunzipSync(fs.readFileSync(`${t}/whole/n1.tar.gz`))));
   await extract(`${t}/small/n1.tar.gz`, `${t}/x`);
-  await writeNodeTree(big, overlay('n1'), `${t}/tree`, { sourceDateEpoch: EPOCH });
+  await writeNodeTree(big, overlay('n1'), `${t}/tree`, { sourceDateEpoch: EPOCH, privileged: isRoot });
   assert.equal(await snapshot(`${t}/x`), await snapshot(`${t}/tree`));
   void tarball;
 });

@@ -5,9 +5,10 @@ import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { requires } from '../support/requires.js';
 import { openBase } from '../../src/base/open.js';
-import { OverlayConflictError, RootfsError } from '../../src/rootfs/errors.js';
-import { mergeOverlay, resolveInRoot } from '../../src/emit/overlay.js';
-import { layOverlay, overlayRecord, reviseNodeTree, TreeJournal, writeNodeTree } from '../../src/emit/export-tree.js';
+import { OverlayConflictError, RootfsError } from '../../src/entries/errors.js';
+import { mergeOverlay } from '../../src/emit/overlay.js';
+import { overlayRecord, reviseNodeTree, writeNodeTree } from '../../src/emit/export-tree.js';
+import { layOverlay, resolveInRoot, TreeJournal } from '../../src/entries/place.js';
 import { cleanup, exists, file, isRoot, link, makeBase, overlay, snapshot, tarOf, tempDir, rootCanCheck } from '../support/rootfs.js';
 
 const test = suite('emit/export-tree');
@@ -25,7 +26,7 @@ async function fixture(label: string) {
 
 test('a node tree is the base plus the overlay, with exact owners and modes', async () => {
   const { t, sentinel, base } = await fixture('tree');
-  const result = await writeNodeTree(base, overlay('n1'), `${t}/n1`, { sourceDateEpoch: EPOCH });
+  const result = await writeNodeTree(base, overlay('n1'), `${t}/n1`, { sourceDateEpoch: EPOCH, privileged: isRoot });
   const st = (p: string) => fs.lstatSync(path.join(t, 'n1', p));
   assert.equal([st('etc/netroot/secret').mode & 0o7777, st('etc/netroot/secret').uid, st('etc/netroot/secret').gid], [0o600, 0, 0]);
   assert.is(fs.readFileSync(`${t}/n1/etc/netroot/secret`, 'utf8'), 'token-n1\n');
@@ -56,15 +57,15 @@ test('a node tree is the base plus the overlay, with exact owners and modes', as
 
 test('hard links the overlay does not touch stay hard links', async () => {
   const { t, base } = await fixture('hardlinks');
-  await writeNodeTree(base, [file('etc/hostname', 'n1\n')], `${t}/n1`);
+  await writeNodeTree(base, [file('etc/hostname', 'n1\n')], `${t}/n1`, { privileged: isRoot });
   assert.is(fs.statSync(`${t}/n1/usr/bin/perl`).ino, fs.statSync(`${t}/n1/usr/bin/perl5.36`).ino);
 });
 
 test('a tree from the tarball base equals a tree from the directory base', async () => {
   const { t, base } = await fixture('from-tarball');
   const tarball = await openBase(await tarOf(`${t}/base`, `${t}/base.tar.zst`), { cacheDir: `${t}/cache` });
-  await writeNodeTree(base, overlay('n1'), `${t}/a`, { sourceDateEpoch: EPOCH });
-  await writeNodeTree(tarball, overlay('n1'), `${t}/b`, { sourceDateEpoch: EPOCH });
+  await writeNodeTree(base, overlay('n1'), `${t}/a`, { sourceDateEpoch: EPOCH, privileged: isRoot });
+  await writeNodeTree(tarball, overlay('n1'), `${t}/b`, { sourceDateEpoch: EPOCH, privileged: isRoot });
   assert.equal(await snapshot(`${t}/b`), await snapshot(`${t}/a`));
 });
 
@@ -73,8 +74,8 @@ requires(isRoot, 'needs root to write owners')(
   async () => {
     const { t, base } = await fixture('reconcile');
     const unprivileged = await openBase(await tarOf(`${t}/base`, `${t}/base.tar`), { cacheDir: `${t}/cache`, privileged: false });
-    await writeNodeTree(base, overlay('n1'), `${t}/a`, { sourceDateEpoch: EPOCH });
-    await writeNodeTree(unprivileged, overlay('n1'), `${t}/b`, { sourceDateEpoch: EPOCH });
+    await writeNodeTree(base, overlay('n1'), `${t}/a`, { sourceDateEpoch: EPOCH, privileged: isRoot });
+    await writeNodeTree(unprivileged, overlay('n1'), `${t}/b`, { sourceDateEpoch: EPOCH, privileged: isRoot });
     assert.equal(await snapshot(`${t}/b`), await snapshot(`${t}/a`));
   },
 );
@@ -86,7 +87,7 @@ test('an overlay under a hostile base symlink (etc -> sentinel) fails before any
   fs.mkdirSync(`${t}/base`);
   fs.symlinkSync(sentinel, `${t}/base/etc`);
   const base = await openBase(`${t}/base`);
-  const error = await writeNodeTree(base, [file('etc/passwd', 'evil\n')], `${t}/n1`).catch((e: Error) => e);
+  const error = await writeNodeTree(base, [file('etc/passwd', 'evil\n')], `${t}/n1`, { privileged: isRoot }).catch((e: Error) => e);
   assert.instance(error, OverlayConflictError);
   assert.is((error as OverlayConflictError).exitCode, 2);
   assert.match((error as Error).message, /overlay "etc\/passwd": its parent "etc" is a symbolic link/);
@@ -109,14 +110,14 @@ test('layOverlay itself never follows a symlink on disk, even one the index does
   fs.mkdirSync(`${t}/dest`);
   fs.symlinkSync(sentinel, `${t}/dest/var`); // appeared after indexing
   assert.throws(
-    () => layOverlay(`${t}/dest`, merge.entries),
+    () => layOverlay(`${t}/dest`, merge.entries, { privileged: isRoot }),
     (e: Error) => e instanceof OverlayConflictError && /"var" in .* is a symbolic link/.test(e.message),
   );
   assert.equal(fs.readdirSync(sentinel), []);
   // A final-component symlink is replaced, not followed.
   fs.mkdirSync(`${t}/dest2/etc`, { recursive: true });
   fs.symlinkSync(`${sentinel}/hostname`, `${t}/dest2/etc/hostname`);
-  layOverlay(`${t}/dest2`, mergeOverlay(base, [file('etc/hostname', 'n1\n')], { mtime: EPOCH }).entries);
+  layOverlay(`${t}/dest2`, mergeOverlay(base, [file('etc/hostname', 'n1\n')], { mtime: EPOCH }).entries, { privileged: isRoot });
   assert.ok(fs.lstatSync(`${t}/dest2/etc/hostname`).isFile());
   assert.equal(fs.readdirSync(sentinel), []);
 });
@@ -137,11 +138,11 @@ test('the destination must be new or empty', async () => {
   const { t, base } = await fixture('dest');
   fs.mkdirSync(`${t}/busy`);
   fs.writeFileSync(`${t}/busy/file`, 'x');
-  const error = await writeNodeTree(base, [], `${t}/busy`).catch((e: Error) => e);
+  const error = await writeNodeTree(base, [], `${t}/busy`, { privileged: isRoot }).catch((e: Error) => e);
   assert.instance(error, RootfsError);
   assert.match((error as Error).message, /not an empty directory/);
   fs.mkdirSync(`${t}/empty`);
-  await writeNodeTree(base, [], `${t}/empty`);
+  await writeNodeTree(base, [], `${t}/empty`, { privileged: isRoot });
   assert.ok(exists(`${t}/empty/etc/passwd`));
 });
 
@@ -149,7 +150,7 @@ test('a tree revised in place equals one built afresh, and its journal puts the 
   const { t, base } = await fixture('journal');
   const overlayRecords = (files: ReturnType<typeof overlay>) => files.map(overlayRecord);
   const first = overlay('n1');
-  await writeNodeTree(base, first, `${t}/tree`, { sourceDateEpoch: EPOCH });
+  await writeNodeTree(base, first, `${t}/tree`, { sourceDateEpoch: EPOCH, privileged: isRoot });
   const before = await snapshot(`${t}/tree`);
   // The second overlay drops files (one in a directory only the overlay made), adds others and removes base files.
   const second = [
@@ -165,9 +166,9 @@ test('a tree revised in place equals one built afresh, and its journal puts the 
     second,
     `${t}/tree`,
     { dir: `${t}/tree`, overlay: overlayRecords(first), removes: [] },
-    { sourceDateEpoch: EPOCH, removes, journal },
+    { sourceDateEpoch: EPOCH, removes, journal, privileged: isRoot },
   );
-  await writeNodeTree(base, second, `${t}/fresh`, { sourceDateEpoch: EPOCH, removes });
+  await writeNodeTree(base, second, `${t}/fresh`, { sourceDateEpoch: EPOCH, removes, privileged: isRoot });
   assert.equal(await snapshot(`${t}/tree`), await snapshot(`${t}/fresh`));
   journal.undo();
   assert.equal(await snapshot(`${t}/tree`), before);

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { writeAtomically } from '../../src/emit/staging.js';
 import { assertInside, writeTree } from '../../src/emit/tree.js';
+import { isRoot } from '../../src/privileges.js';
 import type { PlannedFile } from '../../src/plan/plan.js';
 import { rejects } from '../support/assert.js';
 import { execa } from 'execa';
@@ -114,12 +115,16 @@ const file = (p: string, mode = 0o644): PlannedFile => ({
 test('writeTree writes exact modes whatever the umask, and symlinks as links', async () => {
   const old = process.umask(0o077);
   try {
-    await writeTree(path.join(tmp, 'root'), [
-      file('etc/hosts', 0o644),
-      file('etc/keepalived/keepalived.conf', 0o600),
-      file('usr/local/lib/netroot/x', 0o755),
-      { path: 'usr/local/bin/kubectl', type: 'symlink', mode: 0o777, uid: 0, gid: 0, target: 'k3s', source: 'test' },
-    ]);
+    await writeTree(
+      path.join(tmp, 'root'),
+      [
+        file('etc/hosts', 0o644),
+        file('etc/keepalived/keepalived.conf', 0o600),
+        file('usr/local/lib/netroot/x', 0o755),
+        { path: 'usr/local/bin/kubectl', type: 'symlink', mode: 0o777, uid: 0, gid: 0, target: 'k3s', source: 'test' },
+      ],
+      isRoot(),
+    );
   } finally {
     process.umask(old);
   }
@@ -141,7 +146,7 @@ test('writeTree refuses paths that leave the root, and never writes through an e
   await writeFile(outside, 'keep');
   const { symlink } = await import('node:fs/promises');
   await symlink(outside, path.join(root, 'etc', 'hosts'));
-  await rejects(() => writeTree(root, [file('etc/hosts')]), /EEXIST/);
+  await rejects(() => writeTree(root, [file('etc/hosts')], isRoot()), /EEXIST/);
   assert.is(await readFile(outside, 'utf8'), 'keep');
 });
 

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { prepare, GENERATOR, type Prepared } from '../../src/build.js';
 import { emitCluster } from '../../src/emit/cluster.js';
+import { isRoot } from '../../src/privileges.js';
 
 export interface TempBuild extends Prepared {
   tmp: string;
@@ -22,7 +23,7 @@ export async function buildToTemp(profile: string, options: { env?: NodeJS.Proce
     secrets: path.join(tmp, 'secrets.yaml'),
     env: options.env ?? {},
   });
-  const { dir } = await emitCluster(prepared.plan, path.join(tmp, 'out'), GENERATOR);
+  const { dir } = await emitCluster(prepared.plan, path.join(tmp, 'out'), GENERATOR, { privileged: isRoot() });
   return {
     ...prepared,
     tmp,

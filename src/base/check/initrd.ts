@@ -21,7 +21,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { crc32 as zlibCrc32 } from 'node:zlib';
 import { runToolBytes } from '../../tools.js';
-import { RootfsError } from '../../rootfs/errors.js';
+import { RootfsError } from '../../entries/errors.js';
 
 export type Compression = 'none' | 'gzip' | 'xz' | 'lzma' | 'zstd' | 'lz4' | 'bzip2' | 'lzop';
 

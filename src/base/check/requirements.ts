@@ -5,7 +5,8 @@
 import type { Cluster } from '../../profile/resolve.js';
 import type { BaseIndex } from '../open.js';
 import { readInstalledPackages } from '../dpkg.js';
-import { RootfsError } from '../../rootfs/errors.js';
+import { RootfsError } from '../../entries/errors.js';
+import type { BaseFacts } from '../../plan/context.js';
 
 /** Packages every node runs, and those only servers run. */
 export function requiredPackages(cluster: Cluster): { all: string[]; servers: string[] } {
@@ -25,21 +26,17 @@ export function allRequiredPackages(cluster: Cluster): string[] {
   return [...new Set([...all, ...servers])].sort();
 }
 
-export interface BaseFacts {
+/** A base that can serve the cluster's nodes. */
+export interface CheckedBase {
   /** Debian architecture of the base (arm64, armhf, amd64). */
   arch: string;
   packages: number;
-  /** Version of mariadb-server in the base; null without one (a base for agents only). */
-  mariadbVersion: string | null;
-  /** systemd-resolved is installed: names go through a resolved.conf.d drop-in, not a static resolv.conf. */
-  systemdResolved: boolean;
-  /** chrony is installed: it sets the clock (else systemd-timesyncd, where installed). */
-  chrony: boolean;
-  timesyncd: boolean;
+  /** What the rendered files depend on in it (plan/context.ts). */
+  facts: BaseFacts;
 }
 
 /** Fails naming every missing package; a debootstrap base is built with them, any other base must already hold them. */
-export async function checkBase(base: BaseIndex, cluster: Cluster): Promise<BaseFacts> {
+export async function checkBase(base: BaseIndex, cluster: Cluster): Promise<CheckedBase> {
   const installed = await readInstalledPackages(base.root).catch(() => undefined);
   if (!installed || installed.size === 0) {
     throw new RootfsError(
@@ -60,9 +57,11 @@ export async function checkBase(base: BaseIndex, cluster: Cluster): Promise<Base
   return {
     arch,
     packages: installed.size,
-    mariadbVersion: installed.get('mariadb-server')?.version ?? null,
-    systemdResolved: installed.has('systemd-resolved'),
-    chrony: installed.has('chrony'),
-    timesyncd: installed.has('systemd-timesyncd'),
+    facts: {
+      mariadbVersion: installed.get('mariadb-server')?.version ?? null,
+      systemdResolved: installed.has('systemd-resolved'),
+      chrony: installed.has('chrony'),
+      timesyncd: installed.has('systemd-timesyncd'),
+    },
   };
 }

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { canBootFromNfs, crc32, inspectInitrd, type InitrdInfo } from '../../../src/base/check/initrd.js';
-import { RootfsError } from '../../../src/rootfs/errors.js';
+import { RootfsError } from '../../../src/entries/errors.js';
 import { rejects } from '../../support/assert.js';
 
 const KVER = '6.1.0-netroot-arm64';

@@ -5,10 +5,10 @@ import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { buildArtifacts } from '../../src/emit/artifact.js';
 import { openBase } from '../../src/base/open.js';
-import { encodeHeader, END_OF_ARCHIVE, padding, readTar, type TarHeader } from '../../src/rootfs/tarformat.js';
+import { encodeHeader, END_OF_ARCHIVE, padding, readTar, type TarHeader } from '../../src/entries/tarformat.js';
 import { cleanup, extract, isRoot, snapshot, tempDir, rootCanCheck } from '../support/rootfs.js';
 
-const test = suite('rootfs/tarformat');
+const test = suite('entries/tarformat');
 test.after(cleanup);
 
 const LONG = `${'deep-directory/'.repeat(12)}${'x'.repeat(120)}`;
