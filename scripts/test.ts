@@ -18,6 +18,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { missingTestPackages, missingTestPackagesLine } from '../test/support/needs.js';
 
 interface Tier {
   /** Which files under test/ it runs. */
@@ -56,6 +57,16 @@ if (!tier) {
   process.exit(2);
 }
 const files = named.length ? named.map((f) => path.resolve(f)) : testFiles(path.join(root, 'test')).filter(tier.matches);
+
+// A whole tier needs the real peers: on a machine without them, one line naming the packages, before any test runs.
+if (!named.length) {
+  const missing = missingTestPackagesLine(missingTestPackages((tierArg ?? 'fast') as 'fast' | 'slow' | 'all'));
+  if (missing) {
+    process.stderr.write(`scripts/test.ts: ${missing}\n`);
+    process.stdout.write('0 passed, 1 failed, 0 skipped\n');
+    process.exit(1);
+  }
+}
 
 // Secrets of this run only (removed at the end, unless the caller gave a place): what an earlier build stored for
 // the same cluster names must not decide an outcome.

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { decideRebuild, readPreviousOutput, type PreviousOutput, type Wanted } from '../../src/emit/rebuild.js';
+import { decideBaseReading, decideRebuild, readPreviousOutput, type PreviousOutput, type Wanted } from '../../src/emit/rebuild.js';
 import { prefixKey, type BuildState } from '../../src/emit/state.js';
 import type { NodePlan } from '../../src/plan/plan.js';
 
@@ -236,4 +236,44 @@ test("an archive's prefix key: the same for other contents, another for another 
   assert.is.not(prefixKey(plan(['etc/a', 'etc/b'], '1', ['etc/ssh/ssh_host_*']), context), key, 'a removal');
   assert.is.not(prefixKey(ab, { ...context, baseIdentity: 'base-2' }), key, 'another base');
   assert.is.not(prefixKey(ab, { ...context, compress: 'gz,zst' }), key, 'other compressors');
+});
+
+test('the base is read before planning unless the previous build recorded this base, every fact of it, and a date', () => {
+  const FACTS = { mariadbVersion: '1:10.11.6-0+deb12u1', systemdResolved: false, chrony: false, timesyncd: true };
+  const recorded = (change: Partial<BuildState> = {}): BuildState => ({
+    ...previous().state,
+    baseIdentity: 'tar:abc|k3s:123',
+    ...FACTS,
+    baseNewestMtime: 1_600_000_000,
+    ...change,
+  });
+  const { mariadbVersion: _m, ...withoutMariadb } = recorded();
+  const { timesyncd: _t, ...withoutTimesyncd } = recorded();
+  const { baseNewestMtime: _n, ...undated } = recorded();
+  const rows: [string, BuildState | undefined, { knownIdentity: string | undefined; explicitEpoch: number | undefined }, boolean][] = [
+    ['no previous build', undefined, { knownIdentity: 'tar:abc', explicitEpoch: 7 }, true],
+    ['the same base, every fact and its date recorded', recorded(), { knownIdentity: 'tar:abc', explicitEpoch: undefined }, false],
+    ['another base', recorded(), { knownIdentity: 'tar:abd', explicitEpoch: 7 }, true],
+    [
+      'a base whose identity is a prefix of the recorded one, not the same',
+      recorded(),
+      { knownIdentity: 'tar:ab', explicitEpoch: 7 },
+      true,
+    ],
+    ['a base not known without reading it (a debootstrap not built yet)', recorded(), { knownIdentity: undefined, explicitEpoch: 7 }, true],
+    ['an older state without the MariaDB version', withoutMariadb as BuildState, { knownIdentity: 'tar:abc', explicitEpoch: 7 }, true],
+    ['an older state without timesyncd', withoutTimesyncd as BuildState, { knownIdentity: 'tar:abc', explicitEpoch: 7 }, true],
+    ['no recorded date, no SOURCE_DATE_EPOCH', undated as BuildState, { knownIdentity: 'tar:abc', explicitEpoch: undefined }, true],
+    ['no recorded date, but SOURCE_DATE_EPOCH', undated as BuildState, { knownIdentity: 'tar:abc', explicitEpoch: 7 }, false],
+  ];
+  for (const [why, state, given, readFirst] of rows) {
+    const decided = decideBaseReading(state, given);
+    assert.is(decided.readFirst, readFirst, why);
+    if (!readFirst) assert.equal(decided.recorded?.facts, FACTS, why);
+  }
+  assert.equal(decideBaseReading(recorded(), { knownIdentity: 'tar:abc', explicitEpoch: undefined }).recorded, {
+    arch: 'arm64',
+    facts: FACTS,
+    newestMtime: 1_600_000_000,
+  });
 });
