@@ -57,8 +57,15 @@ const archiveSums = (out: string) =>
     .filter((l) => l.includes('.tar.'))
     .join('\n');
 
+/**
+ * The build from the directory base that several tests read: made by whichever of them runs first, so each
+ * stands alone (run one with --test-name-pattern and it still has its output).
+ */
+let fromDirectory: ReturnType<typeof build> | undefined;
+const builtFromDirectory = (): ReturnType<typeof build> => (fromDirectory ??= build(options('out-dir')));
+
 test('a directory base gives every node a full root, an artifact and checksums', async () => {
-  const result = await build(options('out-dir'));
+  const result = await builtFromDirectory();
   const dir = path.join(tmp, 'out-dir/opz3');
   assert.is(result.base?.arch, 'arm64');
   for (const node of NODES) {
@@ -71,6 +78,7 @@ test('a directory base gives every node a full root, an artifact and checksums',
 });
 
 test('trees: secrets 0600 root-owned, base hard link, symlinks and capability preserved, k3s installed', async () => {
+  await builtFromDirectory();
   const root = path.join(tmp, 'out-dir/opz3/rootfs/opz3-1-onder');
   for (const secret of ['etc/keepalived/keepalived.conf', 'etc/rancher/k3s/config.yaml', 'etc/ssh/ssh_host_ed25519_key']) {
     const st = statSync(path.join(root, secret));
@@ -88,6 +96,7 @@ test('trees: secrets 0600 root-owned, base hard link, symlinks and capability pr
 });
 
 test('each node is its own machine: no image-wide SSH keys or machine-id, no SD-card root, no first-login wizard', async () => {
+  await builtFromDirectory();
   const ids = new Set<string>();
   for (const node of NODES) {
     const root = path.join(tmp, 'out-dir/opz3/rootfs', node);
@@ -106,6 +115,7 @@ test('each node is its own machine: no image-wide SSH keys or machine-id, no SD-
 });
 
 test('artifacts hold what the trees hold: owners, modes, links, capability, removals', async () => {
+  await builtFromDirectory();
   const extract = path.join(tmp, 'extract');
   await mkdir(extract);
   await execa('tar', [
@@ -129,6 +139,7 @@ test('artifacts hold what the trees hold: owners, modes, links, capability, remo
 });
 
 test("the board's kernel, initrd and device tree come from the base (symlinks followed inside it) into tftp/", async () => {
+  await builtFromDirectory();
   const boot = path.join(tmp, 'out-dir/opz3/tftp/boot/orangepi-zero3');
   assert.is(readFileSync(path.join(boot, 'Image'), 'utf8'), 'ARM64 KERNEL IMAGE\n');
   assert.equal(readFileSync(path.join(boot, 'uInitrd')), readFileSync(path.join(base, 'boot/uInitrd-6.6.31-current-sunxi64')));
@@ -139,6 +150,7 @@ test("the board's kernel, initrd and device tree come from the base (symlinks fo
 });
 
 test('reproducible: another directory, another time, a tarball of the base: identical SHA256SUMS', async () => {
+  await builtFromDirectory();
   await new Promise((r) => setTimeout(r, 1100));
   await build(options('out-again', { formats: ['tar'] }));
   assert.is(sums('out-again'), sums('out-dir'));
@@ -150,6 +162,7 @@ test('reproducible: another directory, another time, a tarball of the base: iden
 });
 
 test('a partitioned disk image (no mount) gives the same node roots as the directory it was made from', async () => {
+  await builtFromDirectory();
   const image = path.join(tmp, 'armbian.img');
   await makeDiskImage(base, image);
   const result = await build(options('out-image', { base: image }));
