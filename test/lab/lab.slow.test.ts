@@ -217,7 +217,9 @@ Lab('a lab killed with SIGKILL leaves its nodes running; the next run stops them
   // containers' systemd are re-parented to PID 1 and keep running, MariaDB and keepalived too.
   const nspawn = await execa('pgrep', ['-f', `systemd-nspawn .*--directory=${runDir}/`], { reject: false });
   for (const pid of nspawn.stdout.split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
-  await new Promise((r) => setTimeout(r, 2_000));
+  const nspawnGone = async () =>
+    (await execa('pgrep', ['-f', `systemd-nspawn .*--directory=${runDir}/`], { reject: false })).stdout.trim() === '' ? true : undefined;
+  assert.ok(await waitFor(nspawnGone, 10_000, 100), 'the killed systemd-nspawn processes are gone');
   assert.ok((await containerProcesses(runDir)).length > 0, "the killed lab's nodes outlive it (this is what the sweep is for)");
   const lines: string[] = [];
   const report = await coldStartOnTrees(ctx, { log: (l) => lines.push(l) });

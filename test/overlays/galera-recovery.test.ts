@@ -11,6 +11,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
+import { waitFor } from '../../src/lab/run-command.js';
 import { test } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { buildToTemp, type TempBuild } from '../support/build.js';
@@ -83,8 +84,13 @@ async function decideAll(env: Record<string, Record<string, string>>, names: str
   running.push(...decisions);
   if (until) {
     await decisions[names.indexOf(until)];
-    // Let the others take one more look (a round is 2 s), then stop them.
-    await new Promise((r) => setTimeout(r, 3_000));
+    // Let the others take one more look, then stop them: each round rewrites a server's vote (with its stamp),
+    // and a server that ended removed it.
+    const others = names.filter((n) => n !== until);
+    const vote = (name: string) => readFile(path.join(env[name]!.NETROOT_GALERA_RUN!, 'galera-vote.json'), 'utf8').catch(() => undefined);
+    const before = await Promise.all(others.map(vote));
+    const looked = async () => (await Promise.all(others.map(vote))).every((now, i) => now === undefined || now !== before[i]);
+    assert.ok(await waitFor(async () => ((await looked()) ? true : undefined), 10_000, 100), `${others.join(', ')} looked again`);
     for (const d of decisions) d.kill('SIGTERM');
   }
   const results = await Promise.all(decisions);
