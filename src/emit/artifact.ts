@@ -44,13 +44,13 @@ import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { findProgram, requirePrograms, runTool } from '../tools.js';
+import { PACKING_DEFAULTS, resolveFormats, type Packing } from './compressors.js';
+import { sourceDateEpoch } from './epoch.js';
 import { BufferPool, compress, PIECE, tarBytes, type Format } from './tar-bytes.js';
 import { sha256, type PlannedFile } from '../plan/plan.js';
 import type { BaseIndex } from '../base/open.js';
 import type { EntryTable } from '../base/entry-table.js';
 import { sweepStaleTemporaries, temporaryName } from '../cache.js';
-import { RootfsError } from '../entries/errors.js';
 import { InternalError } from '../errors.js';
 import { writeAll } from '../entries/io.js';
 import type { Rollback } from './staging.js';
@@ -69,15 +69,11 @@ export type { Format } from './tar-bytes.js';
  */
 export const ARCHIVE_LAYOUT = 'archive-3';
 
-export interface ArtifactOptions {
+export interface ArtifactOptions extends Packing {
   /** mtime of what netroot writes (overlay files, new directories); default sourceDateEpoch(base). */
   sourceDateEpoch?: number;
   /** Default: gz, plus zst when the zstd CLI is installed. */
   formats?: Format[];
-  /** Target uncompressed size of a shared base chunk; default PACKING_DEFAULTS. */
-  chunkBytes?: number;
-  gzipLevel?: number;
-  zstdLevel?: number;
   /** Chunks compressed at once; default: CPU count + 1. */
   concurrency?: number;
 }
@@ -148,34 +144,6 @@ export interface SharedBase {
   pool: BufferPool;
 }
 
-/** $SOURCE_DATE_EPOCH when it is set. */
-export function epochFromEnv(env: NodeJS.ProcessEnv = process.env): number | undefined {
-  const raw = env.SOURCE_DATE_EPOCH;
-  if (raw === undefined || raw === '') return undefined;
-  if (!/^\d+$/.test(raw)) throw new RootfsError(`SOURCE_DATE_EPOCH must be a number of seconds, not ${JSON.stringify(raw)}`);
-  return Number(raw);
-}
-
-/** The mtime of the base's newest entry (0 for an empty base). */
-export function newestMtime(base: Pick<BaseIndex, 'entries'>): number {
-  let newest = 0;
-  for (let i = 0; i < base.entries.length; i++) newest = Math.max(newest, base.entries.mtime(i));
-  return newest;
-}
-
-/**
- * The date of the files netroot writes: $SOURCE_DATE_EPOCH, else the base's
- * newest mtime. Both are inputs, so the same inputs give the same bytes, and a
- * node's files are never dated 1970 nor before the base they were written for.
- */
-export function sourceDateEpoch(base: Pick<BaseIndex, 'entries'>, env: NodeJS.ProcessEnv = process.env): number {
-  return epochFromEnv(env) ?? newestMtime(base);
-}
-
-export async function zstdAvailable(): Promise<boolean> {
-  return findProgram('zstd') !== undefined;
-}
-
 // ---------------------------------------------------------------------------
 // Shared base
 
@@ -206,42 +174,6 @@ async function mapLimit<T>(items: readonly T[], limit: number, work: (item: T) =
     while (next < items.length) await work(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-}
-
-/** The packing every build uses: chunk size and compression levels (ArtifactOptions may differ, in tests). */
-export const PACKING_DEFAULTS = { chunkBytes: 4 << 20, gzipLevel: 6, zstdLevel: 3 } as const;
-
-/** zstd program path → its version line, asked once per program. */
-const zstdVersions = new Map<string, Promise<string>>();
-
-function zstdVersion(): Promise<string> {
-  const program = findProgram('zstd') ?? 'zstd';
-  let version = zstdVersions.get(program);
-  if (!version) zstdVersions.set(program, (version = runTool(program, ['-V'], { why: '.tar.zst artifacts' }).then((r) => r.stdout.trim())));
-  return version;
-}
-
-/**
- * How the archives of these formats are compressed, as a key: formats, chunk size, levels and the
- * compressors' versions (Node's zlib; the zstd CLI's, asked once), since another version may give other
- * bytes. Cached chunks and kept prefixes are reused only under the same description.
- */
-export async function compressors(formats: readonly Format[], options: Omit<ArtifactOptions, 'formats'> = {}): Promise<string> {
-  const zstd = formats.includes('zst') ? await zstdVersion() : null;
-  return JSON.stringify({
-    formats,
-    chunk: options.chunkBytes ?? PACKING_DEFAULTS.chunkBytes,
-    gz: formats.includes('gz') ? { level: options.gzipLevel ?? PACKING_DEFAULTS.gzipLevel, zlib: process.versions.zlib } : null,
-    zst: zstd ? { level: options.zstdLevel ?? PACKING_DEFAULTS.zstdLevel, zstd } : null,
-  });
-}
-
-export async function resolveFormats(requested: Format[] | undefined): Promise<Format[]> {
-  if (requested) {
-    if (requested.includes('zst')) requirePrograms([{ program: 'zstd', why: '.tar.zst artifacts (--compress zst)' }]);
-    return [...new Set(requested)];
-  }
-  return (await zstdAvailable()) ? ['gz', 'zst'] : ['gz'];
 }
 
 /** Compresses every chunk of the base once, into `workDir`. */

@@ -17,7 +17,7 @@ import { mkdir, readdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
 import { runTool } from '../tools.js';
 import type { PlannedFile } from '../plan/plan.js';
-import { sourceDateEpoch } from './artifact.js';
+import { sourceDateEpoch } from './epoch.js';
 import type { BaseIndex } from '../base/open.js';
 import { RootfsError } from '../entries/errors.js';
 import { mergeOverlay } from './overlay.js';

@@ -8,16 +8,8 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  ARCHIVE_LAYOUT,
-  compressors,
-  prepareSharedBase,
-  resolveFormats,
-  type ArtifactOptions,
-  type Chunk,
-  type Format,
-  type SharedBase,
-} from './artifact.js';
+import { compressors, resolveFormats } from './compressors.js';
+import { ARCHIVE_LAYOUT, prepareSharedBase, type ArtifactOptions, type Chunk, type Format, type SharedBase } from './artifact.js';
 import type { BaseIndex } from '../base/open.js';
 import { stageIntoCache } from '../cache.js';
 import { BufferPool } from './tar-bytes.js';

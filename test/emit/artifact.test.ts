@@ -4,13 +4,12 @@ import { execa } from 'execa';
 import tarStream from 'tar-stream';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
+import { compressors } from '../../src/emit/compressors.js';
+import { epochFromEnv, sourceDateEpoch } from '../../src/emit/epoch.js';
 import {
   buildArtifacts,
-  compressors,
-  epochFromEnv,
   prepareSharedBase,
   sha256sums,
-  sourceDateEpoch,
   writeNodeArtifacts,
   type ArtifactOptions,
   type NodeArtifact,
