@@ -38,27 +38,19 @@
  *   tar --xattrs --xattrs-include='*' --numeric-owner -xpf NODE.tar.gz -C DEST
  * (GNU tar restores only user.* xattrs without --xattrs-include).
  */
-import { createHash, type Hash } from 'node:crypto';
 import * as fsSync from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { gzipSync } from 'node:zlib';
-import { PACKING_DEFAULTS, resolveFormats, type Packing } from './compressors.js';
-import { sourceDateEpoch } from './epoch.js';
-import { BufferPool, compress, PIECE, tarBytes, type Format } from './tar-bytes.js';
+import { compress, PIECE, tarBytes, type Format } from './tar-bytes.js';
 import { sha256, type PlannedFile } from '../plan/plan.js';
-import type { BaseIndex } from '../base/open.js';
-import type { EntryTable } from '../base/entry-table.js';
-import { sweepStaleTemporaries, temporaryName } from '../cache.js';
 import { InternalError } from '../errors.js';
-import { writeAll } from '../entries/io.js';
 import type { Rollback } from './staging.js';
 import { mergeOverlay, type OverlayMerge } from './overlay.js';
 import type { NodeEntry } from '../entries/place.js';
 import { comparePaths } from '../entries/paths.js';
-import { BLOCK, END_OF_ARCHIVE, padding } from '../entries/tarformat.js';
 import { throwIfStopped } from '../stop.js';
+import { mapLimit, type Chunk, type SharedBase } from './shared-base.js';
+import { checkPrevious, Output, type ArtifactFile, type PreviousArchives, type Revision } from './revision.js';
 
 export type { Format } from './tar-bytes.js';
 
@@ -68,15 +60,6 @@ export type { Format } from './tar-bytes.js';
  * are made again.
  */
 export const ARCHIVE_LAYOUT = 'archive-3';
-
-export interface ArtifactOptions extends Packing {
-  /** mtime of what netroot writes (overlay files, new directories); default sourceDateEpoch(base). */
-  sourceDateEpoch?: number;
-  /** Default: gz, plus zst when the zstd CLI is installed. */
-  formats?: Format[];
-  /** Chunks compressed at once; default: CPU count + 1. */
-  concurrency?: number;
-}
 
 export interface ArtifactNode {
   name: string;
@@ -89,15 +72,7 @@ export interface ArtifactNode {
    * prefix still has the digest it was written with and nothing else links to the file. Otherwise the node is
    * written anew.
    */
-  previous?: { dir: string; files: readonly ArtifactFile[] };
-}
-
-export interface ArtifactFile {
-  name: string;
-  sha256: string;
-  bytes: number;
-  /** An archive's prefix (the base part, see above): its length and digest, what a revision checks. */
-  prefix?: { bytes: number; sha256: string };
+  previous?: PreviousArchives;
 }
 
 export interface NodeArtifact {
@@ -111,106 +86,6 @@ export interface NodeArtifact {
   /** The previous archives were revised in place: only the tail was written. */
   revised: boolean;
   manifest: Record<string, unknown>;
-}
-
-export interface ArtifactsResult {
-  dir: string;
-  nodes: NodeArtifact[];
-  /** Every file written except SHA256SUMS itself, in `sha256sum` format. */
-  sha256sums: string;
-  /** Packing the base, and writing every node (together, so not per node). */
-  timings: { baseMs: number; nodesMs: number };
-}
-
-export interface Chunk {
-  /** Index range [start, end) in base.entries. */
-  start: number;
-  end: number;
-  firstPath: string;
-  /** Compressed bytes on disk, per format. */
-  files: Partial<Record<Format, string>>;
-}
-
-/** A base prepared for many nodes: its chunks compressed once. */
-export interface SharedBase {
-  base: BaseIndex;
-  epoch: number;
-  formats: Format[];
-  chunks: Chunk[];
-  endOfArchive: Partial<Record<Format, Buffer>>;
-  levels: { gz: number; zst: number };
-  concurrency: number;
-  /** The buffers every compression of this build fills, reused (see tar-bytes.ts). */
-  pool: BufferPool;
-}
-
-// ---------------------------------------------------------------------------
-// Shared base
-
-/** Deterministic: an estimate from the index alone, so the same base always cuts the same way. */
-function estimate(entries: EntryTable, i: number): number {
-  const size = entries.type(i) === 'file' ? entries.size(i) : 0;
-  return BLOCK + size + padding(size) + (entries.hasXattrs(i) ? BLOCK * 2 : 0);
-}
-
-function planChunks(entries: EntryTable, chunkBytes: number): Chunk[] {
-  const chunks: Chunk[] = [];
-  let start = 0;
-  let size = 0;
-  for (let i = 0; i < entries.length; i++) {
-    size += estimate(entries, i);
-    if (size >= chunkBytes || i === entries.length - 1) {
-      chunks.push({ start, end: i + 1, firstPath: entries.path(start), files: {} });
-      start = i + 1;
-      size = 0;
-    }
-  }
-  return chunks;
-}
-
-async function mapLimit<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await work(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-}
-
-/** Compresses every chunk of the base once, into `workDir`. */
-export async function prepareSharedBase(base: BaseIndex, workDir: string, options: ArtifactOptions = {}): Promise<SharedBase> {
-  const epoch = options.sourceDateEpoch ?? sourceDateEpoch(base);
-  const formats = await resolveFormats(options.formats);
-  const levels = { gz: options.gzipLevel ?? PACKING_DEFAULTS.gzipLevel, zst: options.zstdLevel ?? PACKING_DEFAULTS.zstdLevel };
-  const chunks = planChunks(base.entries, options.chunkBytes ?? PACKING_DEFAULTS.chunkBytes);
-  const pool = new BufferPool();
-  await mkdir(workDir, { recursive: true });
-  const jobs = chunks.flatMap((chunk, i) => formats.map((format) => ({ chunk, i, format })));
-  // One more job than CPUs: the main thread generates tar bytes while the others compress.
-  const concurrency = options.concurrency ?? os.availableParallelism() + 1;
-  await mapLimit(jobs, concurrency, async ({ chunk, i, format }) => {
-    const file = path.join(workDir, `chunk-${String(i).padStart(6, '0')}.${format}`);
-    const out = fsSync.openSync(file, 'w', 0o600);
-    try {
-      await compress(
-        format,
-        levels[format],
-        tarBytes(base.entries.range(chunk.start, chunk.end), pool),
-        (piece) => writeAll(out, piece),
-        pool,
-      );
-    } finally {
-      fsSync.closeSync(out);
-    }
-    chunk.files[format] = file;
-  });
-  const endOfArchive: Partial<Record<Format, Buffer>> = {};
-  for (const format of formats) {
-    const pieces: Buffer[] = [];
-    if (format === 'gz') pieces.push(gzipSync(END_OF_ARCHIVE, { level: levels.gz }));
-    else await compress('zst', levels.zst, [END_OF_ARCHIVE], (piece) => pieces.push(piece), pool);
-    endOfArchive[format] = Buffer.concat(pieces);
-  }
-  return { base, epoch, formats, chunks, endOfArchive, levels, concurrency, pool };
 }
 
 // ---------------------------------------------------------------------------
@@ -245,155 +120,6 @@ function* prefixEntries(shared: SharedBase, chunk: Chunk, out: ReadonlySet<strin
 /** The node's own entries, sorted: a made parent directory and a new link holder come before what needs them. */
 function tailEntries(merge: OverlayMerge): NodeEntry[] {
   return [...merge.entries, ...merge.relinked.values()].sort((a, b) => comparePaths(a.path, b.path));
-}
-
-/** A previous archive whose prefix checked out: what revising it needs, and what puts it back. */
-interface Revision {
-  format: Format;
-  /** Where it is in the previous output. */
-  from: string;
-  /** Open for writing since it was checked: the revision writes into the very file whose prefix was read. */
-  fd: number;
-  prefix: { bytes: number; sha256: string };
-  /** The digest state after the prefix, continued by the new tail. */
-  hash: Hash;
-  /** What followed the prefix: written back if the build fails. */
-  oldTail: Buffer;
-  /** An Output has it (and closes its fd). */
-  taken?: boolean;
-}
-
-/**
- * Writes an archive while hashing it; the name appears only when it is committed. A new file, or a
- * previous archive being revised: moved here under the temporary name, cut after its prefix and continued.
- */
-class Output {
-  private readonly fd: number;
-  private readonly temp: string;
-  private readonly hash: Hash;
-  private bytes = 0;
-  private prefix?: { bytes: number; sha256: string };
-  private closed = false;
-  constructor(
-    private readonly file: string,
-    private readonly revising?: Revision,
-  ) {
-    this.temp = temporaryName(file);
-    if (!revising) {
-      // The archive holds the node's secrets (keys, tokens): readable by its owner only.
-      this.fd = fsSync.openSync(this.temp, 'w', 0o600);
-      this.hash = createHash('sha256');
-      return;
-    }
-    this.fd = revising.fd;
-    revising.taken = true;
-    try {
-      fsSync.renameSync(revising.from, this.temp);
-    } catch (error) {
-      this.close();
-      throw error;
-    }
-    this.hash = revising.hash;
-    this.bytes = revising.prefix.bytes;
-    this.prefix = revising.prefix;
-  }
-  get revised(): boolean {
-    return this.revising !== undefined;
-  }
-  write(piece: Buffer): void {
-    // Abandoned (a failure elsewhere, a signal) while other work went on: its descriptor is gone.
-    if (this.closed) throw new InternalError(`${this.file} was written after it was closed`);
-    // A revised archive is cut after its prefix at its first write (a failure before leaves it whole).
-    if (this.revising && this.bytes === this.revising.prefix.bytes) fsSync.ftruncateSync(this.fd, this.bytes);
-    writeAll(this.fd, piece, this.bytes);
-    this.hash.update(piece);
-    this.bytes += piece.length;
-  }
-  /** Everything written so far is the prefix. */
-  endPrefix(): void {
-    this.prefix = { bytes: this.bytes, sha256: this.hash.copy().digest('hex') };
-  }
-  private close(): void {
-    if (!this.closed) fsSync.closeSync(this.fd);
-    this.closed = true;
-  }
-  /** Closes the complete file, still under its temporary name. */
-  end(): ArtifactFile {
-    this.close();
-    return { name: path.basename(this.file), sha256: this.hash.digest('hex'), bytes: this.bytes, prefix: this.prefix! };
-  }
-  async commit(): Promise<void> {
-    await rename(this.temp, this.file);
-  }
-  /** A new file is deleted; a revised one is put back where it was, as it was. */
-  async abandon(): Promise<void> {
-    this.close();
-    if (!this.revising) {
-      await rm(this.temp, { force: true });
-      return;
-    }
-    const at = [this.temp, this.file].find((f) => fsSync.existsSync(f));
-    if (!at) return;
-    const fd = fsSync.openSync(at, 'r+');
-    try {
-      fsSync.ftruncateSync(fd, this.revising.prefix.bytes);
-      writeAll(fd, this.revising.oldTail, this.revising.prefix.bytes);
-      fsSync.fsyncSync(fd);
-    } finally {
-      fsSync.closeSync(fd);
-    }
-    await rename(at, this.revising.from);
-  }
-}
-
-/**
- * The node's previous archives, if every one can be revised: a regular file linked nowhere else (a revision
- * writes into it), the size it was written with, and a prefix that still has its digest. Reading the prefix
- * is the price of keeping it, and far less than writing it. Each is left open for the revision.
- */
-function checkPrevious(node: ArtifactNode, formats: readonly Format[]): Revision[] | undefined {
-  const previous = node.previous;
-  if (!previous) return undefined;
-  const revisions: Revision[] = [];
-  const buffer = Buffer.allocUnsafe(PIECE);
-  const check = (format: Format): Revision | undefined => {
-    const record = previous.files.find((f) => f.name === `${node.name}.tar.${format}`);
-    const prefix = record?.prefix;
-    if (!prefix) return undefined;
-    const from = path.join(previous.dir, record.name);
-    let fd: number;
-    try {
-      fd = fsSync.openSync(from, fsSync.constants.O_RDWR | fsSync.constants.O_NOFOLLOW);
-    } catch {
-      return undefined;
-    }
-    const revision = ((): Revision | undefined => {
-      const stat = fsSync.fstatSync(fd);
-      if (!stat.isFile() || stat.nlink !== 1 || stat.size !== record.bytes || prefix.bytes > stat.size) return undefined;
-      const hash = createHash('sha256');
-      for (let at = 0; at < prefix.bytes;) {
-        const read = fsSync.readSync(fd, buffer, 0, Math.min(buffer.length, prefix.bytes - at), at);
-        if (read === 0) return undefined;
-        hash.update(buffer.subarray(0, read));
-        at += read;
-      }
-      if (hash.copy().digest('hex') !== prefix.sha256) return undefined;
-      const oldTail = Buffer.alloc(stat.size - prefix.bytes);
-      if (fsSync.readSync(fd, oldTail, 0, oldTail.length, prefix.bytes) !== oldTail.length) return undefined;
-      return { format, from, fd, prefix, hash, oldTail };
-    })();
-    if (!revision) fsSync.closeSync(fd);
-    return revision;
-  };
-  for (const format of formats) {
-    const revision = check(format);
-    if (!revision) {
-      for (const r of revisions) fsSync.closeSync(r.fd);
-      return undefined;
-    }
-    revisions.push(revision);
-  }
-  return revisions;
 }
 
 const NODE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -589,7 +315,7 @@ export async function writeNodeArtifacts(
     const writes = nodes.slice(at, at + BATCH).map((node): NodeWrite => {
       const merge = mergeOverlay(shared.base, node.files, { mtime: shared.epoch, removes: node.removes ?? [] });
       const out = leftOut(merge);
-      const revisions = rollback ? checkPrevious(node, shared.formats) : undefined;
+      const revisions = rollback ? checkPrevious(node.name, node.previous, shared.formats) : undefined;
       return {
         node,
         merge,
@@ -621,30 +347,4 @@ export function sha256sums(files: readonly ArtifactFile[]): string {
     .sort((a, b) => comparePaths(a.name, b.name))
     .map((f) => `${f.sha256}  ${f.name}\n`)
     .join('');
-}
-
-/** Everything for a cluster: the base compressed once, then the nodes, then SHA256SUMS. */
-export async function buildArtifacts(
-  base: BaseIndex,
-  nodes: readonly ArtifactNode[],
-  outDir: string,
-  options: ArtifactOptions = {},
-): Promise<ArtifactsResult> {
-  checkNames(nodes); // before the base is packed
-  await mkdir(outDir, { recursive: true });
-  await sweepStaleTemporaries(outDir); // chunks and half-written archives of killed runs
-  const work = temporaryName(path.join(outDir, 'base-chunks'));
-  try {
-    let started = performance.now();
-    const shared = await prepareSharedBase(base, work, options);
-    const baseMs = performance.now() - started;
-    started = performance.now();
-    const results = await writeNodeArtifacts(shared, nodes, outDir);
-    const nodesMs = performance.now() - started;
-    const sums = sha256sums(results.flatMap((r) => r.files));
-    await writeFile(path.join(outDir, 'SHA256SUMS'), sums, { mode: 0o644 });
-    return { dir: outDir, nodes: results, sha256sums: sums, timings: { baseMs, nodesMs } };
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
 }

@@ -9,10 +9,11 @@ import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { compressors, resolveFormats } from './compressors.js';
-import { ARCHIVE_LAYOUT, prepareSharedBase, type ArtifactOptions, type Chunk, type Format, type SharedBase } from './artifact.js';
+import { ARCHIVE_LAYOUT } from './artifact.js';
+import { prepareSharedBase, type Chunk, type PackOptions, type SharedBase } from './shared-base.js';
 import type { BaseIndex } from '../base/open.js';
 import { stageIntoCache } from '../cache.js';
-import { BufferPool } from './tar-bytes.js';
+import { BufferPool, type Format } from './tar-bytes.js';
 
 /** Bumped whenever the packing changes what bytes a chunk holds. */
 export const PACKING = 'chunks-1';
@@ -29,7 +30,7 @@ export async function packedBase(
   base: BaseIndex,
   identity: string,
   cacheDir: string,
-  options: ArtifactOptions,
+  options: PackOptions,
 ): Promise<{ shared: SharedBase; hit: boolean }> {
   const formats = await resolveFormats(options.formats);
   const key = createHash('sha256')

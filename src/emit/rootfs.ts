@@ -10,8 +10,8 @@ import { link, mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BuildPlan, PlannedFile } from '../plan/plan.js';
 import type { BaseIndex } from '../base/open.js';
-import { sha256sums, writeNodeArtifacts, type ArtifactNode, type Format } from './artifact.js';
-import { packedBase } from './packed.js';
+import { sha256sums, type ArtifactNode, type Format } from './artifact.js';
+import { packArtifacts } from './archives.js';
 import { overlayRecord, reviseNodeTree, writeNodeTree } from './export-tree.js';
 import { TreeJournal } from '../entries/place.js';
 import { InternalError } from '../errors.js';
@@ -170,26 +170,20 @@ export async function emitRootfs(
       packing.push({ name: node.name, files, removes, ...(previous ? { previous } : {}) });
     }
     if (packing.length) {
-      const packingBase = reporter.step('packing the shared base');
-      const packed = await packedBase(needBase('pack'), inputs.baseIdentity, inputs.cacheDir, {
-        sourceDateEpoch: inputs.sourceDateEpoch,
-        ...(inputs.compress ? { formats: inputs.compress } : {}),
-      });
-      packingBase.finish(packed.hit ? 'reused from the cache' : `${packed.shared.chunks.length} chunks`);
-      // Together: every untouched chunk of the base is read once for all of them.
       const key = (node: string) => inputs.prefixKeys.get(node)!;
-      const written = await writeNodeArtifacts(
-        packed.shared,
-        packing,
-        artifactsDir,
-        (artifact) => {
+      const written = await packArtifacts(needBase('pack'), packing, artifactsDir, {
+        identity: inputs.baseIdentity,
+        cacheDir: inputs.cacheDir,
+        packing: { sourceDateEpoch: inputs.sourceDateEpoch, ...(inputs.compress ? { formats: inputs.compress } : {}) },
+        reporter,
+        written: (artifact) => {
           // The prefix is recorded with the key of what it was made from, so a later build knows it can keep it.
           const files = artifact.files.map(({ prefix, ...f }) => (prefix ? { ...f, prefix: { ...prefix, key: key(artifact.node) } } : f));
           records.set(artifact.node, files);
           step.update(records.size);
         },
         rollback,
-      );
+      });
       revised = written.filter((a) => a.revised).length;
     }
     for (const { node } of plan.nodes) {

@@ -6,14 +6,9 @@ import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { compressors } from '../../src/emit/compressors.js';
 import { epochFromEnv, sourceDateEpoch } from '../../src/emit/epoch.js';
-import {
-  buildArtifacts,
-  prepareSharedBase,
-  sha256sums,
-  writeNodeArtifacts,
-  type ArtifactOptions,
-  type NodeArtifact,
-} from '../../src/emit/artifact.js';
+import { sha256sums, writeNodeArtifacts, type NodeArtifact } from '../../src/emit/artifact.js';
+import { prepareSharedBase, type PackOptions } from '../../src/emit/shared-base.js';
+import { writeArtifacts } from '../support/artifacts.js';
 import { EntryTableBuilder } from '../../src/base/entry-table.js';
 import { openBase, type BaseIndex } from '../../src/base/open.js';
 import { OverlayConflictError } from '../../src/entries/errors.js';
@@ -123,7 +118,7 @@ test("base files keep their own mtimes; files and directories netroot writes get
   ] as const) {
     // No SOURCE_DATE_EPOCH in the environment: what the default is must not depend on this shell.
     const chosen = 'sourceDateEpoch' in options ? options : { sourceDateEpoch: sourceDateEpoch(base, {}) };
-    await buildArtifacts(base, nodes('n1'), `${t}/out-${label}`, { ...chosen, formats: ['gz'] });
+    await writeArtifacts(base, nodes('n1'), `${t}/out-${label}`, { ...chosen, formats: ['gz'] });
     const at = new Map((await headers(`${t}/out-${label}/n1.tar.gz`)).map((h) => [h.name, h.mtime]));
     assert.is(at.get('./etc/passwd'), 1_600_000_000, `${label}: a base file`);
     assert.is(at.get('./usr/bin/ping'), 1_500_000_000, `${label}: a base file`);
@@ -141,7 +136,7 @@ test("base files keep their own mtimes; files and directories netroot writes get
 
 test("the archive is the base without the node's paths, then the node's own entries, each sorted, each path once", async () => {
   const { t, tarball } = await fixture('headers');
-  const result = await buildArtifacts(tarball, nodes('n1'), `${t}/out`, { sourceDateEpoch: EPOCH });
+  const result = await writeArtifacts(tarball, nodes('n1'), `${t}/out`, { sourceDateEpoch: EPOCH });
   const list = await headers(`${t}/out/n1.tar.gz`);
   const names = list.map((h) => h.name);
   // The tail: what overlay('n1') writes, the directories it needs that the base lacks (etc/rancher/k3s,
@@ -172,7 +167,7 @@ test("the archive is the base without the node's paths, then the node's own entr
   assert.is(names[0], './');
   // Extraction order never matters: a parent directory and a hard link's target come before the entry. n2
   // keeps perl, so its archive holds the base's hard link pair.
-  await buildArtifacts(tarball, [{ name: 'n2', files: overlay('n2').filter((f) => f.path !== 'usr/bin/perl') }], `${t}/out2`, {
+  await writeArtifacts(tarball, [{ name: 'n2', files: overlay('n2').filter((f) => f.path !== 'usr/bin/perl') }], `${t}/out2`, {
     sourceDateEpoch: EPOCH,
   });
   let links = 0;
@@ -196,7 +191,7 @@ test("the archive is the base without the node's paths, then the node's own entr
   fs.linkSync(`${t}/base/usr/lib/x1`, `${t}/base/usr/lib/x2`);
   fs.linkSync(`${t}/base/usr/lib/x1`, `${t}/base/usr/lib/x3`);
   const grouped = await openBase(`${t}/base`);
-  await buildArtifacts(grouped, [{ name: 'n3', files: [file('usr/lib/x1', 'mine\n')], removes: ['etc/sha*'] }], `${t}/out3`, {
+  await writeArtifacts(grouped, [{ name: 'n3', files: [file('usr/lib/x1', 'mine\n')], removes: ['etc/sha*'] }], `${t}/out3`, {
     sourceDateEpoch: EPOCH,
   });
   const n3 = await headers(`${t}/out3/n3.tar.gz`);
@@ -235,7 +230,7 @@ test("the archive is the base without the node's paths, then the node's own entr
 
 test('extracting the artifact with GNU tar gives the same tree as writeNodeTree, capabilities and hard links included', async () => {
   const { t, sentinel, tarball } = await fixture('same-tree');
-  await buildArtifacts(tarball, nodes('n1', 'n2'), `${t}/out`, { sourceDateEpoch: EPOCH });
+  await writeArtifacts(tarball, nodes('n1', 'n2'), `${t}/out`, { sourceDateEpoch: EPOCH });
   for (const node of ['n1', 'n2']) {
     await writeNodeTree(tarball, overlay(node), `${t}/tree-${node}`, { sourceDateEpoch: EPOCH, privileged: isRoot });
     await extract(`${t}/out/${node}.tar.gz`, `${t}/x-${node}`);
@@ -275,7 +270,7 @@ requires(isRoot, 'setcap needs root')(
       })
     ).stdout;
     assert.ok(Buffer.from(capability).length >= 20, 'the base carries a capability');
-    await buildArtifacts(dir, [{ name: 'n1', files: [] }], `${t}/out`, { sourceDateEpoch: EPOCH, formats: ['gz'] });
+    await writeArtifacts(dir, [{ name: 'n1', files: [] }], `${t}/out`, { sourceDateEpoch: EPOCH, formats: ['gz'] });
     const tar = gunzipSync(fs.readFileSync(`${t}/out/n1.tar.gz`));
     const record = paxRecord(tar, './usr/bin/ping', 'SCHILY.xattr.security.capability');
     assert.ok(record, 'ping has a SCHILY.xattr.security.capability record');
@@ -290,7 +285,7 @@ requires(isRoot, 'setcap needs root')(
 
 test('a node without an overlay is the base: GNU tar extraction equals the base directory', async () => {
   const { t, dir } = await fixture('plain');
-  await buildArtifacts(dir, [{ name: 'bare', files: [] }], `${t}/out`, { sourceDateEpoch: EPOCH });
+  await writeArtifacts(dir, [{ name: 'bare', files: [] }], `${t}/out`, { sourceDateEpoch: EPOCH });
   await extract(`${t}/out/bare.tar.gz`, `${t}/x`);
   assert.equal(await snapshot(`${t}/x`), await snapshot(dir.root));
   const listing = (await execa('tar', ['--numeric-owner', '-tvf', `${t}/out/bare.tar.gz`])).stdout;
@@ -312,14 +307,14 @@ test('two builds at different times, from two copies of a base made at different
     // The same base holds the same dates (they are part of it, like its bytes).
     await dateTree(`${f.t}/base`, 1_650_000_000);
   }
-  for (const options of [{ sourceDateEpoch: EPOCH, privileged: isRoot }, {}] as ArtifactOptions[]) {
+  for (const options of [{ sourceDateEpoch: EPOCH }, {}] as PackOptions[]) {
     const label = options.sourceDateEpoch ? 'SOURCE_DATE_EPOCH' : 'default epoch';
     const baseA = await openBase(`${a.t}/base`);
     const baseB = await openBase(`${b.t}/base`);
-    const at = (base: BaseIndex): ArtifactOptions => ({ sourceDateEpoch: options.sourceDateEpoch ?? sourceDateEpoch(base, {}) });
-    const ra = await buildArtifacts(baseA, nodes('n1', 'n2'), `${a.t}/out-${label}`, at(baseA));
+    const at = (base: BaseIndex): PackOptions => ({ sourceDateEpoch: options.sourceDateEpoch ?? sourceDateEpoch(base, {}) });
+    const ra = await writeArtifacts(baseA, nodes('n1', 'n2'), `${a.t}/out-${label}`, at(baseA));
     await new Promise((r) => setTimeout(r, 1100));
-    const rb = await buildArtifacts(baseB, nodes('n1', 'n2'), `${b.t}/elsewhere/out-${label}`, at(baseB));
+    const rb = await writeArtifacts(baseB, nodes('n1', 'n2'), `${b.t}/elsewhere/out-${label}`, at(baseB));
     assert.is(ra.sha256sums, rb.sha256sums, label);
     for (const name of fs.readdirSync(`${a.t}/out-${label}`))
       assert.ok(
@@ -328,14 +323,14 @@ test('two builds at different times, from two copies of a base made at different
       );
     // A directory base and a tarball of it give the same artifact too.
     const tarball = await openBase(await tarOf(`${a.t}/base`, `${a.t}/again-${label}.tar.xz`), { cacheDir: `${a.t}/cache-${label}` });
-    const rc = await buildArtifacts(tarball, nodes('n1', 'n2'), `${a.t}/out3-${label}`, at(tarball));
+    const rc = await writeArtifacts(tarball, nodes('n1', 'n2'), `${a.t}/out3-${label}`, at(tarball));
     assert.is(rc.nodes[0]!.files[0]!.sha256, ra.nodes[0]!.files[0]!.sha256, label);
   }
 });
 
 test('SHA256SUMS verifies with sha256sum -c, and zstd and gzip hold the same tar', async () => {
   const { t, tarball } = await fixture('sums');
-  const result = await buildArtifacts(tarball, nodes('n1', 'n2'), `${t}/out`, { sourceDateEpoch: EPOCH, formats: ['gz', 'zst'] });
+  const result = await writeArtifacts(tarball, nodes('n1', 'n2'), `${t}/out`, { sourceDateEpoch: EPOCH, formats: ['gz', 'zst'] });
   const check = await execa('sha256sum', ['-c', 'SHA256SUMS'], { cwd: `${t}/out` });
   assert.match(check.stdout, /n1\.tar\.gz: OK/);
   assert.match(check.stdout, /n2\.tar\.zst: OK/);
@@ -366,8 +361,8 @@ test('the shared base is compressed once: chunking changes how much a node rebui
     for (let i = 0; i < 200; i++) fs.writeFileSync(`${t}/base/usr/lib/mod-${String(i).padStart(3, '0')}`, `module ${i}\n`.repeat(40));
     return openBase(`${t}/base`);
   })();
-  const small = await buildArtifacts(big, nodes('n1'), `${t}/small`, { sourceDateEpoch: EPOCH, chunkBytes: 2048, formats: ['gz'] });
-  const whole = await buildArtifacts(big, nodes('n1'), `${t}/whole`, { sourceDateEpoch: EPOCH, chunkBytes: 1 << 30, formats: ['gz'] });
+  const small = await writeArtifacts(big, nodes('n1'), `${t}/small`, { sourceDateEpoch: EPOCH, chunkBytes: 2048, formats: ['gz'] });
+  const whole = await writeArtifacts(big, nodes('n1'), `${t}/whole`, { sourceDateEpoch: EPOCH, chunkBytes: 1 << 30, formats: ['gz'] });
   const n = small.nodes[0]!;
   assert.ok(n.chunks > 50, `${n.chunks} chunks`);
   assert.ok(n.rebuiltChunks < n.chunks / 4, `${n.rebuiltChunks} of ${n.chunks} rebuilt`);
@@ -551,7 +546,7 @@ requires(findProgram('zstd') !== undefined, 'zstd is not installed (Debian packa
 
 test('an overlay under a base symlink fails clearly, and names the real path', async () => {
   const { t, sentinel, dir } = await fixture('through-link');
-  const error = await buildArtifacts(
+  const error = await writeArtifacts(
     dir,
     [{ name: 'n1', files: [file('lib/modules-load.d/k3s.conf', 'br_netfilter\n')] }],
     `${t}/out`,
@@ -563,20 +558,20 @@ test('an overlay under a base symlink fails clearly, and names the real path', a
     /its parent "lib" is a symbolic link \(-> usr\/lib\) in the base.*resolves to "usr\/lib\/modules-load.d\/k3s.conf"/,
   );
   assert.not.ok(exists(`${t}/out/n1.tar.gz`));
-  const hosts = await buildArtifacts(dir, [{ name: 'n1', files: [file('etc/hosts/x', 'x')] }], `${t}/out2`).catch((e: Error) => e);
+  const hosts = await writeArtifacts(dir, [{ name: 'n1', files: [file('etc/hosts/x', 'x')] }], `${t}/out2`).catch((e: Error) => e);
   assert.match(String(hosts), /its parent "etc\/hosts" is a symbolic link/);
   assert.equal(fs.readdirSync(sentinel), []);
 });
 
 test('an overlay file where the base has a directory, a bad node name and a duplicate node fail clearly', async () => {
   const { t, dir } = await fixture('conflicts');
-  const onDir = await buildArtifacts(dir, [{ name: 'n1', files: [file('etc', 'x')] }], `${t}/out`).catch((e: Error) => e);
+  const onDir = await writeArtifacts(dir, [{ name: 'n1', files: [file('etc', 'x')] }], `${t}/out`).catch((e: Error) => e);
   assert.match(String(onDir), /overlay "etc": the base has a directory there/);
-  const badName = await buildArtifacts(dir, [{ name: '../n1', files: [] }], `${t}/out`).catch((e: Error) => e);
+  const badName = await writeArtifacts(dir, [{ name: '../n1', files: [] }], `${t}/out`).catch((e: Error) => e);
   // The profile's rules name nodes: a name that reaches here unchecked is netroot's bug, not the user's input.
   assert.instance(badName, InternalError);
   assert.is((badName as InternalError).exitCode, EXIT_INTERNAL);
-  const twice = await buildArtifacts(
+  const twice = await writeArtifacts(
     dir,
     [
       { name: 'n1', files: [] },
@@ -585,6 +580,6 @@ test('an overlay file where the base has a directory, a bad node name and a dupl
     `${t}/out`,
   ).catch((e: Error) => e);
   assert.match(String(twice), /listed twice/);
-  const unsafe = await buildArtifacts(dir, [{ name: 'n1', files: [file('../escape', 'x')] }], `${t}/out`).catch((e: Error) => e);
+  const unsafe = await writeArtifacts(dir, [{ name: 'n1', files: [file('../escape', 'x')] }], `${t}/out`).catch((e: Error) => e);
   assert.match(String(unsafe), /not a plain relative path/);
 });

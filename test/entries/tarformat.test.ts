@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { execa } from 'execa';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { buildArtifacts } from '../../src/emit/artifact.js';
+import { writeArtifacts } from '../support/artifacts.js';
 import { openBase } from '../../src/base/open.js';
 import { encodeHeader, END_OF_ARCHIVE, padding, readTar, type TarHeader } from '../../src/entries/tarformat.js';
 import { cleanup, extract, isRoot, snapshot, tempDir, rootCanCheck } from '../support/rootfs.js';
@@ -113,7 +113,7 @@ test('odd entries survive a full round trip: directory -> artifact -> GNU tar ex
   const t = await tempDir('roundtrip');
   await oddTree(`${t}/src`);
   const base = await openBase(`${t}/src`);
-  await buildArtifacts(base, [{ name: 'n', files: [] }], `${t}/out`, { sourceDateEpoch: 0, formats: ['gz'] });
+  await writeArtifacts(base, [{ name: 'n', files: [] }], `${t}/out`, { sourceDateEpoch: 0, formats: ['gz'] });
   await extract(`${t}/out/n.tar.gz`, `${t}/x`);
   assert.equal(await snapshot(`${t}/x`), await snapshot(`${t}/src`));
 });
