@@ -79,6 +79,15 @@ async function moveTree(from: string, to: string, rollback: Rollback): Promise<v
   });
 }
 
+/** One build's root filesystems: where they go, what they are made from, and what undoes them. */
+interface RootfsJob {
+  staging: string;
+  plan: BuildPlan;
+  inputs: RootfsInputs;
+  reporter: Reporter;
+  rollback: Rollback;
+}
+
 export async function emitRootfs(
   staging: string,
   plan: BuildPlan,
@@ -86,118 +95,131 @@ export async function emitRootfs(
   reporter: Reporter,
   rollback: Rollback = new Rollback(),
 ): Promise<RootfsResult> {
+  const job: RootfsJob = { staging, plan, inputs, reporter, rollback };
   const result: RootfsResult = { trees: [], artifacts: [], reused: [], rebuilt: [], state: { nodes: {} } };
-  const prevDir = inputs.previous?.dir;
-  const needBase = (what: string): BaseIndex => {
-    if (!inputs.base || !inputs.layered) throw new InternalError(`the base is needed to ${what} but was not read`);
-    return what === 'pack' ? inputs.layered : inputs.base;
-  };
-  const decision = (node: string): NodeDecision => {
-    const decided = inputs.decisions.get(node);
-    if (!decided) throw new InternalError(`no rebuild decision for node ${node}`);
-    return decided;
-  };
-  /** What the previous build made of a node the decision takes from it. */
-  const previousNode = (node: string): { dir: string; record: BuildState['nodes'][string] } => {
-    const record = inputs.previous?.state.nodes[node];
-    if (!prevDir || !record) throw new InternalError(`node ${node} is taken from a previous build that has no record of it`);
-    return { dir: prevDir, record };
-  };
-  const previousTree = (node: string): { dir: string; overlay: string[]; removed: string[] } => {
-    const { dir, record } = previousNode(node);
-    if (!record.tree) throw new InternalError(`the tree of node ${node} is taken from a previous build that has no record of it`);
-    return { dir: path.join(dir, 'rootfs', node), ...record.tree };
-  };
-
-  const trees: Record<string, { overlay: string[]; removed: string[] }> = {};
-  if (inputs.formats.includes('tree')) {
-    const step = reporter.step('writing node trees', plan.nodes.length, 'nodes');
-    for (const [i, { node, files, removes }] of plan.nodes.entries()) {
-      throwIfStopped();
-      const dest = path.join(staging, 'rootfs', node.name);
-      const action = decision(node.name).tree;
-      if (action === 'move') {
-        const { dir, ...record } = previousTree(node.name);
-        await moveTree(dir, dest, rollback);
-        trees[node.name] = record;
-      } else {
-        const all = [...inputs.layerFiles, ...files];
-        const options = { sourceDateEpoch: inputs.sourceDateEpoch, removes, privileged: inputs.privileged };
-        let written;
-        if (action === 'revise') {
-          // Same base as last time: the previous tree is moved here and only what this node's overlay
-          // changed is written; the journal keeps what it replaced, so a failed build can put it back.
-          const prev = previousTree(node.name);
-          await moveTree(prev.dir, dest, rollback);
-          const journal = new TreeJournal(path.join(prevDir!, `.netroot-undo-${node.name}`));
-          rollback.add(async () => journal.undo());
-          written = await reviseNodeTree(
-            needBase('copy'),
-            all,
-            dest,
-            { dir: dest, overlay: prev.overlay, removes: prev.removed },
-            { ...options, journal },
-          );
-        } else {
-          written = await writeNodeTree(needBase('copy'), all, dest, options);
-        }
-        trees[node.name] = { overlay: all.map(overlayRecord), removed: written.removed ?? [] };
-      }
-      result.trees.push(dest);
-      step.update(i + 1);
-    }
-    step.finish(`${plan.nodes.length} trees`);
-  }
-
-  const artifactsDir = path.join(staging, 'artifacts');
-  if (inputs.formats.includes('tar')) {
-    const step = reporter.step('packing node artifacts', plan.nodes.length, 'nodes');
-    let revised = 0;
-    await mkdir(artifactsDir, { recursive: true });
-    const records = new Map<string, ArtifactRecord[]>();
-    const packing: ArtifactNode[] = [];
-    for (const { node, files, removes } of plan.nodes) {
-      const action = decision(node.name).artifacts;
-      if (action === 'link') {
-        const linked = previousNode(node.name).record.artifacts;
-        for (const r of linked) await link(path.join(prevDir!, 'artifacts', r.name), path.join(artifactsDir, r.name));
-        records.set(node.name, linked);
-        step.update(records.size);
-        continue;
-      }
-      const previous =
-        action === 'revise' ? { dir: path.join(prevDir!, 'artifacts'), files: previousNode(node.name).record.artifacts } : undefined;
-      packing.push({ name: node.name, files, removes, ...(previous ? { previous } : {}) });
-    }
-    if (packing.length) {
-      const key = (node: string) => inputs.prefixKeys.get(node)!;
-      const written = await packArtifacts(needBase('pack'), packing, artifactsDir, {
-        identity: inputs.baseIdentity,
-        cacheDir: inputs.cacheDir,
-        packing: { sourceDateEpoch: inputs.sourceDateEpoch, ...(inputs.compress ? { formats: inputs.compress } : {}) },
-        reporter,
-        written: (artifact) => {
-          // The prefix is recorded with the key of what it was made from, so a later build knows it can keep it.
-          const files = artifact.files.map(({ prefix, ...f }) => (prefix ? { ...f, prefix: { ...prefix, key: key(artifact.node) } } : f));
-          records.set(artifact.node, files);
-          step.update(records.size);
-        },
-        rollback,
-      });
-      revised = written.filter((a) => a.revised).length;
-    }
-    for (const { node } of plan.nodes) {
-      const mine = records.get(node.name)!;
-      result.artifacts.push(...mine);
-      result.state.nodes[node.name] = { key: inputs.nodeKeys.get(node.name)!, artifacts: mine };
-    }
-    await writeFile(path.join(artifactsDir, 'SHA256SUMS'), sha256sums(result.artifacts), { mode: 0o644 });
-    step.finish(`${plan.nodes.length} artifacts${revised ? `, ${revised} revised in place` : ''}`);
-  }
+  const trees = inputs.formats.includes('tree') ? await writeTrees(job, result) : {};
+  if (inputs.formats.includes('tar')) await writeArtifacts(job, result);
   for (const { node } of plan.nodes) {
     result.state.nodes[node.name] ??= { key: inputs.nodeKeys.get(node.name)!, artifacts: [] };
     if (trees[node.name]) result.state.nodes[node.name]!.tree = trees[node.name]!;
-    (decision(node.name).reused ? result.reused : result.rebuilt).push(node.name);
+    (decision(inputs, node.name).reused ? result.reused : result.rebuilt).push(node.name);
   }
   return result;
+}
+
+function needBase(inputs: RootfsInputs, what: 'copy' | 'pack'): BaseIndex {
+  if (!inputs.base || !inputs.layered) throw new InternalError(`the base is needed to ${what} but was not read`);
+  return what === 'pack' ? inputs.layered : inputs.base;
+}
+
+function decision(inputs: RootfsInputs, node: string): NodeDecision {
+  const decided = inputs.decisions.get(node);
+  if (!decided) throw new InternalError(`no rebuild decision for node ${node}`);
+  return decided;
+}
+
+/** What the previous build made of a node the decision takes from it. */
+function previousNode(inputs: RootfsInputs, node: string): { dir: string; record: BuildState['nodes'][string] } {
+  const record = inputs.previous?.state.nodes[node];
+  if (!inputs.previous || !record) throw new InternalError(`node ${node} is taken from a previous build that has no record of it`);
+  return { dir: inputs.previous.dir, record };
+}
+
+function previousTree(inputs: RootfsInputs, node: string): { dir: string; overlay: string[]; removed: string[] } {
+  const { dir, record } = previousNode(inputs, node);
+  if (!record.tree) throw new InternalError(`the tree of node ${node} is taken from a previous build that has no record of it`);
+  return { dir: path.join(dir, 'rootfs', node), ...record.tree };
+}
+
+type TreeRecords = Record<string, { overlay: string[]; removed: string[] }>;
+
+/** rootfs/NODE for every node: moved from the previous build, revised in place, or copied from the base. */
+async function writeTrees({ staging, plan, inputs, reporter, rollback }: RootfsJob, result: RootfsResult): Promise<TreeRecords> {
+  const trees: TreeRecords = {};
+  const step = reporter.step('writing node trees', plan.nodes.length, 'nodes');
+  for (const [i, { node, files, removes }] of plan.nodes.entries()) {
+    throwIfStopped();
+    const dest = path.join(staging, 'rootfs', node.name);
+    const action = decision(inputs, node.name).tree;
+    if (action === 'move') {
+      const { dir, ...record } = previousTree(inputs, node.name);
+      await moveTree(dir, dest, rollback);
+      trees[node.name] = record;
+    } else {
+      const all = [...inputs.layerFiles, ...files];
+      const options = { sourceDateEpoch: inputs.sourceDateEpoch, removes, privileged: inputs.privileged };
+      let written;
+      if (action === 'revise') {
+        // Same base as last time: the previous tree is moved here and only what this node's overlay
+        // changed is written; the journal keeps what it replaced, so a failed build can put it back.
+        const prev = previousTree(inputs, node.name);
+        await moveTree(prev.dir, dest, rollback);
+        const journal = new TreeJournal(path.join(inputs.previous!.dir, `.netroot-undo-${node.name}`));
+        rollback.add(async () => journal.undo());
+        written = await reviseNodeTree(
+          needBase(inputs, 'copy'),
+          all,
+          dest,
+          { dir: dest, overlay: prev.overlay, removes: prev.removed },
+          { ...options, journal },
+        );
+      } else {
+        written = await writeNodeTree(needBase(inputs, 'copy'), all, dest, options);
+      }
+      trees[node.name] = { overlay: all.map(overlayRecord), removed: written.removed ?? [] };
+    }
+    result.trees.push(dest);
+    step.update(i + 1);
+  }
+  step.finish(`${plan.nodes.length} trees`);
+  return trees;
+}
+
+/** artifacts/: each node's archives linked from the previous build, or packed (revised in place where they can be), and SHA256SUMS. */
+async function writeArtifacts({ staging, plan, inputs, reporter, rollback }: RootfsJob, result: RootfsResult): Promise<void> {
+  const artifactsDir = path.join(staging, 'artifacts');
+  const step = reporter.step('packing node artifacts', plan.nodes.length, 'nodes');
+  let revised = 0;
+  await mkdir(artifactsDir, { recursive: true });
+  const records = new Map<string, ArtifactRecord[]>();
+  const packing: ArtifactNode[] = [];
+  for (const { node, files, removes } of plan.nodes) {
+    const action = decision(inputs, node.name).artifacts;
+    if (action === 'link') {
+      const linked = previousNode(inputs, node.name).record.artifacts;
+      for (const r of linked) await link(path.join(inputs.previous!.dir, 'artifacts', r.name), path.join(artifactsDir, r.name));
+      records.set(node.name, linked);
+      step.update(records.size);
+      continue;
+    }
+    const previous =
+      action === 'revise'
+        ? { dir: path.join(inputs.previous!.dir, 'artifacts'), files: previousNode(inputs, node.name).record.artifacts }
+        : undefined;
+    packing.push({ name: node.name, files, removes, ...(previous ? { previous } : {}) });
+  }
+  if (packing.length) {
+    const key = (node: string) => inputs.prefixKeys.get(node)!;
+    const written = await packArtifacts(needBase(inputs, 'pack'), packing, artifactsDir, {
+      identity: inputs.baseIdentity,
+      cacheDir: inputs.cacheDir,
+      packing: { sourceDateEpoch: inputs.sourceDateEpoch, ...(inputs.compress ? { formats: inputs.compress } : {}) },
+      reporter,
+      written: (artifact) => {
+        // The prefix is recorded with the key of what it was made from, so a later build knows it can keep it.
+        const files = artifact.files.map(({ prefix, ...f }) => (prefix ? { ...f, prefix: { ...prefix, key: key(artifact.node) } } : f));
+        records.set(artifact.node, files);
+        step.update(records.size);
+      },
+      rollback,
+    });
+    revised = written.filter((a) => a.revised).length;
+  }
+  for (const { node } of plan.nodes) {
+    const mine = records.get(node.name)!;
+    result.artifacts.push(...mine);
+    result.state.nodes[node.name] = { key: inputs.nodeKeys.get(node.name)!, artifacts: mine };
+  }
+  await writeFile(path.join(artifactsDir, 'SHA256SUMS'), sha256sums(result.artifacts), { mode: 0o644 });
+  step.finish(`${plan.nodes.length} artifacts${revised ? `, ${revised} revised in place` : ''}`);
 }
