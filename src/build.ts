@@ -362,7 +362,13 @@ async function readBase(context: RootfsContext, quick: string | undefined): Prom
   const log = (line: string): void => reporter.info(line);
   const reading = reporter.step(`reading base ${context.spec}`);
   const identity = source.kind === 'directory' ? quick!.slice('directory:'.length) : undefined;
-  const opened = await openBaseSource(source, { cacheDir, packages, log, ...(identity ? { identity } : {}) });
+  const opened = await openBaseSource(source, {
+    cacheDir,
+    packages,
+    log,
+    privileged: context.privileged,
+    ...(identity ? { identity } : {}),
+  });
   reading.finish(`${opened.entries.length} entries`);
   const checked = await checkBase(opened, cluster);
   // A debootstrap base's identity is known once it is built.

@@ -49,6 +49,8 @@ export interface OpenSourceOptions {
   log?: (line: string) => void;
   /** A directory's identity (directoryIdentity), under which its index is cached. */
   identity?: string;
+  /** Running as root: an extraction keeps owners, device nodes and privileged xattrs (decided once, by the build). */
+  privileged: boolean;
 }
 
 /** The debootstrap spec with the cluster's packages added, so the base holds what the nodes run. */
@@ -66,7 +68,11 @@ async function openImage(image: string, options: OpenSourceOptions): Promise<Bas
     await stageIntoCache(
       root,
       async (staging) => {
-        await extractDiskImage(image, staging, { cacheDir: options.cacheDir, ...(options.log ? { log: options.log } : {}) });
+        await extractDiskImage(image, staging, {
+          cacheDir: options.cacheDir,
+          privileged: options.privileged,
+          ...(options.log ? { log: options.log } : {}),
+        });
       },
       { parentMode: 0o700 },
     );
@@ -91,7 +97,11 @@ export async function openBaseSource(source: BaseSource, options: OpenSourceOpti
     case 'directory':
       return openBase(source.path!, { cacheDir: options.cacheDir, ...(options.identity ? { identity: options.identity } : {}) });
     case 'tarball':
-      return openBase(source.path!, { cacheDir: options.cacheDir, digest: await rememberedDigest(source.path!, options.cacheDir) });
+      return openBase(source.path!, {
+        cacheDir: options.cacheDir,
+        digest: await rememberedDigest(source.path!, options.cacheDir),
+        privileged: options.privileged,
+      });
     case 'image':
       return openImage(source.path!, options);
     case 'debootstrap': {
@@ -99,7 +109,11 @@ export async function openBaseSource(source: BaseSource, options: OpenSourceOpti
         cacheDir: options.cacheDir,
         ...(options.log ? { log: options.log } : {}),
       });
-      return openBase(tarball, { cacheDir: options.cacheDir, digest: await rememberedDigest(tarball, options.cacheDir) });
+      return openBase(tarball, {
+        cacheDir: options.cacheDir,
+        digest: await rememberedDigest(tarball, options.cacheDir),
+        privileged: options.privileged,
+      });
     }
   }
 }

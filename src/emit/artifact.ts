@@ -2,7 +2,9 @@
  * Reproducible per-node tar artifacts (NODE.tar.gz, NODE.tar.zst), built so
  * that a node costs about its overlay, not its base.
  *
- * Design: CHUNKED SHARED BASE, THEN THE NODE'S OWN ENTRIES.
+ * Design: CHUNKED SHARED BASE, THEN THE NODE'S OWN ENTRIES. The chunks are
+ * shared-base.ts's (kept between builds by packed.ts), an archive revised in
+ * place is revision.ts's, and archives.ts is how a build calls on all of them.
  * - The base's entries, sorted by path, are cut into chunks of ~chunkBytes of
  *   tar data (cut only between entries; the cut depends on the base alone).
  *   Each chunk's tar bytes are compressed ONCE into its own gzip member and

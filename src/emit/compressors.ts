@@ -18,7 +18,7 @@ export async function zstdAvailable(): Promise<boolean> {
   return findProgram('zstd') !== undefined;
 }
 
-/** The packing every build uses: chunk size and compression levels (ArtifactOptions may differ, in tests). */
+/** The packing every build uses: chunk size and compression levels (PackOptions may differ, in tests). */
 export const PACKING_DEFAULTS = { chunkBytes: 4 << 20, gzipLevel: 6, zstdLevel: 3 } as const;
 
 /** zstd program path → its version line, asked once per program. */
