@@ -6,6 +6,7 @@ export { loadOverlays } from './overlays/load.js';
 export { planCluster, manifest, type BuildPlan, type PlannedFile } from './plan/plan.js';
 export { emitCluster } from './emit/cluster.js';
 export {
+  InternalError,
   NetrootError,
   NothingToUndoError,
   ProfileError,
