@@ -4,6 +4,9 @@
  * the nodes in ROOT/.netroot:
  *
  *   nodes/NODE/current            the live generation's number (replaced by rename: the commit)
+ *   nodes/NODE/history            one line a commit: generation, when (epoch s), reboot|same
+ *                                  (whether the node must reboot to run it): what `status` and
+ *                                  `rollout` compare with the node's boot time
  *   nodes/NODE/gen/G/manifest.json what generation G holds
  *   nodes/NODE/gen/G/undo/         what deploying G replaced or removed: with the live files,
  *                                  the previous generation (hard links and renames, no copies)
@@ -110,19 +113,44 @@ export async function readNodeTarget(target: Target, root: string, node: string,
     ...(previous ? { previous } : {}),
     ...(pendingManifest ? { pending: { generation: pending, manifest: pendingManifest } } : {}),
     stateRoots: facts.filter((l) => l.startsWith('state ')).map((l) => l.slice('state '.length)),
-    ...(facts.includes('live') ? {} : { existing: [] }),
+    ...(facts.includes('live') ? {} : { existing: {} }),
   };
 }
 
-/** Of `paths`, those that exist in the node's live tree (for a tree netroot never deployed: copied by hand). */
-export async function existingPaths(target: Target, root: string, node: string, paths: string[]): Promise<string[]> {
+/**
+ * What the node's live tree holds of `wanted` (a tree netroot never deployed: copied by another
+ * tool), as manifest entries read there: type, mode, owner and links by one `find`, and the
+ * sha256 of only the files whose type and size match the new build's (the others differ anyway).
+ */
+export async function existingEntries(target: Target, root: string, node: string, wanted: Manifest): Promise<Manifest> {
   const { live } = nodePaths(root, node);
+  // NUL-separated: %y type, %m mode (octal), %U %G owner, %s size, %l link target, %P path; [ -d ] first: a missing tree is empty.
   const { stdout } = await target.sh(
-    'while IFS= read -r p; do if [ -e "$1/$p" ] || [ -L "$1/$p" ]; then printf "%s\\n" "$p"; fi; done',
+    '[ -d "$1" ] || exit 0; cd "$1" && find . -mindepth 1 -printf "%y %m %U %G %s %P\\0%l\\0"',
     [live],
-    lines(paths),
   );
-  return stdout.split('\n').filter(Boolean);
+  const found: Manifest = {};
+  const fields = stdout.split('\0');
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const m = /^(\S) ([0-7]+) (\d+) (\d+) (\d+) (.*)$/s.exec(fields[i]!);
+    if (!m || !(m[6]! in wanted)) continue;
+    const base = { m: parseInt(m[2]!, 8), u: Number(m[3]), g: Number(m[4]) };
+    const p = m[6]!;
+    if (m[1] === 'd') found[p] = { t: 'd', ...base };
+    else if (m[1] === 'l') found[p] = { t: 'l', ...base, l: fields[i + 1]! };
+    else if (m[1] === 'f') found[p] = { t: 'f', ...base, s: Number(m[5]) };
+    else found[p] = { t: 'o', ...base };
+  }
+  const hash = Object.keys(found).filter((p) => found[p]!.t === 'f' && wanted[p]!.t === 'f' && wanted[p]!.s === found[p]!.s);
+  if (hash.length) {
+    const { stdout: sums } = await target.sh('cd "$1" && tr "\\n" "\\0" | xargs -0r sha256sum --', [live], lines(hash));
+    for (const line of sums.split('\n')) {
+      const m = /^([0-9a-f]{64}) [ *](.*)$/.exec(line);
+      if (m && found[m[2]!]) found[m[2]!]!.h = m[1]!;
+    }
+  }
+  // A device node's number is not read here: it counts as changed, and rsync sets it.
+  return found;
 }
 
 /** Files kept in generation G's undo/ (what deploying G replaced). */
@@ -157,15 +185,17 @@ async function removeLive(target: Target, paths: NodePaths, undo: string, remove
 }
 
 /** Point `current` at the new generation (the commit), then drop what no rollback needs any more. */
-async function commit(target: Target, paths: NodePaths, generation: number): Promise<void> {
+async function commit(target: Target, paths: NodePaths, generation: number, reboot: boolean): Promise<void> {
   const script = [
     'set -e; meta=$1; g=$2; tmp=$3',
+    // The last commits only: a node booted before the oldest kept one has missed them anyway.
+    'h="$meta/history"; { tail -n 49 "$h" 2>/dev/null || true; printf "%s %s %s\\n" "$g" "$(date +%s)" "$4"; } > "$h.tmp"; mv -f "$h.tmp" "$h"',
     'printf "%s\\n" "$g" > "$meta/current.tmp"; mv -f "$meta/current.tmp" "$meta/current"',
     // The previous generation keeps its manifest (a rollback needs it); its undo/ restored the one before.
     'for d in "$meta"/gen/*; do n=${d##*/}; if [ "$n" -lt $((g - 1)) ] || [ "$n" -gt "$g" ]; then rm -rf -- "$d"; elif [ "$n" -eq $((g - 1)) ]; then rm -rf -- "$d/undo"; fi; done',
     'rm -rf -- "$tmp"',
   ].join('\n');
-  await target.sh(script, [paths.meta, String(generation), paths.tmp]);
+  await target.sh(script, [paths.meta, String(generation), paths.tmp, reboot ? 'reboot' : 'same']);
 }
 
 /** Start (or resume) writing a generation: its directories, its manifest, and no stale rsync temporaries. */
@@ -230,7 +260,7 @@ export async function applyNode(target: Target, a: ApplyNode): Promise<void> {
     await target.sh(script, [`${paths.tmp}/seed`, paths.live, ...changes.seeded]);
   }
   await removeLive(target, paths, undo, changes.removed, dirsOf(a.current));
-  await commit(target, paths, changes.generation);
+  await commit(target, paths, changes.generation, changes.reboot !== undefined);
 }
 
 const dirsOf = (m: Manifest | undefined): Set<string> =>
@@ -271,7 +301,7 @@ export async function applyRollback(
     await target.sh(script, [paths.live], lines(attrs.map((x) => `${x.t} ${x.m.toString(8)} ${x.u} ${x.g} ${x.path}`)));
   }
   await removeLive(target, paths, undo, r.removed, dirsOf(current));
-  await commit(target, paths, r.generation);
+  await commit(target, paths, r.generation, r.reboot !== undefined);
 }
 
 /**

@@ -40,8 +40,11 @@ export interface NodeTarget {
   pending?: { generation: number; manifest: Manifest };
   /** State paths that exist in the node's live tree. */
   stateRoots: string[];
-  /** Without a recorded manifest: which of the new files already exist there (a tree copied by hand). */
-  existing?: string[];
+  /**
+   * Without a recorded manifest: what the live tree already holds of the new build's paths, read
+   * from the tree itself (a tree another tool copied). Files are compared by content, not listed as changed.
+   */
+  existing?: Manifest;
 }
 
 export interface NodeChanges {
@@ -70,13 +73,17 @@ export function diffNode(
   bootChanged: boolean,
 ): NodeChanges {
   const current = target.current ?? {};
-  const existing = new Set(target.existing ?? []);
+  const existing = target.existing ?? {};
   const added: string[] = [];
   const changed: string[] = [];
   for (const [p, entry] of Object.entries(source)) {
     if (under(p, state)) continue;
     const was = current[p];
-    if (!was) (existing.has(p) ? changed : added).push(p);
+    if (!was) {
+      const there = existing[p];
+      if (!there) added.push(p);
+      else if (!sameEntry(there, entry)) changed.push(p);
+    }
     else if (!sameEntry(was, entry)) changed.push(p);
   }
   const removed = Object.keys(current).filter((p) => !source[p] && !under(p, state));
