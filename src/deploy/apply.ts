@@ -125,10 +125,7 @@ export async function readNodeTarget(target: Target, root: string, node: string,
 export async function existingEntries(target: Target, root: string, node: string, wanted: Manifest): Promise<Manifest> {
   const { live } = nodePaths(root, node);
   // NUL-separated: %y type, %m mode (octal), %U %G owner, %s size, %l link target, %P path; [ -d ] first: a missing tree is empty.
-  const { stdout } = await target.sh(
-    '[ -d "$1" ] || exit 0; cd "$1" && find . -mindepth 1 -printf "%y %m %U %G %s %P\\0%l\\0"',
-    [live],
-  );
+  const { stdout } = await target.sh('[ -d "$1" ] || exit 0; cd "$1" && find . -mindepth 1 -printf "%y %m %U %G %s %P\\0%l\\0"', [live]);
   const found: Manifest = {};
   const fields = stdout.split('\0');
   for (let i = 0; i + 1 < fields.length; i += 2) {

@@ -83,8 +83,7 @@ export function diffNode(
       const there = existing[p];
       if (!there) added.push(p);
       else if (!sameEntry(there, entry)) changed.push(p);
-    }
-    else if (!sameEntry(was, entry)) changed.push(p);
+    } else if (!sameEntry(was, entry)) changed.push(p);
   }
   const removed = Object.keys(current).filter((p) => !source[p] && !under(p, state));
   const pending = target.pending?.manifest ?? {};

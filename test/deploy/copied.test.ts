@@ -76,4 +76,3 @@ for (const remote of [false, true]) {
     );
   });
 }
-
