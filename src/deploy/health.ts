@@ -52,7 +52,9 @@ export const PROBE = [
   'if command -v mariadb >/dev/null 2>&1; then',
   `  timeout 10 mariadb --batch --skip-column-names --connect-timeout=3 -e "SHOW GLOBAL STATUS WHERE Variable_name IN (${WSREP.map((v) => `'${v}'`).join(', ')})" 2>/dev/null | sed 's/^/galera /'`,
   'fi',
-  'if ip -o addr show 2>/dev/null | grep -q " inet6\\{0,1\\} $vip/"; then echo "vip held"; else echo "vip no"; fi',
+  // ip(8) where iproute2 is installed, else hostname -I (the hostname package is essential, but skips loopback).
+  "if command -v ip >/dev/null 2>&1; then addrs=$(ip -o addr show | awk '{print $4}' | sed 's|/.*||'); else addrs=$(hostname -I 2>/dev/null); fi",
+  'held=no; for a in $addrs; do [ "$a" = "$vip" ] && held=held; done; echo "vip $held"',
   'exit 0',
 ].join('\n');
 

@@ -126,13 +126,22 @@ export function clusterProblems(shape: ClusterShape, readings: readonly NodeRead
   return problems;
 }
 
-/** Units systemd gave up on (`failed`): waiting longer will not bring them back. */
+/**
+ * Units that will not come back by waiting: `failed` (systemd gave up restarting it), or
+ * `inactive` once the node's boot finished (nothing is queued to start it; a unit waiting to be
+ * restarted is `activating`).
+ */
 export function failedUnits(shape: ClusterShape, readings: readonly NodeReading[]): string[] {
   const out: string[] = [];
   for (const r of readings) {
     if (!r.answered) continue;
+    const booted = r.system === 'running' || r.system === 'degraded';
     const wanted = shape.servers.includes(r.node) ? ['mariadb', 'keepalived', 'k3s'] : ['k3s-agent'];
-    for (const unit of wanted) if (r.units[unit] === 'failed') out.push(`${r.node}: ${unit} failed`);
+    for (const unit of wanted) {
+      const state = r.units[unit];
+      if (state === 'failed') out.push(`${r.node}: ${unit} failed`);
+      else if (state === 'inactive' && booted) out.push(`${r.node}: ${unit} inactive though its boot finished (${r.system})`);
+    }
   }
   return out;
 }

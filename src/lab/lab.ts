@@ -39,6 +39,7 @@ import {
 } from './recovery.js';
 import { rogueGaleraNode } from './rogue-galera.js';
 import { rollingRedeploy } from './rolling-redeploy.js';
+import { rolloutMariadbKilled } from './scenarios/rollout-mariadb-killed.js';
 import {
   boundsFor,
   coldStart,
@@ -170,6 +171,7 @@ const SCENARIO_RUNS: Record<Exclude<ScenarioName, 'cold-start'>, (ctx: LabContex
   'power-last-leaver-missing': powerLastLeaverMissing,
   'power-stale-flag': powerStaleFlag,
   'rolling-redeploy': rollingRedeploy,
+  'rollout-mariadb-killed': rolloutMariadbKilled,
   'bootstrap-datadir-lost': bootstrapDatadirLost,
   'rogue-galera-node': rogueGaleraNode,
 };

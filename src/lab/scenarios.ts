@@ -29,6 +29,7 @@ export const SCENARIOS = [
   'bootstrap-datadir-lost',
   'rogue-galera-node',
   'rolling-redeploy',
+  'rollout-mariadb-killed',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 /** Scenarios on emulated boards (a profile with board: qemu-virt-arm64); each runs on its own. */

@@ -43,7 +43,7 @@ function healthy(node: string, bootedAt = 1000, over: Partial<NodeReading> = {})
 }
 const cluster = (over: Record<string, Partial<NodeReading>> = {}, bootedAt: Record<string, number> = {}): NodeReading[] =>
   [...shape.servers, ...shape.agents].map((n) => healthy(n, bootedAt[n] ?? 1000, over[n]));
-const down = (node: string): Partial<NodeReading> => ({ answered: false, error: 'Connection refused', units: {}, holdsVip: false });
+const down = (_node: string): Partial<NodeReading> => ({ answered: false, error: 'Connection refused', units: {}, holdsVip: false });
 
 const Plan = suite('rollout and status decisions');
 
@@ -254,6 +254,37 @@ const ROLLOUT: { name: string; state: RolloutState; want: RolloutStep }[] = [
       readings: cluster({ s1: { galera: undefined, units: { mariadb: 'failed', keepalived: 'active', k3s: 'active' } } }, { s2: 1530 }),
     }),
     want: { action: 'stop', node: 's2', rebooted: true, problems: ['s1: mariadb failed', 's1: MariaDB does not answer (mariadb failed)'] },
+  },
+  {
+    name: 'back, boot finished, and its MariaDB inactive (nothing will start it): stop at once',
+    state: state({
+      queue: ['s3'],
+      waiting: waitingFor('s2'),
+      now: 1600,
+      readings: cluster(
+        { s2: { system: 'degraded', galera: undefined, units: { mariadb: 'inactive', keepalived: 'active', k3s: 'active' } } },
+        { s2: 1530 },
+      ),
+    }),
+    want: {
+      action: 'stop',
+      node: 's2',
+      rebooted: true,
+      problems: ['s2: mariadb inactive though its boot finished (degraded)', 's2: MariaDB does not answer (mariadb inactive)'],
+    },
+  },
+  {
+    name: 'back, still booting, MariaDB not started yet (inactive): wait',
+    state: state({
+      queue: ['s3'],
+      waiting: waitingFor('s2'),
+      now: 1600,
+      readings: cluster(
+        { s2: { system: 'starting', galera: undefined, units: { mariadb: 'inactive', keepalived: 'active', k3s: 'activating' } } },
+        { s2: 1530 },
+      ),
+    }),
+    want: { action: 'wait', node: 's2', problems: ['s2: MariaDB does not answer (mariadb inactive)', 's2: k3s is activating'] },
   },
   {
     name: 'not back by the deadline: stop, with what was last seen',
