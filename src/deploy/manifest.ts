@@ -6,8 +6,8 @@
  * by an mtime (base files keep the base's, netroot's own get SOURCE_DATE_EPOCH).
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readFile, readdir, readlink, rename, writeFile } from 'node:fs/promises';
+import { createReadStream, lstatSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 export interface ManifestEntry {
@@ -70,28 +70,37 @@ export async function saveHashCache(file: string, cache: HashCache): Promise<voi
 export async function readManifest(root: string, skip: readonly string[] = [], cache?: HashCache): Promise<Manifest> {
   const used: HashCache = new Map();
   const out: Manifest = {};
-  const walk = async (rel: string): Promise<void> => {
-    const names = (await readdir(rel ? path.join(root, rel) : root)).sort();
+  const unhashed: { p: string; key: string; full: string }[] = [];
+  // The walk is synchronous: a node tree is tens of thousands of entries, and one lstat through
+  // the thread pool costs several times the call itself. Only files the cache lacks are read, after it.
+  const walk = (rel: string): void => {
+    const names = readdirSync(rel ? path.join(root, rel) : root).sort();
     for (const name of names) {
       const p = rel ? `${rel}/${name}` : name;
       if (under(p, skip)) continue;
       if (p.includes('\n')) throw new Error(`${path.join(root, p)}: a file name with a newline cannot be deployed`);
       const full = path.join(root, p);
-      const info = await lstat(full, { bigint: true });
+      const info = lstatSync(full, { bigint: true });
       const base = { m: Number(info.mode & 0o7777n), u: Number(info.uid), g: Number(info.gid) };
       if (info.isDirectory()) {
         out[p] = { t: 'd', ...base };
-        await walk(p);
-      } else if (info.isSymbolicLink()) out[p] = { t: 'l', ...base, l: await readlink(full) };
+        walk(p);
+      } else if (info.isSymbolicLink()) out[p] = { t: 'l', ...base, l: readlinkSync(full) };
       else if (info.isFile()) {
         const key = cacheKey(p, info);
-        const h = cache?.get(key) ?? (await hashFile(full));
-        used.set(key, h);
-        out[p] = { t: 'f', ...base, s: Number(info.size), h };
+        const h = cache?.get(key);
+        out[p] = { t: 'f', ...base, s: Number(info.size), ...(h ? { h } : {}) };
+        if (h) used.set(key, h);
+        else unhashed.push({ p, key, full });
       } else out[p] = { t: 'o', ...base, r: Number(info.rdev) };
     }
   };
-  await walk('');
+  walk('');
+  for (const { p, key, full } of unhashed) {
+    const h = await hashFile(full);
+    used.set(key, h);
+    out[p]!.h = h;
+  }
   if (cache) {
     cache.clear();
     for (const [k, v] of used) cache.set(k, v);
