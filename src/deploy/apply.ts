@@ -70,7 +70,14 @@ function parseJson<T>(text: string | undefined, what: string): T | undefined {
 }
 
 /** What the target holds for a node: its generations' manifests, and which state paths exist in its tree. */
-export async function readNodeTarget(target: Target, root: string, node: string, state: string[]): Promise<NodeTarget> {
+export async function readNodeTarget(
+  target: Target,
+  root: string,
+  node: string,
+  state: string[],
+  /** A deploy does not need the generation before the live one (a rollback does): megabytes not read. */
+  { previous: withPrevious = true }: { previous?: boolean } = {},
+): Promise<NodeTarget> {
   const { live, meta } = nodePaths(root, node);
   const script = [
     'live=$1; meta=$2; shift 2',
@@ -86,7 +93,7 @@ export async function readNodeTarget(target: Target, root: string, node: string,
   const generation = Number(/^generation (\d+)$/m.exec(stdout)?.[1] ?? 0);
   const pending = Number(/^pending (\d+)$/m.exec(stdout)?.[1] ?? 0);
   // The manifests of the live, the previous and a pending generation, in one round trip.
-  const wanted = [generation, generation - 1, pending].filter((g) => g > 0);
+  const wanted = [generation, ...(withPrevious ? [generation - 1] : []), pending].filter((g) => g > 0);
   const { stdout: texts } = await target.sh(
     'meta=$1; shift; for g in "$@"; do printf "\\036%s\\n" "$g"; cat -- "$meta/gen/$g/manifest.json" 2>/dev/null; done; exit 0',
     [meta, ...wanted.map(String)],
@@ -105,7 +112,7 @@ export async function readNodeTarget(target: Target, root: string, node: string,
     return g > 0 && text ? parseJson<Manifest>(text, `${node}'s generation ${g}`) : undefined;
   };
   const current = manifest(generation);
-  const previous = manifest(generation - 1);
+  const previous = withPrevious ? manifest(generation - 1) : undefined;
   const pendingManifest = pending ? manifest(pending) : undefined;
   return {
     generation,

@@ -261,7 +261,7 @@ async function planWith(ctx: Context, options: TargetOptions, remember: boolean)
     const manifest = await readManifest(dir, ctx.state, cache);
     if (remember) await saveHashCache(cacheFile, cache);
     const sourceState = ctx.state.filter((s) => existsSync(path.join(dir, s)));
-    const target = await readNodeTarget(ctx.target, ctx.root, node.name, ctx.state);
+    const target = await readNodeTarget(ctx.target, ctx.root, node.name, ctx.state, { previous: false });
     if (!target.current && !target.existing) target.existing = await existingEntries(ctx.target, ctx.root, node.name, manifest);
     const undone = target.pending ? await undoList(ctx.target, ctx.root, node.name, target.pending.generation) : [];
     const mac = node.mac.replace(/:/g, '-');
