@@ -167,12 +167,11 @@ export async function undoList(target: Target, root: string, node: string, gener
 }
 
 /** Move `paths` out of the live tree into undo/ (or drop them when undo/ already holds their old copy); then the emptied directories. */
-async function removeLive(target: Target, paths: NodePaths, undo: string, removed: string[], dirs: Set<string>): Promise<void> {
-  const files = removed.filter((p) => !dirs.has(p));
-  const emptied = removed
-    .filter((p) => dirs.has(p))
-    .sort()
-    .reverse();
+async function removeLive(target: Target, paths: NodePaths, undo: string, removed: string[], was: Manifest | undefined): Promise<void> {
+  if (removed.length === 0) return;
+  const isDir = (p: string): boolean => was?.[p]?.t === 'd';
+  const files = removed.filter((p) => !isDir(p));
+  const emptied = removed.filter(isDir).sort().reverse();
   const script = [
     'live=$1; undo=$2',
     'while IFS= read -r p; do',
@@ -263,16 +262,9 @@ export async function applyNode(target: Target, a: ApplyNode): Promise<void> {
       'seed=$1; live=$2; shift 2; for s in "$@"; do [ -e "$live/$s" ] || [ -L "$live/$s" ] && continue; mkdir -p -- "$(dirname -- "$live/$s")"; mv -- "$seed/$s" "$live/$s"; done';
     await target.sh(script, [`${paths.tmp}/seed`, paths.live, ...changes.seeded]);
   }
-  await removeLive(target, paths, undo, changes.removed, dirsOf(a.current));
+  await removeLive(target, paths, undo, changes.removed, a.current);
   await commit(target, paths, changes.generation, changes.reboot !== undefined);
 }
-
-const dirsOf = (m: Manifest | undefined): Set<string> =>
-  new Set(
-    Object.entries(m ?? {})
-      .filter(([, e]) => e.t === 'd')
-      .map(([p]) => p),
-  );
 
 /** Put the previous generation back: its files from the live generation's undo/, state untouched. */
 export async function applyRollback(
@@ -304,7 +296,7 @@ export async function applyRollback(
     const attrs = [...r.attrs].sort((x, y) => (x.path < y.path ? -1 : 1));
     await target.sh(script, [paths.live], lines(attrs.map((x) => `${x.t} ${x.m.toString(8)} ${x.u} ${x.g} ${x.path}`)));
   }
-  await removeLive(target, paths, undo, r.removed, dirsOf(current));
+  await removeLive(target, paths, undo, r.removed, current);
   await commit(target, paths, r.generation, r.reboot !== undefined);
 }
 

@@ -94,18 +94,30 @@ export async function readManifest(root: string, skip: readonly string[] = [], c
   const fields = stdout.split('\0');
   const skipped = underAny(skip);
   for (let i = 0; i + 1 < fields.length; i += 2) {
-    const m = /^(\S) ([0-7]+) (\d+) (\d+) (\d+) (\d+ [\d.]+ [\d.]+) (.*)$/s.exec(fields[i]!);
-    if (!m) throw new Error(`${root}: find printed ${JSON.stringify(fields[i])}, which is not an entry`);
-    const p = m[7]!;
+    // Seven words, then the path (which may hold spaces): split by hand, a regular expression a line was most of the time.
+    const line = fields[i]!;
+    const words: string[] = [];
+    let at = 0;
+    for (let w = 0; w < 7; w++) {
+      const space = line.indexOf(' ', at);
+      if (space < 0) throw new Error(`${root}: find printed ${JSON.stringify(line)}, which is not an entry`);
+      words.push(line.slice(at, space));
+      at = space + 1;
+    }
+    const [type, mode, uid, gid, size, ino, mtime] = words as [string, string, string, string, string, string, string];
+    const ctimeEnd = line.indexOf(' ', at);
+    const ctime = line.slice(at, ctimeEnd);
+    const p = line.slice(ctimeEnd + 1);
+    if (ctimeEnd < 0 || !p) throw new Error(`${root}: find printed ${JSON.stringify(line)}, which is not an entry`);
     if (skipped(p)) continue;
     if (p.includes('\n')) throw new Error(`${path.join(root, p)}: a file name with a newline cannot be deployed`);
-    const base = { m: parseInt(m[2]!, 8), u: Number(m[3]), g: Number(m[4]) };
-    if (m[1] === 'd') out[p] = { t: 'd', ...base };
-    else if (m[1] === 'l') out[p] = { t: 'l', ...base, l: fields[i + 1]! };
-    else if (m[1] === 'f') {
-      const key = cacheKey(p, `${m[6]!} ${m[5]!}`);
+    const base = { m: parseInt(mode, 8), u: Number(uid), g: Number(gid) };
+    if (type === 'd') out[p] = { t: 'd', ...base };
+    else if (type === 'l') out[p] = { t: 'l', ...base, l: fields[i + 1]! };
+    else if (type === 'f') {
+      const key = cacheKey(p, `${ino} ${mtime} ${ctime} ${size}`);
       const h = cache?.get(key);
-      out[p] = { t: 'f', ...base, s: Number(m[5]), ...(h ? { h } : {}) };
+      out[p] = { t: 'f', ...base, s: Number(size), ...(h ? { h } : {}) };
       if (h) used.set(key, h);
       else unhashed.push({ p, key });
     } else out[p] = { t: 'o', ...base, r: Number(lstatSync(path.join(root, p), { bigint: true }).rdev) };
