@@ -12,6 +12,7 @@ import { deploy } from '../../src/deploy/index.js';
 import type { NodeAccess } from '../../src/deploy/health.js';
 import { rollout, status, type RolloutOptions } from '../../src/deploy/rollout.js';
 import { RolloutStoppedError } from '../../src/errors.js';
+import { formatStatus } from '../../src/deploy/report.js';
 import { opz3With } from '../profile/helpers.js';
 import { NODES } from './support.js';
 import { places, type Places } from './places.js';
@@ -108,6 +109,13 @@ Rollout('status: generations deployed and booted, what is pending, Galera, the V
     [1, undefined, false, 'No route to host'],
     'the agent does not answer: a row that says so',
   );
+  // The table: a header, then one row a node in profile order, the silent one saying so.
+  const table = formatStatus(s).split('\n');
+  assert.match(table[0]!, new RegExp(`VIP 192\\.0\\.2\\.50 held by ${SERVERS[0]}$`));
+  assert.match(table[1]!, /^NODE +ROLE +DEPLOYED +BOOTED +REBOOT +MARIADB\/GALERA +POSITION +KEEPALIVED +VIP +K3S$/);
+  assert.match(table[2]!, new RegExp(`^${SERVERS[0]} +server +2 +1 +pending +Synced, Primary 3 +77 +MASTER +held +active$`));
+  assert.match(table[3]!, new RegExp(`^${SERVERS[1]} +server +2 +1 +pending +Synced, Primary 3 +77 +BACKUP +- +active$`));
+  assert.match(table[5]!, new RegExp(`^${AGENT} +agent +1 +\\? +- +does not answer: No route to host$`));
 });
 
 Rollout('rollout: --dry-run gives the order; then the servers are rebooted one at a time, and nothing is pending after', async () => {
