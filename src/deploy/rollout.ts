@@ -244,6 +244,9 @@ export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
       reporter.step(`rebooting ${node.name}`).finish();
       await o.access.reboot(node);
       step = reporter.step(`waiting up to ${wait} s for ${node.name} to come back healthy`);
+      // Never judged by readings from before the reboot: a node read then says it booted earlier, but not by much.
+      readings = await readAll(o);
+      Object.assign(state, { readings, now: nowSeconds() });
     }
   } finally {
     await o.target.close();

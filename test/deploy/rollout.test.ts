@@ -129,7 +129,10 @@ Rollout('rollout: --dry-run gives the order; then the servers are rebooted one a
     result.rebooted.map((r) => r.node),
     SERVERS,
   );
-  assert.ok(result.status.nodes.every((n) => !n.rebootPending && n.booted === n.deployed));
+  assert.ok(
+    result.status.nodes.every((n) => !n.rebootPending && n.booted === n.deployed),
+    JSON.stringify(result.status.nodes.map((n) => [n.node, n.deployed, n.booted, n.rebootPending])),
+  );
   const again = await rollout(options(sim.access));
   assert.equal([again.order, sim.reboots.length], [[], 3], 'a second rollout has nothing to do');
 });
