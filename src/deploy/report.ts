@@ -82,7 +82,7 @@ export function formatStatus(s: StatusResult): string {
   const header = ['NODE', 'ROLE', 'DEPLOYED', 'BOOTED', 'REBOOT', 'MARIADB/GALERA', 'POSITION', 'KEEPALIVED', 'VIP', 'K3S'];
   const rows = s.nodes.map((n) => {
     const head = [n.node, n.role, String(n.deployed)];
-    if (!n.answered) return [...head, '?', n.rebootPending ? 'pending' : '-', `does not answer: ${n.error ?? 'no reply'}`];
+    if (!n.answered) return [...head, '?', '?', `does not answer: ${n.error ?? 'no reply'}`];
     const server = n.role === 'server';
     const galera = n.galera ? `${n.galera.state}, ${n.galera.status} ${n.galera.size}` : `${n.mariadb ?? '?'}, no answer`;
     return [

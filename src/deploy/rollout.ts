@@ -49,7 +49,8 @@ export interface NodeStatus {
   deployed: number;
   /** The generation it booted; undefined where it does not answer or its history does not say. */
   booted?: number;
-  rebootPending: boolean;
+  /** Undefined where the node does not answer: what it booted is not known. */
+  rebootPending?: boolean;
   answered: boolean;
   /** Why it does not answer. */
   error?: string;
@@ -138,7 +139,7 @@ function statusOf(o: Opened, deployed: Map<string, { deployed: number; history: 
       role: node.isServer ? 'server' : 'agent',
       deployed: g.deployed,
       ...(g.booted !== undefined && r.answered ? { booted: g.booted } : {}),
-      rebootPending: g.rebootPending,
+      ...(r.answered ? { rebootPending: g.rebootPending } : {}),
       answered: r.answered,
       ...(r.error ? { error: r.error } : {}),
       ...(r.system ? { system: r.system } : {}),
@@ -202,6 +203,14 @@ export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
     const unknown = before.nodes.filter((n) => n.answered && n.booted === undefined && n.deployed > 0 && !n.rebootPending);
     if (unknown.length)
       reporter.info(`${unknown.map((n) => n.node).join(', ')}: the export root's history does not say what they booted; not rebooted`);
+    // A node that does not answer may or may not run what was deployed: no order is known without it.
+    const silent = before.nodes.filter((n) => !n.answered);
+    if (silent.length)
+      throw new RolloutStoppedError(
+        `rollout cannot tell which nodes need a reboot: ${silent.map((n) => `${n.node} does not answer (${n.error ?? 'no reply'})`).join('; ')}. Nothing was rebooted; build-images status shows every node.`,
+        silent[0]!.node,
+        silent.map((n) => `${n.node} does not answer${n.error ? ` (${n.error})` : ''}`),
+      );
     const order = rolloutOrder(
       o.shape,
       before.nodes.filter((n) => n.rebootPending).map((n) => n.node),
@@ -209,7 +218,7 @@ export async function rollout(options: RolloutOptions): Promise<RolloutResult> {
     if (options.dryRun) return { cluster: o.cluster, order, rebooted: [], dryRun: true, status: before };
     const state: RolloutState = { shape: o.shape, queue: [...order], readings, now: nowSeconds() };
     const rebooted: RolloutResult['rebooted'] = [];
-    let step = reporter.step('checking the cluster before the first reboot');
+    let step = order.length ? reporter.step('checking the cluster before the first reboot') : { finish: () => undefined };
     for (;;) {
       const next = decideRollout(state);
       if (next.action === 'wait') {

@@ -115,7 +115,7 @@ Rollout('status: generations deployed and booted, what is pending, Galera, the V
   assert.match(table[1]!, /^NODE +ROLE +DEPLOYED +BOOTED +REBOOT +MARIADB\/GALERA +POSITION +KEEPALIVED +VIP +K3S$/);
   assert.match(table[2]!, new RegExp(`^${SERVERS[0]} +server +2 +1 +pending +Synced, Primary 3 +77 +MASTER +held +active$`));
   assert.match(table[3]!, new RegExp(`^${SERVERS[1]} +server +2 +1 +pending +Synced, Primary 3 +77 +BACKUP +- +active$`));
-  assert.match(table[5]!, new RegExp(`^${AGENT} +agent +1 +\\? +- +does not answer: No route to host$`));
+  assert.match(table[5]!, new RegExp(`^${AGENT} +agent +1 +\\? +\\? +does not answer: No route to host$`));
 });
 
 Rollout('rollout: --dry-run gives the order; then the servers are rebooted one at a time, and nothing is pending after', async () => {
@@ -164,14 +164,30 @@ Rollout("rollout: a server's MariaDB dies after its reboot: stops there, says wh
 Rollout('rollout: an unhealthy cluster before the first reboot: nothing is rebooted', async () => {
   const sim = simulated();
   const options = await deployedTwice('unhealthy', sim);
-  sim.nodes.get(SERVERS[2]!)!.up = false;
+  sim.nodes.get(SERVERS[2]!)!.mariadb = 'activating';
   try {
     await rollout(options(sim.access));
     assert.unreachable('rollout should have refused');
   } catch (error) {
     if (!(error instanceof RolloutStoppedError)) throw error;
-    assert.match(error.message, /the cluster is not healthy, so it was not rebooted/);
-    assert.match(error.message, new RegExp(`${SERVERS[2]} does not answer`));
+    assert.match(error.message, new RegExp(`rollout stopped at ${SERVERS[0]}: the cluster is not healthy, so it was not rebooted`));
+    assert.match(error.message, new RegExp(`${SERVERS[2]}: MariaDB does not answer \\(mariadb activating\\)`));
+  }
+  assert.equal(sim.reboots, []);
+});
+
+Rollout('rollout: a node that does not answer: what needs a reboot is not known, so nothing is rebooted', async () => {
+  const sim = simulated();
+  const options = await deployedTwice('silent', sim);
+  sim.nodes.get(AGENT)!.up = false;
+  for (const dryRun of [true, false]) {
+    try {
+      await rollout({ ...options(sim.access), dryRun });
+      assert.unreachable('rollout should have refused');
+    } catch (error) {
+      if (!(error instanceof RolloutStoppedError)) throw error;
+      assert.match(error.message, new RegExp(`cannot tell which nodes need a reboot: ${AGENT} does not answer \\(No route to host\\)`));
+    }
   }
   assert.equal(sim.reboots, []);
 });
