@@ -7,6 +7,8 @@
  *  - GNU tar -cf / -czf of the base against netroot's artifacts for 1, 4 and 32 nodes;
  *  - cp -a of the base per node against netroot's trees for 4 nodes;
  *  - an unchanged rebuild, a one-node change and a one-template change, 4 nodes;
+ *  - `deploy` of a one-template change onto 4 nodes' trees, end to end (the stale build
+ *    found and rebuilt, then the changed files deployed);
  *  - the peak memory (RSS) of every netroot run, and of one build of a large base
  *    (--large-files 300000 --large-size 2G, synthesised once and kept in $TMPDIR).
  * Every netroot run is the real command line (bin/build-images.js) in a child
@@ -30,8 +32,8 @@ const SIZE = parseSize(flag('size', '1G'));
 const WRITE = args.includes('--write');
 const LARGE_FILES = Number(flag('large-files', '300000'));
 const LARGE_SIZE = parseSize(flag('large-size', '2G'));
-/** Groups of rows to run (default all): tar, tree, rebuild, memory. */
-const ONLY = new Set(flag('only', 'tar,tree,rebuild,memory').split(','));
+/** Groups of rows to run (default all): tar, tree, rebuild, deploy, memory. */
+const ONLY = new Set(flag('only', 'tar,tree,rebuild,deploy,memory').split(','));
 /** Runs of each timed pair that the machine's noise makes worth repeating. */
 const REPEAT = Number(flag('repeat', '3'));
 /** How long the disk is left after deleting gigabytes, before a timed run (online discard). */
@@ -150,13 +152,13 @@ function median(runs: Run[]): Run {
 }
 const seconds = (runs: Run[]): string => `${runs.map((r) => r.seconds.toFixed(1)).join(' / ')} s`;
 
-async function netroot(work: string, argv: string[]): Promise<Run> {
+async function netroot(work: string, argv: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   const rssFile = path.join(work, 'rss');
   // GNU time reports its child's peak RSS. The child's own resourceUsage() would not do: a child forked
   // from this process starts with this process's resident size as its high-water mark, which execve keeps.
   const run = await time('/usr/bin/time', ['-o', rssFile, '-f', '%M', process.execPath, path.join(ROOT, 'bin/build-images.js'), ...argv], {
     cwd: work,
-    env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH, CI: '1' },
+    env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH, CI: '1', ...env },
   });
   return { ...run, rssMiB: Number((await readFile(rssFile, 'utf8')).trim().split('\n').pop()) / 1024 };
 }
@@ -297,6 +299,36 @@ async function main(): Promise<void> {
         median(toggles),
         `median of ${seconds(toggles)}; keepalived.conf of the 3 servers changed and back: 3 trees and 3 archives revised in place (goal: under 6 s)`,
       );
+    }
+    if (ONLY.has('deploy')) {
+      // deploy takes no --cache-dir: the build it runs uses $XDG_CACHE_HOME/netroot, so the first build uses that too.
+      const env = { XDG_CACHE_HOME: path.join(work, 'xdg') };
+      const exportsRoot = path.join(work, 'exports');
+      const server = path.join(work, 'boot-server');
+      const build = (profile: string) => {
+        const argv = common(profile, 'out-deploy', 'cache-4', 'tree', 'four.yaml');
+        argv[argv.indexOf('--cache-dir') + 1] = path.join(work, 'xdg/netroot');
+        return argv;
+      };
+      const deployArgv = (profile: string) => [
+        'deploy',
+        ...['--profile', path.join(work, profile), '--base', base, '--out', path.join(work, 'out-deploy')],
+        ...['--secrets', path.join(work, 'four.yaml.secrets.yaml'), '--to', exportsRoot, '--no-exportfs'],
+        ...['--tftp', `${server}/tftp`, '--dnsmasq', `${server}/dnsmasq.d`, '--exports-dir', `${server}/exports.d`],
+      ];
+      // Not timed: the build, and the first deploy (every file of 4 trees copied).
+      await netroot(work, build('four.yaml'), env);
+      await netroot(work, deployArgv('four.yaml'), env);
+      const deploys: Run[] = [];
+      for (let r = 0; r < REPEAT; r++)
+        deploys.push(await netroot(work, deployArgv(r % 2 === 0 ? 'four-keepalived.yaml' : 'four.yaml'), env));
+      add(
+        'netroot deploy, 4 nodes, one template on 3 nodes',
+        median(deploys),
+        `median of ${seconds(deploys)}; end to end: the stale build found and revised (trees only), then keepalived.conf deployed to the 3 servers' trees (goal: under 5 s)`,
+      );
+      await rm(path.join(work, 'out-deploy'), { recursive: true, force: true });
+      await rm(exportsRoot, { recursive: true, force: true });
     }
     if (ONLY.has('memory')) {
       // Kept between runs: writing 300 000 files takes minutes; its name says what it holds.

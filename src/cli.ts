@@ -11,7 +11,8 @@ import { profileJsonSchema } from './profile/schema.js';
 import { closest } from './suggest.js';
 import { onStopped, stopSignal } from './stop.js';
 import { deploy, planDeploy, rollback, type TargetOptions } from './deploy/index.js';
-import { formatDeploy, formatPlan, formatRollback } from './deploy/report.js';
+import { formatDeploy, formatPlan, formatRollback, formatRollout, formatStatus } from './deploy/report.js';
+import { rollout, status, type OperateOptions } from './deploy/rollout.js';
 
 function targetFlags(y: Argv) {
   return common(y)
@@ -99,7 +100,46 @@ async function showPlan(options: Parameters<typeof planDeploy>[0], json: boolean
 }
 
 /** The commands, as `build-images COMMAND` names them (build is also the default). */
-const COMMANDS = ['build', 'validate', 'render', 'plan', 'deploy', 'rollback', 'schema', 'help'];
+const COMMANDS = ['build', 'validate', 'render', 'plan', 'deploy', 'rollback', 'rollout', 'status', 'schema', 'help'];
+
+/** `status` and `rollout`: the export root, and how the nodes are reached. */
+function nodeFlags(y: Argv) {
+  return y
+    .option('profile', {
+      alias: 'p',
+      type: 'string',
+      demandOption: true,
+      describe: 'Profile name (profiles/NAME.yaml) or path to a profile file',
+    })
+    .option('to', {
+      type: 'string',
+      demandOption: true,
+      describe: 'Export root the nodes run from (as deploy --to): a directory, or [user@]host:/dir over ssh',
+    })
+    .option('ssh', { type: 'string', describe: 'ssh command for a remote export root (default: ssh)' })
+    .option('node-ssh', {
+      type: 'string',
+      describe: 'ssh command for the nodes, reached as the profile\'s ssh.user at their IPs, e.g. "ssh -i ~/.ssh/cluster" (default: ssh)',
+    })
+    .option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON' });
+}
+
+function nodeOptions(argv: {
+  profile: string;
+  to: string;
+  ssh?: string | undefined;
+  nodeSsh?: string | undefined;
+  json: boolean;
+}): OperateOptions {
+  const words = (s: string): string[] => s.split(/\s+/).filter(Boolean);
+  return {
+    profile: argv.profile,
+    to: argv.to,
+    ...(argv.ssh ? { ssh: words(argv.ssh) } : {}),
+    ...(argv.nodeSsh ? { nodeSsh: words(argv.nodeSsh) } : {}),
+    reporter: defaultReporter({ json: argv.json }),
+  };
+}
 
 export async function main(args: string[]): Promise<void> {
   // The default command takes no word of its own: a first word that is no command is a mistyped one.
@@ -269,6 +309,39 @@ export async function main(args: string[]): Promise<void> {
       async (argv) => {
         const result = await rollback(targetOptions(argv));
         out(argv.json ? JSON.stringify(result, null, 2) : formatRollback(result));
+      },
+    )
+    .command(
+      'rollout',
+      'Reboot the nodes a deploy changed, one at a time, servers first, each back healthy (Galera Synced, one VIP holder, k3s) before the next',
+      (y) =>
+        nodeFlags(y)
+          .option('dry-run', { type: 'boolean', default: false, describe: 'Print the order; reboot nothing' })
+          .option('reboot-command', {
+            type: 'string',
+            describe: 'Reboot with this command here, with $NODE and $NODE_IP set (a PDU, a BMC), instead of systemctl reboot over ssh',
+          })
+          .option('wait', { type: 'number', describe: 'Seconds to wait for each node to come back healthy (default: from the profile)' }),
+      async (argv) => {
+        if (argv.rebootCommand !== undefined && !argv.rebootCommand.trim())
+          throw new UsageError('--reboot-command is empty: give the command that reboots $NODE (at $NODE_IP)');
+        if (argv.wait !== undefined && !(argv.wait > 0)) throw new UsageError(`--wait ${argv.wait}: give a number of seconds above 0`);
+        const result = await rollout({
+          ...nodeOptions(argv),
+          dryRun: argv.dryRun,
+          ...(argv.rebootCommand ? { rebootCommand: argv.rebootCommand } : {}),
+          ...(argv.wait !== undefined ? { waitSeconds: argv.wait } : {}),
+        });
+        out(argv.json ? JSON.stringify(result, null, 2) : formatRollout(result));
+      },
+    )
+    .command(
+      'status',
+      'One row a node: generation deployed and booted, reboot pending, MariaDB/Galera, keepalived and the VIP, k3s',
+      (y) => nodeFlags(y),
+      async (argv) => {
+        const result = await status(nodeOptions(argv));
+        out(argv.json ? JSON.stringify(result, null, 2) : formatStatus(result));
       },
     )
     .command('schema', "Print the profile's JSON Schema (for editors and validators)", {}, () => {

@@ -275,3 +275,18 @@ export class TargetError extends NetrootError {
     super(message, EXIT_FAILURE);
   }
 }
+
+/** A rollout that stopped at a node that did not come back healthy, or before a reboot of an unhealthy cluster. Exit 1; the nodes after it were left alone. */
+export class RolloutStoppedError extends NetrootError {
+  constructor(
+    message: string,
+    readonly node: string,
+    readonly problems: string[],
+  ) {
+    super(message, EXIT_FAILURE);
+  }
+
+  override toJSON(): ErrorReport & { node: string; problems: string[] } {
+    return { ...super.toJSON(), node: this.node, problems: this.problems };
+  }
+}

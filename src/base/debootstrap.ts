@@ -21,6 +21,7 @@ import path from 'node:path';
 import { runTool, startTool } from '../tools.js';
 import { NetrootError, UsageError } from '../errors.js';
 import { cachedFile, sha256 } from '../cache.js';
+import { whenStopped } from '../stop.js';
 
 export interface DebootstrapSpec {
   suite: string;
@@ -320,9 +321,18 @@ async function runMmdebstrap(
     pending = lines.pop() ?? '';
     lines.forEach(emit);
   });
+  const finished = done();
+  // Ctrl-C or SIGTERM to netroot alone: mmdebstrap is told, and waited for while it unmounts /proc, /sys
+  // and /dev from its chroot. Were netroot to end first, mmdebstrap would die of the closed pipe it
+  // reports its cleanup on (SIGPIPE), leaving them mounted under /tmp/mmdebstrap.*.
+  const release = whenStopped(async () => {
+    child.kill('SIGTERM');
+    await finished.catch(() => undefined);
+  });
   try {
-    await done();
+    await finished;
   } finally {
+    release();
     emit(pending);
   }
 }

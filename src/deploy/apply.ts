@@ -4,6 +4,9 @@
  * the nodes in ROOT/.netroot:
  *
  *   nodes/NODE/current            the live generation's number (replaced by rename: the commit)
+ *   nodes/NODE/history            one line a commit: generation, when (epoch s), reboot|same
+ *                                  (whether the node must reboot to run it): what `status` and
+ *                                  `rollout` compare with the node's boot time
  *   nodes/NODE/gen/G/manifest.json what generation G holds
  *   nodes/NODE/gen/G/undo/         what deploying G replaced or removed: with the live files,
  *                                  the previous generation (hard links and renames, no copies)
@@ -67,7 +70,14 @@ function parseJson<T>(text: string | undefined, what: string): T | undefined {
 }
 
 /** What the target holds for a node: its generations' manifests, and which state paths exist in its tree. */
-export async function readNodeTarget(target: Target, root: string, node: string, state: string[]): Promise<NodeTarget> {
+export async function readNodeTarget(
+  target: Target,
+  root: string,
+  node: string,
+  state: string[],
+  /** A deploy does not need the generation before the live one (a rollback does): megabytes not read. */
+  { previous: withPrevious = true }: { previous?: boolean } = {},
+): Promise<NodeTarget> {
   const { live, meta } = nodePaths(root, node);
   const script = [
     'live=$1; meta=$2; shift 2',
@@ -83,7 +93,7 @@ export async function readNodeTarget(target: Target, root: string, node: string,
   const generation = Number(/^generation (\d+)$/m.exec(stdout)?.[1] ?? 0);
   const pending = Number(/^pending (\d+)$/m.exec(stdout)?.[1] ?? 0);
   // The manifests of the live, the previous and a pending generation, in one round trip.
-  const wanted = [generation, generation - 1, pending].filter((g) => g > 0);
+  const wanted = [generation, ...(withPrevious ? [generation - 1] : []), pending].filter((g) => g > 0);
   const { stdout: texts } = await target.sh(
     'meta=$1; shift; for g in "$@"; do printf "\\036%s\\n" "$g"; cat -- "$meta/gen/$g/manifest.json" 2>/dev/null; done; exit 0',
     [meta, ...wanted.map(String)],
@@ -102,7 +112,7 @@ export async function readNodeTarget(target: Target, root: string, node: string,
     return g > 0 && text ? parseJson<Manifest>(text, `${node}'s generation ${g}`) : undefined;
   };
   const current = manifest(generation);
-  const previous = manifest(generation - 1);
+  const previous = withPrevious ? manifest(generation - 1) : undefined;
   const pendingManifest = pending ? manifest(pending) : undefined;
   return {
     generation,
@@ -110,19 +120,41 @@ export async function readNodeTarget(target: Target, root: string, node: string,
     ...(previous ? { previous } : {}),
     ...(pendingManifest ? { pending: { generation: pending, manifest: pendingManifest } } : {}),
     stateRoots: facts.filter((l) => l.startsWith('state ')).map((l) => l.slice('state '.length)),
-    ...(facts.includes('live') ? {} : { existing: [] }),
+    ...(facts.includes('live') ? {} : { existing: {} }),
   };
 }
 
-/** Of `paths`, those that exist in the node's live tree (for a tree netroot never deployed: copied by hand). */
-export async function existingPaths(target: Target, root: string, node: string, paths: string[]): Promise<string[]> {
+/**
+ * What the node's live tree holds of `wanted` (a tree netroot never deployed: copied by another
+ * tool), as manifest entries read there: type, mode, owner and links by one `find`, and the
+ * sha256 of only the files whose type and size match the new build's (the others differ anyway).
+ */
+export async function existingEntries(target: Target, root: string, node: string, wanted: Manifest): Promise<Manifest> {
   const { live } = nodePaths(root, node);
-  const { stdout } = await target.sh(
-    'while IFS= read -r p; do if [ -e "$1/$p" ] || [ -L "$1/$p" ]; then printf "%s\\n" "$p"; fi; done',
-    [live],
-    lines(paths),
-  );
-  return stdout.split('\n').filter(Boolean);
+  // NUL-separated: %y type, %m mode (octal), %U %G owner, %s size, %l link target, %P path; [ -d ] first: a missing tree is empty.
+  const { stdout } = await target.sh('[ -d "$1" ] || exit 0; cd "$1" && find . -mindepth 1 -printf "%y %m %U %G %s %P\\0%l\\0"', [live]);
+  const found: Manifest = {};
+  const fields = stdout.split('\0');
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const m = /^(\S) ([0-7]+) (\d+) (\d+) (\d+) (.*)$/s.exec(fields[i]!);
+    if (!m || !(m[6]! in wanted)) continue;
+    const base = { m: parseInt(m[2]!, 8), u: Number(m[3]), g: Number(m[4]) };
+    const p = m[6]!;
+    if (m[1] === 'd') found[p] = { t: 'd', ...base };
+    else if (m[1] === 'l') found[p] = { t: 'l', ...base, l: fields[i + 1]! };
+    else if (m[1] === 'f') found[p] = { t: 'f', ...base, s: Number(m[5]) };
+    else found[p] = { t: 'o', ...base };
+  }
+  const hash = Object.keys(found).filter((p) => found[p]!.t === 'f' && wanted[p]!.t === 'f' && wanted[p]!.s === found[p]!.s);
+  if (hash.length) {
+    const { stdout: sums } = await target.sh('cd "$1" && tr "\\n" "\\0" | xargs -0r sha256sum --', [live], lines(hash));
+    for (const line of sums.split('\n')) {
+      const m = /^([0-9a-f]{64}) [ *](.*)$/.exec(line);
+      if (m && found[m[2]!]) found[m[2]!]!.h = m[1]!;
+    }
+  }
+  // A device node's number is not read here: it counts as changed, and rsync sets it.
+  return found;
 }
 
 /** Files kept in generation G's undo/ (what deploying G replaced). */
@@ -135,12 +167,11 @@ export async function undoList(target: Target, root: string, node: string, gener
 }
 
 /** Move `paths` out of the live tree into undo/ (or drop them when undo/ already holds their old copy); then the emptied directories. */
-async function removeLive(target: Target, paths: NodePaths, undo: string, removed: string[], dirs: Set<string>): Promise<void> {
-  const files = removed.filter((p) => !dirs.has(p));
-  const emptied = removed
-    .filter((p) => dirs.has(p))
-    .sort()
-    .reverse();
+async function removeLive(target: Target, paths: NodePaths, undo: string, removed: string[], was: Manifest | undefined): Promise<void> {
+  if (removed.length === 0) return;
+  const isDir = (p: string): boolean => was?.[p]?.t === 'd';
+  const files = removed.filter((p) => !isDir(p));
+  const emptied = removed.filter(isDir).sort().reverse();
   const script = [
     'live=$1; undo=$2',
     'while IFS= read -r p; do',
@@ -157,15 +188,17 @@ async function removeLive(target: Target, paths: NodePaths, undo: string, remove
 }
 
 /** Point `current` at the new generation (the commit), then drop what no rollback needs any more. */
-async function commit(target: Target, paths: NodePaths, generation: number): Promise<void> {
+async function commit(target: Target, paths: NodePaths, generation: number, reboot: boolean): Promise<void> {
   const script = [
     'set -e; meta=$1; g=$2; tmp=$3',
+    // The last commits only: a node booted before the oldest kept one has missed them anyway.
+    'h="$meta/history"; { tail -n 49 "$h" 2>/dev/null || true; printf "%s %s %s\\n" "$g" "$(date +%s)" "$4"; } > "$h.tmp"; mv -f "$h.tmp" "$h"',
     'printf "%s\\n" "$g" > "$meta/current.tmp"; mv -f "$meta/current.tmp" "$meta/current"',
     // The previous generation keeps its manifest (a rollback needs it); its undo/ restored the one before.
     'for d in "$meta"/gen/*; do n=${d##*/}; if [ "$n" -lt $((g - 1)) ] || [ "$n" -gt "$g" ]; then rm -rf -- "$d"; elif [ "$n" -eq $((g - 1)) ]; then rm -rf -- "$d/undo"; fi; done',
     'rm -rf -- "$tmp"',
   ].join('\n');
-  await target.sh(script, [paths.meta, String(generation), paths.tmp]);
+  await target.sh(script, [paths.meta, String(generation), paths.tmp, reboot ? 'reboot' : 'same']);
 }
 
 /** Start (or resume) writing a generation: its directories, its manifest, and no stale rsync temporaries. */
@@ -229,16 +262,9 @@ export async function applyNode(target: Target, a: ApplyNode): Promise<void> {
       'seed=$1; live=$2; shift 2; for s in "$@"; do [ -e "$live/$s" ] || [ -L "$live/$s" ] && continue; mkdir -p -- "$(dirname -- "$live/$s")"; mv -- "$seed/$s" "$live/$s"; done';
     await target.sh(script, [`${paths.tmp}/seed`, paths.live, ...changes.seeded]);
   }
-  await removeLive(target, paths, undo, changes.removed, dirsOf(a.current));
-  await commit(target, paths, changes.generation);
+  await removeLive(target, paths, undo, changes.removed, a.current);
+  await commit(target, paths, changes.generation, changes.reboot !== undefined);
 }
-
-const dirsOf = (m: Manifest | undefined): Set<string> =>
-  new Set(
-    Object.entries(m ?? {})
-      .filter(([, e]) => e.t === 'd')
-      .map(([p]) => p),
-  );
 
 /** Put the previous generation back: its files from the live generation's undo/, state untouched. */
 export async function applyRollback(
@@ -270,8 +296,8 @@ export async function applyRollback(
     const attrs = [...r.attrs].sort((x, y) => (x.path < y.path ? -1 : 1));
     await target.sh(script, [paths.live], lines(attrs.map((x) => `${x.t} ${x.m.toString(8)} ${x.u} ${x.g} ${x.path}`)));
   }
-  await removeLive(target, paths, undo, r.removed, dirsOf(current));
-  await commit(target, paths, r.generation);
+  await removeLive(target, paths, undo, r.removed, current);
+  await commit(target, paths, r.generation, r.reboot !== undefined);
 }
 
 /**

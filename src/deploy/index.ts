@@ -44,7 +44,7 @@ import {
   writeJournal,
   type ClusterRecord,
 } from './records.js';
-import { applyNode, applyRollback, existingPaths, lockTarget, META, readNodeTarget, undoList } from './apply.js';
+import { applyNode, applyRollback, existingEntries, lockTarget, META, readNodeTarget, undoList } from './apply.js';
 import { checkBuild } from './current.js';
 import { deployPrograms, openTarget, parseTarget, requireTools, rsync, type Target } from './target.js';
 
@@ -261,8 +261,8 @@ async function planWith(ctx: Context, options: TargetOptions, remember: boolean)
     const manifest = await readManifest(dir, ctx.state, cache);
     if (remember) await saveHashCache(cacheFile, cache);
     const sourceState = ctx.state.filter((s) => existsSync(path.join(dir, s)));
-    const target = await readNodeTarget(ctx.target, ctx.root, node.name, ctx.state);
-    if (!target.current && !target.existing) target.existing = await existingPaths(ctx.target, ctx.root, node.name, Object.keys(manifest));
+    const target = await readNodeTarget(ctx.target, ctx.root, node.name, ctx.state, { previous: false });
+    if (!target.current && !target.existing) target.existing = await existingEntries(ctx.target, ctx.root, node.name, manifest);
     const undone = target.pending ? await undoList(ctx.target, ctx.root, node.name, target.pending.generation) : [];
     const mac = node.mac.replace(/:/g, '-');
     const bootChanged = boot.some(

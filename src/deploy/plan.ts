@@ -5,7 +5,7 @@
  * Nothing here reads or writes; apply.ts carries the result out and `plan`
  * prints it.
  */
-import { sameEntry, under, type Manifest, type ManifestEntry } from './manifest.js';
+import { sameEntry, underAny, type Manifest, type ManifestEntry } from './manifest.js';
 
 /**
  * What the nodes write into their own roots and a deploy must never overwrite
@@ -40,8 +40,11 @@ export interface NodeTarget {
   pending?: { generation: number; manifest: Manifest };
   /** State paths that exist in the node's live tree. */
   stateRoots: string[];
-  /** Without a recorded manifest: which of the new files already exist there (a tree copied by hand). */
-  existing?: string[];
+  /**
+   * Without a recorded manifest: what the live tree already holds of the new build's paths, read
+   * from the tree itself (a tree another tool copied). Files are compared by content, not listed as changed.
+   */
+  existing?: Manifest;
 }
 
 export interface NodeChanges {
@@ -70,18 +73,22 @@ export function diffNode(
   bootChanged: boolean,
 ): NodeChanges {
   const current = target.current ?? {};
-  const existing = new Set(target.existing ?? []);
+  const existing = target.existing ?? {};
+  const inState = underAny(state);
   const added: string[] = [];
   const changed: string[] = [];
   for (const [p, entry] of Object.entries(source)) {
-    if (under(p, state)) continue;
+    if (inState(p)) continue;
     const was = current[p];
-    if (!was) (existing.has(p) ? changed : added).push(p);
-    else if (!sameEntry(was, entry)) changed.push(p);
+    if (!was) {
+      const there = existing[p];
+      if (!there) added.push(p);
+      else if (!sameEntry(there, entry)) changed.push(p);
+    } else if (!sameEntry(was, entry)) changed.push(p);
   }
-  const removed = Object.keys(current).filter((p) => !source[p] && !under(p, state));
+  const removed = Object.keys(current).filter((p) => !source[p] && !inState(p));
   const pending = target.pending?.manifest ?? {};
-  const orphans = Object.keys(pending).filter((p) => !current[p] && !source[p] && !under(p, state));
+  const orphans = Object.keys(pending).filter((p) => !current[p] && !source[p] && !inState(p));
   const kept = state.filter((s) => target.stateRoots.includes(s));
   const seeded = state.filter((s) => !target.stateRoots.includes(s) && sourceState.includes(s));
   const count = added.length + changed.length + removed.length + seeded.length;
@@ -123,12 +130,13 @@ export function planRollback(
   if (!target.previous)
     return { node, problem: `generation ${target.generation} is the first one netroot deployed there; there is nothing before it` };
   const { current, previous } = target;
+  const inState = underAny(state);
   const kept = new Set(undo);
   const restore: string[] = [];
   const attrs: NodeRollback['attrs'] = [];
   const missing: string[] = [];
   for (const [p, entry] of Object.entries(previous)) {
-    if (under(p, state)) continue;
+    if (inState(p)) continue;
     const now = current[p];
     if (now && sameEntry(now, entry)) continue;
     const attr = { path: p, t: entry.t, m: entry.m, u: entry.u, g: entry.g };
@@ -144,7 +152,7 @@ export function planRollback(
         .map((p) => `/${p}`)
         .join(', ')}${missing.length > 3 ? ` and ${missing.length - 3} more` : ''} were not kept`,
     };
-  const removed = Object.keys(current).filter((p) => !previous[p] && !under(p, state));
+  const removed = Object.keys(current).filter((p) => !previous[p] && !inState(p));
   const count = restore.length + attrs.length + removed.length;
   return {
     node,

@@ -34,14 +34,21 @@ Plan('state paths: the built-in ones plus persist, without what lies below anoth
   assert.equal(statePaths(['/srv/data/', '/var/lib/mysql/extra', '/var/log']), [...STATE_PATHS, 'srv/data'].sort());
 });
 
-Plan('a first deploy adds everything and seeds the state the image has; a tree copied by hand counts as changed', () => {
-  const first = diffNode('n', B, ['var/lib/mysql', 'var/log'], target({ existing: [] }), STATE, false);
+Plan('a first deploy adds everything and seeds the state the image has; a tree copied by hand is compared by content', () => {
+  const first = diffNode('n', B, ['var/lib/mysql', 'var/log'], target({ existing: {} }), STATE, false);
   assert.equal(first.added.sort(), Object.keys(B).sort());
   assert.equal([first.changed, first.removed, first.kept], [[], [], []]);
   assert.equal(first.seeded, ['var/lib/mysql', 'var/log']);
   assert.is(first.generation, 1);
-  const byHand = diffNode('n', B, [], target({ existing: ['etc', 'etc/hostname'], stateRoots: ['var/lib/mysql'] }), STATE, false);
-  assert.equal(byHand.changed, ['etc', 'etc/hostname']);
+  // Copied by another tool: etc and etc/same are as built, etc/hostname differs in content, etc/new is missing.
+  const copied = { etc: dir, 'etc/hostname': file('x'), 'etc/same': file('s') };
+  const byHand = diffNode('n', B, [], target({ existing: copied, stateRoots: ['var/lib/mysql'] }), STATE, false);
+  assert.equal([byHand.added, byHand.changed], [['etc/new'], ['etc/hostname']]);
+  assert.match(byHand.reboot!, /2 paths in its root changed/);
+  const same = diffNode('n', B, [], target({ existing: { ...B }, stateRoots: ['var/lib/mysql'] }), STATE, false);
+  assert.equal([same.added, same.changed, same.reboot], [[], [], undefined], 'a copy equal to the build needs nothing, not even a reboot');
+  const mode = diffNode('n', B, [], target({ existing: { ...B, 'etc/same': file('s', 0o600) } }), STATE, false);
+  assert.equal(mode.changed, ['etc/same'], 'a mode that differs is a change');
   assert.equal(byHand.kept, ['var/lib/mysql']);
   assert.equal(byHand.seeded, [], 'state the target has is never seeded again');
 });

@@ -185,7 +185,7 @@ Cli('a mistyped command: exit 2 with "did you mean", and the commands; a word li
   assert.is(typo.code, 2, typo.stderr);
   assert.is(
     typo.stderr,
-    'build-images: unknown command deplyo; did you mean deploy? The commands are build, validate, render, plan, deploy, rollback, schema (build-images --help).\n',
+    'build-images: unknown command deplyo; did you mean deploy? The commands are build, validate, render, plan, deploy, rollback, rollout, status, schema (build-images --help).\n',
   );
   const other = await cli(dir, ['frobnicate', '--json']);
   assert.is(other.code, 2, other.stderr);

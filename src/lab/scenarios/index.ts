@@ -18,6 +18,7 @@ import { powerStaleFlag } from './power-stale-flag.js';
 import { powerStaleNode } from './power-stale-node.js';
 import { rogueGaleraNode } from './rogue-galera-node.js';
 import { rollingRedeploy } from './rolling-redeploy.js';
+import { rolloutMariadbKilled } from './rollout-mariadb-killed.js';
 import { vipFailover } from './vip-failover.js';
 
 /** Every node powered on at once (cold-start.ts): the lab runs it first, and the others start from the cluster it formed. */
@@ -39,6 +40,7 @@ export const SCENARIO_RUNS = {
   'bootstrap-datadir-lost': bootstrapDatadirLost,
   'rogue-galera-node': rogueGaleraNode,
   'rolling-redeploy': rollingRedeploy,
+  'rollout-mariadb-killed': rolloutMariadbKilled,
 } satisfies Record<string, ScenarioRun>;
 
 export type ScenarioName = typeof COLD_START | keyof typeof SCENARIO_RUNS;

@@ -2,35 +2,29 @@
  * rolling-redeploy: a new build reaches a running cluster the way an operator
  * ships one. The lab's export root (exports.ts), which the nodes run from,
  * becomes netroot's first deployed generation; a rebuild with one changed
- * template is deployed onto it while the cluster runs; then the servers are
- * rebooted one at a time. Throughout, a writer inserts a row through the VIP
- * every half second: the longest gap between two accepted writes is the
- * datastore's outage. Afterwards every row is there, each node kept its k3s
- * identity (/etc/rancher/node/password, state a deploy never touches), and
- * the changed file is what every node reads.
+ * template is deployed onto it while the cluster runs (`deploy`); then
+ * `rollout` reboots every node, servers first, one at a time, as a user runs
+ * it. The lab gives rollout only what a user's boards would: a way to read a
+ * node (it enters the container, where a user has SSH) and a way to reboot
+ * one (a power cycle, as a PDU does). Throughout, a writer inserts a row
+ * through the VIP every half second: the longest gap between two accepted
+ * writes is the datastore's outage. `status` is checked against what the lab
+ * sees before and after the rollout. Afterwards every row is there, each node
+ * kept its k3s identity (/etc/rancher/node/password, state a deploy never
+ * touches), and the changed file is what every node reads.
  */
 import { cp, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from '../../build.js';
 import { deploy, type DeployResult } from '../../deploy/index.js';
+import type { NodeAccess } from '../../deploy/health.js';
+import { rollout, status, type RolloutResult, type StatusResult } from '../../deploy/rollout.js';
+import { RolloutStoppedError } from '../../errors.js';
 import { BUNDLED_OVERLAYS_DIR } from '../../overlays/load.js';
-import {
-  ensureWhole,
-  galeraFullWithin,
-  journals,
-  rowsThroughVip,
-  servers,
-  settledVipHolder,
-  showGalera,
-  sqlWithin,
-  TABLE,
-  vipProblem,
-  whyOut,
-  writeRows,
-} from '../cluster-checks.js';
+import { ensureWhole, rowsThroughVip, sqlWithin, TABLE, writeRows } from '../cluster-checks.js';
 import { elapsed, scenario, type LabContext, type LabDeployment, type ScenarioResult } from '../context.js';
 import type { Machine } from '../machine.js';
-import { sqlThroughVip } from '../probes.js';
+import { galeraStatus, sqlThroughVip, vipHolders } from '../probes.js';
 
 /** The template the rebuild changes: every node has /etc/hosts, and any program that resolves a name reads it. */
 const TEMPLATE = 'base/etc/hosts.hbs';
@@ -87,7 +81,7 @@ async function readInside(machine: Machine, file: string): Promise<string | unde
 }
 
 /** Deploys the build in `out` onto the export root; the boot server's files go under `work`. */
-function deployTo(d: LabDeployment, out: string, work: string, overlays?: string): Promise<DeployResult> {
+export function deployTo(d: LabDeployment, out: string, work: string, overlays?: string): Promise<DeployResult> {
   const boot = path.join(work, 'boot-server');
   return deploy({
     profile: d.profile,
@@ -104,6 +98,123 @@ function deployTo(d: LabDeployment, out: string, work: string, overlays?: string
     ...(d.secrets ? { secrets: d.secrets } : {}),
     ...(d.cacheDir ? { cacheDir: d.cacheDir } : {}),
   });
+}
+
+/**
+ * The bundled overlays with TEMPLATE changed (a marker line), built into WORK/out (the lab's own
+ * build is the export root's lower layer and is never written while it is mounted).
+ */
+export async function rebuildChanged(d: LabDeployment, work: string, marker: string): Promise<{ out: string; overlays: string }> {
+  const overlays = path.join(work, 'overlays');
+  await rm(overlays, { recursive: true, force: true });
+  await cp(BUNDLED_OVERLAYS_DIR, overlays, { recursive: true });
+  const template = path.join(overlays, TEMPLATE);
+  await writeFile(template, `${await readFile(template, 'utf8')}${marker}\n`);
+  const out = path.join(work, 'out');
+  await build({
+    profile: d.profile,
+    cwd: d.cwd,
+    out,
+    overlays,
+    formats: ['tree'],
+    k3sBinary: d.k3sBinary,
+    ...(d.secrets ? { secrets: d.secrets } : {}),
+    ...(d.cacheDir ? { cacheDir: d.cacheDir } : {}),
+  });
+  return { out, overlays };
+}
+
+/**
+ * How the lab's nodes are read and rebooted, as a user's boards would be: the probe runs inside
+ * the node (a user reaches it over SSH), and a reboot is a power cycle (a PDU's), netbooting again.
+ * `afterReboot` runs once the node is powered on again (a scenario's disruption).
+ */
+export function labAccess(ctx: LabContext, afterReboot?: (machine: Machine) => Promise<void>): NodeAccess & { reboots: string[] } {
+  const machineOf = (name: string): Machine => ctx.machines.find((m) => m.node.name === name)!;
+  const reboots: string[] = [];
+  return {
+    reboots,
+    async run(node, script, args, timeoutMs) {
+      const r = await machineOf(node.name).exec('sh', ['-c', script, 'sh', ...args], { timeoutMs });
+      return { ok: r.ok, stdout: r.stdout, stderr: r.stderr };
+    },
+    async reboot(node) {
+      const machine = machineOf(node.name);
+      const how = await machine.shutdown();
+      reboots.push(`${node.name}${how === 'clean' ? '' : ' (forced off)'}`);
+      await ctx.powerOn(machine);
+      await afterReboot?.(machine);
+    },
+  };
+}
+
+/** `status` as a user runs it, on the lab's export root, through the lab's access to its nodes. */
+export function labStatus(ctx: LabContext, d: LabDeployment, access: NodeAccess): Promise<StatusResult> {
+  return status({ profile: d.profile, cwd: d.cwd, to: d.exportRoot, access });
+}
+
+/** `rollout` as a user runs it, its steps in the lab's log. */
+export function labRollout(ctx: LabContext, d: LabDeployment, access: NodeAccess): Promise<RolloutResult> {
+  return rollout({
+    profile: d.profile,
+    cwd: d.cwd,
+    to: d.exportRoot,
+    access,
+    reporter: {
+      info: (line) => ctx.log(`rollout: ${line}`),
+      step: (name) => {
+        ctx.log(`rollout: ${name}`);
+        return { update: () => undefined, finish: () => undefined };
+      },
+    },
+  });
+}
+
+/**
+ * Where `status` disagrees with what the lab sees itself: who holds the VIP (from the nodes'
+ * interfaces), which nodes run, each server's Galera state and size (read inside it), and the
+ * generation deployed, booted and pending that the lab expects.
+ */
+export async function statusProblems(
+  ctx: LabContext,
+  s: StatusResult,
+  expected: { deployed: Map<string, number>; pending: Set<string> },
+): Promise<string[]> {
+  const problems: string[] = [];
+  const holders = (await vipHolders(ctx.topology, ctx.machines)).sort();
+  if (holders.join(',') !== [...s.vipHolders].sort().join(','))
+    problems.push(
+      `status says the VIP is held by ${s.vipHolders.join(', ') || 'no node'}, the lab sees ${holders.join(', ') || 'no node'}`,
+    );
+  for (const machine of ctx.machines) {
+    const name = machine.node.name;
+    const row = s.nodes.find((n) => n.node === name);
+    if (!row) {
+      problems.push(`status has no row for ${name}`);
+      continue;
+    }
+    if (row.answered !== machine.running)
+      problems.push(
+        `status says ${name} ${row.answered ? 'answers' : 'does not answer'}, but it is ${machine.running ? 'running' : 'off'}`,
+      );
+    if (machine.node.isServer && machine.running) {
+      const g = await galeraStatus(machine);
+      const said = row.galera ? `${row.galera.state} ${row.galera.size}` : 'none';
+      const seen = g ? `${g.state} ${g.size}` : 'none';
+      if (said !== seen) problems.push(`status says ${name}'s Galera is ${said}, the lab reads ${seen}`);
+    }
+    const deployed = expected.deployed.get(name);
+    if (deployed !== undefined && row.deployed !== deployed)
+      problems.push(`status says ${name} has generation ${row.deployed} deployed, the deploy made ${deployed}`);
+    const pending = expected.pending.has(name);
+    if (row.answered && row.rebootPending !== pending)
+      problems.push(
+        `status says ${name} ${row.rebootPending ? 'has' : 'has no'} reboot pending; the lab expects ${pending ? 'one' : 'none'}`,
+      );
+    if (row.answered && !pending && deployed !== undefined && row.booted !== deployed)
+      problems.push(`status says ${name} booted generation ${row.booted ?? '?'}, but it booted after generation ${deployed} was deployed`);
+  }
+  return problems;
 }
 
 export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> {
@@ -127,40 +238,27 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
   await rm(work, { recursive: true, force: true });
   ctx.cleanup.add('the rebuild for rolling-redeploy', () => rm(path.join(work, 'out'), { recursive: true, force: true }));
   try {
-    // The nodes run what the lab built: that becomes generation 1, as if the operator had deployed it.
-    // Its plan lists every file as changed (netroot never deployed there); rsync's checksums skip the equal ones.
+    // The nodes run what the lab built: that becomes netroot's generation, as if the operator had deployed it.
+    // Netroot never deployed there (or another scenario did): the trees are compared by content.
     let t = Date.now();
     const first = await deployTo(d, d.buildOut, work);
+    const firstChanged = first.nodes.filter((n) => n.added.length + n.changed.length + n.removed.length > 0).map((n) => n.node);
     ctx.log(
-      `rolling-redeploy: the running export root became generation ${first.nodes[0]?.generation} in ${elapsed(t)} s; rebuilding with a changed ${TEMPLATE}`,
+      `rolling-redeploy: the running export root is at generation ${first.nodes[0]?.generation} after ${elapsed(t)} s (${firstChanged.length ? `changed on ${firstChanged.join(', ')}` : 'no file changed'}); rebuilding with a changed ${TEMPLATE}`,
     );
-
-    // The rebuild: the bundled overlays with one template changed, into an output of its own
-    // (the lab's build is the export root's lower layer and is never written while it is mounted).
-    const overlays = path.join(work, 'overlays');
-    await cp(BUNDLED_OVERLAYS_DIR, overlays, { recursive: true });
     const marker = `# rolling-redeploy ${phase}`;
-    const template = path.join(overlays, TEMPLATE);
-    await writeFile(template, `${await readFile(template, 'utf8')}${marker}\n`);
     t = Date.now();
-    const out = path.join(work, 'out');
-    await build({
-      profile: d.profile,
-      cwd: d.cwd,
-      out,
-      overlays,
-      formats: ['tree'],
-      k3sBinary: d.k3sBinary,
-      ...(d.secrets ? { secrets: d.secrets } : {}),
-      ...(d.cacheDir ? { cacheDir: d.cacheDir } : {}),
-    });
+    const { out, overlays } = await rebuildChanged(d, work, marker);
     const builtSeconds = elapsed(t);
 
-    // Deployed while every node runs, then the servers rebooted one at a time: a writer measures the outage.
+    // Deployed while every node runs, then `rollout`: a writer measures the outage.
     const writer = new Writer(ctx, `${phase}-during`, 500);
+    const access = labAccess(ctx);
     let second: DeployResult;
     let deploySeconds: number;
-    const reboots: string[] = [];
+    let rolled: RolloutResult;
+    let rolloutSeconds: number;
+    const problems: string[] = [];
     try {
       t = Date.now();
       try {
@@ -179,45 +277,53 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
           `the redeploy seeded state that the nodes already hold: ${seeded.map((n) => `${n.node}: ${n.seeded.join(', ')}`).join('; ')}`,
         );
       const counts = [...new Set(second.nodes.map((n) => n.changed.length + n.added.length + n.removed.length))].join('/');
+      const deployed = new Map(second.nodes.map((n) => [n.node, n.generation]));
+      const everyNode = new Set(second.nodes.map((n) => n.node));
       ctx.log(
-        `rolling-redeploy: generation ${second.nodes[0]?.generation} deployed in ${deploySeconds} s (${counts} files a node); rebooting the servers one at a time`,
+        `rolling-redeploy: generation ${second.nodes[0]?.generation} deployed in ${deploySeconds} s (${counts} files a node); rollout`,
       );
 
-      // Each server back in a whole Galera cluster, with one VIP holder, before the next goes down.
-      for (const machine of ctx.shuffle(servers(ctx))) {
-        t = Date.now();
-        const how = await machine.shutdown();
-        await ctx.powerOn(machine);
-        const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
-        if (!galera.ok) {
-          return s.result(
-            false,
-            `${machine.node.name} did not rejoin Galera within ${ctx.bounds.rejoinSeconds} s of its reboot (${showGalera(galera.seen)})\n${await journals(ctx, [machine.node.name], 'mariadb', 8)}\n${await whyOut(ctx, [machine.node.name])}`,
-          );
-        }
-        const holders = await settledVipHolder(ctx, 6_000, ctx.bounds.vipSettleSeconds * 1000);
-        if (holders.length !== 1) return s.result(false, `after ${machine.node.name}'s reboot: ${vipProblem(ctx, holders)}`);
-        reboots.push(`${machine.node.name} ${elapsed(t)} s${how === 'clean' ? '' : ' (forced off)'}`);
+      // status before: every node has the reboot pending that the deploy said.
+      const before = await statusProblems(ctx, await labStatus(ctx, d, access), { deployed, pending: everyNode });
+      if (before.length) problems.push(`status after the deploy: ${before.join('; ')}`);
+
+      t = Date.now();
+      try {
+        rolled = await labRollout(ctx, d, access);
+      } catch (error) {
+        const why = error instanceof RolloutStoppedError ? error.message : `rollout failed: ${(error as Error).message}`;
+        return s.result(
+          false,
+          `generation ${second.nodes[0]?.generation} deployed in ${deploySeconds} s; ${why} (rebooted: ${access.reboots.join(', ') || 'none'})`,
+        );
       }
+      rolloutSeconds = elapsed(t);
+      const servers = ctx.machines.filter((m) => m.node.isServer).map((m) => m.node.name);
+      const agents = ctx.machines.filter((m) => !m.node.isServer).map((m) => m.node.name);
+      if (rolled.order.join(',') !== [...servers, ...agents].join(','))
+        problems.push(
+          `rollout's order was ${rolled.order.join(', ')}; every node changed, so it should be the servers then the agents: ${[...servers, ...agents].join(', ')}`,
+        );
+      const after = await statusProblems(ctx, await labStatus(ctx, d, access), { deployed, pending: new Set() });
+      if (after.length) problems.push(`status after the rollout: ${after.join('; ')}`);
     } finally {
       await writer.stop();
     }
 
     const gap = Math.round(writer.longestGapMs / 100) / 10;
     const bound = ctx.bounds.healthFailoverSeconds;
-    const problems: string[] = [];
-    if (writer.accepted === 0) problems.push('no write through the VIP was accepted during the reboots');
+    if (writer.accepted === 0) problems.push('no write through the VIP was accepted during the rollout');
     if (gap > bound)
       problems.push(`the datastore took no write through the VIP for ${gap} s (bound ${bound} s: keepalived's health check and takeover)`);
-    const before = await rowsThroughVip(ctx, phase);
-    if (typeof before === 'string') problems.push(before);
-    else if (before.count !== ROWS_BEFORE || !before.last)
-      problems.push(`only ${before.count} of the ${ROWS_BEFORE} rows written before the deploy are there`);
+    const rowsBefore = await rowsThroughVip(ctx, phase);
+    if (typeof rowsBefore === 'string') problems.push(rowsBefore);
+    else if (rowsBefore.count !== ROWS_BEFORE || !rowsBefore.last)
+      problems.push(`only ${rowsBefore.count} of the ${ROWS_BEFORE} rows written before the deploy are there`);
     const during = await sqlWithin(ctx, `SELECT COUNT(*) FROM ${TABLE} WHERE phase = '${phase}-during'`, 60_000, 1_000);
     const duringCount = Number(during.stdout.trim());
     // A write whose answer was lost may have landed: more rows than accepted answers is fine, fewer is a loss.
     if (!during.ok || duringCount < writer.accepted)
-      problems.push(`${writer.accepted} writes were accepted during the reboots, but ${during.ok ? duringCount : 'none'} are there`);
+      problems.push(`${writer.accepted} writes were accepted during the rollout, but ${during.ok ? duringCount : 'none'} are there`);
     for (const machine of ctx.machines) {
       const password = await readInside(machine, NODE_PASSWORD);
       if (password !== identities.get(machine.node.name)) problems.push(`${machine.node.name}'s k3s node password changed`);
@@ -226,11 +332,12 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
     }
     const story =
       `generation ${second.nodes[0]?.generation} (${TEMPLATE} changed; rebuilt in ${builtSeconds} s) deployed onto the running export root in ${deploySeconds} s; ` +
-      `servers rebooted one at a time (${reboots.join(', ')}); ${writer.accepted} writes through the VIP accepted meanwhile, the longest gap ${gap} s (bound ${bound} s)`;
+      `rollout rebooted ${rolled.rebooted.map((r) => `${r.node} ${r.seconds} s`).join(', ')} in ${rolloutSeconds} s${access.reboots.some((r) => r.includes('forced')) ? ` (${access.reboots.join(', ')})` : ''}; ` +
+      `${writer.accepted} writes through the VIP accepted meanwhile, the longest gap ${gap} s (bound ${bound} s)`;
     if (problems.length) return s.result(false, `${story}; but ${problems.join('; ')}`);
     return s.result(
       true,
-      `${story}; all ${ROWS_BEFORE} rows written before and all ${writer.accepted} during are there; every node kept its k3s node password and reads the new /${CHANGED_FILE}`,
+      `${story}; status agreed with the lab before and after; all ${ROWS_BEFORE} rows written before and all ${writer.accepted} during are there; every node kept its k3s node password and reads the new /${CHANGED_FILE}`,
     );
   } finally {
     await rm(path.join(work, 'out'), { recursive: true, force: true });
