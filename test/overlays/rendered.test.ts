@@ -11,6 +11,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { parse, parseAllDocuments } from 'yaml';
 import { buildToTemp, type TempBuild } from '../support/build.js';
+import { startMariadb } from '../support/mariadb.js';
 import { dnsmasqTest, keepalivedConfigTest, mariadbdCheck, mariadbdEffectiveOptions, sshdEffective, systemdVerify } from '../support/peers.js';
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -260,6 +261,33 @@ for (const profileName of PROFILES) {
       for (const expected of [`--user=${profile.k3s.user}`, `--password=${b.secrets.secrets.k3sDatabasePassword}`, `--host=${profile.network.vip}`, '--port=3306', `--database=${profile.k3s.database}`]) {
         assert.ok(stdout.includes(expected), `${expected} missing from ${args.join(' ')}`);
       }
+    }
+  });
+
+  test(`${profileName}: a real MariaDB runs the datastore SQL on every boot, and it completes kine's schema that a cut-off first start left half made`, async () => {
+    const b = get();
+    const { profile } = b.plan.cluster;
+    const server = b.plan.cluster.servers[0]!;
+    const sql = await read(path.join(b.nodeRoot(server.name), 'etc/netroot/k3s-datastore.sql'));
+    const db = await startMariadb();
+    try {
+      const indexes = async () =>
+        (await db.sql(`SELECT DISTINCT index_name FROM information_schema.statistics WHERE table_schema = '${profile.k3s.database}' AND table_name = 'kine' ORDER BY index_name`))
+          .split('\n')
+          .filter(Boolean);
+      // kine's first start cut off after its table and one index (what the lab saw when the VIP moved).
+      await db.sql(`CREATE DATABASE \`${profile.k3s.database}\`; CREATE TABLE \`${profile.k3s.database}\`.kine (id BIGINT UNSIGNED AUTO_INCREMENT, name VARCHAR(630) CHARACTER SET ascii, created INTEGER, deleted INTEGER, create_revision BIGINT UNSIGNED, prev_revision BIGINT UNSIGNED, lease INTEGER, value MEDIUMBLOB, old_value MEDIUMBLOB, PRIMARY KEY (id)); CREATE INDEX kine_name_index ON \`${profile.k3s.database}\`.kine (name)`);
+      await db.sql(`INSERT INTO \`${profile.k3s.database}\`.kine (name, prev_revision) VALUES ('/registry/a', 0)`);
+      for (const boot of [1, 2]) {
+        await db.sql(sql);
+        assert.equal(await indexes(), ['kine_id_deleted_index', 'kine_name_id_index', 'kine_name_index', 'kine_name_prev_revision_uindex', 'kine_prev_revision_index', 'PRIMARY'], `boot ${boot}`);
+      }
+      assert.is(await db.sql(`SELECT name FROM \`${profile.k3s.database}\`.kine`), '/registry/a', "kine's rows are kept");
+      // The unique index is there: kine's compare-and-swap relies on it to refuse a second write of one revision.
+      const again = await execa('mariadb', ['--no-defaults', `--socket=${db.socket}`, '--user=root', '-e', `INSERT INTO \`${profile.k3s.database}\`.kine (name, prev_revision) VALUES ('/registry/a', 0)`], { reject: false, timeout: 20_000 });
+      assert.match(again.stderr, /ERROR 1062/);
+    } finally {
+      await db.stop();
     }
   });
 

@@ -98,7 +98,7 @@ export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
   if (!indexes.ok || missing.length)
     return result(
       false,
-      `kine's table through the VIP lacks ${missing.join(', ') || 'everything'} (the k3s stand-ins create it as kine does): ${indexes.stderr.trim()}`,
+      `kine's table through the VIP lacks ${missing.join(', ') || 'everything'} (netroot's datastore SQL completes it on every server's boot; the k3s stand-ins create it as kine does): ${indexes.stderr.trim()}`,
     );
   const column = await sqlThroughVip(
     ctx.topology,
