@@ -38,6 +38,7 @@ import {
   powerStaleNode,
 } from './recovery.js';
 import { rogueGaleraNode } from './rogue-galera.js';
+import { impostorK3sServer } from './scenarios/impostor-k3s-server.js';
 import { rollingRedeploy } from './rolling-redeploy.js';
 import {
   boundsFor,
@@ -83,6 +84,7 @@ const PROGRAMS = [
   'mariadbd',
   'mariadb-install-db',
   'openssl',
+  'python3',
   'curl',
   'ss',
   'mount',
@@ -172,6 +174,7 @@ const SCENARIO_RUNS: Record<Exclude<ScenarioName, 'cold-start'>, (ctx: LabContex
   'rolling-redeploy': rollingRedeploy,
   'bootstrap-datadir-lost': bootstrapDatadirLost,
   'rogue-galera-node': rogueGaleraNode,
+  'impostor-k3s-server': impostorK3sServer,
 };
 
 /** A small seeded generator (mulberry32): the same seed gives the same orders. */

@@ -28,6 +28,7 @@ export const SCENARIOS = [
   'power-stale-flag',
   'bootstrap-datadir-lost',
   'rogue-galera-node',
+  'impostor-k3s-server',
   'rolling-redeploy',
 ] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
