@@ -22,7 +22,7 @@ import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './ba
 import { nodeKey, prefixKey } from './emit/state.js';
 import { PACKING } from './emit/packed.js';
 import { decideRebuild, readPreviousOutput } from './emit/rebuild.js';
-import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
+import { baseNotes, bootDir, bootFilePaths, isRaspberryPi, type BaseFacts } from './plan/context.js';
 import { type BaseIndex } from './base/open.js';
 import { isRoot } from './privileges.js';
 import { existsSync } from 'node:fs';
@@ -203,7 +203,7 @@ async function prepareRootfs(
   const packages = allRequiredPackages(cluster);
   const source = classifyBase(spec, relativeTo);
   const clusterDir = path.join(outDir, cluster.name);
-  const neededBoot = [...new Set(cluster.nodes.flatMap((n) => Object.values(bootFiles(n)).map((f) => `tftp/${f}`)))];
+  const neededBoot = [...new Set(cluster.nodes.flatMap((n) => bootFilePaths(n).map((f) => `tftp/${f}`)))];
   const previous = await readPreviousOutput(
     clusterDir,
     cluster.nodes.map((n) => n.name),
@@ -297,7 +297,20 @@ async function prepareRootfs(
   const prefixKeys = new Map(plan.nodes.map((n) => [n.node.name, prefixKey(n, keyContext)]));
   // Which base files the boot files come from: another kernel path with the same name is another kernel.
   const bootSources = JSON.stringify(
-    [...new Set(cluster.nodes.map((n) => JSON.stringify([n.board.name, n.board.kernel, n.board.initrd, n.board.fdt ?? null])))].sort(),
+    [
+      ...new Set(
+        cluster.nodes.map((n) =>
+          JSON.stringify([
+            n.board.name,
+            n.board.kernel,
+            n.board.initrd,
+            n.board.fdt ?? null,
+            // Only where there is any, so that a U-Boot board's key stays what earlier builds recorded.
+            ...(n.board.firmware.length || isRaspberryPi(n) ? [bootDir(n), ...n.board.firmware] : []),
+          ]),
+        ),
+      ),
+    ].sort(),
   );
   const { nodes: decisions, reuseEverything } = decideRebuild(previous, {
     formats,
