@@ -1013,7 +1013,10 @@ Valid(
     // The JSON Schema says so where a board's name is described.
     const schema = JSON.parse(await readFile(path.join(REPO_DIR, 'profiles/profile.schema.json'), 'utf8'));
     const name = schema.properties.board.anyOf[1].properties.name.description as string;
-    assert.match(name, "A preset's name (orangepi-zero3, rock64, qemu-virt-arm64, raspberrypi-4, raspberrypi-5) makes the board that preset with these keys over it");
+    assert.match(
+      name,
+      "A preset's name (orangepi-zero3, rock64, qemu-virt-arm64, raspberrypi-4, raspberrypi-5) makes the board that preset with these keys over it",
+    );
   },
 );
 
