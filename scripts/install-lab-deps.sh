@@ -11,8 +11,9 @@ packages=(
   dnsmasq-base nfs-ganesha nfs-ganesha-vfs rpcbind
   # clients: NFS (libnfs), DHCP, TFTP and DNS (busybox), HTTP
   libnfs-utils busybox curl
-  # the rogue Galera node's certificate of its own (rogue-galera-node)
-  openssl
+  # the rogue Galera node's certificate of its own (rogue-galera-node), and the impostor
+  # k3s server's CA and its HTTP server, Python's http.server (impostor-k3s-server)
+  openssl python3
   # containers, namespaces, building the base
   systemd-container util-linux mount iproute2 mmdebstrap
   # emulated arm64 boards (netboot-arm64): the machine and its firmware

@@ -23,7 +23,7 @@ import { boardModules, hasNetbootCopy, netbootBase, netbootIdentity } from './ba
 import { nodeKey, prefixKey, type BuildState } from './emit/state.js';
 import { PACKING } from './emit/packed.js';
 import { decideBaseReading, decideRebuild, readPreviousOutput } from './emit/rebuild.js';
-import { baseNotes, bootFiles, type BaseFacts } from './plan/context.js';
+import { baseNotes, bootDir, bootFilePaths, isRaspberryPi, type BaseFacts } from './plan/context.js';
 import { type BaseIndex } from './base/open.js';
 import { isRoot } from './privileges.js';
 import { existsSync } from 'node:fs';
@@ -317,7 +317,7 @@ function rootfsContext(
     formats: options.formats ?? ['tar'],
     packages: allRequiredPackages(cluster),
     clusterDir: path.join(outDir, cluster.name),
-    neededBoot: [...new Set(cluster.nodes.flatMap((n) => Object.values(bootFiles(n)).map((f) => `tftp/${f}`)))],
+    neededBoot: [...new Set(cluster.nodes.flatMap((n) => bootFilePaths(n).map((f) => `tftp/${f}`)))],
     privileged,
     reporter,
   };
@@ -429,7 +429,20 @@ async function rootfsKeys(
 /** Which base files the boot files come from: another kernel path with the same name is another kernel. */
 function bootSourcesOf(cluster: Cluster): string {
   return JSON.stringify(
-    [...new Set(cluster.nodes.map((n) => JSON.stringify([n.board.name, n.board.kernel, n.board.initrd, n.board.fdt ?? null])))].sort(),
+    [
+      ...new Set(
+        cluster.nodes.map((n) =>
+          JSON.stringify([
+            n.board.name,
+            n.board.kernel,
+            n.board.initrd,
+            n.board.fdt ?? null,
+            // Only where there is any, so that a U-Boot board's key stays what earlier builds recorded.
+            ...(n.board.firmware.length || isRaspberryPi(n) ? [bootDir(n), ...n.board.firmware] : []),
+          ]),
+        ),
+      ),
+    ].sort(),
   );
 }
 

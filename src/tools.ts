@@ -43,6 +43,7 @@ export const PACKAGES: Readonly<Record<string, string>> = {
   'nfs-ls': 'libnfs-utils',
   nsenter: 'util-linux',
   openssl: 'openssl',
+  python3: 'python3',
   'qemu-system-aarch64': 'qemu-system-arm',
   rpcbind: 'rpcbind',
   rpcinfo: 'rpcbind',

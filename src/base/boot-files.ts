@@ -30,12 +30,18 @@ export async function planBootFiles(base: BaseIndex, cluster: Cluster): Promise<
   const out = new Map<string, PlannedFile>();
   for (const node of cluster.nodes) {
     const targets = bootFiles(node);
-    for (const what of ['kernel', 'initrd', 'fdt'] as const) {
-      const wanted = node.board[what];
-      if (!wanted || !targets[what]) continue; // no device tree: U-Boot passes its own
-      const target = `tftp/${targets[what]}`;
+    const wanted: [string, string | undefined, string | undefined][] = [
+      ['kernel', node.board.kernel, targets.kernel],
+      ['initrd', node.board.initrd, targets.initrd],
+      // No device tree: U-Boot passes its own.
+      ['fdt', node.board.fdt, targets.fdt],
+      ...node.board.firmware.map((file, i): [string, string, string | undefined] => ['firmware', file, targets.firmware[i]]),
+    ];
+    for (const [what, inBase, at] of wanted) {
+      if (!inBase || !at) continue;
+      const target = `tftp/${at}`;
       if (out.has(target)) continue;
-      const entry = fileInBase(base, wanted, what);
+      const entry = fileInBase(base, inBase, what);
       out.set(target, {
         path: target,
         type: 'file',
@@ -43,7 +49,7 @@ export async function planBootFiles(base: BaseIndex, cluster: Cluster): Promise<
         uid: 0,
         gid: 0,
         content: await readFile(entry.content!),
-        source: `base ${wanted}`,
+        source: `base ${inBase}`,
       });
     }
   }

@@ -16,6 +16,7 @@ import { debianPackage, requirePrograms } from '../tools.js';
 import { readOutputRecord } from '../emit/owner.js';
 import { checkWritableDir } from '../paths.js';
 import { displayPath } from '../profile/load.js';
+import { bootDir } from '../plan/context.js';
 import { fingerprint, secretChanges, type SecretsFingerprint } from '../profile/store.js';
 import { silentReporter, type Reporter } from '../progress.js';
 import { loadHashCache, readManifest, saveHashCache, type Manifest } from './manifest.js';
@@ -266,8 +267,7 @@ async function planWith(ctx: Context, options: TargetOptions, remember: boolean)
     const undone = target.pending ? await undoList(ctx.target, ctx.root, node.name, target.pending.generation) : [];
     const mac = node.mac.replace(/:/g, '-');
     const bootChanged = boot.some(
-      (b) =>
-        b.status !== 'unchanged' && b.what === 'tftp' && (b.path.endsWith(`01-${mac}`) || b.path.includes(`/boot/${node.board.name}/`)),
+      (b) => b.status !== 'unchanged' && b.what === 'tftp' && (b.path.endsWith(`01-${mac}`) || b.path.includes(`/${bootDir(node)}/`)),
     );
     nodes.push(diffNode(node.name, manifest, sourceState, target, ctx.state, bootChanged));
     sources[node.name] = { dir, manifest, target, undone };

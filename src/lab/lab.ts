@@ -61,6 +61,7 @@ const PROGRAMS = [
   'mariadbd',
   'mariadb-install-db',
   'openssl',
+  'python3',
   'curl',
   'ss',
   'mount',

@@ -29,14 +29,33 @@ export const exportPath = (cluster: Cluster, node: ClusterNode): string => path.
 /** U-Boot looks for pxelinux.cfg/01-<mac with dashes>, lower case (doc/README.pxe). */
 export const pxeConfigName = (node: ClusterNode): string => `01-${node.mac.toLowerCase().replace(/:/g, '-')}`;
 
-/** Where a board's boot files sit under the TFTP root, so boards with different kernels can share it. */
-export function bootFiles(node: ClusterNode): { kernel: string; initrd: string; fdt?: string } {
-  const dir = `boot/${node.board.name}`;
+export const isRaspberryPi = (node: ClusterNode): boolean => node.board.loader === 'raspberrypi';
+
+/**
+ * The TFTP directory a node's boot files are served from: boot/<board> for U-Boot boards, shared by
+ * the nodes of a board; a Raspberry Pi's serial number, the directory its bootloader reads (TFTP_PREFIX=0,
+ * its default), which also holds the node's own config.txt and cmdline.txt.
+ */
+export function bootDir(node: ClusterNode): string {
+  return isRaspberryPi(node) ? node.serial! : `boot/${node.board.name}`;
+}
+
+/** Where a board's boot files sit under the TFTP root, each under its own name (a Pi's firmware finds its device tree by name). */
+export function bootFiles(node: ClusterNode): { kernel: string; initrd: string; fdt?: string; firmware: string[] } {
+  const dir = bootDir(node);
+  const at = (file: string): string => `${dir}/${path.posix.basename(file)}`;
   return {
-    kernel: `${dir}/${path.posix.basename(node.board.kernel)}`,
-    initrd: `${dir}/${path.posix.basename(node.board.initrd)}`,
-    ...(node.board.fdt ? { fdt: `${dir}/${path.posix.basename(node.board.fdt)}` } : {}),
+    kernel: at(node.board.kernel),
+    initrd: at(node.board.initrd),
+    ...(node.board.fdt ? { fdt: at(node.board.fdt) } : {}),
+    firmware: node.board.firmware.map(at),
   };
+}
+
+/** Every file bootFiles names, under the TFTP root. */
+export function bootFilePaths(node: ClusterNode): string[] {
+  const { kernel, initrd, fdt, firmware } = bootFiles(node);
+  return [kernel, initrd, ...(fdt ? [fdt] : []), ...firmware];
 }
 
 export function kernelArgs(cluster: Cluster, node: ClusterNode): string[] {
@@ -353,9 +372,27 @@ export function bootContext(cluster: Cluster): Record<string, unknown> {
       gateway: n.gateway,
       dnsList: n.dns.join(','),
       dhcpTag: `netroot-${n.name}`,
+      raspberrypi: isRaspberryPi(n),
+      serial: n.serial ?? null,
       exportPath: exportPath(cluster, n),
       exportId: profile.exports.firstExportId + i,
     })),
+  };
+}
+
+/** Values for a Raspberry Pi's config.txt and cmdline.txt: the files its bootloader loads, by their names in its directory. */
+export function raspberryPiContext(cluster: Cluster, node: ClusterNode): Record<string, unknown> {
+  const name = (file: string | undefined): string | null => (file ? path.posix.basename(file) : null);
+  return {
+    cluster: { name: cluster.name },
+    node: { name: node.name, mac: node.mac, serial: node.serial },
+    boot: {
+      board: node.board.name,
+      kernel: name(node.board.kernel),
+      initrd: name(node.board.initrd),
+      fdt: name(node.board.fdt),
+      append: kernelArgs(cluster, node).join(' '),
+    },
   };
 }
 

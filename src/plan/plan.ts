@@ -12,7 +12,7 @@ import type { NodeIdentity } from '../profile/identity.js';
 import { checkRendered } from '../overlays/formats.js';
 import type { FileMeta, Overlay, OverlaySet } from '../overlays/load.js';
 import type { Template } from '../overlays/templates.js';
-import { bootContext, nodeContext, pxeConfigName, pxeContext, type BaseFacts } from './context.js';
+import { bootContext, isRaspberryPi, nodeContext, pxeConfigName, pxeContext, raspberryPiContext, type BaseFacts } from './context.js';
 
 export interface PlannedFile {
   /** Relative POSIX path inside the node's root (or the cluster's output directory). */
@@ -166,6 +166,15 @@ export function planBootServer(cluster: Cluster, overlays: OverlaySet): PlannedF
   const files: PlannedFile[] = [];
   const pxe = bootTemplate(overlays, 'pxelinux.cfg');
   for (const node of cluster.nodes) {
+    if (isRaspberryPi(node)) {
+      // The bootloader reads these two from the board's serial-number directory; cmdline.txt is one line, as the firmware reads it.
+      const context = raspberryPiContext(cluster, node);
+      for (const name of ['config.txt', 'cmdline.txt']) {
+        const template = bootTemplate(overlays, `raspberrypi-${name}`);
+        files.push(file(`tftp/${node.serial!}/${name}`, template.render(context, `node ${node.name}`), plain, template.name));
+      }
+      continue;
+    }
     files.push(
       file(`tftp/pxelinux.cfg/${pxeConfigName(node)}`, pxe.render(pxeContext(cluster, node), `node ${node.name}`), plain, pxe.name),
     );

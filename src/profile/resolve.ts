@@ -16,6 +16,8 @@ export interface ClusterNode {
   /** Lower case with ":", as the profile wrote it. */
   mac: string;
   ip: string;
+  /** A Raspberry Pi's serial number (8 lower-case hex digits): its TFTP directory. */
+  serial?: string;
   roles: Role[];
   /** Runs keepalived, Galera and a k3s server. */
   isServer: boolean;
@@ -50,6 +52,7 @@ function resolveNode(profile: Profile, node: ProfileNode, index: number): Cluste
     name: node.name,
     mac: node.mac.toLowerCase(),
     ip: node.ip,
+    ...(node.serial !== undefined ? { serial: node.serial } : {}),
     roles: node.roles,
     isServer,
     interface: node.interface ?? node.network?.interface ?? profile.network.interface,

@@ -47,8 +47,47 @@ function uniqueBy(key: 'name' | 'mac' | 'ip', what: string): Rule {
   };
 }
 
+/**
+ * A Raspberry Pi's bootloader fetches everything from the TFTP directory named after its serial
+ * number: a Pi node without one could not be served, and two with the same one would read each
+ * other's kernel line (and NFS root).
+ */
+const raspberryPiSerials: Rule = {
+  name: 'raspberrypi-serial',
+  check({ nodes }) {
+    const issues: RuleIssue[] = [];
+    const seen = new Map<string, ClusterNode>();
+    for (const node of nodes) {
+      const pi = node.board.loader === 'raspberrypi';
+      if (pi && node.serial === undefined) {
+        issues.push({
+          path: nodePath(node),
+          message: `${node.name} is a ${node.board.name} (board loader raspberrypi), whose bootloader fetches its files from a TFTP directory named after its serial number: give it serial: with the last 8 hex digits of Serial in its /proc/cpuinfo, such as 9ffefdef`,
+        });
+      } else if (!pi && node.serial !== undefined) {
+        issues.push({
+          path: nodePath(node, 'serial'),
+          message: `serial is read for Raspberry Pi boards only (board loader raspberrypi); ${node.name}'s board ${node.board.name} boots through U-Boot by its MAC: remove serial`,
+        });
+      }
+      if (pi && node.serial !== undefined) {
+        const first = seen.get(node.serial);
+        if (first)
+          issues.push({
+            path: nodePath(node, 'serial'),
+            message: `the serial ${node.serial} is already ${first.name}'s{at}; every board has its own`,
+            related: nodePath(first, 'serial'),
+          });
+        else seen.set(node.serial, node);
+      }
+    }
+    return issues;
+  },
+};
+
 export const rules: Rule[] = [
   uniqueBy('name', 'the name'),
+  raspberryPiSerials,
   uniqueBy('mac', 'the MAC address'),
   uniqueBy('ip', 'the IP address'),
   {

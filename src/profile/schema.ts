@@ -3,7 +3,7 @@
  * (JSON Schema for editors) and the key descriptions editors show (docs/profiles.md has the rules beyond it).
  */
 import { z } from 'zod';
-import { BOARD_PRESETS, BOARD_PRESET_NAMES } from './boards.js';
+import { BOARD_LOADERS, BOARD_PRESETS, BOARD_PRESET_NAMES } from './boards.js';
 
 const hostname = z
   .string()
@@ -29,6 +29,18 @@ export function macHint(input: unknown): string {
   const odd = groups.find((g) => !/^[0-9A-Fa-f]{2}$/.test(g));
   if (groups.length === 6 && odd !== undefined) return `${what}: "${odd}" is not a pair`;
   return `${what}; this has ${groups.length} parts`;
+}
+
+/** What is wrong with a Raspberry Pi serial as written, with the value to write where it can tell. */
+export function serialHint(input: unknown): string {
+  const what =
+    "must be the board's serial number as its bootloader names its TFTP directory: 8 lower-case hex digits, the end of Serial in /proc/cpuinfo, such as 9ffefdef";
+  const text = typeof input === 'string' ? input.trim().replace(/^0x/i, '') : String(input);
+  if (typeof input !== 'string') return what;
+  if (/^[0-9a-fA-F]{8,16}$/.test(text)) return `${what}: write ${text.slice(-8).toLowerCase()}`;
+  const stray = /[^0-9a-fA-F]/.exec(text);
+  if (stray) return `${what}: "${stray[0]}" is not a hex digit`;
+  return `${what}; this has ${text.length} digits`;
 }
 
 /** Written with ":" or "-" (as Windows and some switches print it), in either case; always kept with ":". */
@@ -100,6 +112,12 @@ const board = z.strictObject({
   name: hostname.describe(
     `Board name, used for the TFTP directory that holds its kernel, initrd and device tree. A preset's name (${BOARD_PRESET_NAMES.join(', ')}) makes the board that preset with these keys over it, as preset: NAME does: keys left out take the preset's values, not the defaults below.`,
   ),
+  loader: z
+    .enum(BOARD_LOADERS)
+    .default('u-boot')
+    .describe(
+      'What boots the board over the network: u-boot (a pxelinux file per MAC, pxelinux.cfg/01-<mac>) or raspberrypi (a Raspberry Pi 4/5 EEPROM bootloader: the "Raspberry Pi Boot" PXE service, then config.txt, cmdline.txt and the files below from the TFTP directory named after each node\'s serial).',
+    ),
   kernel: absPath.describe('Kernel image inside the root filesystem (Armbian: /boot/Image).'),
   initrd: absPath.describe('Initrd inside the root filesystem (Armbian: /boot/uInitrd).'),
   fdt: absPath.optional().describe('Device tree inside the root filesystem. Leave it out where U-Boot passes its own (QEMU virt).'),
@@ -113,6 +131,12 @@ const board = z.strictObject({
     .default([])
     .describe(
       "Kernel modules the initrd must hold to reach the NFS server besides MODULES=netboot's Ethernet drivers (an emulated board's virtio NIC). The build checks the initrd for them and regenerates it with them where they are missing.",
+    ),
+  firmware: z
+    .array(absPath)
+    .default([])
+    .describe(
+      "Files of the root filesystem the board's own firmware loads before the kernel, served beside it (loader raspberrypi: the Pi 4's start4.elf and fixup4.dat).",
     ),
   panic: z
     .number()
@@ -371,6 +395,15 @@ const node = z.strictObject({
   ip: ipv4.describe(
     "The node's fixed IPv4 address inside network.subnet, handed out by DHCP for its MAC; its NFS export is open to it alone.",
   ),
+  serial: z
+    .string()
+    .regex(/^[0-9a-f]{8}$/, {
+      error: (issue) => serialHint(issue.input),
+    })
+    .optional()
+    .describe(
+      "A Raspberry Pi's serial number, which names its TFTP directory: the last 8 hex digits of Serial in /proc/cpuinfo (or the bootloader's console), lower case, such as 9ffefdef. Needed for board loader raspberrypi.",
+    ),
   roles: z
     .array(z.enum(ROLES))
     .min(1, 'needs at least one role: server or agent')

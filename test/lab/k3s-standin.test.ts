@@ -2,9 +2,11 @@
  * The lab's k3s stand-in (scripts/lab/k3s-standin) against a real MariaDB on
  * loopback: it reads the configuration the build renders, refuses keys k3s
  * does not know, stores the token's digest in the datastore and refuses a
- * server or agent with another token, and joins agents to a server.
+ * server or agent with another token, and joins agents to a server; with the
+ * secure token, an agent checks the server's CA bundle first, as k3s does, and
+ * sends nothing to a server whose CA is not the cluster's.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa, type ResultPromise } from 'execa';
@@ -23,6 +25,12 @@ const running: ResultPromise[] = [];
 test.before(async () => {
   [db, opz3, tmp] = await Promise.all([startMariadb(), buildToTemp('opz3'), mkdtemp(path.join(os.tmpdir(), 'netroot-standin-'))]);
   await db.sql(`CREATE DATABASE k3s; CREATE USER 'k3s'@'%' IDENTIFIED BY '${PASSWORD}'; GRANT ALL ON k3s.* TO 'k3s'@'%';`);
+  // Where install-k3s-ca puts the cluster's CA bundle on a server before k3s starts.
+  await mkdir(path.join(tmp, 'k3s/server/tls'), { recursive: true });
+  await copyFile(
+    path.join(opz3.nodeRoot('opz3-1-onder'), 'usr/local/lib/netroot/k3s-ca/server-ca.crt'),
+    path.join(tmp, 'k3s/server/tls/server-ca.crt'),
+  );
 });
 test.after(async () => {
   for (const child of running) child.kill('SIGKILL');
@@ -38,7 +46,7 @@ async function renderedConfig(node: string, changes: Record<string, string> = {}
   // The test's MariaDB has no TLS; the lab checks datastore-cafile against the cluster's.
   text = text.replace(/^datastore-cafile: .*\n/m, '');
   for (const [key, value] of Object.entries(changes)) text = text.replace(new RegExp(`^${key}: .*$`, 'm'), `${key}: ${value}`);
-  return `${text}bind-address: "127.0.0.1"\n`;
+  return `${text}bind-address: "127.0.0.1"\ndata-dir: "${path.join(tmp, 'k3s')}"\n`;
 }
 
 async function configFile(name: string, text: string): Promise<string> {
@@ -129,7 +137,46 @@ test('an agent with the cluster token joins the server; one with another token i
   assert.match(bad.output, 'refused to join: 401');
   const good = await start('agent', await configFile('agent', await renderedConfig('opz3-4-top')));
   assert.ok(good.ready, `the rendered agent config joins: ${good.output}`);
+  // The rendered token's hash (k3sCaHash) is the one the stand-in computes from the served bundle, as k3s would.
+  const hash = /token: "K10([0-9a-f]{64})::node:/.exec(await renderedConfig('opz3-4-top'))?.[1];
+  assert.ok(hash, 'the agent has a secure token');
+  assert.match(good.output, `cluster CA of https://127.0.0.1:6443 matches the token's CA hash ${hash}`);
   assert.match(good.output, 'joined https://127.0.0.1:6443');
+});
+
+test('an agent shown another CA at its server address sends no credentials, and keeps trying as k3s does', async () => {
+  // An impostor: a plain HTTP server that serves a CA bundle of its own at /cacerts and logs every request.
+  const dir = path.join(tmp, 'impostor');
+  await mkdir(dir, { recursive: true });
+  await execa('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+    '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cacerts'), '-subj', '/CN=impostor CA',
+  ]); // prettier-ignore
+  const impostor = execa('python3', ['-m', 'http.server', '--bind', '127.0.0.1', '--directory', dir, '16443'], {
+    reject: false,
+    all: true,
+    stdin: 'ignore',
+  });
+  running.push(impostor);
+  let requests = '';
+  impostor.all?.on('data', (chunk: Buffer) => (requests += String(chunk)));
+  const config = await configFile('agent-impostor', await renderedConfig('opz3-4-top', { server: '"https://127.0.0.1:16443"' }));
+  const agent = execa(K3S_STANDIN, ['agent'], { env: env(config), extendEnv: false, reject: false, all: true, stdin: 'ignore' });
+  running.push(agent);
+  let output = '';
+  agent.all?.on('data', (chunk: Buffer) => (output += String(chunk)));
+  // Two refusals: the second after its retry, still without credentials.
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline && (output.match(/token CA hash does not match/g) ?? []).length < 2)
+    await new Promise((r) => setTimeout(r, 200));
+  agent.kill('SIGKILL');
+  impostor.kill('SIGKILL');
+  await Promise.allSettled([agent, impostor]);
+  assert.is((output.match(/token CA hash does not match the Cluster CA certificate hash/g) ?? []).length, 2, output);
+  assert.match(output, 'no credentials sent');
+  assert.not.match(output, 'joined');
+  assert.match(requests, '"GET /cacerts HTTP/1.1" 200', requests);
+  assert.not.match(requests, '/join', `the impostor was never sent the token: ${requests}`);
 });
 
 test('a datastore that does not answer fails the server with the endpoint in the message', async () => {

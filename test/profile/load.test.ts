@@ -68,7 +68,7 @@ const invalid: InvalidCase[] = [
         at: { line: 'board: orangepi-zero4', col: 'orangepi-zero4' },
         key: 'board',
         message:
-          '"orangepi-zero4" is not a board netroot knows; use one of: orangepi-zero3, rock64, qemu-virt-arm64, or write the board out as { name, kernel, initrd, fdt, console }',
+          '"orangepi-zero4" is not a board netroot knows; use one of: orangepi-zero3, rock64, qemu-virt-arm64, raspberrypi-4, raspberrypi-5, or write the board out as { name, kernel, initrd, fdt, console }',
       },
     ],
   },
@@ -79,7 +79,7 @@ const invalid: InvalidCase[] = [
       {
         at: { line: 'board: { preset', col: 'rock46' },
         key: 'board.preset',
-        message: '"rock46" is not a board netroot knows; use one of: orangepi-zero3, rock64, qemu-virt-arm64',
+        message: '"rock46" is not a board netroot knows; use one of: orangepi-zero3, rock64, qemu-virt-arm64, raspberrypi-4, raspberrypi-5',
       },
     ],
   },
@@ -598,6 +598,73 @@ const invalid: InvalidCase[] = [
   },
 ];
 
+// Raspberry Pi boards: each node's serial names its TFTP directory.
+const PI4 = ['board: orangepi-zero3 ', 'board: raspberrypi-4 '] as Edit;
+const SERIAL_HELP =
+  "must be the board's serial number as its bootloader names its TFTP directory: 8 lower-case hex digits, the end of Serial in /proc/cpuinfo, such as 9ffefdef";
+const piSerials = (n4: string): Edit[] => [
+  PI4,
+  node1('serial: 5a0c7101'),
+  node2('serial: 5a0c7102'),
+  onNode('192.0.2.62', 'server', 'serial: 5a0c7103'),
+  ...(n4 ? [node4(n4)] : []),
+];
+invalid.push(
+  {
+    name: 'a Raspberry Pi node without a serial',
+    edits: piSerials(''),
+    issues: [
+      {
+        at: { line: 'opz3-4-top', col: '{ name: opz3-4-top' },
+        key: 'nodes[3]',
+        message:
+          'opz3-4-top is a raspberrypi-4 (board loader raspberrypi), whose bootloader fetches its files from a TFTP directory named after its serial number: give it serial: with the last 8 hex digits of Serial in its /proc/cpuinfo, such as 9ffefdef',
+      },
+    ],
+  },
+  {
+    name: 'a Raspberry Pi serial written as /proc/cpuinfo prints it (16 digits)',
+    edits: piSerials('serial: "100000005A0C7104"'),
+    issues: [
+      {
+        at: { line: 'opz3-4-top', col: '"100000005A0C7104"' },
+        key: 'nodes[3].serial',
+        message: `"100000005A0C7104" ${SERIAL_HELP}: write 5a0c7104`,
+      },
+    ],
+  },
+  {
+    name: 'a Raspberry Pi serial with a letter that is no hex digit',
+    edits: piSerials('serial: 5a0c71g4'),
+    issues: [
+      { at: { line: 'opz3-4-top', col: '5a0c71g4' }, key: 'nodes[3].serial', message: `"5a0c71g4" ${SERIAL_HELP}: "g" is not a hex digit` },
+    ],
+  },
+  {
+    name: 'two Raspberry Pis with one serial',
+    edits: piSerials('serial: 5a0c7102'),
+    issues: [
+      {
+        at: { line: 'opz3-4-top', col: 'serial:' },
+        key: 'nodes[3].serial',
+        message: (line) => `the serial 5a0c7102 is already opz3-2-midden's (line ${line('opz3-2-midden,')}); every board has its own`,
+      },
+    ],
+  },
+  {
+    name: 'a serial on a board that boots through U-Boot',
+    edits: [node4('serial: 5a0c7104')],
+    issues: [
+      {
+        at: { line: 'opz3-4-top', col: 'serial:' },
+        key: 'nodes[3].serial',
+        message:
+          "serial is read for Raspberry Pi boards only (board loader raspberrypi); opz3-4-top's board orangepi-zero3 boots through U-Boot by its MAC: remove serial",
+      },
+    ],
+  },
+);
+
 const Invalid = suite('load: every rule refuses a bad profile');
 
 for (const c of invalid) {
@@ -946,7 +1013,10 @@ Valid(
     // The JSON Schema says so where a board's name is described.
     const schema = JSON.parse(await readFile(path.join(REPO_DIR, 'profiles/profile.schema.json'), 'utf8'));
     const name = schema.properties.board.anyOf[1].properties.name.description as string;
-    assert.match(name, "A preset's name (orangepi-zero3, rock64, qemu-virt-arm64) makes the board that preset with these keys over it");
+    assert.match(
+      name,
+      "A preset's name (orangepi-zero3, rock64, qemu-virt-arm64, raspberrypi-4, raspberrypi-5) makes the board that preset with these keys over it",
+    );
   },
 );
 

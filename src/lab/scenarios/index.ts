@@ -7,6 +7,7 @@
 import type { ScenarioRun } from '../context.js';
 import { bootstrapDatadirLost } from './bootstrap-datadir-lost.js';
 import { galeraNodeLoss } from './galera-node-loss.js';
+import { impostorK3sServer } from './impostor-k3s-server.js';
 import { kineSequence } from './kine-sequence.js';
 import { mariadbDown } from './mariadb-down.js';
 import { mariadbRestartBootstrap } from './mariadb-restart-bootstrap.js';
@@ -41,6 +42,7 @@ export const SCENARIO_RUNS = {
   'rogue-galera-node': rogueGaleraNode,
   'rolling-redeploy': rollingRedeploy,
   'rollout-mariadb-killed': rolloutMariadbKilled,
+  'impostor-k3s-server': impostorK3sServer,
 } satisfies Record<string, ScenarioRun>;
 
 export type ScenarioName = typeof COLD_START | keyof typeof SCENARIO_RUNS;
