@@ -129,7 +129,7 @@ test('a peer in a primary component is joined, even by a server with a safe_to_b
   const midden = { ...s.env['opz3-2-midden']!, PATH: `${bin}:${s.env['opz3-2-midden']!.PATH}` };
   const serve = execa(script, ['serve'], { env: midden, extendEnv: false, reject: false, stdin: 'ignore' });
   running.push(serve);
-  // It answers before anyone decides: a server that found nobody would bootstrap from its safe_to_bootstrap at once.
+  // It answers before anyone decides: a server that found nobody would bootstrap from its safe_to_bootstrap after waitForAll.
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('opz3-2-midden did not start answering within 20 s')), 20_000);
     serve.stdout.on('data', (chunk: Buffer) => {
@@ -167,10 +167,13 @@ test('a fresh cluster starts on the bootstrap node only once every server answer
   assert.not.ok(await bootstraps(t.run('opz3-2-midden')));
 });
 
-test('the last server to leave cleanly bootstraps alone; a lone crashed one does not, unless the survivor policy says so', async () => {
-  const safe = await setUp('safe', { 'opz3-1-onder': stopped(10), 'opz3-2-midden': stopped(10), 'opz3-3-boven': { grastate: { uuid: UUID, seqno: 12, safe: true } } }, { attemptSeconds: 60 });
+test('the last server to leave cleanly bootstraps alone once waitForAll passed; a lone crashed one does not, unless the survivor policy says so', async () => {
+  const safe = await setUp('safe', { 'opz3-1-onder': stopped(10), 'opz3-2-midden': stopped(10), 'opz3-3-boven': { grastate: { uuid: UUID, seqno: 12, safe: true } } }, { attemptSeconds: 60, waitForAll: 3 });
   const alone = await decideAll(safe.env, ['opz3-3-boven'], 90_000);
   assert.is(alone['opz3-3-boven']!.exitCode, 0, alone['opz3-3-boven']!.log);
+  // The others may have bootstrapped without it since it left: it waits for them first.
+  assert.match(alone['opz3-3-boven']!.log, 'waiting up to 3 s for opz3-1-onder, opz3-2-midden');
+  assert.match(alone['opz3-3-boven']!.log, 'opz3-3-boven left the cluster last (safe_to_bootstrap)');
   assert.ok(await bootstraps(safe.run('opz3-3-boven')));
 
   const lone = await setUp('lone', { 'opz3-1-onder': stopped(10), 'opz3-2-midden': stopped(11), 'opz3-3-boven': stopped(12) }, { attemptSeconds: 5 });
