@@ -20,10 +20,13 @@
  * files already new are skipped by checksum, so their kept old copies stay.
  */
 import os from 'node:os';
-import { TargetError } from '../errors.js';
+import path from 'node:path';
+import { MissingProgramError, TargetError } from '../errors.js';
+import { debianPackage } from '../tools.js';
 import { alive } from '../cache.js';
 import type { Manifest } from './manifest.js';
-import type { NodeChanges, NodeRollback, NodeTarget } from './plan.js';
+import type { BootFile, BootFileChange, NodeChanges, NodeRollback, NodeTarget } from './plan.js';
+import type { ExportfsOutcome } from './options.js';
 import { rsync, type Target } from './target.js';
 import {
   commitGeneration,
@@ -31,10 +34,12 @@ import {
   lines,
   listFiles,
   listTree,
+  makeDirsRemoveFiles,
   moveSeededState,
   moveToUndo,
   readManifestTexts,
   readNodeFacts,
+  reexport,
   releaseLock,
   removeEmptiedDirs,
   removeOrphans,
@@ -254,4 +259,47 @@ export async function lockTarget(target: Target, root: string): Promise<() => Pr
     );
   }
   throw new TargetError(`cannot take ${dir}/lock`);
+}
+
+/**
+ * Write the boot server's files that are added or changed, and remove those no longer wanted. `tftpFrom`,
+ * `tftpTo`: the build's TFTP tree and the TFTP root on the target host.
+ */
+export async function applyBootFiles(
+  target: Target,
+  boot: BootFileChange[],
+  files: (BootFile & { source: string })[],
+  tftpFrom: string,
+  tftpTo: string,
+): Promise<void> {
+  const changed = boot.filter((b) => b.status === 'added' || b.status === 'changed').map((b) => files.find((f) => f.path === b.path)!);
+  const removed = boot.filter((b) => b.status === 'removed').map((b) => b.path);
+  if (changed.length + removed.length === 0) return;
+  await makeDirsRemoveFiles(target, [...new Set(changed.map((f) => path.posix.dirname(f.path)))], removed);
+  // rsync writes a temporary file beside each and renames it: dnsmasq, exportfs and TFTP clients see the old or the new file.
+  const options = ['--checksum', '--perms', '--chmod=D755,F644', '--times'];
+  const tftp = changed.filter((f) => f.what === 'tftp');
+  if (tftp.length) {
+    await rsync(
+      target,
+      [...options, '--files-from=-', `${tftpFrom}/`, target.rsyncPath(`${tftpTo}/`)],
+      tftp.map((f) => `${path.relative(tftpFrom, f.source)}\n`).join(''),
+    );
+  }
+  for (const file of changed.filter((f) => f.what !== 'tftp')) await rsync(target, [...options, file.source, target.rsyncPath(file.path)]);
+}
+
+/**
+ * `exportfs -ra` on the target host when the exports changed (`allowed`: not turned off). Ganesha reads
+ * its own file: where it runs, the kernel server's exportfs is not needed.
+ */
+export async function runExportfs(target: Target, allowed: boolean, needed: boolean, ganesha: boolean): Promise<ExportfsOutcome> {
+  if (!allowed) return 'skipped';
+  if (!needed) return 'not needed';
+  if (await reexport(target)) return 'ran';
+  if (ganesha) return 'skipped';
+  throw new MissingProgramError(
+    [{ program: 'exportfs', package: debianPackage('exportfs') }],
+    target.spec.kind === 'ssh' ? target.spec.host : 'this machine',
+  );
 }
