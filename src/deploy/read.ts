@@ -10,7 +10,8 @@ import { existsSync, lstatSync } from 'node:fs';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Prepared } from '../build.js';
-import { TargetRecordError, UsageError } from '../errors.js';
+import { MissingProgramError, TargetRecordError, UsageError } from '../errors.js';
+import { debianPackage, requirePrograms } from '../tools.js';
 import { readOutputRecord } from '../emit/owner.js';
 import { checkWritableDir } from '../paths.js';
 import { displayPath } from '../profile/load.js';
@@ -22,8 +23,8 @@ import { loadHashCache, readManifest, saveHashCache, type Manifest } from './man
 import { diffBootFiles, diffNode, statePaths, type BootFile, type BootFileChange, type NodeChanges, type NodeTarget } from './plan.js';
 import { readRecord, recordedClusters, type ClusterRecord } from './records.js';
 import { existingEntries, META, readNodeTarget, undoList } from './apply.js';
-import { fileDigests, ganeshaRuns, listNames } from './target-commands.js';
-import { openTarget, parseTarget, requireTools, type Target } from './target.js';
+import { fileDigests, ganeshaRuns, hasProgram, listNames } from './target-commands.js';
+import { deployPrograms, openTarget, parseTarget, type Target } from './target.js';
 import type { DeployPlan, TargetOptions } from './options.js';
 
 /** The target opened for one cluster, and where its build is. */
@@ -61,6 +62,14 @@ async function walkFiles(dir: string, rel = ''): Promise<string[]> {
     else out.push(p);
   }
   return out;
+}
+
+/** rsync (and ssh) here and rsync on the target host, checked before any work: a missing one is named with its package. */
+export async function requireTools(target: Target, ssh?: string[]): Promise<void> {
+  requirePrograms(deployPrograms(target.spec, ssh));
+  if (target.spec.kind === 'ssh' && !(await hasProgram(target, 'rsync'))) {
+    throw new MissingProgramError([{ program: 'rsync', package: debianPackage('rsync') }], target.spec.host);
+  }
 }
 
 /** Open the target, check its tools and that it is this cluster's export root, and read the cluster's record. */

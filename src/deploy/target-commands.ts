@@ -358,6 +358,11 @@ export async function dropJournal(target: Target, journal: string, opsDir: strin
   ]);
 }
 
+/** Whether `program` is on the host's PATH. */
+export async function hasProgram(target: Target, program: string): Promise<boolean> {
+  return (await target.sh('command -v "$1" >/dev/null || exit 3', [program])).code === 0;
+}
+
 // --- The boot server ----------------------------------------------------------------
 
 /** Whether the host's NFS server is nfs-ganesha (its service is running), rather than the kernel's. */

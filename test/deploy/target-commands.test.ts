@@ -19,6 +19,7 @@ import {
   dropJournal,
   fileDigests,
   ganeshaRuns,
+  hasProgram,
   keepFiles,
   listFiles,
   listJsonFiles,
@@ -359,33 +360,38 @@ async function targetWithPath(dir: string, bin: string): Promise<Target> {
   return openTarget({ kind: 'ssh', host: 'root@nfs1', dir: '/srv' }, [ssh]);
 }
 
-Commands('ganeshaRuns: what systemctl says of nfs-ganesha; reexport: exportfs -ra, or false where there is none', async ({ dir }) => {
-  const fake = path.join(dir, 'fake');
-  const without = await binWithout(dir, ['systemctl', 'exportfs']);
-  await mkdir(fake);
-  const log = path.join(dir, 'log');
-  await writeFile(path.join(fake, 'systemctl'), `#!/bin/sh\necho "$@" >> ${log}\nexit $(cat ${dir}/status)\n`);
-  await writeFile(path.join(fake, 'exportfs'), `#!/bin/sh\necho "exportfs $@" >> ${log}\n`);
-  await chmod(path.join(fake, 'systemctl'), 0o755);
-  await chmod(path.join(fake, 'exportfs'), 0o755);
-  const target = await targetWithPath(dir, `${fake}:${without}`);
-  const bare = await targetWithPath(dir, without);
-  try {
-    await writeFile(path.join(dir, 'status'), '0');
-    assert.is(await ganeshaRuns(target), true);
-    await writeFile(path.join(dir, 'status'), '3');
-    assert.is(await ganeshaRuns(target), false);
-    assert.is(await ganeshaRuns(bare), false, 'no systemctl: not running');
-    assert.is(await reexport(target), true);
-    assert.is(await reexport(bare), false);
-    assert.equal(readFileSync(log, 'utf8').split('\n'), [
-      'is-active --quiet nfs-ganesha',
-      'is-active --quiet nfs-ganesha',
-      'exportfs -ra',
-      '',
-    ]);
-  } finally {
-    await target.close();
-    await bare.close();
-  }
-});
+Commands(
+  'ganeshaRuns: what systemctl says of nfs-ganesha; hasProgram; reexport: exportfs -ra, or false where there is none',
+  async ({ dir }) => {
+    const fake = path.join(dir, 'fake');
+    const without = await binWithout(dir, ['systemctl', 'exportfs']);
+    await mkdir(fake);
+    const log = path.join(dir, 'log');
+    await writeFile(path.join(fake, 'systemctl'), `#!/bin/sh\necho "$@" >> ${log}\nexit $(cat ${dir}/status)\n`);
+    await writeFile(path.join(fake, 'exportfs'), `#!/bin/sh\necho "exportfs $@" >> ${log}\n`);
+    await chmod(path.join(fake, 'systemctl'), 0o755);
+    await chmod(path.join(fake, 'exportfs'), 0o755);
+    const target = await targetWithPath(dir, `${fake}:${without}`);
+    const bare = await targetWithPath(dir, without);
+    try {
+      await writeFile(path.join(dir, 'status'), '0');
+      assert.is(await ganeshaRuns(target), true);
+      await writeFile(path.join(dir, 'status'), '3');
+      assert.is(await ganeshaRuns(target), false);
+      assert.is(await ganeshaRuns(bare), false, 'no systemctl: not running');
+      assert.is(await hasProgram(target, 'exportfs'), true);
+      assert.is(await hasProgram(bare, 'exportfs'), false);
+      assert.is(await reexport(target), true);
+      assert.is(await reexport(bare), false);
+      assert.equal(readFileSync(log, 'utf8').split('\n'), [
+        'is-active --quiet nfs-ganesha',
+        'is-active --quiet nfs-ganesha',
+        'exportfs -ra',
+        '',
+      ]);
+    } finally {
+      await target.close();
+      await bare.close();
+    }
+  },
+);
