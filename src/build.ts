@@ -4,10 +4,10 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { SecretsChangedError, UsageError } from './errors.js';
+import { UsageError } from './errors.js';
 import { loadProfile, displayPath, type FindOptions, type LoadedProfile } from './profile/load.js';
 import { loadSecrets, type LoadedSecrets } from './profile/secrets.js';
-import { clusterSecretsFile, fingerprint, legacySecretsFiles, secretChanges } from './profile/store.js';
+import { clusterSecretsFile, fingerprint, legacySecretsFiles, refuseChangedSecrets } from './profile/store.js';
 import { readOutputRecord } from './emit/owner.js';
 import { checkWritableDir } from './paths.js';
 import { BUNDLED_OVERLAYS_DIR, loadOverlays, type OverlaySet } from './overlays/load.js';
@@ -41,6 +41,7 @@ import { mergeOverlay } from './emit/overlay.js';
 import { readFile } from 'node:fs/promises';
 import { buildPrograms } from './preflight.js';
 import { requirePrograms, type ProgramNeed } from './tools.js';
+import { bootServerOutputs, TFTP_OUTPUT } from './plan/boot-server-files.js';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 export const GENERATOR = `netroot ${VERSION}`;
@@ -502,10 +503,8 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   await checkWritableDir(outDir, `--out ${options.out ?? 'out'}`);
   const previous = await readOutputRecord(clusterDir, displayPath(clusterDir, cwd));
   const nodeNames = loaded.cluster.nodes.map((n) => n.name);
-  if (previous?.kind === 'netroot-output' && previous.secrets && !options.rotateSecrets) {
-    const changes = secretChanges(previous.secrets, secrets.secrets, secrets.identities);
-    if (changes.length) throw new SecretsChangedError(`the previous build in ${displayPath(clusterDir, cwd)}`, changes);
-  }
+  if (previous?.kind === 'netroot-output' && !options.rotateSecrets)
+    refuseChangedSecrets(previous.secrets, secrets, () => `the previous build in ${displayPath(clusterDir, cwd)}`);
   // --base is relative to where the command runs; the profile's base: to the profile.
   const spec = options.base ?? loaded.profile.base;
   if (!spec && options.formats?.length) {
@@ -577,11 +576,12 @@ export function findPlannedFile(
   const nodePlan = plan.nodes.find((n) => n.node.name === nodeName);
   if (!nodePlan) throw new UsageError(`no node named ${nodeName}; the nodes are ${plan.nodes.map((n) => n.node.name).join(', ')}`);
   // The boot server's files by their short names: this node's pxelinux file, the cluster's dnsmasq, exports(5) and Ganesha files.
+  const written = bootServerOutputs(plan.cluster.name);
   const shortNames: Record<string, (path: string) => boolean> = {
-    'pxelinux.cfg': (p) => p.startsWith('tftp/pxelinux.cfg/') && p.endsWith(nodePlan.node.mac.replace(/:/g, '-')),
-    dnsmasq: (p) => p.startsWith('dnsmasq/'),
-    exports: (p) => p.startsWith('exports/') && p.endsWith('.exports'),
-    ganesha: (p) => p.startsWith('exports/') && p.endsWith('.ganesha.conf'),
+    'pxelinux.cfg': (p) => p.startsWith(`${TFTP_OUTPUT}/pxelinux.cfg/`) && p.endsWith(nodePlan.node.mac.replace(/:/g, '-')),
+    dnsmasq: (p) => p === written.dnsmasq,
+    exports: (p) => p === written.exports,
+    ganesha: (p) => p === written.ganesha,
   };
   const bootServer = Object.entries(shortNames).flatMap(([name, matches]) =>
     plan.bootServer.filter((f) => matches(f.path)).map((file) => ({ name, file })),

@@ -13,6 +13,7 @@ import { onStopped, stopSignal } from './stop.js';
 import { deploy, planDeploy, rollback, type TargetOptions } from './deploy/index.js';
 import { formatDeploy, formatPlan, formatRollback, formatRollout, formatStatus } from './deploy/report.js';
 import { rollout, status, type OperateOptions } from './deploy/rollout.js';
+import { BOOT_SERVER_DIRS } from './plan/boot-server-files.js';
 
 function targetFlags(y: Argv) {
   return common(y)
@@ -23,11 +24,17 @@ function targetFlags(y: Argv) {
     })
     .option('out', { alias: 'o', type: 'string', default: 'out', describe: 'Output directory of the build (OUT/<cluster>)' })
     .option('tftp', { type: 'string', describe: 'TFTP root on the target host (default: exports.tftpRoot)' })
-    .option('dnsmasq', { type: 'string', describe: 'dnsmasq configuration directory on the target host (default: /etc/dnsmasq.d)' })
-    .option('exports-dir', { type: 'string', describe: 'Directory for CLUSTER.exports on the target host (default: /etc/exports.d)' })
+    .option('dnsmasq', {
+      type: 'string',
+      describe: `dnsmasq configuration directory on the target host (default: ${BOOT_SERVER_DIRS.dnsmasq})`,
+    })
+    .option('exports-dir', {
+      type: 'string',
+      describe: `Directory for CLUSTER.exports on the target host (default: ${BOOT_SERVER_DIRS.exports})`,
+    })
     .option('ganesha-dir', {
       type: 'string',
-      describe: 'Directory for the nfs-ganesha export file (default: /etc/ganesha where the nfs-ganesha service runs)',
+      describe: `Directory for the nfs-ganesha export file (default: ${BOOT_SERVER_DIRS.ganesha} where the nfs-ganesha service runs)`,
     })
     .option('exportfs', { type: 'boolean', default: true, describe: 'Run exportfs -ra on the target host (--no-exportfs: do not)' })
     .option('rotate-secrets', {

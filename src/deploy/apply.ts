@@ -20,11 +20,36 @@
  * files already new are skipped by checksum, so their kept old copies stay.
  */
 import os from 'node:os';
-import { TargetError } from '../errors.js';
+import path from 'node:path';
+import { MissingProgramError, TargetError } from '../errors.js';
+import { debianPackage } from '../tools.js';
 import { alive } from '../cache.js';
 import type { Manifest } from './manifest.js';
-import type { NodeChanges, NodeRollback, NodeTarget } from './plan.js';
+import type { BootFile, BootFileChange, NodeChanges, NodeRollback, NodeTarget } from './plan.js';
+import type { ExportfsOutcome } from './options.js';
 import { rsync, type Target } from './target.js';
+import {
+  commitGeneration,
+  digestsIn,
+  lines,
+  listFiles,
+  listTree,
+  makeDirsRemoveFiles,
+  moveSeededState,
+  moveToUndo,
+  readManifestTexts,
+  readNodeFacts,
+  reexport,
+  releaseLock,
+  removeEmptiedDirs,
+  removeOrphans,
+  restoreFromUndo,
+  setAttributes,
+  startGeneration,
+  takeLock,
+} from './target-commands.js';
+
+export { readTargetFile, writeTargetFile } from './target-commands.js';
 
 export const META = '.netroot';
 
@@ -41,24 +66,8 @@ export function nodePaths(root: string, node: string): NodePaths {
 /** rsync options that keep a root filesystem whole: owners by number, hard links, ACLs, xattrs (file capabilities). */
 const KEEP = ['-a', '-H', '-A', '-X', '--numeric-ids'];
 
-const lines = (list: readonly string[]): string => (list.length ? `${list.join('\n')}\n` : '');
-
 /** Parents before children, so rsync makes directories before their files. */
 const sorted = (list: readonly string[]): string[] => [...list].sort();
-
-/** Write a file on the target by rename: a reader sees the old or the new one. */
-export async function writeTargetFile(target: Target, file: string, content: string, mode = '600'): Promise<void> {
-  await target.sh(
-    'set -e; umask 077; mkdir -p -- "$(dirname -- "$1")"; t="$1.tmp-$$"; cat > "$t"; chmod "$2" "$t"; mv -f -- "$t" "$1"',
-    [file, mode],
-    content,
-  );
-}
-
-export async function readTargetFile(target: Target, file: string): Promise<string | undefined> {
-  const { stdout, code } = await target.sh('[ -f "$1" ] || exit 3; cat -- "$1"', [file]);
-  return code === 3 ? undefined : stdout;
-}
 
 function parseJson<T>(text: string | undefined, what: string): T | undefined {
   if (text === undefined) return undefined;
@@ -79,34 +88,11 @@ export async function readNodeTarget(
   { previous: withPrevious = true }: { previous?: boolean } = {},
 ): Promise<NodeTarget> {
   const { live, meta } = nodePaths(root, node);
-  const script = [
-    'live=$1; meta=$2; shift 2',
-    'g=$(cat "$meta/current" 2>/dev/null || echo 0)',
-    'echo "generation $g"',
-    '[ -f "$meta/gen/$((g + 1))/manifest.json" ] && echo "pending $((g + 1))"',
-    '[ -d "$live" ] && echo live',
-    'for s in "$@"; do if [ -e "$live/$s" ] || [ -L "$live/$s" ]; then echo "state $s"; fi; done',
-    'exit 0',
-  ].join('\n');
-  const { stdout } = await target.sh(script, [live, meta, ...state]);
-  const facts = stdout.split('\n');
-  const generation = Number(/^generation (\d+)$/m.exec(stdout)?.[1] ?? 0);
-  const pending = Number(/^pending (\d+)$/m.exec(stdout)?.[1] ?? 0);
+  const facts = await readNodeFacts(target, live, meta, state);
+  const { generation, pending } = facts;
   // The manifests of the live, the previous and a pending generation, in one round trip.
   const wanted = [generation, ...(withPrevious ? [generation - 1] : []), pending].filter((g) => g > 0);
-  const { stdout: texts } = await target.sh(
-    'meta=$1; shift; for g in "$@"; do printf "\\036%s\\n" "$g"; cat -- "$meta/gen/$g/manifest.json" 2>/dev/null; done; exit 0',
-    [meta, ...wanted.map(String)],
-  );
-  const byGeneration = new Map(
-    texts
-      .split('\x1e')
-      .filter(Boolean)
-      .map((chunk) => {
-        const newline = chunk.indexOf('\n');
-        return [Number(chunk.slice(0, newline)), chunk.slice(newline + 1)] as const;
-      }),
-  );
+  const byGeneration = await readManifestTexts(target, meta, wanted);
   const manifest = (g: number): Manifest | undefined => {
     const text = byGeneration.get(g);
     return g > 0 && text ? parseJson<Manifest>(text, `${node}'s generation ${g}`) : undefined;
@@ -119,8 +105,8 @@ export async function readNodeTarget(
     ...(current ? { current } : {}),
     ...(previous ? { previous } : {}),
     ...(pendingManifest ? { pending: { generation: pending, manifest: pendingManifest } } : {}),
-    stateRoots: facts.filter((l) => l.startsWith('state ')).map((l) => l.slice('state '.length)),
-    ...(facts.includes('live') ? {} : { existing: {} }),
+    stateRoots: facts.stateRoots,
+    ...(facts.live ? {} : { existing: {} }),
   };
 }
 
@@ -131,27 +117,18 @@ export async function readNodeTarget(
  */
 export async function existingEntries(target: Target, root: string, node: string, wanted: Manifest): Promise<Manifest> {
   const { live } = nodePaths(root, node);
-  // NUL-separated: %y type, %m mode (octal), %U %G owner, %s size, %l link target, %P path; [ -d ] first: a missing tree is empty.
-  const { stdout } = await target.sh('[ -d "$1" ] || exit 0; cd "$1" && find . -mindepth 1 -printf "%y %m %U %G %s %P\\0%l\\0"', [live]);
   const found: Manifest = {};
-  const fields = stdout.split('\0');
-  for (let i = 0; i + 1 < fields.length; i += 2) {
-    const m = /^(\S) ([0-7]+) (\d+) (\d+) (\d+) (.*)$/s.exec(fields[i]!);
-    if (!m || !(m[6]! in wanted)) continue;
-    const base = { m: parseInt(m[2]!, 8), u: Number(m[3]), g: Number(m[4]) };
-    const p = m[6]!;
-    if (m[1] === 'd') found[p] = { t: 'd', ...base };
-    else if (m[1] === 'l') found[p] = { t: 'l', ...base, l: fields[i + 1]! };
-    else if (m[1] === 'f') found[p] = { t: 'f', ...base, s: Number(m[5]) };
-    else found[p] = { t: 'o', ...base };
+  for (const e of await listTree(target, live)) {
+    if (!(e.path in wanted)) continue;
+    const base = { m: e.mode, u: e.uid, g: e.gid };
+    if (e.type === 'd') found[e.path] = { t: 'd', ...base };
+    else if (e.type === 'l') found[e.path] = { t: 'l', ...base, l: e.link };
+    else if (e.type === 'f') found[e.path] = { t: 'f', ...base, s: e.size };
+    else found[e.path] = { t: 'o', ...base };
   }
   const hash = Object.keys(found).filter((p) => found[p]!.t === 'f' && wanted[p]!.t === 'f' && wanted[p]!.s === found[p]!.s);
   if (hash.length) {
-    const { stdout: sums } = await target.sh('cd "$1" && tr "\\n" "\\0" | xargs -0r sha256sum --', [live], lines(hash));
-    for (const line of sums.split('\n')) {
-      const m = /^([0-9a-f]{64}) [ *](.*)$/.exec(line);
-      if (m && found[m[2]!]) found[m[2]!]!.h = m[1]!;
-    }
+    for (const [p, h] of Object.entries(await digestsIn(target, live, hash))) if (found[p]) found[p]!.h = h;
   }
   // A device node's number is not read here: it counts as changed, and rsync sets it.
   return found;
@@ -160,10 +137,7 @@ export async function existingEntries(target: Target, root: string, node: string
 /** Files kept in generation G's undo/ (what deploying G replaced). */
 export async function undoList(target: Target, root: string, node: string, generation: number): Promise<string[]> {
   const { meta } = nodePaths(root, node);
-  const { stdout } = await target.sh('cd "$1" 2>/dev/null || exit 0; find . ! -type d | sed "s|^\\./||"', [
-    `${meta}/gen/${generation}/undo`,
-  ]);
-  return stdout.split('\n').filter(Boolean);
+  return listFiles(target, `${meta}/gen/${generation}/undo`);
 }
 
 /** Move `paths` out of the live tree into undo/ (or drop them when undo/ already holds their old copy); then the emptied directories. */
@@ -172,52 +146,23 @@ async function removeLive(target: Target, paths: NodePaths, undo: string, remove
   const isDir = (p: string): boolean => was?.[p]?.t === 'd';
   const files = removed.filter((p) => !isDir(p));
   const emptied = removed.filter(isDir).sort().reverse();
-  const script = [
-    'live=$1; undo=$2',
-    'while IFS= read -r p; do',
-    '  [ -e "$live/$p" ] || [ -L "$live/$p" ] || continue',
-    '  if [ -d "$live/$p" ] && [ ! -L "$live/$p" ]; then continue; fi',
-    '  if [ -e "$undo/$p" ] || [ -L "$undo/$p" ]; then rm -f -- "$live/$p"; continue; fi',
-    '  case $p in */*) mkdir -p -- "$undo/${p%/*}";; esac',
-    '  mv -f -- "$live/$p" "$undo/$p"',
-    'done',
-  ].join('\n');
-  if (files.length) await target.sh(script, [paths.live, undo], lines(files));
+  if (files.length) await moveToUndo(target, paths.live, undo, files);
   // A directory the node wrote into is not netroot's to remove: rmdir leaves it.
-  if (emptied.length) await target.sh('while IFS= read -r p; do rmdir -- "$1/$p" 2>/dev/null || true; done', [paths.live], lines(emptied));
+  if (emptied.length) await removeEmptiedDirs(target, paths.live, emptied);
 }
 
 /** Point `current` at the new generation (the commit), then drop what no rollback needs any more. */
 async function commit(target: Target, paths: NodePaths, generation: number, reboot: boolean): Promise<void> {
-  const script = [
-    'set -e; meta=$1; g=$2; tmp=$3',
-    // The last commits only: a node booted before the oldest kept one has missed them anyway.
-    'h="$meta/history"; { tail -n 49 "$h" 2>/dev/null || true; printf "%s %s %s\\n" "$g" "$(date +%s)" "$4"; } > "$h.tmp"; mv -f "$h.tmp" "$h"',
-    'printf "%s\\n" "$g" > "$meta/current.tmp"; mv -f "$meta/current.tmp" "$meta/current"',
-    // The previous generation keeps its manifest (a rollback needs it); its undo/ restored the one before.
-    'for d in "$meta"/gen/*; do n=${d##*/}; if [ "$n" -lt $((g - 1)) ] || [ "$n" -gt "$g" ]; then rm -rf -- "$d"; elif [ "$n" -eq $((g - 1)) ]; then rm -rf -- "$d/undo"; fi; done',
-    'rm -rf -- "$tmp"',
-  ].join('\n');
-  await target.sh(script, [paths.meta, String(generation), paths.tmp, reboot ? 'reboot' : 'same']);
+  await commitGeneration(target, paths.meta, paths.tmp, generation, reboot);
 }
 
 /** Start (or resume) writing a generation: its directories, its manifest, and no stale rsync temporaries. */
 async function begin(target: Target, paths: NodePaths, generation: number, manifest: Manifest, orphans: string[]): Promise<string> {
   const gen = `${paths.meta}/gen/${generation}`;
   // Written by the deploy that was cut short, and wanted by neither generation.
-  if (orphans.length)
-    await target.sh(
-      'while IFS= read -r p; do if [ -d "$1/$p" ] && [ ! -L "$1/$p" ]; then rmdir -- "$1/$p" 2>/dev/null || true; else rm -f -- "$1/$p"; fi; done',
-      [paths.live],
-      lines(orphans.sort().reverse()),
-    );
-  const script = [
-    'set -e; umask 077',
-    'mkdir -p -- "$1" "$2/undo"; rm -rf -- "$3"; mkdir -p -- "$3/rsync" "$3/seed"',
-    '[ -d "$4" ] || { umask 022; mkdir -p -- "$4"; chmod 755 "$4"; }',
-    't="$2/manifest.json.tmp-$$"; cat > "$t"; mv -f -- "$t" "$2/manifest.json"',
-  ].join('\n');
-  await target.sh(script, [paths.meta, gen, paths.tmp, paths.live], JSON.stringify(manifest));
+  // Children first (sorted, then reversed: in place, as the plan reports them).
+  if (orphans.length) await removeOrphans(target, paths.live, orphans.sort().reverse());
+  await startGeneration(target, { meta: paths.meta, gen, tmp: paths.tmp, live: paths.live }, JSON.stringify(manifest));
   return gen;
 }
 
@@ -258,9 +203,7 @@ export async function applyNode(target: Target, a: ApplyNode): Promise<void> {
   if (changes.seeded.length) {
     // State is seeded whole into a temporary directory and renamed in: a node never sees half of it.
     await rsync(target, [...KEEP, '-r', '--files-from=-', `${a.source}/`, target.rsyncPath(`${paths.tmp}/seed/`)], lines(changes.seeded));
-    const script =
-      'seed=$1; live=$2; shift 2; for s in "$@"; do [ -e "$live/$s" ] || [ -L "$live/$s" ] && continue; mkdir -p -- "$(dirname -- "$live/$s")"; mv -- "$seed/$s" "$live/$s"; done';
-    await target.sh(script, [`${paths.tmp}/seed`, paths.live, ...changes.seeded]);
+    await moveSeededState(target, `${paths.tmp}/seed`, paths.live, changes.seeded);
   }
   await removeLive(target, paths, undo, changes.removed, a.current);
   await commit(target, paths, changes.generation, changes.reboot !== undefined);
@@ -280,22 +223,15 @@ export async function applyRollback(
   const gen = await begin(target, paths, r.generation, previous, []);
   const undo = `${gen}/undo`;
   if (r.restore.length) {
-    // Runs on the target host: the kept files are already there.
-    const script = `rsync ${KEEP.join(' ')} --checksum --files-from=- --backup --backup-dir="$3" --temp-dir="$4" "$1/" "$2/"`;
-    const { code } = await target.sh(`${script} || exit $?`, [from, paths.live, undo, `${paths.tmp}/rsync`], lines(sorted(r.restore)));
+    const code = await restoreFromUndo(target, { from, live: paths.live, undo, rsyncTmp: `${paths.tmp}/rsync` }, KEEP, sorted(r.restore));
     if (code !== 0) throw new TargetError(`restoring ${node}'s files failed (rsync on the target host, exit ${code})`);
   }
-  if (r.attrs.length) {
-    const script = [
-      'while read -r t m u g p; do',
-      '  if [ "$t" = d ]; then mkdir -p -- "$1/$p"; fi',
-      '  chown -h "$u:$g" -- "$1/$p" 2>/dev/null || true',
-      '  [ "$t" = l ] || chmod "$m" -- "$1/$p"',
-      'done',
-    ].join('\n');
-    const attrs = [...r.attrs].sort((x, y) => (x.path < y.path ? -1 : 1));
-    await target.sh(script, [paths.live], lines(attrs.map((x) => `${x.t} ${x.m.toString(8)} ${x.u} ${x.g} ${x.path}`)));
-  }
+  if (r.attrs.length)
+    await setAttributes(
+      target,
+      paths.live,
+      [...r.attrs].sort((x, y) => (x.path < y.path ? -1 : 1)),
+    );
   await removeLive(target, paths, undo, r.removed, current);
   await commit(target, paths, r.generation, r.reboot !== undefined);
 }
@@ -309,26 +245,61 @@ export async function applyRollback(
 export async function lockTarget(target: Target, root: string): Promise<() => Promise<void>> {
   const dir = `${root}/${META}`;
   const me = `${os.hostname()} ${process.pid}`;
-  const script = [
-    'mkdir -p -- "$1"; d=$(mktemp -d "$1/.lock.XXXXXX") || exit 1',
-    'printf "%s\\n" "$2" > "$d/owner"',
-    'mv -T -- "$d" "$1/lock" 2>/dev/null && exit 0',
-    'rm -rf -- "$d"; cat -- "$1/lock/owner" 2>/dev/null; exit 3',
-  ].join('\n');
   for (let attempt = 0; attempt < 2; attempt++) {
-    const { stdout, code } = await target.sh(script, [dir, me]);
-    if (code === 0)
-      return async () =>
-        void (await target.sh('[ "$(cat -- "$1/lock/owner" 2>/dev/null)" = "$2" ] && rm -rf -- "$1/lock"; exit 0', [dir, me]));
-    const [host, pid] = stdout.trim().split(' ');
+    const lock = await takeLock(target, dir, me);
+    if (lock.taken) return () => releaseLock(target, dir, me);
+    const [host, pid] = lock.holder.split(' ');
     if (attempt === 0 && host === os.hostname() && pid && !alive(Number(pid))) {
       // Its holder was killed: the deploy it ran is finished by this one.
-      await target.sh('[ "$(cat -- "$1/lock/owner" 2>/dev/null)" = "$2" ] && rm -rf -- "$1/lock"; exit 0', [dir, stdout.trim()]);
+      await releaseLock(target, dir, lock.holder);
       continue;
     }
     throw new TargetError(
-      `another deploy or rollback (${stdout.trim() || 'unknown holder'}) is running on ${target.shown}; if none is, remove ${dir}/lock`,
+      `another deploy or rollback (${lock.holder || 'unknown holder'}) is running on ${target.shown}; if none is, remove ${dir}/lock`,
     );
   }
   throw new TargetError(`cannot take ${dir}/lock`);
+}
+
+/**
+ * Write the boot server's files that are added or changed, and remove those no longer wanted. `tftpFrom`,
+ * `tftpTo`: the build's TFTP tree and the TFTP root on the target host.
+ */
+export async function applyBootFiles(
+  target: Target,
+  boot: BootFileChange[],
+  files: (BootFile & { source: string })[],
+  tftpFrom: string,
+  tftpTo: string,
+): Promise<void> {
+  const changed = boot.filter((b) => b.status === 'added' || b.status === 'changed').map((b) => files.find((f) => f.path === b.path)!);
+  const removed = boot.filter((b) => b.status === 'removed').map((b) => b.path);
+  if (changed.length + removed.length === 0) return;
+  await makeDirsRemoveFiles(target, [...new Set(changed.map((f) => path.posix.dirname(f.path)))], removed);
+  // rsync writes a temporary file beside each and renames it: dnsmasq, exportfs and TFTP clients see the old or the new file.
+  const options = ['--checksum', '--perms', '--chmod=D755,F644', '--times'];
+  const tftp = changed.filter((f) => f.what === 'tftp');
+  if (tftp.length) {
+    await rsync(
+      target,
+      [...options, '--files-from=-', `${tftpFrom}/`, target.rsyncPath(`${tftpTo}/`)],
+      tftp.map((f) => `${path.relative(tftpFrom, f.source)}\n`).join(''),
+    );
+  }
+  for (const file of changed.filter((f) => f.what !== 'tftp')) await rsync(target, [...options, file.source, target.rsyncPath(file.path)]);
+}
+
+/**
+ * `exportfs -ra` on the target host when the exports changed (`allowed`: not turned off). Ganesha reads
+ * its own file: where it runs, the kernel server's exportfs is not needed.
+ */
+export async function runExportfs(target: Target, allowed: boolean, needed: boolean, ganesha: boolean): Promise<ExportfsOutcome> {
+  if (!allowed) return 'skipped';
+  if (!needed) return 'not needed';
+  if (await reexport(target)) return 'ran';
+  if (ganesha) return 'skipped';
+  throw new MissingProgramError(
+    [{ program: 'exportfs', package: debianPackage('exportfs') }],
+    target.spec.kind === 'ssh' ? target.spec.host : 'this machine',
+  );
 }

@@ -6,6 +6,7 @@
  * prints it.
  */
 import { sameEntry, underAny, type Manifest, type ManifestEntry } from './manifest.js';
+import type { BootFileKind } from '../plan/boot-server-files.js';
 
 /**
  * What the nodes write into their own roots and a deploy must never overwrite
@@ -258,7 +259,7 @@ export function decideRollback(input: RollbackInput): RollbackDecision {
 
 /** One file the boot server reads: TFTP, the exports, dnsmasq. */
 export interface BootFile {
-  what: 'tftp' | 'exports' | 'ganesha' | 'dnsmasq';
+  what: BootFileKind;
   /** Absolute path on the target host. */
   path: string;
   sha256: string;

@@ -12,7 +12,8 @@
  * An export root belongs to one cluster: the names of these records say which.
  */
 import { TargetRecordError } from '../errors.js';
-import { META, readTargetFile, writeTargetFile } from './apply.js';
+import { META } from './apply.js';
+import { dropJournal, keepFiles, listJsonFiles, listKept, readTargetFile, restoreKept, writeTargetFile } from './target-commands.js';
 import { parseOperation, type BootFile, type Operation } from './plan.js';
 import type { SecretsFingerprint } from '../profile/store.js';
 import type { Target } from './target.js';
@@ -79,12 +80,7 @@ export async function writeJournal(target: Target, root: string, cluster: string
 
 /** The clusters that have a record on this export root. */
 export async function recordedClusters(target: Target, root: string): Promise<string[]> {
-  const { stdout } = await target.sh(
-    'cd "$1" 2>/dev/null || exit 0; for f in *.json; do [ -f "$f" ] && printf "%s\\n" "$f"; done; exit 0',
-    [clusters(root)],
-  );
-  return stdout
-    .split('\n')
+  return (await listJsonFiles(target, clusters(root)))
     .filter((f) => f.endsWith('.json') && !f.endsWith('.op.json') && !f.endsWith('.rollback.json'))
     .map((f) => f.slice(0, -'.json'.length));
 }
@@ -102,20 +98,7 @@ export async function keepBootFiles(
   paths: string[],
   fresh: boolean,
 ): Promise<void> {
-  const script = [
-    'set -e; d=$1; rec=$2; if [ "$3" = 1 ]; then rm -rf -- "$d"; fi',
-    'mkdir -p -- "$d/files"; touch "$d/absent"',
-    'if [ ! -e "$d/record.json" ] && [ ! -e "$d/no-record" ]; then',
-    '  if [ -f "$rec" ]; then cp -p -- "$rec" "$d/record.tmp"; mv -f -- "$d/record.tmp" "$d/record.json"; else : > "$d/no-record"; fi',
-    'fi',
-    'while IFS= read -r p; do',
-    '  if [ -e "$d/files$p" ] || grep -qxF -- "$p" "$d/absent"; then continue; fi',
-    '  if [ -f "$p" ]; then',
-    '    mkdir -p -- "$(dirname -- "$d/files$p")"; cp -p -- "$p" "$d/files$p.tmp"; mv -f -- "$d/files$p.tmp" "$d/files$p"',
-    '  else printf "%s\\n" "$p" >> "$d/absent"; fi',
-    'done',
-  ].join('\n');
-  await target.sh(script, [opDir(root, cluster, op), recordPath(root, cluster), fresh ? '1' : '0'], paths.map((p) => `${p}\n`).join(''));
+  await keepFiles(target, opDir(root, cluster, op), recordPath(root, cluster), paths, fresh);
 }
 
 /** What operation `op` replaced on the boot server (files to put back, paths it created), and the record before it. */
@@ -126,11 +109,7 @@ export async function keptBootFiles(
   op: number,
 ): Promise<{ restore: string[]; remove: string[]; record?: ClusterRecord }> {
   const d = opDir(root, cluster, op);
-  const { stdout } = await target.sh(
-    'cd "$1/files" 2>/dev/null || exit 0; find . -type f | sed "s|^\\.|file |"; sed "s|^|absent |" "$1/absent" 2>/dev/null; exit 0',
-    [d],
-  );
-  const lines = stdout.split('\n');
+  const kept = await listKept(target, d);
   const record = await readJson(
     target,
     `${d}/record.json`,
@@ -138,33 +117,19 @@ export async function keptBootFiles(
     acceptRecord(cluster),
   );
   return {
-    restore: lines.filter((l) => l.startsWith('file ')).map((l) => l.slice('file '.length)),
-    remove: lines.filter((l) => l.startsWith('absent ') && l.length > 'absent '.length).map((l) => l.slice('absent '.length)),
+    ...kept,
     ...(record ? { record } : {}),
   };
 }
 
 /** Put the boot server's files back as operation `op` found them, each by rename (a reader sees the old or the new file). */
 export async function restoreBootFiles(target: Target, root: string, cluster: string, op: number): Promise<void> {
-  const script = [
-    // Kept files that are gone (removed by hand) leave nothing to put back.
-    'set -e; d=$1; [ -d "$d/files" ] || exit 0',
-    'while IFS= read -r p; do if [ -n "$p" ]; then rm -f -- "$p"; fi; done < "$d/absent"',
-    'cd "$d/files"',
-    'find . -type f | while IFS= read -r f; do',
-    '  p=${f#.}; mkdir -p -- "$(dirname -- "$p")"; cp -p -- "$f" "$p.netroot-tmp"; mv -f -- "$p.netroot-tmp" "$p"',
-    'done',
-  ].join('\n');
-  await target.sh(script, [opDir(root, cluster, op)]);
+  await restoreKept(target, opDir(root, cluster, op));
 }
 
 /** The operation is done: its record is the cluster's, its journal goes, and only its own kept files stay (for the next rollback). */
 export async function finishOperation(target: Target, root: string, record: ClusterRecord): Promise<void> {
   await writeTargetFile(target, recordPath(root, record.cluster), `${JSON.stringify(record, null, 2)}\n`);
   const keep = record.last ? String(record.last.op) : '';
-  await target.sh('rm -f -- "$1"; cd "$2" 2>/dev/null || exit 0; for d in *; do [ "$d" = "$3" ] || rm -rf -- "$d"; done; exit 0', [
-    journalPath(root, record.cluster),
-    `${clusters(root)}/${record.cluster}.ops`,
-    keep,
-  ]);
+  await dropJournal(target, journalPath(root, record.cluster), `${clusters(root)}/${record.cluster}.ops`, keep);
 }

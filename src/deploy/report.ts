@@ -1,5 +1,5 @@
 /** What `plan`, `deploy` and `rollback` print: per node what changes and whether it needs a reboot, then the boot server's files. */
-import type { DeployPlan, DeployResult, RollbackResult } from './index.js';
+import type { DeployPlan, DeployResult, RollbackResult } from './options.js';
 import type { NodeChanges } from './plan.js';
 import type { RolloutResult, StatusResult } from './rollout.js';
 

@@ -10,6 +10,7 @@ import { loadProfile } from '../profile/load.js';
 import type { ClusterNode } from '../profile/resolve.js';
 import { silentReporter, type Reporter } from '../progress.js';
 import { META } from './apply.js';
+import { readCommitLogs } from './target-commands.js';
 import { readNode, sshAccess, type NodeAccess } from './health.js';
 import {
   generationsOf,
@@ -109,20 +110,13 @@ async function open(options: OperateOptions): Promise<Opened> {
 
 /** Every node's live generation and its commits, in one round trip to the export root. */
 async function readDeployed(o: Opened): Promise<Map<string, { deployed: number; history: Commit[] }>> {
-  const { stdout } = await o.target.sh(
-    [
-      'meta=$1/' + META + '/nodes; shift',
-      'for n in "$@"; do printf "\\036%s %s\\n" "$n" "$(cat -- "$meta/$n/current" 2>/dev/null || echo 0)"; cat -- "$meta/$n/history" 2>/dev/null; done',
-      'exit 0',
-    ].join('\n'),
-    [o.root, ...o.nodes.map((n) => n.name)],
-  );
   const out = new Map<string, { deployed: number; history: Commit[] }>();
-  for (const chunk of stdout.split('\x1e').filter(Boolean)) {
-    const newline = chunk.indexOf('\n');
-    const [name, current] = chunk.slice(0, newline).split(' ');
-    out.set(name!, { deployed: Number(current) || 0, history: parseHistory(chunk.slice(newline + 1)) });
-  }
+  for (const [name, logs] of await readCommitLogs(
+    o.target,
+    `${o.root}/${META}/nodes`,
+    o.nodes.map((n) => n.name),
+  ))
+    out.set(name, { deployed: Number(logs.current) || 0, history: parseHistory(logs.history) });
   return out;
 }
 

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MissingProgramError, TargetError, UsageError } from '../errors.js';
-import { debianPackage, requirePrograms, runTool, type ProgramNeed } from '../tools.js';
+import { runTool, type ProgramNeed } from '../tools.js';
 
 export type TargetSpec = { kind: 'local'; dir: string } | { kind: 'ssh'; host: string; dir: string };
 
@@ -128,12 +128,4 @@ export function deployPrograms(spec: TargetSpec, ssh: string[] = ['ssh']): Progr
     { program: 'rsync', why: 'deploying' },
     ...(spec.kind === 'ssh' ? [{ program: ssh[0]!, why: `reaching ${spec.host}` }] : [{ program: 'sh', why: 'deploying' }]),
   ];
-}
-
-/** rsync (and ssh) here and rsync on the target host, checked before any work: a missing one is named with its package. */
-export async function requireTools(target: Target, ssh?: string[]): Promise<void> {
-  requirePrograms(deployPrograms(target.spec, ssh));
-  if (target.spec.kind === 'ssh' && (await target.sh('command -v rsync >/dev/null || exit 3')).code === 3) {
-    throw new MissingProgramError([{ program: 'rsync', package: debianPackage('rsync') }], target.spec.host);
-  }
 }

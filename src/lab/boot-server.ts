@@ -9,6 +9,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Cluster } from '../profile/resolve.js';
+import { bootServerOutputs } from '../plan/boot-server-files.js';
 import { startTool } from '../tools.js';
 import type { Cleanup } from './cleanup.js';
 import { bootServerMounts, layoutScript } from './boot-layout.js';
@@ -116,7 +117,7 @@ export async function startBootServer(
   // rpcbind without -w: it keeps no state file (it would write one to the host's /run otherwise).
   daemon('rpcbind', 'rpcbind', ['-f'], logs.rpcbind);
   const conf = path.join(workDir, 'ganesha.conf');
-  await writeFile(conf, ganeshaConfig(cluster, path.join(buildDir, 'exports', `${cluster.name}.ganesha.conf`)), { mode: 0o600 });
+  await writeFile(conf, ganeshaConfig(cluster, path.join(buildDir, bootServerOutputs(cluster.name).ganesha)), { mode: 0o600 });
   daemon(
     'nfs-ganesha',
     'ganesha.nfsd',

@@ -12,6 +12,7 @@ import type { NodeIdentity } from '../profile/identity.js';
 import { checkRendered } from '../overlays/formats.js';
 import type { FileMeta, Overlay, OverlaySet } from '../overlays/load.js';
 import type { Template } from '../overlays/templates.js';
+import { bootServerOutputs, TFTP_OUTPUT } from './boot-server-files.js';
 import { bootContext, isRaspberryPi, nodeContext, pxeConfigName, pxeContext, raspberryPiContext, type BaseFacts } from './context.js';
 
 export interface PlannedFile {
@@ -171,20 +172,26 @@ export function planBootServer(cluster: Cluster, overlays: OverlaySet): PlannedF
       const context = raspberryPiContext(cluster, node);
       for (const name of ['config.txt', 'cmdline.txt']) {
         const template = bootTemplate(overlays, `raspberrypi-${name}`);
-        files.push(file(`tftp/${node.serial!}/${name}`, template.render(context, `node ${node.name}`), plain, template.name));
+        files.push(file(`${TFTP_OUTPUT}/${node.serial!}/${name}`, template.render(context, `node ${node.name}`), plain, template.name));
       }
       continue;
     }
     files.push(
-      file(`tftp/pxelinux.cfg/${pxeConfigName(node)}`, pxe.render(pxeContext(cluster, node), `node ${node.name}`), plain, pxe.name),
+      file(
+        `${TFTP_OUTPUT}/pxelinux.cfg/${pxeConfigName(node)}`,
+        pxe.render(pxeContext(cluster, node), `node ${node.name}`),
+        plain,
+        pxe.name,
+      ),
     );
   }
   const context = bootContext(cluster);
   const subject = `cluster ${cluster.name}`;
+  const written = bootServerOutputs(cluster.name);
   const outputs: [string, string][] = [
-    ['dnsmasq.conf', `dnsmasq/${cluster.name}.conf`],
-    ['exports', `exports/${cluster.name}.exports`],
-    ['ganesha.conf', `exports/${cluster.name}.ganesha.conf`],
+    ['dnsmasq.conf', written.dnsmasq],
+    ['exports', written.exports],
+    ['ganesha.conf', written.ganesha],
   ];
   for (const [name, target] of outputs) {
     const template = bootTemplate(overlays, name);

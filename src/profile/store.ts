@@ -10,6 +10,7 @@ import { createHash, randomBytes, scryptSync } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import sshpk from 'sshpk';
+import { SecretsChangedError } from '../errors.js';
 import type { NodeIdentity } from './identity.js';
 import type { Secrets } from './secrets.js';
 import { defaultSecretsFile } from './secrets.js';
@@ -140,4 +141,18 @@ export function secretChanges(recorded: SecretsFingerprint, secrets: Secrets, id
     );
   if (ids.length) changes.push(`the machine-id of ${ids.join(', ')}: journald, DHCP client IDs and k3s see a new machine`);
   return changes;
+}
+
+/**
+ * The one secrets check: refuse (SecretsChangedError) secrets that differ from those whose
+ * fingerprint `where` holds (a previous build, the build to deploy, the target's record).
+ */
+export function refuseChangedSecrets(
+  recorded: SecretsFingerprint | undefined,
+  { secrets, identities }: { secrets: Secrets; identities: Record<string, NodeIdentity> },
+  where: () => string,
+): void {
+  if (!recorded) return;
+  const changes = secretChanges(recorded, secrets, identities);
+  if (changes.length) throw new SecretsChangedError(where(), changes);
 }

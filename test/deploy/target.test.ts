@@ -7,7 +7,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { openTarget, parseTarget, requireTools } from '../../src/deploy/target.js';
+import { openTarget, parseTarget } from '../../src/deploy/target.js';
+import { requireTools } from '../../src/deploy/read.js';
 import { UsageError } from '../../src/errors.js';
 import { rejects } from '../support/assert.js';
 
