@@ -354,7 +354,14 @@ Commands('makeDirsRemoveFiles: the directories made, then the files removed', as
 
 /** A target whose commands run here with PATH = `bin` (through an "ssh" that runs the remote command locally). */
 async function targetWithPath(dir: string, bin: string): Promise<Target> {
-  const ssh = path.join(dir, 'fake-ssh');
+  // One script per target: each reads its own PATH when it runs.
+  const ssh = path.join(
+    dir,
+    `fake-ssh-${bin
+      .split(':')
+      .map((part) => path.basename(part))
+      .join('+')}`,
+  );
   await writeFile(ssh, `#!/bin/sh\nfor a; do last=$a; done\nexec env PATH=${bin} /bin/sh -c "$last"\n`);
   await chmod(ssh, 0o755);
   return openTarget({ kind: 'ssh', host: 'root@nfs1', dir: '/srv' }, [ssh]);
