@@ -110,6 +110,8 @@ export interface BuildOptions extends CommonOptions {
   /** Build even though the secrets differ from the ones the previous output was made with. */
   rotateSecrets?: boolean;
   reporter?: Reporter;
+  /** The profile, secrets and plan already prepared from these options (a deploy that builds first): not read again. */
+  prepared?: Prepared;
 }
 
 export interface BuildResult {
@@ -265,6 +267,7 @@ async function prepareRootfs(context: RootfsContext): Promise<RootfsPrepared> {
     ...keys,
     decisions,
     ...(previous ? { previous: { dir: context.clusterDir, state: previous.state } } : {}),
+    clusterDir: context.clusterDir,
   };
   const k3sFacts = { path: displayPath(k3s.path, context.options.cwd ?? process.cwd()), sha256: k3s.sha256, source: k3s.source };
   const described = { source: context.spec, kind: context.source.kind, arch: base.arch };
@@ -495,7 +498,7 @@ export async function programsForBuild(options: BuildOptions, loaded: LoadedProf
 export async function build(options: BuildOptions): Promise<BuildResult> {
   const cwd = options.cwd ?? process.cwd();
   const reporter = options.reporter ?? defaultReporter();
-  const prepared = await prepare(options);
+  const prepared = options.prepared ?? (await prepare(options));
   const { loaded, secrets, secretsFile } = prepared;
   const outDir = path.resolve(cwd, options.out ?? 'out');
   const clusterDir = path.join(outDir, loaded.cluster.name);

@@ -9,7 +9,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as assert from 'uvu/assert';
 import { suite } from './support/test.js';
-import { readManifest } from '../src/deploy/manifest.js';
+import { readManifest } from '../src/entries/manifest.js';
 import { makeArmbianBase } from './support/armbian-base.js';
 import { assertSameTree, cli, killAt } from './deploy/support.js';
 import { opz3With, tempDir } from './profile/helpers.js';

@@ -24,7 +24,7 @@ import path from 'node:path';
 import { MissingProgramError, TargetError } from '../errors.js';
 import { debianPackage } from '../tools.js';
 import { alive } from '../cache.js';
-import type { Manifest } from './manifest.js';
+import type { Manifest } from '../entries/manifest.js';
 import type { BootFile, BootFileChange, NodeChanges, NodeRollback, NodeTarget } from './plan.js';
 import type { ExportfsOutcome } from './options.js';
 import { rsync, type Target } from './target.js';

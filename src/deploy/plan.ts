@@ -5,7 +5,7 @@
  * Nothing here reads or writes; apply.ts carries the result out and `plan`
  * prints it.
  */
-import { sameEntry, underAny, type Manifest, type ManifestEntry } from './manifest.js';
+import { sameEntry, underAny, type Manifest, type ManifestEntry } from '../entries/manifest.js';
 import type { BootFileKind } from '../plan/boot-server-files.js';
 
 /**

@@ -19,7 +19,7 @@ import { bootDir } from '../plan/context.js';
 import { BOOT_SERVER_DIRS, bootServerName, bootServerOutputs, TFTP_OUTPUT } from '../plan/boot-server-files.js';
 import { refuseChangedSecrets, type SecretsFingerprint } from '../profile/store.js';
 import { defaultCacheDir } from '../base/open.js';
-import { loadHashCache, readManifest, saveHashCache, type Manifest } from './manifest.js';
+import { loadHashCache, readManifest, saveHashCache, treeDigestsFile, type Manifest } from '../entries/manifest.js';
 import { diffBootFiles, diffNode, statePaths, type BootFile, type BootFileChange, type NodeChanges, type NodeTarget } from './plan.js';
 import { readRecord, recordedClusters, type ClusterRecord } from './records.js';
 import { existingEntries, META, readNodeTarget, undoList } from './apply.js';
@@ -170,12 +170,7 @@ async function readNodes(ctx: Context, options: TargetOptions, trees: 'rootfs' |
     const dir = path.join(ctx.clusterDir, trees === 'rootfs' ? 'rootfs' : 'nodes', node.name);
     if (!existsSync(dir)) throw new UsageError(`${displayPath(dir, cwd)} is missing: rebuild ${displayPath(ctx.clusterDir, cwd)}`);
     // Digests of the files a rebuild left as they were are not computed again.
-    const cacheFile = path.join(
-      options.cacheDir ?? defaultCacheDir(options.env ?? process.env),
-      'deploy',
-      createHash('sha256').update(ctx.clusterDir).digest('hex').slice(0, 16),
-      `${node.name}.json`,
-    );
+    const cacheFile = treeDigestsFile(options.cacheDir ?? defaultCacheDir(options.env ?? process.env), ctx.clusterDir, node.name);
     const cache = await loadHashCache(cacheFile);
     const manifest = await readManifest(dir, ctx.state, cache);
     if (remember) await saveHashCache(cacheFile, cache);

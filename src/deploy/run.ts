@@ -44,17 +44,17 @@ export async function planDeploy(options: TargetOptions & Pick<DeployOptions, 'b
 
 /** Deploy the last build (building first if there is none) onto the export root. */
 export async function deploy(options: DeployOptions): Promise<DeployResult> {
-  const targets: Target[] = [];
+  const opened: { target?: Target } = {};
   try {
-    return await deployWith(options, targets);
+    return await deployWith(options, opened);
   } finally {
-    for (const t of targets) await t.close();
+    await opened.target?.close();
   }
 }
 
-async function deployWith(options: DeployOptions, targets: Target[]): Promise<DeployResult> {
+async function deployWith(options: DeployOptions, opened: { target?: Target }): Promise<DeployResult> {
   const reporter = options.reporter ?? silentReporter;
-  let prepared = await prepare(options);
+  const prepared = await prepare(options);
   const cwd = options.cwd ?? process.cwd();
   // A deploy puts the profile's build in place: none yet, or a stale one, is built first.
   const check = await checkBuild(options, prepared, 'deploy');
@@ -64,20 +64,17 @@ async function deployWith(options: DeployOptions, targets: Target[]): Promise<De
     ...deployPrograms(parseTarget(options.to, cwd), options.ssh),
     ...(buildOptions ? await programsForBuild(buildOptions, prepared.loaded) : []),
   ]);
-  let ctx = await open(options, prepared);
-  targets.push(ctx.target);
+  const ctx = await open(options, prepared);
+  opened.target = ctx.target;
   checkSecrets(ctx, options);
   let built = false;
   if (buildOptions && check.status !== 'current') {
     const why = check.status === 'none' ? 'there is no build to deploy yet' : `the build is stale: ${check.reasons.join('; ')}`;
     const step = reporter.step(`building ${prepared.loaded.cluster.name} (${why})`);
-    await build(buildOptions);
+    // The same secrets as were checked: the build saves them if it generated them.
+    await build({ ...buildOptions, prepared });
     step.finish();
     built = true;
-    // The build may have generated the secrets (and saved them): read them as saved.
-    prepared = await prepare(options);
-    ctx = await open(options, prepared);
-    targets.push(ctx.target);
   }
   const release = await lockTarget(ctx.target, ctx.root);
   try {

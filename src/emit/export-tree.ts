@@ -11,10 +11,10 @@
  * `etc -> /` or `etc/resolv.conf -> /run/...` therefore can never make the
  * build write to the build host.
  */
-import { createHash } from 'node:crypto';
 import * as fsSync from 'node:fs';
 import { mkdir, readdir, rmdir } from 'node:fs/promises';
 import path from 'node:path';
+import { contentDigest } from './tree-digests.js';
 import { runTool } from '../tools.js';
 import type { PlannedFile } from '../plan/plan.js';
 import { sourceDateEpoch } from './epoch.js';
@@ -82,13 +82,8 @@ export async function writeNodeTree(
 }
 
 /** A planned file as the build state records it: enough to tell whether it changed. */
-const digests = new WeakMap<Buffer, string>();
 export function overlayRecord(file: PlannedFile): string {
-  let what = file.type === 'symlink' ? `-> ${file.target}` : digests.get(file.content!);
-  if (what === undefined) {
-    what = createHash('sha256').update(file.content!).digest('hex');
-    digests.set(file.content!, what);
-  }
+  const what = file.type === 'symlink' ? `-> ${file.target}` : contentDigest(file.content!);
   return `${file.path}\0${file.type}\0${file.mode}\0${file.uid}:${file.gid}\0${what}`;
 }
 

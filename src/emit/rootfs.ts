@@ -13,6 +13,8 @@ import type { BaseIndex } from '../base/open.js';
 import { sha256sums, type ArtifactNode, type Format } from './artifact.js';
 import { packArtifacts } from './archives.js';
 import { overlayRecord, reviseNodeTree, writeNodeTree } from './export-tree.js';
+import { baseDigests, recordTreeDigests } from './tree-digests.js';
+import type { Manifest } from '../entries/manifest.js';
 import { TreeJournal } from '../entries/place.js';
 import { InternalError } from '../errors.js';
 import type { Reporter } from '../progress.js';
@@ -53,6 +55,8 @@ export interface RootfsInputs {
   layerFiles: PlannedFile[];
   /** The previous build of this cluster, when its output is still there. */
   previous?: { dir: string; state: BuildState };
+  /** Where the output lands: a deploy of it finds the digests of the trees copied from the base under this name. */
+  clusterDir: string;
 }
 
 export interface RootfsResult {
@@ -136,6 +140,7 @@ type TreeRecords = Record<string, { overlay: string[]; removed: string[] }>;
 /** rootfs/NODE for every node: moved from the previous build, revised in place, or copied from the base. */
 async function writeTrees({ staging, plan, inputs, reporter, rollback }: RootfsJob, result: RootfsResult): Promise<TreeRecords> {
   const trees: TreeRecords = {};
+  let baseManifest: Manifest | undefined;
   const step = reporter.step('writing node trees', plan.nodes.length, 'nodes');
   for (const [i, { node, files, removes }] of plan.nodes.entries()) {
     throwIfStopped();
@@ -164,7 +169,10 @@ async function writeTrees({ staging, plan, inputs, reporter, rollback }: RootfsJ
           { ...options, journal },
         );
       } else {
-        written = await writeNodeTree(needBase(inputs, 'copy'), all, dest, options);
+        const base = needBase(inputs, 'copy');
+        written = await writeNodeTree(base, all, dest, options);
+        baseManifest ??= await baseDigests(base, inputs.cacheDir);
+        await recordTreeDigests(dest, all, baseManifest, inputs.clusterDir, inputs.cacheDir, node.name);
       }
       trees[node.name] = { overlay: all.map(overlayRecord), removed: written.removed ?? [] };
     }

@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { suite } from '../support/test.js';
 import { build } from '../../src/build.js';
 import { deploy, planDeploy, type DeployOptions } from '../../src/deploy/index.js';
-import { readManifest } from '../../src/deploy/manifest.js';
+import { readManifest } from '../../src/entries/manifest.js';
 import { makeArmbianBase } from '../support/armbian-base.js';
 import { rejects } from '../support/assert.js';
 import { edit, opz3With } from '../profile/helpers.js';

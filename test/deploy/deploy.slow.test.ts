@@ -13,7 +13,7 @@ import path from 'node:path';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
 import { deploy, planDeploy, rollback } from '../../src/deploy/index.js';
-import { readManifest, type Manifest } from '../../src/deploy/manifest.js';
+import { readManifest, type Manifest } from '../../src/entries/manifest.js';
 import { isRoot } from '../support/rootfs.js';
 import { startSshd, type Sshd } from '../support/sshd.js';
 import { rejects } from '../support/assert.js';

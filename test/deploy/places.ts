@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { build } from '../../src/build.js';
 import type { DeployOptions } from '../../src/deploy/index.js';
-import { readManifest, type Manifest } from '../../src/deploy/manifest.js';
+import { readManifest, type Manifest } from '../../src/entries/manifest.js';
 import { silentReporter } from '../../src/progress.js';
 import { NODES, STATE } from './support.js';
 

@@ -6,7 +6,7 @@
  */
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import type { Manifest, ManifestEntry } from '../../src/deploy/manifest.js';
+import type { Manifest, ManifestEntry } from '../../src/entries/manifest.js';
 import {
   decideRollback,
   diffBootFiles,

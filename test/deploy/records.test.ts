@@ -8,7 +8,7 @@ import path from 'node:path';
 import * as assert from 'uvu/assert';
 import { suite } from '../support/test.js';
 import { deploy } from '../../src/deploy/index.js';
-import { readManifest } from '../../src/deploy/manifest.js';
+import { readManifest } from '../../src/entries/manifest.js';
 import { opz3With } from '../profile/helpers.js';
 import { assertSameTree, cli } from './support.js';
 import { places, type Places } from './places.js';

@@ -12,7 +12,7 @@ import path from 'node:path';
 import * as assert from 'uvu/assert';
 import { suite } from '../support/test.js';
 import { deploy, rollback } from '../../src/deploy/index.js';
-import { readManifest, type Manifest } from '../../src/deploy/manifest.js';
+import { readManifest, type Manifest } from '../../src/entries/manifest.js';
 import { isRoot } from '../support/rootfs.js';
 import { startSshd, sshdMissing, type Sshd } from '../support/sshd.js';
 import { opz3With } from '../profile/helpers.js';

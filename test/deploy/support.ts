@@ -12,7 +12,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import * as assert from 'uvu/assert';
 import { build } from '../../src/build.js';
-import { readManifest, sameEntry, type Manifest } from '../../src/deploy/manifest.js';
+import { readManifest, sameEntry, type Manifest } from '../../src/entries/manifest.js';
 import { statePaths } from '../../src/deploy/plan.js';
 import type { TargetOptions } from '../../src/deploy/index.js';
 import { silentReporter } from '../../src/progress.js';

@@ -67,6 +67,14 @@ export async function loadHashCache(file: string): Promise<HashCache> {
 /** Caches that readManifest found already holding exactly the tree's digests. */
 const unchanged = new WeakSet<HashCache>();
 
+/**
+ * Where a deploy keeps the digests of a node's tree in a build output (`clusterDir`), and where the build
+ * that writes the tree leaves them.
+ */
+export function treeDigestsFile(cacheDir: string, clusterDir: string, node: string): string {
+  return path.join(cacheDir, 'deploy', createHash('sha256').update(clusterDir).digest('hex').slice(0, 16), `${node}.json`);
+}
+
 export async function saveHashCache(file: string, cache: HashCache): Promise<void> {
   if (unchanged.has(cache)) return;
   await mkdir(path.dirname(file), { recursive: true });
@@ -76,12 +84,19 @@ export async function saveHashCache(file: string, cache: HashCache): Promise<voi
 }
 
 /**
+ * The digest of the file at a relative path, where the caller knows what it wrote there (the build: the
+ * base's file it has just copied, an overlay's bytes); `size` is the file's, as a check.
+ */
+export type KnownDigest = (relative: string, size: number) => string | undefined;
+
+/**
  * Every entry under `root`, except the subtrees in `skip` (relative paths); never follows a symlink.
  * With a cache, digests are taken from it where the file is unchanged, and it is left holding this tree's only.
+ * `known` gives the digests of files the caller has just written, so they are not read back.
  * One `find` reads the tree: a node tree is tens of thousands of entries, and find lists them in a
  * fraction of the time Node's lstat takes, one call at a time.
  */
-export async function readManifest(root: string, skip: readonly string[] = [], cache?: HashCache): Promise<Manifest> {
+export async function readManifest(root: string, skip: readonly string[] = [], cache?: HashCache, known?: KnownDigest): Promise<Manifest> {
   const used: HashCache = new Map();
   const out: Manifest = {};
   const unhashed: { p: string; key: string }[] = [];
@@ -116,7 +131,7 @@ export async function readManifest(root: string, skip: readonly string[] = [], c
     else if (type === 'l') out[p] = { t: 'l', ...base, l: fields[i + 1]! };
     else if (type === 'f') {
       const key = cacheKey(p, `${ino} ${mtime} ${ctime} ${size}`);
-      const h = cache?.get(key);
+      const h = cache?.get(key) ?? known?.(p, Number(size));
       out[p] = { t: 'f', ...base, s: Number(size), ...(h ? { h } : {}) };
       if (h) used.set(key, h);
       else unhashed.push({ p, key });

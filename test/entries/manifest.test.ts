@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { readManifest, type HashCache } from '../../src/deploy/manifest.js';
+import { readManifest, type HashCache } from '../../src/entries/manifest.js';
 
 const Manifest = suite('deploy manifest');
 let dir: string;
