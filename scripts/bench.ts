@@ -38,6 +38,8 @@ const ONLY = new Set(flag('only', 'tar,tree,rebuild,deploy,memory').split(','));
 const REPEAT = Number(flag('repeat', '3'));
 /** How long the disk is left after deleting gigabytes, before a timed run (online discard). */
 const SETTLE_MS = Number(flag('settle', '30')) * 1000;
+/** Where each build-images run leaves a V8 CPU profile (--cpu-prof DIR), to see where a row's time goes. */
+const CPU_PROF = flag('cpu-prof', '');
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const EPOCH = '1700000000';
 
@@ -156,7 +158,7 @@ async function netroot(work: string, argv: string[], env: NodeJS.ProcessEnv = {}
   const rssFile = path.join(work, 'rss');
   // GNU time reports its child's peak RSS. The child's own resourceUsage() would not do: a child forked
   // from this process starts with this process's resident size as its high-water mark, which execve keeps.
-  const run = await time('/usr/bin/time', ['-o', rssFile, '-f', '%M', process.execPath, path.join(ROOT, 'bin/build-images.js'), ...argv], {
+  const run = await time('/usr/bin/time', ['-o', rssFile, '-f', '%M', process.execPath, ...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(CPU_PROF)] : []), path.join(ROOT, 'bin/build-images.js'), ...argv], {
     cwd: work,
     env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH, CI: '1', ...env },
   });
