@@ -214,6 +214,172 @@ function nameAndTimeContext(node: ClusterNode, base: BaseFacts | undefined) {
 /** One attempt of the recovery decision (a try of mariadb.service's start); MariaDB tries again after it. */
 export const GALERA_RECOVERY_ATTEMPT_SECONDS = 600;
 
+function nodeFacts(node: ClusterNode) {
+  return {
+    name: node.name,
+    ip: node.ip,
+    mac: node.mac,
+    interface: node.interface,
+    gateway: node.gateway,
+    dns: node.dns,
+    isServer: node.isServer,
+    roles: node.roles,
+  };
+}
+
+function storageContext(cluster: Cluster, node: ClusterNode) {
+  const longhornOn = cluster.profile.longhorn.enabled;
+  const storage = node.storage;
+  return {
+    enabled: storage.enabled,
+    device: storage.device ?? null,
+    label: storage.label,
+    imageSize: storage.imageSize,
+    imagePath: LOCAL_STORAGE_IMAGE,
+    mountPoint: LOCAL_STORAGE_MOUNT,
+    description: storage.device ? `device ${storage.device}` : `a ${storage.imageSize} image file on the node's export`,
+    directories: [...(longhornOn ? ['rancher', 'longhorn'] : ['rancher']), 'log-pods', 'log-containers'],
+    // What k3s must not start without: on NFS, containerd and Longhorn fail and container logs cross the network.
+    k3sMounts: [
+      '/var/lib/rancher',
+      ...(longhornOn ? ['/var/lib/longhorn'] : []),
+      ...(storage.enabled ? ['/var/log/pods', '/var/log/containers'] : []),
+    ].join(' '),
+  };
+}
+
+function longhornContext(cluster: Cluster, secrets: Secrets) {
+  const { longhorn } = cluster.profile;
+  return {
+    enabled: longhorn.enabled,
+    version: longhorn.version,
+    chartVersion: longhorn.version.replace(/^v/, ''),
+    nodeDownPodDeletionPolicy: longhorn.nodeDownPodDeletionPolicy,
+    // Only Traefik's basic-auth route reaches the UI; the user and password come from the secrets file.
+    ui:
+      longhorn.enabled && longhorn.ui.enabled
+        ? {
+            user: LONGHORN_UI_USER,
+            realm: `Longhorn ${cluster.name}`,
+            htpasswd: htpasswdEntry(LONGHORN_UI_USER, secrets.longhornUiPassword),
+          }
+        : null,
+  };
+}
+
+function keepalivedContext(cluster: Cluster, node: ClusterNode, secrets: Secrets) {
+  const { keepalived } = cluster.profile;
+  return {
+    state: node.keepalived!.state,
+    priority: node.keepalived!.priority,
+    virtualRouterId: keepalived.virtualRouterId,
+    advertInterval: keepalived.advertInterval,
+    checkInterval: keepalived.checkInterval,
+    checkTimeout: keepalived.checkTimeout,
+    // The check's own bounds sit inside keepalived's, so it fails by itself rather than being killed.
+    checkCommandTimeout: keepalived.checkTimeout - 1,
+    checkConnectTimeout: Math.max(1, keepalived.checkTimeout - 2),
+    authPass: secrets.keepalivedAuthPass,
+  };
+}
+
+function galeraContext(cluster: Cluster, node: ClusterNode, secrets: Secrets, base: BaseFacts | undefined) {
+  const { galera } = cluster.profile;
+  return {
+    clusterName: galera.clusterName,
+    clusterAddress: `gcomm://${cluster.servers.map((s) => s.ip).join(',')}`,
+    sstMethod: galera.sstMethod,
+    isBootstrapNode: cluster.bootstrapNode === node.name,
+    bootstrapNode: cluster.bootstrapNode,
+    peers: cluster.servers.filter((s) => s.name !== node.name).map((s) => s.ip),
+    snapshotIsolationOption: snapshotIsolationOption(base),
+    // /etc/netroot/galera-recovery.json: everything the recovery decision needs, in server order (ties go to the earlier).
+    recovery: {
+      node: node.name,
+      cluster: galera.clusterName,
+      servers: cluster.servers.map((s) => ({ name: s.name, ip: s.ip })),
+      bootstrapNode: cluster.bootstrapNode,
+      port: galera.recovery.port,
+      policy: galera.recovery.policy,
+      survivorAfter: galera.recovery.survivorAfter,
+      waitForAll: galera.recovery.waitForAll,
+      attemptSeconds: GALERA_RECOVERY_ATTEMPT_SECONDS,
+      key: secrets.galeraRecoveryKey,
+    },
+  };
+}
+
+// Without an identity (a plan made without secrets) there is no certificate: no TLS files and no TLS settings.
+function tlsContext(identity: NodeIdentity | undefined) {
+  return identity?.tls
+    ? {
+        ca: identity.tls.ca.trimEnd(),
+        cert: identity.tls.cert.trimEnd(),
+        key: identity.tls.key.trimEnd(),
+        caFile: `${TLS_DIR}/ca.pem`,
+        certFile: `${TLS_DIR}/server.pem`,
+        // The image's key stays root's: each start of MariaDB hands mysql a copy in /run (netroot-tls.conf),
+        // so a deploy that rewrites the image's file never takes the key away from a running server.
+        imageKeyFile: `${TLS_DIR}/server-key.pem`,
+        keyFile: `${RUN_TLS_DIR}/server-key.pem`,
+        runDir: RUN_TLS_DIR,
+      }
+    : null;
+}
+
+// The secure token forms need k3s's CAs; a plan made without them (no secrets) has no tokens, and templates that need one fail by name.
+const k3sTokens = (secrets: Secrets) => (secrets.k3sCa ? secureTokens(secrets.k3sCa, secrets.k3sToken, secrets.k3sAgentToken) : undefined);
+
+function serverK3sContext(cluster: Cluster, secrets: Secrets) {
+  const { profile } = cluster;
+  const tokens = k3sTokens(secrets);
+  const caFiles = secrets.k3sCa ? k3sCaFiles(secrets.k3sCa) : [];
+  return {
+    version: profile.k3s.version,
+    token: tokens?.token,
+    // Agents join with this one; a stolen agent's files never hold the server token (which reads the datastore's secrets).
+    agentToken: tokens?.agentToken,
+    // k3s's CAs, kept in the image and copied to local storage before k3s's first start.
+    ca: secrets.k3sCa
+      ? {
+          dir: K3S_CA_DIR,
+          tlsDir: K3S_TLS_DIR,
+          files: caFiles.map((f) => f.name),
+          content: Object.fromEntries(caFiles.map((f) => [f.name, f.content.trimEnd()])),
+        }
+      : null,
+    database: profile.k3s.database,
+    user: profile.k3s.user,
+    databasePassword: secrets.k3sDatabasePassword,
+    datastoreEndpoint: datastoreEndpoint(cluster, secrets),
+    tlsSan: [profile.network.vip],
+    // Cluster-wide flags: identical on every server (docs.k3s.io, High Availability).
+    disable: [...new Set([...(profile.longhorn.enabled ? ['local-storage'] : []), ...profile.k3s.disable])],
+  };
+}
+
+function agentK3sContext(cluster: Cluster, secrets: Secrets) {
+  const { profile } = cluster;
+  return { version: profile.k3s.version, token: k3sTokens(secrets)?.agentToken, serverUrl: `https://${profile.network.vip}:6443` };
+}
+
+/** What only a server runs: keepalived, Galera, MariaDB with its TLS, and k3s against the datastore. */
+function serverContext(
+  cluster: Cluster,
+  node: ClusterNode,
+  secrets: Secrets,
+  identity: NodeIdentity | undefined,
+  base: BaseFacts | undefined,
+) {
+  return {
+    keepalived: keepalivedContext(cluster, node, secrets),
+    galera: galeraContext(cluster, node, secrets, base),
+    mariadb: { rootPassword: secrets.mariadbRootPassword },
+    tls: tlsContext(identity),
+    k3s: serverK3sContext(cluster, secrets),
+  };
+}
+
 export function nodeContext(
   cluster: Cluster,
   node: ClusterNode,
@@ -221,141 +387,19 @@ export function nodeContext(
   identity?: NodeIdentity,
   base?: BaseFacts,
 ): Record<string, unknown> {
-  const { profile } = cluster;
-  const longhornOn = profile.longhorn.enabled;
-  const storage = node.storage;
-  const context: Record<string, unknown> = {
+  return {
     cluster: { name: cluster.name },
-    node: {
-      name: node.name,
-      ip: node.ip,
-      mac: node.mac,
-      interface: node.interface,
-      gateway: node.gateway,
-      dns: node.dns,
-      isServer: node.isServer,
-      roles: node.roles,
-    },
+    node: nodeFacts(node),
     network: networkContext(cluster),
     nodes: cluster.nodes.map((n) => ({ name: n.name, ip: n.ip })),
     ssh: sshContext(cluster, node),
     ...nameAndTimeContext(node, base),
-    storage: {
-      enabled: storage.enabled,
-      device: storage.device ?? null,
-      label: storage.label,
-      imageSize: storage.imageSize,
-      imagePath: LOCAL_STORAGE_IMAGE,
-      mountPoint: LOCAL_STORAGE_MOUNT,
-      description: storage.device ? `device ${storage.device}` : `a ${storage.imageSize} image file on the node's export`,
-      directories: [...(longhornOn ? ['rancher', 'longhorn'] : ['rancher']), 'log-pods', 'log-containers'],
-      // What k3s must not start without: on NFS, containerd and Longhorn fail and container logs cross the network.
-      k3sMounts: [
-        '/var/lib/rancher',
-        ...(longhornOn ? ['/var/lib/longhorn'] : []),
-        ...(storage.enabled ? ['/var/log/pods', '/var/log/containers'] : []),
-      ].join(' '),
-    },
-    longhorn: {
-      enabled: longhornOn,
-      version: profile.longhorn.version,
-      chartVersion: profile.longhorn.version.replace(/^v/, ''),
-      nodeDownPodDeletionPolicy: profile.longhorn.nodeDownPodDeletionPolicy,
-      // Only Traefik's basic-auth route reaches the UI; the user and password come from the secrets file.
-      ui:
-        longhornOn && profile.longhorn.ui.enabled
-          ? {
-              user: LONGHORN_UI_USER,
-              realm: `Longhorn ${cluster.name}`,
-              htpasswd: htpasswdEntry(LONGHORN_UI_USER, secrets.longhornUiPassword),
-            }
-          : null,
-    },
+    storage: storageContext(cluster, node),
+    longhorn: longhornContext(cluster, secrets),
+    // Without an identity (a plan made without secrets), templates that need one fail by name.
+    ...(identity ? { identity: identityContext(identity) } : {}),
+    ...(node.isServer ? serverContext(cluster, node, secrets, identity, base) : { k3s: agentK3sContext(cluster, secrets) }),
   };
-  // Without an identity (a plan made without secrets), templates that need one fail by name.
-  if (identity) context.identity = identityContext(identity);
-  const k3sCommon = { version: profile.k3s.version };
-  // The secure token forms need k3s's CAs; a plan made without them (no secrets) has no tokens, and templates that need one fail by name.
-  const caFiles = secrets.k3sCa ? k3sCaFiles(secrets.k3sCa) : [];
-  const tokens = secrets.k3sCa ? secureTokens(secrets.k3sCa, secrets.k3sToken, secrets.k3sAgentToken) : undefined;
-  if (node.isServer) {
-    const others = cluster.servers.filter((s) => s.name !== node.name);
-    context.keepalived = {
-      state: node.keepalived!.state,
-      priority: node.keepalived!.priority,
-      virtualRouterId: profile.keepalived.virtualRouterId,
-      advertInterval: profile.keepalived.advertInterval,
-      checkInterval: profile.keepalived.checkInterval,
-      checkTimeout: profile.keepalived.checkTimeout,
-      // The check's own bounds sit inside keepalived's, so it fails by itself rather than being killed.
-      checkCommandTimeout: profile.keepalived.checkTimeout - 1,
-      checkConnectTimeout: Math.max(1, profile.keepalived.checkTimeout - 2),
-      authPass: secrets.keepalivedAuthPass,
-    };
-    context.galera = {
-      clusterName: profile.galera.clusterName,
-      clusterAddress: `gcomm://${cluster.servers.map((s) => s.ip).join(',')}`,
-      sstMethod: profile.galera.sstMethod,
-      isBootstrapNode: cluster.bootstrapNode === node.name,
-      bootstrapNode: cluster.bootstrapNode,
-      peers: others.map((s) => s.ip),
-      snapshotIsolationOption: snapshotIsolationOption(base),
-      // /etc/netroot/galera-recovery.json: everything the recovery decision needs, in server order (ties go to the earlier).
-      recovery: {
-        node: node.name,
-        cluster: profile.galera.clusterName,
-        servers: cluster.servers.map((s) => ({ name: s.name, ip: s.ip })),
-        bootstrapNode: cluster.bootstrapNode,
-        port: profile.galera.recovery.port,
-        policy: profile.galera.recovery.policy,
-        survivorAfter: profile.galera.recovery.survivorAfter,
-        waitForAll: profile.galera.recovery.waitForAll,
-        attemptSeconds: GALERA_RECOVERY_ATTEMPT_SECONDS,
-        key: secrets.galeraRecoveryKey,
-      },
-    };
-    context.mariadb = { rootPassword: secrets.mariadbRootPassword };
-    // Without an identity (a plan made without secrets) there is no certificate: no TLS files and no TLS settings.
-    context.tls = identity?.tls
-      ? {
-          ca: identity.tls.ca.trimEnd(),
-          cert: identity.tls.cert.trimEnd(),
-          key: identity.tls.key.trimEnd(),
-          caFile: `${TLS_DIR}/ca.pem`,
-          certFile: `${TLS_DIR}/server.pem`,
-          // The image's key stays root's: each start of MariaDB hands mysql a copy in /run (netroot-tls.conf),
-          // so a deploy that rewrites the image's file never takes the key away from a running server.
-          imageKeyFile: `${TLS_DIR}/server-key.pem`,
-          keyFile: `${RUN_TLS_DIR}/server-key.pem`,
-          runDir: RUN_TLS_DIR,
-        }
-      : null;
-    context.k3s = {
-      ...k3sCommon,
-      token: tokens?.token,
-      // Agents join with this one; a stolen agent's files never hold the server token (which reads the datastore's secrets).
-      agentToken: tokens?.agentToken,
-      // k3s's CAs, kept in the image and copied to local storage before k3s's first start.
-      ca: secrets.k3sCa
-        ? {
-            dir: K3S_CA_DIR,
-            tlsDir: K3S_TLS_DIR,
-            files: caFiles.map((f) => f.name),
-            content: Object.fromEntries(caFiles.map((f) => [f.name, f.content.trimEnd()])),
-          }
-        : null,
-      database: profile.k3s.database,
-      user: profile.k3s.user,
-      databasePassword: secrets.k3sDatabasePassword,
-      datastoreEndpoint: datastoreEndpoint(cluster, secrets),
-      tlsSan: [profile.network.vip],
-      // Cluster-wide flags: identical on every server (docs.k3s.io, High Availability).
-      disable: [...new Set([...(longhornOn ? ['local-storage'] : []), ...profile.k3s.disable])],
-    };
-  } else {
-    context.k3s = { ...k3sCommon, token: tokens?.agentToken, serverUrl: `https://${profile.network.vip}:6443` };
-  }
-  return context;
 }
 
 /** Values for the boot server's files: one entry per node. */

@@ -80,11 +80,8 @@ async function keepalived(machine: Machine, action: 'stop' | 'start'): Promise<v
   await machine.exec('systemctl', [action, 'keepalived'], { timeoutMs: 20_000 });
 }
 
-export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
-  const { result, primary } = scenario('kine-sequence', Date.now());
-  const whole = await ensureWhole(ctx);
-  if (whole) return result(false, whole);
-
+/** kine's table through the VIP as k3s needs it: its indexes, a BIGINT AUTO_INCREMENT id, ids growing by 1. */
+async function kineTableProblem(ctx: LabContext): Promise<string | undefined> {
   const indexes = await sqlThroughVip(
     ctx.topology,
     ctx.datastore,
@@ -96,80 +93,97 @@ export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
     .filter(Boolean);
   const missing = KINE_INDEXES.filter((i) => !found.includes(i));
   if (!indexes.ok || missing.length)
-    return result(
-      false,
-      `kine's table through the VIP lacks ${missing.join(', ') || 'everything'} (netroot's datastore SQL completes it on every server's boot; the k3s stand-ins create it as kine does): ${indexes.stderr.trim()}`,
-    );
+    return `kine's table through the VIP lacks ${missing.join(', ') || 'everything'} (netroot's datastore SQL completes it on every server's boot; the k3s stand-ins create it as kine does): ${indexes.stderr.trim()}`;
   const column = await sqlThroughVip(
     ctx.topology,
     ctx.datastore,
     "SELECT column_type, extra FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = 'kine' AND column_name = 'id'",
   );
   if (!/bigint\(20\) unsigned\tauto_increment/.test(column.stdout))
-    return result(false, `kine.id is not BIGINT UNSIGNED AUTO_INCREMENT: ${column.stdout.trim()}`);
+    return `kine.id is not BIGINT UNSIGNED AUTO_INCREMENT: ${column.stdout.trim()}`;
   const increment = await sqlThroughVip(ctx.topology, ctx.datastore, 'SELECT @@auto_increment_increment');
   if (increment.stdout.trim() !== '1')
-    return result(
-      false,
-      `auto_increment_increment is ${increment.stdout.trim()} through the VIP; kine needs 1 (wsrep_auto_increment_control=OFF)`,
-    );
+    return `auto_increment_increment is ${increment.stdout.trim()} through the VIP; kine needs 1 (wsrep_auto_increment_control=OFF)`;
+  return undefined;
+}
 
-  const run = `/registry/netroot-lab/${Date.now()}`;
+/** What the writes left: their revisions in order, the VIP holders seen, and the replies lost as the VIP moved. */
+interface KineWrites {
+  run: string;
+  ids: number[];
+  holdersSeen: Set<string>;
+  lostReplies: string[];
+}
+
+/** The last write of every fifth key deletes it, as kine records a delete. */
+const deletesKey = (i: number): boolean => i >= ROWS - KEYS && (i % KEYS) % 5 === 0;
+
+/**
+ * Moves the VIP while kine writes: a third of the way in its holder's keepalived stops (the VIP moves),
+ * two thirds in it starts again (and takes it back). Returns the machine it stopped, once it has.
+ */
+async function moveVipAt(ctx: LabContext, i: number, moved: Machine | undefined): Promise<Machine | undefined> {
+  if (i !== Math.floor(ROWS / 3) && i !== Math.floor((2 * ROWS) / 3)) return moved;
+  if (!moved) {
+    const [holder] = await vipHolders(ctx.topology, ctx.machines);
+    const stopped = ctx.machines.find((m) => m.node.name === holder);
+    if (stopped) {
+      ctx.log(`kine-sequence: stopping keepalived on ${stopped.node.name} after ${i} writes, so the VIP moves`);
+      await keepalived(stopped, 'stop');
+    }
+    return stopped;
+  }
+  ctx.log(`kine-sequence: starting keepalived on ${moved.node.name} again after ${i} writes`);
+  await keepalived(moved, 'start');
+  return moved;
+}
+
+/** ROWS kine writes over KEYS keys through the VIP while it moves; what went wrong, or what they left. */
+async function writeWhileVipMoves(ctx: LabContext): Promise<KineWrites | string> {
+  const writes: KineWrites = { run: `/registry/netroot-lab/${Date.now()}`, ids: [], holdersSeen: new Set(), lostReplies: [] };
   const latest = new Map<string, number>();
-  const ids: number[] = [];
-  const holdersSeen = new Set<string>();
-  const lostReplies: string[] = [];
   let moved: Machine | undefined;
   for (let i = 0; i < ROWS; i++) {
-    if (i === Math.floor(ROWS / 3) || i === Math.floor((2 * ROWS) / 3)) {
-      // Move the VIP while kine writes: its holder's keepalived stops (the VIP moves), then starts again (and takes it back).
-      if (!moved) {
-        const [holder] = await vipHolders(ctx.topology, ctx.machines);
-        moved = ctx.machines.find((m) => m.node.name === holder);
-        if (moved) {
-          ctx.log(`kine-sequence: stopping keepalived on ${moved.node.name} after ${i} writes, so the VIP moves`);
-          await keepalived(moved, 'stop');
-        }
-      } else {
-        ctx.log(`kine-sequence: starting keepalived on ${moved.node.name} again after ${i} writes`);
-        await keepalived(moved, 'start');
-      }
-    }
-    const key = `${run}/key-${i % KEYS}`;
-    // The last write of every fifth key deletes it, as kine records a delete.
-    const deleted = i >= ROWS - KEYS && (i % KEYS) % 5 === 0;
-    const id = await put(ctx, key, latest.get(key) ?? 0, deleted, `v${i}`, lostReplies);
-    if (typeof id === 'string') return result(false, `${id} (after ${i} writes)`);
+    moved = await moveVipAt(ctx, i, moved);
+    const key = `${writes.run}/key-${i % KEYS}`;
+    const id = await put(ctx, key, latest.get(key) ?? 0, deletesKey(i), `v${i}`, writes.lostReplies);
+    if (typeof id === 'string') return `${id} (after ${i} writes)`;
     latest.set(key, id);
-    ids.push(id);
-    for (const h of await vipHolders(ctx.topology, ctx.machines)) holdersSeen.add(h);
+    writes.ids.push(id);
+    for (const h of await vipHolders(ctx.topology, ctx.machines)) writes.holdersSeen.add(h);
   }
   if (moved && (await moved.unitState('keepalived')) !== 'active') await keepalived(moved, 'start');
+  return writes;
+}
+
+/** Revisions grow by exactly 1 while the VIP moves, and it did move. */
+function revisionProblem({ ids, holdersSeen }: KineWrites): string | undefined {
   const gaps = ids
     .slice(1)
     .map((id, i) => [ids[i]!, id] as const)
     .filter(([a, b]) => b !== a + 1);
   if (gaps.length)
-    return result(
-      false,
-      `ids through the VIP are not consecutive: ${gaps
-        .slice(0, 5)
-        .map(([a, b]) => `${a} → ${b}`)
-        .join(', ')} (VIP held by ${[...holdersSeen].join(', ')})`,
-    );
-  if (holdersSeen.size < 2) return result(false, `the VIP never moved during the writes (held by ${[...holdersSeen].join(', ')})`);
+    return `ids through the VIP are not consecutive: ${gaps
+      .slice(0, 5)
+      .map(([a, b]) => `${a} → ${b}`)
+      .join(', ')} (VIP held by ${[...holdersSeen].join(', ')})`;
+  if (holdersSeen.size < 2) return `the VIP never moved during the writes (held by ${[...holdersSeen].join(', ')})`;
+  return undefined;
+}
 
+/** The datastore holds every write of this run: the highest revision stored, or what differs. */
+async function storedRevision(ctx: LabContext, { run, ids }: KineWrites): Promise<number | string> {
   const stored = await sqlThroughVip(ctx.topology, ctx.datastore, `SELECT COUNT(*), MIN(id), MAX(id) FROM kine WHERE name LIKE '${run}/%'`);
   const [count, min, max] = stored.stdout.trim().split('\t').map(Number);
   if (count !== ROWS || min !== ids[0] || max !== ids[ids.length - 1])
-    return result(
-      false,
-      `the datastore holds ${stored.stdout.trim()} (count, min, max) for this run, not ${ROWS} rows ${ids[0]}..${ids[ids.length - 1]}`,
-    );
+    return `the datastore holds ${stored.stdout.trim()} (count, min, max) for this run, not ${ROWS} rows ${ids[0]}..${ids[ids.length - 1]}`;
+  return max!;
+}
 
-  // Superseded revisions and deleted keys go; the latest revision of every live key stays.
+/** kine's compaction up to `max`: superseded revisions and deleted keys go, the latest revision of every live key stays. */
+async function compaction(ctx: LabContext, { ids }: KineWrites, max: number): Promise<number | string> {
   const superseded = new Set<number>();
-  const rows = ids.map((id, i) => ({ id, deleted: i >= ROWS - KEYS && (i % KEYS) % 5 === 0 }));
+  const rows = ids.map((id, i) => ({ id, deleted: deletesKey(i) }));
   const lastOf = new Map<string, number>();
   ids.forEach((id, i) => {
     const key = `key-${i % KEYS}`;
@@ -177,15 +191,33 @@ export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
     lastOf.set(key, id);
   });
   const expected = new Set([...superseded, ...rows.filter((r) => r.deleted).map((r) => r.id)]).size;
-  const compact = await sqlThroughVip(ctx.topology, ctx.datastore, `${KINE_COMPACT(max!)}; SELECT ROW_COUNT();`, 60_000);
-  if (!compact.ok) return result(false, `kine's compaction through the VIP failed: ${compact.stderr.trim()}`);
+  const compact = await sqlThroughVip(ctx.topology, ctx.datastore, `${KINE_COMPACT(max)}; SELECT ROW_COUNT();`, 60_000);
+  if (!compact.ok) return `kine's compaction through the VIP failed: ${compact.stderr.trim()}`;
   const deletedRows = Number(compact.stdout.trim().split('\n').pop());
-  if (deletedRows !== expected) return result(false, `kine's compaction deleted ${deletedRows} rows, expected ${expected}`);
+  if (deletedRows !== expected) return `kine's compaction deleted ${deletedRows} rows, expected ${expected}`;
+  return deletedRows;
+}
+
+export async function kineSequence(ctx: LabContext): Promise<ScenarioResult> {
+  const { result, primary } = scenario('kine-sequence', Date.now());
+  const whole = await ensureWhole(ctx);
+  if (whole) return result(false, whole);
+  const table = await kineTableProblem(ctx);
+  if (table) return result(false, table);
+  const writes = await writeWhileVipMoves(ctx);
+  if (typeof writes === 'string') return result(false, writes);
+  const revisions = revisionProblem(writes);
+  if (revisions) return result(false, revisions);
+  const max = await storedRevision(ctx, writes);
+  if (typeof max === 'string') return result(false, max);
+  const deletedRows = await compaction(ctx, writes, max);
+  if (typeof deletedRows === 'string') return result(false, deletedRows);
 
   const settle = Date.now();
   const galera = await galeraFullWithin(ctx, ctx.bounds.rejoinSeconds * 1000);
   if (galera.ok) primary(elapsed(settle));
   await settledVipHolder(ctx, 6_000, ctx.bounds.vipSettleSeconds * 1000);
+  const { ids, holdersSeen, lostReplies } = writes;
   return result(
     true,
     `kine's table and its ${KINE_INDEXES.length} indexes through the VIP; ${ROWS} writes while the VIP moved (held by ${[...holdersSeen].join(', ')}): ids ${ids[0]}..${ids[ids.length - 1]}, consecutive; compaction deleted ${deletedRows} superseded and deleted rows${

@@ -15,7 +15,7 @@
 import path from 'node:path';
 import { stripVTControlCharacters } from 'node:util';
 import type { Cluster } from '../../profile/resolve.js';
-import type { EmulatedBoard } from '../board.js';
+import type { ConsoleMatch, EmulatedBoard } from '../board.js';
 import type { Cleanup } from '../cleanup.js';
 import type { ScenarioResult } from '../context.js';
 import { sqlAt, sqlThroughVip, type Datastore } from '../probes.js';
@@ -105,77 +105,82 @@ const seconds = (ms: number): number => Math.round(ms / 100) / 10;
 /** MAC as pxelinux names its file: 01-aa-bb-cc-dd-ee-ff. */
 export const pxelinuxName = (mac: string): string => `01-${mac.toLowerCase().replace(/:/g, '-')}`;
 
-/**
- * One boot of one board, from power-on to its login prompt, stage by stage.
- * Fails at the first stage that does not complete within its bound.
- */
-export async function bootBoard(
-  board: EmulatedBoard,
-  ctx: { cluster: Cluster; cleanup: Cleanup; bounds: BoardBounds },
-  boot: number,
-): Promise<BoardBoot> {
-  const { node } = board;
-  const { cluster, bounds } = ctx;
-  const stages: BoardBoot['stages'] = {};
-  const result = (failedStage: Stage | undefined, detail: string): BoardBoot => ({
-    node: node.name,
-    boot,
-    pass: failedStage === undefined,
-    ...(failedStage ? { failedStage } : {}),
-    detail: failedStage ? `${failedStage}: ${detail}\n--- last console lines (${board.consoleLog}):\n${board.tail()}` : detail,
-    stages,
-    console: board.consoleLog,
-  });
-  const why = (m: { ok: false; reason: string; line?: { text: string } }, what: string, bound: number): string =>
-    m.reason === 'timeout'
-      ? `waited ${bound} s for ${what} in vain`
-      : m.reason === 'powered off'
-        ? `the board stopped before ${what}`
-        : `"${m.line?.text.trim()}" before ${what}`;
+/** A console line that a stage waited for, and where it is in the console's lines. */
+type Seen = Extract<ConsoleMatch, { ok: true }> & { index: number };
+/** The stage that failed, and why. */
+interface StageFailure {
+  stage: Stage;
+  detail: string;
+}
+const failed = (step: Seen | StageFailure): step is StageFailure => 'stage' in step;
 
-  await board.powerOn(ctx.cleanup);
-  // U-Boot: stop its autoboot (which tries disks, then a boot script) and ask for a PXE boot, as a board's bootcmd would.
+/** Why a wait on the console ended without its line: its bound passed, the board stopped, or a failure line came. */
+const why = (m: { ok: false; reason: string; line?: { text: string } }, what: string, bound: number): string =>
+  m.reason === 'timeout'
+    ? `waited ${bound} s for ${what} in vain`
+    : m.reason === 'powered off'
+      ? `the board stopped before ${what}`
+      : `"${m.line?.text.trim()}" before ${what}`;
+
+/** U-Boot: stop its autoboot (which tries disks, then a boot script) and ask for a PXE boot, as a board's bootcmd would. */
+async function ubootPxe(board: EmulatedBoard, bounds: BoardBounds): Promise<Seen | StageFailure> {
   const prompt = await board.waitFor(/Hit any key to stop autoboot/, { timeoutMs: bounds.firmwareSeconds * 1000, partial: true });
-  if (!prompt.ok) return result('DHCP', why(prompt, "U-Boot's autoboot prompt", bounds.firmwareSeconds));
+  if (!prompt.ok) return { stage: 'DHCP', detail: why(prompt, "U-Boot's autoboot prompt", bounds.firmwareSeconds) };
   board.send('\r');
   const ready = await board.waitFor(/^=> ?$/, { from: prompt.index, timeoutMs: 20_000, partial: true });
-  if (!ready.ok) return result('DHCP', why(ready, "U-Boot's command prompt", 20));
+  if (!ready.ok) return { stage: 'DHCP', detail: why(ready, "U-Boot's command prompt", 20) };
   board.send('setenv autoload no; dhcp && pxe get && pxe boot\r');
+  return ready;
+}
 
+/** U-Boot's DHCP lease, for the node's own address. */
+async function dhcpLease(board: EmulatedBoard, from: number, bounds: BoardBounds): Promise<Seen | StageFailure> {
   const lease = await board.waitFor(/DHCP client bound to address ([0-9.]+)/, {
-    from: ready.index,
+    from,
     timeoutMs: bounds.dhcpSeconds * 1000,
     failures: [/Retry (count|time) exceeded|No ethernet found|TIMEOUT/],
   });
-  if (!lease.ok) return result('DHCP', why(lease, 'a DHCP lease', bounds.dhcpSeconds));
-  if (lease.match[1] !== node.ip) return result('DHCP', `U-Boot was given ${lease.match[1]}, not the node's address ${node.ip}`);
+  if (!lease.ok) return { stage: 'DHCP', detail: why(lease, 'a DHCP lease', bounds.dhcpSeconds) };
+  if (lease.match[1] !== board.node.ip)
+    return { stage: 'DHCP', detail: `U-Boot was given ${lease.match[1]}, not the node's address ${board.node.ip}` };
+  return lease;
+}
 
-  const file = `pxelinux.cfg/${pxelinuxName(node.mac)}`;
+/** The node's pxelinux file, then its kernel and initrd, over TFTP, until U-Boot starts the kernel. */
+async function tftpFiles(board: EmulatedBoard, from: number, bounds: BoardBounds): Promise<Seen | StageFailure> {
+  const file = `pxelinux.cfg/${pxelinuxName(board.node.mac)}`;
   const tftpFailures = [
     /Config file not found|Error reading config file|Couldn't retrieve|Skipping \S+ for failure|Wrong Image|Bad Linux ARM64 Image|[Nn]o label/,
   ];
   const config = await board.waitFor(new RegExp(`Retrieving file: ${file.replace(/\./g, '\\.')}`), {
-    from: lease.index,
+    from,
     timeoutMs: bounds.tftpSeconds * 1000,
     failures: tftpFailures,
   });
-  if (!config.ok) return result('TFTP file', why(config, `a fetch of ${file}`, bounds.tftpSeconds));
+  if (!config.ok) return { stage: 'TFTP file', detail: why(config, `a fetch of ${file}`, bounds.tftpSeconds) };
   const kernelStart = await board.waitFor(/Starting kernel \.\.\./, {
     from: config.index,
     timeoutMs: bounds.tftpSeconds * 1000,
     failures: [...tftpFailures, /TFTP error/],
   });
-  if (!kernelStart.ok) return result('TFTP file', why(kernelStart, 'the kernel and initrd from TFTP', bounds.tftpSeconds));
-  stages.ubootToKernel = seconds(kernelStart.line.at);
+  if (!kernelStart.ok) return { stage: 'TFTP file', detail: why(kernelStart, 'the kernel and initrd from TFTP', bounds.tftpSeconds) };
+  return kernelStart;
+}
 
+/** The kernel's first words. */
+async function kernelRuns(board: EmulatedBoard, from: number, bounds: BoardBounds): Promise<Seen | StageFailure> {
   const kernel = await board.waitFor(/Booting Linux on physical CPU/, {
-    from: kernelStart.index,
+    from,
     timeoutMs: bounds.kernelSeconds * 1000,
     failures: [/Kernel panic/],
   });
-  if (!kernel.ok) return result('kernel', why(kernel, "the kernel's first words", bounds.kernelSeconds));
+  if (!kernel.ok) return { stage: 'kernel', detail: why(kernel, "the kernel's first words", bounds.kernelSeconds) };
+  return kernel;
+}
 
-  const root = `${cluster.profile.network.nfsServer}:${cluster.profile.exports.root}/${node.name}`;
+/** The initrd brings the network up and mounts the node's export as / (systemd's banner says it did). */
+async function nfsRootMounted(board: EmulatedBoard, cluster: Cluster, kernel: Seen, bounds: BoardBounds): Promise<Seen | StageFailure> {
+  const root = `${cluster.profile.network.nfsServer}:${cluster.profile.exports.root}/${board.node.name}`;
   // The initrd first brings the NIC up (klibc's ipconfig, "IP-Config: eth0 complete"). Without the
   // NIC's driver it would wait 180 s for any network device: a network that is not up while the
   // initrd waits for one is the missing driver, said without waiting that out.
@@ -191,12 +196,12 @@ export async function bootBoard(
       (t) =>
         (/Waiting up to \d+ secs for .*network device/.test(t) && !/done\./.test(t)) || /Network device did not appear in time/.test(t),
     );
-    return result(
-      'NFS mount',
-      waiting
+    return {
+      stage: 'NFS mount',
+      detail: waiting
         ? `the initrd found no network device: the NIC's driver is not in it (board.modules)`
         : why(network, "the initrd's network (IP-Config: … complete)", bounds.networkSeconds),
-    );
+    };
   }
   const mounted = await board.waitFor(/Welcome to .*Debian/, {
     from: network.index,
@@ -217,29 +222,77 @@ export async function bootBoard(
       : lines.some((l) => /Retrying nfs mount/.test(l))
         ? nfsProblem(lines, root)
         : why(mounted, `the root ${root} mounted`, bounds.nfsSeconds);
-    return result('NFS mount', hint);
+    return { stage: 'NFS mount', detail: hint };
   }
-  stages.kernelToNfsRoot = seconds(mounted.line.at - kernelStart.line.at);
+  return mounted;
+}
 
-  // systemd shows its progress on the console until the serial getty takes it over: whichever
-  // comes first, multi-user.target or the getty's greeting, ends this stage on the console. The
-  // node's own systemd says when it reached multi-user.target (NodeFacts.multiUserSeconds).
+/**
+ * systemd shows its progress on the console until the serial getty takes it over: whichever
+ * comes first, multi-user.target or the getty's greeting, ends this stage on the console. The
+ * node's own systemd says when it reached multi-user.target (NodeFacts.multiUserSeconds).
+ */
+async function multiUserOnConsole(board: EmulatedBoard, mounted: Seen, bounds: BoardBounds): Promise<Seen | StageFailure> {
   const multiUser = await board.waitFor(/Reached target .*(multi-user\.target|Multi-User System)|(?:^|\s)\S+ login:/, {
     from: mounted.index,
     timeoutMs: bounds.multiUserSeconds * 1000,
     failures: [/Kernel panic/, /emergency mode/i],
     partial: true,
   });
-  if (!multiUser.ok) return result('systemd', why(multiUser, 'multi-user.target', bounds.multiUserSeconds));
+  if (!multiUser.ok) return { stage: 'systemd', detail: why(multiUser, 'multi-user.target', bounds.multiUserSeconds) };
+  return multiUser;
+}
+
+/** A board's boot as the report holds it, once its stages are known. */
+function boardBoot(board: EmulatedBoard, boot: number, stages: BoardBoot['stages']) {
+  return (failedStage: Stage | undefined, detail: string): BoardBoot => ({
+    node: board.node.name,
+    boot,
+    pass: failedStage === undefined,
+    ...(failedStage ? { failedStage } : {}),
+    detail: failedStage ? `${failedStage}: ${detail}\n--- last console lines (${board.consoleLog}):\n${board.tail()}` : detail,
+    stages,
+    console: board.consoleLog,
+  });
+}
+
+/**
+ * One boot of one board, from power-on to its login prompt, stage by stage.
+ * Fails at the first stage that does not complete within its bound.
+ */
+export async function bootBoard(
+  board: EmulatedBoard,
+  ctx: { cluster: Cluster; cleanup: Cleanup; bounds: BoardBounds },
+  boot: number,
+): Promise<BoardBoot> {
+  const { cluster, bounds } = ctx;
+  const stages: BoardBoot['stages'] = {};
+  const result = boardBoot(board, boot, stages);
+
+  await board.powerOn(ctx.cleanup);
+  const ready = await ubootPxe(board, bounds);
+  if (failed(ready)) return result(ready.stage, ready.detail);
+  const lease = await dhcpLease(board, ready.index, bounds);
+  if (failed(lease)) return result(lease.stage, lease.detail);
+  const kernelStart = await tftpFiles(board, lease.index, bounds);
+  if (failed(kernelStart)) return result(kernelStart.stage, kernelStart.detail);
+  stages.ubootToKernel = seconds(kernelStart.line.at);
+  const kernel = await kernelRuns(board, kernelStart.index, bounds);
+  if (failed(kernel)) return result(kernel.stage, kernel.detail);
+  const mounted = await nfsRootMounted(board, cluster, kernel, bounds);
+  if (failed(mounted)) return result(mounted.stage, mounted.detail);
+  stages.kernelToNfsRoot = seconds(mounted.line.at - kernelStart.line.at);
+  const multiUser = await multiUserOnConsole(board, mounted, bounds);
+  if (failed(multiUser)) return result(multiUser.stage, multiUser.detail);
   if (/Reached target/.test(multiUser.line.text)) {
     stages.nfsRootToMultiUser = seconds(multiUser.line.at - mounted.line.at);
     stages.powerOnToMultiUser = seconds(multiUser.line.at);
   }
-  const failed = board.lines
+  const failedUnits = board.lines
     .slice(mounted.index, multiUser.index)
     .filter((l) => /\[FAILED\]/.test(l.text))
     .map((l) => stripVTControlCharacters(l.text).trim());
-  if (failed.length) return result('unit', `failed while booting: ${failed.join('; ')}`);
+  if (failedUnits.length) return result('unit', `failed while booting: ${failedUnits.join('; ')}`);
   // Its hostname, systemd's final state and its units are read from the node itself once the
   // cluster runs (unitProblems): the serial getty's greeting is no witness on an emulated CPU,
   // where udev may announce /dev/ttyAMA0 after systemd gave up waiting for it.
@@ -320,52 +373,35 @@ export function unitProblems(facts: NodeFacts, node: { name: string; isServer: b
   return problems;
 }
 
-export async function netbootArm64(ctx: NetbootArm64Context): Promise<{ result: ScenarioResult; report: BoardReport }> {
-  const bounds: BoardBounds = { ...BOARD_BOUNDS, ...ctx.bounds };
-  const { cluster, topology, boards, datastore, log } = ctx;
-  const started = Date.now();
-  const report: BoardReport = { boots: [] };
-  const fail = (stage: Stage, detail: string): { result: ScenarioResult; report: BoardReport } => ({
-    result: { name: 'netboot-arm64', pass: false, seconds: seconds(Date.now() - started), detail: `${stage}: ${detail}` },
-    report,
-  });
+type Outcome = { result: ScenarioResult; report: BoardReport };
 
+/** The scenario's outcome: its result, timed from `started`, with the boards' report so far. */
+const outcome = (started: number, report: BoardReport, pass: boolean, detail: string): Outcome => ({
+  result: { name: 'netboot-arm64', pass, seconds: seconds(Date.now() - started), detail },
+  report,
+});
+
+/** Every board powered on at once and booted stage by stage; each one's first boot, logged. */
+async function bootEveryBoard(ctx: NetbootArm64Context, bounds: BoardBounds): Promise<BoardBoot[]> {
+  const { cluster, boards, log } = ctx;
   log(
     `netboot-arm64: powering on ${boards.length} emulated arm64 board${boards.length === 1 ? '' : 's'}; each console goes to console-1.log in ${boards.map((b) => path.dirname(b.consoleLog)).join(', ')}`,
   );
   const boots = await Promise.all(boards.map((board) => bootBoard(board, { cluster, cleanup: ctx.cleanup, bounds }, 1)));
-  report.boots.push(...boots);
   for (const b of boots) log(`netboot-arm64: ${b.node}: ${b.pass ? 'booted' : 'FAILED'}: ${b.detail.split('\n')[0]}`);
-  const broken = boots.filter((b) => !b.pass);
-  if (broken.length) {
-    return {
-      result: {
-        name: 'netboot-arm64',
-        pass: false,
-        seconds: seconds(Date.now() - started),
-        detail: broken.map((b) => `${b.node}: ${b.detail}`).join('\n'),
-      },
-      report,
-    };
-  }
+  return boots;
+}
 
-  const booted = boards.map((b) => b.node);
-  const servers = booted.filter((n) => n.isServer);
-  const whole = servers.length === topology.nodes.filter((n) => n.isServer).length && booted.length === topology.nodes.length;
-  if (!whole) {
-    // One board alone (--node): it boots, but a cluster of one server does not form (it waits for the others, by design).
-    return {
-      result: {
-        name: 'netboot-arm64',
-        pass: true,
-        seconds: seconds(Date.now() - started),
-        detail: `${booted.map((n) => n.name).join(', ')} booted to multi-user.target; the cluster is checked only when every node boots`,
-      },
-      report,
-    };
-  }
+type BootedNode = EmulatedBoard['node'];
 
-  // The cluster: every server in one primary component, one VIP holder, the k3s database through the VIP.
+/** The cluster: every server in one primary component, one VIP holder, the k3s database through the VIP; its last state either way. */
+async function clusterFormed(
+  ctx: NetbootArm64Context,
+  booted: BootedNode[],
+  servers: BootedNode[],
+  bounds: BoardBounds,
+): Promise<{ formed: { holders: string[]; facts: NodeFacts[] } | undefined; lastState: string }> {
+  const { topology, datastore } = ctx;
   let lastState = '';
   const formed = await waitFor(
     async () => {
@@ -384,53 +420,58 @@ export async function netbootArm64(ctx: NetbootArm64Context): Promise<{ result: 
     bounds.clusterSeconds * 1000,
     5_000,
   );
-  if (!formed) return fail('Galera', `no formed cluster within ${bounds.clusterSeconds} s: ${lastState}`);
-  report.clusterSeconds = seconds(Date.now() - started);
-  log(`netboot-arm64: cluster formed ${report.clusterSeconds} s after power-on: ${lastState}`);
+  return { formed, lastState };
+}
 
-  // Each node as it reports itself, once systemd has finished starting (bounded).
+/** Each node as it reports itself, once systemd has finished starting (bounded); the first node's problems, if any. */
+async function unitsSettled(
+  ctx: NetbootArm64Context,
+  booted: BootedNode[],
+  boots: BoardBoot[],
+  bounds: BoardBounds,
+): Promise<string | undefined> {
   for (const node of booted) {
     let problems: string[] = ['no answer from its stand-in'];
     const settled = await waitFor(
       async () => {
-        const facts = await nodeFacts(topology, node);
+        const facts = await nodeFacts(ctx.topology, node);
         if (!facts) return undefined;
-        problems = unitProblems(facts, node, cluster);
+        problems = unitProblems(facts, node, ctx.cluster);
         return facts.system === 'starting' ? undefined : facts;
       },
       bounds.unitsSeconds * 1000,
       5_000,
     );
-    if (!settled || problems.length) return fail('unit', `${node.name}: ${problems.join('; ')}`);
+    if (!settled || problems.length) return `${node.name}: ${problems.join('; ')}`;
     const boot = boots.find((b) => b.node === node.name);
     if (boot && typeof settled.multiUserSeconds === 'number') boot.stages.kernelToMultiUser = settled.multiUserSeconds;
   }
+  return undefined;
+}
 
-  // A second boot of one server (not the bootstrap node): what the first boot wrote is still there.
-  const again = boards.filter((b) => b.node.isServer && b.node.name !== cluster.bootstrapNode).at(-1) ?? boards[0]!;
-  const before = await nodeFacts(topology, again.node);
+/** Before the power cut: the node's facts, and a row written through the VIP that its second boot must still hold. */
+async function markBeforePowerCut(ctx: NetbootArm64Context, again: EmulatedBoard): Promise<{ before: NodeFacts; marker: string } | string> {
+  const before = await nodeFacts(ctx.topology, again.node);
   const marker = `boot-${Date.now()}`;
   const wrote = await sqlThroughVip(
-    topology,
-    datastore,
+    ctx.topology,
+    ctx.datastore,
     `CREATE TABLE IF NOT EXISTS netroot_lab_netboot (id INT AUTO_INCREMENT PRIMARY KEY, note VARCHAR(64)); INSERT INTO netroot_lab_netboot (note) VALUES ('${marker}')`,
   );
   if (!before || !wrote.ok)
-    return fail('Galera', `before the second boot of ${again.node.name}: ${wrote.ok ? 'its stand-in did not answer' : wrote.stderr}`);
-  log(`netboot-arm64: pulling the power of ${again.node.name}, then booting it again`);
-  await again.powerOff();
-  const second = await bootBoard(again, { cluster, cleanup: ctx.cleanup, bounds }, 2);
-  report.boots.push(second);
-  if (!second.pass)
-    return {
-      result: {
-        name: 'netboot-arm64',
-        pass: false,
-        seconds: seconds(Date.now() - started),
-        detail: `${again.node.name}, second boot: ${second.detail}`,
-      },
-      report,
-    };
+    return `before the second boot of ${again.node.name}: ${wrote.ok ? 'its stand-in did not answer' : wrote.stderr}`;
+  return { before, marker };
+}
+
+/** After its second boot the node answers, rejoins Galera and holds the row written before; its facts, or its state. */
+async function backAfterPowerCut(
+  ctx: NetbootArm64Context,
+  again: EmulatedBoard,
+  marker: string,
+  servers: BootedNode[],
+  bounds: BoardBounds,
+): Promise<NodeFacts | string> {
+  const { topology, datastore } = ctx;
   let secondState = '';
   const back = await waitFor(
     async () => {
@@ -443,34 +484,81 @@ export async function netbootArm64(ctx: NetbootArm64Context): Promise<{ result: 
     bounds.clusterSeconds * 1000,
     5_000,
   );
-  if (!back) return fail('Galera', `${again.node.name} after its second boot: ${secondState}`);
+  return back ?? `${again.node.name} after its second boot: ${secondState}`;
+}
+
+/** What the second boot kept of the first (it did boot again: a new boot id), or the stage that lost it. */
+function keptAcrossPowerCut(cluster: Cluster, again: EmulatedBoard, before: NodeFacts, back: NodeFacts): string[] | StageFailure {
   const kept: string[] = [];
-  if (typeof back.multiUserSeconds === 'number') second.stages.kernelToMultiUser = back.multiUserSeconds;
   if (back.bootId === before.bootId)
-    return fail('systemd', `${again.node.name} reports the same boot id after a power cut: it did not boot again`);
+    return { stage: 'systemd', detail: `${again.node.name} reports the same boot id after a power cut: it did not boot again` };
   if (cluster.profile.storage.enabled) {
     if (back.rancher.uuid !== before.rancher.uuid)
-      return fail(
-        'unit',
-        `${again.node.name}'s local storage is a new filesystem (${back.rancher.uuid ?? '?'}, was ${before.rancher.uuid ?? '?'}): its loop image was not kept`,
-      );
+      return {
+        stage: 'unit',
+        detail: `${again.node.name}'s local storage is a new filesystem (${back.rancher.uuid ?? '?'}, was ${before.rancher.uuid ?? '?'}): its loop image was not kept`,
+      };
     kept.push(`its local storage (ext4 ${before.rancher.uuid})`);
   }
   kept.push('its Galera data (the row written before the power cut, read from it directly)');
+  return kept;
+}
+
+export async function netbootArm64(ctx: NetbootArm64Context): Promise<Outcome> {
+  const bounds: BoardBounds = { ...BOARD_BOUNDS, ...ctx.bounds };
+  const { cluster, topology, boards, log } = ctx;
+  const started = Date.now();
+  const report: BoardReport = { boots: [] };
+  const fail = (stage: Stage, detail: string): Outcome => outcome(started, report, false, `${stage}: ${detail}`);
+
+  const boots = await bootEveryBoard(ctx, bounds);
+  report.boots.push(...boots);
+  const broken = boots.filter((b) => !b.pass);
+  if (broken.length) return outcome(started, report, false, broken.map((b) => `${b.node}: ${b.detail}`).join('\n'));
+
+  const booted = boards.map((b) => b.node);
+  const servers = booted.filter((n) => n.isServer);
+  const whole = servers.length === topology.nodes.filter((n) => n.isServer).length && booted.length === topology.nodes.length;
+  // One board alone (--node): it boots, but a cluster of one server does not form (it waits for the others, by design).
+  if (!whole)
+    return outcome(
+      started,
+      report,
+      true,
+      `${booted.map((n) => n.name).join(', ')} booted to multi-user.target; the cluster is checked only when every node boots`,
+    );
+
+  const { formed, lastState } = await clusterFormed(ctx, booted, servers, bounds);
+  if (!formed) return fail('Galera', `no formed cluster within ${bounds.clusterSeconds} s: ${lastState}`);
+  report.clusterSeconds = seconds(Date.now() - started);
+  log(`netboot-arm64: cluster formed ${report.clusterSeconds} s after power-on: ${lastState}`);
+  const units = await unitsSettled(ctx, booted, boots, bounds);
+  if (units) return fail('unit', units);
+
+  // A second boot of one server (not the bootstrap node): what the first boot wrote is still there.
+  const again = boards.filter((b) => b.node.isServer && b.node.name !== cluster.bootstrapNode).at(-1) ?? boards[0]!;
+  const marked = await markBeforePowerCut(ctx, again);
+  if (typeof marked === 'string') return fail('Galera', marked);
+  log(`netboot-arm64: pulling the power of ${again.node.name}, then booting it again`);
+  await again.powerOff();
+  const second = await bootBoard(again, { cluster, cleanup: ctx.cleanup, bounds }, 2);
+  report.boots.push(second);
+  if (!second.pass) return outcome(started, report, false, `${again.node.name}, second boot: ${second.detail}`);
+  const back = await backAfterPowerCut(ctx, again, marked.marker, servers, bounds);
+  if (typeof back === 'string') return fail('Galera', back);
+  if (typeof back.multiUserSeconds === 'number') second.stages.kernelToMultiUser = back.multiUserSeconds;
+  const kept = keptAcrossPowerCut(cluster, again, marked.before, back);
+  if (!Array.isArray(kept)) return fail(kept.stage, kept.detail);
 
   const stageLine = boots
     .map((b) => `${b.node} ${b.stages.ubootToKernel} + ${b.stages.kernelToNfsRoot} + ${b.stages.kernelToMultiUser ?? '?'} s`)
     .join(', ');
-  return {
-    result: {
-      name: 'netboot-arm64',
-      pass: true,
-      seconds: seconds(Date.now() - started),
-      detail:
-        `${boots.length} emulated arm64 boards booted over PXE and NFS (power-on to U-Boot's "Starting kernel" + kernel to NFS root + kernel to multi-user.target by the node's clock: ${stageLine}); ` +
-        `Galera size ${servers.length}, VIP on ${formed.holders[0]}, the k3s database through it ${report.clusterSeconds} s after power-on; every node running with no failed unit; ` +
-        `${again.node.name} booted again (multi-user.target ${second.stages.kernelToMultiUser ?? '?'} s after its kernel started) and kept ${kept.join(' and ')}`,
-    },
+  return outcome(
+    started,
     report,
-  };
+    true,
+    `${boots.length} emulated arm64 boards booted over PXE and NFS (power-on to U-Boot's "Starting kernel" + kernel to NFS root + kernel to multi-user.target by the node's clock: ${stageLine}); ` +
+      `Galera size ${servers.length}, VIP on ${formed.holders[0]}, the k3s database through it ${report.clusterSeconds} s after power-on; every node running with no failed unit; ` +
+      `${again.node.name} booted again (multi-user.target ${second.stages.kernelToMultiUser ?? '?'} s after its kernel started) and kept ${kept.join(' and ')}`,
+  );
 }

@@ -217,6 +217,141 @@ export async function statusProblems(
   return problems;
 }
 
+/** Each node's k3s node password, which the redeploy must keep; or which node has none. */
+async function nodePasswords(ctx: LabContext): Promise<Map<string, string> | string> {
+  const identities = new Map<string, string>();
+  for (const machine of ctx.machines) {
+    const password = await readInside(machine, NODE_PASSWORD);
+    if (!password?.trim()) return `${machine.node.name} has no k3s node password (/${NODE_PASSWORD}) to keep`;
+    identities.set(machine.node.name, password);
+  }
+  return identities;
+}
+
+/** A rebuild with TEMPLATE changed: where it is, the marker every node must read after the rollout, and how long it took. */
+interface Rebuild {
+  out: string;
+  overlays: string;
+  marker: string;
+  builtSeconds: number;
+}
+
+/**
+ * The nodes run what the lab built: that becomes netroot's generation, as if the operator had deployed it.
+ * Netroot never deployed there (or another scenario did): the trees are compared by content. Then the rebuild.
+ */
+async function adoptThenRebuild(ctx: LabContext, d: LabDeployment, work: string, phase: string): Promise<Rebuild> {
+  let t = Date.now();
+  const first = await deployTo(d, d.buildOut, work);
+  const firstChanged = first.nodes.filter((n) => n.added.length + n.changed.length + n.removed.length > 0).map((n) => n.node);
+  ctx.log(
+    `rolling-redeploy: the running export root is at generation ${first.nodes[0]?.generation} after ${elapsed(t)} s (${firstChanged.length ? `changed on ${firstChanged.join(', ')}` : 'no file changed'}); rebuilding with a changed ${TEMPLATE}`,
+  );
+  const marker = `# rolling-redeploy ${phase}`;
+  t = Date.now();
+  const { out, overlays } = await rebuildChanged(d, work, marker);
+  return { out, overlays, marker, builtSeconds: elapsed(t) };
+}
+
+/** The rebuild's deploy onto the running export root: what it did and how long it took. */
+interface Redeploy {
+  second: DeployResult;
+  deploySeconds: number;
+  /** Each node's generation, as the deploy made it. */
+  deployed: Map<string, number>;
+}
+
+/** Deploys the rebuild while every node runs: it changes CHANGED_FILE everywhere and seeds nothing the nodes hold. */
+async function deployRebuild(ctx: LabContext, d: LabDeployment, work: string, rebuild: Rebuild): Promise<Redeploy | string> {
+  const t = Date.now();
+  let second: DeployResult;
+  try {
+    second = await deployTo(d, rebuild.out, work, rebuild.overlays);
+  } catch (error) {
+    return `deploying the rebuild onto the running export root failed: ${(error as Error).message}`;
+  }
+  const deploySeconds = elapsed(t);
+  const missed = second.nodes.filter((n) => !n.changed.includes(CHANGED_FILE));
+  if (missed.length) return `the rebuild's deploy did not change /${CHANGED_FILE} on ${missed.map((n) => n.node).join(', ')}`;
+  const seeded = second.nodes.filter((n) => n.seeded.length);
+  if (seeded.length)
+    return `the redeploy seeded state that the nodes already hold: ${seeded.map((n) => `${n.node}: ${n.seeded.join(', ')}`).join('; ')}`;
+  const counts = [...new Set(second.nodes.map((n) => n.changed.length + n.added.length + n.removed.length))].join('/');
+  ctx.log(`rolling-redeploy: generation ${second.nodes[0]?.generation} deployed in ${deploySeconds} s (${counts} files a node); rollout`);
+  return { second, deploySeconds, deployed: new Map(second.nodes.map((n) => [n.node, n.generation])) };
+}
+
+/**
+ * `rollout` after the deploy, with `status` checked before (every node's reboot pending) and after
+ * (none) and the order checked (servers, then agents); what it did, or why it stopped. Disagreements
+ * go to `problems`.
+ */
+async function rollOutChecked(
+  ctx: LabContext,
+  d: LabDeployment,
+  access: ReturnType<typeof labAccess>,
+  { second, deploySeconds, deployed }: Redeploy,
+  problems: string[],
+): Promise<{ rolled: RolloutResult; rolloutSeconds: number } | string> {
+  const everyNode = new Set(second.nodes.map((n) => n.node));
+  const before = await statusProblems(ctx, await labStatus(ctx, d, access), { deployed, pending: everyNode });
+  if (before.length) problems.push(`status after the deploy: ${before.join('; ')}`);
+  const t = Date.now();
+  let rolled: RolloutResult;
+  try {
+    rolled = await labRollout(ctx, d, access);
+  } catch (error) {
+    const why = error instanceof RolloutStoppedError ? error.message : `rollout failed: ${(error as Error).message}`;
+    return `generation ${second.nodes[0]?.generation} deployed in ${deploySeconds} s; ${why} (rebooted: ${access.reboots.join(', ') || 'none'})`;
+  }
+  const rolloutSeconds = elapsed(t);
+  const servers = ctx.machines.filter((m) => m.node.isServer).map((m) => m.node.name);
+  const agents = ctx.machines.filter((m) => !m.node.isServer).map((m) => m.node.name);
+  if (rolled.order.join(',') !== [...servers, ...agents].join(','))
+    problems.push(
+      `rollout's order was ${rolled.order.join(', ')}; every node changed, so it should be the servers then the agents: ${[...servers, ...agents].join(', ')}`,
+    );
+  const after = await statusProblems(ctx, await labStatus(ctx, d, access), { deployed, pending: new Set() });
+  if (after.length) problems.push(`status after the rollout: ${after.join('; ')}`);
+  return { rolled, rolloutSeconds };
+}
+
+/** The writer's longest gap (`gap` seconds) against keepalived's health check and takeover (`bound`). */
+function outageProblems(writer: Writer, gap: number, bound: number): string[] {
+  const problems: string[] = [];
+  if (writer.accepted === 0) problems.push('no write through the VIP was accepted during the rollout');
+  if (gap > bound)
+    problems.push(`the datastore took no write through the VIP for ${gap} s (bound ${bound} s: keepalived's health check and takeover)`);
+  return problems;
+}
+
+/** Every row is there, written before and during, and every node kept its k3s identity and reads the new file. */
+async function keptProblems(
+  ctx: LabContext,
+  phase: string,
+  writer: Writer,
+  identities: Map<string, string>,
+  marker: string,
+): Promise<string[]> {
+  const problems: string[] = [];
+  const rowsBefore = await rowsThroughVip(ctx, phase);
+  if (typeof rowsBefore === 'string') problems.push(rowsBefore);
+  else if (rowsBefore.count !== ROWS_BEFORE || !rowsBefore.last)
+    problems.push(`only ${rowsBefore.count} of the ${ROWS_BEFORE} rows written before the deploy are there`);
+  const during = await sqlWithin(ctx, `SELECT COUNT(*) FROM ${TABLE} WHERE phase = '${phase}-during'`, 60_000, 1_000);
+  const duringCount = Number(during.stdout.trim());
+  // A write whose answer was lost may have landed: more rows than accepted answers is fine, fewer is a loss.
+  if (!during.ok || duringCount < writer.accepted)
+    problems.push(`${writer.accepted} writes were accepted during the rollout, but ${during.ok ? duringCount : 'none'} are there`);
+  for (const machine of ctx.machines) {
+    const password = await readInside(machine, NODE_PASSWORD);
+    if (password !== identities.get(machine.node.name)) problems.push(`${machine.node.name}'s k3s node password changed`);
+    const live = await readInside(machine, CHANGED_FILE);
+    if (!live?.includes(marker)) problems.push(`${machine.node.name} does not read the redeployed /${CHANGED_FILE}`);
+  }
+  return problems;
+}
+
 export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> {
   const s = scenario('rolling-redeploy', Date.now());
   const d = ctx.deployment;
@@ -226,112 +361,36 @@ export async function rollingRedeploy(ctx: LabContext): Promise<ScenarioResult> 
   const phase = `rolling-redeploy-${Date.now()}`;
   const wrote = await writeRows(ctx, phase, ROWS_BEFORE);
   if (wrote) return s.result(false, wrote);
-
-  const identities = new Map<string, string>();
-  for (const machine of ctx.machines) {
-    const password = await readInside(machine, NODE_PASSWORD);
-    if (!password?.trim()) return s.result(false, `${machine.node.name} has no k3s node password (/${NODE_PASSWORD}) to keep`);
-    identities.set(machine.node.name, password);
-  }
+  const identities = await nodePasswords(ctx);
+  if (typeof identities === 'string') return s.result(false, identities);
 
   const work = path.join(ctx.runDir, 'redeploy');
   await rm(work, { recursive: true, force: true });
   ctx.cleanup.add('the rebuild for rolling-redeploy', () => rm(path.join(work, 'out'), { recursive: true, force: true }));
   try {
-    // The nodes run what the lab built: that becomes netroot's generation, as if the operator had deployed it.
-    // Netroot never deployed there (or another scenario did): the trees are compared by content.
-    let t = Date.now();
-    const first = await deployTo(d, d.buildOut, work);
-    const firstChanged = first.nodes.filter((n) => n.added.length + n.changed.length + n.removed.length > 0).map((n) => n.node);
-    ctx.log(
-      `rolling-redeploy: the running export root is at generation ${first.nodes[0]?.generation} after ${elapsed(t)} s (${firstChanged.length ? `changed on ${firstChanged.join(', ')}` : 'no file changed'}); rebuilding with a changed ${TEMPLATE}`,
-    );
-    const marker = `# rolling-redeploy ${phase}`;
-    t = Date.now();
-    const { out, overlays } = await rebuildChanged(d, work, marker);
-    const builtSeconds = elapsed(t);
-
+    const rebuild = await adoptThenRebuild(ctx, d, work, phase);
     // Deployed while every node runs, then `rollout`: a writer measures the outage.
     const writer = new Writer(ctx, `${phase}-during`, 500);
     const access = labAccess(ctx);
-    let second: DeployResult;
-    let deploySeconds: number;
-    let rolled: RolloutResult;
-    let rolloutSeconds: number;
     const problems: string[] = [];
+    let redeploy: Redeploy | string;
+    let rolledOut: { rolled: RolloutResult; rolloutSeconds: number } | string;
     try {
-      t = Date.now();
-      try {
-        second = await deployTo(d, out, work, overlays);
-      } catch (error) {
-        return s.result(false, `deploying the rebuild onto the running export root failed: ${(error as Error).message}`);
-      }
-      deploySeconds = elapsed(t);
-      const missed = second.nodes.filter((n) => !n.changed.includes(CHANGED_FILE));
-      if (missed.length)
-        return s.result(false, `the rebuild's deploy did not change /${CHANGED_FILE} on ${missed.map((n) => n.node).join(', ')}`);
-      const seeded = second.nodes.filter((n) => n.seeded.length);
-      if (seeded.length)
-        return s.result(
-          false,
-          `the redeploy seeded state that the nodes already hold: ${seeded.map((n) => `${n.node}: ${n.seeded.join(', ')}`).join('; ')}`,
-        );
-      const counts = [...new Set(second.nodes.map((n) => n.changed.length + n.added.length + n.removed.length))].join('/');
-      const deployed = new Map(second.nodes.map((n) => [n.node, n.generation]));
-      const everyNode = new Set(second.nodes.map((n) => n.node));
-      ctx.log(
-        `rolling-redeploy: generation ${second.nodes[0]?.generation} deployed in ${deploySeconds} s (${counts} files a node); rollout`,
-      );
-
-      // status before: every node has the reboot pending that the deploy said.
-      const before = await statusProblems(ctx, await labStatus(ctx, d, access), { deployed, pending: everyNode });
-      if (before.length) problems.push(`status after the deploy: ${before.join('; ')}`);
-
-      t = Date.now();
-      try {
-        rolled = await labRollout(ctx, d, access);
-      } catch (error) {
-        const why = error instanceof RolloutStoppedError ? error.message : `rollout failed: ${(error as Error).message}`;
-        return s.result(
-          false,
-          `generation ${second.nodes[0]?.generation} deployed in ${deploySeconds} s; ${why} (rebooted: ${access.reboots.join(', ') || 'none'})`,
-        );
-      }
-      rolloutSeconds = elapsed(t);
-      const servers = ctx.machines.filter((m) => m.node.isServer).map((m) => m.node.name);
-      const agents = ctx.machines.filter((m) => !m.node.isServer).map((m) => m.node.name);
-      if (rolled.order.join(',') !== [...servers, ...agents].join(','))
-        problems.push(
-          `rollout's order was ${rolled.order.join(', ')}; every node changed, so it should be the servers then the agents: ${[...servers, ...agents].join(', ')}`,
-        );
-      const after = await statusProblems(ctx, await labStatus(ctx, d, access), { deployed, pending: new Set() });
-      if (after.length) problems.push(`status after the rollout: ${after.join('; ')}`);
+      redeploy = await deployRebuild(ctx, d, work, rebuild);
+      if (typeof redeploy === 'string') return s.result(false, redeploy);
+      rolledOut = await rollOutChecked(ctx, d, access, redeploy, problems);
+      if (typeof rolledOut === 'string') return s.result(false, rolledOut);
     } finally {
       await writer.stop();
     }
 
     const gap = Math.round(writer.longestGapMs / 100) / 10;
     const bound = ctx.bounds.healthFailoverSeconds;
-    if (writer.accepted === 0) problems.push('no write through the VIP was accepted during the rollout');
-    if (gap > bound)
-      problems.push(`the datastore took no write through the VIP for ${gap} s (bound ${bound} s: keepalived's health check and takeover)`);
-    const rowsBefore = await rowsThroughVip(ctx, phase);
-    if (typeof rowsBefore === 'string') problems.push(rowsBefore);
-    else if (rowsBefore.count !== ROWS_BEFORE || !rowsBefore.last)
-      problems.push(`only ${rowsBefore.count} of the ${ROWS_BEFORE} rows written before the deploy are there`);
-    const during = await sqlWithin(ctx, `SELECT COUNT(*) FROM ${TABLE} WHERE phase = '${phase}-during'`, 60_000, 1_000);
-    const duringCount = Number(during.stdout.trim());
-    // A write whose answer was lost may have landed: more rows than accepted answers is fine, fewer is a loss.
-    if (!during.ok || duringCount < writer.accepted)
-      problems.push(`${writer.accepted} writes were accepted during the rollout, but ${during.ok ? duringCount : 'none'} are there`);
-    for (const machine of ctx.machines) {
-      const password = await readInside(machine, NODE_PASSWORD);
-      if (password !== identities.get(machine.node.name)) problems.push(`${machine.node.name}'s k3s node password changed`);
-      const live = await readInside(machine, CHANGED_FILE);
-      if (!live?.includes(marker)) problems.push(`${machine.node.name} does not read the redeployed /${CHANGED_FILE}`);
-    }
+    problems.push(...outageProblems(writer, gap, bound));
+    problems.push(...(await keptProblems(ctx, phase, writer, identities, rebuild.marker)));
+    const { rolled, rolloutSeconds } = rolledOut;
     const story =
-      `generation ${second.nodes[0]?.generation} (${TEMPLATE} changed; rebuilt in ${builtSeconds} s) deployed onto the running export root in ${deploySeconds} s; ` +
+      `generation ${redeploy.second.nodes[0]?.generation} (${TEMPLATE} changed; rebuilt in ${rebuild.builtSeconds} s) deployed onto the running export root in ${redeploy.deploySeconds} s; ` +
       `rollout rebooted ${rolled.rebooted.map((r) => `${r.node} ${r.seconds} s`).join(', ')} in ${rolloutSeconds} s${access.reboots.some((r) => r.includes('forced')) ? ` (${access.reboots.join(', ')})` : ''}; ` +
       `${writer.accepted} writes through the VIP accepted meanwhile, the longest gap ${gap} s (bound ${bound} s)`;
     if (problems.length) return s.result(false, `${story}; but ${problems.join('; ')}`);
