@@ -59,8 +59,8 @@ async function digestDir(dir: string): Promise<string> {
 }
 
 export interface InputSources {
-  /** The base spec and the directory a relative one is read from; none: a build without a base. */
-  base?: { spec: string; relativeTo: string };
+  /** The base spec and the directory a relative one is read from; none: a build without a base. `identity`: its quickIdentity, taken already. */
+  base?: { spec: string; relativeTo: string; identity?: string };
   /** A k3s binary file, absolute. */
   k3sBinary?: string;
   cacheDir: string;
@@ -74,9 +74,9 @@ export async function readBuildInputs(loaded: LoadedProfile, overlaysDir: string
   if (sources.base) {
     const { spec, relativeTo } = sources.base;
     const absolute = spec.startsWith('debootstrap:') ? spec : path.resolve(relativeTo, spec);
-    const identity = await quickIdentity(classifyBase(absolute, '/'), sources.cacheDir, allRequiredPackages(loaded.cluster)).catch(
-      () => undefined,
-    );
+    const identity =
+      sources.base.identity ??
+      (await quickIdentity(classifyBase(absolute, '/'), sources.cacheDir, allRequiredPackages(loaded.cluster)).catch(() => undefined));
     base = { spec: absolute, ...(identity ? { identity } : {}) };
   }
   const k3sSha = sources.k3sBinary ? await rememberedDigest(sources.k3sBinary, sources.cacheDir).catch(() => undefined) : undefined;

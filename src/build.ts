@@ -112,6 +112,8 @@ export interface BuildOptions extends CommonOptions {
   reporter?: Reporter;
   /** The profile, secrets and plan already prepared from these options (a deploy that builds first): not read again. */
   prepared?: Prepared;
+  /** The base's identity (build-inputs.ts quickIdentity) as the caller took it just before (a deploy's check of its build): not taken again. */
+  baseIdentity?: string;
 }
 
 export interface BuildResult {
@@ -186,6 +188,8 @@ interface RootfsPrepared {
   k3s: NonNullable<BuildResult['k3s']>;
   /** What the rendered files assumed of the base, or what it lacks. */
   notes: { notes: string[]; warnings: string[] };
+  /** The base's identity as taken before it was read (build-inputs.ts quickIdentity), if it could be. */
+  quickIdentity?: string;
 }
 
 /** What every step of a build with a base works from, resolved once. */
@@ -281,6 +285,7 @@ async function prepareRootfs(context: RootfsContext): Promise<RootfsPrepared> {
       facts: { ...described, ...(entries !== undefined ? { entries } : {}), reused: true },
       k3s: k3sFacts,
       notes: baseNotes(base.facts),
+      ...(base.quick ? { quickIdentity: base.quick } : {}),
     };
   }
   const read = base.read ?? (await readBase(context, base.quick));
@@ -297,6 +302,7 @@ async function prepareRootfs(context: RootfsContext): Promise<RootfsPrepared> {
     },
     k3s: k3sFacts,
     notes: baseNotes(base.facts),
+    ...(base.quick ? { quickIdentity: base.quick } : {}),
   };
 }
 
@@ -330,7 +336,7 @@ function rootfsContext(
 /** The base's architecture, facts and date: from the previous build's record where it stands in (rebuild.ts), else read. */
 async function knowBase(context: RootfsContext, previous: BuildState | undefined): Promise<KnownBase> {
   const { cacheDir, packages } = context;
-  const quick = await quickIdentity(context.source, cacheDir, packages);
+  const quick = context.options.baseIdentity ?? (await quickIdentity(context.source, cacheDir, packages));
   // A base whose initrd an earlier build regenerated is known by its regenerated copy.
   const modules = boardModules(context.prepared.loaded.cluster);
   const knownIdentity = quick && hasNetbootCopy(cacheDir, quick, modules) ? netbootIdentity(quick, modules) : quick;
@@ -525,7 +531,15 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const plan = rootfs?.plan ?? prepared.plan;
   // What this build is made from, recorded so that a deploy knows whether it is still the profile's build.
   const inputs = await readBuildInputs(loaded, prepared.overlays.dir, {
-    ...(spec ? { base: { spec, relativeTo: options.base ? cwd : path.dirname(loaded.file) } } : {}),
+    ...(spec
+      ? {
+          base: {
+            spec,
+            relativeTo: options.base ? cwd : path.dirname(loaded.file),
+            ...(rootfs?.quickIdentity ? { identity: rootfs.quickIdentity } : {}),
+          },
+        }
+      : {}),
     ...(spec ? k3sBinaryGiven(options, loaded) : {}),
     cacheDir: options.cacheDir ?? defaultCacheDir(options.env ?? process.env),
     generator: GENERATOR,

@@ -67,7 +67,11 @@ export async function checkBuild(options: BuildCheckOptions, prepared: Prepared,
   const reasons = staleReasons(recorded?.inputs, now);
   if (!reasons.length) return { status: 'current' };
   const needsBase = Boolean(recorded?.inputs?.base) || existsSync(path.join(clusterDir, 'rootfs'));
-  if (action === 'deploy' && (known || !needsBase)) return { status: 'stale', reasons, rebuild };
+  if (action === 'deploy' && (known || !needsBase)) {
+    // The base the rebuild reads is the one just identified: its identity is not taken again.
+    const identity = known && now.base?.identity;
+    return { status: 'stale', reasons, rebuild: { ...rebuild, ...(identity ? { baseIdentity: identity } : {}) } };
+  }
   const command = [
     'build-images build --profile',
     q(options.profile),

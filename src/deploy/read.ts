@@ -166,14 +166,23 @@ async function readNodes(ctx: Context, options: TargetOptions, trees: 'rootfs' |
   const cwd = options.cwd ?? process.cwd();
   const sources: Planned['sources'] = {};
   const nodes: NodeChanges[] = [];
-  for (const { node } of ctx.prepared.plan.nodes) {
-    const dir = path.join(ctx.clusterDir, trees === 'rootfs' ? 'rootfs' : 'nodes', node.name);
+  const dirs = ctx.prepared.plan.nodes.map(({ node }) => path.join(ctx.clusterDir, trees === 'rootfs' ? 'rootfs' : 'nodes', node.name));
+  for (const dir of dirs)
     if (!existsSync(dir)) throw new UsageError(`${displayPath(dir, cwd)} is missing: rebuild ${displayPath(ctx.clusterDir, cwd)}`);
-    // Digests of the files a rebuild left as they were are not computed again.
-    const cacheFile = treeDigestsFile(options.cacheDir ?? defaultCacheDir(options.env ?? process.env), ctx.clusterDir, node.name);
-    const cache = await loadHashCache(cacheFile);
-    const manifest = await readManifest(dir, ctx.state, cache);
-    if (remember) await saveHashCache(cacheFile, cache);
+  // Every tree is listed at once: one tree's find runs while another's listing is parsed.
+  const manifests = await Promise.all(
+    ctx.prepared.plan.nodes.map(async ({ node }, i) => {
+      // Digests of the files a rebuild left as they were, or that the build recorded, are not computed again.
+      const cacheFile = treeDigestsFile(options.cacheDir ?? defaultCacheDir(options.env ?? process.env), ctx.clusterDir, node.name);
+      const cache = loadHashCache(cacheFile);
+      const manifest = await readManifest(dirs[i]!, ctx.state, cache);
+      if (remember) await saveHashCache(cacheFile, await cache);
+      return manifest;
+    }),
+  );
+  for (const [i, { node }] of ctx.prepared.plan.nodes.entries()) {
+    const dir = dirs[i]!;
+    const manifest = manifests[i]!;
     const sourceState = ctx.state.filter((s) => existsSync(path.join(dir, s)));
     const target = await readNodeTarget(ctx.target, ctx.root, node.name, ctx.state, { previous: false });
     if (!target.current && !target.existing) target.existing = await existingEntries(ctx.target, ctx.root, node.name, manifest);

@@ -56,16 +56,34 @@ export type HashCache = Map<string, string>;
 /** find's inode, size, mtime and ctime (seconds with their fraction, as find prints them). */
 const cacheKey = (p: string, stamp: string): string => `${p}\0${stamp}`;
 
+/**
+ * The cache file is a flat JSON array, key, digest, key, digest…: a tree's 50 000 keys parse in a
+ * third of the time an object of them takes. Anything else (an older object form, a damaged file) is
+ * an empty cache: it only costs reading the files again.
+ */
 export async function loadHashCache(file: string): Promise<HashCache> {
+  const cache: HashCache = new Map();
   try {
-    return new Map(Object.entries(JSON.parse(await readFile(file, 'utf8')) as Record<string, string>));
+    const flat = JSON.parse(await readFile(file, 'utf8')) as unknown;
+    if (!Array.isArray(flat)) return cache;
+    for (let i = 0; i + 1 < flat.length; i += 2) {
+      if (typeof flat[i] === 'string' && typeof flat[i + 1] === 'string') cache.set(flat[i] as string, flat[i + 1] as string);
+    }
   } catch {
-    return new Map(); // a missing or unreadable cache only costs reading the files again
+    // missing or unreadable: empty
   }
+  return cache;
 }
 
-/** Caches that readManifest found already holding exactly the tree's digests. */
-const unchanged = new WeakSet<HashCache>();
+/** How many files a cache file may miss, or hold stale, and still not be rewritten. */
+const FEW = 32;
+
+/**
+ * Caches whose file is worth rewriting: readManifest found more than a few digests missing or stale.
+ * A few files read again (the templates a deploy changed) cost less than rewriting the cache of a whole
+ * tree, and a stale entry never matches.
+ */
+const worthSaving = new WeakSet<HashCache>();
 
 /**
  * Where a deploy keeps the digests of a node's tree in a build output (`clusterDir`), and where the build
@@ -76,10 +94,10 @@ export function treeDigestsFile(cacheDir: string, clusterDir: string, node: stri
 }
 
 export async function saveHashCache(file: string, cache: HashCache): Promise<void> {
-  if (unchanged.has(cache)) return;
+  if (!worthSaving.has(cache)) return;
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
-  await writeFile(tmp, JSON.stringify(Object.fromEntries(cache)));
+  await writeFile(tmp, JSON.stringify([...cache].flat()));
   await rename(tmp, file);
 }
 
@@ -92,20 +110,33 @@ export type KnownDigest = (relative: string, size: number) => string | undefined
 /**
  * Every entry under `root`, except the subtrees in `skip` (relative paths); never follows a symlink.
  * With a cache, digests are taken from it where the file is unchanged, and it is left holding this tree's only.
- * `known` gives the digests of files the caller has just written, so they are not read back.
+ * `known` gives the digests of files the caller has just written, so they are not read back. The cache
+ * may still be loading: the tree is listed meanwhile.
  * One `find` reads the tree: a node tree is tens of thousands of entries, and find lists them in a
  * fraction of the time Node's lstat takes, one call at a time.
  */
-export async function readManifest(root: string, skip: readonly string[] = [], cache?: HashCache, known?: KnownDigest): Promise<Manifest> {
+export async function readManifest(
+  root: string,
+  skip: readonly string[] = [],
+  cacheLoading?: HashCache | Promise<HashCache>,
+  known?: KnownDigest,
+): Promise<Manifest> {
   const used: HashCache = new Map();
   const out: Manifest = {};
   const unhashed: { p: string; key: string }[] = [];
+  /** Digests not taken from the cache: known to the caller, or read. */
+  let added = 0;
   // NUL-separated: type, mode (octal, with setuid/setgid/sticky), owner, size, inode, mtime, ctime, path; then the link's target.
-  const { stdout } = await runTool('find', ['.', '-mindepth', '1', '-printf', '%y %m %U %G %s %i %T@ %C@ %P\\0%l\\0'], {
+  const listing = runTool('find', ['.', '-mindepth', '1', '-printf', '%y %m %U %G %s %i %T@ %C@ %P\\0%l\\0'], {
     cwd: root,
     maxBuffer: 1 << 30,
     what: `listing ${root}`,
   });
+  // find runs while a cache still loading is parsed (several trees are read at once); its failure is
+  // thrown below, once awaited, and is not an unhandled rejection meanwhile.
+  listing.catch(() => undefined);
+  const cache = await cacheLoading;
+  const { stdout } = await listing;
   const fields = stdout.split('\0');
   const skipped = underAny(skip);
   for (let i = 0; i + 1 < fields.length; i += 2) {
@@ -131,22 +162,28 @@ export async function readManifest(root: string, skip: readonly string[] = [], c
     else if (type === 'l') out[p] = { t: 'l', ...base, l: fields[i + 1]! };
     else if (type === 'f') {
       const key = cacheKey(p, `${ino} ${mtime} ${ctime} ${size}`);
-      const h = cache?.get(key) ?? known?.(p, Number(size));
+      const cached = cache?.get(key);
+      const h = cached ?? known?.(p, Number(size));
       out[p] = { t: 'f', ...base, s: Number(size), ...(h ? { h } : {}) };
-      if (h) used.set(key, h);
-      else unhashed.push({ p, key });
+      if (!h) unhashed.push({ p, key });
+      else {
+        used.set(key, h);
+        if (!cached) added++;
+      }
     } else out[p] = { t: 'o', ...base, r: Number(lstatSync(path.join(root, p), { bigint: true }).rdev) };
   }
   for (const { p, key } of unhashed) {
     const h = await hashFile(path.join(root, p));
     used.set(key, h);
     out[p]!.h = h;
+    added++;
   }
   if (cache) {
-    // Every digest found in it and none new: it already holds this tree's, and need not be written again.
-    if (unhashed.length === 0 && used.size === cache.size) unchanged.add(cache);
-    else {
-      unchanged.delete(cache);
+    const fromCache = used.size - added;
+    const stale = cache.size - fromCache;
+    if (added > FEW || stale > FEW) worthSaving.add(cache);
+    else worthSaving.delete(cache);
+    if (added || stale) {
       cache.clear();
       for (const [k, v] of used) cache.set(k, v);
     }

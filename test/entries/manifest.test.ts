@@ -3,13 +3,13 @@
  * left out; cached digests are reused only for files that did not change,
  * even when a rewrite keeps the size and puts the mtime back.
  */
-import { mkdir, mkdtemp, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { suite } from '../support/test.js';
 import * as assert from 'uvu/assert';
-import { readManifest, type HashCache } from '../../src/entries/manifest.js';
+import { loadHashCache, readManifest, saveHashCache, type HashCache } from '../../src/entries/manifest.js';
 
 const Manifest = suite('deploy manifest');
 let dir: string;
@@ -50,4 +50,39 @@ Manifest('a cached digest is used for an unchanged file, never for a rewritten o
   await writeFile(file, 'bbbb');
   await utimes(file, before.atime, before.mtime);
   assert.is((await readManifest(dir, [], cache))['f']!.h, sha('bbbb'));
+});
+
+Manifest('the cache file is rewritten when many digests are new, not for the few files a deploy changed', async () => {
+  const tree = path.join(dir, 'tree');
+  await mkdir(tree);
+  for (let i = 0; i < 100; i++) await writeFile(path.join(tree, `f${i}`), `file ${i}\n`);
+  const file = path.join(dir, 'cache.json');
+  // The file as written (key, digest, key, digest…), not as loadHashCache reads it.
+  const saved = async () => {
+    const flat = JSON.parse(await readFile(file, 'utf8')) as string[];
+    return new Map(flat.flatMap((k, i) => (i % 2 === 0 ? [[k, flat[i + 1]!] as const] : [])));
+  };
+  // The first read hashes all 100: written.
+  let cache = await loadHashCache(file);
+  await readManifest(tree, [], cache);
+  await saveHashCache(file, cache);
+  assert.is((await saved()).size, 100);
+  // One file changed: read again now and at every later run, but the file is not rewritten for it.
+  await writeFile(path.join(tree, 'f0'), 'changed\n');
+  cache = await loadHashCache(file);
+  const one = await readManifest(tree, [], cache);
+  assert.is(one['f0']!.h, sha('changed\n'));
+  await saveHashCache(file, cache);
+  const kept = await saved();
+  assert.is(kept.size, 100);
+  assert.not.ok([...kept.values()].includes(sha('changed\n')), 'the cache file is as it was');
+  assert.is((await readManifest(tree, [], await loadHashCache(file)))['f0']!.h, sha('changed\n'), 'and never believed for f0');
+  // Forty changed: written, holding the tree as it is now.
+  for (let i = 0; i < 40; i++) await writeFile(path.join(tree, `f${i}`), `changed ${i}\n`);
+  cache = await loadHashCache(file);
+  await readManifest(tree, [], cache);
+  await saveHashCache(file, cache);
+  const rewritten = await saved();
+  assert.is(rewritten.size, 100);
+  assert.ok([...rewritten.values()].includes(sha('changed 39\n')));
 });
