@@ -53,7 +53,7 @@ export function underAny(roots: readonly string[]): (p: string) => boolean {
  */
 export type HashCache = Map<string, string>;
 
-/** find's inode, size, mtime and ctime (seconds with their fraction, as find prints them). */
+/** The path, and find's size, inode, mtime and ctime (seconds with their fraction, as find prints them). */
 const cacheKey = (p: string, stamp: string): string => `${p}\0${stamp}`;
 
 /**
@@ -140,37 +140,38 @@ export async function readManifest(
   const fields = stdout.split('\0');
   const skipped = underAny(skip);
   for (let i = 0; i + 1 < fields.length; i += 2) {
-    // Seven words, then the path (which may hold spaces): split by hand, a regular expression a line was most of the time.
+    // Eight words, then the path (which may hold spaces): split by hand, a regular expression a line was
+    // most of the time. The cache key is the path and one slice, size to ctime: no word is joined again.
     const line = fields[i]!;
-    const words: string[] = [];
-    let at = 0;
-    for (let w = 0; w < 7; w++) {
+    const ends: number[] = [];
+    for (let w = 0, at = 0; w < 8; w++) {
       const space = line.indexOf(' ', at);
       if (space < 0) throw new Error(`${root}: find printed ${JSON.stringify(line)}, which is not an entry`);
-      words.push(line.slice(at, space));
+      ends.push(space);
       at = space + 1;
     }
-    const [type, mode, uid, gid, size, ino, mtime] = words as [string, string, string, string, string, string, string];
-    const ctimeEnd = line.indexOf(' ', at);
-    const ctime = line.slice(at, ctimeEnd);
-    const p = line.slice(ctimeEnd + 1);
-    if (ctimeEnd < 0 || !p) throw new Error(`${root}: find printed ${JSON.stringify(line)}, which is not an entry`);
+    const p = line.slice(ends[7]! + 1);
+    if (!p) throw new Error(`${root}: find printed ${JSON.stringify(line)}, which is not an entry`);
     if (skipped(p)) continue;
     if (p.includes('\n')) throw new Error(`${path.join(root, p)}: a file name with a newline cannot be deployed`);
-    const base = { m: parseInt(mode, 8), u: Number(uid), g: Number(gid) };
-    if (type === 'd') out[p] = { t: 'd', ...base };
-    else if (type === 'l') out[p] = { t: 'l', ...base, l: fields[i + 1]! };
+    const type = line.slice(0, ends[0]);
+    const m = parseInt(line.slice(ends[0]! + 1, ends[1]), 8);
+    const u = Number(line.slice(ends[1]! + 1, ends[2]));
+    const g = Number(line.slice(ends[2]! + 1, ends[3]));
+    if (type === 'd') out[p] = { t: 'd', m, u, g };
+    else if (type === 'l') out[p] = { t: 'l', m, u, g, l: fields[i + 1]! };
     else if (type === 'f') {
-      const key = cacheKey(p, `${ino} ${mtime} ${ctime} ${size}`);
+      const size = Number(line.slice(ends[3]! + 1, ends[4]));
+      const key = cacheKey(p, line.slice(ends[3]! + 1, ends[7]));
       const cached = cache?.get(key);
-      const h = cached ?? known?.(p, Number(size));
-      out[p] = { t: 'f', ...base, s: Number(size), ...(h ? { h } : {}) };
+      const h = cached ?? known?.(p, size);
+      out[p] = h ? { t: 'f', m, u, g, s: size, h } : { t: 'f', m, u, g, s: size };
       if (!h) unhashed.push({ p, key });
       else {
         used.set(key, h);
         if (!cached) added++;
       }
-    } else out[p] = { t: 'o', ...base, r: Number(lstatSync(path.join(root, p), { bigint: true }).rdev) };
+    } else out[p] = { t: 'o', m, u, g, r: Number(lstatSync(path.join(root, p), { bigint: true }).rdev) };
   }
   for (const { p, key } of unhashed) {
     const h = await hashFile(path.join(root, p));
