@@ -158,10 +158,23 @@ async function netroot(work: string, argv: string[], env: NodeJS.ProcessEnv = {}
   const rssFile = path.join(work, 'rss');
   // GNU time reports its child's peak RSS. The child's own resourceUsage() would not do: a child forked
   // from this process starts with this process's resident size as its high-water mark, which execve keeps.
-  const run = await time('/usr/bin/time', ['-o', rssFile, '-f', '%M', process.execPath, ...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(CPU_PROF)] : []), path.join(ROOT, 'bin/build-images.js'), ...argv], {
-    cwd: work,
-    env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH, CI: '1', ...env },
-  });
+  const run = await time(
+    '/usr/bin/time',
+    [
+      '-o',
+      rssFile,
+      '-f',
+      '%M',
+      process.execPath,
+      ...(CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(CPU_PROF)] : []),
+      path.join(ROOT, 'bin/build-images.js'),
+      ...argv,
+    ],
+    {
+      cwd: work,
+      env: { ...process.env, SOURCE_DATE_EPOCH: EPOCH, CI: '1', ...env },
+    },
+  );
   return { ...run, rssMiB: Number((await readFile(rssFile, 'utf8')).trim().split('\n').pop()) / 1024 };
 }
 
