@@ -7,14 +7,13 @@
  * this it read every file of every tree once, a minute a node.
  */
 import { createHash } from 'node:crypto';
-import path from 'node:path';
 import type { BaseIndex } from '../base/open.js';
-import { loadHashCache, readManifest, saveHashCache, treeDigestsFile, type Manifest } from '../entries/manifest.js';
+import { baseDigestsFile, loadHashCache, readManifest, saveHashCache, treeDigestsFile, type Manifest } from '../entries/manifest.js';
 import type { PlannedFile } from '../plan/plan.js';
 
 /** The base's digests, by path: read once per base directory, then from the cache beside a deploy's. */
 export async function baseDigests(base: BaseIndex, cacheDir: string): Promise<Manifest> {
-  const file = path.join(cacheDir, 'base-digests', `${createHash('sha256').update(base.root).digest('hex').slice(0, 16)}.json`);
+  const file = baseDigestsFile(cacheDir, base.root);
   const cache = await loadHashCache(file);
   const manifest = await readManifest(base.root, [], cache);
   await saveHashCache(file, cache);

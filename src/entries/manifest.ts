@@ -90,8 +90,16 @@ const worthSaving = new WeakSet<HashCache>();
  * that writes the tree leaves them.
  */
 export function treeDigestsFile(cacheDir: string, clusterDir: string, node: string): string {
-  return path.join(cacheDir, 'deploy', createHash('sha256').update(clusterDir).digest('hex').slice(0, 16), `${node}.json`);
+  return path.join(cacheDir, 'deploy', pathKey(clusterDir), `${node}.json`);
 }
+
+/** Where a build keeps the digests of a base directory it copies node trees from. */
+export function baseDigestsFile(cacheDir: string, baseRoot: string): string {
+  return path.join(cacheDir, 'base-digests', `${pathKey(baseRoot)}.json`);
+}
+
+/** A directory's path as a short file name in the cache. */
+const pathKey = (dir: string): string => createHash('sha256').update(dir).digest('hex').slice(0, 16);
 
 export async function saveHashCache(file: string, cache: HashCache): Promise<void> {
   if (!worthSaving.has(cache)) return;
@@ -182,7 +190,8 @@ export async function readManifest(
   if (cache) {
     const fromCache = used.size - added;
     const stale = cache.size - fromCache;
-    if (added > FEW || stale > FEW) worthSaving.add(cache);
+    // A cache that held none of this tree (none yet, or another tree's) is written whatever its size.
+    if (added > FEW || stale > FEW || (fromCache === 0 && added > 0)) worthSaving.add(cache);
     else worthSaving.delete(cache);
     if (added || stale) {
       cache.clear();

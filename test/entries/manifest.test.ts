@@ -62,6 +62,14 @@ Manifest('the cache file is rewritten when many digests are new, not for the few
     const flat = JSON.parse(await readFile(file, 'utf8')) as string[];
     return new Map(flat.flatMap((k, i) => (i % 2 === 0 ? [[k, flat[i + 1]!] as const] : [])));
   };
+  // A small tree with no cache yet: written, however few its files.
+  const small = path.join(dir, 'small');
+  await mkdir(small);
+  for (let i = 0; i < 3; i++) await writeFile(path.join(small, `s${i}`), `small ${i}\n`);
+  const smallCache = await loadHashCache(path.join(dir, 'small.json'));
+  await readManifest(small, [], smallCache);
+  await saveHashCache(path.join(dir, 'small.json'), smallCache);
+  assert.is((await loadHashCache(path.join(dir, 'small.json'))).size, 3);
   // The first read hashes all 100: written.
   let cache = await loadHashCache(file);
   await readManifest(tree, [], cache);
