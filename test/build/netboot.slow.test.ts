@@ -15,7 +15,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { build, type BuildOptions } from '../../src/build.js';
-import { silentReporter } from '../../src/progress.js';
+import { scratchBuildOptions } from '../support/build.js';
 import { defaultCacheDir } from '../../src/base/open.js';
 import { buildDebootstrapBase } from '../../src/base/debootstrap.js';
 import { canBootFromNfs, inspectInitrd } from '../../src/base/check/initrd.js';
@@ -49,18 +49,7 @@ test.after(async () => {
 });
 
 function options(out: string, base: string): BuildOptions {
-  return {
-    profile: path.join(tmp, 'debian-amd64.yaml'),
-    cwd: tmp,
-    secrets: path.join(tmp, 'secrets.yaml'),
-    cacheDir: path.join(tmp, 'cache'),
-    k3sBinary: path.join(tmp, 'k3s'),
-    base,
-    formats: ['tree'],
-    out: path.join(tmp, out),
-    env: { SOURCE_DATE_EPOCH: '1700000000' },
-    reporter: silentReporter,
-  };
+  return scratchBuildOptions(tmp, path.join(tmp, 'debian-amd64.yaml'), base, out);
 }
 
 /** An initramfs made without MODULES=netboot, as far as the NFS check goes: no scripts/nfs, no NFS or NIC modules. */

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { build, type BuildOptions } from '../../src/build.js';
 import { silentReporter } from '../../src/progress.js';
 import { makeArmbianBase, makeDiskImage } from '../support/armbian-base.js';
+import { scratchBuildOptions } from '../support/build.js';
 import { rejects } from '../support/assert.js';
 
 let tmp: string;
@@ -34,19 +35,7 @@ test.after(async () => {
 });
 
 function options(out: string, extra: Partial<BuildOptions> = {}): BuildOptions {
-  return {
-    profile: path.resolve('profiles/opz3.yaml'),
-    cwd: tmp,
-    secrets: path.join(tmp, 'secrets.yaml'),
-    cacheDir: path.join(tmp, 'cache'),
-    k3sBinary: path.join(tmp, 'k3s'),
-    base,
-    formats: ['tree', 'tar'],
-    out: path.join(tmp, out),
-    env: { SOURCE_DATE_EPOCH: EPOCH },
-    reporter: silentReporter,
-    ...extra,
-  };
+  return scratchBuildOptions(tmp, path.resolve('profiles/opz3.yaml'), base, out, { formats: ['tree', 'tar'], ...extra });
 }
 
 const sums = (out: string) => readFileSync(path.join(tmp, out, 'opz3/artifacts/SHA256SUMS'), 'utf8');

@@ -8,8 +8,8 @@ import * as assert from 'uvu/assert';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { build, type BuildOptions } from '../../src/build.js';
-import { silentReporter } from '../../src/progress.js';
+import { build } from '../../src/build.js';
+import { scratchBuildOptions } from '../support/build.js';
 import { loadHashCache, readManifest, treeDigestsFile } from '../../src/entries/manifest.js';
 import { makeArmbianBase } from '../support/armbian-base.js';
 
@@ -27,18 +27,7 @@ test.after(async () => {
   await rm(tmp, { recursive: true, force: true });
 });
 
-const options = (out: string): BuildOptions => ({
-  profile: path.resolve('profiles/opz3.yaml'),
-  cwd: tmp,
-  secrets: path.join(tmp, 'secrets.yaml'),
-  cacheDir: path.join(tmp, 'cache'),
-  k3sBinary: path.join(tmp, 'k3s'),
-  base,
-  formats: ['tree'],
-  out: path.join(tmp, out),
-  env: { SOURCE_DATE_EPOCH: '1700000000' },
-  reporter: silentReporter,
-});
+const options = (out: string) => scratchBuildOptions(tmp, path.resolve('profiles/opz3.yaml'), base, out);
 
 /** The tree's manifest from the digests the build left; `read`: the files they did not cover. */
 async function fromRecorded(out: string, node: string): Promise<{ manifest: Awaited<ReturnType<typeof readManifest>>; read: string[] }> {

@@ -11,7 +11,7 @@ import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { build } from '../../src/build.js';
-import { silentReporter } from '../../src/progress.js';
+import { scratchBuildOptions } from '../support/build.js';
 import { loadProfile } from '../../src/profile/load.js';
 import { isRoot } from '../../src/privileges.js';
 import { Cleanup } from '../../src/lab/cleanup.js';
@@ -66,18 +66,7 @@ const CONSOLE: Record<PiModel, string> = { 4: 'console=ttyS1,115200', 5: 'consol
 async function replayCluster(profile: string, model: PiModel): Promise<void> {
   await setup();
   const out = path.join(tmp, `out-${model}`);
-  await build({
-    profile,
-    cwd: tmp,
-    secrets: path.join(tmp, `secrets-${model}.yaml`),
-    cacheDir: path.join(tmp, 'cache'),
-    k3sBinary: path.join(tmp, 'k3s'),
-    base,
-    formats: ['tree'],
-    out,
-    env: { SOURCE_DATE_EPOCH: '1700000000' },
-    reporter: silentReporter,
-  });
+  await build(scratchBuildOptions(tmp, profile, base, `out-${model}`, { secrets: path.join(tmp, `secrets-${model}.yaml`) }));
   const { cluster } = await loadProfile(profile);
   const buildDir = path.join(out, cluster.name);
   const topology = labTopology(cluster, `${process.pid}p${model}`);

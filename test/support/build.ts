@@ -2,7 +2,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { prepare, GENERATOR, type Prepared } from '../../src/build.js';
+import { prepare, GENERATOR, type BuildOptions, type Prepared } from '../../src/build.js';
+import { silentReporter } from '../../src/progress.js';
 import { emitCluster } from '../../src/emit/cluster.js';
 import { isRoot } from '../../src/privileges.js';
 
@@ -30,5 +31,31 @@ export async function buildToTemp(profile: string, options: { env?: NodeJS.Proce
     dir,
     nodeRoot: (name) => path.join(dir, 'nodes', name),
     cleanup: () => rm(tmp, { recursive: true, force: true }),
+  };
+}
+
+/**
+ * A real build whose every path is under `tmp`: the secrets, the cache, the k3s stand-in at tmp/k3s and
+ * the output at tmp/OUT; node trees from `base`, dated SOURCE_DATE_EPOCH 1700000000, reporting nothing.
+ */
+export function scratchBuildOptions(
+  tmp: string,
+  profile: string,
+  base: string,
+  out: string,
+  extra: Partial<BuildOptions> = {},
+): BuildOptions {
+  return {
+    profile,
+    cwd: tmp,
+    secrets: path.join(tmp, 'secrets.yaml'),
+    cacheDir: path.join(tmp, 'cache'),
+    k3sBinary: path.join(tmp, 'k3s'),
+    base,
+    formats: ['tree'],
+    out: path.join(tmp, out),
+    env: { SOURCE_DATE_EPOCH: '1700000000' },
+    reporter: silentReporter,
+    ...extra,
   };
 }
