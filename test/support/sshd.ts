@@ -83,6 +83,9 @@ export async function startSshd(dir: string): Promise<Sshd> {
       'KbdInteractiveAuthentication no',
       'UsePAM no',
       'StrictModes no',
+      // A shell that sshd starts reads ~/.bashrc when SHLVL says it is the first (Debian's bash): this host's
+      // (pyenv's init, here) is no part of a node's and cost every command of a test a dozen processes.
+      'SetEnv SHLVL=1',
       `PidFile ${path.join(dir, 'sshd.pid')}`,
       '',
     ].join('\n'),
