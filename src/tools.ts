@@ -191,6 +191,9 @@ const text = (value: unknown): string =>
         ? Buffer.from(value).toString('utf8')
         : String(value);
 
+/** A word for `sh`, whatever it holds: single-quoted. */
+export const shellWord = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+
 /** The last lines a program wrote, without blank lines and the progress lines some redraw with \r. */
 export function stderrTail(stderr: string, lines = 8): string[] {
   return stderr

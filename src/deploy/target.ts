@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MissingProgramError, TargetError, UsageError } from '../errors.js';
-import { runTool, type ProgramNeed } from '../tools.js';
+import { runTool, shellWord, type ProgramNeed } from '../tools.js';
 
 export type TargetSpec = { kind: 'local'; dir: string } | { kind: 'ssh'; host: string; dir: string };
 
@@ -25,7 +25,7 @@ export function parseTarget(spec: string, cwd: string): TargetSpec {
 }
 
 /** A shell word: single-quoted. */
-export const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+export const q = shellWord;
 
 export interface Target {
   spec: TargetSpec;

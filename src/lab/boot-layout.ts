@@ -14,6 +14,7 @@
  */
 import path from 'node:path';
 import { LabError } from './errors.js';
+import { shellWord as q } from '../tools.js';
 
 export interface LayoutMount {
   /** Where the daemons see it. */
@@ -69,8 +70,6 @@ function checkMounts(mounts: LayoutMount[]): void {
     seen.add(p);
   }
 }
-
-const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
  * The shell script (sh -eu) that lays the mounts out in the current mount

@@ -10,11 +10,8 @@
  * keys never leave it.
  */
 import { createHash, X509Certificate } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
 import { z } from 'zod';
-import { CA_CONFIG, openssl, sign } from './tls.js';
+import { makeCertificates, rsaKey } from './tls.js';
 
 const certificate = z
   .string()
@@ -73,30 +70,23 @@ export function k3sCaFiles(ca: K3sCa): { name: string; content: string }[] {
 const CA_EXTENSIONS =
   'basicConstraints = critical,CA:true\nkeyUsage = critical,digitalSignature,keyEncipherment,keyCertSign\nsubjectKeyIdentifier = hash\n';
 // Below the root, each certificate names its issuer's key: k3s takes a certificate without one for a root.
-const SIGNED_CA = `[ext]\n${CA_EXTENSIONS}authorityKeyIdentifier = keyid:always\n`;
+const SIGNED_CA = `${CA_EXTENSIONS}authorityKeyIdentifier = keyid:always\n`;
 
-/** Makes the root, the intermediate, the leaf CAs and the service key with the openssl program. */
+/** Makes the root, the intermediate and the leaf CAs (openssl, in one shell) and the service key. */
 export async function generateK3sCa(cluster: string): Promise<K3sCa> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'netroot-k3s-ca-'));
-  try {
-    await writeFile(path.join(dir, 'ca.cnf'), CA_CONFIG(dir));
-    await writeFile(path.join(dir, 'index.txt'), '');
-    const signWith = async (signer: { cert: string; key: string }, name: string, subject: string) => {
-      await writeFile(path.join(dir, 'ca.pem'), signer.cert);
-      await writeFile(path.join(dir, 'ca.key'), signer.key, { mode: 0o600 });
-      return sign(dir, name, subject, SIGNED_CA, signer);
-    };
-    const root = await sign(dir, 'root', `/CN=k3s-root-ca netroot ${cluster}`, `[ext]\n${CA_EXTENSIONS}`);
-    const intermediate = await signWith(root, 'intermediate', `/CN=k3s-intermediate-ca netroot ${cluster}`);
-    const leaves: Partial<Record<Leaf, { cert: string; key: string }>> = {};
-    for (const [leaf, name] of Object.entries(K3S_LEAF_CAS) as [Leaf, string][]) {
-      const cn = `k3s-${name.replace('/', '-')}`;
-      leaves[leaf] = await signWith(intermediate, leaf, `/CN=${cn} netroot ${cluster}`);
-    }
-    await openssl(['genrsa', '-traditional', '-out', 'service.key', '2048'], dir);
-    const serviceKey = await readFile(path.join(dir, 'service.key'), 'utf8');
-    return { root, intermediate, ...(leaves as Record<Leaf, { cert: string; key: string }>), serviceKey };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  const leaves = Object.entries(K3S_LEAF_CAS) as [Leaf, string][];
+  const [made, serviceKey] = await Promise.all([
+    makeCertificates([
+      { name: 'root', subject: `/CN=k3s-root-ca netroot ${cluster}`, extensions: CA_EXTENSIONS },
+      { name: 'intermediate', subject: `/CN=k3s-intermediate-ca netroot ${cluster}`, extensions: SIGNED_CA, signer: 'root' },
+      ...leaves.map(([leaf, name]) => ({
+        name: leaf,
+        subject: `/CN=k3s-${name.replace('/', '-')} netroot ${cluster}`,
+        extensions: SIGNED_CA,
+        signer: 'intermediate',
+      })),
+    ]),
+    rsaKey(2048),
+  ]);
+  return { ...(made as Record<'root' | 'intermediate' | Leaf, { cert: string; key: string }>), serviceKey };
 }

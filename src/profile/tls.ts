@@ -2,17 +2,18 @@
  * The cluster's TLS: a certificate authority of its own and, per server, a key and
  * certificate for Galera (group communication, IST, rsync state transfers through
  * stunnel) and for MariaDB's client connections (k3s's datastore). Made with the
- * openssl program once and kept in the secrets file, so a rebuild keeps them; a
+ * openssl program (the keys by node:crypto) once and kept in the secrets file, so a rebuild keeps them; a
  * server's certificate is made again only when its addresses or the CA change.
  *
  * Certificates are valid from 2020 on: boards without a real-time clock boot with
  * systemd's build date until NTP sets the clock, and must not see them as not yet valid.
  */
-import { X509Certificate } from 'node:crypto';
+import { generateKeyPair as generateKeyPairCallback, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { runTool } from '../tools.js';
+import { promisify } from 'node:util';
+import { runTool, shellWord } from '../tools.js';
 import { z } from 'zod';
 
 const certificate = z
@@ -48,7 +49,7 @@ export function serverTlsFits(tls: ServerTls | undefined, ca: ClusterCa, names: 
   }
 }
 
-export const CA_CONFIG = (dir: string): string => `[ca]
+const CA_CONFIG = (dir: string): string => `[ca]
 default_ca = netroot
 [netroot]
 database = ${dir}/index.txt
@@ -67,52 +68,69 @@ keyUsage = critical,keyCertSign,cRLSign
 subjectKeyIdentifier = hash
 `;
 
-export async function openssl(args: string[], cwd: string): Promise<void> {
-  await runTool('openssl', args, {
-    cwd,
-    timeout: 60_000,
-    what: `making the cluster's TLS certificates (openssl ${args[0]})`,
-    why: "making the cluster's TLS certificates",
-  });
+/** One certificate to make, named `name` in the work directory (`name.key`, `name.pem`). */
+export interface CertificateOrder {
+  name: string;
+  subject: string;
+  /** The `[ext]` section the certificate carries. */
+  extensions: string;
+  /** The name of the order (or given pair) that signs it; none: it signs itself. */
+  signer?: string;
 }
 
-/** A key and a certificate for `subject`, signed by the CA in `dir`'s ca.pem and ca.key (or by itself). */
-export async function sign(
-  dir: string,
-  name: string,
-  subject: string,
-  extensions: string,
-  ca?: ClusterCa,
-): Promise<{ cert: string; key: string }> {
-  await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`], dir);
-  await openssl(['req', '-new', '-key', `${name}.key`, '-subj', subject, '-out', `${name}.csr`], dir);
-  await openssl(['rand', '-hex', '-out', 'serial', '16'], dir);
-  await writeFile(path.join(dir, `${name}.ext`), extensions);
-  const signer = ca ? ['-cert', 'ca.pem', '-keyfile', 'ca.key'] : ['-selfsign', '-keyfile', `${name}.key`];
-  await openssl(
-    [
-      'ca',
-      '-batch',
-      '-notext',
-      '-config',
-      'ca.cnf',
-      ...signer,
-      '-in',
-      `${name}.csr`,
-      '-out',
-      `${name}.pem`,
-      '-startdate',
-      NOT_BEFORE,
-      '-enddate',
-      NOT_AFTER,
-      '-extfile',
-      `${name}.ext`,
-      '-extensions',
-      'ext',
-    ],
-    dir,
-  );
-  return { cert: await readFile(path.join(dir, `${name}.pem`), 'utf8'), key: await readFile(path.join(dir, `${name}.key`), 'utf8') };
+const generateKeyPair = promisify(generateKeyPairCallback);
+
+const ecKey = async (): Promise<string> =>
+  (await generateKeyPair('ec', { namedCurve: 'prime256v1' })).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+
+/** An RSA key in the traditional PKCS#1 form, as `openssl genrsa -traditional` writes it (k3s's service-account key). */
+export const rsaKey = async (bits: number): Promise<string> =>
+  (await generateKeyPair('rsa', { modulusLength: bits })).privateKey.export({ type: 'pkcs1', format: 'pem' }).toString();
+
+/**
+ * Makes each certificate of `orders`, in order (a signer before what it signs), with the `given`
+ * pairs as signers too: the EC P-256 keys here (node:crypto), the requests and signatures with the
+ * openssl program, all in one shell, so that a cluster's certificates cost one process of ours, not
+ * four each.
+ */
+export async function makeCertificates(
+  orders: readonly CertificateOrder[],
+  given: Record<string, { cert: string; key: string }> = {},
+): Promise<Record<string, { cert: string; key: string }>> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'netroot-tls-'));
+  try {
+    await writeFile(path.join(dir, 'ca.cnf'), CA_CONFIG(dir));
+    await writeFile(path.join(dir, 'index.txt'), '');
+    for (const [name, pair] of Object.entries(given)) {
+      await writeFile(path.join(dir, `${name}.pem`), pair.cert);
+      await writeFile(path.join(dir, `${name}.key`), pair.key, { mode: 0o600 });
+    }
+    const keys = await Promise.all(orders.map(() => ecKey()));
+    const script = ['set -e'];
+    for (const [i, order] of orders.entries()) {
+      await writeFile(path.join(dir, `${order.name}.key`), keys[i]!, { mode: 0o600 });
+      await writeFile(path.join(dir, `${order.name}.ext`), `[ext]\n${order.extensions}`);
+      const signer = order.signer ? `-cert ${order.signer}.pem -keyfile ${order.signer}.key` : `-selfsign -keyfile ${order.name}.key`;
+      script.push(
+        `openssl req -new -key ${order.name}.key -subj ${shellWord(order.subject)} -out ${order.name}.csr`,
+        `openssl ca -batch -notext -config ca.cnf -rand_serial ${signer} -in ${order.name}.csr -out ${order.name}.pem ` +
+          `-startdate ${NOT_BEFORE} -enddate ${NOT_AFTER} -extfile ${order.name}.ext -extensions ext`,
+      );
+    }
+    await runTool('sh', ['-c', script.join('\n')], {
+      cwd: dir,
+      timeout: 60_000,
+      what: "making the cluster's TLS certificates (openssl)",
+      why: "making the cluster's TLS certificates",
+    });
+    const made: Record<string, { cert: string; key: string }> = {};
+    for (const [i, order] of orders.entries()) {
+      made[order.name] = { cert: await readFile(path.join(dir, `${order.name}.pem`), 'utf8'), key: keys[i]! };
+    }
+    return made;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 export interface TlsRequest {
@@ -128,48 +146,37 @@ export interface TlsRequest {
 export async function ensureClusterTls(
   request: TlsRequest,
 ): Promise<{ ca: ClusterCa; servers: Record<string, ServerTls>; generated: string[] }> {
-  const generated: string[] = [];
   const needs = request.servers.filter(
     (s) => !request.ca || !serverTlsFits(request.current[s.name], request.ca, serverNames(s, request.vip)),
   );
-  if (request.ca && needs.length === 0) {
-    return { ca: request.ca, servers: Object.fromEntries(request.servers.map((s) => [s.name, request.current[s.name]!])), generated };
+  const orders: CertificateOrder[] = [];
+  if (!request.ca) {
+    orders.push({
+      name: 'ca',
+      subject: `/CN=netroot ${request.cluster} cluster CA`,
+      extensions: 'basicConstraints = critical,CA:true\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n',
+    });
   }
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'netroot-tls-'));
-  try {
-    await writeFile(path.join(dir, 'ca.cnf'), CA_CONFIG(dir));
-    await writeFile(path.join(dir, 'index.txt'), '');
-    let ca = request.ca;
-    if (!ca) {
-      ca = await sign(
-        dir,
-        'ca',
-        `/CN=netroot ${request.cluster} cluster CA`,
-        `[ext]\nbasicConstraints = critical,CA:true\nkeyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n`,
-      );
-      generated.push('cluster TLS CA');
-    }
-    await writeFile(path.join(dir, 'ca.pem'), ca.cert);
-    await writeFile(path.join(dir, 'ca.key'), ca.key, { mode: 0o600 });
-    const servers: Record<string, ServerTls> = {};
-    for (const server of request.servers) {
-      if (!needs.includes(server)) {
-        servers[server.name] = request.current[server.name]!;
-        continue;
-      }
-      const sans = `IP:${server.ip},IP:${request.vip},DNS:${server.name}`;
-      const made = await sign(
-        dir,
-        `server-${server.name}`,
-        `/CN=${server.name}`,
-        `[ext]\nbasicConstraints = critical,CA:false\nkeyUsage = critical,digitalSignature,keyEncipherment\nextendedKeyUsage = serverAuth,clientAuth\nsubjectAltName = ${sans}\nsubjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n`,
-        ca,
-      );
-      servers[server.name] = { ca: ca.cert, ...made };
-      generated.push(`node ${server.name} TLS certificate`);
-    }
-    return { ca, servers, generated };
-  } finally {
-    await rm(dir, { recursive: true, force: true });
+  for (const server of needs) {
+    orders.push({
+      name: `server-${server.name}`,
+      subject: `/CN=${server.name}`,
+      extensions:
+        'basicConstraints = critical,CA:false\nkeyUsage = critical,digitalSignature,keyEncipherment\n' +
+        'extendedKeyUsage = serverAuth,clientAuth\n' +
+        `subjectAltName = IP:${server.ip},IP:${request.vip},DNS:${server.name}\n` +
+        'subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid\n',
+      signer: 'ca',
+    });
   }
+  const made = orders.length ? await makeCertificates(orders, request.ca ? { ca: request.ca } : {}) : {};
+  const ca = request.ca ?? made.ca!;
+  const generated = request.ca ? [] : ['cluster TLS CA'];
+  const servers: Record<string, ServerTls> = {};
+  for (const server of request.servers) {
+    const mine = made[`server-${server.name}`];
+    servers[server.name] = mine ? { ca: ca.cert, ...mine } : request.current[server.name]!;
+    if (mine) generated.push(`node ${server.name} TLS certificate`);
+  }
+  return { ca, servers, generated };
 }
