@@ -8,7 +8,8 @@
  *   npm run test:all          both
  *   npm test -- FILE…         only these files (any tier)
  *
- * Each file runs in its own process (two at a time in the fast tier), each
+ * The test files and the CLI they start run bundled by esbuild, once per run
+ * (scripts/test-bundle.ts). Each file runs in its own process (two at a time in the fast tier), each
  * test bounded by the tier's timeout unless it sets its own, and the whole tier by a deadline
  * after which every process left is killed. The last line is the count,
  * "N passed, N failed, N skipped", which .ci/run reads.
@@ -19,6 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { missingTestPackages, missingTestPackagesLine } from '../test/support/needs.js';
+import { bundleForTests } from './test-bundle.js';
 
 interface Tier {
   /** Which files under test/ it runs. */
@@ -71,16 +73,28 @@ if (!named.length) {
 // Secrets of this run only (removed at the end, unless the caller gave a place): what an earlier build stored for
 // the same cluster names must not decide an outcome.
 const ownSecrets = process.env.NETROOT_SECRETS_DIR ? undefined : mkdtempSync(path.join(os.tmpdir(), 'netroot-test-secrets-'));
-const env = {
+const env: NodeJS.ProcessEnv = {
   ...process.env,
   NETROOT_SECRETS_DIR: process.env.NETROOT_SECRETS_DIR ?? ownSecrets,
   // Read by test/support/test.ts for every test that does not set its own.
   NETROOT_TEST_TIMEOUT_MS: String(tier.testTimeoutMs),
 };
 
+// The tests run bundled (scripts/test-bundle.ts says why), and start the CLI from its bundle (test/support/cli.ts).
+const cliSource = path.join(root, 'src/cli.ts');
+const bundled = await bundleForTests(root, [...files, cliSource]);
+env.NETROOT_TEST_CLI = bundled.bundles.get(cliSource)!;
+
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-force-exit', `--test-concurrency=${tier.concurrency}`, '--test-reporter=spec', ...files],
+  [
+    '--enable-source-maps',
+    '--test',
+    '--test-force-exit',
+    `--test-concurrency=${tier.concurrency}`,
+    '--test-reporter=spec',
+    ...files.map((f) => bundled.bundles.get(f)!),
+  ],
   { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'], detached: true },
 );
 
@@ -117,6 +131,7 @@ child.on('close', (code) => {
   if ((code !== 0 || timedOut || counts.tests === undefined) && failed === 0) failed = 1;
   const skipped = (counts.skipped ?? 0) + (counts.todo ?? 0);
   if (ownSecrets) rmSync(ownSecrets, { recursive: true, force: true });
+  rmSync(bundled.dir, { recursive: true, force: true });
   process.stdout.write(`${passed} passed, ${failed} failed, ${skipped} skipped\n`);
   process.exit(failed ? 1 : 0);
 });

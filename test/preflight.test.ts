@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from './support/test.js';
+import { CLI_ARGS } from './support/cli.js';
 import { binWithout } from './support/bin-without.js';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
@@ -84,9 +85,7 @@ test('a build on a machine without attr and zstd fails before any work: exit 3, 
   const run = await execa(
     process.execPath,
     [
-      '--import',
-      'tsx',
-      path.resolve('src/cli.ts'),
+      ...CLI_ARGS,
       '--profile',
       path.resolve('profiles/opz3.yaml'),
       '--cache-dir',
@@ -124,20 +123,7 @@ test("a deploy that must build first checks its own programs and the build's tog
   const exportRoot = path.join(tmp, 'export');
   const run = await execa(
     process.execPath,
-    [
-      '--import',
-      'tsx',
-      path.resolve('src/cli.ts'),
-      'deploy',
-      '--profile',
-      path.resolve('profiles/opz3.yaml'),
-      '--to',
-      exportRoot,
-      '--base',
-      base,
-      '--out',
-      out,
-    ],
+    [...CLI_ARGS, 'deploy', '--profile', path.resolve('profiles/opz3.yaml'), '--to', exportRoot, '--base', base, '--out', out],
     {
       env: {
         PATH: await binWithout(tmp, ['getfattr', 'setfattr', 'rsync']),

@@ -12,7 +12,8 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as assert from 'uvu/assert';
 import { test } from '../support/test.js';
-import { opz3With, REPO, tempDir } from '../profile/helpers.js';
+import { CLI_ARGS } from '../support/cli.js';
+import { opz3With, tempDir } from '../profile/helpers.js';
 
 const STANDIN = `#!/bin/sh
 # mmdebstrap stand-in: on SIGTERM it reports its cleanup on stderr (as mmdebstrap does) before it is done.
@@ -37,7 +38,7 @@ test('SIGTERM to build-images during mmdebstrap: mmdebstrap is waited for until 
     XDG_CACHE_HOME: path.join(dir, 'xdg'),
   };
   const args = ['build', '-p', path.join(dir, 'opz3.yaml'), '--base', 'debootstrap:bookworm:amd64', '--k3s-binary', '/bin/true'];
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), path.join(REPO, 'src/cli.ts'), ...args, '--out', 'out'], {
+  const child = spawn(process.execPath, [...CLI_ARGS, ...args, '--out', 'out'], {
     cwd: dir,
     env,
     stdio: ['ignore', 'ignore', 'pipe'],

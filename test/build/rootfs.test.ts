@@ -5,6 +5,7 @@
  * or hostile bases fail before anything is written.
  */
 import { test } from '../support/test.js';
+import { CLI_ARGS } from '../support/cli.js';
 import { binWithout } from '../support/bin-without.js';
 import * as assert from 'uvu/assert';
 import { execa } from 'execa';
@@ -264,9 +265,7 @@ test('incremental: a change to one node re-packs that node only', async () => {
 
 /** The command line of a tar build of opz3 on this test's base, with its own cache and output under tmp. */
 const tarBuild = (cache: string, out: string): string[] => [
-  '--import',
-  'tsx',
-  path.resolve('src/cli.ts'),
+  ...CLI_ARGS,
   '--profile',
   path.resolve('profiles/opz3.yaml'),
   '--secrets',

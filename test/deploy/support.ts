@@ -17,12 +17,11 @@ import { statePaths } from '../../src/deploy/plan.js';
 import type { TargetOptions } from '../../src/deploy/index.js';
 import { silentReporter } from '../../src/progress.js';
 import { makeArmbianBase } from '../support/armbian-base.js';
-import { OPZ3, REPO } from '../profile/helpers.js';
+import { CLI_ARGS } from '../support/cli.js';
+import { OPZ3 } from '../profile/helpers.js';
 
 export const NODES = ['opz3-1-onder', 'opz3-2-midden', 'opz3-3-boven', 'opz3-4-top'];
 export const STATE = statePaths();
-const CLI = path.join(REPO, 'src/cli.ts');
-const TSX = import.meta.resolve('tsx');
 
 export interface Fixture {
   tmp: string;
@@ -140,7 +139,7 @@ export interface Run {
 /** The real command line in `cwd`, bounded by a timeout. */
 export async function cli(cwd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Run> {
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', TSX, CLI, ...args], {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...CLI_ARGS, ...args], {
       cwd,
       env,
       timeout: 120_000,
@@ -168,7 +167,7 @@ export async function killAt(
   delayMs: number,
   signal: NodeJS.Signals = 'SIGKILL',
 ): Promise<{ signal: string | null; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...CLI_ARGS, ...args], { cwd, env, detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   let fired = false;
   return new Promise((resolve, reject) => {

@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import * as assert from 'uvu/assert';
 import { test } from '../support/test.js';
+import { CLI_ARGS } from '../support/cli.js';
 import { dnsmasqTest } from '../support/peers.js';
 import { REPO, tempDir } from '../profile/helpers.js';
 import { loadProfile } from '../../src/profile/load.js';
@@ -52,15 +53,13 @@ const ELSEWHERE: Record<string, string> = {
 };
 
 const run = promisify(execFile);
-const CLI = path.join(REPO, 'src/cli.ts');
-const TSX = import.meta.resolve('tsx');
 async function cli(cwd: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const env = {
     ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NETROOT_'))),
     NETROOT_SECRETS_DIR: `${cwd}.secrets`,
   };
   try {
-    const { stdout, stderr } = await run(process.execPath, ['--import', TSX, CLI, ...args], { cwd, env, timeout: 80_000 });
+    const { stdout, stderr } = await run(process.execPath, [...CLI_ARGS, ...args], { cwd, env, timeout: 80_000 });
     return { code: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code?: unknown; stdout?: string; stderr?: string };

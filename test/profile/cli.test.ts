@@ -9,13 +9,11 @@ import { chmod, chown, copyFile, cp, mkdir, readdir, writeFile } from 'node:fs/p
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { suite } from '../support/test.js';
+import { CLI_ARGS } from '../support/cli.js';
 import * as assert from 'uvu/assert';
 import { requires } from '../support/requires.js';
 import { isRoot } from '../support/rootfs.js';
 import { FIXTURES, OPZ3, OPZ3_FILE, REPO, opz3With, position, tempDir, type Edit, type Where } from './helpers.js';
-
-const CLI = path.join(REPO, 'src/cli.ts');
-const TSX = import.meta.resolve('tsx');
 
 interface Run {
   code: number;
@@ -23,11 +21,11 @@ interface Run {
   stderr: string;
 }
 
-/** `node --import tsx src/cli.ts ARGS` in `cwd`, without any NETROOT_* variable of ours; `uid`: as that user (and group). */
+/** The CLI with ARGS in `cwd`, without any NETROOT_* variable of ours; `uid`: as that user (and group). */
 async function cli(cwd: string, args: string[], env: Record<string, string> = {}, uid?: number): Promise<Run> {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('NETROOT_')));
   try {
-    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', TSX, CLI, ...args], {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [...CLI_ARGS, ...args], {
       cwd,
       // The cluster secrets store of this workspace alone, never the user's (~/.local/state/netroot).
       env: { ...clean, NETROOT_SECRETS_DIR: `${cwd}.secrets`, ...env },
