@@ -57,6 +57,7 @@ class Model:
         self.max_writes = max_writes
         self.config = config(names, policy=policy)
         self.people = 0
+        self.decisions = {}
 
     def initial(self):
         """Every server running in one primary component, with no writes yet."""
@@ -82,6 +83,14 @@ class Model:
                 if view and not clean:
                     servers[name]["lastView"] = sorted(self.names[m] for m in view)
         return {"waited": waited, "servers": servers}
+
+    def simulate(self, state, waited):
+        """The real decision (`gr.simulate`) for `state`, made once per description: many states look alike to it."""
+        description = self.describe(state, waited)
+        key = json.dumps(description, sort_keys=True)
+        if key not in self.decisions:
+            self.decisions[key] = gr.simulate(self.config, description)
+        return self.decisions[key]
 
     # --- events --------------------------------------------------------------
     def events(self, state):
@@ -137,7 +146,7 @@ class Model:
         return state._replace(pc=None, last_pc=pc)
 
     def round(self, state, waited):
-        decisions = gr.simulate(self.config, self.describe(state, waited))["decisions"]
+        decisions = self.simulate(state, waited)["decisions"]
         index = {n: i for i, n in enumerate(self.names)}
         bootstraps = [n for n, d in decisions.items() if d["action"] == "bootstrap"]
         if len(bootstraps) > 1 or (bootstraps and state.pc):
@@ -206,7 +215,7 @@ class Model:
             state = self.round(state, LONG if r % 2 else 0)
             if state.pc == frozenset(on):
                 return True
-        return "a person must" in json.dumps(gr.simulate(self.config, self.describe(state, LONG)))
+        return "a person must" in json.dumps(self.simulate(state, LONG))
 
     def check_liveness(self, state):
         everyone = frozenset(range(len(self.names)))
