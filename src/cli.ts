@@ -386,9 +386,14 @@ const wantsJson = (args: string[]): boolean => {
   return (end < 0 ? args : args.slice(0, end)).some((a) => a === '--json' || a === '--json=true');
 };
 
-// Ctrl-C or SIGTERM during a write: said once its half-written output is gone, before the signal ends the process.
-onStopped((signal) =>
-  process.stderr.write(`build-images: stopped by ${signal}; what was being written was removed, and the previous output is as it was\n`),
+// Ctrl-C or SIGTERM during a write: said once its half-written output is gone (or, when the signal came as the
+// new output was being moved in, once that move is done), before the signal ends the process.
+onStopped((signal, finished) =>
+  process.stderr.write(
+    finished
+      ? `build-images: stopped by ${signal} as the new output was being moved into place: that finished, and the new output is whole\n`
+      : `build-images: stopped by ${signal}; what was being written was removed, and the previous output is as it was\n`,
+  ),
 );
 
 main(hideBin(process.argv)).catch((error: unknown) => {

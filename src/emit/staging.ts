@@ -68,10 +68,12 @@ export async function writeAtomically<T>(target: string, write: (staging: string
   // directory goes. Once the new output is being moved in, that finishes and the previous output goes. A
   // SIGKILL still leaves them to the next run.
   let settled: Promise<unknown> = Promise.resolve();
+  let movedIn = false;
   const release = whenStopped(async () => {
     await settled.catch(() => undefined);
     rmSync(staging, GONE);
     rmSync(old, GONE);
+    return movedIn ? 'finished' : undefined;
   });
   try {
     await mkdir(staging, { mode: 0o755 });
@@ -93,6 +95,7 @@ export async function writeAtomically<T>(target: string, write: (staging: string
       if (replacing) await rename(target, old);
       try {
         await rename(staging, target);
+        movedIn = true;
       } catch (error) {
         if (replacing) await rename(old, target);
         await rollback.run();

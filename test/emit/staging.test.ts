@@ -194,3 +194,31 @@ await writeAtomically(target, async (staging, rollback) => {
       assert.is(await readFile(path.join(target, 'rootfs/n1/hostname'), 'utf8'), 'n1\n');
       assert.equal(await readdir(tmp).then((names) => names.filter((n) => n.startsWith('.opz3'))), []);
     });
+
+test('a signal once the writer is done, as the new output is moved in: the move finishes, the stop says so, and the new output is whole', async () => {
+  const target = path.join(tmp, 'opz3');
+  await mkdir(path.join(target, 'rootfs/n1'), { recursive: true });
+  await writeFile(path.join(target, 'rootfs/n1/hostname'), 'old\n');
+  // The writer's last act sends the signal to its own process: node runs the handler no sooner than the
+  // first wait for I/O after the writer returned, which is the first rename of the move.
+  const script = path.join(tmp, 'writer.mts');
+  await writeFile(
+    script,
+    `import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { writeAtomically } from ${JSON.stringify(path.resolve('src/emit/staging.ts'))};
+import { onStopped } from ${JSON.stringify(path.resolve('src/stop.ts'))};
+onStopped((signal, finished) => console.log(\`stopped by \${signal}, finished: \${finished}\`));
+await writeAtomically(process.argv[2]!, async (staging) => {
+  await mkdir(path.join(staging, 'rootfs/n1'), { recursive: true });
+  await writeFile(path.join(staging, 'rootfs/n1/hostname'), 'new\\n');
+  process.kill(process.pid, 'SIGINT');
+});
+`,
+  );
+  const result = await execa(process.execPath, ['--import', 'tsx', script, target], { reject: false, timeout: 30_000 });
+  assert.is(result.signal, 'SIGINT', result.stderr);
+  assert.is(result.stdout, 'stopped by SIGINT, finished: true');
+  assert.is(await readFile(path.join(target, 'rootfs/n1/hostname'), 'utf8'), 'new\n');
+  assert.equal(await readdir(tmp).then((names) => names.filter((n) => n.startsWith('.opz3'))), []);
+});
