@@ -115,17 +115,23 @@ function parseFailure(error: unknown): { line: number; column: number; message: 
   };
 }
 
+// Parsed and compiled once per source in a process: a process that builds again (the lab, a deploy that
+// builds, the tests) loads the same overlays each time.
+const parsed = new Map<string, { ast: hbs.AST.Program; compiled: Handlebars.TemplateDelegate }>();
+
 export function compileTemplate(name: string, source: string, id: string = name): Template {
-  let compiled: Handlebars.TemplateDelegate;
-  let ast: hbs.AST.Program;
-  try {
-    // Parse now, so a broken template fails when overlays load, not halfway through a build.
-    ast = handlebars.parse(source);
-    compiled = handlebars.compile(source, { strict: true, noEscape: true });
-  } catch (error) {
-    const { line, column, message } = parseFailure(error);
-    throw new TemplateError(`${name}:${line}:${column}`, `is not a valid Handlebars template: ${message}`, { cause: error });
+  let known = parsed.get(source);
+  if (!known) {
+    try {
+      // Parse now, so a broken template fails when overlays load, not halfway through a build.
+      known = { ast: handlebars.parse(source), compiled: handlebars.compile(source, { strict: true, noEscape: true }) };
+    } catch (error) {
+      const { line, column, message } = parseFailure(error);
+      throw new TemplateError(`${name}:${line}:${column}`, `is not a valid Handlebars template: ${message}`, { cause: error });
+    }
+    parsed.set(source, known);
   }
+  const { ast, compiled } = known;
   return {
     name,
     id,
