@@ -150,6 +150,33 @@ test('writeTree refuses paths that leave the root, and never writes through an e
   assert.is(await readFile(outside, 'utf8'), 'keep');
 });
 
+/** The previous output the writers below replace: opz3/rootfs/n1/hostname, holding `hostname`. */
+async function previousOutput(hostname: string): Promise<string> {
+  const target = path.join(tmp, 'opz3');
+  await mkdir(path.join(target, 'rootfs/n1'), { recursive: true });
+  await writeFile(path.join(target, 'rootfs/n1/hostname'), hostname);
+  return target;
+}
+
+/** A writer program for a child process (its target is argv[2]): `body` after the imports it may use. */
+async function writerScript(body: string): Promise<string> {
+  const script = path.join(tmp, 'writer.mts');
+  await writeFile(
+    script,
+    `import { mkdir, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { writeAtomically } from ${JSON.stringify(path.resolve('src/emit/staging.ts'))};
+import { onStopped, throwIfStopped } from ${JSON.stringify(path.resolve('src/stop.ts'))};
+const target = process.argv[2]!;
+${body}
+`,
+  );
+  return script;
+}
+
+/** What a write left hidden beside the target: staging or old output. */
+const hiddenLeft = async (): Promise<string[]> => (await readdir(tmp)).filter((n) => n.startsWith('.opz3'));
+
 // What the writer does when the signal comes: it is in a step that takes a second, or it goes on writing
 // into its staging directory until its next step sees the stop (as netroot's writers do, src/stop.ts).
 const GOES_ON = {
@@ -160,19 +187,9 @@ const GOES_ON = {
 for (const signal of ['SIGTERM', 'SIGINT'] as const)
   for (const [then, code] of Object.entries(GOES_ON))
     test(`${signal} while writing (the writer ${then}) puts back what was taken from the previous output, leaves no staging, and the signal ends the process`, async () => {
-      const target = path.join(tmp, 'opz3');
-      await mkdir(path.join(target, 'rootfs/n1'), { recursive: true });
-      await writeFile(path.join(target, 'rootfs/n1/hostname'), 'n1\n');
+      const target = await previousOutput('n1\n');
       // A writer that moves the previous tree into its staging directory (as a rebuild does), then waits or goes on.
-      const script = path.join(tmp, 'writer.mts');
-      await writeFile(
-        script,
-        `import { rename, mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { writeAtomically } from ${JSON.stringify(path.resolve('src/emit/staging.ts'))};
-import { throwIfStopped } from ${JSON.stringify(path.resolve('src/stop.ts'))};
-const target = process.argv[2]!;
-await writeAtomically(target, async (staging, rollback) => {
+      const script = await writerScript(`await writeAtomically(target, async (staging, rollback) => {
   const from = path.join(target, 'rootfs/n1');
   const to = path.join(staging, 'rootfs/n1');
   await mkdir(path.dirname(to), { recursive: true });
@@ -180,9 +197,7 @@ await writeAtomically(target, async (staging, rollback) => {
   rollback.add(() => rename(to, from));
   console.log('moved');
   ${code}
-});
-`,
-      );
+});`);
       const child = execa(process.execPath, ['--import', 'tsx', script, target], { reject: false, timeout: 30_000 });
       await new Promise<void>((resolve, reject) => {
         child.stdout!.on('data', (d: Buffer) => d.toString().includes('moved') && resolve());
@@ -192,33 +207,22 @@ await writeAtomically(target, async (staging, rollback) => {
       const result = await child;
       assert.is(result.signal, signal, result.stderr);
       assert.is(await readFile(path.join(target, 'rootfs/n1/hostname'), 'utf8'), 'n1\n');
-      assert.equal(await readdir(tmp).then((names) => names.filter((n) => n.startsWith('.opz3'))), []);
+      assert.equal(await hiddenLeft(), []);
     });
 
 test('a signal once the writer is done, as the new output is moved in: the move finishes, the stop says so, and the new output is whole', async () => {
-  const target = path.join(tmp, 'opz3');
-  await mkdir(path.join(target, 'rootfs/n1'), { recursive: true });
-  await writeFile(path.join(target, 'rootfs/n1/hostname'), 'old\n');
+  const target = await previousOutput('old\n');
   // The writer's last act sends the signal to its own process: node runs the handler no sooner than the
   // first wait for I/O after the writer returned, which is the first rename of the move.
-  const script = path.join(tmp, 'writer.mts');
-  await writeFile(
-    script,
-    `import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
-import { writeAtomically } from ${JSON.stringify(path.resolve('src/emit/staging.ts'))};
-import { onStopped } from ${JSON.stringify(path.resolve('src/stop.ts'))};
-onStopped((signal, finished) => console.log(\`stopped by \${signal}, finished: \${finished}\`));
-await writeAtomically(process.argv[2]!, async (staging) => {
+  const script = await writerScript(`onStopped((signal, finished) => console.log(\`stopped by \${signal}, finished: \${finished}\`));
+await writeAtomically(target, async (staging) => {
   await mkdir(path.join(staging, 'rootfs/n1'), { recursive: true });
   await writeFile(path.join(staging, 'rootfs/n1/hostname'), 'new\\n');
   process.kill(process.pid, 'SIGINT');
-});
-`,
-  );
+});`);
   const result = await execa(process.execPath, ['--import', 'tsx', script, target], { reject: false, timeout: 30_000 });
   assert.is(result.signal, 'SIGINT', result.stderr);
   assert.is(result.stdout, 'stopped by SIGINT, finished: true');
   assert.is(await readFile(path.join(target, 'rootfs/n1/hostname'), 'utf8'), 'new\n');
-  assert.equal(await readdir(tmp).then((names) => names.filter((n) => n.startsWith('.opz3'))), []);
+  assert.equal(await hiddenLeft(), []);
 });
