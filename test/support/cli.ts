@@ -5,9 +5,7 @@
  * fast tier starts the CLI some seventy times. A test file run by itself goes through tsx.
  */
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+import { REPO } from '../profile/helpers.js';
 
 export const CLI_ARGS: readonly string[] = process.env.NETROOT_TEST_CLI
   ? [process.env.NETROOT_TEST_CLI]
